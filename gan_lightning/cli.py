@@ -1,0 +1,278 @@
+"""The `scripts/train.py` command line: flags and presets -> DataModule, GAN, Trainer."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.losses import LOSSES
+from gan_lightning.models import MODELS
+from gan_lightning.module import NOISES
+from gan_lightning.registry import Registry
+
+# Defaults for every flag a preset may set; a flag left at None on the command line takes the preset's value,
+# then this one. Image size and channels default per dataset (see `_resolve`).
+DEFAULTS: dict[str, Any] = {
+    "dataset": "mnist",
+    "model": "mlp",
+    "loss": "bce",
+    "latent_dim": 96,
+    "noise": "uniform",
+    "image_size": None,
+    "channels": None,
+    "ngf": 64,
+    "ndf": 64,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "beta1": 0.5,
+    "beta2": 0.999,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cs231n_gan": {"model": "mlp", "loss": "bce", "noise": "uniform", "latent_dim": 96, "lr": 1e-3,
+                   "beta1": 0.5, "beta2": 0.999, "batch_size": 128},
+    "cs231n_lsgan": {"model": "mlp", "loss": "lsgan", "noise": "uniform", "latent_dim": 96, "lr": 1e-3,
+                     "beta1": 0.5, "beta2": 0.999, "batch_size": 128},
+    "cs231n_dcgan": {"model": "dcgan_mnist", "loss": "bce", "noise": "uniform", "latent_dim": 96, "lr": 1e-3,
+                     "beta1": 0.5, "beta2": 0.999, "batch_size": 128},
+    "dcgan_celeba": {"dataset": "celeba", "model": "dcgan", "loss": "bce", "image_size": 64, "latent_dim": 100,
+                     "ngf": 64, "ndf": 64, "noise": "normal", "lr": 2e-4, "beta1": 0.5, "beta2": 0.999,
+                     "batch_size": 128},
+}  # fmt: skip
+
+DATASETS: Registry[Any] = Registry("dataset")
+
+
+@DATASETS.register("mnist")
+def _mnist(cfg: argparse.Namespace, batch_size: int) -> Any:
+    from gan_lightning.data import MNISTDataModule
+
+    return MNISTDataModule(
+        cfg.data_dir, batch_size=batch_size, num_workers=cfg.num_workers or 0, seed=cfg.seed,
+        image_size=cfg.image_size, download=cfg.download,
+    )  # fmt: skip
+
+
+def _preset_help() -> str:
+    lines = ["presets (explicit flags override them):"]
+    for name, values in PRESETS.items():
+        lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The train command's argument parser."""
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a GAN with PyTorch Lightning; watch it with `tensorboard --logdir lightning_logs`.",
+        epilog=_preset_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d = DEFAULTS
+    p.add_argument("--preset", choices=sorted(PRESETS), help="set every flag of a source configuration at once")
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS.names(), help=f"dataset (default {d['dataset']})")
+    g.add_argument("--data-dir", help="dataset root (default $GAN_DATA_DIR or ./data); MNIST lives in DIR/MNIST/raw")
+    g.add_argument(
+        "--download",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="download missing data (default: yes for MNIST, no for CelebA)",
+    )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        help="image side in pixels (default: 28 for MNIST, 32 for MNIST with dcgan, 64 otherwise)",
+    )
+    g.add_argument("--channels", type=int, choices=(1, 3), help="image channels (default: 1 for MNIST, else 3)")
+    g.add_argument("--skip-bad-images", action="store_true", help="skip unreadable image files instead of failing")
+    g.add_argument("--num-workers", type=int, help="DataLoader worker processes (default: per dataset)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=MODELS.names(), help=f"architecture (default {d['model']})")
+    g.add_argument("--loss", choices=LOSSES.names(), help=f"adversarial loss (default {d['loss']})")
+    g.add_argument(
+        "--latent-dim",
+        "--nz",
+        dest="latent_dim",
+        type=int,
+        help=f"noise dimension (default {d['latent_dim']})",
+    )
+    g.add_argument("--noise", choices=NOISES.names(), help=f"noise prior (default {d['noise']})")
+    g.add_argument("--ngf", type=int, help=f"dcgan generator width (default {d['ngf']})")
+    g.add_argument("--ndf", type=int, help=f"dcgan discriminator width (default {d['ndf']})")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--batch-size", type=int, help=f"images per D step, per device (default {d['batch_size']})")
+    g.add_argument("--lr", type=float, help=f"Adam learning rate for G and D (default {d['lr']})")
+    g.add_argument("--beta1", type=float, help=f"Adam beta1 (default {d['beta1']})")
+    g.add_argument("--beta2", type=float, help=f"Adam beta2 (default {d['beta2']})")
+    g.add_argument(
+        "--d-steps",
+        type=int,
+        help="D updates per G update, k in the GAN paper (default: the loss's, 1; 5 for wgan-gp)",
+    )
+    g.add_argument("--gp-weight", type=float, default=10.0, help="wgan-gp gradient penalty weight (default 10)")
+    g.add_argument(
+        "--max-steps",
+        type=int,
+        help="training length in generator updates, i.e. iterations (not "
+        "Lightning's optimizer steps, which are d_steps+1 per iteration); default 5000 unless "
+        "--max-epochs is given",
+    )
+    g.add_argument("--max-epochs", type=int, help="training length in epochs")
+    g.add_argument("--seed", type=int, default=0, help="global seed for weights, data order and noise (default 0)")
+    g = p.add_argument_group("hardware")
+    g.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default auto)")
+    g.add_argument("--devices", default="auto", help="number of devices, a list like 0,1, or auto (default auto)")
+    g.add_argument("--precision", default="32-true", help="32-true, 16-mixed or bf16-mixed (default 32-true)")
+    g = p.add_argument_group("logging and checkpoints")
+    g.add_argument("--log-dir", default="lightning_logs", help="TensorBoard root (default lightning_logs)")
+    g.add_argument("--name", default=None, help="run name: logs go to LOG_DIR/NAME/version_N (default: the model)")
+    g.add_argument("--sample-every", type=int, default=500, help="log a sample grid every N iterations (default 500)")
+    g.add_argument("--log-every", type=int, default=50, help="log scalars every N iterations (default 50)")
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1000,
+        help="write checkpoints/last.ckpt every N iterations and at the end (default 1000)",
+    )
+    g.add_argument("--ckpt-path", help="resume from a checkpoint file, or `last` for the newest run of --name")
+    g.add_argument("--fast-dev-run", action="store_true", help="run one batch through everything, write nothing")
+    return p
+
+
+def _check_positive(cfg: argparse.Namespace, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+
+
+def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
+    """Fill flags left unset from the preset, then the defaults; validate everything before any work."""
+    preset = PRESETS.get(cfg.preset, {}) if cfg.preset else {}
+    for key, default in DEFAULTS.items():
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, preset.get(key, default))
+    if cfg.image_size is None:
+        cfg.image_size = (32 if cfg.model == "dcgan" else 28) if cfg.dataset == "mnist" else 64
+    if cfg.channels is None:
+        cfg.channels = 1 if cfg.dataset == "mnist" else 3
+    if cfg.dataset == "mnist" and cfg.channels != 1:
+        raise ConfigError("MNIST images have 1 channel; drop --channels or pass --channels 1")
+    if cfg.download is None:
+        cfg.download = cfg.dataset == "mnist"
+    if cfg.max_steps is None and cfg.max_epochs is None:
+        cfg.max_steps = 5000
+    _check_positive(cfg, "latent_dim", "image_size", "ngf", "ndf", "batch_size", "lr", "d_steps", "max_steps",
+                    "max_epochs", "sample_every", "log_every", "checkpoint_every")  # fmt: skip
+    if cfg.num_workers is not None and cfg.num_workers < 0:
+        raise ConfigError(f"--num-workers must be >= 0, got {cfg.num_workers}")
+    if cfg.gp_weight < 0:
+        raise ConfigError(f"--gp-weight must be >= 0, got {cfg.gp_weight}")
+    cfg.name = cfg.name or cfg.model
+    return cfg
+
+
+def _latest_version_dir(log_dir: str, name: str) -> Path | None:
+    """The newest `LOG_DIR/NAME/version_N` holding `checkpoints/last.ckpt`."""
+    root = Path(log_dir) / name
+    versions = [p for p in root.glob("version_*") if p.name[8:].isdigit() and (p / "checkpoints/last.ckpt").is_file()]
+    return max(versions, key=lambda p: int(p.name[8:]), default=None)
+
+
+def _resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:
+    """(checkpoint path, logger version to continue) for `--ckpt-path`, failing early when it does not exist."""
+    if not cfg.ckpt_path:
+        return None, None
+    if cfg.ckpt_path == "last":
+        version_dir = _latest_version_dir(cfg.log_dir, cfg.name)
+        if version_dir is None:
+            raise ConfigError(f"--ckpt-path last: no {cfg.log_dir}/{cfg.name}/version_*/checkpoints/last.ckpt; "
+                              "check --log-dir and --name")  # fmt: skip
+        return str(version_dir / "checkpoints/last.ckpt"), int(version_dir.name[8:])
+    path = Path(cfg.ckpt_path)
+    if not path.is_file():
+        raise ConfigError(f"--ckpt-path {path}: no such checkpoint file")
+    # Continue logging in the run the checkpoint came from when it lives in the standard layout.
+    version_dir = path.parent.parent
+    same_run = path.parent.name == "checkpoints" and version_dir.parent == Path(cfg.log_dir) / cfg.name
+    return str(path), int(version_dir.name[8:]) if same_run and version_dir.name[8:].isdigit() else None
+
+
+def _parse_devices(devices: str) -> int | str | list[int]:
+    if devices == "auto":
+        return devices
+    if "," in devices:
+        return [int(x) for x in devices.split(",") if x]
+    try:
+        value = int(devices)
+    except ValueError:
+        raise ConfigError(f"--devices must be auto, a count or a list like 0,1; got {devices!r}") from None
+    if value == 0 or value < -1:
+        raise ConfigError(f"--devices must be positive (or -1 for all), got {value}")
+    return value
+
+
+def run(cfg: argparse.Namespace) -> dict[str, str]:
+    """Train as configured; returns the log directory and the last checkpoint path."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from gan_lightning.callbacks import SampleGrid
+    from gan_lightning.module import GAN
+
+    devices = _parse_devices(cfg.devices)
+    ckpt_path, version = _resume_target(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = GAN(
+        cfg.model, loss=cfg.loss, latent_dim=cfg.latent_dim, noise=cfg.noise, channels=cfg.channels,
+        image_size=cfg.image_size, ngf=cfg.ngf, ndf=cfg.ndf, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2,
+        d_steps=cfg.d_steps, gp_weight=cfg.gp_weight, seed=cfg.seed,
+    )  # fmt: skip
+    # One iteration consumes d_steps real minibatches, one per D update.
+    datamodule = DATASETS.get(cfg.dataset)(cfg, cfg.batch_size * model.d_steps)
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        datamodule.prepare_data()  # fail on missing data here, before any directory is created
+    logger = TensorBoardLogger(cfg.log_dir, name=cfg.name, version=version, default_hp_metric=False)
+    checkpoint = ModelCheckpoint(
+        save_last=True, save_top_k=0, every_n_train_steps=model.optimizer_steps(cfg.checkpoint_every)
+    )
+    trainer = pl.Trainer(
+        accelerator=cfg.accelerator,
+        devices=devices,
+        precision=cfg.precision,
+        max_steps=model.optimizer_steps(cfg.max_steps) if cfg.max_steps else -1,
+        max_epochs=cfg.max_epochs,
+        logger=logger,
+        callbacks=[SampleGrid(every_n_steps=cfg.sample_every), checkpoint, TQDMProgressBar(refresh_rate=50)],
+        log_every_n_steps=cfg.log_every,
+        fast_dev_run=cfg.fast_dev_run,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    paths = {
+        "log_dir": str(logger.log_dir),
+        "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt"),
+    }
+    if trainer.is_global_zero and not cfg.fast_dev_run:
+        print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `scripts/train.py`: exit status 0 on success, 2 on bad input or data."""
+    parser = build_parser()
+    cfg = parser.parse_args(argv)
+    try:
+        run(_resolve(cfg))
+    except (ConfigError, DataError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

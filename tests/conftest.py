@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny fake MNIST files, the real MNIST when present, CPU-only trainers."""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_MNIST_ROOT = Path(os.environ.get("GAN_TEST_MNIST", REPO.parent / "shared" / "data"))
+
+# Lightning's own internals warn about things our tests exercise on purpose.
+warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write an uint8 array in the IDX format MNIST ships in."""
+    magic = 0x0800 | array.ndim
+    with open(path, "wb") as f:
+        f.write(struct.pack(">I", magic))
+        f.write(struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+def make_fake_mnist(root: Path, n_train: int = 600, n_test: int = 100, seed: int = 0) -> Path:
+    """A tiny MNIST-layout dataset under root/MNIST/raw: class c is a bright horizontal bar at row 2c+4."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 * c + 4 : 2 * c + 6, 4:24] = 255
+        write_idx(raw / f"{split}-images-idx3-ubyte", images)
+        write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fake_mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Root of a 600-image fake MNIST (root/MNIST/raw/*-ubyte)."""
+    return make_fake_mnist(tmp_path_factory.mktemp("fake_mnist"))
+
+
+@pytest.fixture(scope="session")
+def real_mnist_dir() -> Path:
+    """Root of the real MNIST; skips the test when it is not on this machine."""
+    if not (REAL_MNIST_ROOT / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+        pytest.skip(f"real MNIST not found under {REAL_MNIST_ROOT}/MNIST/raw (set GAN_TEST_MNIST)")
+    return REAL_MNIST_ROOT
+
+
+def cpu_trainer(tmp_path: Path, **kwargs):
+    """A quiet single-process CPU Trainer for tests."""
+    import lightning.pytorch as pl
+
+    defaults = dict(
+        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=tmp_path,
+    )  # fmt: skip
+    defaults.update(kwargs)
+    return pl.Trainer(**defaults)

@@ -1,0 +1,176 @@
+"""The GAN LightningModule: phase isolation, step accounting, sampling, custom networks, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import cpu_trainer
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from gan_lightning import GAN
+from gan_lightning.errors import ConfigError
+
+
+def image_loader(n: int = 64, batch_size: int = 8, size: int = 28, channels: int = 1) -> DataLoader:
+    images = torch.rand(n, channels, size, size) * 2 - 1
+    return DataLoader(TensorDataset(images, torch.zeros(n, dtype=torch.long)), batch_size=batch_size, drop_last=True)
+
+
+def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.named_parameters()}
+
+
+def changed(before: dict[str, torch.Tensor], module: nn.Module) -> set[str]:
+    return {k for k, v in module.named_parameters() if not torch.equal(before[k], v)}
+
+
+class PhaseProbe(GAN):
+    """Runs the real phases and records which parameters each one changed."""
+
+    def training_step(self, batch, batch_idx):
+        real = batch[0]
+        opt_g, opt_d = self.optimizers()
+        g0, d0 = snapshot(self.generator), snapshot(self.discriminator)
+        self.discriminator_step(real, opt_d)
+        self.record["d_step"] = (changed(g0, self.generator), changed(d0, self.discriminator))
+        g1, d1 = snapshot(self.generator), snapshot(self.discriminator)
+        self.generator_step(real.shape[0], opt_g)
+        self.record["g_step"] = (changed(g1, self.generator), changed(d1, self.discriminator))
+        # toggle_optimizer must leave every parameter trainable again afterwards
+        self.record["requires_grad"] = all(p.requires_grad for p in self.parameters())
+
+
+@pytest.mark.parametrize(
+    "model,size,extra", [("mlp", 28, {}), ("dcgan_mnist", 28, {}), ("dcgan", 32, {"ngf": 8, "ndf": 8})]
+)
+def test_d_step_touches_only_d_and_g_step_only_g(tmp_path, model, size, extra):
+    from gan_lightning.models import MODELS
+
+    if model not in MODELS:
+        pytest.skip(f"{model} not registered")
+    gan = PhaseProbe(model, image_size=size, latent_dim=16, **extra)
+    gan.record = {}
+    cpu_trainer(tmp_path, max_steps=2).fit(gan, image_loader(size=size))
+    g_changed, d_changed = gan.record["d_step"]
+    assert g_changed == set(), "the D step must not update G"
+    assert d_changed == {k for k, _ in gan.discriminator.named_parameters()}
+    g_changed, d_changed = gan.record["g_step"]
+    assert d_changed == set(), "the G step must not update D"
+    assert g_changed == {k for k, _ in gan.generator.named_parameters()}
+    assert gan.record["requires_grad"]
+
+
+@pytest.mark.parametrize("d_steps", [1, 3])
+def test_d_steps_and_max_steps_count_generator_updates(tmp_path, d_steps):
+    gan = GAN("mlp", latent_dim=8, d_steps=d_steps)
+    iterations = 5
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(iterations))
+    trainer.fit(gan, image_loader(n=8 * d_steps * 10, batch_size=8 * d_steps))
+    opt_g, opt_d = (o.optimizer if hasattr(o, "optimizer") else o for o in trainer.optimizers)
+    g_updates = {int(s["step"]) for s in opt_g.state.values()}
+    d_updates = {int(s["step"]) for s in opt_d.state.values()}
+    assert g_updates == {iterations}
+    assert d_updates == {iterations * d_steps}
+    assert trainer.global_step == iterations * (d_steps + 1)  # Lightning counts optimizer steps
+    assert gan.iteration == iterations
+
+
+def test_each_d_step_sees_its_own_real_chunk(tmp_path):
+    seen: list[torch.Tensor] = []
+
+    class Spy(GAN):
+        def discriminator_step(self, real, optimizer):
+            seen.append(real.clone())
+            return super().discriminator_step(real, optimizer)
+
+    gan = Spy("mlp", latent_dim=8, d_steps=2)
+    cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(1)).fit(gan, image_loader(n=16, batch_size=16))
+    assert len(seen) == 2 and seen[0].shape[0] == 8 and not torch.equal(seen[0], seen[1])
+
+
+def test_sample_eval_mode_range_and_restores_train_mode():
+    gan = GAN("mlp", latent_dim=16)
+    gan.train()
+    out = gan.sample(5)
+    assert out.shape == (5, 1, 28, 28) and not out.requires_grad
+    assert out.min() >= -1 and out.max() <= 1
+    assert gan.generator.training
+    calls = []
+    gan.generator.register_forward_pre_hook(lambda m, _: calls.append(m.training))
+    gan.sample(3)
+    assert calls == [False]
+    z = gan.sample_noise(4)
+    assert z.shape == (4, 16) and z.min() >= -1 and z.max() <= 1  # uniform in (-1, 1)
+    torch.testing.assert_close(gan.sample(z=z), gan.sample(z=z))
+    assert gan(z).shape == (4, 1, 28, 28)
+
+
+def test_normal_noise_prior():
+    gan = GAN("mlp", latent_dim=64, noise="normal")
+    z = gan.sample_noise(2000)
+    assert abs(z.mean().item()) < 0.02 and abs(z.std().item() - 1) < 0.02
+    assert z.abs().max() > 1  # not the uniform prior
+
+
+class TinyG(nn.Module):
+    def __init__(self, latent_dim: int = 4):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(latent_dim, 32), nn.ReLU(), nn.Linear(32, 2))
+
+    def forward(self, z):
+        return self.net(z)
+
+
+class TinyD(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(2, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1))
+
+    def forward(self, x):
+        return self.net(x)  # (B, 1): the module accepts (B,) or (B, 1)
+
+
+def test_custom_generator_and_discriminator(tmp_path):
+    g, d = TinyG(), TinyD()
+    gan = GAN(generator=g, discriminator=d, latent_dim=4)
+    assert gan.generator is g and gan.discriminator is d
+    assert "generator" not in gan.hparams
+    data = DataLoader(TensorDataset(torch.randn(64, 2)), batch_size=16)
+    before = snapshot(g)
+    cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(3)).fit(gan, data)
+    assert changed(before, g) == {k for k, _ in g.named_parameters()}
+    assert gan.sample(7).shape == (7, 2)
+
+
+def test_bad_arguments_fail_clearly():
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        GAN("nope")
+    with pytest.raises(ValueError, match="unknown loss"):
+        GAN(loss="wasserstein")
+    with pytest.raises(ValueError, match="unknown noise"):
+        GAN(noise="cauchy")
+    with pytest.raises(ConfigError, match="d_steps must be positive"):
+        GAN(d_steps=0)
+    with pytest.raises(ConfigError, match="both"):
+        GAN(generator=TinyG())
+    with pytest.raises(ConfigError, match="lr must be positive"):
+        GAN(lr=-1.0)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    gan = GAN("mlp", latent_dim=12, lr=2e-4)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2))
+    trainer.fit(gan, image_loader())
+    path = tmp_path / "gan.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = GAN.load_from_checkpoint(path)  # no other argument needed
+    assert loaded.hparams.latent_dim == 12 and loaded.hparams.lr == 2e-4
+    for (k, a), (_, b) in zip(gan.state_dict().items(), loaded.state_dict().items(), strict=True):
+        torch.testing.assert_close(a, b, msg=k)
+    z = gan.sample_noise(6)
+    torch.testing.assert_close(loaded.sample(z=z), gan.sample(z=z))
+    out = loaded.sample(10)
+    assert out.shape == (10, 1, 28, 28) and out.min() >= -1 and out.max() <= 1
+    ckpt = torch.load(path, weights_only=True)
+    assert "gan_noise_rng" in ckpt
