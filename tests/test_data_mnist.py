@@ -136,5 +136,5 @@ def test_loader_epochs_reshuffle():
 
 
 def test_too_small_dataset_is_clear():
-    with pytest.raises(ValueError, match="fewer than one batch"):
+    with pytest.raises(DataError, match="fewer than one batch"):
         make_train_loader(TensorDataset(torch.arange(5)), batch_size=8)

@@ -1,0 +1,20 @@
+"""LightningDataModules yielding (images in [-1, 1], labels) batches."""
+
+from gan_lightning.data.base import GANDataModule, TensorImageDataset, default_data_dir
+from gan_lightning.data.celeba import CelebADataModule
+from gan_lightning.data.folder import ImageFolderDataModule
+from gan_lightning.data.images import ImageFileDataset
+from gan_lightning.data.loading import ResumableDataLoader, ResumableSampler
+from gan_lightning.data.mnist import MNISTDataModule
+
+__all__ = [
+    "CelebADataModule",
+    "GANDataModule",
+    "ImageFileDataset",
+    "ImageFolderDataModule",
+    "MNISTDataModule",
+    "ResumableDataLoader",
+    "ResumableSampler",
+    "TensorImageDataset",
+    "default_data_dir",
+]

@@ -1,0 +1,123 @@
+"""What every GAN DataModule shares: [-1, 1] images, a resumable rank-aware training loader, a val loader."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from gan_lightning.data.loading import make_train_loader
+from gan_lightning.errors import ConfigError
+
+
+def default_data_dir() -> str:
+    """`$GAN_DATA_DIR` when set, else `./data`."""
+    return os.environ.get("GAN_DATA_DIR", "./data")
+
+
+def to_signed(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float images in [-1, 1], the range of the generator's Tanh."""
+    return images.to(torch.float32, copy=True).div_(127.5).sub_(1.0)
+
+
+def identity_collate(batch: Any) -> Any:
+    """Collate for datasets whose `__getitems__` already returns a whole batch."""
+    return batch
+
+
+class TensorImageDataset(Dataset):
+    """uint8 images held in memory as one (N, C, H, W) tensor, served as [-1, 1] floats with their labels.
+
+    `__getitems__` gathers a whole batch with one indexing op instead of stacking B single images, which
+    is most of the loading cost for small images such as MNIST.
+    """
+
+    collate_fn = staticmethod(identity_collate)
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"expected uint8 images of shape (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return to_signed(self.images[index]), self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(indices)
+        return to_signed(self.images[idx]), self.labels[idx]
+
+
+class GANDataModule(LightningDataModule):
+    """Base class: subclasses build `self.train_set` / `self.val_set` in `setup` and set the image geometry.
+
+    Training batches are `(images, labels)` with images (B, C, H, W) in [-1, 1]; datasets without labels
+    give zeros. Under DDP each rank reads its own shard of every epoch's permutation.
+    """
+
+    channels: int
+    image_size: int
+    num_classes: int | None = None
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        if num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+        self.data_dir = data_dir if data_dir is not None else default_data_dir()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.seed = seed
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def _pin(self) -> bool:
+        if self.pin_memory is not None:
+            return self.pin_memory
+        trainer = self.trainer
+        return trainer is not None and trainer.accelerator.__class__.__name__ == "CUDAAccelerator"
+
+    def _loader_kwargs(self, dataset: Dataset) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"num_workers": self.num_workers, "pin_memory": self._pin()}
+        collate = getattr(dataset, "collate_fn", None)
+        if collate is not None:
+            kwargs["collate_fn"] = collate
+        return kwargs
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, rank-sharded, resumable loader of [-1, 1] images."""
+        if self.train_set is None:
+            self.setup("fit")
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return make_train_loader(
+            self.train_set,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+            **self._loader_kwargs(self.train_set),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation images in a fixed order (used by the sample-quality metrics)."""
+        if self.val_set is None:
+            self.setup("validate")
+        kwargs = self._loader_kwargs(self.val_set)
+        return DataLoader(
+            self.val_set, batch_size=self.batch_size, shuffle=False, persistent_workers=self.num_workers > 0, **kwargs
+        )

@@ -1,0 +1,88 @@
+"""Any directory tree of images as a LightningDataModule, decoded lazily, in [-1, 1], labels all zero."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gan_lightning.data.base import GANDataModule
+from gan_lightning.data.images import (
+    IMAGE_EXTENSIONS,
+    ImageFileDataset,
+    check_image_options,
+    default_num_workers,
+    list_image_files,
+)
+from gan_lightning.data.loading import seeded_split
+from gan_lightning.errors import DataError
+
+# Fixed, not `seed`: changing the training seed must not change which images are held out for the metrics.
+SPLIT_SEED = 12345
+
+
+class ImageFolderDataModule(GANDataModule):
+    """Every image file under `data_dir` (recursively), resized and centre-cropped to `image_size`.
+
+    A fixed random `val_fraction` of the files is held out for validation. Subfolders are not classes:
+    labels are zeros.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 128,
+        num_workers: int | None = None,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+        image_size: int = 64,
+        channels: int = 3,
+        skip_bad_images: bool = False,
+        val_fraction: float = 0.05,
+    ) -> None:
+        workers = default_num_workers() if num_workers is None else num_workers
+        super().__init__(data_dir, batch_size, workers, pin_memory, seed)
+        check_image_options(image_size, channels, val_fraction)
+        self.save_hyperparameters()
+        self.image_size = image_size
+        self.channels = channels
+        self.skip_bad_images = skip_bad_images
+        self.val_fraction = val_fraction
+
+    @property
+    def root(self) -> Path:
+        """The image root: `data_dir` itself."""
+        return Path(self.data_dir)
+
+    def _error(self, reason: str) -> DataError:
+        return DataError(
+            f"no images to train on: {reason}. --dataset folder reads every file ending in "
+            f"{', '.join(IMAGE_EXTENSIONS)} (any case) under the folder given by --data-dir (or "
+            f"GAN_DATA_DIR), searching subfolders too."
+        )
+
+    def prepare_data(self) -> None:
+        """Nothing to download; fail early, on one process, when the folder is missing."""
+        if not self.root.is_dir():
+            raise self._error(f"the folder {self.root} does not exist")
+
+    def setup(self, stage: str | None = None) -> None:
+        """List the images and split them into train and val file datasets (nothing is decoded yet)."""
+        if self.train_set is not None:
+            return
+        if not self.root.is_dir():
+            raise self._error(f"the folder {self.root} does not exist")
+        files = list_image_files(self.root)
+        if not files:
+            raise self._error(f"the folder {self.root} contains no image files")
+        train_idx, val_idx = seeded_split(len(files), self.val_fraction, seed=SPLIT_SEED)
+        kwargs = {
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "skip_bad_images": self.skip_bad_images,
+        }
+        self.train_set = ImageFileDataset([files[i] for i in train_idx], **kwargs)
+        self.val_set = ImageFileDataset([files[i] for i in val_idx], **kwargs)
+
+    @property
+    def num_skipped(self) -> int:
+        """Unreadable images skipped so far in the train and val sets."""
+        return sum(getattr(ds, "num_skipped", 0) for ds in (self.train_set, self.val_set) if ds is not None)

@@ -1,0 +1,134 @@
+"""Images read from files on demand: listing them, decoding them lazily, and surviving the odd bad file."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import transforms
+
+from gan_lightning.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+
+
+def list_image_files(root: str | Path) -> list[Path]:
+    """Image files under `root`, recursively, by extension (any case), sorted by relative path."""
+    root = Path(root)
+    found = []
+    # os.walk, not Path.rglob: one scandir per directory and no stat per file, which matters at 200k files.
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames.sort()
+        for name in filenames:
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+                found.append(Path(dirpath, name))
+    # Sorting the relative POSIX path makes the order, and so the seeded split, independent of the filesystem.
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def default_num_workers() -> int:
+    """Loader workers when none are requested: the usable CPUs, at most 8."""
+    # sched_getaffinity honours container/taskset CPU limits, which os.cpu_count ignores.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(8, cpus)
+
+
+def check_image_options(image_size: int, channels: int, val_fraction: float) -> None:
+    """Raise ConfigError for an image size, channel count or validation fraction that cannot work."""
+    if image_size < 8:
+        raise ConfigError(f"image_size must be at least 8, got {image_size}")
+    if channels not in (1, 3):
+        raise ConfigError(f"channels must be 1 (greyscale) or 3 (RGB), got {channels}")
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
+
+
+def dcgan_transform(image_size: int, channels: int) -> transforms.Compose:
+    """The PyTorch DCGAN tutorial's preprocessing: shorter side to `image_size`, centre crop, to [-1, 1]."""
+    return transforms.Compose(
+        [
+            transforms.Resize(image_size),  # an int resizes the shorter side, upscaling small images too
+            transforms.CenterCrop(image_size),
+            transforms.ToTensor(),
+            transforms.Normalize((0.5,) * channels, (0.5,) * channels),
+        ]
+    )
+
+
+class ImageFileDataset(Dataset):
+    """Image files decoded on each access into (C, S, S) float images in [-1, 1], with long labels.
+
+    Nothing decoded is kept, so memory does not grow with the dataset. A file that cannot be decoded raises
+    `DataError`, or, with `skip_bad_images`, is replaced by the next readable file and recorded; the record is
+    in shared memory, so `num_skipped` also counts files found bad inside DataLoader worker processes.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str | Path],
+        image_size: int = 64,
+        channels: int = 3,
+        skip_bad_images: bool = False,
+        labels: Sequence[int] | torch.Tensor | None = None,
+    ) -> None:
+        check_image_options(image_size, channels, 0.0)
+        # One numpy string array instead of a list of Python strings: workers reading it do not touch
+        # per-item refcounts, so its pages stay shared instead of being copied into every worker.
+        self.files = np.array([os.fspath(f) for f in files], dtype=str)
+        n = len(self.files)
+        self.labels = torch.zeros(n, dtype=torch.long) if labels is None else torch.as_tensor(labels).long()
+        if self.labels.shape != (n,):
+            raise ValueError(f"expected {n} labels, got shape {tuple(self.labels.shape)}")
+        self.image_size, self.channels = image_size, channels
+        self.mode = "L" if channels == 1 else "RGB"
+        self.skip_bad_images = skip_bad_images
+        self.transform = dcgan_transform(image_size, channels)
+        self._bad = torch.zeros(n, dtype=torch.bool).share_memory_()
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def num_skipped(self) -> int:
+        """How many distinct files were found unreadable and skipped so far (in any worker process)."""
+        return int(self._bad.sum())
+
+    @property
+    def skipped_files(self) -> list[str]:
+        """The files found unreadable and skipped so far."""
+        return [str(f) for f in self.files[self._bad.numpy()]]
+
+    def _decode(self, path: str) -> Image.Image:
+        # convert() forces a full decode here, so a truncated file fails now instead of being padded with
+        # grey (PIL only pads when ImageFile.LOAD_TRUNCATED_IMAGES is set, which this package never does).
+        with Image.open(path) as img:
+            return img.convert(self.mode)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = len(self.files)
+        for candidate in ((index + k) % n for k in range(n)):
+            if self._bad[candidate]:
+                continue
+            path = str(self.files[candidate])
+            try:
+                img = self._decode(path)
+            except Exception as err:  # PIL reports bad files as OSError, SyntaxError, ValueError, ...
+                if not self.skip_bad_images:
+                    raise DataError(
+                        f"cannot read image {path} ({type(err).__name__}: {err}); fix or delete it, "
+                        f"or pass --skip-bad-images to skip unreadable images"
+                    ) from err
+                self._bad[candidate] = True
+                log.warning("skipping unreadable image %s (%s: %s)", path, type(err).__name__, err)
+                continue
+            # The label goes with the image actually returned, which is not `index`'s after a skip.
+            return self.transform(img), self.labels[candidate]
+        raise DataError(f"none of the {n} images could be read (first: {self.files[0] if n else 'none'})")

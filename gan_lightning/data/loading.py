@@ -1,0 +1,122 @@
+"""A DataLoader that Lightning can checkpoint mid-epoch, and the rank-aware sampler behind it.
+
+Lightning restores a training loader's position only when the loader itself implements
+`state_dict`/`load_state_dict`; a plain DataLoader restarts its epoch from the first batch on resume, which
+replays data and breaks bit-exact resumption. `ResumableDataLoader` records which epoch it is in and how
+many batches it has handed out, and on restore skips exactly those batches of the same permutation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from gan_lightning.errors import DataError
+
+
+class ResumableSampler(DistributedSampler):
+    """Shuffles with `seed + epoch`, shards across ranks, and can start part-way into an epoch.
+
+    It subclasses DistributedSampler so that Lightning, seeing a distributed sampler already in place, keeps
+    it instead of rebuilding the loader; it is equally correct with a single process (rank 0 of 1).
+    """
+
+    def __init__(
+        self, dataset: Dataset, *, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0
+    ) -> None:
+        # drop_last=True: every rank sees the same number of samples, so DDP ranks never wait on each other.
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
+        self.start = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        start, self.start = self.start, 0  # a skip applies to one pass only
+        return iter(indices[start:])
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a `ResumableSampler` whose position survives a checkpoint.
+
+    `state_dict()` is `{"epoch", "batches"}`: the sampler epoch and the batches yielded in it so far. Lightning
+    loads it before creating the epoch's iterator, which then resumes with the next unseen batch.
+    """
+
+    def __init__(self, dataset: Dataset, *, sampler: ResumableSampler, batch_size: int, **kwargs: Any) -> None:
+        super().__init__(dataset, sampler=sampler, batch_size=batch_size, drop_last=True, **kwargs)
+        self._batches = 0
+        self._skip = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator: nothing runs until the first batch is requested, which is after Lightning has called
+        # `sampler.set_epoch` for the epoch, so the permutation is the right one.
+        skip, self._skip = self._skip, 0
+        self.sampler.start = skip * self.batch_size
+        self._batches = skip
+        for batch in super().__iter__():
+            self._batches += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        """Position in the data stream: the sampler epoch and the batches already yielded in it."""
+        return {"epoch": self.sampler.epoch, "batches": self._batches}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Resume after the batches recorded in `state_dict`."""
+        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches"])
+        if batches >= len(self):  # saved at the very end of an epoch: the next pass starts a new one
+            epoch, batches = epoch + 1, 0
+        self.sampler.set_epoch(epoch)
+        self._skip = batches
+
+
+def make_train_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    num_replicas: int = 1,
+    rank: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    shuffle: bool = True,
+    collate_fn: Callable[[Any], Any] | None = None,
+) -> ResumableDataLoader:
+    """A shuffled, rank-sharded, resumable training loader with sensible worker settings."""
+    per_rank = len(dataset) // num_replicas
+    if per_rank < batch_size:
+        raise DataError(
+            f"the training set has {len(dataset)} images ({per_rank} per process), fewer than one batch of "
+            f"{batch_size}; lower --batch-size or add images"
+        )
+    sampler = ResumableSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+    return ResumableDataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        collate_fn=collate_fn,
+        # Re-forking workers every epoch costs seconds on image folders; keeping them is free.
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+    )
+
+
+def split_lengths(n: int, val_fraction: float) -> tuple[int, int]:
+    """Sizes of the (train, val) split of `n` items; at least one validation item when the fraction is positive."""
+    n_val = min(n - 1, max(1, math.floor(n * val_fraction))) if val_fraction > 0 and n > 1 else 0
+    return n - n_val, n_val
+
+
+def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed random (train, val) index split of `n` items, the same on every rank and every run."""
+    n_train, _ = split_lengths(n, val_fraction)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[:n_train].sort().values, perm[n_train:].sort().values

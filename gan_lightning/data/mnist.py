@@ -1,0 +1,107 @@
+"""MNIST as a LightningDataModule: 28x28 grey digits in [-1, 1], held in memory as uint8."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from gan_lightning.data.base import GANDataModule, TensorImageDataset
+from gan_lightning.data.loading import seeded_split
+from gan_lightning.errors import ConfigError, DataError
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a (N, C, H, W) uint8 stack once, up front, instead of per sample in every epoch."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = []
+    for chunk in images.split(4096):  # bounded peak memory at 128x128
+        resized = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(resized.round_().clamp_(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+class MNISTDataModule(GANDataModule):
+    """torchvision MNIST under `<data_dir>/MNIST/raw`; 60,000 training digits split into train and val.
+
+    `image_size` other than 28 resizes the digits once at setup (the DCGAN generators want 32 or 64).
+    """
+
+    channels = 1
+    num_classes = 10
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        pin_memory: bool | None = None,
+        seed: int = 0,
+        image_size: int = 28,
+        val_size: int = 5000,
+        download: bool = True,
+    ) -> None:
+        super().__init__(data_dir, batch_size, num_workers, pin_memory, seed)
+        if image_size < 8:
+            raise ConfigError(f"image_size must be at least 8, got {image_size}")
+        if not 0 <= val_size < 60000:
+            raise ConfigError(f"val_size must be in [0, 60000), got {val_size}")
+        self.save_hyperparameters()
+        self.image_size = image_size
+        self.val_size = val_size
+        self.download = download
+
+    @property
+    def raw_dir(self) -> Path:
+        """Where torchvision keeps the four IDX files."""
+        return Path(self.data_dir) / "MNIST" / "raw"
+
+    def missing_files(self) -> list[str]:
+        """The IDX files not present (uncompressed) under `raw_dir`."""
+        return [name for name in MNIST_FILES if not (self.raw_dir / name).is_file()]
+
+    def _missing_error(self, reason: str) -> DataError:
+        return DataError(
+            f"MNIST not found in {self.raw_dir} ({reason}); expected the files {', '.join(MNIST_FILES)} there. "
+            f"Pass --data-dir DIR where DIR/MNIST/raw holds them (or set GAN_DATA_DIR)."
+        )
+
+    def prepare_data(self) -> None:
+        """Download MNIST only when its files are missing (runs on one process per node)."""
+        if not self.missing_files():
+            return
+        if not self.download:
+            raise self._missing_error("downloading is disabled")
+        from torchvision.datasets import MNIST
+
+        try:
+            MNIST(self.data_dir, train=True, download=True)
+            MNIST(self.data_dir, train=False, download=True)
+        except Exception as err:  # network errors come in many types; the user needs one message
+            raise self._missing_error(f"download failed: {type(err).__name__}") from err
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the IDX files into uint8 tensors and split off a fixed validation set."""
+        if self.train_set is not None:
+            return
+        if missing := self.missing_files():
+            raise self._missing_error(f"missing {', '.join(missing)}")
+        from torchvision.datasets import MNIST
+
+        mnist = MNIST(self.data_dir, train=True, download=False)
+        images = resize_uint8(mnist.data.unsqueeze(1), self.image_size)  # (60000, 1, S, S) uint8
+        labels = mnist.targets.long()
+        if self.val_size >= len(labels):
+            raise ConfigError(f"val_size={self.val_size} leaves no training images out of {len(labels)}")
+        train_idx, val_idx = seeded_split(len(labels), self.val_size / len(labels), seed=12345)
+        self.train_set = TensorImageDataset(images[train_idx], labels[train_idx])
+        self.val_set = TensorImageDataset(images[val_idx], labels[val_idx])
