@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from gan_lightning.errors import ConfigError, DataError
 from gan_lightning.losses import LOSSES
@@ -58,6 +59,13 @@ def _mnist(cfg: argparse.Namespace, batch_size: int) -> Any:
     )  # fmt: skip
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (the full usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _preset_help() -> str:
     lines = ["presets (explicit flags override them):"]
     for name, values in PRESETS.items():
@@ -67,7 +75,7 @@ def _preset_help() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The train command's argument parser."""
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="train.py",
         description="Train a GAN with PyTorch Lightning; watch it with `tensorboard --logdir lightning_logs`.",
         epilog=_preset_help(),
@@ -227,6 +235,10 @@ def run(cfg: argparse.Namespace) -> dict[str, str]:
     from gan_lightning.callbacks import SampleGrid
     from gan_lightning.module import GAN
 
+    # Expected under manual optimization and a metrics-only val loader: not actionable for the user.
+    warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
+    warnings.filterwarnings("ignore", message=".*no `validation_step`.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     devices = _parse_devices(cfg.devices)
     ckpt_path, version = _resume_target(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

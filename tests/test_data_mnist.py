@@ -14,7 +14,7 @@ from gan_lightning.errors import ConfigError, DataError
 
 
 def test_batches_in_signed_range_with_labels(fake_mnist_dir):
-    dm = MNISTDataModule(fake_mnist_dir, batch_size=32, val_size=100, download=False)
+    dm = MNISTDataModule(fake_mnist_dir, batch_size=32, val_fraction=1 / 6, download=False)
     dm.prepare_data()
     dm.setup("fit")
     assert len(dm.train_set) == 500 and len(dm.val_set) == 100
@@ -30,21 +30,22 @@ def test_batches_in_signed_range_with_labels(fake_mnist_dir):
 
 
 def test_validation_split_is_fixed_and_disjoint(fake_mnist_dir):
-    a = MNISTDataModule(fake_mnist_dir, val_size=100, download=False)
-    b = MNISTDataModule(fake_mnist_dir, val_size=100, seed=7, download=False)
+    a = MNISTDataModule(fake_mnist_dir, val_fraction=1 / 6, download=False)
+    b = MNISTDataModule(fake_mnist_dir, val_fraction=1 / 6, seed=7, download=False)
     a.setup(), b.setup()
     assert torch.equal(a.val_set.images, b.val_set.images)  # the split does not follow the training seed
     train = {t.numpy().tobytes() for t in a.train_set.images}
     assert not any(v.numpy().tobytes() in train for v in a.val_set.images[:20])
 
 
-def test_val_size_larger_than_dataset_is_rejected(fake_mnist_dir):
-    with pytest.raises(ConfigError, match="val_size=5000 leaves no training images"):
-        MNISTDataModule(fake_mnist_dir, download=False).setup()
+def test_default_split_is_55000_5000_on_real_mnist(real_mnist_dir):
+    dm = MNISTDataModule(real_mnist_dir, download=False)
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set)) == (55000, 5000)
 
 
 def test_resize_for_dcgan(fake_mnist_dir):
-    dm = MNISTDataModule(fake_mnist_dir, batch_size=4, image_size=32, val_size=100, download=False)
+    dm = MNISTDataModule(fake_mnist_dir, batch_size=4, image_size=32, val_fraction=1 / 6, download=False)
     dm.setup()
     x, _ = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 1, 32, 32) and x.min() >= -1 and x.max() <= 1
@@ -82,6 +83,8 @@ def test_bad_sizes_rejected():
         MNISTDataModule(batch_size=0)
     with pytest.raises(ConfigError, match="image_size"):
         MNISTDataModule(image_size=4)
+    with pytest.raises(ConfigError, match="val_fraction"):
+        MNISTDataModule(val_fraction=1.0)
 
 
 def _ids(batch) -> list[int]:

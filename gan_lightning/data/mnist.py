@@ -31,7 +31,8 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 class MNISTDataModule(GANDataModule):
-    """torchvision MNIST under `<data_dir>/MNIST/raw`; 60,000 training digits split into train and val.
+    """torchvision MNIST under `<data_dir>/MNIST/raw`; 60,000 training digits split 55,000 / 5,000 into
+    train and val by default.
 
     `image_size` other than 28 resizes the digits once at setup (the DCGAN generators want 32 or 64).
     """
@@ -47,17 +48,17 @@ class MNISTDataModule(GANDataModule):
         pin_memory: bool | None = None,
         seed: int = 0,
         image_size: int = 28,
-        val_size: int = 5000,
+        val_fraction: float = 1 / 12,
         download: bool = True,
     ) -> None:
         super().__init__(data_dir, batch_size, num_workers, pin_memory, seed)
         if image_size < 8:
             raise ConfigError(f"image_size must be at least 8, got {image_size}")
-        if not 0 <= val_size < 60000:
-            raise ConfigError(f"val_size must be in [0, 60000), got {val_size}")
+        if not 0 <= val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         self.save_hyperparameters()
         self.image_size = image_size
-        self.val_size = val_size
+        self.val_fraction = val_fraction
         self.download = download
 
     @property
@@ -100,8 +101,7 @@ class MNISTDataModule(GANDataModule):
         mnist = MNIST(self.data_dir, train=True, download=False)
         images = resize_uint8(mnist.data.unsqueeze(1), self.image_size)  # (60000, 1, S, S) uint8
         labels = mnist.targets.long()
-        if self.val_size >= len(labels):
-            raise ConfigError(f"val_size={self.val_size} leaves no training images out of {len(labels)}")
-        train_idx, val_idx = seeded_split(len(labels), self.val_size / len(labels), seed=12345)
+        # A fixed split seed: changing the training seed must not change the validation images.
+        train_idx, val_idx = seeded_split(len(labels), self.val_fraction, seed=12345)
         self.train_set = TensorImageDataset(images[train_idx], labels[train_idx])
         self.val_set = TensorImageDataset(images[val_idx], labels[val_idx])

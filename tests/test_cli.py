@@ -1,0 +1,124 @@
+"""scripts/train.py: flags, presets, bad input rejected before anything is written, a real tiny run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import REPO
+from gan_lightning import GAN
+from gan_lightning.cli import PRESETS, _resolve, build_parser, main
+
+TRAIN = [sys.executable, str(REPO / "scripts" / "train.py")]
+
+
+def resolve(*argv: str):
+    return _resolve(build_parser().parse_args(list(argv)))
+
+
+def test_defaults_are_the_cs231n_gan():
+    cfg = resolve()
+    assert (cfg.dataset, cfg.model, cfg.loss, cfg.noise, cfg.latent_dim) == ("mnist", "mlp", "bce", "uniform", 96)
+    assert (cfg.lr, cfg.beta1, cfg.beta2, cfg.batch_size) == (1e-3, 0.5, 0.999, 128)
+    assert (cfg.image_size, cfg.channels, cfg.max_steps, cfg.name) == (28, 1, 5000, "mlp")
+
+
+def test_presets_set_flags_and_explicit_flags_win():
+    cfg = resolve("--preset", "dcgan_celeba")
+    assert (cfg.dataset, cfg.model, cfg.image_size, cfg.latent_dim, cfg.noise) == ("celeba", "dcgan", 64, 100, "normal")
+    assert (cfg.lr, cfg.beta1, cfg.batch_size, cfg.channels) == (2e-4, 0.5, 128, 3)
+    cfg = resolve("--preset", "dcgan_celeba", "--lr", "1e-4", "--nz", "64")
+    assert cfg.lr == 1e-4 and cfg.latent_dim == 64
+    assert resolve("--preset", "cs231n_lsgan").loss == "lsgan"
+    assert resolve("--preset", "cs231n_dcgan").model == "dcgan_mnist"
+    assert resolve("--model", "dcgan").image_size == 32  # MNIST resized to a power of two
+
+
+def test_help_lists_presets(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for name in PRESETS:
+        assert name in out
+    assert "generator updates" in out  # --max-steps says what it counts
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--model", "resnet"], "invalid choice: 'resnet'"),
+        (["--loss", "l1"], "invalid choice: 'l1'"),
+        (["--batch-size", "0"], "--batch-size must be positive, got 0"),
+        (["--max-steps", "-5"], "--max-steps must be positive, got -5"),
+        (["--latent-dim", "0"], "--latent-dim must be positive"),
+        (["--lr", "-0.1"], "--lr must be positive"),
+        (["--d-steps", "0"], "--d-steps must be positive"),
+        (["--channels", "3"], "MNIST images have 1 channel"),
+        (["--ckpt-path", "/no/such.ckpt"], "no such checkpoint file"),
+        (["--ckpt-path", "last"], "--ckpt-path last: no"),
+        (["--devices", "two"], "--devices must be auto"),
+        (["--model", "dcgan_mnist", "--image-size", "32"], "dcgan_mnist is 28x28 only"),
+    ],
+)
+def test_bad_input_exits_nonzero_before_writing(tmp_path, capsys, argv, message):
+    log_dir = tmp_path / "logs"
+    with pytest.raises(SystemExit) if "invalid choice" in message else _no_raise():
+        code = main([*argv, "--log-dir", str(log_dir), "--data-dir", str(tmp_path), "--no-download"])
+        assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) <= 2  # a reason, not a traceback
+    assert not log_dir.exists()
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_missing_data_is_one_clear_error(tmp_path):
+    proc = subprocess.run(
+        [*TRAIN, "--data-dir", str(tmp_path / "absent"), "--no-download", "--log-dir", str(tmp_path / "logs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert str(tmp_path / "absent" / "MNIST" / "raw") in proc.stderr and "--data-dir" in proc.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+def test_tiny_training_run_writes_logs_and_checkpoint(tmp_path, fake_mnist_dir, capsys):
+    argv = ["--data-dir", str(fake_mnist_dir), "--max-steps", "4", "--batch-size", "16", "--latent-dim", "8",
+            "--accelerator", "cpu", "--log-dir", str(tmp_path), "--name", "tiny", "--sample-every", "2",
+            "--checkpoint-every", "2", "--log-every", "1", "--d-steps", "2"]  # fmt: skip
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    run_dir = tmp_path / "tiny" / "version_0"
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert f"logs:       {run_dir}" in out and f"checkpoint: {ckpt}" in out
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
+    ea = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0})
+    ea.Reload()
+    assert {"train/d_loss", "train/g_loss", "train/p_real", "train/p_fake"} <= set(ea.Tags()["scalars"])
+    assert [e.step for e in ea.Images("samples")] == [2, 4]
+    gan = GAN.load_from_checkpoint(ckpt)
+    assert gan.d_steps == 2 and torch.load(ckpt, weights_only=False)["global_step"] == 4 * 3
+    out = gan.sample(10)
+    assert out.shape == (10, 1, 28, 28) and out.min() >= -1 and out.max() <= 1
+
+
+def test_fast_dev_run_writes_nothing(tmp_path, fake_mnist_dir):
+    argv = ["--data-dir", str(fake_mnist_dir), "--fast-dev-run", "--batch-size", "8", "--accelerator", "cpu",
+            "--log-dir", str(tmp_path / "logs"), "--model", "dcgan_mnist", "--latent-dim", "8"]  # fmt: skip
+    assert main(argv) == 0
+    assert not (tmp_path / "logs").exists()
