@@ -66,6 +66,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+@DATASETS.register("celeba")
+def _celeba(cfg: argparse.Namespace, batch_size: int) -> Any:
+    from gan_lightning.data import CelebADataModule
+
+    return CelebADataModule(
+        cfg.data_dir, batch_size=batch_size, num_workers=cfg.num_workers, seed=cfg.seed, image_size=cfg.image_size,
+        channels=cfg.channels, download=cfg.download, skip_bad_images=cfg.skip_bad_images,
+    )  # fmt: skip
+
+
+@DATASETS.register("folder")
+def _folder(cfg: argparse.Namespace, batch_size: int) -> Any:
+    from gan_lightning.data import ImageFolderDataModule
+
+    if cfg.data_dir is None:
+        raise ConfigError("--dataset folder needs --data-dir pointing at a directory of images")
+    return ImageFolderDataModule(
+        cfg.data_dir, batch_size=batch_size, num_workers=cfg.num_workers, seed=cfg.seed, image_size=cfg.image_size,
+        channels=cfg.channels, skip_bad_images=cfg.skip_bad_images,
+    )  # fmt: skip
+
+
 def _preset_help() -> str:
     lines = ["presets (explicit flags override them):"]
     for name, values in PRESETS.items():
