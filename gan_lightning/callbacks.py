@@ -1,12 +1,16 @@
-"""Callbacks: sample grids from a fixed noise batch."""
+"""Callbacks: sample grids from a fixed noise batch, resumable checkpoints, an iteration-counting progress bar."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid, save_image
 
@@ -79,3 +83,82 @@ class SampleGrid(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.fixed_noise = state_dict.get("fixed_noise")
+
+
+class GANCheckpoint(ModelCheckpoint):
+    """Writes `checkpoints/last.ckpt` every `every_n_iterations`, after the final iteration, and on SIGINT/SIGTERM.
+
+    Every save happens at the end of a whole iteration, never between the D and the G update, and before
+    Lightning closes the epoch, so the checkpoint records the data loader mid-epoch and resumes exactly. The
+    first Ctrl-C (or SIGTERM) finishes the current iteration, saves and stops; a second Ctrl-C aborts at once.
+    """
+
+    def __init__(self, every_n_iterations: int = 1000, dirpath: str | Path | None = None) -> None:
+        if every_n_iterations < 1:
+            raise ConfigError(f"every_n_iterations must be positive, got {every_n_iterations}")
+        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0)
+        self.every_n_iterations = every_n_iterations
+        self.stop_requested = False
+        self._previous_handlers: dict[int, Any] = {}
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.stop_requested = False
+        if threading.current_thread() is threading.main_thread():  # signal handlers only work there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous_handlers[sig] = signal.signal(sig, self._request_stop)
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        self.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts immediately
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
+        self._previous_handlers.clear()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        iteration = pl_module.iteration
+        final = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        stop = self.stop_requested or trainer.received_sigterm
+        if not (final or stop or iteration % self.every_n_iterations == 0):
+            return
+        if stop:
+            trainer.should_stop = True
+        if not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Epoch-limited runs end here; the loader's state then says "start the next epoch".
+        if trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs > 0:
+            if not self._should_skip_saving_checkpoint(trainer):
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pass  # checkpoints follow iterations only
+
+    def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
+        # Write then rename: a run killed mid-write leaves the previous last.ckpt intact, never a truncated one.
+        partial = f"{filepath}.partial"
+        trainer.save_checkpoint(partial, self.save_weights_only)
+        if trainer.is_global_zero:
+            os.replace(partial, filepath)
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(self)
+
+
+class IterationProgressBar(TQDMProgressBar):
+    """A TQDM bar whose total counts iterations (generator updates), not Lightning's optimizer steps."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        trainer = self.trainer
+        if trainer.max_epochs == -1 and trainer.max_steps > 0:
+            per_iteration = getattr(trainer.lightning_module, "steps_per_iteration", 1)
+            return min(trainer.num_training_batches, (trainer.max_steps - trainer.global_step) // per_iteration)
+        return trainer.num_training_batches

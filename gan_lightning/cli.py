@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 from gan_lightning.errors import ConfigError, DataError
 from gan_lightning.losses import LOSSES
 from gan_lightning.models import MODELS
-from gan_lightning.module import NOISES
+from gan_lightning.module import NOISES, NonFiniteLossError
 from gan_lightning.registry import Registry
 
 # Defaults for every flag a preset may set; a flag left at None on the command line takes the preset's value,
@@ -136,7 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--ngf", type=int, help=f"dcgan generator width (default {d['ngf']})")
     g.add_argument("--ndf", type=int, help=f"dcgan discriminator width (default {d['ndf']})")
     g = p.add_argument_group("optimization")
-    g.add_argument("--batch-size", type=int, help=f"images per D step, per device (default {d['batch_size']})")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        help=f"images per D step, per device; the effective batch is "
+        f"batch-size x devices x nodes (default {d['batch_size']})",
+    )
     g.add_argument("--lr", type=float, help=f"Adam learning rate for G and D (default {d['lr']})")
     g.add_argument("--beta1", type=float, help=f"Adam beta1 (default {d['beta1']})")
     g.add_argument("--beta2", type=float, help=f"Adam beta2 (default {d['beta2']})")
@@ -158,7 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("hardware")
     g.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default auto)")
     g.add_argument("--devices", default="auto", help="number of devices, a list like 0,1, or auto (default auto)")
-    g.add_argument("--precision", default="32-true", help="32-true, 16-mixed or bf16-mixed (default 32-true)")
+    g.add_argument(
+        "--precision",
+        default="32-true",
+        choices=("32-true", "16-mixed", "bf16-mixed"),
+        help="numeric precision (default 32-true); 16-mixed uses a gradient scaler, bf16-mixed none",
+    )
+    g.add_argument(
+        "--strategy",
+        default="auto",
+        help="Lightning strategy; auto picks DDP that tolerates each phase's unused parameters when "
+        "training on more than one device",
+    )
+    g.add_argument("--num-nodes", type=int, default=1, help="machines, launched by Lightning's own launcher")
+    g.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm statistics across devices")
     g = p.add_argument_group("logging and checkpoints")
     g.add_argument("--log-dir", default="lightning_logs", help="TensorBoard root (default lightning_logs)")
     g.add_argument("--name", default=None, help="run name: logs go to LOG_DIR/NAME/version_N (default: the model)")
@@ -198,8 +216,8 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
         cfg.download = cfg.dataset == "mnist"
     if cfg.max_steps is None and cfg.max_epochs is None:
         cfg.max_steps = 5000
-    _check_positive(cfg, "latent_dim", "image_size", "ngf", "ndf", "batch_size", "lr", "d_steps", "max_steps",
-                    "max_epochs", "sample_every", "log_every", "checkpoint_every")  # fmt: skip
+    _check_positive(cfg, "num_nodes", "latent_dim", "image_size", "ngf", "ndf", "batch_size", "lr", "d_steps",
+                    "max_steps", "max_epochs", "sample_every", "log_every", "checkpoint_every")  # fmt: skip
     if cfg.num_workers is not None and cfg.num_workers < 0:
         raise ConfigError(f"--num-workers must be >= 0, got {cfg.num_workers}")
     if cfg.gp_weight < 0:
@@ -248,13 +266,31 @@ def _parse_devices(devices: str) -> int | str | list[int]:
     return value
 
 
+def _default_strategy(devices: int | str | list[int], accelerator: str, num_nodes: int) -> str:
+    """DDP that tolerates unused parameters whenever the run spans several processes, else Lightning's auto.
+
+    Each phase's backward reaches only one network: D's loss gives G no gradient (fakes are detached and G is
+    toggled off), G's loss gives D's parameters none. Plain DDP waits for every parameter and fails with
+    "parameters that were not used in producing loss"; find_unused_parameters=True marks the idle network's
+    parameters ready on each backward. A static graph is no option: the graph alternates between phases.
+    """
+    import torch
+
+    if isinstance(devices, list):
+        many = len(devices) > 1
+    elif isinstance(devices, int) and devices > 1:
+        many = True
+    else:  # "auto" or -1: all visible GPUs when on GPU
+        many = accelerator in ("auto", "gpu", "cuda") and torch.cuda.device_count() > 1
+    return "ddp_find_unused_parameters_true" if many or num_nodes > 1 else "auto"
+
+
 def run(cfg: argparse.Namespace) -> dict[str, str]:
     """Train as configured; returns the log directory and the last checkpoint path."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from gan_lightning.callbacks import SampleGrid
+    from gan_lightning.callbacks import GANCheckpoint, IterationProgressBar, SampleGrid
     from gan_lightning.module import GAN
 
     # Expected under manual optimization and a metrics-only val loader: not actionable for the user.
@@ -274,34 +310,50 @@ def run(cfg: argparse.Namespace) -> dict[str, str]:
     if os.environ.get("LOCAL_RANK", "0") == "0":
         datamodule.prepare_data()  # fail on missing data here, before any directory is created
     logger = TensorBoardLogger(cfg.log_dir, name=cfg.name, version=version, default_hp_metric=False)
-    checkpoint = ModelCheckpoint(
-        save_last=True, save_top_k=0, every_n_train_steps=model.optimizer_steps(cfg.checkpoint_every)
-    )
+    checkpoint = GANCheckpoint(every_n_iterations=cfg.checkpoint_every)
+    strategy = cfg.strategy if cfg.strategy != "auto" else _default_strategy(devices, cfg.accelerator, cfg.num_nodes)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=devices,
+        num_nodes=cfg.num_nodes,
+        strategy=strategy,
+        sync_batchnorm=cfg.sync_batchnorm,
         precision=cfg.precision,
         max_steps=model.optimizer_steps(cfg.max_steps) if cfg.max_steps else -1,
         max_epochs=cfg.max_epochs,
         logger=logger,
-        callbacks=[SampleGrid(every_n_steps=cfg.sample_every), checkpoint, TQDMProgressBar(refresh_rate=50)],
+        callbacks=[SampleGrid(every_n_steps=cfg.sample_every), checkpoint, IterationProgressBar(refresh_rate=50)],
         log_every_n_steps=cfg.log_every,
         fast_dev_run=cfg.fast_dev_run,
         limit_val_batches=0,
         num_sanity_val_steps=0,
     )
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    paths = {
-        "log_dir": str(logger.log_dir),
-        "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt"),
-    }
+    paths = {"log_dir": str(logger.log_dir), "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt")}
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except NonFiniteLossError as err:
+        good = checkpoint.last_model_path or "none was written"
+        raise TrainingStopped(f"{err} Last good checkpoint: {good}", status=3) from None
     if trainer.is_global_zero and not cfg.fast_dev_run:
         print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
+    if checkpoint.stop_requested or trainer.received_sigterm:
+        raise TrainingStopped(
+            f"stopped by a signal after iteration {model.iteration}; resume with the same flags and --ckpt-path last",
+            status=130,
+        )
     return paths
 
 
+class TrainingStopped(Exception):
+    """Training ended early for a reason the user must see; carries the exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `scripts/train.py`: exit status 0 on success, 2 on bad input or data."""
+    """Entry point of `scripts/train.py`: 0 on success, 2 bad input or data, 3 non-finite loss, 130 signal."""
     parser = build_parser()
     cfg = parser.parse_args(argv)
     try:
@@ -309,4 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, DataError) as err:
         print(f"{parser.prog}: error: {err}", file=sys.stderr)
         return 2
+    except TrainingStopped as err:
+        print(f"{parser.prog}: {err}", file=sys.stderr)
+        return err.status
     return 0

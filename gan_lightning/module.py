@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from torch import nn
@@ -67,6 +69,7 @@ class GAN(LightningModule):
         d_steps: int | None = None,
         gp_weight: float = 10.0,
         seed: int = 0,
+        finite_check_every: int = 10,
     ) -> None:
         super().__init__()
         if (generator is None) != (discriminator is None):
@@ -77,6 +80,7 @@ class GAN(LightningModule):
         for name, value in (("latent_dim", latent_dim), ("channels", channels), ("image_size", image_size)):
             _positive(name, value)
         _positive("lr", lr)
+        _positive("finite_check_every", finite_check_every)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ConfigError(f"Adam betas must lie in [0, 1), got ({beta1}, {beta2})")
         self.adversarial: AdversarialLoss = get_loss(loss)
@@ -91,7 +95,10 @@ class GAN(LightningModule):
             )
         self.automatic_optimization = False
         self._noise_gen: torch.Generator | None = None
-        self._noise_state: Tensor | None = None  # restored from a checkpoint before the generator exists
+        self._rng_to_restore: dict[str, Any] | None = None
+        # First iteration with a non-finite loss, kept on the device so checking it costs no per-step sync.
+        self.register_buffer("_first_nonfinite", torch.tensor(-1), persistent=False)
+        self.register_buffer("_amp_skipped", torch.tensor(0), persistent=False)
 
     # ----------------------------------------------------------------------------------------------- noise
     @property
@@ -109,18 +116,17 @@ class GAN(LightningModule):
         return self.global_step // self.steps_per_iteration
 
     def _noise_generator(self) -> torch.Generator:
-        # A private stream, so noise does not depend on whatever else draws from the global RNG, and its state
-        # can be checkpointed; each DDP rank draws different noise.
+        # A private stream: noise does not depend on whatever else draws from the global RNG.
         if self._noise_gen is None or self._noise_gen.device != self.device:
-            gen = torch.Generator(device=self.device)
-            if self._noise_state is not None:
-                gen.set_state(self._noise_state)
-                self._noise_state = None
-            else:
-                rank = self.trainer.global_rank if self._trainer is not None else 0
-                gen.manual_seed(self.hparams.seed * 1000 + rank)
-            self._noise_gen = gen
+            self._noise_gen = torch.Generator(device=self.device)
+            self._noise_gen.manual_seed(self.hparams.seed)
         return self._noise_gen
+
+    def _reseed_noise(self) -> None:
+        # Every iteration's noise is a pure function of (seed, rank, iteration): a resumed run draws exactly what
+        # the uninterrupted run would have, with no generator state to checkpoint, and DDP ranks draw differently.
+        rank = self.trainer.global_rank if self._trainer is not None else 0
+        self._noise_generator().manual_seed((self.hparams.seed * 1_000_003 + rank) * 1_000_000_007 + self.iteration)
 
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw (n, latent_dim) noise from the configured prior, on the module's device."""
@@ -183,10 +189,34 @@ class GAN(LightningModule):
         if real.shape[0] < self.d_steps:
             raise ConfigError(f"a batch of {real.shape[0]} images cannot feed d_steps={self.d_steps} D updates")
         opt_g, opt_d = self.optimizers()
+        self._reseed_noise()
+        scaler = self._grad_scaler()
+        scale = scaler._scale.clone() if scaler is not None and scaler._scale is not None else None
         for chunk in real.chunk(self.d_steps):
             d_out = self.discriminator_step(chunk, opt_d)
         g_loss = self.generator_step(real.shape[0] // self.d_steps, opt_g)
+        if scale is not None:
+            # Lightning updates the scaler after every optimizer step, so an overflow in any phase of this
+            # iteration lowers the scale; that step was skipped. Counted on the device: no host sync.
+            self._amp_skipped += (scaler._scale < scale).long()
+        finite = torch.isfinite(d_out["d_loss"]) & torch.isfinite(g_loss)
+        first = self._first_nonfinite
+        first.copy_(torch.where(~finite & (first < 0), torch.full_like(first, self.iteration), first))
+        if self.iteration % self.hparams.finite_check_every == 0:
+            self.check_finite()
         self._log_step(d_out, g_loss)
+
+    def _grad_scaler(self) -> Any:
+        """The 16-mixed gradient scaler Lightning steps with, or None."""
+        if self._trainer is None:
+            return None
+        return getattr(self.trainer.precision_plugin, "scaler", None)
+
+    def check_finite(self) -> None:
+        """Raise `NonFiniteLossError` if any loss so far was NaN or Inf (one host sync)."""
+        first = int(self._first_nonfinite)
+        if first >= 0:
+            raise NonFiniteLossError(first)
 
     def _log_step(self, d_out: dict[str, Tensor], g_loss: Tensor) -> None:
         # Tensors, not floats: `.item()` here would sync the device every iteration.
@@ -196,6 +226,8 @@ class GAN(LightningModule):
             "train/p_real": torch.sigmoid(d_out["real_logits"]).mean(),
             "train/p_fake": torch.sigmoid(d_out["fake_logits"]).mean(),
         }
+        if self._grad_scaler() is not None:
+            metrics["train/amp_skipped_steps"] = self._amp_skipped.float()
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -208,11 +240,49 @@ class GAN(LightningModule):
 
     # ----------------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the noise stream so a resumed run draws exactly the noise the uninterrupted run would have."""
-        if self._noise_gen is not None:
-            checkpoint["gan_noise_rng"] = self._noise_gen.get_state()
+        """Refuse to checkpoint a non-finite state; store the global RNG states for the user's own randomness."""
+        self.check_finite()
+        # Our own randomness (noise, data order) is derived from seeds; this covers e.g. dropout in custom nets.
+        checkpoint["gan_rng"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            # as tensors and ints, so the checkpoint stays loadable with torch.load(weights_only=True)
+            "numpy": _numpy_state_to_safe(np.random.get_state()),
+            "python": random.getstate(),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the noise stream saved by `on_save_checkpoint`."""
-        self._noise_state = checkpoint.get("gan_noise_rng")
-        self._noise_gen = None
+        """Keep the saved global RNG states to reapply when training resumes."""
+        self._rng_to_restore = checkpoint.get("gan_rng")
+
+    def on_train_start(self) -> None:
+        """Reapply the global RNG states of a resumed checkpoint (Lightning restores none by itself)."""
+        state, self._rng_to_restore = self._rng_to_restore, None
+        if state is None:
+            return
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        np.random.set_state(_numpy_state_from_safe(state["numpy"]))
+        random.setstate(state["python"])
+
+
+def _numpy_state_to_safe(state: tuple) -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = state
+    return {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "gauss": (has_gauss, cached)}
+
+
+def _numpy_state_from_safe(state: dict[str, Any]) -> tuple:
+    keys = state["keys"].numpy().astype(np.uint32)
+    return state["name"], keys, state["pos"], state["gauss"][0], state["gauss"][1]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or Inf; raised before any checkpoint could store the broken state."""
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+        super().__init__(
+            f"non-finite loss at iteration {iteration}: training stopped and no checkpoint was written after it. "
+            "Lower --lr, try --precision 32-true or bf16-mixed, or another --loss."
+        )

@@ -9,9 +9,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO
 from gan_lightning import GAN
 from gan_lightning.cli import PRESETS, _resolve, build_parser, main
+
+from conftest import REPO
 
 TRAIN = [sys.executable, str(REPO / "scripts" / "train.py")]
 

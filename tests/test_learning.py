@@ -9,8 +9,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from conftest import cpu_trainer
 from gan_lightning import GAN
+
+from conftest import cpu_trainer
 
 MODES = 8
 RADIUS, STD = 2.0, 0.05

@@ -1,0 +1,107 @@
+"""Exact resumption, checkpoints on signals, and the non-finite-loss guard."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from test_module import image_loader
+
+from gan_lightning import GAN
+from gan_lightning.callbacks import GANCheckpoint
+from gan_lightning.cli import main
+from gan_lightning.module import NonFiniteLossError
+
+from conftest import REPO, cpu_trainer
+
+
+def train(log_dir, data_dir, *extra: str) -> None:
+    argv = ["--data-dir", str(data_dir), "--no-download", "--batch-size", "32", "--latent-dim", "16",
+            "--d-steps", "2", "--accelerator", "cpu", "--seed", "0", "--log-dir", str(log_dir), "--name", "run",
+            "--sample-every", "1000", "--checkpoint-every", "1000", *extra]  # fmt: skip
+    assert main(argv) == 0
+
+
+def generator_weights(log_dir) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(log_dir / "run" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    return {k: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}, ckpt
+
+
+@pytest.mark.parametrize("model,half", [("mlp", 10), ("mlp", 14), ("dcgan_mnist", 4)])
+def test_resume_matches_uninterrupted_run(tmp_path, fake_mnist_dir, model, half):
+    # 500 training images / (32 x 2 per iteration) = 7 iterations per epoch: half=10 resumes mid-epoch, half=14
+    # exactly at an epoch boundary; both runs then cross further epochs.
+    train(tmp_path / "straight", fake_mnist_dir, "--model", model, "--max-steps", str(2 * half))
+    train(tmp_path / "resumed", fake_mnist_dir, "--model", model, "--max-steps", str(half))
+    train(tmp_path / "resumed", fake_mnist_dir, "--model", model, "--max-steps", str(2 * half), "--ckpt-path", "last")
+    straight, ckpt_a = generator_weights(tmp_path / "straight")
+    resumed, ckpt_b = generator_weights(tmp_path / "resumed")
+    assert ckpt_a["global_step"] == ckpt_b["global_step"] == 2 * half * 3
+    assert not (tmp_path / "resumed" / "run" / "version_1").exists()  # the resumed run logs into the same version
+    diff = max((straight[k] - resumed[k]).abs().max().item() for k in straight)
+    assert diff <= 1e-6, f"resumed generator differs by {diff}"
+    # the comparison is not vacuous: training moved the weights
+    _, ckpt_half = generator_weights(tmp_path / "resumed")
+    first = GAN(model, latent_dim=16, d_steps=2)
+    assert any(not torch.allclose(first.state_dict()[k], straight[k]) for k in straight)
+
+
+def test_sigint_saves_a_resumable_checkpoint(tmp_path, fake_mnist_dir):
+    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "--data-dir", str(fake_mnist_dir), "--no-download",
+           "--batch-size", "16", "--latent-dim", "8", "--accelerator", "cpu", "--log-dir", str(tmp_path),
+           "--name", "run", "--max-steps", "100000", "--sample-every", "5", "--checkpoint-every", "100000"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples = tmp_path / "run" / "version_0" / "samples"
+    deadline = time.time() + 120
+    while not (samples.is_dir() and any(samples.iterdir())):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--ckpt-path last" in err
+    ckpt_path = tmp_path / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    stopped_at = ckpt["global_step"] // 2
+    assert stopped_at >= 5
+    assert not list(ckpt_path.parent.glob("*.partial"))
+    resumed = cmd[:-6] + ["--max-steps", str(stopped_at + 3), "--ckpt-path", "last"]
+    done = subprocess.run(resumed, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert torch.load(ckpt_path, weights_only=True)["global_step"] == (stopped_at + 3) * 2
+
+
+class PoisonedGAN(GAN):
+    """Turns D's weights to NaN at the start of iteration 7 (1-based)."""
+
+    def training_step(self, batch, batch_idx):
+        if self.iteration == 6:
+            with torch.no_grad():
+                for p in self.discriminator.parameters():
+                    p.fill_(float("nan"))
+        return super().training_step(batch, batch_idx)
+
+
+def test_non_finite_loss_stops_without_overwriting_the_good_checkpoint(tmp_path):
+    gan = PoisonedGAN("mlp", latent_dim=8, finite_check_every=4)
+    ckpt = GANCheckpoint(every_n_iterations=5, dirpath=tmp_path)
+    trainer = cpu_trainer(tmp_path, callbacks=[ckpt], enable_checkpointing=True, max_steps=gan.optimizer_steps(20))
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at iteration 7") as err:
+        trainer.fit(gan, image_loader(n=256))
+    assert err.value.iteration == 7
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == gan.optimizer_steps(5)  # the iteration-5 checkpoint, not a later one
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values())
+
+
+def test_checkpoint_refuses_non_finite_state(tmp_path):
+    gan = PoisonedGAN("mlp", latent_dim=8, finite_check_every=1000)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(8))
+    trainer.fit(gan, image_loader(n=256))
+    with pytest.raises(NonFiniteLossError):
+        trainer.save_checkpoint(tmp_path / "bad.ckpt")
+    assert not (tmp_path / "bad.ckpt").exists()
