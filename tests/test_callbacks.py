@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
-from conftest import cpu_trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN, SampleGrid
+
+from conftest import cpu_trainer
 
 
 def loader(n: int = 64) -> DataLoader:
