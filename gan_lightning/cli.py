@@ -285,8 +285,8 @@ def _default_strategy(devices: int | str | list[int], accelerator: str, num_node
     return "ddp_find_unused_parameters_true" if many or num_nodes > 1 else "auto"
 
 
-def run(cfg: argparse.Namespace) -> dict[str, str]:
-    """Train as configured; returns the log directory and the last checkpoint path."""
+def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str]:
+    """Train as configured (plus any extra `callbacks`); returns the log directory and the last checkpoint path."""
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -322,7 +322,12 @@ def run(cfg: argparse.Namespace) -> dict[str, str]:
         max_steps=model.optimizer_steps(cfg.max_steps) if cfg.max_steps else -1,
         max_epochs=cfg.max_epochs,
         logger=logger,
-        callbacks=[SampleGrid(every_n_steps=cfg.sample_every), checkpoint, IterationProgressBar(refresh_rate=50)],
+        callbacks=[
+            SampleGrid(every_n_steps=cfg.sample_every),
+            checkpoint,
+            IterationProgressBar(refresh_rate=50),
+            *callbacks,
+        ],
         log_every_n_steps=cfg.log_every,
         fast_dev_run=cfg.fast_dev_run,
         limit_val_batches=0,

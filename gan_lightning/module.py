@@ -165,9 +165,7 @@ class GAN(LightningModule):
             if self.adversarial.gradient_penalty:
                 penalty = gradient_penalty(self._logits, real, fake, generator=self._noise_generator())
                 loss = loss + self.hparams.gp_weight * penalty
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            optimizer.step()
+            self._update(optimizer, loss)
         return {
             "d_loss": loss.detach(),
             "real_logits": real_logits.detach(),
@@ -178,10 +176,21 @@ class GAN(LightningModule):
         """One G update on fresh noise; gradients flow through D, whose parameters are left untouched."""
         with self.toggled_optimizer(optimizer):
             loss = self.adversarial.g(self._logits(self.generator(self.sample_noise(batch_size))))
-            optimizer.zero_grad(set_to_none=True)
-            self.manual_backward(loss)
-            optimizer.step()
+            self._update(optimizer, loss)
         return loss.detach()
+
+    def _update(self, optimizer: Any, loss: Tensor) -> None:
+        """zero_grad, backward through Lightning (precision, DDP), step; counts steps 16-mixed skipped."""
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        scaler = self._grad_scaler()
+        scale = scaler._scale.clone() if scaler is not None and scaler._scale is not None else None
+        optimizer.step()
+        if scale is not None:
+            # Lightning calls scaler.update() after every optimizer step (here: D and G alike), and update()
+            # lowers the scale exactly when that step found inf/NaN gradients and was skipped. On the device:
+            # no host sync.
+            self._amp_skipped += (scaler._scale < scale).long()
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         """One iteration: `d_steps` D updates on fresh real chunks, then one G update."""
@@ -190,15 +199,9 @@ class GAN(LightningModule):
             raise ConfigError(f"a batch of {real.shape[0]} images cannot feed d_steps={self.d_steps} D updates")
         opt_g, opt_d = self.optimizers()
         self._reseed_noise()
-        scaler = self._grad_scaler()
-        scale = scaler._scale.clone() if scaler is not None and scaler._scale is not None else None
         for chunk in real.chunk(self.d_steps):
             d_out = self.discriminator_step(chunk, opt_d)
         g_loss = self.generator_step(real.shape[0] // self.d_steps, opt_g)
-        if scale is not None:
-            # Lightning updates the scaler after every optimizer step, so an overflow in any phase of this
-            # iteration lowers the scale; that step was skipped. Counted on the device: no host sync.
-            self._amp_skipped += (scaler._scale < scale).long()
         finite = torch.isfinite(d_out["d_loss"]) & torch.isfinite(g_loss)
         first = self._first_nonfinite
         first.copy_(torch.where(~finite & (first < 0), torch.full_like(first, self.iteration), first))

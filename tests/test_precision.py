@@ -1,0 +1,38 @@
+"""Mixed precision with two optimizers: bf16 trains on CPU; 16-mixed's skipped steps are counted exactly."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from lightning.pytorch.plugins import MixedPrecision
+from test_module import image_loader, snapshot
+
+from gan_lightning import GAN
+
+from conftest import cpu_trainer
+
+
+def test_bf16_mixed_trains_on_cpu(tmp_path):
+    gan = GAN("dcgan_mnist", latent_dim=8)
+    before = snapshot(gan.generator)
+    trainer = cpu_trainer(tmp_path, precision="bf16-mixed", max_steps=gan.optimizer_steps(3))
+    trainer.fit(gan, image_loader())
+    assert gan.iteration == 3
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in gan.parameters())  # fp32 masters
+    assert any(not torch.equal(before[k], p) for k, p in gan.generator.named_parameters())
+    assert gan.sample(4).dtype == torch.float32
+
+
+def test_fp16_overflow_skips_are_counted(tmp_path):
+    # A loss scale of 2^40 overflows fp16 gradients, so every step is skipped and the scale halves each time.
+    gan = GAN("dcgan_mnist", latent_dim=8)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=scaler)
+    before = snapshot(gan.generator)
+    trainer = cpu_trainer(tmp_path, plugins=[plugin], max_steps=gan.optimizer_steps(3))
+    trainer.fit(gan, image_loader())
+    halvings = round(math.log2(2.0**40 / scaler.get_scale()))
+    assert halvings == 6  # 3 iterations x (D + G)
+    assert int(gan._amp_skipped) == halvings
+    assert all(torch.equal(before[k], p) for k, p in gan.generator.named_parameters())  # skipped, not applied
