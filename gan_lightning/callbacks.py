@@ -1,4 +1,4 @@
-"""Callbacks: sample grids from a fixed noise batch, resumable checkpoints, an iteration-counting progress bar."""
+"""Callbacks: sample grids from fixed inputs, resumable checkpoints, an iteration progress bar, health checks."""
 
 from __future__ import annotations
 
@@ -12,24 +12,26 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from torchvision.utils import make_grid, save_image
 
 from gan_lightning.errors import ConfigError
 
 
 class SampleGrid(Callback):
-    """Logs a grid of samples from one fixed noise batch every `every_n_steps` generator updates and at the end.
+    """Logs grids of samples from fixed inputs every `every_n_steps` generator updates and at the end of training.
 
-    The noise is drawn once from its own seed and stored in the checkpoint, so grids stay comparable across
-    epochs and across a resume. Sampling runs in eval mode, without gradients, on global rank zero only.
-    Grids go to TensorBoard under the image tag `tag`, and (with `save_png`) to `<log_dir>/samples/`.
+    The inputs (noise, and the class rows of a conditional GAN or the code sweeps of an InfoGAN, from
+    `GAN.grid_latents`) are drawn once from their own seed and stored in the checkpoint, so grids stay
+    comparable across epochs and across a resume. Sampling runs in eval mode, without gradients, from the EMA
+    generator when there is one, on global rank zero only. Grids go to TensorBoard under the image tag `tag`
+    (plus `tag/codeJ` for further InfoGAN codes) and, with `save_png`, to `<log_dir>/samples/`.
     """
 
     def __init__(
         self,
         num_samples: int = 64,
         every_n_steps: int = 500,
-        nrow: int | None = None,
         seed: int = 1234,
         tag: str = "samples",
         save_png: bool = True,
@@ -38,38 +40,42 @@ class SampleGrid(Callback):
             raise ConfigError(f"num_samples and every_n_steps must be positive, got {num_samples}, {every_n_steps}")
         self.num_samples = num_samples
         self.every_n_steps = every_n_steps
-        self.nrow = nrow or max(1, round(num_samples**0.5))
         self.seed = seed
         self.tag = tag
         self.save_png = save_png
-        self.fixed_noise: torch.Tensor | None = None
+        self.fixed_latents: dict[str, torch.Tensor] | None = None
+        self.nrow: dict[str, int] = {}
         self._last_logged = -1
 
-    def _noise(self, pl_module: LightningModule) -> torch.Tensor:
-        if self.fixed_noise is None:
-            self.fixed_noise = pl_module.sample_noise(
-                self.num_samples, generator=torch.Generator().manual_seed(self.seed)
-            ).cpu()
-        return self.fixed_noise
+    def _latents(self, pl_module: LightningModule) -> dict[str, torch.Tensor]:
+        grids = pl_module.grid_latents(self.num_samples, torch.Generator(pl_module.device).manual_seed(self.seed))
+        self.nrow = {suffix: nrow for suffix, (_, nrow) in grids.items()}
+        if self.fixed_latents is None:  # a checkpoint's latents win over freshly drawn ones
+            self.fixed_latents = {suffix: latents.cpu() for suffix, (latents, _) in grids.items()}
+        return self.fixed_latents
 
-    def log_grid(self, trainer: Trainer, pl_module: LightningModule) -> torch.Tensor | None:
-        """Sample the fixed noise and write the grid (rank zero only); returns the grid on rank zero."""
+    def log_grid(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, torch.Tensor] | None:
+        """Sample the fixed inputs and write the grids (rank zero only); returns them on rank zero."""
         step = pl_module.iteration
-        noise = self._noise(pl_module)  # every rank, so the buffer in every rank's checkpoint state agrees
+        fixed = self._latents(pl_module)  # every rank, so the state in every rank's checkpoint agrees
         if not trainer.is_global_zero or step == self._last_logged:
             return None
         self._last_logged = step
-        images = pl_module.sample(z=noise).float().cpu()  # (N, C, H, W) in [-1, 1]
-        grid = make_grid(images, nrow=self.nrow, normalize=True, value_range=(-1, 1))  # (C, H', W') in [0, 1]
-        # Only real TensorBoard loggers: under fast_dev_run Lightning swaps in a dummy and nothing is written.
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image(self.tag, grid, global_step=step)
-                if self.save_png:
-                    out = Path(logger.log_dir) / "samples"
-                    out.mkdir(parents=True, exist_ok=True)
-                    save_image(grid, out / f"{self.tag}_{step:07d}.png")
-        return grid
+        grids = {}
+        for suffix, latents in fixed.items():
+            images = pl_module.sample(latents=latents).float().cpu()  # (N, C, H, W) in [-1, 1]
+            grid = make_grid(images, nrow=self.nrow[suffix], normalize=True, value_range=(-1, 1))  # (C, H', W')
+            grids[self.tag + suffix] = grid
+            # Only real TensorBoard loggers: under fast_dev_run Lightning swaps in a dummy and nothing is written.
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_image(self.tag + suffix, grid, global_step=step)
+                    if self.save_png:
+                        out = Path(logger.log_dir) / "samples"
+                        out.mkdir(parents=True, exist_ok=True)
+                        name = (self.tag + suffix).replace("/", "_")
+                        save_image(grid, out / f"{name}_{step:07d}.png")
+        return grids
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if pl_module.iteration % self.every_n_steps == 0:
@@ -79,10 +85,10 @@ class SampleGrid(Callback):
         self.log_grid(trainer, pl_module)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"fixed_noise": self.fixed_noise}
+        return {"fixed_latents": self.fixed_latents}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.fixed_noise = state_dict.get("fixed_noise")
+        self.fixed_latents = state_dict.get("fixed_latents")
 
 
 class GANCheckpoint(ModelCheckpoint):
@@ -162,3 +168,67 @@ class IterationProgressBar(TQDMProgressBar):
             per_iteration = getattr(trainer.lightning_module, "steps_per_iteration", 1)
             return min(trainer.num_training_batches, (trainer.max_steps - trainer.global_step) // per_iteration)
         return trainer.num_training_batches
+
+
+def diagnose(history: list[dict[str, float]], chance_d_loss: float | None, window: int = 10) -> str | None:
+    """A warning about the last `window` logged points of training, or None when they look healthy.
+
+    Two signs of a failing GAN: D wins completely (D(x) ~ 1, D(G(z)) ~ 0: G's gradients vanish), and the cs231n
+    warning sign, D's loss flat at its chance value while G's loss keeps falling (G is fooling a D that has
+    stopped learning, usually by collapsing onto a few modes).
+    """
+    if len(history) < window:
+        return None
+    recent = history[-window:]
+    if all(h["p_real"] > 0.99 and h["p_fake"] < 0.01 for h in recent):
+        return (
+            f"D wins completely: D(x) > 0.99 and D(G(z)) < 0.01 over the last {window} logged steps, so G's "
+            "gradients vanish; try --loss lsgan, a lower --lr, or fewer --d-steps"
+        )
+    if chance_d_loss is not None:
+        tolerance = 0.05 * max(chance_d_loss, 0.1)
+        flat = all(abs(h["d_loss"] - chance_d_loss) < tolerance for h in recent)
+        g = torch.tensor([h["g_loss"] for h in recent], dtype=torch.float64)
+        t = torch.arange(window, dtype=torch.float64)
+        slope = ((t - t.mean()) * (g - g.mean())).sum() / (t - t.mean()).square().sum()
+        falling = slope * (window - 1) < -0.05 * g.abs().mean().clamp_min(0.1)  # fell >5% over the window
+        if flat and falling:
+            return (
+                f"D's loss stays at its chance value {chance_d_loss:.3f} while G's loss keeps falling: D has "
+                "stopped learning and G is likely collapsing; inspect the sample grids for repeated images"
+            )
+    return None
+
+
+class TrainingHealth(Callback):
+    """Watches the logged losses and D probabilities and warns once per kind of failure (see `diagnose`).
+
+    Reads `trainer.callback_metrics` only when Lightning has just logged, so it adds no per-step host sync.
+    The warning goes to the Python log and, as text under the tag `health`, to TensorBoard.
+    """
+
+    def __init__(self, window: int = 10) -> None:
+        self.window = window
+        self.history: list[dict[str, float]] = []
+        self.warned: set[str] = set()
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        every = max(1, trainer.log_every_n_steps)
+        if not trainer.is_global_zero or pl_module.iteration % every:
+            return
+        keys = ("d_loss", "g_loss", "p_real", "p_fake")
+        metrics = trainer.callback_metrics
+        if not all(f"train/{k}" in metrics for k in keys):
+            return
+        self.history.append({k: float(metrics[f"train/{k}"]) for k in keys})
+        del self.history[: -self.window]
+        message = diagnose(self.history, pl_module.adversarial.chance_d_loss, self.window)
+        kind = message.split(":")[0] if message else None
+        if message is None or kind in self.warned:
+            return
+        self.warned.add(kind)
+        text = f"iteration {pl_module.iteration}: {message}"
+        rank_zero_warn(text)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_text("health", text, global_step=pl_module.iteration)

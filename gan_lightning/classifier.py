@@ -18,7 +18,7 @@ TRAIN_HINT = "train one with: python scripts/train_classifier.py --data-dir DIR 
 
 
 class MNISTClassifier(nn.Module):
-    """Two conv-pool blocks and a 128-unit hidden layer: ~99% on MNIST after two CPU epochs.
+    """Two conv-BN-pool blocks and a 128-unit hidden layer: ~99% on MNIST after two CPU epochs.
 
     Inputs are (B, 1, H, W) in [-1, 1], the range of the data and of the generators; other sizes than 28x28
     (the 32x32 DCGAN samples) are resized bilinearly, so one classifier scores every MNIST model.
@@ -30,9 +30,11 @@ class MNISTClassifier(nn.Module):
         self.num_classes = num_classes
         self.body = nn.Sequential(
             nn.Conv2d(1, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
             nn.Flatten(),
@@ -76,7 +78,7 @@ def train_classifier(
     epochs: int = 2,
     batch_size: int = 128,
     seed: int = 0,
-    lr: float = 1e-3,
+    lr: float = 3e-3,
 ) -> dict[str, Any]:
     """Train an `MNISTClassifier` on MNISTDataModule's train split, save it to `out_path`, report val accuracy.
 
@@ -95,6 +97,11 @@ def train_classifier(
     torch.manual_seed(seed)
     model = MNISTClassifier()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = -(-len(train) // batch_size)
+    # One-cycle warm-up and decay: two epochs reach ~99% where a constant rate stalls near 98.5%.
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15
+    )
     order = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     model.train()
@@ -104,6 +111,7 @@ def train_classifier(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            schedule.step()
     seconds = time.perf_counter() - start
     model.eval()
     val_accuracy = accuracy(model, val.images, val.labels)
@@ -142,6 +150,8 @@ def load_classifier(path: str | Path) -> MNISTClassifier:
     except DataError:
         raise
     except Exception as err:  # unpickling, missing keys and shape mismatches all mean the same thing to the user
-        raise DataError(f"cannot load an MNIST classifier from {path} ({type(err).__name__}: {err}); {TRAIN_HINT}") from err
+        raise DataError(
+            f"cannot load an MNIST classifier from {path} ({type(err).__name__}: {err}); {TRAIN_HINT}"
+        ) from err
     model.eval().requires_grad_(False)
     return model

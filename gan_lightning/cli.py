@@ -135,6 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--noise", choices=NOISES.names(), help=f"noise prior (default {d['noise']})")
     g.add_argument("--ngf", type=int, help=f"dcgan generator width (default {d['ngf']})")
     g.add_argument("--ndf", type=int, help=f"dcgan discriminator width (default {d['ndf']})")
+    g.add_argument(
+        "--conditional",
+        action="store_true",
+        help="class-conditional GAN: one-hot labels into G, a projection term in D",
+    )
+    g.add_argument(
+        "--infogan",
+        action="store_true",
+        help="InfoGAN: a 10-way categorical and --n-cont continuous codes into G, a Q head on D",
+    )
+    g.add_argument("--n-cont", type=int, default=2, help="InfoGAN continuous codes (default 2)")
+    g.add_argument("--info-weight", type=float, default=1.0, help="InfoGAN mutual-information weight (default 1)")
+    g.add_argument("--ema-decay", type=float, help="keep an EMA of G's weights (e.g. 0.999) for sampling and metrics")
     g = p.add_argument_group("optimization")
     g.add_argument(
         "--batch-size",
@@ -222,6 +235,10 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
         raise ConfigError(f"--num-workers must be >= 0, got {cfg.num_workers}")
     if cfg.gp_weight < 0:
         raise ConfigError(f"--gp-weight must be >= 0, got {cfg.gp_weight}")
+    if cfg.conditional and cfg.dataset != "mnist":
+        raise ConfigError(f"--conditional needs class labels; --dataset {cfg.dataset} has none (use mnist)")
+    if cfg.conditional and cfg.infogan:
+        raise ConfigError("choose one of --conditional and --infogan")
     cfg.name = cfg.name or cfg.model
     return cfg
 
@@ -290,7 +307,7 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from gan_lightning.callbacks import GANCheckpoint, IterationProgressBar, SampleGrid
+    from gan_lightning.callbacks import GANCheckpoint, IterationProgressBar, SampleGrid, TrainingHealth
     from gan_lightning.module import GAN
 
     # Expected under manual optimization and a metrics-only val loader: not actionable for the user.
@@ -303,7 +320,8 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     model = GAN(
         cfg.model, loss=cfg.loss, latent_dim=cfg.latent_dim, noise=cfg.noise, channels=cfg.channels,
         image_size=cfg.image_size, ngf=cfg.ngf, ndf=cfg.ndf, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2,
-        d_steps=cfg.d_steps, gp_weight=cfg.gp_weight, seed=cfg.seed,
+        d_steps=cfg.d_steps, gp_weight=cfg.gp_weight, conditional=cfg.conditional, infogan=cfg.infogan,
+        n_cont=cfg.n_cont, info_weight=cfg.info_weight, ema_decay=cfg.ema_decay, seed=cfg.seed,
     )  # fmt: skip
     # One iteration consumes d_steps real minibatches, one per D update.
     datamodule = DATASETS.get(cfg.dataset)(cfg, cfg.batch_size * model.d_steps)
@@ -326,6 +344,7 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
             SampleGrid(every_n_steps=cfg.sample_every),
             checkpoint,
             IterationProgressBar(refresh_rate=50),
+            TrainingHealth(),
             *callbacks,
         ],
         log_every_n_steps=cfg.log_every,

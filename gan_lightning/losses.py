@@ -8,6 +8,7 @@ that a confident discriminator cannot push log(0) into the graph. Identities use
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ class AdversarialLoss:
     g: Callable[[Tensor], Tensor]
     default_d_steps: int = 1
     gradient_penalty: bool = False
+    # the loss of the best D that cannot tell real from fake (one constant output): the health check's "chance"
+    chance_d_loss: float | None = None
 
 
 LOSSES: Registry[AdversarialLoss] = Registry("loss")
@@ -93,10 +96,10 @@ def gradient_penalty(
     return (grad.float().flatten(1).norm(2, dim=1) - 1).square().mean()
 
 
-_register(AdversarialLoss("bce", bce_d_loss, non_saturating_g_loss))
-_register(AdversarialLoss("minimax", bce_d_loss, minimax_g_loss))
-_register(AdversarialLoss("lsgan", lsgan_d_loss, lsgan_g_loss))
-_register(AdversarialLoss("hinge", hinge_d_loss, wasserstein_g_loss))
+_register(AdversarialLoss("bce", bce_d_loss, non_saturating_g_loss, chance_d_loss=2 * math.log(2)))
+_register(AdversarialLoss("minimax", bce_d_loss, minimax_g_loss, chance_d_loss=2 * math.log(2)))
+_register(AdversarialLoss("lsgan", lsgan_d_loss, lsgan_g_loss, chance_d_loss=0.25))
+_register(AdversarialLoss("hinge", hinge_d_loss, wasserstein_g_loss, chance_d_loss=2.0))
 _register(AdversarialLoss("wgan-gp", wasserstein_d_loss, wasserstein_g_loss, default_d_steps=5, gradient_penalty=True))
 
 

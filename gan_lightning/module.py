@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 
 from gan_lightning.errors import ConfigError
 from gan_lightning.losses import AdversarialLoss, get_loss, gradient_penalty
-from gan_lightning.models import build_models
+from gan_lightning.models import Discriminator, build_models
 from gan_lightning.registry import Registry
 
 Tensor = torch.Tensor
@@ -46,6 +48,10 @@ class GAN(LightningModule):
     (B,) or (B, 1). Each training batch is split into `d_steps` chunks so that every D update sees fresh real
     images (the GAN paper's k minibatches); the CLI loads `d_steps * batch_size` images per iteration.
 
+    Options: `conditional` (class labels one-hot into G, a projection term in D), `infogan` (a categorical and
+    `n_cont` continuous codes into G, a Q head on D's features, mutual-information loss), `ema_decay` (an EMA
+    copy of G used for sampling). The generator's input is `latent_dim` noise followed by those codes.
+
     Lightning's `global_step` counts optimizer steps: `d_steps + 1` per iteration. `iteration` counts
     generator updates, and `optimizer_steps(n)` converts an iteration budget into `Trainer(max_steps=...)`.
     """
@@ -68,6 +74,13 @@ class GAN(LightningModule):
         beta2: float = 0.999,
         d_steps: int | None = None,
         gp_weight: float = 10.0,
+        conditional: bool = False,
+        num_classes: int = 10,
+        infogan: bool = False,
+        n_cat: int = 10,
+        n_cont: int = 2,
+        info_weight: float = 1.0,
+        ema_decay: float | None = None,
         seed: int = 0,
         finite_check_every: int = 10,
     ) -> None:
@@ -77,22 +90,43 @@ class GAN(LightningModule):
         custom = generator is not None
         # Modules are saved in the state dict; keeping them out of hparams keeps checkpoints loadable.
         self.save_hyperparameters(ignore=["generator", "discriminator"])
-        for name, value in (("latent_dim", latent_dim), ("channels", channels), ("image_size", image_size)):
+        for name, value in (("latent_dim", latent_dim), ("channels", channels), ("image_size", image_size),
+                            ("lr", lr), ("finite_check_every", finite_check_every), ("num_classes", num_classes),
+                            ("n_cat", n_cat)):  # fmt: skip
             _positive(name, value)
-        _positive("lr", lr)
-        _positive("finite_check_every", finite_check_every)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ConfigError(f"Adam betas must lie in [0, 1), got ({beta1}, {beta2})")
+        if ema_decay is not None and not 0 < ema_decay < 1:
+            raise ConfigError(f"ema_decay must lie in (0, 1), e.g. 0.999; got {ema_decay}")
+        if n_cont < 0 or info_weight < 0 or gp_weight < 0:
+            raise ConfigError("n_cont, info_weight and gp_weight must be >= 0")
         self.adversarial: AdversarialLoss = get_loss(loss)
         self.noise_fn = NOISES.get(noise)
         self.d_steps = self.adversarial.default_d_steps if d_steps is None else d_steps
         _positive("d_steps", self.d_steps)
+        self.code_dim = (num_classes if conditional else 0) + (n_cat + n_cont if infogan else 0)
         if custom:
             self.generator, self.discriminator = generator, discriminator
         else:
             self.generator, self.discriminator = build_models(
-                model, latent_dim=latent_dim, channels=channels, image_size=image_size, ngf=ngf, ndf=ndf
+                model, latent_dim=latent_dim + self.code_dim, channels=channels, image_size=image_size, ngf=ngf,
+                ndf=ndf,
+            )  # fmt: skip
+        # Conditioning and InfoGAN need D split into body and head (see models/base.py).
+        self._split_d = conditional or infogan
+        if self._split_d and not isinstance(self.discriminator, Discriminator):
+            raise ConfigError("conditional and infogan need a gan_lightning.models.Discriminator (features + head)")
+        if conditional:
+            # Projection discriminator (Miyato & Koyama 2018): logit += <embed(y), features(x)>.
+            self.class_embed = nn.Embedding(num_classes, self.discriminator.feature_dim)
+            nn.init.normal_(self.class_embed.weight, 0.0, 0.02)
+        if infogan:
+            # Q shares D's body; it outputs the categorical logits and a mean per continuous code.
+            self.q_head = nn.Sequential(
+                nn.Linear(self.discriminator.feature_dim, 128), nn.LeakyReLU(0.2), nn.Linear(128, n_cat + n_cont)
             )
+        if ema_decay is not None:
+            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.automatic_optimization = False
         self._noise_gen: torch.Generator | None = None
         self._rng_to_restore: dict[str, Any] | None = None
@@ -100,7 +134,7 @@ class GAN(LightningModule):
         self.register_buffer("_first_nonfinite", torch.tensor(-1), persistent=False)
         self.register_buffer("_amp_skipped", torch.tensor(0), persistent=False)
 
-    # ----------------------------------------------------------------------------------------------- noise
+    # ---------------------------------------------------------------------------------------------- counting
     @property
     def steps_per_iteration(self) -> int:
         """Optimizer steps Lightning counts per iteration: `d_steps` for D plus one for G."""
@@ -115,6 +149,7 @@ class GAN(LightningModule):
         """Completed iterations, i.e. generator updates (not Lightning's optimizer-step `global_step`)."""
         return self.global_step // self.steps_per_iteration
 
+    # ------------------------------------------------------------------------------------------------ latents
     def _noise_generator(self) -> torch.Generator:
         # A private stream: noise does not depend on whatever else draws from the global RNG.
         if self._noise_gen is None or self._noise_gen.device != self.device:
@@ -133,51 +168,162 @@ class GAN(LightningModule):
         gen = generator if generator is not None else self._noise_generator()
         return self.noise_fn((n, self.hparams.latent_dim), device=gen.device, generator=gen).to(self.device)
 
-    # --------------------------------------------------------------------------------------------- forward
-    def forward(self, z: Tensor) -> Tensor:
-        """Map noise (B, latent_dim) to images (B, C, H, W) in [-1, 1]."""
-        return self.generator(z)
+    def make_latents(
+        self,
+        n: int,
+        *,
+        z: Tensor | None = None,
+        labels: Tensor | None = None,
+        cat: Tensor | None = None,
+        cont: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        """The generator input (n, latent_dim + code_dim) and its (labels, cat, cont); missing parts are drawn."""
+        gen = generator if generator is not None else self._noise_generator()
+        hp = self.hparams
+
+        def draw_ints(high: int) -> Tensor:
+            return torch.randint(high, (n,), device=gen.device, generator=gen).to(self.device)
+
+        parts = [z.to(self.device) if z is not None else self.sample_noise(n, gen)]  # (n, latent_dim)
+        if hp.conditional:
+            labels = labels.to(self.device) if labels is not None else draw_ints(hp.num_classes)
+            parts.append(F.one_hot(labels, hp.num_classes).float())  # (n, num_classes)
+        if hp.infogan:
+            cat = cat.to(self.device) if cat is not None else draw_ints(hp.n_cat)
+            if cont is None:
+                cont = uniform_noise((n, hp.n_cont), device=gen.device, generator=gen).to(self.device)
+            parts += [F.one_hot(cat, hp.n_cat).float(), cont.to(self.device)]  # (n, n_cat), (n, n_cont)
+        return torch.cat(parts, dim=1), labels, cat, cont
+
+    def grid_latents(self, n: int, generator: torch.Generator) -> dict[str, tuple[Tensor, int]]:
+        """Fixed inputs for sample grids, by tag suffix: (latents, images per row)."""
+        hp = self.hparams
+        if hp.infogan:
+            # One row per categorical value; columns sweep one continuous code over [-1, 1], the others at 0.
+            cols = max(2, n // hp.n_cat)
+            z = self.sample_noise(hp.n_cat, generator).repeat_interleave(cols, dim=0)  # one z per row
+            cat = torch.arange(hp.n_cat, device=self.device).repeat_interleave(cols)
+            grids = {}
+            for j in range(max(1, hp.n_cont)):
+                cont = torch.zeros(hp.n_cat * cols, hp.n_cont, device=self.device)
+                if hp.n_cont:
+                    cont[:, j] = torch.linspace(-1, 1, cols, device=self.device).repeat(hp.n_cat)
+                latents = self.make_latents(len(z), z=z, cat=cat, cont=cont, generator=generator)[0]
+                grids["" if j == 0 else f"/code{j}"] = (latents, cols)
+            return grids
+        if hp.conditional:
+            cols = max(1, n // hp.num_classes)  # one row per class
+            labels = torch.arange(hp.num_classes, device=self.device).repeat_interleave(cols)
+            return {"": (self.make_latents(len(labels), labels=labels, generator=generator)[0], cols)}
+        return {"": (self.make_latents(n, generator=generator)[0], max(1, round(n**0.5)))}
+
+    # -------------------------------------------------------------------------------------------- sampling
+    def forward(self, latents: Tensor) -> Tensor:
+        """Map generator inputs (B, latent_dim + code_dim) to images (B, C, H, W) in [-1, 1]."""
+        return self.generator(latents)
 
     @torch.no_grad()
-    def sample(self, n: int | None = None, *, z: Tensor | None = None, batch_size: int = 1024) -> Tensor:
-        """Generate images in [-1, 1] in eval mode (BatchNorm running statistics), from `z` or `n` fresh draws."""
-        if z is None:
+    def sample(
+        self,
+        n: int | None = None,
+        *,
+        z: Tensor | None = None,
+        labels: Tensor | None = None,
+        cat: Tensor | None = None,
+        cont: Tensor | None = None,
+        latents: Tensor | None = None,
+        ema: bool | None = None,
+        batch_size: int = 1024,
+    ) -> Tensor:
+        """Images in [-1, 1], in eval mode (BatchNorm running statistics), from the EMA generator when it exists.
+
+        Pass full `latents`, or `n` and any of noise `z`, class `labels`, InfoGAN codes `cat` / `cont`.
+        """
+        if latents is None:
+            given = next((t for t in (z, labels, cat, cont) if t is not None), None)
+            n = len(given) if given is not None else n
             if n is None or n < 1:
-                raise ValueError("sample() needs a positive n or a noise tensor z")
-            z = self.sample_noise(n)
-        was_training = self.generator.training
-        self.generator.eval()
+                raise ValueError("sample() needs a positive n, or z / labels / codes / latents")
+            latents = self.make_latents(n, z=z, labels=labels, cat=cat, cont=cont)[0]
+        use_ema = hasattr(self, "generator_ema") if ema is None else ema
+        if use_ema and not hasattr(self, "generator_ema"):
+            raise ValueError("this model has no EMA generator (train with ema_decay / --ema-decay)")
+        net = self.generator_ema if use_ema else self.generator
+        was_training = net.training
+        net.eval()
         try:
-            return torch.cat([self.generator(chunk.to(self.device)) for chunk in z.split(batch_size)])
+            return torch.cat([net(chunk.to(self.device)) for chunk in latents.split(batch_size)])
         finally:
-            self.generator.train(was_training)
+            net.train(was_training)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """ema <- decay * ema + (1 - decay) * G for parameters; buffers (BatchNorm statistics) are copied."""
+        ema_params = list(self.generator_ema.parameters())
+        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), 1.0 - self.hparams.ema_decay)
+        for ema_buf, buf in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema_buf.copy_(buf)
 
     # ---------------------------------------------------------------------------------------------- phases
-    def _logits(self, x: Tensor) -> Tensor:
-        return self.discriminator(x).reshape(x.shape[0])
+    def discriminate(self, x: Tensor, labels: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """D's logits (B,) and, when D is split for conditioning / InfoGAN, its features (B, F)."""
+        if not self._split_d:
+            return self.discriminator(x).reshape(x.shape[0]), None
+        h = self.discriminator.features(x)  # (B, F)
+        logits = self.discriminator.head(h).reshape(x.shape[0])  # (B,)
+        if self.hparams.conditional:
+            logits = logits + (self.class_embed(labels) * h).sum(dim=1)
+        return logits, h
 
-    def discriminator_step(self, real: Tensor, optimizer: Any) -> dict[str, Tensor]:
+    def info_loss(self, features: Tensor, cat: Tensor, cont: Tensor) -> tuple[Tensor, Tensor]:
+        """InfoGAN's mutual-information term and its categorical part: (CE + 0.1 * Gaussian NLL, CE).
+
+        The continuous codes get a unit-variance Gaussian NLL (half the squared error) weighted 0.1, as the
+        InfoGAN paper lowers lambda for continuous codes: with a learned variance, or at weight 1, its
+        gradients swamp the shared D body and the categorical code is never learned.
+        """
+        hp = self.hparams
+        out = self.q_head(features).float()  # (B, n_cat + n_cont): categorical logits, then code means
+        ce = F.cross_entropy(out[:, : hp.n_cat], cat)
+        if not hp.n_cont:
+            return ce, ce
+        nll = 0.5 * (out[:, hp.n_cat :] - cont.float()).square().sum(dim=1).mean()
+        return ce + 0.1 * nll, ce
+
+    def discriminator_step(self, real: Tensor, optimizer: Any, labels: Tensor | None = None) -> dict[str, Tensor]:
         """One D update on a real batch and a detached fake batch of the same size; G receives no gradient."""
         with self.toggled_optimizer(optimizer):
-            fake = self.generator(self.sample_noise(real.shape[0])).detach()
-            real_logits, fake_logits = self._logits(real), self._logits(fake)
+            latents, fake_labels, cat, cont = self.make_latents(real.shape[0])
+            fake = self.generator(latents).detach()
+            real_logits, _ = self.discriminate(real, labels)
+            fake_logits, fake_features = self.discriminate(fake, fake_labels)
             loss = self.adversarial.d(real_logits, fake_logits)
             if self.adversarial.gradient_penalty:
-                penalty = gradient_penalty(self._logits, real, fake, generator=self._noise_generator())
-                loss = loss + self.hparams.gp_weight * penalty
+                critic = lambda x: self.discriminate(x, labels)[0]  # noqa: E731
+                loss = loss + self.hparams.gp_weight * gradient_penalty(critic, real, fake, self._noise_generator())
+            out = {"d_loss": loss.detach(), "real_logits": real_logits.detach(), "fake_logits": fake_logits.detach()}
+            if self.hparams.infogan:  # Q learns to recover the codes, through D's body
+                info, out["info_ce"] = self.info_loss(fake_features, cat, cont)
+                loss = loss + self.hparams.info_weight * info
             self._update(optimizer, loss)
-        return {
-            "d_loss": loss.detach(),
-            "real_logits": real_logits.detach(),
-            "fake_logits": fake_logits.detach(),
-        }
+        return out
 
-    def generator_step(self, batch_size: int, optimizer: Any) -> Tensor:
+    def generator_step(self, batch_size: int, optimizer: Any) -> dict[str, Tensor]:
         """One G update on fresh noise; gradients flow through D, whose parameters are left untouched."""
         with self.toggled_optimizer(optimizer):
-            loss = self.adversarial.g(self._logits(self.generator(self.sample_noise(batch_size))))
+            latents, labels, cat, cont = self.make_latents(batch_size)
+            logits, features = self.discriminate(self.generator(latents), labels)
+            loss = self.adversarial.g(logits)
+            out = {"g_loss": loss.detach()}
+            if self.hparams.infogan:  # G learns to make the codes recoverable
+                info, _ = self.info_loss(features, cat, cont)
+                out["info_loss"] = info.detach()
+                loss = loss + self.hparams.info_weight * info
             self._update(optimizer, loss)
-        return loss.detach()
+        if self.hparams.ema_decay is not None:
+            self.update_ema()
+        return out
 
     def _update(self, optimizer: Any, loss: Tensor) -> None:
         """zero_grad, backward through Lightning (precision, DDP), step; counts steps 16-mixed skipped."""
@@ -194,20 +340,27 @@ class GAN(LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         """One iteration: `d_steps` D updates on fresh real chunks, then one G update."""
-        real = batch[0] if isinstance(batch, (tuple, list)) else batch
+        real, labels = (
+            (batch[0], batch[1] if len(batch) > 1 else None) if isinstance(batch, (tuple, list)) else (batch, None)
+        )
         if real.shape[0] < self.d_steps:
             raise ConfigError(f"a batch of {real.shape[0]} images cannot feed d_steps={self.d_steps} D updates")
+        if self.hparams.conditional and labels is None:
+            raise ConfigError("conditional training needs (images, labels) batches")
         opt_g, opt_d = self.optimizers()
         self._reseed_noise()
-        for chunk in real.chunk(self.d_steps):
-            d_out = self.discriminator_step(chunk, opt_d)
-        g_loss = self.generator_step(real.shape[0] // self.d_steps, opt_g)
-        finite = torch.isfinite(d_out["d_loss"]) & torch.isfinite(g_loss)
+        label_chunks = labels.chunk(self.d_steps) if labels is not None else [None] * self.d_steps
+        for chunk, chunk_labels in zip(real.chunk(self.d_steps), label_chunks, strict=True):
+            d_out = self.discriminator_step(chunk, opt_d, chunk_labels)
+        g_out = self.generator_step(real.shape[0] // self.d_steps, opt_g)
+        finite = torch.isfinite(d_out["d_loss"]) & torch.isfinite(g_out["g_loss"])
         first = self._first_nonfinite
         first.copy_(torch.where(~finite & (first < 0), torch.full_like(first, self.iteration), first))
         if self.iteration % self.hparams.finite_check_every == 0:
             self.check_finite()
-        self._log_step(d_out, g_loss)
+        # Lightning writes step metrics only every `log_every_n_steps` batches: build them only then.
+        if self._trainer is not None and self.iteration % max(1, self.trainer.log_every_n_steps) == 0:
+            self._log_step(d_out, g_out)
 
     def _grad_scaler(self) -> Any:
         """The 16-mixed gradient scaler Lightning steps with, or None."""
@@ -221,24 +374,34 @@ class GAN(LightningModule):
         if first >= 0:
             raise NonFiniteLossError(first)
 
-    def _log_step(self, d_out: dict[str, Tensor], g_loss: Tensor) -> None:
-        # Tensors, not floats: `.item()` here would sync the device every iteration.
+    def _log_step(self, d_out: dict[str, Tensor], g_out: dict[str, Tensor]) -> None:
+        # Tensors, not floats: `.item()` here would sync the device.
         metrics = {
             "train/d_loss": d_out["d_loss"],
-            "train/g_loss": g_loss,
+            "train/g_loss": g_out["g_loss"],
             "train/p_real": torch.sigmoid(d_out["real_logits"]).mean(),
             "train/p_fake": torch.sigmoid(d_out["fake_logits"]).mean(),
+            # the last step's gradients are still in .grad: D's from its last update, G's from this one
+            "train/grad_norm_d": _grad_norm(self.discriminator),
+            "train/grad_norm_g": _grad_norm(self.generator),
         }
+        if self.hparams.infogan:
+            metrics["train/info_loss"] = g_out["info_loss"]
+            metrics["train/info_ce"] = d_out["info_ce"]
         if self._grad_scaler() is not None:
             metrics["train/amp_skipped_steps"] = self._amp_skipped.float()
         self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        """Adam for G, then Adam for D (cs231n defaults: lr 1e-3, betas (0.5, 0.999))."""
+        """Adam for G, then Adam for D and its heads (cs231n defaults: lr 1e-3, betas (0.5, 0.999))."""
         betas = (self.hparams.beta1, self.hparams.beta2)
+        d_params = [*self.discriminator.parameters()]
+        for head in ("class_embed", "q_head"):
+            if hasattr(self, head):
+                d_params += getattr(self, head).parameters()
         return [
             torch.optim.Adam(self.generator.parameters(), lr=self.hparams.lr, betas=betas),
-            torch.optim.Adam(self.discriminator.parameters(), lr=self.hparams.lr, betas=betas),
+            torch.optim.Adam(d_params, lr=self.hparams.lr, betas=betas),
         ]
 
     # ----------------------------------------------------------------------------------------- checkpoints
@@ -268,6 +431,13 @@ class GAN(LightningModule):
             torch.cuda.set_rng_state_all(state["cuda"])
         np.random.set_state(_numpy_state_from_safe(state["numpy"]))
         random.setstate(state["python"])
+
+
+def _grad_norm(module: nn.Module) -> Tensor:
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 def _numpy_state_to_safe(state: tuple) -> dict[str, Any]:

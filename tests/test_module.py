@@ -81,9 +81,9 @@ def test_each_d_step_sees_its_own_real_chunk(tmp_path):
     seen: list[torch.Tensor] = []
 
     class Spy(GAN):
-        def discriminator_step(self, real, optimizer):
+        def discriminator_step(self, real, optimizer, labels=None):
             seen.append(real.clone())
-            return super().discriminator_step(real, optimizer)
+            return super().discriminator_step(real, optimizer, labels)
 
     gan = Spy("mlp", latent_dim=8, d_steps=2)
     cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(1)).fit(gan, image_loader(n=16, batch_size=16))

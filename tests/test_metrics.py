@@ -1,0 +1,304 @@
+"""Sample-quality metrics: the MNIST classifier, frozen extractors, FID/KID/modes on known sets, the callback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+
+from gan_lightning import GAN
+from gan_lightning.classifier import MNISTClassifier, load_classifier, train_classifier
+from gan_lightning.data import MNISTDataModule
+from gan_lightning.data.base import to_signed
+from gan_lightning.errors import DataError
+from gan_lightning.metrics import (
+    EXTRACTORS,
+    MNISTClassifierFeatures,
+    SampleQuality,
+    SampleQualityMetrics,
+    _notice,
+    build_extractor,
+    class_statistics,
+    load_extractor,
+)
+
+from conftest import cpu_trainer
+
+
+@pytest.fixture(scope="session")
+def fake_classifier(fake_mnist_dir, tmp_path_factory) -> dict:
+    """A classifier trained for one epoch on the fake bars (trivially separable), saved to disk."""
+    path = tmp_path_factory.mktemp("classifier") / "mnist_classifier.pt"
+    return train_classifier(fake_mnist_dir, path, epochs=1, batch_size=32, seed=0)
+
+
+@pytest.fixture(scope="session")
+def fake_sets(fake_mnist_dir) -> dict[str, torch.Tensor]:
+    """Two disjoint halves of the fake data, as uint8 images and labels."""
+    dm = MNISTDataModule(fake_mnist_dir, download=False, val_fraction=0.5)
+    dm.setup()
+    return {"a": dm.train_set.images, "b": dm.val_set.images, "b_labels": dm.val_set.labels}
+
+
+def shuffled_pixels(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The same pixel values in one fixed random order: digit statistics kept, every stroke destroyed."""
+    perm = torch.randperm(images[0].numel(), generator=torch.Generator().manual_seed(seed))
+    return images.flatten(1)[:, perm].view_as(images)
+
+
+def score(metrics: SampleQualityMetrics, images: torch.Tensor) -> dict[str, float]:
+    metrics.reset()
+    metrics.update(to_signed(images), real=False)
+    return metrics.compute()
+
+
+@pytest.fixture
+def fresh_notices():
+    _notice.cache_clear()
+    yield
+    _notice.cache_clear()
+
+
+# ------------------------------------------------------------------------------------------------- classifier
+def test_classifier_shapes_and_resize():
+    model = MNISTClassifier().eval()
+    x28, x32 = torch.rand(3, 1, 28, 28) * 2 - 1, torch.rand(3, 1, 32, 32) * 2 - 1
+    assert model.features(x28).shape == (3, 128) and model(x28).shape == (3, 10)
+    assert model(x32).shape == (3, 10)  # DCGAN's 32x32 samples are resized to 28 inside
+
+
+def test_classifier_learns_fake_bars(fake_classifier):
+    assert fake_classifier["val_accuracy"] == 1.0
+    assert fake_classifier["epochs"] == 1
+
+
+def test_load_classifier_round_trip(fake_classifier):
+    path = fake_classifier["path"]
+    raw = torch.load(path, weights_only=True)  # plain tensors and values: no pickled classes
+    assert raw["meta"]["arch"] == "mnist_cnn" and raw["meta"]["val_accuracy"] == fake_classifier["val_accuracy"]
+    model = load_classifier(path)
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    x = torch.rand(4, 1, 28, 28) * 2 - 1
+    torch.testing.assert_close(model(x), fake_classifier["model"].eval()(x))
+
+
+def test_load_classifier_errors(tmp_path):
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(DataError, match=r"train one with: python scripts/train_classifier.py --data-dir .* --out"):
+        load_classifier(missing)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="cannot load an MNIST classifier"):
+        load_classifier(junk)
+
+
+# ------------------------------------------------------------------------------------------------- extractors
+def test_extractor_stays_in_eval_mode_and_frozen(fake_classifier):
+    extractor = load_extractor("mnist_classifier", fake_classifier["path"])
+    parent = nn.ModuleDict({"extractor": extractor, "other": nn.Linear(2, 2)})
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    before = extractor(x)
+    bn = extractor.classifier.body[1]
+    stats = bn.running_mean.clone()
+    parent.train()
+    assert parent["other"].training  # the parent did switch to training...
+    assert not any(m.training for m in extractor.modules())  # ...but nothing inside the extractor did
+    torch.testing.assert_close(extractor(x), before)  # no dropout, BatchNorm uses its running statistics
+    torch.testing.assert_close(bn.running_mean, stats)
+    assert not any(p.requires_grad for p in extractor.parameters())
+    features, probs = extractor.extract(x)
+    assert features.shape == (8, 128) and probs.shape == (8, 10)
+    torch.testing.assert_close(probs.sum(1), torch.ones(8))
+
+
+def test_extractor_registry():
+    assert set(EXTRACTORS.names()) == {"inception", "mnist_classifier"}
+    with pytest.raises(ValueError, match="choose one of: inception, mnist_classifier"):
+        load_extractor("vgg", "x.pt")
+
+
+def test_no_weights_means_no_metrics_and_one_notice(caplog, fresh_notices, monkeypatch):
+    def no_downloads(*args, **kwargs):
+        raise AssertionError("attempted a download")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_downloads)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_downloads)
+    with caplog.at_level(logging.WARNING, logger="gan_lightning.metrics"):
+        assert build_extractor(3) is None
+        assert build_extractor(3) is None
+    notices = [r for r in caplog.records if r.name == "gan_lightning.metrics"]
+    assert len(notices) == 1
+    assert "--fid-weights PATH" in notices[0].getMessage() and "\n" not in notices[0].getMessage()
+
+
+def test_grey_data_without_classifier_gives_a_notice(caplog, fresh_notices):
+    with caplog.at_level(logging.WARNING, logger="gan_lightning.metrics"):
+        assert build_extractor(1) is None
+    assert [r.getMessage() for r in caplog.records if "--classifier PATH" in r.getMessage()]
+
+
+def test_build_extractor_picks_the_classifier_for_grey_data(fake_classifier):
+    assert isinstance(build_extractor(1, classifier=fake_classifier["path"]), MNISTClassifierFeatures)
+    with pytest.raises(DataError, match="train one with"):
+        build_extractor(1, classifier="missing/classifier.pt")
+
+
+def test_missing_inception_weights_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="no Inception weights .*nothing is downloaded"):
+        build_extractor(3, fid_weights=tmp_path / "inception.pth")
+
+
+def test_inception_from_a_local_weights_file(tmp_path, monkeypatch):
+    from torchvision.models import inception_v3
+
+    def no_downloads(*args, **kwargs):
+        raise AssertionError("attempted a download")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_downloads)
+    torch.manual_seed(0)
+    path = tmp_path / "inception.pth"
+    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), path)
+    extractor = build_extractor(3, fid_weights=path)
+    assert extractor.num_features == 2048 and extractor.num_classes is None
+    nn.Sequential(extractor).train()
+    assert not any(m.training for m in extractor.modules())
+    assert not any(p.requires_grad for p in extractor.parameters())
+    rgb, grey = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 1, 28, 28) * 2 - 1
+    features, probs = extractor.extract(rgb)
+    assert features.shape == (2, 2048) and probs is None
+    assert extractor(grey).shape == (2, 2048)
+    assert torch.isfinite(features).all()
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+def test_class_statistics_exact_values():
+    probs = torch.zeros(100, 10)
+    probs[:50, 3] = 1.0
+    probs[50:, 7] = 1.0
+    stats = class_statistics(probs)
+    assert stats["modes"] == 2
+    assert stats["class_kl"] == pytest.approx(math.log(5))  # uniform over 2 of 10 classes
+    assert stats["inception_score"] == pytest.approx(2.0)
+    unsure = torch.full((100, 10), 0.02)
+    unsure[:, 0] = 0.82  # below the confidence threshold: recognised as nothing
+    assert class_statistics(unsure)["modes"] == 0
+    rare = torch.zeros(100, 10)
+    rare[:99, 0], rare[99, 1] = 1.0, 1.0  # one sample is under 2% of them: not a mode
+    assert class_statistics(rare)["modes"] == 1
+
+
+def test_real_data_scores_well_against_itself(fake_classifier, fake_sets):
+    metrics = SampleQualityMetrics(MNISTClassifierFeatures(fake_classifier["model"]), kid_subset_size=100)
+    metrics.update(to_signed(fake_sets["a"]), real=True)
+    same, other_half = score(metrics, fake_sets["a"]), score(metrics, fake_sets["b"])
+    single = score(metrics, fake_sets["b"][fake_sets["b_labels"] == 3])
+    noise = score(metrics, shuffled_pixels(fake_sets["b"]))
+    assert metrics.num_real == len(fake_sets["a"])  # real features are kept across reset()
+    assert set(same) == {"fid", "kid", "kid_std", "modes", "class_kl", "inception_score"}
+    assert abs(same["fid"]) < 1e-3 * single["fid"]
+    assert other_half["fid"] < 0.05 * single["fid"]  # a different sample of the same data
+    assert noise["fid"] > 20 * other_half["fid"]
+    assert noise["kid"] > 10 * max(other_half["kid"], 0) + 3 * noise["kid_std"]
+    assert same["modes"] == other_half["modes"] == 10
+    assert same["class_kl"] < 0.05 and other_half["class_kl"] < 0.05
+    assert other_half["inception_score"] > 8  # of at most 10; one class scores ~1
+    assert single["modes"] == 1
+    assert single["class_kl"] == pytest.approx(math.log(10), abs=0.05)
+    assert single["inception_score"] < 1.1
+
+
+def test_metrics_reject_uint8_images(fake_classifier, fake_sets):
+    metrics = SampleQualityMetrics(MNISTClassifierFeatures(fake_classifier["model"]))
+    with pytest.raises(ValueError, match="float images in \\[-1, 1\\]"):
+        metrics.update(fake_sets["a"], real=True)
+
+
+@pytest.mark.slow
+def test_real_mnist_classifier_and_metrics(real_mnist_dir, tmp_path):
+    result = train_classifier(real_mnist_dir, tmp_path / "clf.pt", epochs=1)
+    assert result["val_accuracy"] > 0.98
+    dm = MNISTDataModule(real_mnist_dir, download=False)
+    dm.setup()
+    metrics = SampleQualityMetrics(load_extractor("mnist_classifier", tmp_path / "clf.pt"))
+    metrics.update(to_signed(dm.val_set.images), real=True)
+    train = dm.train_set
+    real = score(metrics, train.images[:2000])
+    ones = score(metrics, train.images[train.labels == 1][:1000])
+    noise = score(metrics, shuffled_pixels(train.images[:1000]))
+    assert real["fid"] < 0.05 * ones["fid"] and noise["fid"] > 20 * real["fid"]
+    assert real["modes"] == 10 and real["class_kl"] < 0.02 and real["inception_score"] > 9
+    assert ones["modes"] == 1 and ones["class_kl"] == pytest.approx(math.log(10), abs=0.1)
+
+
+# --------------------------------------------------------------------------------------------------- callback
+def test_callback_logs_to_tensorboard_and_jsonl(tmp_path, fake_mnist_dir, fake_classifier):
+    gan = GAN("mlp", latent_dim=8)
+    dm = MNISTDataModule(fake_mnist_dir, batch_size=64, download=False, val_fraction=0.25)
+    logger = TensorBoardLogger(tmp_path, name="run")
+    quality = SampleQuality(
+        load_extractor("mnist_classifier", fake_classifier["path"]), every_n_steps=2, num_samples=200,
+        kid_subset_size=50,
+    )  # fmt: skip
+    trainer = cpu_trainer(tmp_path, logger=logger, callbacks=[quality], max_steps=gan.optimizer_steps(5))
+    trainer.fit(gan, datamodule=dm)
+
+    ea = EventAccumulator(str(logger.log_dir), size_guidance={"scalars": 0})
+    ea.Reload()
+    for tag in ("val/fid", "val/kid", "val/kid_std", "val/modes", "val/class_kl", "val/inception_score"):
+        assert [e.step for e in ea.Scalars(tag)] == [2, 4, 5], tag  # every 2 iterations, and at the end
+    lines = [json.loads(line) for line in (tmp_path / "run" / "version_0" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [2, 4, 5]
+    assert {k: v for k, v in lines[-1].items() if k not in ("step", "global_step")} == quality.last
+    assert ea.Scalars("val/fid")[-1].value == pytest.approx(quality.last["fid"], rel=1e-6)
+    assert quality.last["fid"] > 0 and 0 <= quality.last["modes"] <= 10
+    assert quality.metrics.num_real == len(dm.val_set)  # real features extracted once, not per evaluation
+
+    # A fixed noise batch and a seeded KID: the same generator scores the same.
+    quality._last_step = -1
+    again = quality.evaluate(trainer, gan)
+    assert again == pytest.approx(quality.last)
+
+
+def test_callback_real_sources_and_once_per_step(tmp_path, fake_classifier, fake_sets):
+    from torch.utils.data import TensorDataset
+
+    gan = GAN("mlp", latent_dim=8)
+    trainer = cpu_trainer(tmp_path, max_steps=2)
+    trainer.strategy.model = gan
+    extractor = load_extractor("mnist_classifier", fake_classifier["path"])
+    images = fake_sets["a"]
+    as_tensor = SampleQuality(extractor, num_samples=64, real_images=images[:100], kid_subset_size=50)
+    dataset = TensorDataset(to_signed(images), torch.zeros(len(images)))
+    as_dataset = SampleQuality(
+        extractor, num_samples=64, real_images=dataset, num_real=100, batch_size=32, kid_subset_size=50
+    )
+    first = as_tensor.evaluate(trainer, gan)
+    assert as_tensor.evaluate(trainer, gan) is None  # the same iteration is scored once
+    assert as_dataset.evaluate(trainer, gan) == pytest.approx(first)  # the first 100 images either way
+    assert as_tensor.metrics.num_real == as_dataset.metrics.num_real == 100
+
+
+def test_callback_evaluates_on_rank_zero_only(tmp_path, fake_classifier, monkeypatch):
+    gan = GAN("mlp", latent_dim=8)
+    quality = SampleQuality(load_extractor("mnist_classifier", fake_classifier["path"]))
+    trainer = cpu_trainer(tmp_path, max_steps=2)
+    trainer.strategy.model = gan
+    monkeypatch.setattr(type(trainer), "is_global_zero", property(lambda self: False))
+    called = []
+    monkeypatch.setattr(gan, "sample", lambda *a, **k: called.append(1))
+    assert quality.evaluate(trainer, gan) is None and not called and quality.metrics.num_real == 0
+
+
+def test_callback_without_real_images_fails_clearly(tmp_path, fake_classifier):
+    gan = GAN("mlp", latent_dim=8)
+    quality = SampleQuality(load_extractor("mnist_classifier", fake_classifier["path"]), num_samples=4)
+    trainer = cpu_trainer(tmp_path, max_steps=2)
+    trainer.strategy.model = gan
+    with pytest.raises(DataError, match="needs real images"):
+        quality.evaluate(trainer, gan)
