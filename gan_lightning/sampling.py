@@ -1,0 +1,181 @@
+"""Sampling from a trained GAN: safe checkpoint loading, grids, interpolation and latent vector arithmetic."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import pickle
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.module import GAN
+
+Tensor = torch.Tensor
+
+
+def load_gan(path: str | Path, map_location: str | torch.device = "cpu") -> GAN:
+    """Rebuild a registry-model GAN from a checkpoint without unpickling arbitrary objects (weights_only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ConfigError(
+            f"refusing to load {path}: it contains pickled objects that would run arbitrary code "
+            f"({str(err).splitlines()[0][:120]}). Load checkpoints you trust with GAN.load_from_checkpoint."
+        ) from None
+    hparams = dict(ckpt.get("hyper_parameters", {}))
+    if "state_dict" not in ckpt or "model" not in hparams:
+        raise DataError(f"{path} is not a gan_lightning checkpoint (no state_dict / model hyperparameters)")
+    accepted = inspect.signature(GAN.__init__).parameters
+    gan = GAN(**{k: v for k, v in hparams.items() if k in accepted})
+    try:
+        gan.load_state_dict(ckpt["state_dict"])
+    except RuntimeError:
+        raise ConfigError(
+            f"{path} does not match the registry model {hparams['model']!r}: was it trained with your own networks? "
+            "Then load it with GAN.load_from_checkpoint(path, generator=..., discriminator=...)"
+        ) from None
+    return gan.to(map_location).eval()
+
+
+def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Spherical interpolation between rows of a and b at fractions t (the DCGAN-era choice for Gaussian noise)."""
+    a_n, b_n = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.acos((a_n * b_n).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))  # angle between endpoints
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+
+
+def interpolate(gan: GAN, pairs: int, steps: int, generator: torch.Generator) -> tuple[Tensor, int]:
+    """Latents for `pairs` rows of `steps` images walking between two random endpoints; slerp for normal noise."""
+    start, labels, cat, cont = gan.make_latents(pairs, generator=generator)
+    end = gan.make_latents(pairs, generator=generator)[0]
+    z_dim = gan.hparams.latent_dim
+    t = torch.linspace(0, 1, steps).view(1, steps, 1)  # (1, S, 1)
+    a, b = start[:, None, :z_dim], end[:, None, :z_dim]  # (P, 1, Z): only the noise moves; codes stay per row
+    walk = slerp(a, b, t) if gan.hparams.noise == "normal" else torch.lerp(a, b, t)  # (P, S, Z)
+    codes = start[:, None, z_dim:].expand(-1, steps, -1)
+    return torch.cat([walk, codes], dim=2).reshape(pairs * steps, -1), steps
+
+
+def arithmetic(
+    gan: GAN, groups: Sequence[Tensor], signs: Sequence[int], extra: int, generator: torch.Generator
+) -> Tensor:
+    """The DCGAN paper's vector arithmetic: sum of sign * mean(group), plus `extra` jittered copies (noise 0.25)."""
+    means = [g.mean(dim=0) for g in groups]  # each (latent + code dims,)
+    result = sum(s * m for s, m in zip(signs, means, strict=True))
+    jitter = torch.zeros(extra + 1, result.shape[0])
+    jitter[1:, : gan.hparams.latent_dim] = 0.25 * torch.randn(extra, gan.hparams.latent_dim, generator=generator)
+    return torch.stack([*means, *(result + jitter)])  # the group means first, then the results
+
+
+def _parse_arithmetic(terms: Sequence[str]) -> tuple[list[Path], list[int]]:
+    files, signs, sign = [], [], 1
+    for term in terms:
+        if term in "+-":
+            sign = 1 if term == "+" else -1
+            continue
+        files.append(Path(term))
+        signs.append(sign)
+        sign = 1
+    if not files:
+        raise ConfigError("--arithmetic needs latent files, e.g. --arithmetic smiling_woman.pt - woman.pt + man.pt")
+    return files, signs
+
+
+def _load_latents(path: Path, dim: int) -> Tensor:
+    if not path.is_file():
+        raise DataError(f"no latent file at {path}; save one with --save-latents")
+    latents = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(latents, Tensor) or latents.ndim != 2 or latents.shape[1] != dim:
+        raise DataError(f"{path} must hold a (N, {dim}) tensor of generator inputs, as --save-latents writes")
+    return latents
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The sample command's argument parser."""
+    p = argparse.ArgumentParser(prog="sample.py", description="Generate images from a gan_lightning checkpoint.")
+    p.add_argument("--ckpt", required=True, help="checkpoint (e.g. lightning_logs/mlp/version_0/checkpoints/last.ckpt)")
+    p.add_argument("--out", required=True, help="grid.png, a directory (one PNG per image), or samples.pt (a tensor)")
+    p.add_argument("-n", "--num", type=int, default=64, help="images to generate (default 64)")
+    p.add_argument("--nrow", type=int, help="images per grid row (default: square)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
+    p.add_argument("--labels", help="conditional models: comma-separated class labels, cycled over --num")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                   help="use the EMA generator (default: when the checkpoint has one)")  # fmt: skip
+    p.add_argument("--interpolate", action="store_true", help="rows walking between random latent endpoints")
+    p.add_argument("--pairs", type=int, default=8, help="--interpolate: rows (default 8)")
+    p.add_argument("--steps", type=int, default=10, help="--interpolate: images per row (default 10)")
+    p.add_argument("--arithmetic", nargs="+", metavar="TERM",
+                   help="latent arithmetic on saved groups: A.pt - B.pt + C.pt (group means)")  # fmt: skip
+    p.add_argument("--save-latents", help="also save the generator inputs used, for later --arithmetic")
+    p.add_argument("--select", help="with --save-latents: keep only these comma-separated image indices")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    return p
+
+
+def run(cfg: argparse.Namespace) -> Path:
+    """Generate as configured and write the output; returns its path."""
+    for name in ("num", "pairs", "steps"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"--{name} must be positive, got {getattr(cfg, name)}")
+    gan = load_gan(cfg.ckpt, cfg.device)
+    gen = torch.Generator(gan.device).manual_seed(cfg.seed)
+    nrow = cfg.nrow
+    if cfg.interpolate:
+        latents, nrow = interpolate(gan, cfg.pairs, cfg.steps, gen)
+    elif cfg.arithmetic:
+        files, signs = _parse_arithmetic(cfg.arithmetic)
+        dim = gan.hparams.latent_dim + gan.code_dim
+        groups = [_load_latents(f, dim) for f in files]
+        latents = arithmetic(gan, groups, signs, extra=7, generator=torch.Generator().manual_seed(cfg.seed))
+        nrow = len(latents)
+    else:
+        labels = None
+        if cfg.labels:
+            if not gan.hparams.conditional:
+                raise ConfigError("--labels needs a conditional checkpoint (trained with --conditional)")
+            given = torch.tensor([int(x) for x in cfg.labels.split(",")])
+            if given.min() < 0 or given.max() >= gan.hparams.num_classes:
+                raise ConfigError(f"--labels must lie in [0, {gan.hparams.num_classes})")
+            labels = given.repeat((cfg.num + len(given) - 1) // len(given))[: cfg.num]
+        latents = gan.make_latents(cfg.num, labels=labels, generator=gen)[0]
+    images = gan.sample(latents=latents.to(gan.device), ema=cfg.ema).cpu()  # (N, C, H, W) in [-1, 1]
+    out = Path(cfg.out)
+    if out.suffix == ".pt":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(images, out)
+    elif out.suffix == ".png":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        nrow = nrow or max(1, round(len(images) ** 0.5))
+        save_image(make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1)), out)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            save_image(image, out / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+    if cfg.save_latents:
+        keep = latents.cpu()
+        if cfg.select:
+            keep = keep[[int(i) for i in cfg.select.split(",")]]
+        torch.save(keep, cfg.save_latents)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `scripts/sample.py`: 0 on success, 2 on bad input."""
+    parser = build_parser()
+    cfg = parser.parse_args(argv)
+    try:
+        out = run(cfg)
+    except (ConfigError, DataError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,118 @@
+"""scripts/sample.py: safe loading, every output mode, interpolation, arithmetic, conditional labels."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from PIL import Image
+from test_extensions import labelled_loader
+
+from gan_lightning import GAN
+from gan_lightning.sampling import load_gan, main, slerp
+
+from conftest import cpu_trainer
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A briefly trained MLP GAN with normal noise and EMA."""
+    tmp = tmp_path_factory.mktemp("ckpt")
+    gan = GAN("mlp", latent_dim=8, noise="normal", ema_decay=0.9)
+    trainer = cpu_trainer(tmp, max_steps=gan.optimizer_steps(2))
+    trainer.fit(gan, labelled_loader())
+    trainer.save_checkpoint(tmp / "gan.ckpt")
+    return tmp / "gan.ckpt"
+
+
+def test_grid_png_is_reproducible(tmp_path, ckpt):
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "a.png"), "-n", "16", "--seed", "3"]) == 0
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "b.png"), "-n", "16", "--seed", "3"]) == 0
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "c.png"), "-n", "16", "--seed", "4"]) == 0
+    a, b, c = (Image.open(tmp_path / f"{x}.png") for x in "abc")
+    assert a.size == (4 * 28 + 5 * 2, 4 * 28 + 5 * 2)
+    assert a.tobytes() == b.tobytes() and a.tobytes() != c.tobytes()
+
+
+def test_tensor_and_individual_pngs(tmp_path, ckpt):
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "s.pt"), "-n", "10"]) == 0
+    images = torch.load(tmp_path / "s.pt", weights_only=True)
+    assert images.shape == (10, 1, 28, 28) and images.min() >= -1 and images.max() <= 1
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "pngs"), "-n", "5"]) == 0
+    assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == [f"{i:05d}.png" for i in range(5)]
+    assert Image.open(tmp_path / "pngs" / "00000.png").size == (28, 28)
+
+
+def test_ema_switch(tmp_path, ckpt):
+    main(["--ckpt", str(ckpt), "--out", str(tmp_path / "ema.pt"), "-n", "4"])
+    main(["--ckpt", str(ckpt), "--out", str(tmp_path / "raw.pt"), "-n", "4", "--no-ema"])
+    ema, raw = (torch.load(tmp_path / f, weights_only=True) for f in ("ema.pt", "raw.pt"))
+    assert not torch.allclose(ema, raw)
+    gan = load_gan(ckpt)
+    z = gan.make_latents(4, generator=torch.Generator().manual_seed(0))[0]
+    torch.testing.assert_close(ema, gan.sample(latents=z, ema=True))
+
+
+def test_interpolation_grid_endpoints(tmp_path, ckpt):
+    out = tmp_path / "interp.png"
+    assert main(["--ckpt", str(ckpt), "--out", str(out), "--interpolate", "--pairs", "3", "--steps", "5"]) == 0
+    assert Image.open(out).size == (5 * 28 + 6 * 2, 3 * 28 + 4 * 2)
+
+
+def test_slerp_keeps_norm_and_hits_endpoints():
+    a, b = torch.randn(4, 16), torch.randn(4, 16)
+    torch.testing.assert_close(slerp(a, b, torch.tensor(0.0)), a)
+    torch.testing.assert_close(slerp(a, b, torch.tensor(1.0)), b)
+    a, b = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    mid = slerp(a, b, torch.tensor(0.5))
+    torch.testing.assert_close(mid.norm(dim=1), torch.ones(4))  # lerp would shrink it
+    assert (torch.lerp(a, b, 0.5).norm(dim=1) < 1 - 1e-3).all()
+
+
+def test_latent_arithmetic_from_saved_groups(tmp_path, ckpt):
+    lat = tmp_path / "all.pt"
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "g.png"), "-n", "9", "--save-latents", str(lat)]) == 0
+    everything = torch.load(lat, weights_only=True)
+    for name, idx in (("a", "0,1,2"), ("b", "3,4,5"), ("c", "6,7,8")):
+        main(["--ckpt", str(ckpt), "--out", str(tmp_path / "g.png"), "-n", "9", "--save-latents",
+              str(tmp_path / f"{name}.pt"), "--select", idx])  # fmt: skip
+    a = torch.load(tmp_path / "a.pt", weights_only=True)
+    torch.testing.assert_close(a, everything[:3])
+    out = tmp_path / "arith.pt"
+    argv = ["--ckpt", str(ckpt), "--out", str(out), "--arithmetic", str(tmp_path / "a.pt"), "-",
+            str(tmp_path / "b.pt"), "+", str(tmp_path / "c.pt")]  # fmt: skip
+    assert main(argv) == 0
+    images = torch.load(out, weights_only=True)
+    assert images.shape == (3 + 8, 1, 28, 28)  # three group means, the result and 7 jittered results
+    gan = load_gan(ckpt)
+    expected = everything[:3].mean(0) - everything[3:6].mean(0) + everything[6:].mean(0)
+    torch.testing.assert_close(images[3], gan.sample(latents=expected[None])[0])
+
+
+def test_conditional_labels(tmp_path):
+    gan = GAN("mlp", latent_dim=8, conditional=True)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(1))
+    trainer.fit(gan, labelled_loader())
+    trainer.save_checkpoint(tmp_path / "c.ckpt")
+    out = tmp_path / "c.pt"
+    assert main(["--ckpt", str(tmp_path / "c.ckpt"), "--out", str(out), "-n", "6", "--labels", "2,5", "--save-latents",
+                 str(tmp_path / "l.pt")]) == 0  # fmt: skip
+    latents = torch.load(tmp_path / "l.pt", weights_only=True)
+    assert latents[:, 8:].argmax(1).tolist() == [2, 5, 2, 5, 2, 5]
+    assert main(["--ckpt", str(tmp_path / "c.ckpt"), "--out", str(out), "--labels", "12"]) == 2
+
+
+def test_refuses_checkpoints_that_need_arbitrary_code(tmp_path, capsys):
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    bad = tmp_path / "evil.ckpt"
+    with open(bad, "wb") as f:
+        pickle.dump({"state_dict": {}, "hyper_parameters": {"model": "mlp"}, "x": Payload()}, f)
+    assert main(["--ckpt", str(bad), "--out", str(tmp_path / "x.png")]) == 2
+    captured = capsys.readouterr()
+    assert "refusing to load" in captured.err and "pwned" not in captured.out
+    assert main(["--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "x.png")]) == 2
+    assert not (tmp_path / "x.png").exists()
