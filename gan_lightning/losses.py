@@ -90,7 +90,8 @@ def gradient_penalty(
     alpha = torch.rand(
         real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype, generator=generator
     )
-    x_hat = torch.lerp(real.detach(), fake.detach(), alpha).requires_grad_(True)
+    # under autocast G's fakes may be bf16/fp16 while the data is fp32: interpolate in the data's dtype
+    x_hat = torch.lerp(real.detach(), fake.detach().to(real.dtype), alpha).requires_grad_(True)
     scores = critic(x_hat)
     (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)
     return (grad.float().flatten(1).norm(2, dim=1) - 1).square().mean()

@@ -205,6 +205,9 @@ class _Precomputed(nn.Module):
         return features
 
 
+CLASS_STATISTICS = ("modes", "class_kl", "inception_score")
+
+
 def class_statistics(
     probs: Tensor, confidence: float = CONFIDENCE, min_mode_fraction: float = MIN_MODE_FRACTION
 ) -> dict[str, float]:
@@ -213,7 +216,7 @@ def class_statistics(
     - modes: classes that receive at least `min_mode_fraction` of all N samples with max probability
       >= `confidence` (unrecognisable samples cover no mode);
     - class_kl: KL(histogram of predicted classes || uniform), 0 for balanced classes, log K for one class;
-    - inception_score: exp(E_x KL(p(y|x) || p(y))), from 1 (one class, or no confident sample) to K.
+    - inception_score: exp(E_x KL(p(y|x) || p(y))), from 1 (every sample gets the same prediction) to K.
     """
     probs = probs.double()
     n, k = probs.shape
@@ -235,7 +238,8 @@ class SampleQualityMetrics(nn.Module):
 
     The extractor runs once per batch and both torchmetrics metrics receive its features through a pass-through
     `feature` network, so FID, KID and the class statistics share one forward pass (Inception on a CPU is slow).
-    KID draws its subsets from a fixed seed in a forked RNG: repeatable, and the training RNG is left alone.
+    KID averages `kid_subsets` subsets of `kid_subset_size` (half torchmetrics' 100 subsets, for CPU speed; `kid_std`
+    shows their spread), drawn from a fixed seed in a forked RNG: repeatable, and the training RNG is left alone.
     """
 
     def __init__(
@@ -290,6 +294,10 @@ class SampleQualityMetrics(nn.Module):
         """`fid`, `kid`, `kid_std`, and with class probabilities `modes`, `class_kl`, `inception_score`."""
         if self.num_real < 2 or self.num_fake < 2:
             raise ValueError(f"need at least 2 real and 2 generated images, have {self.num_real} and {self.num_fake}")
+        if not all(torch.isfinite(t).all() for t in (self.fid.real_features_cov_sum, self.fid.fake_features_cov_sum)):
+            # A diverged generator's NaNs would crash LAPACK inside FID (a segfault, not an exception).
+            keys = ["fid", "kid", "kid_std"] + (list(CLASS_STATISTICS) if self._fake_probs else [])
+            return dict.fromkeys(keys, float("nan"))
         results = {"fid": float(self.fid.compute())}
         # KID's subsets cannot be larger than either set.
         self.kid.subset_size = min(self.kid_subset_size, self.num_real, self.num_fake)

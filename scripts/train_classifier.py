@@ -21,9 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="default 0")
     args = p.parse_args(argv)
     try:
-        result = train_classifier(
-            args.data_dir or default_data_dir(), args.out, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed
-        )
+        data_dir = args.data_dir or default_data_dir()
+        result = train_classifier(data_dir, args.out, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     except (ConfigError, DataError) as err:
         print(f"{p.prog}: error: {err}", file=sys.stderr)
         return 2

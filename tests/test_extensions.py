@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from test_module import TinyD, TinyG, changed, snapshot
@@ -73,21 +75,26 @@ def test_infogan_codes_grids_and_q_head_gradients(tmp_path):
     assert changed(q_before, gan.q_head) == {k for k, _ in gan.q_head.named_parameters()}
 
 
-def test_infogan_mutual_information_loss_falls(tmp_path):
+def test_infogan_mutual_information_loss_falls(tmp_path, real_mnist_dir):
+    # On real digits the categorical code becomes recoverable within a few hundred iterations; on unstructured
+    # data G's adversarial gradient drowns the information term that early.
+    from gan_lightning.data import MNISTDataModule
+
     torch.manual_seed(0)
-    gan = GAN("mlp", latent_dim=8, infogan=True, n_cont=1, lr=1e-3)
+    gan = GAN("mlp", latent_dim=8, infogan=True)
     gen = torch.Generator().manual_seed(1)
 
-    def mi() -> float:
+    def categorical_ce() -> float:
         with torch.no_grad():
             latents, _, cat, cont = gan.make_latents(512, generator=gen)
             _, h = gan.discriminate(gan.generator(latents))
-            return gan.info_loss(h, cat, cont)[1].item()  # the categorical cross-entropy
+            return gan.info_loss(h, cat, cont)[1].item()
 
-    before = mi()
-    assert before == pytest.approx(torch.log(torch.tensor(10.0)).item(), abs=0.3)  # chance: log 10
-    cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(60)).fit(gan, labelled_loader(n=320, batch_size=32))
-    assert mi() < 0.5 * before
+    before = categorical_ce()
+    assert before == pytest.approx(math.log(10), abs=0.1)  # chance
+    dm = MNISTDataModule(real_mnist_dir, batch_size=64, download=False)
+    cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(400)).fit(gan, dm)
+    assert categorical_ce() < 0.75 * before
 
 
 def test_ema_arithmetic():

@@ -213,6 +213,17 @@ def test_real_data_scores_well_against_itself(fake_classifier, fake_sets):
     assert single["inception_score"] < 1.1
 
 
+def test_diverged_samples_give_nan_not_a_crash(fake_classifier, fake_sets):
+    metrics = SampleQualityMetrics(MNISTClassifierFeatures(fake_classifier["model"]), kid_subset_size=50)
+    metrics.update(to_signed(fake_sets["a"]), real=True)
+    fake = to_signed(fake_sets["b"])
+    fake[0, 0, 0, 0] = float("nan")
+    metrics.update(fake, real=False)
+    results = metrics.compute()
+    assert set(results) == {"fid", "kid", "kid_std", "modes", "class_kl", "inception_score"}
+    assert all(math.isnan(v) for v in results.values())
+
+
 def test_metrics_reject_uint8_images(fake_classifier, fake_sets):
     metrics = SampleQualityMetrics(MNISTClassifierFeatures(fake_classifier["model"]))
     with pytest.raises(ValueError, match="float images in \\[-1, 1\\]"):
