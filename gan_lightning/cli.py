@@ -190,6 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--num-nodes", type=int, default=1, help="machines, launched by Lightning's own launcher")
     g.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm statistics across devices")
+    g = p.add_argument_group("evaluation (offline: no weights are ever downloaded)")
+    g.add_argument(
+        "--eval-every",
+        type=int,
+        help="compute val/fid, val/kid (and for MNIST val/modes, val/class_kl, "
+        "val/inception_score) every N iterations and at the end",
+    )
+    g.add_argument("--eval-samples", type=int, default=1000, help="generated images per evaluation (default 1000)")
+    g.add_argument("--classifier", help="MNIST feature extractor from scripts/train_classifier.py (for MNIST runs)")
+    g.add_argument("--fid-weights", help="local torchvision inception_v3 weights for FID on RGB data")
     g = p.add_argument_group("logging and checkpoints")
     g.add_argument("--log-dir", default="lightning_logs", help="TensorBoard root (default lightning_logs)")
     g.add_argument("--name", default=None, help="run name: logs go to LOG_DIR/NAME/version_N (default: the model)")
@@ -231,6 +241,9 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
         cfg.max_steps = 5000
     _check_positive(cfg, "num_nodes", "latent_dim", "image_size", "ngf", "ndf", "batch_size", "lr", "d_steps",
                     "max_steps", "max_epochs", "sample_every", "log_every", "checkpoint_every")  # fmt: skip
+    _check_positive(cfg, "eval_every")
+    if cfg.eval_samples < 2:
+        raise ConfigError(f"--eval-samples must be at least 2, got {cfg.eval_samples}")
     if cfg.num_workers is not None and cfg.num_workers < 0:
         raise ConfigError(f"--num-workers must be >= 0, got {cfg.num_workers}")
     if cfg.gp_weight < 0:
@@ -327,6 +340,14 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     datamodule = DATASETS.get(cfg.dataset)(cfg, cfg.batch_size * model.d_steps)
     if os.environ.get("LOCAL_RANK", "0") == "0":
         datamodule.prepare_data()  # fail on missing data here, before any directory is created
+    extra = list(callbacks)
+    if cfg.eval_every:
+        from gan_lightning.metrics import SampleQuality, build_extractor
+
+        # Loaded before the logger exists: a wrong path fails without writing anything.
+        extractor = build_extractor(cfg.channels, classifier=cfg.classifier, fid_weights=cfg.fid_weights)
+        if extractor is not None:  # None: metrics are off, and build_extractor said why in one line
+            extra.append(SampleQuality(extractor, every_n_steps=cfg.eval_every, num_samples=cfg.eval_samples))
     logger = TensorBoardLogger(cfg.log_dir, name=cfg.name, version=version, default_hp_metric=False)
     checkpoint = GANCheckpoint(every_n_iterations=cfg.checkpoint_every)
     strategy = cfg.strategy if cfg.strategy != "auto" else _default_strategy(devices, cfg.accelerator, cfg.num_nodes)
@@ -345,7 +366,7 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
             checkpoint,
             IterationProgressBar(refresh_rate=50),
             TrainingHealth(),
-            *callbacks,
+            *extra,
         ],
         log_every_n_steps=cfg.log_every,
         fast_dev_run=cfg.fast_dev_run,

@@ -396,11 +396,13 @@ class SampleQuality(Callback):
         if metrics.num_real == 0:
             for images in self._real_batches(trainer):
                 metrics.update(images, real=True)
-        noise = pl_module.sample_noise(self.num_samples, generator=torch.Generator().manual_seed(self.seed))
+        # Fixed inputs (noise and any labels / codes) from their own seed: evaluations stay comparable.
+        gen = torch.Generator(pl_module.device).manual_seed(self.seed)
+        latents = pl_module.make_latents(self.num_samples, generator=gen)[0]
         metrics.reset()
         try:
-            for z in noise.split(self.batch_size):
-                metrics.update(pl_module.sample(z=z).float(), real=False)  # (b, C, H, W) in [-1, 1]
+            for chunk in latents.split(self.batch_size):
+                metrics.update(pl_module.sample(latents=chunk).float(), real=False)  # (b, C, H, W) in [-1, 1]
             results = metrics.compute()
         finally:
             metrics.reset()

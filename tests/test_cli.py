@@ -123,3 +123,27 @@ def test_fast_dev_run_writes_nothing(tmp_path, fake_mnist_dir):
             "--log-dir", str(tmp_path / "logs"), "--model", "dcgan_mnist", "--latent-dim", "8"]  # fmt: skip
     assert main(argv) == 0
     assert not (tmp_path / "logs").exists()
+
+
+def test_eval_every_logs_sample_quality(tmp_path, fake_mnist_dir):
+    from gan_lightning.classifier import MNISTClassifier
+
+    clf = tmp_path / "clf.pt"
+    meta = {"arch": "mnist_cnn", "num_features": 128, "num_classes": 10}
+    torch.save({"state_dict": MNISTClassifier().state_dict(), "meta": meta}, clf)
+    argv = ["--data-dir", str(fake_mnist_dir), "--max-steps", "2", "--batch-size", "16", "--latent-dim", "8",
+            "--accelerator", "cpu", "--log-dir", str(tmp_path), "--name", "ev", "--eval-every", "2",
+            "--eval-samples", "64", "--classifier", str(clf)]  # fmt: skip
+    assert main(argv) == 0
+    ea = EventAccumulator(str(tmp_path / "ev" / "version_0"), size_guidance={"scalars": 0})
+    ea.Reload()
+    assert {"val/fid", "val/kid", "val/modes", "val/class_kl"} <= set(ea.Tags()["scalars"])
+    assert [e.step for e in ea.Scalars("val/fid")] == [2]
+
+
+def test_missing_classifier_fails_before_writing(tmp_path, fake_mnist_dir, capsys):
+    argv = ["--data-dir", str(fake_mnist_dir), "--eval-every", "5", "--classifier", str(tmp_path / "none.pt"),
+            "--log-dir", str(tmp_path / "logs")]  # fmt: skip
+    assert main(argv) == 2
+    assert "train_classifier.py" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()
