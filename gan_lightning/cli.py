@@ -55,7 +55,7 @@ def _mnist(cfg: argparse.Namespace, batch_size: int) -> Any:
 
     return MNISTDataModule(
         cfg.data_dir, batch_size=batch_size, num_workers=cfg.num_workers or 0, seed=cfg.seed,
-        image_size=cfg.image_size, download=cfg.download,
+        image_size=cfg.image_size, download=cfg.download, data_on_device=cfg.data_on_device,
     )  # fmt: skip
 
 
@@ -190,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--num-nodes", type=int, default=1, help="machines, launched by Lightning's own launcher")
     g.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm statistics across devices")
+    g.add_argument(
+        "--data-on-device",
+        action="store_true",
+        help="MNIST: keep the dataset as uint8 on the accelerator and batch by indexing (no DataLoader)",
+    )
+    g.add_argument("--channels-last", action="store_true", help="NHWC memory format for convolutional models")
+    g.add_argument("--compile", action="store_true", help="torch.compile the generator and the discriminator")
     g = p.add_argument_group("evaluation (offline: no weights are ever downloaded)")
     g.add_argument(
         "--eval-every",
@@ -250,6 +257,8 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
         raise ConfigError(f"--gp-weight must be >= 0, got {cfg.gp_weight}")
     if cfg.conditional and cfg.dataset != "mnist":
         raise ConfigError(f"--conditional needs class labels; --dataset {cfg.dataset} has none (use mnist)")
+    if cfg.data_on_device and cfg.dataset != "mnist":
+        raise ConfigError("--data-on-device holds MNIST in device memory; other datasets stream from disk")
     if cfg.conditional and cfg.infogan:
         raise ConfigError("choose one of --conditional and --infogan")
     cfg.name = cfg.name or cfg.model
@@ -334,7 +343,8 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
         cfg.model, loss=cfg.loss, latent_dim=cfg.latent_dim, noise=cfg.noise, channels=cfg.channels,
         image_size=cfg.image_size, ngf=cfg.ngf, ndf=cfg.ndf, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2,
         d_steps=cfg.d_steps, gp_weight=cfg.gp_weight, conditional=cfg.conditional, infogan=cfg.infogan,
-        n_cont=cfg.n_cont, info_weight=cfg.info_weight, ema_decay=cfg.ema_decay, seed=cfg.seed,
+        n_cont=cfg.n_cont, info_weight=cfg.info_weight, ema_decay=cfg.ema_decay, channels_last=cfg.channels_last,
+        compile=cfg.compile, seed=cfg.seed,
     )  # fmt: skip
     # One iteration consumes d_steps real minibatches, one per D update.
     datamodule = DATASETS.get(cfg.dataset)(cfg, cfg.batch_size * model.d_steps)

@@ -141,3 +141,37 @@ def test_loader_epochs_reshuffle():
 def test_too_small_dataset_is_clear():
     with pytest.raises(DataError, match="fewer than one batch"):
         make_train_loader(TensorDataset(torch.arange(5)), batch_size=8)
+
+
+def test_device_tensor_loader_resumes_and_shards():
+    from gan_lightning.data.loading import DeviceTensorLoader
+
+    images = torch.arange(100, dtype=torch.uint8).view(100, 1, 1, 1).expand(100, 1, 2, 2).contiguous()
+    labels = torch.arange(100)
+    loader = DeviceTensorLoader(images, labels, batch_size=10, device="cpu", seed=5)
+    assert len(loader) == 10
+    loader.set_epoch(3)
+    it = iter(loader)
+    x, y = next(it)
+    assert x.shape == (10, 1, 2, 2) and x.dtype == torch.float32 and -1 <= x.min() and x.max() <= 1
+    torch.testing.assert_close(x[:, 0, 0, 0], y.float() / 127.5 - 1)  # labels travel with their images
+    next(it)
+    state = loader.state_dict()
+    assert state == {"epoch": 3, "batches": 2}
+    rest = [b[1].tolist() for b in it]
+    fresh = DeviceTensorLoader(images, labels, batch_size=10, device="cpu", seed=5)
+    fresh.load_state_dict(state)
+    assert [b[1].tolist() for b in fresh] == rest
+    shards = [{i for _, y in DeviceTensorLoader(images, labels, batch_size=10, device="cpu", num_replicas=2, rank=r)
+               for i in y.tolist()} for r in (0, 1)]  # fmt: skip
+    assert len(shards[0]) == len(shards[1]) == 50 and not shards[0] & shards[1]
+
+
+def test_data_on_device_option(fake_mnist_dir):
+    from gan_lightning.data.loading import DeviceTensorLoader
+
+    dm = MNISTDataModule(fake_mnist_dir, batch_size=16, val_fraction=1 / 6, download=False, data_on_device=True)
+    loader = dm.train_dataloader()
+    assert isinstance(loader, DeviceTensorLoader) and loader.sampler is loader
+    x, y = next(iter(loader))
+    assert x.shape == (16, 1, 28, 28) and y.shape == (16,)

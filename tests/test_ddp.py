@@ -15,7 +15,8 @@ from conftest import REPO
 def test_two_process_cpu_run_keeps_ranks_identical(tmp_path, fake_mnist_dir, model, loss):
     cmd = [sys.executable, str(REPO / "tests" / "ddp_probe.py"), str(tmp_path), "--data-dir", str(fake_mnist_dir),
            "--no-download", "--model", model, "--batch-size", "16", "--latent-dim", "8", "--max-steps", "4",
-           "--accelerator", "cpu", "--devices", "2", "--log-dir", str(tmp_path / "logs"), "--d-steps", "2", "--loss", loss]  # fmt: skip
+           "--accelerator", "cpu", "--devices", "2", "--log-dir", str(tmp_path / "logs"), "--d-steps", "2",
+           "--loss", loss]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]

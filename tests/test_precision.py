@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from lightning.pytorch.plugins import MixedPrecision
 from test_module import image_loader, snapshot
@@ -36,3 +37,20 @@ def test_fp16_overflow_skips_are_counted(tmp_path):
     assert halvings == 6  # 3 iterations x (D + G)
     assert int(gan._amp_skipped) == halvings
     assert all(torch.equal(before[k], p) for k, p in gan.generator.named_parameters())  # skipped, not applied
+
+
+def test_channels_last_trains_and_matches_layout(tmp_path):
+    gan = GAN("dcgan", image_size=32, ngf=8, ndf=8, latent_dim=8, channels=1, channels_last=True)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2))
+    trainer.fit(gan, image_loader(size=32))
+    conv = next(m for m in gan.discriminator.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert gan.iteration == 2 and gan.sample(2).shape == (2, 1, 32, 32)
+
+
+@pytest.mark.slow
+def test_compile_keeps_checkpoint_keys(tmp_path):
+    gan = GAN("dcgan_mnist", latent_dim=8, compile=True)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2))
+    trainer.fit(gan, image_loader())
+    assert set(gan.state_dict()) == set(GAN("dcgan_mnist", latent_dim=8).state_dict())

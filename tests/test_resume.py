@@ -31,13 +31,17 @@ def generator_weights(log_dir) -> dict[str, torch.Tensor]:
     return {k: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}, ckpt
 
 
-@pytest.mark.parametrize("model,half", [("mlp", 10), ("mlp", 14), ("dcgan_mnist", 4)])
-def test_resume_matches_uninterrupted_run(tmp_path, fake_mnist_dir, model, half):
+@pytest.mark.parametrize(
+    "model,half,extra",
+    [("mlp", 10, ()), ("mlp", 14, ()), ("dcgan_mnist", 4, ()), ("mlp", 10, ("--data-on-device",))],
+)
+def test_resume_matches_uninterrupted_run(tmp_path, fake_mnist_dir, model, half, extra):
     # 500 training images / (32 x 2 per iteration) = 7 iterations per epoch: half=10 resumes mid-epoch, half=14
     # exactly at an epoch boundary; both runs then cross further epochs.
-    train(tmp_path / "straight", fake_mnist_dir, "--model", model, "--max-steps", str(2 * half))
-    train(tmp_path / "resumed", fake_mnist_dir, "--model", model, "--max-steps", str(half))
-    train(tmp_path / "resumed", fake_mnist_dir, "--model", model, "--max-steps", str(2 * half), "--ckpt-path", "last")
+    train(tmp_path / "straight", fake_mnist_dir, "--model", model, "--max-steps", str(2 * half), *extra)
+    train(tmp_path / "resumed", fake_mnist_dir, "--model", model, "--max-steps", str(half), *extra)
+    train(tmp_path / "resumed", fake_mnist_dir, "--model", model, "--max-steps", str(2 * half), "--ckpt-path", "last",
+          *extra)  # fmt: skip
     straight, ckpt_a = generator_weights(tmp_path / "straight")
     resumed, ckpt_b = generator_weights(tmp_path / "resumed")
     assert ckpt_a["global_step"] == ckpt_b["global_step"] == 2 * half * 3

@@ -120,3 +120,63 @@ def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, 
     n_train, _ = split_lengths(n, val_fraction)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return perm[:n_train].sort().values, perm[n_train:].sort().values
+
+
+class DeviceTensorLoader:
+    """Batches gathered by indexing uint8 tensors that live on the accelerator: no DataLoader, no host copies.
+
+    For datasets that fit in device memory (MNIST is 47 MB as uint8). Each epoch is a permutation drawn from
+    `seed + epoch`, sharded across ranks like `ResumableSampler`; `state_dict`/`load_state_dict` record and
+    restore the position mid-epoch, so resumption stays exact. Yields `(images in [-1, 1], labels)`.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        device: torch.device | str,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        per_rank = len(images) // num_replicas
+        if per_rank < batch_size:
+            raise DataError(f"{len(images)} images ({per_rank} per process) are fewer than one batch of {batch_size}")
+        self.images = images.to(device)  # (N, C, H, W) uint8
+        self.labels = labels.to(device)
+        self.batch_size, self.seed = batch_size, seed
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch, self._batches, self._skip = 0, 0, 0
+        # Lightning calls `set_epoch` on a loader's `sampler` each epoch; this loader is its own sampler.
+        self.sampler = self
+
+    def __len__(self) -> int:
+        return len(self.images) // self.num_replicas // self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose permutation the next pass uses (Lightning calls this each epoch)."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        skip, self._skip = self._skip, 0
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)  # on the CPU: identical on every device
+        order = torch.randperm(len(self.images), generator=gen)[self.rank :: self.num_replicas]
+        order = order.to(self.images.device)
+        self._batches = skip
+        for b in range(skip, len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            self._batches = b + 1
+            yield self.images[idx].float().div_(127.5).sub_(1.0), self.labels[idx]
+
+    def state_dict(self) -> dict[str, int]:
+        """Position in the data stream: the epoch and the batches already yielded in it."""
+        return {"epoch": self.epoch, "batches": self._batches}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Resume after the batches recorded in `state_dict`."""
+        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches"])
+        if batches >= len(self):
+            epoch, batches = epoch + 1, 0
+        self.epoch, self._skip = epoch, batches

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from gan_lightning.data.base import GANDataModule, TensorImageDataset
-from gan_lightning.data.loading import seeded_split
+from gan_lightning.data.loading import DeviceTensorLoader, seeded_split
 from gan_lightning.errors import ConfigError, DataError
 
 MNIST_FILES = (
@@ -50,6 +51,7 @@ class MNISTDataModule(GANDataModule):
         image_size: int = 28,
         val_fraction: float = 1 / 12,
         download: bool = True,
+        data_on_device: bool = False,
     ) -> None:
         super().__init__(data_dir, batch_size, num_workers, pin_memory, seed)
         if image_size < 8:
@@ -60,6 +62,7 @@ class MNISTDataModule(GANDataModule):
         self.image_size = image_size
         self.val_fraction = val_fraction
         self.download = download
+        self.data_on_device = data_on_device
 
     @property
     def raw_dir(self) -> Path:
@@ -105,3 +108,17 @@ class MNISTDataModule(GANDataModule):
         train_idx, val_idx = seeded_split(len(labels), self.val_fraction, seed=12345)
         self.train_set = TensorImageDataset(images[train_idx], labels[train_idx])
         self.val_set = TensorImageDataset(images[val_idx], labels[val_idx])
+
+    def train_dataloader(self) -> Any:
+        """The resumable DataLoader, or with `data_on_device` a loader indexing uint8 tensors on the accelerator."""
+        if not self.data_on_device:
+            return super().train_dataloader()
+        if self.train_set is None:
+            self.setup("fit")
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return DeviceTensorLoader(
+            self.train_set.images, self.train_set.labels, batch_size=self.batch_size, device=device, seed=self.seed,
+            num_replicas=world, rank=rank,
+        )  # fmt: skip
