@@ -208,7 +208,7 @@ def test_image_folder_missing_or_empty(tmp_path: Path) -> None:
 
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "sub" / "readme.txt").write_text("no images here")
-    with pytest.raises(DataError, match="contains no image files") as info:
+    with pytest.raises(DataError, match="contains no images") as info:
         ImageFolderDataModule(str(tmp_path / "empty"), num_workers=0).setup("fit")
     assert str(tmp_path / "empty") in str(info.value) and ".png" in str(info.value)
 

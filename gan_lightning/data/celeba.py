@@ -5,19 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gan_lightning.data.base import GANDataModule
-from gan_lightning.data.images import (
-    IMAGE_EXTENSIONS,
-    ImageFileDataset,
-    check_image_options,
-    default_num_workers,
-    list_image_files,
-)
-from gan_lightning.data.loading import seeded_split
+from gan_lightning.data.folder import ImageFolderDataModule
+from gan_lightning.data.images import IMAGE_EXTENSIONS
 from gan_lightning.errors import DataError
 
-# Fixed, not `seed`: changing the training seed must not change which faces are held out for the metrics.
-SPLIT_SEED = 12345
 PARTITION_FILES = ("list_eval_partition.txt", "list_eval_partition.csv")  # official / Kaggle mirror
 TRAIN, VALID = 0, 1
 
@@ -39,7 +30,7 @@ def read_partition(path: Path) -> dict[str, int]:
     return parts
 
 
-class CelebADataModule(GANDataModule):
+class CelebADataModule(ImageFolderDataModule):
     """CelebA in `<data_dir>/celeba/img_align_celeba/*.jpg`, split by `list_eval_partition.txt` if present.
 
     With the partition file, train is its split 0 and val its split 1 (split 2, test, is unused); without
@@ -59,15 +50,10 @@ class CelebADataModule(GANDataModule):
         skip_bad_images: bool = False,
         val_fraction: float = 0.05,
     ) -> None:
-        workers = default_num_workers() if num_workers is None else num_workers
-        super().__init__(data_dir, batch_size, workers, pin_memory, seed)
-        check_image_options(image_size, channels, val_fraction)
+        super().__init__(data_dir, batch_size, num_workers, pin_memory, seed, image_size, channels, skip_bad_images,
+                         val_fraction)  # fmt: skip
         self.save_hyperparameters()
-        self.image_size = image_size
-        self.channels = channels
         self.download = download
-        self.skip_bad_images = skip_bad_images
-        self.val_fraction = val_fraction
 
     @property
     def root(self) -> Path:
@@ -116,30 +102,9 @@ class CelebADataModule(GANDataModule):
         except Exception as err:  # network, quota and integrity errors come in many types; the user needs one
             raise self._missing_error(f"the download failed ({type(err).__name__}: {err})") from err
 
-    def setup(self, stage: str | None = None) -> None:
-        """List the images and split them into train and val file datasets (nothing is decoded yet)."""
-        if self.train_set is not None:
-            return
-        if not self.image_dir.is_dir():
-            raise self._missing_error(f"the folder {self.image_dir} does not exist")
-        files = list_image_files(self.image_dir)
-        if not files:
-            raise self._missing_error(f"the folder {self.image_dir} contains no images ({', '.join(IMAGE_EXTENSIONS)})")
+    def _split(self, files: list[Path]) -> tuple[list[Path], list[Path]]:
         partition = self.partition_file()
-        if partition is not None:
-            train_files, val_files = self._split_by_partition(files, partition)
-        else:
-            train_idx, val_idx = seeded_split(len(files), self.val_fraction, seed=SPLIT_SEED)
-            train_files, val_files = [files[i] for i in train_idx], [files[i] for i in val_idx]
-        if not train_files:
-            raise DataError(f"no training images in {self.image_dir} (split file: {partition})")
-        kwargs = {
-            "image_size": self.image_size,
-            "channels": self.channels,
-            "skip_bad_images": self.skip_bad_images,
-        }
-        self.train_set = ImageFileDataset(train_files, **kwargs)
-        self.val_set = ImageFileDataset(val_files, **kwargs)
+        return super()._split(files) if partition is None else self._split_by_partition(files, partition)
 
     def _split_by_partition(self, files: list[Path], partition: Path) -> tuple[list[Path], list[Path]]:
         # Match by file name, so the Kaggle mirror's nested img_align_celeba/img_align_celeba/ works too.
@@ -156,8 +121,3 @@ class CelebADataModule(GANDataModule):
         train = [by_name[name] for name in sorted(parts) if parts[name] == TRAIN]
         val = [by_name[name] for name in sorted(parts) if parts[name] == VALID]
         return train, val
-
-    @property
-    def num_skipped(self) -> int:
-        """Unreadable images skipped so far in the train and val sets."""
-        return sum(getattr(ds, "num_skipped", 0) for ds in (self.train_set, self.val_set) if ds is not None)

@@ -23,7 +23,7 @@ class ImageFolderDataModule(GANDataModule):
     """Every image file under `data_dir` (recursively), resized and centre-cropped to `image_size`.
 
     A fixed random `val_fraction` of the files is held out for validation. Subfolders are not classes:
-    labels are zeros.
+    labels are zeros. Subclasses (CelebA) change where the images are, how they split, and the error text.
     """
 
     def __init__(
@@ -48,11 +48,11 @@ class ImageFolderDataModule(GANDataModule):
         self.val_fraction = val_fraction
 
     @property
-    def root(self) -> Path:
-        """The image root: `data_dir` itself."""
+    def image_dir(self) -> Path:
+        """The folder searched for images: `data_dir` itself."""
         return Path(self.data_dir)
 
-    def _error(self, reason: str) -> DataError:
+    def _missing_error(self, reason: str) -> DataError:
         return DataError(
             f"no images to train on: {reason}. --dataset folder reads every file ending in "
             f"{', '.join(IMAGE_EXTENSIONS)} (any case) under the folder given by --data-dir (or "
@@ -61,26 +61,28 @@ class ImageFolderDataModule(GANDataModule):
 
     def prepare_data(self) -> None:
         """Nothing to download; fail early, on one process, when the folder is missing."""
-        if not self.root.is_dir():
-            raise self._error(f"the folder {self.root} does not exist")
+        if not self.image_dir.is_dir():
+            raise self._missing_error(f"the folder {self.image_dir} does not exist")
+
+    def _split(self, files: list[Path]) -> tuple[list[Path], list[Path]]:
+        train_idx, val_idx = seeded_split(len(files), self.val_fraction, seed=SPLIT_SEED)
+        return [files[i] for i in train_idx], [files[i] for i in val_idx]
 
     def setup(self, stage: str | None = None) -> None:
         """List the images and split them into train and val file datasets (nothing is decoded yet)."""
         if self.train_set is not None:
             return
-        if not self.root.is_dir():
-            raise self._error(f"the folder {self.root} does not exist")
-        files = list_image_files(self.root)
+        if not self.image_dir.is_dir():
+            raise self._missing_error(f"the folder {self.image_dir} does not exist")
+        files = list_image_files(self.image_dir)
         if not files:
-            raise self._error(f"the folder {self.root} contains no image files")
-        train_idx, val_idx = seeded_split(len(files), self.val_fraction, seed=SPLIT_SEED)
-        kwargs = {
-            "image_size": self.image_size,
-            "channels": self.channels,
-            "skip_bad_images": self.skip_bad_images,
-        }
-        self.train_set = ImageFileDataset([files[i] for i in train_idx], **kwargs)
-        self.val_set = ImageFileDataset([files[i] for i in val_idx], **kwargs)
+            raise self._missing_error(f"the folder {self.image_dir} contains no images ({', '.join(IMAGE_EXTENSIONS)})")
+        train_files, val_files = self._split(files)
+        if not train_files:
+            raise DataError(f"no training images left in {self.image_dir} after the validation split")
+        kwargs = {"image_size": self.image_size, "channels": self.channels, "skip_bad_images": self.skip_bad_images}
+        self.train_set = ImageFileDataset(train_files, **kwargs)
+        self.val_set = ImageFileDataset(val_files, **kwargs)
 
     @property
     def num_skipped(self) -> int:
