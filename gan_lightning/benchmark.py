@@ -40,6 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from gan_lightning.data.base import default_data_dir
+from gan_lightning.errors import ConfigError, DataError
 from gan_lightning.losses import get_loss, gradient_penalty
 from gan_lightning.models import MODELS
 
@@ -548,7 +549,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     bench = BenchConfig(**vars(args))
-    report, timings = _run(bench)
+    try:
+        report, timings = _run(bench)
+    except (ConfigError, DataError, ValueError) as err:
+        print(f"benchmark.py: error: {err}", file=sys.stderr)
+        return 2
     print(format_report(report))
     if bench.adam_sweep:
         sweep = adam_sweep(bench, timings)

@@ -29,5 +29,7 @@ def test_benchmark_prints_overhead_ratio_last(tmp_path):
     for loop in ("lightning", "plain"):
         assert len(report[loop]["iteration_ms"]) == 2  # rounds
         assert all(len(block) == 3 for block in report[loop]["iteration_ms"])  # iters per block
-    # Same weights, batch and noise: both loops' first iteration computes the same losses.
-    assert report["first_iteration_check"]["max_abs_diff"] < 1e-5
+    # Same initial weights, batch and noise: one plain iteration lands on the module's weights after one iteration,
+    # so the plain loop does the module's work (fp32 on CPU: bit for bit).
+    diff = report["first_iteration_check"]["max_abs_diff"]
+    assert diff is not None and diff < 1e-6, diff
