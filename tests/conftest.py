@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import struct
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_MNIST_ROOT = Path(os.environ.get("GAN_TEST_MNIST", REPO.parent / "shared" / "data"))
-
-# Lightning's own internals warn about things our tests exercise on purpose.
-warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
