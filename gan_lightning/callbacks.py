@@ -129,6 +129,10 @@ class GANCheckpoint(ModelCheckpoint):
         iteration = pl_module.iteration
         final = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
         stop = self.stop_requested or trainer.received_sigterm
+        if trainer.world_size > 1:
+            # A signal may reach one rank only, or ranks at different moments: all must agree, or one rank
+            # would enter the checkpoint's collectives while the others run the next iteration's all-reduce.
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if not (final or stop or iteration % self.every_n_iterations == 0):
             return
         if stop:

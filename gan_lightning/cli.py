@@ -287,16 +287,21 @@ def _resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:
         raise ConfigError(f"--ckpt-path {path}: no such checkpoint file")
     # Continue logging in the run the checkpoint came from when it lives in the standard layout.
     version_dir = path.parent.parent
-    same_run = path.parent.name == "checkpoints" and version_dir.parent == Path(cfg.log_dir) / cfg.name
+    same_run = (
+        path.parent.name == "checkpoints" and version_dir.resolve().parent == (Path(cfg.log_dir) / cfg.name).resolve()
+    )
     return str(path), int(version_dir.name[8:]) if same_run and version_dir.name[8:].isdigit() else None
 
 
 def _parse_devices(devices: str) -> int | str | list[int]:
     if devices == "auto":
         return devices
-    if "," in devices:
-        return [int(x) for x in devices.split(",") if x]
     try:
+        if "," in devices:
+            ids = [int(x) for x in devices.split(",") if x.strip()]
+            if not ids or min(ids) < 0:
+                raise ValueError
+            return ids
         value = int(devices)
     except ValueError:
         raise ConfigError(f"--devices must be auto, a count or a list like 0,1; got {devices!r}") from None
@@ -327,6 +332,7 @@ def _default_strategy(devices: int | str | list[int], accelerator: str, num_node
 def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str]:
     """Train as configured (plus any extra `callbacks`); returns the log directory and the last checkpoint path."""
     import lightning.pytorch as pl
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from gan_lightning.callbacks import GANCheckpoint, IterationProgressBar, SampleGrid, TrainingHealth
@@ -361,33 +367,36 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     logger = TensorBoardLogger(cfg.log_dir, name=cfg.name, version=version, default_hp_metric=False)
     checkpoint = GANCheckpoint(every_n_iterations=cfg.checkpoint_every)
     strategy = cfg.strategy if cfg.strategy != "auto" else _default_strategy(devices, cfg.accelerator, cfg.num_nodes)
-    trainer = pl.Trainer(
-        accelerator=cfg.accelerator,
-        devices=devices,
-        num_nodes=cfg.num_nodes,
-        strategy=strategy,
-        sync_batchnorm=cfg.sync_batchnorm,
-        precision=cfg.precision,
-        max_steps=model.optimizer_steps(cfg.max_steps) if cfg.max_steps else -1,
-        max_epochs=cfg.max_epochs,
-        logger=logger,
-        callbacks=[
-            SampleGrid(every_n_steps=cfg.sample_every),
-            checkpoint,
-            IterationProgressBar(refresh_rate=50),
-            TrainingHealth(),
-            *extra,
-        ],
-        log_every_n_steps=cfg.log_every,
-        fast_dev_run=cfg.fast_dev_run,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    try:
+        trainer = pl.Trainer(
+            accelerator=cfg.accelerator,
+            devices=devices,
+            num_nodes=cfg.num_nodes,
+            strategy=strategy,
+            sync_batchnorm=cfg.sync_batchnorm,
+            precision=cfg.precision,
+            max_steps=model.optimizer_steps(cfg.max_steps) if cfg.max_steps else -1,
+            max_epochs=cfg.max_epochs,
+            logger=logger,
+            callbacks=[
+                SampleGrid(every_n_steps=cfg.sample_every),
+                checkpoint,
+                IterationProgressBar(refresh_rate=50),
+                TrainingHealth(),
+                *extra,
+            ],
+            log_every_n_steps=cfg.log_every,
+            fast_dev_run=cfg.fast_dev_run,
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+        )
+    except (MisconfigurationException, ValueError, ImportError) as err:  # bad --accelerator/--devices/--strategy
+        raise ConfigError(f"cannot set up training on this machine: {str(err).splitlines()[0]}") from None
     paths = {"log_dir": str(logger.log_dir), "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt")}
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except NonFiniteLossError as err:
-        good = checkpoint.last_model_path or "none was written"
+        good = checkpoint.last_model_path if Path(checkpoint.last_model_path or "").is_file() else "none was written"
         raise TrainingStopped(f"{err} Last good checkpoint: {good}", status=3) from None
     if trainer.is_global_zero and not cfg.fast_dev_run:
         print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")

@@ -299,7 +299,9 @@ class GAN(LightningModule):
     def discriminator_step(self, real: Tensor, optimizer: Any, labels: Tensor | None = None) -> dict[str, Tensor]:
         """One D update on a real batch and a detached fake batch of the same size; G receives no gradient."""
         with self.toggled_optimizer(optimizer):
-            latents, fake_labels, cat, cont = self.make_latents(real.shape[0])
+            # Conditional fakes take the real batch's labels: both sides of D (and the gradient penalty's
+            # interpolates) then see the same classes.
+            latents, fake_labels, cat, cont = self.make_latents(real.shape[0], labels=labels)
             fake = self.generator(latents).detach()
             real_logits, _ = self.discriminate(real, labels)
             fake_logits, fake_features = self.discriminate(fake, fake_labels)
@@ -366,8 +368,9 @@ class GAN(LightningModule):
             real = real.contiguous(memory_format=torch.channels_last)
         opt_g, opt_d = self.optimizers()
         self._reseed_noise()
-        label_chunks = labels.chunk(self.d_steps) if labels is not None else [None] * self.d_steps
-        for chunk, chunk_labels in zip(real.chunk(self.d_steps), label_chunks, strict=True):
+        # tensor_split always gives exactly d_steps chunks (chunk() may give fewer, e.g. 8 rows into 5).
+        label_chunks = labels.tensor_split(self.d_steps) if labels is not None else [None] * self.d_steps
+        for chunk, chunk_labels in zip(real.tensor_split(self.d_steps), label_chunks, strict=True):
             d_out = self.discriminator_step(chunk, opt_d, chunk_labels)
         g_out = self.generator_step(real.shape[0] // self.d_steps, opt_g)
         bad = ~torch.isfinite(d_out["d_loss"] + g_out["g_loss"])
@@ -386,7 +389,11 @@ class GAN(LightningModule):
 
     def check_finite(self) -> None:
         """Raise `NonFiniteLossError` if any loss so far was NaN or Inf (one host sync)."""
-        first = int(self._first_nonfinite)
+        flag = self._first_nonfinite
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # every rank must raise together, or the others would wait forever in the next collective
+            flag = self.trainer.strategy.reduce(flag.clone(), reduce_op="max")
+        first = int(flag)
         if first >= 0:
             raise NonFiniteLossError(first)
 

@@ -63,6 +63,7 @@ def test_help_lists_presets(capsys):
         (["--ckpt-path", "/no/such.ckpt"], "no such checkpoint file"),
         (["--ckpt-path", "last"], "--ckpt-path last: no"),
         (["--devices", "two"], "--devices must be auto"),
+        (["--devices", "0,a"], "--devices must be auto"),
         (["--model", "dcgan_mnist", "--image-size", "32"], "dcgan_mnist is 28x28 only"),
     ],
 )
@@ -146,4 +147,12 @@ def test_missing_classifier_fails_before_writing(tmp_path, fake_mnist_dir, capsy
             "--log-dir", str(tmp_path / "logs")]  # fmt: skip
     assert main(argv) == 2
     assert "train_classifier.py" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()
+
+
+def test_unavailable_accelerator_is_one_clear_error(tmp_path, fake_mnist_dir, capsys):
+    argv = ["--data-dir", str(fake_mnist_dir), "--accelerator", "mps", "--log-dir", str(tmp_path / "logs")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "cannot set up training on this machine" in err and "Traceback" not in err
     assert not (tmp_path / "logs").exists()

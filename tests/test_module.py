@@ -90,6 +90,16 @@ def test_each_d_step_sees_its_own_real_chunk(tmp_path):
     assert len(seen) == 2 and seen[0].shape[0] == 8 and not torch.equal(seen[0], seen[1])
 
 
+def test_uneven_batches_still_give_d_steps_updates(tmp_path):
+    # 8 rows into 5 D steps: torch.chunk would give 4 chunks; every iteration must still make 5 D updates.
+    gan = GAN("mlp", latent_dim=8, d_steps=5)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2))
+    trainer.fit(gan, image_loader(n=16, batch_size=8))
+    opt_d = trainer.optimizers[1]
+    assert {int(s["step"]) for s in opt_d.state.values()} == {10}
+    assert gan.iteration == 2
+
+
 def test_sample_eval_mode_range_and_restores_train_mode():
     gan = GAN("mlp", latent_dim=16)
     gan.train()
