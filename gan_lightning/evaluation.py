@@ -11,6 +11,7 @@ import torch
 
 from gan_lightning.classifier import load_classifier
 from gan_lightning.data import MNISTDataModule, default_data_dir
+from gan_lightning.data.base import to_signed
 from gan_lightning.errors import ConfigError, DataError
 from gan_lightning.metrics import MNISTClassifierFeatures, SampleQualityMetrics
 from gan_lightning.module import GAN
@@ -54,7 +55,7 @@ def evaluate(gan: GAN, classifier_path: str, data_dir: str, num_samples: int = 5
     dm.setup()
     metrics = SampleQualityMetrics(MNISTClassifierFeatures(classifier))
     for chunk in dm.val_set.images.split(1000):
-        metrics.update(chunk.float().div(127.5).sub(1), real=True)
+        metrics.update(to_signed(chunk), real=True)
     gen = torch.Generator(gan.device).manual_seed(seed)
     for chunk in gan.make_latents(num_samples, generator=gen)[0].split(1000):
         metrics.update(gan.sample(latents=chunk).cpu(), real=False)

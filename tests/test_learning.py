@@ -60,12 +60,13 @@ def test_mlp_gan_learns_real_mnist(tmp_path, real_mnist_dir):
     import lightning.pytorch as pl
 
     from gan_lightning.data import MNISTDataModule
+    from gan_lightning.data.base import to_signed
 
     pl.seed_everything(0, verbose=False)
     gan = GAN("mlp")
     dm = MNISTDataModule(real_mnist_dir, batch_size=128, download=False)
     dm.setup()
-    real = dm.val_set.images[:2000].float().div(127.5).sub(1)  # (2000, 1, 28, 28) in [-1, 1]
+    real = to_signed(dm.val_set.images[:2000])  # (2000, 1, 28, 28) in [-1, 1]
     untrained = gan.sample(2000)
     cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(1500)).fit(gan, dm)
     trained = gan.sample(2000)

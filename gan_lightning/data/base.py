@@ -9,18 +9,13 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from gan_lightning.data.loading import make_train_loader
+from gan_lightning.data.loading import make_train_loader, to_signed
 from gan_lightning.errors import ConfigError
 
 
 def default_data_dir() -> str:
     """`$GAN_DATA_DIR` when set, else `./data`."""
     return os.environ.get("GAN_DATA_DIR", "./data")
-
-
-def to_signed(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images in [0, 255] -> float images in [-1, 1], the range of the generator's Tanh."""
-    return images.to(torch.float32, copy=True).div_(127.5).sub_(1.0)
 
 
 def identity_collate(batch: Any) -> Any:
@@ -98,12 +93,15 @@ class GANDataModule(LightningDataModule):
             kwargs["collate_fn"] = collate
         return kwargs
 
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def train_dataloader(self) -> DataLoader:
         """Shuffled, rank-sharded, resumable loader of [-1, 1] images."""
         if self.train_set is None:
             self.setup("fit")
-        trainer = self.trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        rank, world = self._rank_and_world()
         return make_train_loader(
             self.train_set,
             batch_size=self.batch_size,

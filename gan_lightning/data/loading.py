@@ -18,6 +18,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from gan_lightning.errors import DataError
 
 
+def to_signed(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float images in [-1, 1], the range of the generator's Tanh."""
+    return images.to(torch.float32, copy=True).div_(127.5).sub_(1.0)
+
+
 class ResumableSampler(DistributedSampler):
     """Shuffles with `seed + epoch`, shards across ranks, and can start part-way into an epoch.
 
@@ -168,7 +173,7 @@ class DeviceTensorLoader:
         for b in range(skip, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             self._batches = b + 1
-            yield self.images[idx].float().div_(127.5).sub_(1.0), self.labels[idx]
+            yield to_signed(self.images[idx]), self.labels[idx]
 
     def state_dict(self) -> dict[str, int]:
         """Position in the data stream: the epoch and the batches already yielded in it."""

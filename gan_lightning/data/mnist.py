@@ -117,7 +117,7 @@ class MNISTDataModule(GANDataModule):
             self.setup("fit")
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        rank, world = self._rank_and_world()
         return DeviceTensorLoader(
             self.train_set.images, self.train_set.labels, batch_size=self.batch_size, device=device, seed=self.seed,
             num_replicas=world, rank=rank,
