@@ -1,23 +1,36 @@
-"""gan_lightning: GANs as a PyTorch Lightning template (vanilla GAN, LSGAN, DCGAN) on MNIST, CelebA and folders."""
+"""gan_lightning: a PyTorch Lightning research template for GANs, built from components."""
 
 from gan_lightning.callbacks import SampleGrid
-from gan_lightning.data import GANDataModule, MNISTDataModule
-from gan_lightning.losses import LOSSES, AdversarialLoss, get_loss
+from gan_lightning.data import DATASETS, GANDataModule, MNISTDataModule
+from gan_lightning.ema import EMA
+from gan_lightning.latents import NOISES, Latents, LatentSpace
 from gan_lightning.models import MODELS, Discriminator, build_models
-from gan_lightning.module import GAN, NOISES
+from gan_lightning.models.heads import Critic, CriticOutput, ProjectionHead, QHead
+from gan_lightning.module import GAN
+from gan_lightning.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, get_objective
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
+    "DATASETS",
+    "EMA",
     "GAN",
-    "LOSSES",
     "MODELS",
     "NOISES",
-    "AdversarialLoss",
+    "OBJECTIVES",
+    "Batch",
+    "Critic",
+    "CriticOutput",
     "Discriminator",
     "GANDataModule",
+    "LatentSpace",
+    "Latents",
     "MNISTDataModule",
+    "Objective",
+    "PhaseLoss",
+    "ProjectionHead",
+    "QHead",
     "SampleGrid",
     "build_models",
-    "get_loss",
+    "get_objective",
 ]

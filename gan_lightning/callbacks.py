@@ -22,7 +22,7 @@ class SampleGrid(Callback):
     """Logs grids of samples from fixed inputs every `every_n_steps` generator updates and at the end of training.
 
     The inputs (noise, and the class rows of a conditional GAN or the code sweeps of an InfoGAN, from
-    `GAN.grid_latents`) are drawn once from their own seed and stored in the checkpoint, so grids stay
+    `LatentSpace.grid`) are drawn once from their own seed and stored in the checkpoint, so grids stay
     comparable across epochs and across a resume. Sampling runs in eval mode, without gradients, from the EMA
     generator when there is one, on global rank zero only. Grids go to TensorBoard under the image tag `tag`
     (plus `tag/codeJ` for further InfoGAN codes) and, with `save_png`, to `<log_dir>/samples/`.
@@ -48,7 +48,8 @@ class SampleGrid(Callback):
         self._last_logged = -1
 
     def _latents(self, pl_module: LightningModule) -> dict[str, torch.Tensor]:
-        grids = pl_module.grid_latents(self.num_samples, torch.Generator(pl_module.device).manual_seed(self.seed))
+        rng = torch.Generator(pl_module.device).manual_seed(self.seed)
+        grids = {k: (v.input, nrow) for k, (v, nrow) in pl_module.latents.grid(self.num_samples, rng).items()}
         self.nrow = {suffix: nrow for suffix, (_, nrow) in grids.items()}
         if self.fixed_latents is None:  # a checkpoint's latents win over freshly drawn ones
             self.fixed_latents = {suffix: latents.cpu() for suffix, (latents, _) in grids.items()}
@@ -226,7 +227,7 @@ class TrainingHealth(Callback):
             return
         self.history.append({k: float(metrics[f"train/{k}"]) for k in keys})
         del self.history[: -self.window]
-        message = diagnose(self.history, pl_module.adversarial.chance_d_loss, self.window)
+        message = diagnose(self.history, pl_module.objective.chance_d_loss, self.window)
         kind = message.split(":")[0] if message else None
         if message is None or kind in self.warned:
             return

@@ -1,8 +1,13 @@
-"""A small MNIST CNN whose features and class probabilities score generated digits (FID, KID, modes)."""
+"""A small MNIST CNN whose features and class probabilities score generated digits (FID, KID, modes).
+
+Also the train_classifier command (`scripts/train_classifier.py`), which trains and saves one.
+"""
 
 from __future__ import annotations
 
+import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_lightning.command import Parser, run_command
 from gan_lightning.errors import DataError
 
 ARCH = "mnist_cnn"
@@ -102,11 +108,11 @@ def train_classifier(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15
     )
-    order = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     model.train()
     for _ in range(epochs):
-        for idx in torch.randperm(len(train), generator=order).split(batch_size):
+        for idx in torch.randperm(len(train), generator=rng).split(batch_size):
             loss = F.cross_entropy(model(to_signed(train.images[idx])), train.labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -155,3 +161,29 @@ def load_classifier(path: str | Path) -> MNISTClassifier:
         ) from err
     model.eval().requires_grad_(False)
     return model
+
+
+def build_parser() -> Parser:
+    """The train_classifier command's argument parser."""
+    p = Parser(prog="train_classifier.py", description="Train the MNIST classifier that scores generated digits.")
+    p.add_argument("--data-dir", default=None, help="MNIST root, DIR/MNIST/raw (default $GAN_DATA_DIR or ./data)")
+    p.add_argument("--out", default="checkpoints/mnist_classifier.pt", help="where to save (default %(default)s)")
+    p.add_argument("--epochs", type=int, default=2, help="passes over the 55,000 training digits (default 2)")
+    p.add_argument("--batch-size", type=int, default=128, help="default 128")
+    p.add_argument("--seed", type=int, default=0, help="default 0")
+    return p
+
+
+def run(cfg: argparse.Namespace) -> None:
+    """Train and save a classifier as configured, and report its validation accuracy."""
+    from gan_lightning.data.base import default_data_dir
+
+    data_dir = cfg.data_dir or default_data_dir()
+    result = train_classifier(data_dir, cfg.out, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed)
+    print(f"val accuracy: {result['val_accuracy']:.4f} ({result['seconds']:.0f} s of training)")
+    print(f"classifier:   {result['path']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `scripts/train_classifier.py`: 0 on success, 2 on bad input or missing data."""
+    return run_command(build_parser(), run, argv)

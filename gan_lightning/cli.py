@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from gan_lightning.errors import ConfigError, DataError
-from gan_lightning.losses import LOSSES
+from gan_lightning.command import CommandStopped, Parser, run_command
+from gan_lightning.data import DATASETS
+from gan_lightning.errors import ConfigError
+from gan_lightning.guards import NonFiniteLossError
+from gan_lightning.latents import NOISES
 from gan_lightning.models import MODELS
-from gan_lightning.module import NOISES, NonFiniteLossError
-from gan_lightning.registry import Registry
+from gan_lightning.objectives import OBJECTIVES
 
 # Defaults for every flag a preset may set; a flag left at None on the command line takes the preset's value,
 # then this one. Image size and channels default per dataset (see `_resolve`).
@@ -32,6 +33,12 @@ DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "beta1": 0.5,
     "beta2": 0.999,
+    "r1": 0.0,
+    "r2": 0.0,
+    "reg_every": 1,
+    "diffaug": None,
+    "spectral_norm": False,
+    "ema_decay": None,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -46,47 +53,6 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "batch_size": 128},
 }  # fmt: skip
 
-DATASETS: Registry[Any] = Registry("dataset")
-
-
-@DATASETS.register("mnist")
-def _mnist(cfg: argparse.Namespace, batch_size: int) -> Any:
-    from gan_lightning.data import MNISTDataModule
-
-    return MNISTDataModule(
-        cfg.data_dir, batch_size=batch_size, num_workers=cfg.num_workers or 0, seed=cfg.seed,
-        image_size=cfg.image_size, download=cfg.download, data_on_device=cfg.data_on_device,
-    )  # fmt: skip
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (the full usage is one `--help` away)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-@DATASETS.register("celeba")
-def _celeba(cfg: argparse.Namespace, batch_size: int) -> Any:
-    from gan_lightning.data import CelebADataModule
-
-    return CelebADataModule(
-        cfg.data_dir, batch_size=batch_size, num_workers=cfg.num_workers, seed=cfg.seed, image_size=cfg.image_size,
-        channels=cfg.channels, download=cfg.download, skip_bad_images=cfg.skip_bad_images,
-    )  # fmt: skip
-
-
-@DATASETS.register("folder")
-def _folder(cfg: argparse.Namespace, batch_size: int) -> Any:
-    from gan_lightning.data import ImageFolderDataModule
-
-    if cfg.data_dir is None:
-        raise ConfigError("--dataset folder needs --data-dir pointing at a directory of images")
-    return ImageFolderDataModule(
-        cfg.data_dir, batch_size=batch_size, num_workers=cfg.num_workers, seed=cfg.seed, image_size=cfg.image_size,
-        channels=cfg.channels, skip_bad_images=cfg.skip_bad_images,
-    )  # fmt: skip
-
 
 def _preset_help() -> str:
     lines = ["presets (explicit flags override them):"]
@@ -95,9 +61,9 @@ def _preset_help() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The train command's argument parser."""
-    p = _Parser(
+    p = Parser(
         prog="train.py",
         description="Train a GAN with PyTorch Lightning; watch it with `tensorboard --logdir lightning_logs`.",
         epilog=_preset_help(),
@@ -124,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-workers", type=int, help="DataLoader worker processes (default: per dataset)")
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=MODELS.names(), help=f"architecture (default {d['model']})")
-    g.add_argument("--loss", choices=LOSSES.names(), help=f"adversarial loss (default {d['loss']})")
+    g.add_argument("--loss", choices=OBJECTIVES.names(), help=f"adversarial loss (default {d['loss']})")
     g.add_argument(
         "--latent-dim",
         "--nz",
@@ -148,6 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n-cont", type=int, default=2, help="InfoGAN continuous codes (default 2)")
     g.add_argument("--info-weight", type=float, default=1.0, help="InfoGAN mutual-information weight (default 1)")
     g.add_argument("--ema-decay", type=float, help="keep an EMA of G's weights (e.g. 0.999) for sampling and metrics")
+    g.add_argument(
+        "--ema-rampup",
+        type=float,
+        default=0.05,
+        help="EMA horizon at most this fraction of the iterations so far (StyleGAN2; default 0.05); 0 turns it off",
+    )
+    g.add_argument(
+        "--ema-bn-stats",
+        choices=("recompute", "average", "copy"),
+        default="recompute",
+        help="how the EMA generator gets BatchNorm statistics (default recompute: re-estimated for its weights)",
+    )
     g = p.add_argument_group("optimization")
     g.add_argument(
         "--batch-size",
@@ -164,6 +142,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="D updates per G update, k in the GAN paper (default: the loss's, 1; 5 for wgan-gp)",
     )
     g.add_argument("--gp-weight", type=float, default=10.0, help="wgan-gp gradient penalty weight (default 10)")
+    g.add_argument("--r1", type=float, metavar="GAMMA", help="R1 penalty gamma/2 E||grad D(x)||^2 on reals (default 0)")
+    g.add_argument("--r2", type=float, metavar="GAMMA", help="R2 penalty gamma/2 E||grad D||^2 on fakes (default 0)")
+    g.add_argument(
+        "--reg-every",
+        type=int,
+        metavar="N",
+        help="lazy R1/R2: apply them every N D steps, scaled by N (StyleGAN2; default 1)",
+    )
+    g.add_argument(
+        "--diffaug",
+        metavar="POLICY",
+        help="DiffAugment on every image D sees: a comma list of color, translation, cutout",
+    )
+    g.add_argument(
+        "--spectral-norm",
+        action="store_true",
+        default=None,
+        help="spectral normalisation of every weight layer of D and its heads",
+    )
     g.add_argument(
         "--max-steps",
         type=int,
@@ -247,14 +244,16 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     if cfg.max_steps is None and cfg.max_epochs is None:
         cfg.max_steps = 5000
     _check_positive(cfg, "num_nodes", "latent_dim", "image_size", "ngf", "ndf", "batch_size", "lr", "d_steps",
-                    "max_steps", "max_epochs", "sample_every", "log_every", "checkpoint_every")  # fmt: skip
+                    "reg_every", "max_steps", "max_epochs", "sample_every", "log_every")  # fmt: skip
+    _check_positive(cfg, "checkpoint_every")
     _check_positive(cfg, "eval_every")
     if cfg.eval_samples < 2:
         raise ConfigError(f"--eval-samples must be at least 2, got {cfg.eval_samples}")
     if cfg.num_workers is not None and cfg.num_workers < 0:
         raise ConfigError(f"--num-workers must be >= 0, got {cfg.num_workers}")
-    if cfg.gp_weight < 0:
-        raise ConfigError(f"--gp-weight must be >= 0, got {cfg.gp_weight}")
+    for flag in ("gp_weight", "r1", "r2", "ema_rampup"):
+        if getattr(cfg, flag) < 0:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(cfg, flag)}")
     if cfg.conditional and cfg.dataset != "mnist":
         raise ConfigError(f"--conditional needs class labels; --dataset {cfg.dataset} has none (use mnist)")
     if cfg.data_on_device and cfg.dataset != "mnist":
@@ -330,7 +329,7 @@ def _default_strategy(devices: int | str | list[int], accelerator: str, num_node
 
 
 def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str]:
-    """Train as configured (plus any extra `callbacks`); returns the log directory and the last checkpoint path."""
+    """Train a resolved config (`_resolve`) plus any extra `callbacks`; returns the log dir and last checkpoint path."""
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -348,12 +347,18 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     model = GAN(
         cfg.model, loss=cfg.loss, latent_dim=cfg.latent_dim, noise=cfg.noise, channels=cfg.channels,
         image_size=cfg.image_size, ngf=cfg.ngf, ndf=cfg.ndf, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2,
-        d_steps=cfg.d_steps, gp_weight=cfg.gp_weight, conditional=cfg.conditional, infogan=cfg.infogan,
-        n_cont=cfg.n_cont, info_weight=cfg.info_weight, ema_decay=cfg.ema_decay, channels_last=cfg.channels_last,
+        d_steps=cfg.d_steps, gp_weight=cfg.gp_weight, r1=cfg.r1, r2=cfg.r2, reg_every=cfg.reg_every,
+        diffaug=cfg.diffaug, spectral_norm=cfg.spectral_norm, conditional=cfg.conditional, infogan=cfg.infogan,
+        n_cont=cfg.n_cont, info_weight=cfg.info_weight, ema_decay=cfg.ema_decay, ema_rampup=cfg.ema_rampup or None,
+        ema_bn_stats=cfg.ema_bn_stats, channels_last=cfg.channels_last,
         compile=cfg.compile, seed=cfg.seed,
     )  # fmt: skip
     # One iteration consumes d_steps real minibatches, one per D update.
-    datamodule = DATASETS.get(cfg.dataset)(cfg, cfg.batch_size * model.d_steps)
+    datamodule = DATASETS.get(cfg.dataset)(
+        cfg.data_dir, batch_size=cfg.batch_size * model.d_steps, seed=cfg.seed, image_size=cfg.image_size,
+        channels=cfg.channels, num_workers=cfg.num_workers, download=cfg.download,
+        skip_bad_images=cfg.skip_bad_images, data_on_device=cfg.data_on_device,
+    )  # fmt: skip
     if os.environ.get("LOCAL_RANK", "0") == "0":
         datamodule.prepare_data()  # fail on missing data here, before any directory is created
     extra = list(callbacks)
@@ -397,35 +402,22 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except NonFiniteLossError as err:
         good = checkpoint.last_model_path if Path(checkpoint.last_model_path or "").is_file() else "none was written"
-        raise TrainingStopped(f"{err} Last good checkpoint: {good}", status=3) from None
+        raise CommandStopped(f"{err} Last good checkpoint: {good}", status=3) from None
     if trainer.is_global_zero and not cfg.fast_dev_run:
         print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
     if checkpoint.stop_requested or trainer.received_sigterm:
-        raise TrainingStopped(
+        raise CommandStopped(
             f"stopped by a signal after iteration {model.iteration}; resume with the same flags and --ckpt-path last",
             status=130,
         )
     return paths
 
 
-class TrainingStopped(Exception):
-    """Training ended early for a reason the user must see; carries the exit status."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
+def _train(cfg: argparse.Namespace) -> None:
+    """The train command's `run`: fill in presets and defaults, then train (the paths are printed, not returned)."""
+    run(_resolve(cfg))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scripts/train.py`: 0 on success, 2 bad input or data, 3 non-finite loss, 130 signal."""
-    parser = build_parser()
-    cfg = parser.parse_args(argv)
-    try:
-        run(_resolve(cfg))
-    except (ConfigError, DataError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
-    except TrainingStopped as err:
-        print(f"{parser.prog}: {err}", file=sys.stderr)
-        return err.status
-    return 0
+    return run_command(build_parser(), _train, argv)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 
 import torch
 
 from gan_lightning.classifier import load_classifier
+from gan_lightning.command import Parser, run_command
 from gan_lightning.data import MNISTDataModule, default_data_dir
 from gan_lightning.data.base import to_signed
-from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.errors import ConfigError
 from gan_lightning.metrics import MNISTClassifierFeatures, SampleQualityMetrics
 from gan_lightning.module import GAN
 from gan_lightning.sampling import load_gan
@@ -29,8 +29,8 @@ def predict(classifier: torch.nn.Module, images: Tensor, batch_size: int = 1000)
 def label_accuracy(gan: GAN, classifier: torch.nn.Module, per_class: int, seed: int = 0) -> float:
     """Conditional GAN: the fraction of samples asked for label y that the classifier calls y."""
     labels = torch.arange(gan.hparams.num_classes).repeat_interleave(per_class)
-    gen = torch.Generator(gan.device).manual_seed(seed)
-    images = gan.sample(latents=gan.make_latents(len(labels), labels=labels, generator=gen)[0])
+    rng = torch.Generator(gan.device).manual_seed(seed)
+    images = gan.sample(latents=gan.latents.draw(len(labels), rng, gan.device, labels=labels))
     return (predict(classifier, images.cpu()) == labels).float().mean().item()
 
 
@@ -41,8 +41,8 @@ def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int 
     learned the digits, unsupervised.
     """
     cat = torch.arange(gan.hparams.n_cat).repeat_interleave(per_code)
-    gen = torch.Generator(gan.device).manual_seed(seed)
-    images = gan.sample(latents=gan.make_latents(len(cat), cat=cat, generator=gen)[0])
+    rng = torch.Generator(gan.device).manual_seed(seed)
+    images = gan.sample(latents=gan.latents.draw(len(cat), rng, gan.device, cat=cat))
     pred = predict(classifier, images.cpu()).view(gan.hparams.n_cat, per_code)
     counts = torch.stack([torch.bincount(row, minlength=10) for row in pred])  # (n_cat, 10)
     return (counts.max(1).values.sum() / pred.numel()).item(), counts.argmax(1).tolist()
@@ -56,8 +56,8 @@ def evaluate(gan: GAN, classifier_path: str, data_dir: str, num_samples: int = 5
     metrics = SampleQualityMetrics(MNISTClassifierFeatures(classifier))
     for chunk in dm.val_set.images.split(1000):
         metrics.update(to_signed(chunk), real=True)
-    gen = torch.Generator(gan.device).manual_seed(seed)
-    for chunk in gan.make_latents(num_samples, generator=gen)[0].split(1000):
+    rng = torch.Generator(gan.device).manual_seed(seed)
+    for chunk in gan.latents.draw(num_samples, rng, gan.device).input.split(1000):
         metrics.update(gan.sample(latents=chunk).cpu(), real=False)
     results = metrics.compute()
     if gan.hparams.conditional:
@@ -67,21 +67,25 @@ def evaluate(gan: GAN, classifier_path: str, data_dir: str, num_samples: int = 5
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `scripts/evaluate.py`: prints one JSON line of metrics."""
-    p = argparse.ArgumentParser(prog="evaluate.py", description="Score an MNIST checkpoint offline.")
+def build_parser() -> Parser:
+    """The evaluate command's argument parser."""
+    p = Parser(prog="evaluate.py", description="Score an MNIST checkpoint offline.")
     p.add_argument("--ckpt", required=True, help="a gan_lightning checkpoint")
     p.add_argument("--classifier", required=True, help="from scripts/train_classifier.py")
     p.add_argument("--data-dir", default=None, help="MNIST root (default $GAN_DATA_DIR or ./data)")
     p.add_argument("-n", "--num", type=int, default=5000, help="generated images (default 5000)")
-    p.add_argument("--seed", type=int, default=0)
-    cfg = p.parse_args(argv)
-    try:
-        if cfg.num < 10:
-            raise ConfigError(f"--num must be at least 10, got {cfg.num}")
-        results = evaluate(load_gan(cfg.ckpt), cfg.classifier, cfg.data_dir or default_data_dir(), cfg.num, cfg.seed)
-    except (ConfigError, DataError) as err:
-        print(f"{p.prog}: error: {err}", file=sys.stderr)
-        return 2
+    p.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
+    return p
+
+
+def run(cfg: argparse.Namespace) -> None:
+    """Evaluate as configured and print one JSON line of metrics."""
+    if cfg.num < 10:
+        raise ConfigError(f"--num must be at least 10, got {cfg.num}")
+    results = evaluate(load_gan(cfg.ckpt), cfg.classifier, cfg.data_dir or default_data_dir(), cfg.num, cfg.seed)
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}))
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `scripts/evaluate.py`: 0 on success, 2 on bad input or data."""
+    return run_command(build_parser(), run, argv)

@@ -397,8 +397,8 @@ class SampleQuality(Callback):
             for images in self._real_batches(trainer):
                 metrics.update(images, real=True)
         # Fixed inputs (noise and any labels / codes) from their own seed: evaluations stay comparable.
-        gen = torch.Generator(pl_module.device).manual_seed(self.seed)
-        latents = pl_module.make_latents(self.num_samples, generator=gen)[0]
+        rng = torch.Generator(pl_module.device).manual_seed(self.seed)
+        latents = pl_module.latents.draw(self.num_samples, rng, pl_module.device).input
         metrics.reset()
         try:
             for chunk in latents.split(self.batch_size):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import inspect
 import pickle
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torchvision.utils import make_grid, save_image
 
+from gan_lightning.command import Parser, run_command
+from gan_lightning.compat import upgrade_checkpoint
 from gan_lightning.errors import ConfigError, DataError
 from gan_lightning.module import GAN
 
@@ -30,6 +31,7 @@ def load_gan(path: str | Path, map_location: str | torch.device = "cpu") -> GAN:
             f"refusing to load {path}: it contains pickled objects that would run arbitrary code "
             f"({str(err).splitlines()[0][:120]}). Load checkpoints you trust with GAN.load_from_checkpoint."
         ) from None
+    upgrade_checkpoint(ckpt)
     hparams = dict(ckpt.get("hyper_parameters", {}))
     if "state_dict" not in ckpt or "model" not in hparams:
         raise DataError(f"{path} is not a gan_lightning checkpoint (no state_dict / model hyperparameters)")
@@ -53,26 +55,24 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
-def interpolate(gan: GAN, pairs: int, steps: int, generator: torch.Generator) -> tuple[Tensor, int]:
+def interpolate(gan: GAN, pairs: int, steps: int, rng: torch.Generator) -> tuple[Tensor, int]:
     """Latents for `pairs` rows of `steps` images walking between two random endpoints; slerp for normal noise."""
-    start, labels, cat, cont = gan.make_latents(pairs, generator=generator)
-    end = gan.make_latents(pairs, generator=generator)[0]
-    z_dim = gan.hparams.latent_dim
+    start = gan.latents.draw(pairs, rng, gan.device).input
+    end = gan.latents.draw(pairs, rng, gan.device).input
+    z_dim = gan.latents.dim
     t = torch.linspace(0, 1, steps).view(1, steps, 1)  # (1, S, 1)
     a, b = start[:, None, :z_dim], end[:, None, :z_dim]  # (P, 1, Z): only the noise moves; codes stay per row
-    walk = slerp(a, b, t) if gan.hparams.noise == "normal" else torch.lerp(a, b, t)  # (P, S, Z)
+    walk = slerp(a, b, t) if gan.latents.prior == "normal" else torch.lerp(a, b, t)  # (P, S, Z)
     codes = start[:, None, z_dim:].expand(-1, steps, -1)
     return torch.cat([walk, codes], dim=2).reshape(pairs * steps, -1), steps
 
 
-def arithmetic(
-    gan: GAN, groups: Sequence[Tensor], signs: Sequence[int], extra: int, generator: torch.Generator
-) -> Tensor:
+def arithmetic(gan: GAN, groups: Sequence[Tensor], signs: Sequence[int], extra: int, rng: torch.Generator) -> Tensor:
     """The DCGAN paper's vector arithmetic: sum of sign * mean(group), plus `extra` jittered copies (noise 0.25)."""
     means = [g.mean(dim=0) for g in groups]  # each (latent + code dims,)
     result = sum(s * m for s, m in zip(signs, means, strict=True))
     jitter = torch.zeros(extra + 1, result.shape[0])
-    jitter[1:, : gan.hparams.latent_dim] = 0.25 * torch.randn(extra, gan.hparams.latent_dim, generator=generator)
+    jitter[1:, : gan.latents.dim] = 0.25 * torch.randn(extra, gan.latents.dim, generator=rng)
     return torch.stack([*means, *(result + jitter)])  # the group means first, then the results
 
 
@@ -99,9 +99,9 @@ def _load_latents(path: Path, dim: int) -> Tensor:
     return latents
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The sample command's argument parser."""
-    p = argparse.ArgumentParser(prog="sample.py", description="Generate images from a gan_lightning checkpoint.")
+    p = Parser(prog="sample.py", description="Generate images from a gan_lightning checkpoint.")
     p.add_argument("--ckpt", required=True, help="checkpoint (e.g. lightning_logs/mlp/version_0/checkpoints/last.ckpt)")
     p.add_argument("--out", required=True, help="grid.png, a directory (one PNG per image), or samples.pt (a tensor)")
     p.add_argument("-n", "--num", type=int, default=64, help="images to generate (default 64)")
@@ -121,21 +121,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(cfg: argparse.Namespace) -> Path:
-    """Generate as configured and write the output; returns its path."""
+def run(cfg: argparse.Namespace) -> None:
+    """Generate as configured, write the output and say where."""
     for name in ("num", "pairs", "steps"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name} must be positive, got {getattr(cfg, name)}")
     gan = load_gan(cfg.ckpt, cfg.device)
-    gen = torch.Generator(gan.device).manual_seed(cfg.seed)
+    rng = torch.Generator(gan.device).manual_seed(cfg.seed)
     nrow = cfg.nrow
     if cfg.interpolate:
-        latents, nrow = interpolate(gan, cfg.pairs, cfg.steps, gen)
+        latents, nrow = interpolate(gan, cfg.pairs, cfg.steps, rng)
     elif cfg.arithmetic:
         files, signs = _parse_arithmetic(cfg.arithmetic)
-        dim = gan.hparams.latent_dim + gan.code_dim
+        dim = gan.latents.input_dim
         groups = [_load_latents(f, dim) for f in files]
-        latents = arithmetic(gan, groups, signs, extra=7, generator=torch.Generator().manual_seed(cfg.seed))
+        latents = arithmetic(gan, groups, signs, extra=7, rng=torch.Generator().manual_seed(cfg.seed))
         nrow = len(latents)
     else:
         labels = None
@@ -146,7 +146,7 @@ def run(cfg: argparse.Namespace) -> Path:
             if given.min() < 0 or given.max() >= gan.hparams.num_classes:
                 raise ConfigError(f"--labels must lie in [0, {gan.hparams.num_classes})")
             labels = given.repeat((cfg.num + len(given) - 1) // len(given))[: cfg.num]
-        latents = gan.make_latents(cfg.num, labels=labels, generator=gen)[0]
+        latents = gan.latents.draw(cfg.num, rng, gan.device, labels=labels).input
     images = gan.sample(latents=latents.to(gan.device), ema=cfg.ema).cpu()  # (N, C, H, W) in [-1, 1]
     out = Path(cfg.out)
     if out.suffix == ".pt":
@@ -165,17 +165,9 @@ def run(cfg: argparse.Namespace) -> Path:
         if cfg.select:
             keep = keep[[int(i) for i in cfg.select.split(",")]]
         torch.save(keep, cfg.save_latents)
-    return out
+    print(f"wrote {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scripts/sample.py`: 0 on success, 2 on bad input."""
-    parser = build_parser()
-    cfg = parser.parse_args(argv)
-    try:
-        out = run(cfg)
-    except (ConfigError, DataError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
-    return 0
+    return run_command(build_parser(), run, argv)

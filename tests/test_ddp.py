@@ -11,12 +11,21 @@ import torch
 from conftest import REPO
 
 
-@pytest.mark.parametrize("model,loss", [("mlp", "bce"), ("dcgan_mnist", "bce"), ("mlp", "wgan-gp")])
-def test_two_process_cpu_run_keeps_ranks_identical(tmp_path, fake_mnist_dir, model, loss):
+@pytest.mark.parametrize(
+    "model,loss,extra",
+    [
+        ("mlp", "bce", ()),
+        ("dcgan_mnist", "bce", ()),
+        ("mlp", "wgan-gp", ()),
+        # R1/R2 double backward and augmentation under DDP, lazily every second D step
+        ("mlp", "rpgan", ("--r1", "1", "--r2", "1", "--reg-every", "2", "--diffaug", "color,translation,cutout")),
+    ],
+)
+def test_two_process_cpu_run_keeps_ranks_identical(tmp_path, fake_mnist_dir, model, loss, extra):
     cmd = [sys.executable, str(REPO / "tests" / "ddp_probe.py"), str(tmp_path), "--data-dir", str(fake_mnist_dir),
            "--no-download", "--model", model, "--batch-size", "16", "--latent-dim", "8", "--max-steps", "4",
            "--accelerator", "cpu", "--devices", "2", "--log-dir", str(tmp_path / "logs"), "--d-steps", "2",
-           "--loss", loss]  # fmt: skip
+           "--loss", loss, *extra]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]

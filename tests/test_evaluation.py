@@ -28,7 +28,7 @@ def test_label_accuracy_counts_matches(monkeypatch):
     gan = GAN("mlp", latent_dim=4, conditional=True)
 
     def fake_sample(latents, **_):  # obeys labels 0-6, ignores them for 7-9 (answers 0)
-        labels = latents[:, 4:].argmax(1)
+        labels = latents.labels
         return encode(torch.where(labels < 7, labels, 0))
 
     monkeypatch.setattr(gan, "sample", fake_sample)
@@ -40,7 +40,7 @@ def test_code_purity_finds_majority_classes(monkeypatch):
     mapping = torch.tensor([3, 1, 4, 1, 5, 9, 2, 6, 5, 3])  # code value -> digit
 
     def fake_sample(latents, **_):
-        cat = latents[:, 4:14].argmax(1)
+        cat = latents.cat
         classes = mapping[cat].clone()
         classes[::4] = 0  # every 4th sample is off-class: purity 0.75
         return encode(classes)

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
 from gan_lightning.errors import ConfigError
+from gan_lightning.objectives import mutual_information_loss
 
 from conftest import cpu_trainer
 
@@ -24,55 +25,58 @@ def test_conditional_generator_input_and_sampling():
     gan = GAN("mlp", latent_dim=8, conditional=True)
     assert gan.generator.net[0].in_features == 8 + 10  # noise then one-hot label
     labels = torch.tensor([3, 3, 7])
-    latents, got, _, _ = gan.make_latents(3, labels=labels)
-    assert torch.equal(got, labels) and torch.equal(latents[:, 8:].argmax(1), labels)
+    latents = gan.latents.draw(3, torch.Generator().manual_seed(0), labels=labels)
+    assert torch.equal(latents.labels, labels) and torch.equal(latents.input[:, 8:].argmax(1), labels)
     assert gan.sample(labels=labels).shape == (3, 1, 28, 28)
     assert gan.sample(5).shape == (5, 1, 28, 28)  # labels drawn when not given
-    grids = gan.grid_latents(40, torch.Generator().manual_seed(0))
+    grids = gan.latents.grid(40, torch.Generator().manual_seed(0))
     latents, per_row = grids[""]
-    assert per_row == 4 and torch.equal(latents[:, 8:].argmax(1), torch.arange(10).repeat_interleave(4))
+    assert per_row == 4 and torch.equal(latents.input[:, 8:].argmax(1), torch.arange(10).repeat_interleave(4))
 
 
 def test_conditional_labels_change_the_discriminator_logit():
     gan = GAN("mlp", latent_dim=8, conditional=True)
     with torch.no_grad():
-        gan.class_embed.weight.normal_()
+        gan.discriminator.projection.embed.weight.normal_()
     x = torch.rand(4, 1, 28, 28) * 2 - 1
-    a, _ = gan.discriminate(x, torch.zeros(4, dtype=torch.long))
-    b, _ = gan.discriminate(x, torch.ones(4, dtype=torch.long))
+    a = gan.discriminator(x, torch.zeros(4, dtype=torch.long)).logits
+    b = gan.discriminator(x, torch.ones(4, dtype=torch.long)).logits
     assert not torch.allclose(a, b)
 
 
 def test_conditional_training_updates_embedding_and_needs_labels(tmp_path):
     gan = GAN("mlp", latent_dim=8, conditional=True)
-    before = gan.class_embed.weight.detach().clone()
+    embed = gan.discriminator.projection.embed.weight
+    before = embed.detach().clone()
     cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2)).fit(gan, labelled_loader())
-    assert not torch.equal(before, gan.class_embed.weight)
+    assert not torch.equal(before, embed)
     unlabelled = DataLoader(TensorDataset(torch.rand(32, 1, 28, 28)), batch_size=16)
     with pytest.raises(ConfigError, match="needs \\(images, labels\\)"):
         cpu_trainer(tmp_path, max_steps=2).fit(GAN("mlp", latent_dim=8, conditional=True), unlabelled)
 
 
 def test_conditional_needs_a_split_discriminator():
-    with pytest.raises(ConfigError, match="features \\+ head"):
+    with pytest.raises(ConfigError, match="body \\+ head"):
         GAN(generator=TinyG(14), discriminator=TinyD(), latent_dim=4, conditional=True)
 
 
 def test_infogan_codes_grids_and_q_head_gradients(tmp_path):
     gan = GAN("dcgan_mnist", latent_dim=16, infogan=True, n_cont=2)
-    latents, _, cat, cont = gan.make_latents(6)
-    assert latents.shape == (6, 16 + 10 + 2) and cat.shape == (6,) and cont.shape == (6, 2)
-    assert cont.min() >= -1 and cont.max() <= 1
-    grids = gan.grid_latents(80, torch.Generator().manual_seed(0))
+    drawn = gan.latents.draw(6, torch.Generator().manual_seed(0))
+    assert drawn.input.shape == (6, 16 + 10 + 2) and drawn.cat.shape == (6,) and drawn.cont.shape == (6, 2)
+    assert drawn.cont.min() >= -1 and drawn.cont.max() <= 1
+    grids = gan.latents.grid(80, torch.Generator().manual_seed(0))
     assert set(grids) == {"", "/code1"}
     latents, per_row = grids[""]
+    latents = latents.input
     assert per_row == 8
     assert torch.equal(latents[:, 16:26].argmax(1), torch.arange(10).repeat_interleave(8))  # a row per category
     torch.testing.assert_close(latents[:8, 26], torch.linspace(-1, 1, 8))  # columns sweep code 0
     assert torch.equal(latents[:8, 27], torch.zeros(8))
-    q_before = snapshot(gan.q_head)
+    q_head = gan.discriminator.q_head
+    q_before = snapshot(q_head)
     cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2)).fit(gan, labelled_loader())
-    assert changed(q_before, gan.q_head) == {k for k, _ in gan.q_head.named_parameters()}
+    assert changed(q_before, q_head) == {k for k, _ in q_head.named_parameters()}
 
 
 def test_infogan_mutual_information_loss_falls(tmp_path, real_mnist_dir):
@@ -82,13 +86,13 @@ def test_infogan_mutual_information_loss_falls(tmp_path, real_mnist_dir):
 
     torch.manual_seed(0)
     gan = GAN("mlp", latent_dim=8, infogan=True)
-    gen = torch.Generator().manual_seed(1)
+    rng = torch.Generator().manual_seed(1)
 
     def categorical_ce() -> float:
         with torch.no_grad():
-            latents, _, cat, cont = gan.make_latents(512, generator=gen)
-            _, h = gan.discriminate(gan.generator(latents))
-            return gan.info_loss(h, cat, cont)[1].item()
+            latents = gan.latents.draw(512, rng)
+            h = gan.discriminator(gan.generator(latents.input)).features
+            return mutual_information_loss(gan.discriminator.q_head, h, latents)[1].item()
 
     before = categorical_ce()
     assert before == pytest.approx(math.log(10), abs=0.1)  # chance
@@ -97,26 +101,11 @@ def test_infogan_mutual_information_loss_falls(tmp_path, real_mnist_dir):
     assert categorical_ce() < 0.75 * before
 
 
-def test_ema_arithmetic():
-    gan = GAN("mlp", latent_dim=4, ema_decay=0.9)
-    p = next(gan.generator.parameters())
-    e = next(gan.generator_ema.parameters())
-    torch.testing.assert_close(e, p)  # starts as a copy
-    start = p.detach().clone()
-    with torch.no_grad():
-        p.add_(1.0)
-    gan.update_ema()
-    torch.testing.assert_close(e, start + 0.1)  # 0.9 * start + 0.1 * (start + 1)
-    gan.update_ema()
-    torch.testing.assert_close(e, start + 0.19)
-    assert not e.requires_grad
-
-
 def test_ema_used_for_sampling_saved_and_restored(tmp_path):
     gan = GAN("dcgan_mnist", latent_dim=8, ema_decay=0.5)
     trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(3))
     trainer.fit(gan, labelled_loader())
-    z = gan.make_latents(4)[0]
+    z = gan.latents.draw(4, torch.Generator().manual_seed(0)).input
     assert not torch.allclose(gan.sample(latents=z, ema=True), gan.sample(latents=z, ema=False))
     torch.testing.assert_close(gan.sample(latents=z), gan.sample(latents=z, ema=True))  # EMA by default
     trainer.save_checkpoint(tmp_path / "ema.ckpt")

@@ -23,9 +23,9 @@ def ring_centres() -> torch.Tensor:
 
 
 def ring_data(n: int, seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(MODES, (n,), generator=g)
-    return ring_centres()[idx] + STD * torch.randn(n, 2, generator=g)
+    rng = torch.Generator().manual_seed(seed)
+    idx = torch.randint(MODES, (n,), generator=rng)
+    return ring_centres()[idx] + STD * torch.randn(n, 2, generator=rng)
 
 
 def mlp(inp: int, out: int, act: nn.Module) -> nn.Sequential:

@@ -35,7 +35,7 @@ def test_fp16_overflow_skips_are_counted(tmp_path):
     trainer.fit(gan, image_loader())
     halvings = round(math.log2(2.0**40 / scaler.get_scale()))
     assert halvings == 6  # 3 iterations x (D + G)
-    assert int(gan._amp_skipped) == halvings
+    assert int(gan.amp.skipped) == halvings
     assert all(torch.equal(before[k], p) for k, p in gan.generator.named_parameters())  # skipped, not applied
 
 

@@ -45,12 +45,12 @@ def test_tensor_and_individual_pngs(tmp_path, ckpt):
 
 
 def test_ema_switch(tmp_path, ckpt):
-    main(["--ckpt", str(ckpt), "--out", str(tmp_path / "ema.pt"), "-n", "4"])
-    main(["--ckpt", str(ckpt), "--out", str(tmp_path / "raw.pt"), "-n", "4", "--no-ema"])
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "ema.pt"), "-n", "4"]) == 0
+    assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "raw.pt"), "-n", "4", "--no-ema"]) == 0
     ema, raw = (torch.load(tmp_path / f, weights_only=True) for f in ("ema.pt", "raw.pt"))
     assert not torch.allclose(ema, raw)
     gan = load_gan(ckpt)
-    z = gan.make_latents(4, generator=torch.Generator().manual_seed(0))[0]
+    z = gan.latents.draw(4, torch.Generator().manual_seed(0)).input
     torch.testing.assert_close(ema, gan.sample(latents=z, ema=True))
 
 
@@ -75,8 +75,9 @@ def test_latent_arithmetic_from_saved_groups(tmp_path, ckpt):
     assert main(["--ckpt", str(ckpt), "--out", str(tmp_path / "g.png"), "-n", "9", "--save-latents", str(lat)]) == 0
     everything = torch.load(lat, weights_only=True)
     for name, idx in (("a", "0,1,2"), ("b", "3,4,5"), ("c", "6,7,8")):
-        main(["--ckpt", str(ckpt), "--out", str(tmp_path / "g.png"), "-n", "9", "--save-latents",
-              str(tmp_path / f"{name}.pt"), "--select", idx])  # fmt: skip
+        argv = ["--ckpt", str(ckpt), "--out", str(tmp_path / "g.png"), "-n", "9", "--save-latents",
+                str(tmp_path / f"{name}.pt"), "--select", idx]  # fmt: skip
+        assert main(argv) == 0
     a = torch.load(tmp_path / "a.pt", weights_only=True)
     torch.testing.assert_close(a, everything[:3])
     out = tmp_path / "arith.pt"

@@ -6,8 +6,10 @@ from gan_lightning.data.folder import ImageFolderDataModule
 from gan_lightning.data.images import ImageFileDataset
 from gan_lightning.data.loading import ResumableDataLoader, ResumableSampler
 from gan_lightning.data.mnist import MNISTDataModule
+from gan_lightning.data.registry import DATASETS
 
 __all__ = [
+    "DATASETS",
     "CelebADataModule",
     "GANDataModule",
     "ImageFileDataset",

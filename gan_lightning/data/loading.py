@@ -166,8 +166,8 @@ class DeviceTensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         skip, self._skip = self._skip, 0
-        gen = torch.Generator().manual_seed(self.seed + self.epoch)  # on the CPU: identical on every device
-        order = torch.randperm(len(self.images), generator=gen)[self.rank :: self.num_replicas]
+        rng = torch.Generator().manual_seed(self.seed + self.epoch)  # on the CPU: identical on every device
+        order = torch.randperm(len(self.images), generator=rng)[self.rank :: self.num_replicas]
         order = order.to(self.images.device)
         self._batches = skip
         for b in range(skip, len(self)):

@@ -1,11 +1,18 @@
 """Lightning overhead benchmark: `scripts/train.py`'s training run versus a plain PyTorch loop doing the same work.
 
 (a) is the real thing: `cli.run` builds the GAN, the data module, the TensorBoard logger, the sample-grid,
-checkpoint and progress-bar callbacks and the Trainer exactly as `scripts/train.py` does, and trains.
-(b) is a plain PyTorch loop over copies of the same networks (taken before Lightning's first update), with the
-same losses, optimizers (rebuilt from the module's, so the same Adam settings) and data batches (the same
-in-memory dataset, batch size, collate and per-epoch permutation), doing the same work per iteration: `d_steps`
-discriminator updates on fakes made without a graph, then one generator update on fresh noise with D frozen.
+checkpoint, progress-bar and health callbacks and the Trainer exactly as `scripts/train.py` does, and trains.
+(b) is a plain PyTorch loop over deep copies of the same networks (G, and D with its heads: the module's `Critic`),
+taken before Lightning's first update. It has no training step of its own: it runs the module's components, so
+it cannot drift from them. The module's latent space draws G's inputs, the module's objective computes both
+phases' losses (regularizers included), on a generator seeded per iteration by `GAN._iteration_rng` itself, over
+the same `tensor_split(d_steps)` chunks as `GAN.training_step` (the last chunk feeds the G phase). What it does
+without Lightning: freezing the other network with `requires_grad_` (instead of `toggled_optimizer`),
+`loss.backward()`, `opt.step()` on optimizers of the module's class and settings (fused Adam, as
+`GAN.configure_optimizers` asks), and fetching batches from a second copy of the DataModule's own training loader
+(same dataset, batch size, collate and per-epoch permutation). What it leaves out is what is being measured:
+Lightning's loop, hooks, logging, progress bar and callbacks, and the module's own bookkeeping (finite-loss
+checks, step metrics).
 
 Both run in one process, interleaved: a callback passed to `cli.run` runs the plain loop in blocks between
 Lightning's blocks, so Trainer start-up is excluded and drifts of the machine hit both alike. Lightning's time
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
 import math
 import statistics
@@ -29,26 +37,29 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from gan_lightning.command import CommandStopped, Parser, run_command
 from gan_lightning.data.base import default_data_dir
 from gan_lightning.errors import ConfigError, DataError
-from gan_lightning.losses import get_loss, gradient_penalty
 from gan_lightning.models import MODELS
+from gan_lightning.objectives import OBJECTIVES, Batch
 
-ADAM_VARIANTS: dict[str, dict[str, bool]] = {
-    "default": {},  # what GAN.configure_optimizers asks for: torch's default (the for-loop kernels on CPU)
-    "foreach": {"foreach": True},
-    "fused": {"fused": True},
+# Adam implementations to time instead of the module's own choice (`--adam module`: fused on CPU and CUDA).
+ADAM_VARIANTS: dict[str, dict[str, bool | None]] = {
+    "default": {"foreach": None, "fused": None},  # torch's pick: foreach kernels on CUDA, the for-loop on CPU
+    "foreach": {"foreach": True, "fused": None},
+    "fused": {"foreach": None, "fused": True},
 }
+ADAM_CHOICES = ("module", *ADAM_VARIANTS)
 PRECISIONS = ("32-true", "bf16-mixed")
 SYNTHETIC_IMAGES = 60_000  # as many as MNIST's training file, so epochs are as long as with the real data
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -60,6 +71,8 @@ class BenchConfig:
     batch_size: int = 128
     loss: str = "bce"
     d_steps: int | None = None
+    conditional: bool = False
+    infogan: bool = False
     iters: int = 20
     rounds: int = 15
     warmup: int = 20
@@ -70,7 +83,7 @@ class BenchConfig:
     synthetic: bool = False
     threads: int | None = None
     seed: int = 0
-    adam: str = "default"
+    adam: str = "module"
     adam_sweep: bool = False
     json: str | None = None
 
@@ -99,120 +112,131 @@ def has_mnist(data_dir: str) -> bool:
 
 
 # -------------------------------------------------------------------------------------------------- plain loop
-def _rebuild_optimizer(opt: torch.optim.Optimizer, params: dict[int, torch.nn.Parameter], **overrides: Any) -> Any:
-    """`opt`'s class and hyperparameters, per group, over the mapped copies of its parameters."""
+def _unwrap(optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside a LightningOptimizer (or the optimizer itself)."""
+    return getattr(optimizer, "optimizer", optimizer)
+
+
+def rebuild_optimizer(opt: torch.optim.Optimizer, params: dict[int, torch.Tensor], **overrides: Any) -> Any:
+    """`opt`'s class and hyperparameters, per group, over the mapped copies of its parameters (fresh state)."""
     missing = sum(id(p) not in params for g in opt.param_groups for p in g["params"])
     if missing:
-        raise ValueError(f"{missing} optimizer parameters are outside G and D (conditional/InfoGAN heads)")
+        raise RuntimeError(f"{missing} optimizer parameters belong to neither the generator nor the discriminator")
     groups = [
         {**{k: v for k, v in g.items() if k != "params"}, **overrides, "params": [params[id(p)] for p in g["params"]]}
         for g in opt.param_groups
     ]
-    return type(opt)(groups)
+    # The first group's settings as constructor arguments too: some (Adam's `fused`) are also read from there.
+    accepted = inspect.signature(type(opt)).parameters
+    return type(opt)(groups, **{k: v for k, v in groups[0].items() if k in accepted and k != "params"})
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(_to_device(x, device) for x in batch)
+    return batch
+
+
+def _set_requires_grad(params: Iterable[torch.nn.Parameter], flag: bool) -> None:
+    for p in params:
+        p.requires_grad_(flag)
 
 
 class PlainLoop:
-    """The GAN iteration in plain PyTorch: `d_steps` D updates on fakes made without a graph, then one G update.
+    """`GAN.training_step` in plain PyTorch, over deep copies of `module`'s networks and the module's components.
 
-    The same gradients as the module computes: it freezes G's parameters while D learns (so G's forward records
-    no graph, as under `torch.no_grad` here) and D's while G learns (as `requires_grad_(False)` here), so neither
-    loop computes weight gradients it would throw away.
+    `module` is a `gan_lightning.GAN` (its networks are copied as they are now; its latent space, objective and
+    `d_steps` are used as they are), `optimizers` the module's two optimizers (rebuilt, same class and settings,
+    fresh state, over the copies; `adam` picks another Adam implementation from ADAM_VARIANTS), `loader` a training
+    loader equal to the one Lightning iterates (its sampler's `set_epoch` is called per pass, as Lightning does).
     """
 
     def __init__(
-        self, module: Any, dataset: Dataset, *, batch_size: int, seed: int, precision: str, adam: str | None = None
+        self,
+        module: Any,
+        optimizers: Sequence[Any],
+        loader: Iterable[Any],
+        *,
+        precision: str = "32-true",
+        adam: str | None = None,
     ) -> None:
-        self.device = module.device
+        self.module, self.device = module, module.device
         self.G = copy.deepcopy(module.generator).train()
-        self.D = copy.deepcopy(module.discriminator).train()
+        self.D = copy.deepcopy(module.discriminator).train()  # the Critic: D with its projection / Q heads
         mapping = {
             id(p): q
             for net, dup in ((module.generator, self.G), (module.discriminator, self.D))
             for p, q in zip(net.parameters(), dup.parameters(), strict=True)
         }
-        optimizers = [o.optimizer if hasattr(o, "optimizer") else o for o in module.trainer.optimizers]
+        optimizers = [_unwrap(o) for o in optimizers]
         g_ids = {id(p) for p in module.generator.parameters()}
         opt_g = next(o for o in optimizers if any(id(p) in g_ids for g in o.param_groups for p in g["params"]))
         opt_d = next(o for o in optimizers if o is not opt_g)
         overrides = ADAM_VARIANTS[adam] if adam is not None else {}
-        if adam is not None:
-            overrides = {"foreach": None, "fused": None, **overrides}
-        self.opt_g = _rebuild_optimizer(opt_g, mapping, **overrides)
-        self.opt_d = _rebuild_optimizer(opt_d, mapping, **overrides)
-        self.d_params = list(self.D.parameters())
-        hp = module.hparams
-        self.adversarial = get_loss(hp.loss)
-        self.gp_weight = hp.gp_weight
-        self.noise_fn = module.noise_fn
-        self.latent_dim = hp.latent_dim + getattr(module, "code_dim", 0)
-        self.d_steps = module.d_steps
-        self.seed, self.iteration = seed, 0
-        self.gen = torch.Generator(device=self.device)
+        self.opt_g = rebuild_optimizer(opt_g, mapping, **overrides)
+        self.opt_d = rebuild_optimizer(opt_d, mapping, **overrides)
+        # What `toggled_optimizer` freezes in each phase: every parameter outside the stepping optimizer.
+        self.g_params = [p for g in self.opt_g.param_groups for p in g["params"]]
+        self.d_params = [p for g in self.opt_d.param_groups for p in g["params"]]
+        self.latents, self.objective, self.d_steps = module.latents, module.objective, module.d_steps
+        self.rng = torch.Generator(device=self.device)
+        self.iteration = 0
+        # As Lightning's bf16-mixed: no cast cache, whose bf16 weight copies would go stale across in-place steps.
         self.autocast: Callable[[], Any] = (
-            (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16))
+            (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False))
             if precision == "bf16-mixed"
             else nullcontext
         )
-        # The Lightning loader's batches: same dataset, batch size, collate and per-epoch permutation.
-        self.sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed, drop_last=True)
-        self.loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=self.sampler,
-            drop_last=True,
-            num_workers=0,
-            collate_fn=getattr(dataset, "collate_fn", None),
-            pin_memory=self.device.type == "cuda",
-        )
+        self.loader = loader
         self.epoch = 0
         self._it: Iterator[Any] | None = None
 
-    def next_batch(self) -> torch.Tensor:
+    def next_batch(self) -> Any:
+        """The next training batch on the device, starting a new epoch's permutation when one runs out."""
         while True:
             if self._it is None:
-                self.sampler.set_epoch(self.epoch)
+                sampler = getattr(self.loader, "sampler", None)
+                if hasattr(sampler, "set_epoch"):
+                    sampler.set_epoch(self.epoch)
                 self._it = iter(self.loader)
             try:
-                batch = next(self._it)
-                break
+                return _to_device(next(self._it), self.device)
             except StopIteration:
                 self._it, self.epoch = None, self.epoch + 1
-        real = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return real.to(self.device, non_blocking=True)
 
-    def _noise(self, n: int) -> torch.Tensor:
-        return self.noise_fn((n, self.latent_dim), device=self.device, generator=self.gen)
+    def _iteration_rng(self) -> torch.Generator:
+        # The module's own seeding code, run on a stand-in carrying this loop's generator and iteration count (one
+        # process, rank 0): the plain loop draws what the module draws in the same iteration.
+        stand_in = SimpleNamespace(rng=self.rng, _trainer=None, hparams=self.module.hparams, iteration=self.iteration)
+        return type(self.module)._iteration_rng(stand_in)
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.D(x).reshape(x.shape[0])
-
-    def step(self, real: torch.Tensor, noise_state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One iteration on a batch of `d_steps` chunks; returns the last (d_loss, g_loss), detached."""
-        if noise_state is not None:
-            self.gen.set_state(noise_state)
-        else:  # a fresh noise seed per iteration, as the module does
-            self.gen.manual_seed(self.seed * 1_000_003 + self.iteration)
+    def step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """One iteration on a batch (images, or (images, labels)); returns the last (d_loss, g_loss), detached."""
+        real = Batch.of(batch)
+        G, D, latents, objective, device = self.G, self.D, self.latents, self.objective, self.device
+        rng = self._iteration_rng()
+        first_d_step = self.iteration * self.d_steps
         self.iteration += 1
-        adv = self.adversarial
         with self.autocast():
-            for chunk in real.chunk(self.d_steps):
-                with torch.no_grad():
-                    fake = self.G(self._noise(chunk.shape[0]))
-                d_loss = adv.d(self._logits(chunk), self._logits(fake))
-                if adv.gradient_penalty:
-                    d_loss = d_loss + self.gp_weight * gradient_penalty(self._logits, chunk, fake, self.gen)
+            _set_requires_grad(self.g_params, False)
+            for i, chunk in enumerate(real.split(self.d_steps)):
+                # conditional fakes take the chunk's real labels, as in the module
+                drawn = latents.draw(len(chunk.images), rng, device, labels=chunk.labels)
+                d = objective.d_loss(G, D, chunk, drawn, rng, step=first_d_step + i)
                 self.opt_d.zero_grad(set_to_none=True)
-                d_loss.backward()
+                d.loss.backward()
                 self.opt_d.step()
-            for p in self.d_params:
-                p.requires_grad_(False)
-            g_loss = adv.g(self._logits(self.G(self._noise(real.shape[0] // self.d_steps))))
+            _set_requires_grad(self.g_params, True)
+            _set_requires_grad(self.d_params, False)
+            drawn = latents.draw(len(chunk.images), rng, device)
+            g = objective.g_loss(G, D, chunk, drawn, rng)  # on the last chunk
             self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
+            g.loss.backward()
             self.opt_g.step()
-            for p in self.d_params:
-                p.requires_grad_(True)
-        return d_loss.detach(), g_loss.detach()
+            _set_requires_grad(self.d_params, True)
+        return d.stats["d_loss"], g.stats["g_loss"]
 
     def run(self, n: int, clock: Callable[[], float]) -> list[float]:
         """`n` iterations (data fetch included); the seconds each one took."""
@@ -233,8 +257,8 @@ class Timings:
     plain: list[list[float]] = field(default_factory=list)
     threads_seen: set[int] = field(default_factory=set)
     check: dict[str, Any] = field(default_factory=dict)
+    adam_sweep: dict[str, float] = field(default_factory=dict)
     module: Any = None
-    dataset: Any = None
 
 
 def make_clock(device: torch.device) -> Callable[[], float]:
@@ -249,11 +273,15 @@ def make_clock(device: torch.device) -> Callable[[], float]:
     return time.perf_counter
 
 
-def _snapshot(generator: torch.nn.Module, discriminator: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Copies of both networks' floating-point parameters and buffers (BatchNorm statistics included)."""
+def snapshot(generator: torch.nn.Module, discriminator: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of both networks' floating-point parameters and buffers (BatchNorm statistics, D's heads included)."""
     state = {f"G.{k}": v for k, v in generator.state_dict().items()}
     state.update({f"D.{k}": v for k, v in discriminator.state_dict().items()})
     return {k: v.detach().float().cpu().clone() for k, v in state.items() if v.is_floating_point()}
+
+
+def _identity(opt: torch.optim.Optimizer) -> dict[int, torch.Tensor]:
+    return {id(p): p for g in opt.param_groups for p in g["params"]}
 
 
 def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
@@ -269,44 +297,25 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
             self.started = 0  # Lightning iterations started before the current one
             self.prev: float | None = None
             self.first: dict[str, torch.Tensor] = {}
-            self.noise_state: torch.Tensor | None = None
 
         def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-            if bench.adam != "default":  # the module's own optimizers, with another Adam implementation
+            if bench.adam != "module":  # the module's own optimizers, with another Adam implementation
                 configure = pl_module.configure_optimizers
-                options = {"foreach": None, "fused": None, **ADAM_VARIANTS[bench.adam]}
 
                 def configure_optimizers() -> Any:
-                    return [_rebuild_optimizer(o, _identity(o), **options) for o in configure()]
+                    return [rebuild_optimizer(o, _identity(o), **ADAM_VARIANTS[bench.adam]) for o in configure()]
 
                 pl_module.configure_optimizers = configure_optimizers
 
+        def _plain_loop(self, trainer: Any, pl_module: Any, adam: str | None = None) -> PlainLoop:
+            # A second copy of the DataModule's own training loader: the batches Lightning gets, in the same order.
+            loader = trainer.datamodule.train_dataloader()
+            return PlainLoop(pl_module, trainer.optimizers, loader, precision=bench.precision, adam=adam)
+
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            datamodule = trainer.datamodule
-            timings.module, timings.dataset = pl_module, datamodule.train_set
-            # Copies of the networks and optimizers before Lightning's first update.
-            self.plain = PlainLoop(
-                pl_module,
-                datamodule.train_set,
-                batch_size=datamodule.batch_size,
-                seed=datamodule.seed,
-                precision=bench.precision,
-                adam=None if bench.adam == "default" else bench.adam,
-            )
+            timings.module = pl_module
+            self.plain = self._plain_loop(trainer, pl_module)  # copies from before Lightning's first update
             self.clock = make_clock(pl_module.device)
-            self._spy_noise(pl_module)
-
-        def _spy_noise(self, pl_module: Any) -> None:
-            # Record the noise stream's state at the module's first draw, for the plain loop's first iteration.
-            sample_noise = pl_module.sample_noise
-
-            def spy(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-                gen = generator if generator is not None else pl_module._noise_generator()
-                if self.noise_state is None and gen is pl_module._noise_generator():  # not e.g. SampleGrid's
-                    self.noise_state = gen.get_state()
-                return sample_noise(n, generator)
-
-            pl_module.sample_noise = spy
 
         def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
             now = self.clock()
@@ -327,23 +336,36 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
 
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
             if self.started == 1:  # the module's first iteration, to compare with the plain loop's
-                vars(pl_module).pop("sample_noise", None)  # drop the spy
-                self.first = _snapshot(pl_module.generator, pl_module.discriminator)
+                self.first = snapshot(pl_module.generator, pl_module.discriminator)
 
         def _check_first_iteration(self) -> None:
-            # Same initial weights, batch and noise: the plain loop's first iteration must land on the module's
-            # weights after its first iteration (up to rounding), which checks that both do the same work.
+            # Same initial weights, batch and per-iteration seed: the plain loop's first iteration must land on the
+            # module's weights after its first iteration (up to rounding), which checks that both do the same work.
             assert self.plain is not None
-            self.plain.step(self.plain.next_batch(), noise_state=self.noise_state)
-            after = _snapshot(self.plain.G, self.plain.D)
+            self.plain.step(self.plain.next_batch())
+            after = snapshot(self.plain.G, self.plain.D)
             diff = max((after[k] - v).abs().max().item() for k, v in self.first.items()) if self.first else None
-            timings.check = {"max_abs_diff": diff if self.noise_state is not None else None, "tensors": len(after)}
+            timings.check = {"max_abs_diff": diff, "tensors": len(after)}
+
+        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+            # Before the Trainer's teardown, which may move the module off the accelerator.
+            if bench.adam_sweep:
+                loops = {name: self._plain_loop(trainer, pl_module, name) for name in ADAM_VARIANTS}
+                timings.adam_sweep = adam_sweep(bench, loops)
 
     return Interleave()
 
 
-def _identity(opt: torch.optim.Optimizer) -> dict[int, Any]:
-    return {id(p): p for g in opt.param_groups for p in g["params"]}
+def adam_sweep(bench: BenchConfig, loops: dict[str, PlainLoop]) -> dict[str, float]:
+    """The plain loop's ms/iteration with each Adam implementation: interleaved blocks, median of block means."""
+    clock = make_clock(next(iter(loops.values())).device)
+    means: dict[str, list[float]] = {name: [] for name in loops}
+    for loop in loops.values():
+        loop.run(bench.warmup, clock)
+    for r in range(bench.rounds):
+        for name in loops if r % 2 == 0 else reversed(loops):
+            means[name].append(statistics.fmean(loops[name].run(bench.iters, clock)))
+    return {name: 1e3 * statistics.median(m) for name, m in means.items()}
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -352,46 +374,35 @@ def cli_argv(bench: BenchConfig, data_dir: str, log_dir: str) -> list[str]:
     iterations = bench.warmup + bench.rounds * bench.iters + 1  # +1: the last plain block runs in one more
     devices = "1" if bench.device is None or bench.accelerator == "cpu" else f"{bench.device},"
     argv = [
-        "--model",
-        bench.model,
-        "--batch-size",
-        str(bench.batch_size),
-        "--loss",
-        bench.loss,
-        "--precision",
-        bench.precision,
-        "--accelerator",
-        bench.accelerator,
-        "--devices",
-        devices,
-        "--seed",
-        str(bench.seed),
-        "--data-dir",
-        data_dir,
-        "--no-download",
-        "--log-dir",
-        log_dir,
-        "--max-steps",
-        str(iterations),
-    ]
+        "--model", bench.model, "--batch-size", str(bench.batch_size), "--loss", bench.loss,
+        "--precision", bench.precision, "--accelerator", bench.accelerator, "--devices", devices,
+        "--seed", str(bench.seed), "--data-dir", data_dir, "--no-download", "--log-dir", log_dir,
+        "--max-steps", str(iterations),
+    ]  # fmt: skip
     if bench.d_steps is not None:
         argv += ["--d-steps", str(bench.d_steps)]
+    argv += ["--conditional"] * bench.conditional + ["--infogan"] * bench.infogan
     return argv
+
+
+def _validate(bench: BenchConfig) -> None:
+    for name in ("iters", "rounds", "warmup", "batch_size", "threads"):
+        value = getattr(bench, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if bench.device is not None and bench.device < 0:
+        raise ConfigError(f"--device must be >= 0, got {bench.device}")
+    if bench.synthetic and bench.data_dir is not None:
+        raise ConfigError("--synthetic and --data-dir exclude each other")
+    if bench.data_dir is not None and not has_mnist(bench.data_dir):
+        raise DataError(f"no MNIST under {Path(bench.data_dir) / 'MNIST' / 'raw'}; fix --data-dir or use --synthetic")
 
 
 def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
     """Run `cli.run` with the interleaving callback; returns the report (see `summarize`)."""
-    return _run(bench)[0]
-
-
-def _run(bench: BenchConfig) -> tuple[dict[str, Any], Timings]:
     from gan_lightning import cli
 
-    if bench.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {bench.precision!r}")
-    for name in ("iters", "rounds", "warmup", "batch_size"):
-        if getattr(bench, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    _validate(bench)
     for message in (".*log_every_n_steps.*", ".*does not have many workers.*", ".*GPU available but not used.*"):
         warnings.filterwarnings("ignore", message=message)
     if bench.threads is not None:
@@ -426,7 +437,10 @@ def _run(bench: BenchConfig) -> tuple[dict[str, Any], Timings]:
         "log_every": cfg.log_every,
         "checkpoint_every": cfg.checkpoint_every,
     }
-    return summarize(bench, timings, info), timings
+    report = summarize(bench, timings, info)
+    if timings.adam_sweep:
+        report["adam_sweep_plain_ms"] = timings.adam_sweep
+    return report
 
 
 def _stats(blocks: list[list[float]], images: int) -> dict[str, Any]:
@@ -461,14 +475,15 @@ def summarize(bench: BenchConfig, timings: Timings, info: dict[str, Any]) -> dic
 def format_report(report: dict[str, Any]) -> str:
     c, a, b = report["config"], report["lightning"], report["plain"]
     diff = report["first_iteration_check"].get("max_abs_diff")
+    variant = "conditional " if c["conditional"] else "infogan " if c["infogan"] else ""
     header = ("loop", "median ms/it", "mean ms/it", "p90 ms/it", "block-mean ms/it", "images/s")
     lines = [
-        f"model={c['model']} loss={c['loss']} d_steps={c['d_steps']} batch={c['batch_size']} "
+        f"model={c['model']} {variant}loss={c['loss']} d_steps={c['d_steps']} batch={c['batch_size']} "
         f"images/iteration={c['images_per_iteration']} precision={c['precision']} adam={c['adam']} "
         f"device={c['device']} threads={c['threads']}",
         f"data: {c['data']}; {c['rounds']} rounds x {c['iters']} iterations per loop after {c['warmup']} warm-up",
         "weights after one iteration, lightning vs plain: "
-        + (f"max |diff| = {diff:.2e}" if diff is not None else "not compared (no noise draw seen)"),
+        + (f"max |diff| = {diff:.2e}" if diff is not None else "not compared"),
         "",
         "{:<10} {:>13} {:>11} {:>10} {:>17} {:>9}".format(*header),
     ]
@@ -482,60 +497,46 @@ def format_report(report: dict[str, Any]) -> str:
         "round ratios (block means): " + " ".join(f"{r:.3f}" for r in report["round_ratios"]),
         f"ratio of per-iteration medians: {report['median_iteration_ratio']:.3f}",
     ]
+    if "adam_sweep_plain_ms" in report:
+        sweep = report["adam_sweep_plain_ms"]
+        lines.append("plain loop with each Adam: " + ", ".join(f"{k} {v:.3f} ms/it" for k, v in sweep.items()))
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------- Adam variants
-def adam_sweep(bench: BenchConfig, timings: Timings) -> dict[str, float]:
-    """The plain loop's ms/iteration with each Adam implementation: interleaved blocks, median of block means."""
-    module, dataset = timings.module, timings.dataset
-    clock = make_clock(module.device)
-    loops = {
-        name: PlainLoop(
-            module,
-            dataset,
-            batch_size=bench.batch_size * module.d_steps,
-            seed=bench.seed,
-            precision=bench.precision,
-            adam=name,
-        )
-        for name in ADAM_VARIANTS
-    }
-    means: dict[str, list[float]] = {name: [] for name in loops}
-    for loop in loops.values():
-        loop.run(bench.warmup, clock)
-    for r in range(bench.rounds):
-        for name in loops if r % 2 == 0 else reversed(loops):
-            means[name].append(statistics.fmean(loops[name].run(bench.iters, clock)))
-    return {name: 1e3 * statistics.median(m) for name, m in means.items()}
-
-
 # -------------------------------------------------------------------------------------------------------- main
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    """The benchmark command's argument parser."""
+    p = Parser(
         prog="benchmark.py",
         description="Time scripts/train.py's Lightning training against a plain PyTorch loop doing the same work, "
         "interleaved in one process. The last line printed is overhead_ratio=<lightning/plain>.",
     )
     p.add_argument("--model", default="mlp", choices=MODELS.names(), help="architecture (default mlp)")
     p.add_argument("--batch-size", type=int, default=128, help="images per D step (default 128)")
-    p.add_argument("--loss", default="bce", help="adversarial loss (default bce)")
+    p.add_argument("--loss", default="bce", choices=OBJECTIVES.names(), help="adversarial loss (default bce)")
     p.add_argument("--d-steps", type=int, help="D updates per iteration (default: the loss's)")
+    variant = p.add_mutually_exclusive_group()
+    variant.add_argument("--conditional", action="store_true", help="class-conditional GAN (D's projection head)")
+    variant.add_argument("--infogan", action="store_true", help="InfoGAN (D's Q head)")
     p.add_argument("--iters", type=int, default=20, help="iterations per timed block (default 20)")
     p.add_argument("--rounds", type=int, default=15, help="timed blocks per loop (default 15)")
     p.add_argument("--warmup", type=int, default=20, help="untimed iterations per loop first (default 20)")
     p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default auto)")
     p.add_argument("--device", type=int, help="device index (default: the first)")
     p.add_argument("--precision", default="32-true", choices=PRECISIONS, help="default 32-true")
-    p.add_argument("--data-dir", help="MNIST root (DIR/MNIST/raw; default as the CLI); synthetic data when absent")
+    p.add_argument(
+        "--data-dir",
+        help="MNIST root (DIR/MNIST/raw); default: the CLI's data dir when it holds MNIST, else synthetic data",
+    )
     p.add_argument("--synthetic", action="store_true", help="random images in MNIST's shape even if MNIST is there")
     p.add_argument("--threads", type=int, help="torch.set_num_threads for both loops (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--adam",
-        default="default",
-        choices=sorted(ADAM_VARIANTS),
-        help="Adam implementation for both loops (default: the module's own optimizers)",
+        default="module",
+        choices=ADAM_CHOICES,
+        help="Adam implementation for both loops (default module: the module's own optimizers, fused Adam; "
+        "default: torch's pick)",
     )
     p.add_argument(
         "--adam-sweep",
@@ -546,24 +547,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    bench = BenchConfig(**vars(args))
-    try:
-        report, timings = _run(bench)
-    except (ConfigError, DataError, ValueError) as err:
-        print(f"benchmark.py: error: {err}", file=sys.stderr)
-        return 2
+def run(cfg: argparse.Namespace) -> int:
+    """Benchmark, print the report and, last, `overhead_ratio=<x.xxx>`."""
+    bench = BenchConfig(**vars(cfg))
+    report = run_benchmark(bench)
     print(format_report(report))
-    if bench.adam_sweep:
-        sweep = adam_sweep(bench, timings)
-        report["adam_sweep_plain_ms"] = sweep
-        print("plain loop with each Adam: " + ", ".join(f"{k} {v:.3f} ms/it" for k, v in sweep.items()))
     if bench.json:
         Path(bench.json).write_text(json.dumps(report, indent=1))
     ratio = report["overhead_ratio"]
     if not math.isfinite(ratio) or ratio <= 0:
-        print(f"benchmark.py: error: bad ratio {ratio}", file=sys.stderr)
-        return 1
+        raise CommandStopped(f"error: bad ratio {ratio}", status=1)
     print(f"overhead_ratio={ratio:.3f}", flush=True)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `scripts/benchmark.py`: 0 on success, 2 bad input or data."""
+    return run_command(build_parser(), run, argv)

@@ -1,0 +1,46 @@
+"""One convention for every command: `main(argv)` parses, runs, and turns user errors into one line.
+
+Each command module (train, sample, evaluate, train_classifier, the benchmark) defines `build_parser()` and
+`run(cfg) -> int | None`, and its `main(argv)` is `run_command(build_parser(), run, argv)`; the files in
+`scripts/` only call `main`. Exit statuses: 0 done, 2 bad input or data (one line on stderr, nothing written),
+anything else a `CommandStopped` carries (3 non-finite loss, 130 signal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from gan_lightning.errors import ConfigError, DataError
+
+
+class CommandStopped(Exception):
+    """A command ended early for a reason the user must see; carries the exit status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (the full usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run_command(
+    parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None], argv: Sequence[str] | None
+) -> int:
+    """Parse `argv`, call `run`, and map user errors to one stderr line and their exit status."""
+    cfg = parser.parse_args(argv)
+    try:
+        return run(cfg) or 0
+    except (ConfigError, DataError) as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 2
+    except CommandStopped as err:
+        print(f"{parser.prog}: {err}", file=sys.stderr)
+        return err.status

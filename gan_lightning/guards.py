@@ -1,0 +1,124 @@
+"""Training safeguards, each with its own state: the non-finite guard, AMP skip counting, global RNG states."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or Inf; raised before any checkpoint could store the broken state."""
+
+    def __init__(self, iteration: int) -> None:
+        self.iteration = iteration
+        super().__init__(
+            f"non-finite loss at iteration {iteration}: training stopped and no checkpoint was written after it. "
+            "Lower --lr, try --precision 32-true or bf16-mixed, or another --loss."
+        )
+
+
+class FiniteGuard(nn.Module):
+    """Remembers the first iteration with a non-finite loss, on the device, so watching costs no per-step sync."""
+
+    def __init__(self, check_every: int = 10) -> None:
+        super().__init__()
+        self.check_every = check_every
+        self.register_buffer("first_bad", torch.tensor(-1), persistent=False)
+
+    def observe(self, iteration: int, *losses: Tensor) -> None:
+        """Record `iteration` if any of `losses` is NaN or Inf and none was before (no host sync)."""
+        bad = ~torch.isfinite(sum(loss.float() for loss in losses))
+        self.first_bad.masked_fill_(bad & (self.first_bad < 0), iteration)
+
+    def step(self, iteration: int, losses: tuple[Tensor, ...], strategy: Any = None) -> None:
+        """`observe` every iteration, `check` every `check_every` iterations."""
+        self.observe(iteration, *losses)
+        if iteration % self.check_every == 0:
+            self.check(strategy)
+
+    def check(self, strategy: Any = None) -> None:
+        """Raise `NonFiniteLossError` if a loss so far was non-finite; all ranks raise together (one host sync)."""
+        flag = self.first_bad
+        if strategy is not None and strategy.world_size > 1:
+            # every rank must raise together, or the others would wait forever in the next collective
+            flag = strategy.reduce(flag.clone(), reduce_op="max")
+        first = int(flag)
+        if first >= 0:
+            raise NonFiniteLossError(first)
+
+
+class AmpSkipCounter(nn.Module):
+    """Counts optimizer steps that a 16-mixed gradient scaler skipped for inf/NaN gradients, on the device."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("skipped", torch.tensor(0), persistent=False)
+
+    def step(self, optimizer: Any, scaler: Any) -> None:
+        """`optimizer.step()`, counting a skip when the scaler lowered its scale during it."""
+        scale = scaler._scale.clone() if scaler is not None and scaler._scale is not None else None
+        optimizer.step()
+        if scale is not None:
+            # Lightning calls scaler.update() after every optimizer step, and update() lowers the scale exactly when
+            # that step found inf/NaN gradients and was skipped.
+            self.skipped += (scaler._scale < scale).long()
+
+
+class GlobalRNG:
+    """Saves the global RNG states in checkpoints and reapplies them when training resumes.
+
+    The project's own randomness (noise, data order, penalties) comes from seeded private streams; this covers
+    randomness in users' networks (dropout) and anything else that draws from the global generators.
+    """
+
+    KEY = "gan_rng"
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def save(self, checkpoint: dict[str, Any]) -> None:
+        """Store the current global states in `checkpoint`."""
+        checkpoint[self.KEY] = capture_global_rng()
+
+    def load(self, checkpoint: dict[str, Any]) -> None:
+        """Remember a checkpoint's states; Lightning restores none by itself, and applying them now would be early."""
+        self._pending = checkpoint.get(self.KEY)
+
+    def restore(self) -> None:
+        """Apply the remembered states once (call at train start)."""
+        if self._pending is not None:
+            restore_global_rng(self._pending)
+            self._pending = None
+
+
+def capture_global_rng() -> dict[str, Any]:
+    """The torch, CUDA, numpy and Python global RNG states, as tensors and ints (loadable with weights_only)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": pos,
+            "gauss": (has_gauss, cached),
+        },
+        "python": random.getstate(),
+    }
+
+
+def restore_global_rng(state: dict[str, Any]) -> None:
+    """Reapply states from `capture_global_rng` (CUDA ones only onto the same number of devices)."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np_state = state["numpy"]
+    keys = np_state["keys"].numpy().astype(np.uint32)
+    np.random.set_state((np_state["name"], keys, np_state["pos"], *np_state["gauss"]))
+    random.setstate(state["python"])

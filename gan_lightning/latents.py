@@ -1,0 +1,151 @@
+"""The generator's input space: a noise prior, plus class labels (conditional GAN) or codes (InfoGAN).
+
+`LatentSpace.draw` returns `Latents`, a named bundle of the parts and the concatenated generator input, so
+nothing downstream indexes a tuple. Every draw takes an explicit `rng` (a `torch.Generator`): the training loop
+passes its seeded private stream, sampling and grids pass their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from gan_lightning.errors import ConfigError
+from gan_lightning.registry import Registry
+
+Tensor = torch.Tensor
+
+NOISES: Registry[Callable[..., Tensor]] = Registry("noise")
+
+
+@NOISES.register("uniform")
+def uniform_noise(shape: tuple[int, ...], *, device: torch.device, rng: torch.Generator | None) -> Tensor:
+    """U(-1, 1) noise, as in the cs231n GAN assignment."""
+    return torch.rand(shape, device=device, generator=rng).mul_(2).sub_(1)
+
+
+@NOISES.register("normal")
+def normal_noise(shape: tuple[int, ...], *, device: torch.device, rng: torch.Generator | None) -> Tensor:
+    """N(0, 1) noise, as in the DCGAN paper and the PyTorch DCGAN tutorial."""
+    return torch.randn(shape, device=device, generator=rng)
+
+
+@dataclass
+class Latents:
+    """One batch of generator inputs: `input` (B, input_dim) and the parts it was built from."""
+
+    input: Tensor  # (B, dim + num_classes + n_cat + n_cont), what G consumes
+    z: Tensor  # (B, dim) noise
+    labels: Tensor | None = None  # (B,) class labels of a conditional GAN
+    cat: Tensor | None = None  # (B,) InfoGAN categorical code
+    cont: Tensor | None = None  # (B, n_cont) InfoGAN continuous codes in [-1, 1]
+
+    def __len__(self) -> int:
+        return self.input.shape[0]
+
+
+class LatentSpace:
+    """Noise of `dim` dimensions from a named prior, followed by one-hot labels or InfoGAN codes."""
+
+    def __init__(
+        self, dim: int, prior: str = "uniform", *, num_classes: int = 0, n_cat: int = 0, n_cont: int = 0
+    ) -> None:
+        if dim < 1 or num_classes < 0 or n_cat < 0 or n_cont < 0:
+            raise ConfigError(f"latent sizes must be positive (dim={dim}) or zero (classes, codes)")
+        if num_classes and (n_cat or n_cont):
+            raise ConfigError("a latent space is conditional (class labels) or InfoGAN (codes), not both")
+        self.dim, self.prior, self.num_classes, self.n_cat, self.n_cont = dim, prior, num_classes, n_cat, n_cont
+        self._noise = NOISES.get(prior)
+
+    @property
+    def code_dim(self) -> int:
+        """Dimensions after the noise: one-hot labels, or the one-hot categorical and continuous codes."""
+        return self.num_classes + self.n_cat + self.n_cont
+
+    @property
+    def input_dim(self) -> int:
+        """The generator's input width."""
+        return self.dim + self.code_dim
+
+    @property
+    def infogan(self) -> bool:
+        """Whether the space carries InfoGAN codes."""
+        return bool(self.n_cat or self.n_cont)
+
+    def noise(self, n: int, rng: torch.Generator, device: torch.device | str | None = None) -> Tensor:
+        """(n, dim) noise from the prior, drawn on `rng`'s device and moved to `device`."""
+        z = self._noise((n, self.dim), device=rng.device, rng=rng)
+        return z if device is None else z.to(device)
+
+    def draw(
+        self,
+        n: int,
+        rng: torch.Generator,
+        device: torch.device | str | None = None,
+        *,
+        z: Tensor | None = None,
+        labels: Tensor | None = None,
+        cat: Tensor | None = None,
+        cont: Tensor | None = None,
+    ) -> Latents:
+        """n latents on `device`; the parts given are used as they are and the missing ones are drawn from `rng`."""
+        device = device if device is not None else rng.device
+
+        def ints(high: int) -> Tensor:
+            return torch.randint(high, (n,), device=rng.device, generator=rng).to(device)
+
+        z = z.to(device) if z is not None else self.noise(n, rng, device)
+        if not self.code_dim:
+            return Latents(z, z)  # no concatenation on the plain GAN's hot path
+        parts = [z]
+        if self.num_classes:
+            labels = labels.to(device) if labels is not None else ints(self.num_classes)
+            parts.append(F.one_hot(labels, self.num_classes).to(z.dtype))  # (n, num_classes)
+        if self.n_cat:
+            cat = cat.to(device) if cat is not None else ints(self.n_cat)
+            parts.append(F.one_hot(cat, self.n_cat).to(z.dtype))  # (n, n_cat)
+        if self.n_cont:
+            if cont is None:
+                cont = uniform_noise((n, self.n_cont), device=rng.device, rng=rng)
+            cont = cont.to(device)
+            parts.append(cont)  # (n, n_cont)
+        return Latents(torch.cat(parts, dim=1), z, labels, cat, cont)
+
+    def split(self, inputs: Tensor) -> Latents:
+        """The parts of full generator inputs (B, input_dim), e.g. latents saved by `scripts/sample.py`."""
+        if inputs.ndim != 2 or inputs.shape[1] != self.input_dim:
+            raise ConfigError(f"latents must have shape (N, {self.input_dim}), got {tuple(inputs.shape)}")
+        z, rest = inputs[:, : self.dim], inputs[:, self.dim :]
+        labels = rest[:, : self.num_classes].argmax(1) if self.num_classes else None
+        cat = rest[:, : self.n_cat].argmax(1) if self.n_cat else None
+        cont = rest[:, self.n_cat :] if self.n_cont else None
+        return Latents(inputs, z, labels, cat, cont)
+
+    def grid(
+        self, n: int, rng: torch.Generator, device: torch.device | str | None = None
+    ) -> dict[str, tuple[Latents, int]]:
+        """Fixed inputs for sample grids, by tag suffix: (latents, images per row).
+
+        InfoGAN: one row per categorical value, columns sweeping one continuous code over [-1, 1] (one grid per
+        code, the others at 0). Conditional: one row per class. Otherwise a square-ish grid of noise.
+        """
+        device = device if device is not None else rng.device
+        if self.infogan:
+            cols = max(2, n // self.n_cat)
+            z = self.noise(self.n_cat, rng, device).repeat_interleave(cols, dim=0)  # one z per row
+            cat = torch.arange(self.n_cat, device=device).repeat_interleave(cols)
+            grids = {}
+            for j in range(max(1, self.n_cont)):
+                cont = torch.zeros(len(z), self.n_cont, device=device)
+                if self.n_cont:
+                    cont[:, j] = torch.linspace(-1, 1, cols, device=device).repeat(self.n_cat)
+                grids["" if j == 0 else f"/code{j}"] = (self.draw(len(z), rng, device, z=z, cat=cat, cont=cont), cols)
+            return grids
+        if self.num_classes:
+            cols = max(1, n // self.num_classes)
+            labels = torch.arange(self.num_classes, device=device).repeat_interleave(cols)
+            return {"": (self.draw(len(labels), rng, device, labels=labels), cols)}
+        return {"": (self.draw(n, rng, device), max(1, round(n**0.5)))}

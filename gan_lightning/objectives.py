@@ -1,0 +1,272 @@
+"""GAN objectives: what the D phase and the G phase minimise, regularizers included, chosen by name.
+
+An `Objective` owns both phases, as `StyleGAN2Loss` does in NVlabs' stylegan2-ada-pytorch: the LightningModule
+only says which phase runs (`d_loss` or `g_loss`) and steps the optimizer. Both phases see the real batch, so
+objectives that compare real and fake inside the G update can be written. A new adversarial loss is a subclass
+overriding `d_adversarial` / `g_adversarial` plus one `@OBJECTIVES.register(name)`; a new regularizer is a
+term added in `d_loss` or `g_loss`.
+
+Every loss is written on logits with softplus forms, never on sigmoid probabilities, so a confident D cannot
+push log(0) into the graph. For a logit x: -log sigmoid(x) = softplus(-x), -log(1 - sigmoid(x)) = softplus(x).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gan_lightning.errors import ConfigError
+from gan_lightning.latents import Latents
+from gan_lightning.models.heads import CriticOutput, QHead
+from gan_lightning.registry import Registry
+
+Tensor = torch.Tensor
+
+
+class Batch(NamedTuple):
+    """Real images (B, C, H, W) in [-1, 1] and their class labels (B,) when the data has them."""
+
+    images: Tensor
+    labels: Tensor | None = None
+
+    @classmethod
+    def of(cls, batch: Any) -> Batch:
+        """A loader's batch: images, or (images,) / (images, labels)."""
+        return cls(*batch) if isinstance(batch, (tuple, list)) else cls(batch)
+
+    def split(self, k: int) -> list[Batch]:
+        """Exactly `k` chunks (tensor_split; chunk() may give fewer, e.g. 8 rows into 5), one per D update."""
+        if len(self.images) < k:
+            raise ConfigError(f"a batch of {len(self.images)} images cannot feed d_steps={k} D updates")
+        labels = self.labels.tensor_split(k) if self.labels is not None else [None] * k
+        return [Batch(x, y) for x, y in zip(self.images.tensor_split(k), labels, strict=True)]
+
+
+class PhaseLoss(NamedTuple):
+    """A phase's total loss to backpropagate, and detached statistics to log."""
+
+    loss: Tensor
+    stats: dict[str, Tensor]
+
+
+# ------------------------------------------------------------------------------------------- regularizers
+def gradient_penalty(
+    critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, rng: torch.Generator | None = None
+) -> Tensor:
+    """WGAN-GP penalty E[(||grad_x D(x_hat)||_2 - 1)^2] at random interpolates x_hat of real and fake.
+
+    `create_graph=True` so the penalty itself is differentiated with respect to D's parameters.
+    """
+    alpha = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype, generator=rng)
+    # under autocast G's fakes may be bf16/fp16 while the data is fp32: interpolate in the data's dtype
+    x_hat = torch.lerp(real.detach(), fake.detach().to(real.dtype), alpha).requires_grad_(True)
+    scores = critic(x_hat)
+    (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)
+    return (grad.float().flatten(1).norm(2, dim=1) - 1).square().mean()
+
+
+def mutual_information_loss(q_head: QHead, features: Tensor, latents: Latents) -> tuple[Tensor, Tensor]:
+    """InfoGAN's mutual-information term and its categorical part: (CE + 0.1 * Gaussian NLL, CE).
+
+    The continuous codes get a unit-variance Gaussian NLL (half the squared error) weighted 0.1, as the InfoGAN
+    paper lowers lambda for continuous codes: with a learned variance, or at weight 1, its gradients swamp the
+    shared D body and the categorical code is never learned.
+    """
+    cat_logits, cont_mean = q_head(features)  # (B, n_cat), (B, n_cont)
+    ce = F.cross_entropy(cat_logits, latents.cat)
+    if latents.cont is None or not latents.cont.shape[1]:
+        return ce, ce
+    nll = 0.5 * (cont_mean - latents.cont.float()).square().sum(dim=1).mean()
+    return ce + 0.1 * nll, ce
+
+
+def zero_centered_penalty(x: Tensor, logits: Tensor) -> Tensor:
+    """E||grad_x D(x)||^2 over the batch (R1 on reals, R2 on fakes); `x` must require grad and produce `logits`."""
+    (grad,) = torch.autograd.grad(logits.float().sum(), x, create_graph=True)  # (B, C, H, W)
+    return grad.float().square().flatten(1).sum(1).mean()
+
+
+# ----------------------------------------------------------------------------------------------- objective
+class Objective:
+    """Both phases of a GAN objective; subclasses define the adversarial terms on D's logits.
+
+    Regularizers: `gp_weight` weighs the WGAN-GP penalty (used when `gradient_penalty` is set); `r1` and `r2` are
+    the gammas of the zero-centred penalties gamma/2 E||grad D||^2 on reals and on fakes (Mescheder et al. 2018;
+    R3GAN uses both), applied every `reg_every` D steps and scaled by it (StyleGAN2's lazy regularization);
+    `info_weight` weighs InfoGAN's mutual-information term (used when D has a Q head). `augment(x, rng)`, when
+    given, transforms every image D sees, real or fake, in both phases and inside R1/R2 (DiffAugment).
+    """
+
+    name = ""
+    default_d_steps = 1
+    gradient_penalty = False
+    g_needs_real = False  # whether the G phase evaluates D on the real batch (relativistic objectives)
+    # the loss of the best D that cannot tell real from fake (one constant output): the health check's "chance"
+    chance_d_loss: float | None = None
+
+    def __init__(
+        self,
+        *,
+        gp_weight: float = 10.0,
+        info_weight: float = 1.0,
+        r1: float = 0.0,
+        r2: float = 0.0,
+        reg_every: int = 1,
+        augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    ) -> None:
+        for key, value in (("gp_weight", gp_weight), ("info_weight", info_weight), ("r1", r1), ("r2", r2)):
+            if value < 0:
+                raise ConfigError(f"{key} must be >= 0, got {value}")
+        if reg_every < 1:
+            raise ConfigError(f"reg_every must be a positive number of D steps, got {reg_every}")
+        self.gp_weight, self.info_weight, self.r1, self.r2 = gp_weight, info_weight, r1, r2
+        self.reg_every, self.augment = reg_every, augment
+
+    def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """D's adversarial loss on its logits for a real and a fake batch."""
+        raise NotImplementedError
+
+    def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        """G's adversarial loss; `real_logits` is None unless `g_needs_real`."""
+        raise NotImplementedError
+
+    def discriminate(self, D: nn.Module, x: Tensor, labels: Tensor | None, rng: torch.Generator) -> CriticOutput:
+        """D on images `x` (B, C, H, W), augmented first when the objective has an augmentation."""
+        return D(self.augment(x, rng) if self.augment is not None else x, labels)
+
+    def _penalty(
+        self, D: nn.Module, x: Tensor, out: CriticOutput, labels: Tensor | None, rng: torch.Generator
+    ) -> Tensor:
+        if not torch.is_autocast_enabled(x.device.type):
+            return zero_centered_penalty(x, out.logits)
+        # fp16 input gradients underflow without the loss scale, and bf16 ones are coarse: the penalty gets its own
+        # full-precision forward, and its backward too (with create_graph, autocast would cast the backward's ops)
+        with torch.autocast(x.device.type, enabled=False):
+            return zero_centered_penalty(x, self.discriminate(D, x.float(), labels, rng).logits)
+
+    def d_loss(
+        self, G: nn.Module, D: nn.Module, real: Batch, latents: Latents, rng: torch.Generator, step: int = 0
+    ) -> PhaseLoss:
+        """The D phase (its `step`-th update): real batch vs fakes from `latents`, detached so G gets no gradient."""
+        lazy = step % self.reg_every == 0
+        r1, r2 = (self.r1, self.r2) if lazy else (0.0, 0.0)
+        real_x = real.images.detach().requires_grad_(bool(r1))  # (B, C, H, W)
+        fake_x = G(latents.input).detach().requires_grad_(bool(r2))  # (B, C, H, W)
+        real_out = self.discriminate(D, real_x, real.labels, rng)
+        fake_out = self.discriminate(D, fake_x, latents.labels, rng)
+        loss = self.d_adversarial(real_out.logits, fake_out.logits)
+        if self.gradient_penalty and self.gp_weight:
+            critic = lambda x: self.discriminate(D, x, real.labels, rng).logits  # noqa: E731
+            loss = loss + self.gp_weight * gradient_penalty(critic, real_x, fake_x, rng)
+        stats = {"d_loss": loss.detach(), "real_logits": real_out.logits.detach()}
+        stats["fake_logits"] = fake_out.logits.detach()
+        if r1:
+            stats["r1"] = self._penalty(D, real_x, real_out, real.labels, rng)
+            loss = loss + self.reg_every * r1 / 2 * stats["r1"]
+        if r2:
+            stats["r2"] = self._penalty(D, fake_x, fake_out, latents.labels, rng)
+            loss = loss + self.reg_every * r2 / 2 * stats["r2"]
+        if D.q_head is not None:  # Q learns to recover the codes, through D's body
+            info, stats["info_ce"] = mutual_information_loss(D.q_head, fake_out.features, latents)
+            loss = loss + self.info_weight * info
+        return PhaseLoss(loss, {k: v.detach() for k, v in stats.items()})
+
+    def g_loss(self, G: nn.Module, D: nn.Module, real: Batch, latents: Latents, rng: torch.Generator) -> PhaseLoss:
+        """The G phase: fakes through D, whose parameters the caller has frozen."""
+        fake_out = self.discriminate(D, G(latents.input), latents.labels, rng)
+        real_logits = self.discriminate(D, real.images, real.labels, rng).logits.detach() if self.g_needs_real else None
+        adv = self.g_adversarial(fake_out.logits, real_logits)
+        loss, stats = adv, {"g_loss": adv.detach()}
+        if D.q_head is not None:  # G learns to make the codes recoverable
+            info, _ = mutual_information_loss(D.q_head, fake_out.features, latents)
+            stats["info_loss"] = info.detach()
+            loss = loss + self.info_weight * info
+        return PhaseLoss(loss, stats)
+
+
+OBJECTIVES: Registry[type[Objective]] = Registry("loss")
+
+
+def get_objective(name: str, **options: Any) -> Objective:
+    """The registered objective `name`, built with `options` (see `Objective`)."""
+    return OBJECTIVES.get(name)(**options)
+
+
+@OBJECTIVES.register("bce")
+class NonSaturating(Objective):
+    """cs231n GAN: D minimises BCE(D(x), 1) + BCE(D(G(z)), 0); G the non-saturating -log D(G(z))."""
+
+    name, chance_d_loss = "bce", 2 * math.log(2)
+
+    def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+    def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        return F.softplus(-fake_logits).mean()
+
+
+@OBJECTIVES.register("minimax")
+class Minimax(NonSaturating):
+    """The GAN paper's saturating G objective log(1 - D(G(z))), minimised (vanishes while D wins)."""
+
+    name = "minimax"
+
+    def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        return -F.softplus(fake_logits).mean()
+
+
+@OBJECTIVES.register("lsgan")
+class LeastSquares(Objective):
+    """cs231n equation 9: D 1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]; G 1/2 E[(D(G(z)) - 1)^2], on raw scores."""
+
+    name, chance_d_loss = "lsgan", 0.25
+
+    def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return 0.5 * (real_logits - 1).square().mean() + 0.5 * fake_logits.square().mean()
+
+    def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        return 0.5 * (fake_logits - 1).square().mean()
+
+
+@OBJECTIVES.register("hinge")
+class Hinge(Objective):
+    """Hinge loss (SAGAN, BigGAN): D E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]; G -E[D(G(z))]."""
+
+    name, chance_d_loss = "hinge", 2.0
+
+    def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+    def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        return -fake_logits.mean()
+
+
+@OBJECTIVES.register("wgan-gp")
+class WassersteinGP(Hinge):
+    """WGAN-GP: critic E[D(G(z))] - E[D(x)] plus the gradient penalty, 5 critic steps per G step."""
+
+    name, chance_d_loss, default_d_steps, gradient_penalty = "wgan-gp", None, 5, True
+
+    def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return fake_logits.mean() - real_logits.mean()
+
+
+@OBJECTIVES.register("rpgan")
+class RelativisticPairing(Objective):
+    """R3GAN's relativistic pairing: D softplus(-(D(x) - D(G(z)))), G softplus(-(D(G(z)) - D(x))), paired in the batch.
+
+    Use it with `r1` and `r2` (R3GAN: gamma on both); without them the pairing alone does not converge locally.
+    """
+
+    name, chance_d_loss, g_needs_real = "rpgan", math.log(2), True
+
+    def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        return F.softplus(fake_logits - real_logits).mean()
+
+    def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        return F.softplus(real_logits - fake_logits).mean()

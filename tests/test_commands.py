@@ -1,0 +1,71 @@
+"""One convention for every command: a thin script calling `main(argv)`, and bad input is one line on stderr."""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+
+from gan_lightning import classifier, cli, evaluation, sampling
+from gan_lightning.command import Parser
+
+from conftest import REPO
+
+SCRIPTS = sorted((REPO / "scripts").glob("*.py"))
+COMMANDS = {"train": cli, "sample": sampling, "evaluate": evaluation, "train_classifier": classifier}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_every_script_only_calls_main(script):
+    source = script.read_text()
+    tree = ast.parse(source)
+    assert ast.get_docstring(tree)
+    body = tree.body
+    if script.name == "benchmark.py":  # benchmarks/ lives beside the package, not in it: put the repo on sys.path
+        assert [ast.unparse(n) for n in body[1:3]] == ["import sys", "from pathlib import Path"]
+        assert ast.unparse(body[3]).startswith("sys.path.insert(0, str(Path(__file__).resolve().parents[1]))")
+        body, package = [body[0], *body[4:]], "benchmarks."
+    else:
+        assert len([line for line in source.splitlines() if line.strip()]) <= 8
+        package = "gan_lightning."
+    doc, imp, guard = body  # the docstring, `from <package>.<module> import main`, the __main__ guard
+    assert isinstance(imp, ast.ImportFrom) and imp.module.startswith(package)
+    assert [alias.name for alias in imp.names] == ["main"]
+    assert ast.unparse(guard) == "if __name__ == '__main__':\n    raise SystemExit(main())"
+
+
+def test_every_command_has_a_script_and_the_same_shape():
+    assert {p.stem for p in SCRIPTS} >= set(COMMANDS)
+    for module in COMMANDS.values():
+        assert isinstance(module.build_parser(), Parser)
+        assert callable(module.run) and callable(module.main)
+
+
+def _bad_input(name, tmp):
+    missing = str(tmp / "none.ckpt")
+    return {
+        "train": (["--batch-size", "0", "--log-dir", str(tmp / "logs")], "--batch-size must be positive"),
+        "sample": (["--ckpt", missing, "--out", str(tmp / "grid.png")], f"no checkpoint at {missing}"),
+        "evaluate": (["--ckpt", missing, "--classifier", str(tmp / "clf.pt"), "--data-dir", str(tmp)],
+                     f"no checkpoint at {missing}"),
+        "train_classifier": (["--data-dir", str(tmp), "--out", str(tmp / "clf.pt")], str(tmp / "MNIST" / "raw")),
+    }[name]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_bad_input_is_status_2_and_one_stderr_line(tmp_path, capsys, name):
+    argv, message = _bad_input(name, tmp_path)
+    assert COMMANDS[name].main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert err.startswith(f"{name}.py: error: ")
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_usage_errors_are_one_line_too(capsys, name):
+    with pytest.raises(SystemExit) as exit_:
+        COMMANDS[name].main(["--no-such-flag"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"{name}.py: error: ") and err.endswith("(see --help)\n")
