@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from gan_lightning.augment import DiffAugment
 from gan_lightning.compat import upgrade_checkpoint
 from gan_lightning.ema import EMA
 from gan_lightning.errors import ConfigError, require_positive
@@ -64,8 +65,9 @@ class GAN(LightningModule):
             raise ConfigError(f"Adam betas must lie in [0, 1), got ({beta1}, {beta2})")
         self.latents = LatentSpace(latent_dim, noise, num_classes=num_classes if conditional else 0,
                                    n_cat=n_cat if infogan else 0, n_cont=n_cont if infogan else 0)  # fmt: skip
+        augment = DiffAugment(diffaug) if diffaug else None
         self.objective = objective or get_objective(loss, gp_weight=gp_weight, info_weight=info_weight, r1=r1, r2=r2,
-                                                    reg_every=reg_every, augment=_diffaug(diffaug))  # fmt: skip
+                                                    reg_every=reg_every, augment=augment)  # fmt: skip
         self.d_steps = self.objective.default_d_steps if d_steps is None else d_steps
         require_positive(d_steps=self.d_steps)
         if generator is None:
@@ -241,11 +243,3 @@ def _grad_norm(module: nn.Module) -> Tensor:
     if not grads:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-
-
-def _diffaug(policy: str | None):  # TEMP until augment.py lands
-    if not policy:
-        return None
-    from gan_lightning.augment import DiffAugment
-
-    return DiffAugment(policy)

@@ -33,7 +33,18 @@ def generator_weights(log_dir) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(
     "model,half,extra",
-    [("mlp", 10, ()), ("mlp", 14, ()), ("dcgan_mnist", 4, ()), ("mlp", 10, ("--data-on-device",))],
+    [
+        ("mlp", 10, ()),
+        ("mlp", 14, ()),
+        ("dcgan_mnist", 4, ()),
+        ("mlp", 10, ("--data-on-device",)),
+        # augmentation and penalties draw from the per-iteration stream; lazy R1/R2 follow the D-step index
+        (
+            "mlp",
+            10,
+            ("--loss", "rpgan", "--r1", "1", "--r2", "1", "--reg-every", "3", "--diffaug", "color,translation,cutout"),
+        ),
+    ],
 )
 def test_resume_matches_uninterrupted_run(tmp_path, fake_mnist_dir, model, half, extra):
     # 500 training images / (32 x 2 per iteration) = 7 iterations per epoch: half=10 resumes mid-epoch, half=14

@@ -1,0 +1,87 @@
+"""DiffAugment: policy parsing, seeded randomness, differentiability, and each transform's exact effect."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gan_lightning.augment import DiffAugment, color, cutout, translation
+from gan_lightning.errors import ConfigError
+
+ALL = "color,translation,cutout"
+
+
+def rng(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_policy_parsing():
+    assert DiffAugment(" color , cutout").policy == "color,cutout"
+    for bad in ("", "colour", "color,,cutout", "color,color"):
+        with pytest.raises(ConfigError, match="color, translation, cutout"):
+            DiffAugment(bad)
+
+
+def test_seeded_private_randomness():
+    x = torch.rand(8, 3, 16, 16) * 2 - 1
+    state = torch.get_rng_state()
+    a, b = DiffAugment(ALL)(x, rng(1)), DiffAugment(ALL)(x, rng(1))
+    assert torch.equal(a, b) and not torch.equal(a, DiffAugment(ALL)(x, rng(2)))
+    assert torch.equal(state, torch.get_rng_state())  # the global RNG is never drawn from
+
+
+def test_generator_receives_gradient_through_every_transform():
+    G = torch.nn.Linear(4, 16 * 16)
+    fake = G(torch.randn(6, 4)).view(6, 1, 16, 16)
+    DiffAugment(ALL)(fake, rng()).square().sum().backward()
+    assert G.weight.grad is not None and G.weight.grad.abs().sum() > 0
+
+
+def test_translation_shifts_with_zero_fill():
+    x = torch.arange(1.0, 65.0).view(1, 1, 8, 8).repeat(64, 1, 1, 1)  # no zero pixel in the input
+    out = translation(x, rng())
+    shifts = set()
+    for img in out[:, 0]:
+        rows, cols = torch.nonzero(img == x[0, 0, 0, 0], as_tuple=True)  # where the top-left pixel went
+        nonzero = img[img != 0]
+        assert set(nonzero.tolist()) <= set(x[0, 0].flatten().tolist())  # values are moved, never changed
+        if len(rows):
+            dy, dx = int(rows[0]), int(cols[0])
+            assert torch.equal(img[dy:, dx:], x[0, 0, : 8 - dy, : 8 - dx])  # a shifted copy
+            shifts.add((dy, dx))
+    assert (0, 0) in shifts or len(shifts) > 1  # shifts vary per sample, up to 1 pixel (1/8 of 8)
+    assert out.abs().amax(dim=(1, 2, 3)).gt(0).all()
+
+
+def test_cutout_zeroes_one_half_size_square():
+    x = torch.ones(32, 2, 8, 8)
+    out = cutout(x, rng())
+    for img in out:
+        assert torch.equal(img[0], img[1])  # the same square in every channel
+        zeros = torch.nonzero(img[0] == 0)
+        rows, cols = zeros[:, 0], zeros[:, 1]
+        h, w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        assert len(zeros) == h * w and h <= 4 and w <= 4  # one rectangle, a 4x4 square clipped at the border
+        assert set(img.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_color_bounds_on_a_constant_image():
+    # On a constant grey image saturation and contrast have no deviation to scale: only brightness moves it.
+    x = torch.full((256, 3, 4, 4), 0.2)
+    out = color(x, rng())
+    shift = out[:, 0, 0, 0] - 0.2
+    assert torch.allclose(out, out[:, :1, :1, :1].expand_as(out))
+    assert shift.min() >= -0.5 and shift.max() <= 0.5 and shift.std() > 0.2  # U(-0.5, 0.5) per sample
+
+
+def test_each_sample_gets_its_own_transform():
+    x = torch.rand(1, 3, 16, 16).repeat(4, 1, 1, 1)
+    out = DiffAugment(ALL)(x, rng())
+    assert not torch.equal(out[0], out[1]) and not torch.equal(out[2], out[3])
+
+
+def test_bf16_and_channels_last():
+    x = (torch.rand(4, 3, 16, 16) * 2 - 1).to(torch.bfloat16)
+    assert DiffAugment(ALL)(x, rng()).dtype == torch.bfloat16
+    cl = torch.rand(4, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(DiffAugment(ALL)(cl, rng(5)), DiffAugment(ALL)(cl.contiguous(), rng(5)))
