@@ -20,6 +20,7 @@ CASES: dict[str, list[tuple[int, int, int, dict[str, int]]]] = {
         (16, 1, 64, {"ngf": 8, "ndf": 4}),
         (16, 3, 128, {"ngf": 4, "ndf": 4}),
     ],
+    "resnet": [(16, 1, 28, {"ngf": 8, "ndf": 8}), (16, 3, 32, {"ngf": 8, "ndf": 8}), (16, 3, 64, {"ngf": 4, "ndf": 4})],
 }
 SHAPE_CASES = [(name, *case) for name, cases in CASES.items() for case in cases]
 

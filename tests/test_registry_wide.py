@@ -64,10 +64,10 @@ class PhaseProbe:
             k for (k, _), g in zip(params.items(), grads, strict=True) if g.any()
         )
 
-    def d_loss(self, G, D, real, latents, rng):
+    def d_loss(self, G, D, real, latents, rng, step=0):
         if "d" not in self.seen:
             self.seen["d"] = (snapshot(G), snapshot(D))
-        result = self.inner.d_loss(G, D, real, latents, rng)
+        result = self.inner.d_loss(G, D, real, latents, rng, step=step)
         self._check("D phase", result, own=D, other=G)
         return result
 

@@ -6,6 +6,7 @@ from torch import nn
 
 from gan_lightning.models import dcgan as _dcgan  # noqa: F401  (registers "dcgan", "dcgan_mnist")
 from gan_lightning.models import mlp as _mlp  # noqa: F401  (registers "mlp")
+from gan_lightning.models import resnet as _resnet  # noqa: F401  (registers "resnet")
 from gan_lightning.models.base import Discriminator
 from gan_lightning.models.dcgan import (
     DCGANDiscriminator,
@@ -15,6 +16,7 @@ from gan_lightning.models.dcgan import (
 )
 from gan_lightning.models.mlp import MLPDiscriminator, MLPGenerator
 from gan_lightning.models.registry import MODELS
+from gan_lightning.models.resnet import ResNetDiscriminator, ResNetGenerator
 
 
 def build_models(
@@ -33,5 +35,7 @@ __all__ = [
     "MLPGenerator",
     "MNISTDCGANDiscriminator",
     "MNISTDCGANGenerator",
+    "ResNetDiscriminator",
+    "ResNetGenerator",
     "build_models",
 ]
