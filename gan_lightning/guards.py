@@ -1,4 +1,5 @@
-"""Training safeguards, each with its own state: the non-finite guard, AMP skip counting, global RNG states."""
+"""Training safeguards, each with its own state: the non-finite guard, AMP skip counting, global RNG states;
+and the gradient norm the health checks watch."""
 
 from __future__ import annotations
 
@@ -122,3 +123,11 @@ def restore_global_rng(state: dict[str, Any]) -> None:
     keys = np_state["keys"].numpy().astype(np.uint32)
     np.random.set_state((np_state["name"], keys, np_state["pos"], *np_state["gauss"]))
     random.setstate(state["python"])
+
+
+def grad_norm(module: nn.Module) -> Tensor:
+    """The global L2 norm of `module`'s current gradients (0 when it has none), without a host sync."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))

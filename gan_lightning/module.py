@@ -13,7 +13,7 @@ from gan_lightning.augment import DiffAugment
 from gan_lightning.compat import upgrade_checkpoint
 from gan_lightning.ema import EMA
 from gan_lightning.errors import ConfigError, require_positive
-from gan_lightning.guards import AmpSkipCounter, FiniteGuard, GlobalRNG, NonFiniteLossError
+from gan_lightning.guards import AmpSkipCounter, FiniteGuard, GlobalRNG, NonFiniteLossError, grad_norm
 from gan_lightning.latents import Latents, LatentSpace
 from gan_lightning.models import build_models
 from gan_lightning.models.heads import Critic, spectral_norm_all
@@ -195,8 +195,8 @@ class GAN(LightningModule):
             "train/p_real": torch.sigmoid(stats["real_logits"]).mean(),
             "train/p_fake": torch.sigmoid(stats["fake_logits"]).mean(),
             # the last step's gradients are still in .grad: D's from its last update, G's from this one
-            "train/grad_norm_d": _grad_norm(self.discriminator),
-            "train/grad_norm_g": _grad_norm(self.generator),
+            "train/grad_norm_d": grad_norm(self.discriminator),
+            "train/grad_norm_g": grad_norm(self.generator),
         }
         metrics |= {f"train/{k}": v for k, v in stats.items() if k in ("info_loss", "info_ce", "r1", "r2")}
         if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
@@ -236,10 +236,3 @@ class GAN(LightningModule):
     def on_train_start(self) -> None:
         """Reapply the global RNG states of a resumed checkpoint (Lightning restores none by itself)."""
         self.global_rng.restore()
-
-
-def _grad_norm(module: nn.Module) -> Tensor:
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
