@@ -52,7 +52,7 @@ def test_help_lists_presets(capsys):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--model", "resnet"], "invalid choice: 'resnet'"),
+        (["--model", "stylegan9"], "invalid choice: 'stylegan9'"),
         (["--loss", "l1"], "invalid choice: 'l1'"),
         (["--batch-size", "0"], "--batch-size must be positive, got 0"),
         (["--max-steps", "-5"], "--max-steps must be positive, got -5"),

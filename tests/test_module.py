@@ -46,9 +46,9 @@ def test_each_d_step_sees_its_own_real_chunk(tmp_path):
     seen: dict[str, list[torch.Tensor]] = {"d": [], "g": []}
 
     class Spy(NonSaturating):  # an injected objective: the module calls it once per phase
-        def d_loss(self, G, D, real, latents, rng):
+        def d_loss(self, G, D, real, latents, rng, step=0):
             seen["d"].append(real.images.clone())
-            return super().d_loss(G, D, real, latents, rng)
+            return super().d_loss(G, D, real, latents, rng, step)
 
         def g_loss(self, G, D, real, latents, rng):
             seen["g"].append(real.images.clone())
