@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import types
 from collections.abc import Callable
 
 import torch
@@ -74,6 +75,9 @@ class EMA(nn.Module):
         for bn in bns:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average over the batches below
+            if isinstance(bn, nn.SyncBatchNorm):
+                # under --sync-batchnorm this runs on rank zero alone: a synchronised forward would wait for the others
+                bn.forward = types.MethodType(_BatchNorm.forward, bn)
         was_training = self.module.training
         self.module.train()
         try:
@@ -82,6 +86,7 @@ class EMA(nn.Module):
         finally:
             for bn, momentum in zip(bns, momenta, strict=True):
                 bn.momentum = momentum
+                vars(bn).pop("forward", None)
             self.module.train(was_training)
         self._stale_bn = False
 

@@ -125,3 +125,21 @@ def test_ema_samples_score_no_worse_than_raw_on_real_mnist(tmp_path, real_mnist_
     ema_fid = evaluate(gan, tmp_path / "clf.pt", real_mnist_dir, num_samples=2000)["fid"]
     raw_fid = evaluate(raw_gan, tmp_path / "clf.pt", real_mnist_dir, num_samples=2000)["fid"]
     assert ema_fid <= raw_fid, (ema_fid, raw_fid)
+
+
+def test_recompute_bypasses_sync_batchnorm(monkeypatch):
+    # Under --sync-batchnorm Lightning converts the EMA copy too; rank zero re-estimates alone, so the estimate must
+    # not enter SyncBatchNorm's collective (which would wait for the other ranks forever), and must restore it after.
+    net = nn.SyncBatchNorm.convert_sync_batchnorm(toy())
+    ema = EMA(net, bn_stats="recompute")
+    ema.update(net, 1)
+    x = torch.randn(32, 3)
+
+    def synchronised(*_):
+        raise AssertionError("the estimate entered SyncBatchNorm's synchronised forward")
+
+    monkeypatch.setattr(nn.SyncBatchNorm, "forward", synchronised)
+    bn = ema.ready(lambda n: x)[1]
+    assert isinstance(bn, nn.SyncBatchNorm) and "forward" not in vars(bn)  # the class's forward is back
+    with torch.no_grad():
+        torch.testing.assert_close(bn.running_mean, ema.module[0](x).mean(0))
