@@ -175,7 +175,7 @@ class GAN(LightningModule):
         iteration = self.iteration
         if self.ema is not None:
             self.ema.update(G, iteration)
-        self.finite.step(iteration, (d.stats["d_loss"], g.stats["g_loss"]), self._strategy)
+        self.finite.step(iteration, (d.loss.detach(), g.loss.detach()), self._strategy)  # regularizers included
         # Lightning writes step metrics only every `log_every_n_steps` batches: build them only then.
         if self._trainer is not None and iteration % max(1, self.trainer.log_every_n_steps) == 0:
             self._log_step(d.stats | g.stats)

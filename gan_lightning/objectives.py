@@ -146,8 +146,10 @@ class Objective:
             return zero_centered_penalty(x, out.logits)
         # fp16 input gradients underflow without the loss scale, and bf16 ones are coarse: the penalty gets its own
         # full-precision forward, and its backward too (with create_graph, autocast would cast the backward's ops)
+        # differentiate w.r.t. an fp32 copy: G's fakes are bf16/fp16 under autocast, and so would be their gradient
+        x32 = x.detach().float().requires_grad_(True)
         with torch.autocast(x.device.type, enabled=False):
-            return zero_centered_penalty(x, self.discriminate(D, x.float(), labels, rng).logits)
+            return zero_centered_penalty(x32, self.discriminate(D, x32, labels, rng).logits)
 
     def d_loss(
         self, G: nn.Module, D: nn.Module, real: Batch, latents: Latents, rng: torch.Generator, step: int = 0
