@@ -10,6 +10,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 
 from gan_lightning.augment import DiffAugment
+from gan_lightning.compat import FORMAT as CHECKPOINT_FORMAT
 from gan_lightning.compat import upgrade_checkpoint
 from gan_lightning.ema import EMA
 from gan_lightning.errors import ConfigError, require_positive
@@ -226,7 +227,7 @@ class GAN(LightningModule):
         """Refuse to checkpoint a non-finite state; store the global RNG states (for randomness in custom nets)."""
         self.finite.check(self._strategy)
         self.global_rng.save(checkpoint)
-        checkpoint["gan_lightning_format"] = 2
+        checkpoint["gan_lightning_format"] = CHECKPOINT_FORMAT
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Upgrade checkpoints of older releases in place; keep the global RNG states to reapply on train start."""

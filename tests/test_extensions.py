@@ -137,3 +137,15 @@ def test_wgan_gp_penalty_enters_the_critic_loss(tmp_path):
         trainer.fit(gan, labelled_loader(n=16, batch_size=16))
         losses[weight] = trainer.callback_metrics["train/d_loss"].item()
     assert losses[1000.0] > losses[0.0] + 10
+
+
+@pytest.mark.parametrize("options", [{"conditional": True}, {"infogan": True}, {}])
+def test_latent_split_inverts_draw(options):
+    gan = GAN("mlp", latent_dim=5, **options)
+    drawn = gan.latents.draw(6, torch.Generator().manual_seed(0))
+    parts = gan.latents.split(drawn.input)
+    for name in ("z", "labels", "cat", "cont"):
+        a, b = getattr(drawn, name), getattr(parts, name)
+        assert (a is None and b is None) or torch.equal(a, b), name
+    with pytest.raises(ConfigError, match="latents must have shape"):
+        gan.latents.split(drawn.input[:, 1:])
