@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -100,11 +101,19 @@ class GANCheckpoint(ModelCheckpoint):
     first Ctrl-C (or SIGTERM) finishes the current iteration, saves and stops; a second Ctrl-C aborts at once.
     """
 
-    def __init__(self, every_n_iterations: int = 1000, dirpath: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        every_n_iterations: int = 1000,
+        dirpath: str | Path | None = None,
+        keep: bool = False,
+        run_info: dict[str, Any] | None = None,
+    ) -> None:
         if every_n_iterations < 1:
             raise ConfigError(f"every_n_iterations must be positive, got {every_n_iterations}")
         super().__init__(dirpath=dirpath, save_last=True, save_top_k=0)
         self.every_n_iterations = every_n_iterations
+        self.keep = keep
+        self.run_info = dict(run_info or {})
         self.stop_requested = False
         self._previous_handlers: dict[int, Any] = {}
 
@@ -150,12 +159,22 @@ class GANCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pass  # checkpoints follow iterations only
 
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        # What the module's hyperparameters do not say (which dataset, where): offline evaluation reads it.
+        if self.run_info:
+            checkpoint["gan_lightning_run"] = self.run_info
+
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         # Write then rename: a run killed mid-write leaves the previous last.ckpt intact, never a truncated one.
         partial = f"{filepath}.partial"
         trainer.save_checkpoint(partial, self.save_weights_only)
         if trainer.is_global_zero:
             os.replace(partial, filepath)
+            if self.keep:  # a copy per save, for `evaluate.py RUN_DIR` to score the run's history
+                iteration = trainer.lightning_module.iteration
+                kept = Path(filepath).with_name(f"iter_{iteration:07d}.ckpt")
+                shutil.copyfile(filepath, f"{kept}.partial")
+                os.replace(f"{kept}.partial", kept)
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
         if trainer.is_global_zero:

@@ -6,6 +6,9 @@ Also the train_classifier command (`scripts/train_classifier.py`), which trains 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +22,7 @@ from gan_lightning.command import Parser, run_command
 from gan_lightning.errors import DataError
 
 ARCH = "mnist_cnn"
+CACHE_ENV = "GAN_CACHE_DIR"
 INPUT_SIZE = 28
 TRAIN_HINT = "train one with: python scripts/train_classifier.py --data-dir DIR --out PATH"
 
@@ -85,11 +89,13 @@ def train_classifier(
     batch_size: int = 128,
     seed: int = 0,
     lr: float = 3e-3,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train an `MNISTClassifier` on MNISTDataModule's train split, save it to `out_path`, report val accuracy.
 
     A plain loop over the in-memory uint8 tensors: a Trainer would add nothing here but start-up time.
-    `out_path=None` trains without saving. Returns `val_accuracy`, `epochs`, `seconds`, `path`, and `model`.
+    `out_path=None` trains without saving; `progress` shows a bar on stderr. Returns `val_accuracy`, `epochs`,
+    `seconds`, `path`, and `model`.
     """
     from gan_lightning.data import MNISTDataModule
     from gan_lightning.data.base import to_signed
@@ -111,6 +117,7 @@ def train_classifier(
     rng = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     model.train()
+    bar = _progress_bar(epochs * steps_per_epoch, "training the MNIST classifier") if progress else None
     for _ in range(epochs):
         for idx in torch.randperm(len(train), generator=rng).split(batch_size):
             loss = F.cross_entropy(model(to_signed(train.images[idx])), train.labels[idx])
@@ -118,6 +125,10 @@ def train_classifier(
             loss.backward()
             optimizer.step()
             schedule.step()
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
     seconds = time.perf_counter() - start
     model.eval()
     val_accuracy = accuracy(model, val.images, val.labels)
@@ -136,8 +147,11 @@ def train_classifier(
     if out_path is not None:
         out_path = Path(out_path)
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        # Tensors and plain values only, so `torch.load(weights_only=True)` can read it back.
-        torch.save({"state_dict": model.state_dict(), "meta": meta}, out_path)
+        # Tensors and plain values only, so `torch.load(weights_only=True)` can read it back. Write, then
+        # rename: an interrupted run must not leave a truncated file that a later run (or the cache) trusts.
+        partial = out_path.with_name(f"{out_path.name}.partial{os.getpid()}")
+        torch.save({"state_dict": model.state_dict(), "meta": meta}, partial)
+        os.replace(partial, out_path)
     return {"val_accuracy": val_accuracy, "epochs": epochs, "seconds": seconds, "path": out_path, "model": model}
 
 
@@ -163,6 +177,62 @@ def load_classifier(path: str | Path) -> MNISTClassifier:
     return model
 
 
+def _progress_bar(total: int, desc: str) -> Any:
+    """A tqdm bar on a terminal; on a log file, a plain line every 10% instead of carriage-return frames."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5 if interactive else 1e9,
+                miniters=None if interactive else max(1, total // 10), file=sys.stderr)  # fmt: skip
+
+
+def default_cache_dir() -> Path:
+    """Where trained classifiers are cached: `$GAN_CACHE_DIR`, else `$XDG_CACHE_HOME/gan_lightning`, else
+    `~/.cache/gan_lightning`."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "gan_lightning"
+
+
+def mnist_fingerprint(data_dir: str | Path) -> str:
+    """A short SHA-256 of the four MNIST IDX files: a classifier is reused only for exactly the same data."""
+    from gan_lightning.data.mnist import MNIST_FILES
+
+    raw = Path(data_dir) / "MNIST" / "raw"
+    digest = hashlib.sha256()
+    for name in MNIST_FILES:
+        path = raw / name
+        if not path.is_file():
+            raise DataError(f"MNIST not found: no {path}; pass --data-dir DIR where DIR/MNIST/raw holds the IDX files")
+        digest.update(name.encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def cached_classifier(
+    data_dir: str | Path, cache_dir: str | Path | None = None, epochs: int = 2, progress: bool = True
+) -> Path:
+    """The path of a classifier trained on the MNIST under `data_dir`: from the cache when there, else trained
+    once (a few CPU minutes, with a progress bar) and cached as `CACHE_DIR/mnist_classifier-<data hash>.pt`."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache_dir / f"mnist_classifier-{mnist_fingerprint(data_dir)}.pt"
+    if path.is_file():
+        return path
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise DataError(f"the classifier cache {cache_dir} is a file, not a directory; remove it or set {CACHE_ENV}")
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"cannot create the classifier cache {cache_dir} ({err.strerror}); set {CACHE_ENV}") from None
+    print(f"no cached MNIST classifier for this data: training one into {path} (once)", file=sys.stderr)
+    result = train_classifier(data_dir, path, epochs=epochs, progress=progress)
+    print(f"classifier val accuracy {result['val_accuracy']:.4f}", file=sys.stderr)
+    return path
+
+
 def build_parser() -> Parser:
     """The train_classifier command's argument parser."""
     p = Parser(prog="train_classifier.py", description="Train the MNIST classifier that scores generated digits.")
@@ -179,7 +249,9 @@ def run(cfg: argparse.Namespace) -> None:
     from gan_lightning.data.base import default_data_dir
 
     data_dir = cfg.data_dir or default_data_dir()
-    result = train_classifier(data_dir, cfg.out, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed)
+    result = train_classifier(
+        data_dir, cfg.out, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, progress=True
+    )
     print(f"val accuracy: {result['val_accuracy']:.4f} ({result['seconds']:.0f} s of training)")
     print(f"classifier:   {result['path']}")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gan_lightning.command import CommandStopped, Parser, run_command
-from gan_lightning.data import DATASETS
+from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.errors import ConfigError
 from gan_lightning.guards import NonFiniteLossError
 from gan_lightning.latents import NOISES
@@ -77,19 +77,21 @@ def build_parser() -> Parser:
     p.add_argument("--preset", choices=sorted(PRESETS), help="set every flag of a source configuration at once")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS.names(), help=f"dataset (default {d['dataset']})")
-    g.add_argument("--data-dir", help="dataset root (default $GAN_DATA_DIR or ./data); MNIST lives in DIR/MNIST/raw")
+    g.add_argument(
+        "--data-dir", help="dataset root (default $GAN_DATA_DIR or ./data); (Stacked) MNIST reads DIR/MNIST/raw"
+    )
     g.add_argument(
         "--download",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="download missing data (default: yes for MNIST, no for CelebA)",
+        help="download missing data (default: yes for MNIST and Stacked MNIST, no for CelebA)",
     )
     g.add_argument(
         "--image-size",
         type=int,
-        help="image side in pixels (default: 28 for MNIST, 32 for MNIST with dcgan, 64 otherwise)",
+        help="image side in pixels (default: 28 for (Stacked) MNIST, 32 for it with dcgan, 64 otherwise)",
     )
-    g.add_argument("--channels", type=int, choices=(1, 3), help="image channels (default: 1 for MNIST, else 3)")
+    g.add_argument("--channels", type=int, choices=(1, 3), help="image channels (default: 1 for MNIST, 3 otherwise)")
     g.add_argument("--skip-bad-images", action="store_true", help="skip unreadable image files instead of failing")
     g.add_argument("--num-workers", type=int, help="DataLoader worker processes (default: per dataset)")
     g = p.add_argument_group("model")
@@ -194,7 +196,7 @@ def build_parser() -> Parser:
     g.add_argument(
         "--data-on-device",
         action="store_true",
-        help="MNIST: keep the dataset as uint8 on the accelerator and batch by indexing (no DataLoader)",
+        help="(Stacked) MNIST: keep the dataset as uint8 on the accelerator and batch by indexing (no DataLoader)",
     )
     g.add_argument("--channels-last", action="store_true", help="NHWC memory format for convolutional models")
     g.add_argument("--compile", action="store_true", help="torch.compile the generator and the discriminator")
@@ -219,6 +221,11 @@ def build_parser() -> Parser:
         default=1000,
         help="write checkpoints/last.ckpt every N iterations and at the end (default 1000)",
     )
+    g.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="also keep checkpoints/iter_N.ckpt at every save, for `evaluate.py RUN_DIR` to score the run's history",
+    )
     g.add_argument("--ckpt-path", help="resume from a checkpoint file, or `last` for the newest run of --name")
     g.add_argument("--fast-dev-run", action="store_true", help="run one batch through everything, write nothing")
     return p
@@ -237,14 +244,17 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     for key, default in DEFAULTS.items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, preset.get(key, default))
+    mnist_like = cfg.dataset in ("mnist", "stacked_mnist")
     if cfg.image_size is None:
-        cfg.image_size = (32 if cfg.model == "dcgan" else 28) if cfg.dataset == "mnist" else 64
+        cfg.image_size = (32 if cfg.model == "dcgan" else 28) if mnist_like else 64
+    native_channels = {"mnist": 1, "stacked_mnist": 3}.get(cfg.dataset)
     if cfg.channels is None:
-        cfg.channels = 1 if cfg.dataset == "mnist" else 3
-    if cfg.dataset == "mnist" and cfg.channels != 1:
-        raise ConfigError("MNIST images have 1 channel; drop --channels or pass --channels 1")
+        cfg.channels = native_channels or 3
+    if native_channels is not None and cfg.channels != native_channels:
+        raise ConfigError(f"--dataset {cfg.dataset} images have {native_channels} channel(s); drop --channels "
+                          f"or pass --channels {native_channels}")  # fmt: skip
     if cfg.download is None:
-        cfg.download = cfg.dataset == "mnist"
+        cfg.download = mnist_like
     if cfg.max_steps is None and cfg.max_epochs is None:
         cfg.max_steps = 5000
     _check_positive(cfg, "num_nodes", "latent_dim", "image_size", "ngf", "ndf", "batch_size", "lr", "d_steps",
@@ -259,9 +269,9 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
         if getattr(cfg, flag) < 0:
             raise ConfigError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(cfg, flag)}")
     if cfg.conditional and cfg.dataset != "mnist":
-        raise ConfigError(f"--conditional needs class labels; --dataset {cfg.dataset} has none (use mnist)")
-    if cfg.data_on_device and cfg.dataset != "mnist":
-        raise ConfigError("--data-on-device holds MNIST in device memory; other datasets stream from disk")
+        raise ConfigError(f"--conditional needs MNIST's 10 class labels; --dataset {cfg.dataset} does not have them")
+    if cfg.data_on_device and not mnist_like:
+        raise ConfigError("--data-on-device holds (Stacked) MNIST in device memory; other datasets stream from disk")
     if cfg.conditional and cfg.infogan:
         raise ConfigError("choose one of --conditional and --infogan")
     cfg.name = cfg.name or cfg.model
@@ -367,14 +377,21 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
         datamodule.prepare_data()  # fail on missing data here, before any directory is created
     extra = list(callbacks)
     if cfg.eval_every:
-        from gan_lightning.metrics import SampleQuality, build_extractor
+        from gan_lightning.classifier import cached_classifier
+        from gan_lightning.metrics import MNIST_LIKE, SampleQuality, build_extractor
 
+        if cfg.classifier is None and cfg.dataset in MNIST_LIKE:
+            # No manual step: train the classifier once per MNIST copy and reuse it from the cache.
+            cfg.classifier = str(cached_classifier(cfg.data_dir or default_data_dir()))
         # Loaded before the logger exists: a wrong path fails without writing anything.
-        extractor = build_extractor(cfg.channels, classifier=cfg.classifier, fid_weights=cfg.fid_weights)
+        extractor = build_extractor(
+            cfg.channels, classifier=cfg.classifier, fid_weights=cfg.fid_weights, dataset=cfg.dataset
+        )
         if extractor is not None:  # None: metrics are off, and build_extractor said why in one line
             extra.append(SampleQuality(extractor, every_n_steps=cfg.eval_every, num_samples=cfg.eval_samples))
     logger = TensorBoardLogger(cfg.log_dir, name=cfg.name, version=version, default_hp_metric=False)
-    checkpoint = GANCheckpoint(every_n_iterations=cfg.checkpoint_every)
+    run_info = {"dataset": cfg.dataset, "data_dir": str(Path(cfg.data_dir or default_data_dir()).resolve())}
+    checkpoint = GANCheckpoint(every_n_iterations=cfg.checkpoint_every, keep=cfg.keep_checkpoints, run_info=run_info)
     strategy = cfg.strategy if cfg.strategy != "auto" else _default_strategy(devices, cfg.accelerator, cfg.num_nodes)
     try:
         trainer = pl.Trainer(

@@ -1,23 +1,36 @@
-"""Offline evaluation of a checkpoint: FID/KID/mode coverage, conditional label accuracy, InfoGAN code purity."""
+"""Offline evaluation: one checkpoint (`--ckpt`) or every checkpoint of whole runs (`RUN_DIR ...`), scored with the
+MNIST classifier (FID, KID, precision/recall, density/coverage, modes; label accuracy and InfoGAN code purity).
+
+`evaluate.py RUN_DIR [RUN_DIR ...]` scores `checkpoints/iter_*.ckpt` (kept by `train.py --keep-checkpoints`) and
+`last.ckpt` of each run, and writes `evaluation.csv`, `evaluation.json` and `evaluation.png` (the metrics against
+iterations; every run given on one plot) into each run directory.
+"""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from gan_lightning.classifier import load_classifier
+from gan_lightning.classifier import cached_classifier, load_classifier
 from gan_lightning.command import Parser, run_command
-from gan_lightning.data import MNISTDataModule, default_data_dir
+from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.data.base import to_signed
-from gan_lightning.errors import ConfigError
-from gan_lightning.metrics import MNISTClassifierFeatures, SampleQualityMetrics
+from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.metrics import MNIST_LIKE, SampleQualityMetrics, load_extractor
 from gan_lightning.module import GAN
-from gan_lightning.sampling import load_gan
+from gan_lightning.sampling import load_gan, read_checkpoint
 
 Tensor = torch.Tensor
+
+# Plotted when present, in this order; lower is better for the first three.
+PLOTTED = ("fid", "kid", "mode_kl", "class_kl", "modes", "precision", "recall", "density", "coverage")
 
 
 @torch.no_grad()
@@ -48,42 +61,188 @@ def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int 
     return (counts.max(1).values.sum() / pred.numel()).item(), counts.argmax(1).tolist()
 
 
-def evaluate(gan: GAN, classifier_path: str, data_dir: str, num_samples: int = 5000, seed: int = 0) -> dict:
-    """Sample-quality metrics of `gan` against MNIST's validation images, with the project's classifier."""
-    classifier = load_classifier(classifier_path)
-    dm = MNISTDataModule(data_dir, download=False, image_size=gan.hparams.image_size)
-    dm.setup()
-    metrics = SampleQualityMetrics(MNISTClassifierFeatures(classifier))
-    for chunk in dm.val_set.images.split(1000):
-        metrics.update(to_signed(chunk), real=True)
-    rng = torch.Generator(gan.device).manual_seed(seed)
-    for chunk in gan.latents.draw(num_samples, rng, gan.device).input.split(1000):
-        metrics.update(gan.sample(latents=chunk).cpu(), real=False)
-    results = metrics.compute()
-    if gan.hparams.conditional:
-        results["label_accuracy"] = label_accuracy(gan, classifier, num_samples // gan.hparams.num_classes, seed)
-    if gan.hparams.infogan:
-        results["code_purity"], results["code_classes"] = code_purity(gan, classifier, num_samples // 10, seed)
-    return results
+def real_images(dataset: str, data_dir: str, image_size: int) -> Tensor:
+    """The validation images (uint8, (N, C, S, S)) of an MNIST-like dataset: the reference set of every metric."""
+    if dataset not in MNIST_LIKE:
+        raise ConfigError(f"offline evaluation scores MNIST-like runs ({', '.join(MNIST_LIKE)}); this run used "
+                          f"--dataset {dataset}: use train.py --eval-every with --fid-weights instead")  # fmt: skip
+    dm = DATASETS.get(dataset)(data_dir, batch_size=1, image_size=image_size, download=False)
+    dm.setup("fit")
+    return dm.val_set.images
 
 
+class Evaluator:
+    """Scores GANs against one dataset's validation images; the real features are extracted once for all."""
+
+    def __init__(self, classifier_path: str | Path, dataset: str, data_dir: str, image_size: int) -> None:
+        self.classifier = load_classifier(classifier_path)
+        self.metrics = SampleQualityMetrics(load_extractor(MNIST_LIKE.get(dataset, "mnist_classifier"),
+                                                           classifier_path))  # fmt: skip
+        self.key = (dataset, image_size)
+        for chunk in real_images(dataset, data_dir, image_size).split(1000):
+            self.metrics.update(to_signed(chunk), real=True)
+
+    def __call__(self, gan: GAN, num_samples: int = 5000, seed: int = 0) -> dict[str, Any]:
+        """Every metric of `num_samples` samples from `gan` (fixed noise from `seed`)."""
+        self.metrics.reset()
+        rng = torch.Generator(gan.device).manual_seed(seed)
+        for chunk in gan.latents.draw(num_samples, rng, gan.device).input.split(1000):
+            self.metrics.update(gan.sample(latents=chunk).cpu(), real=False)
+        results: dict[str, Any] = self.metrics.compute()
+        if gan.hparams.conditional:
+            per_class = num_samples // gan.hparams.num_classes
+            results["label_accuracy"] = label_accuracy(gan, self.classifier, per_class, seed)
+        if gan.hparams.infogan:
+            results["code_purity"], results["code_classes"] = code_purity(gan, self.classifier, num_samples // 10, seed)
+        return results
+
+
+def evaluate(gan: GAN, classifier_path: str, data_dir: str, num_samples: int = 5000, seed: int = 0,
+             dataset: str = "mnist") -> dict[str, Any]:  # fmt: skip
+    """Sample-quality metrics of `gan` against `dataset`'s validation images, with the project's classifier."""
+    return Evaluator(classifier_path, dataset, data_dir, gan.hparams.image_size)(gan, num_samples, seed)
+
+
+# ------------------------------------------------------------------------------------------------------ runs
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """A run's checkpoints to score, oldest first: the kept `iter_*.ckpt` files, then `last.ckpt`."""
+    folder = run_dir / "checkpoints"
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a run directory (LOG_DIR/NAME/version_N)")
+    kept = sorted(folder.glob("iter_*.ckpt"))
+    last = folder / "last.ckpt"
+    found = kept + ([last] if last.is_file() else [])
+    if not found:
+        raise DataError(f"{run_dir} holds no checkpoints/iter_*.ckpt or checkpoints/last.ckpt to evaluate")
+    return found
+
+
+def evaluate_runs(
+    run_dirs: Sequence[str | Path],
+    classifier: str | None,
+    data_dir: str | None,
+    num_samples: int,
+    seed: int,
+    plot: str | Path | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Score every checkpoint of each run; write `evaluation.{csv,json,png}` into each run directory.
+
+    Checks every run and checkpoint path before scoring anything, so a typo costs no time. The plot shows all
+    runs (one line each); `plot` writes one more copy there.
+    """
+    runs = {Path(d): run_checkpoints(Path(d)) for d in run_dirs}
+    for run_dir in runs:
+        if not os.access(run_dir, os.W_OK):
+            raise ConfigError(f"cannot write the evaluation into {run_dir}: not writable")
+    evaluators: dict[tuple[str, int], Evaluator] = {}
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for run_dir, paths in runs.items():
+        rows, seen = [], set()
+        for path in paths:
+            ckpt = read_checkpoint(path)
+            gan = load_gan(path, ckpt=ckpt)
+            iteration = int(ckpt.get("global_step", 0)) // gan.steps_per_iteration
+            if iteration in seen:  # last.ckpt duplicates the final kept checkpoint
+                continue
+            seen.add(iteration)
+            info = ckpt.get("gan_lightning_run", {})
+            dataset = info.get("dataset", "mnist")
+            root = data_dir or info.get("data_dir") or default_data_dir()
+            key = (dataset, gan.hparams.image_size)
+            if key not in evaluators:
+                clf = classifier or cached_classifier(root)
+                evaluators[key] = Evaluator(clf, dataset, root, gan.hparams.image_size)
+            results = evaluators[key](gan, num_samples, seed)
+            row = {"iteration": iteration, "checkpoint": path.name, **results}
+            rows.append(row)
+            print(json.dumps({"run": str(run_dir), **_rounded(row)}), flush=True)
+        rows.sort(key=lambda r: r["iteration"])
+        tables[str(run_dir)] = rows
+        write_table(rows, run_dir)
+    for run_dir in runs:
+        plot_runs(tables, run_dir / "evaluation.png")
+    if plot is not None:
+        plot_runs(tables, Path(plot))
+    return tables
+
+
+def _rounded(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+
+
+def write_table(rows: list[dict[str, Any]], run_dir: Path) -> None:
+    """`evaluation.csv` and `evaluation.json` of a run's scored checkpoints, one row each."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with open(run_dir / "evaluation.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(_rounded(r) | {k: json.dumps(v) for k, v in r.items() if isinstance(v, list)} for r in rows)
+    (run_dir / "evaluation.json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def plot_runs(tables: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """One panel per metric, iterations on x, one line per run; written as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed (and none on a cluster node)
+    import matplotlib.pyplot as plt
+
+    names = [m for m in PLOTTED if any(m in row for rows in tables.values() for row in rows)]
+    cols = min(3, len(names))
+    rows_n = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        for run, rows in tables.items():
+            points = [(r["iteration"], r[name]) for r in rows if name in r]
+            ax.plot(*zip(*points, strict=True), marker="o", label=_short(run))
+        ax.set_title(name)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _short(run: str) -> str:
+    parts = Path(run).parts
+    return "/".join(parts[-2:]) if len(parts) >= 2 else run
+
+
+# ---------------------------------------------------------------------------------------------------- command
 def build_parser() -> Parser:
     """The evaluate command's argument parser."""
-    p = Parser(prog="evaluate.py", description="Score an MNIST checkpoint offline.")
-    p.add_argument("--ckpt", required=True, help="a gan_lightning checkpoint")
-    p.add_argument("--classifier", required=True, help="from scripts/train_classifier.py")
-    p.add_argument("--data-dir", default=None, help="MNIST root (default $GAN_DATA_DIR or ./data)")
-    p.add_argument("-n", "--num", type=int, default=5000, help="generated images (default 5000)")
+    p = Parser(prog="evaluate.py", description="Score MNIST or Stacked MNIST checkpoints offline.")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="runs (LOG_DIR/NAME/version_N) to score wholly")
+    p.add_argument("--ckpt", help="score this one checkpoint instead (one JSON line)")
+    p.add_argument("--classifier", help="MNIST classifier (default: trained once and cached for --data-dir's data)")
+    p.add_argument("--data-dir", default=None, help="MNIST root (default: the run's, else $GAN_DATA_DIR or ./data)")
+    p.add_argument("-n", "--num", type=int, default=5000, help="generated images per checkpoint (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
+    p.add_argument("--plot", help="RUN_DIR mode: also write the plot here")
     return p
 
 
 def run(cfg: argparse.Namespace) -> None:
-    """Evaluate as configured and print one JSON line of metrics."""
+    """Evaluate as configured: one JSON line per checkpoint, and the run tables and plots."""
     if cfg.num < 10:
         raise ConfigError(f"--num must be at least 10, got {cfg.num}")
-    results = evaluate(load_gan(cfg.ckpt), cfg.classifier, cfg.data_dir or default_data_dir(), cfg.num, cfg.seed)
-    print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}))
+    if bool(cfg.ckpt) == bool(cfg.run_dirs):
+        raise ConfigError("give either RUN_DIR ... or --ckpt CKPT")
+    if cfg.run_dirs:
+        evaluate_runs(cfg.run_dirs, cfg.classifier, cfg.data_dir, cfg.num, cfg.seed, cfg.plot)
+        for run_dir in cfg.run_dirs:
+            print(f"wrote {Path(run_dir) / 'evaluation.csv'}, .json and .png")
+        return
+    ckpt = read_checkpoint(cfg.ckpt)
+    info = ckpt.get("gan_lightning_run", {})
+    data_dir = cfg.data_dir or info.get("data_dir") or default_data_dir()
+    classifier = cfg.classifier or cached_classifier(data_dir)
+    gan = load_gan(cfg.ckpt, ckpt=ckpt)
+    results = evaluate(gan, classifier, data_dir, cfg.num, cfg.seed, dataset=info.get("dataset", "mnist"))
+    print(json.dumps(_rounded(results)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from gan_lightning.classifier import TRAIN_HINT, MNISTClassifier, load_classifier
 from gan_lightning.data.base import to_signed
 from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.manifold import DensityCoverage, PrecisionRecall
 from gan_lightning.registry import Registry
 
 Tensor = torch.Tensor
@@ -42,6 +43,8 @@ CONFIDENCE = 0.9
 # ...and a class is a covered mode when it receives at least this fraction of all samples confidently.
 MIN_MODE_FRACTION = 0.02
 INCEPTION_SIZE = 299
+CLASS_STATISTICS = ("modes", "class_kl", "inception_score")
+STACKED_STATISTICS = ("modes", "mode_kl")
 FID_WEIGHTS_HINT = (
     "pass --fid-weights PATH to a local torchvision inception_v3 state_dict (e.g. inception_v3_google-0cc3c7bd.pth); "
     "nothing is downloaded"
@@ -59,6 +62,7 @@ class FeatureExtractor(nn.Module):
 
     num_features: int
     num_classes: int | None = None  # set by extractors that also give class probabilities
+    statistic_names: tuple[str, ...] = ()  # the keys `statistics` returns
 
     def freeze(self) -> FeatureExtractor:
         """Eval mode, and no parameter takes gradients; subclasses call this at the end of `__init__`."""
@@ -70,8 +74,12 @@ class FeatureExtractor(nn.Module):
         return super().train(False)
 
     def extract(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Features (B, num_features) and class probabilities (B, num_classes), or None without a classifier head."""
+        """Features (B, num_features) and class probabilities (B, ...), or None without a classifier head."""
         return self(x), None
+
+    def statistics(self, probs: Tensor) -> dict[str, float]:
+        """Mode statistics of all generated samples' class probabilities (none without a classifier head)."""
+        return {}
 
 
 class MNISTClassifierFeatures(FeatureExtractor):
@@ -82,6 +90,7 @@ class MNISTClassifierFeatures(FeatureExtractor):
         self.classifier = classifier
         self.num_features = classifier.num_features
         self.num_classes = classifier.num_classes
+        self.statistic_names = CLASS_STATISTICS
         self.freeze()
 
     def _check(self, x: Tensor) -> None:
@@ -98,6 +107,70 @@ class MNISTClassifierFeatures(FeatureExtractor):
         self._check(x)
         features = self.classifier.features(x)  # (B, F)
         return features, self.classifier.head(features).softmax(dim=1)  # (B, F), (B, 10)
+
+    def statistics(self, probs: Tensor) -> dict[str, float]:
+        """`modes`, `class_kl` and `inception_score` of probabilities (N, 10) (see `class_statistics`)."""
+        return class_statistics(probs)
+
+
+class StackedMNISTFeatures(FeatureExtractor):
+    """Stacked MNIST through an `MNISTClassifier`, one channel at a time.
+
+    Features are the three channels' penultimate activations side by side (B, 3F); each channel's softmax gives
+    its digit, and the three digits form one of 1000 modes (`stacked_mode_statistics`).
+    """
+
+    def __init__(self, classifier: MNISTClassifier) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.num_features = 3 * classifier.num_features
+        self.num_classes = classifier.num_classes**3
+        self.statistic_names = STACKED_STATISTICS
+        self.freeze()
+
+    def _per_channel(self, x: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ConfigError(f"Stacked MNIST images are (B, 3, H, W), got {tuple(x.shape)}")
+        b, c, h, w = x.shape
+        return self.classifier.features(x.reshape(b * c, 1, h, w))  # (3B, F), channel-major within each image
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Features (B, 3F) of images (B, 3, H, W) in [-1, 1]."""
+        return self._per_channel(x).reshape(len(x), -1)
+
+    def extract(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Features (B, 3F) and per-channel digit probabilities (B, 3, 10)."""
+        features = self._per_channel(x)  # (3B, F)
+        probs = self.classifier.head(features).softmax(dim=1)  # (3B, 10)
+        return features.reshape(len(x), -1), probs.reshape(len(x), 3, -1)
+
+    def statistics(self, probs: Tensor) -> dict[str, float]:
+        """`modes` (of 1000) and `mode_kl` of per-channel probabilities (N, 3, 10)."""
+        return stacked_mode_statistics(probs)
+
+
+class WithClassProbabilities(FeatureExtractor):
+    """Features from one extractor (Inception) and class probabilities and statistics from another (a classifier)."""
+
+    def __init__(self, features: FeatureExtractor, classes: FeatureExtractor) -> None:
+        super().__init__()
+        self.features, self.classes = features, classes
+        self.num_features = features.num_features
+        self.num_classes = classes.num_classes
+        self.statistic_names = classes.statistic_names
+        self.freeze()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """The feature extractor's features (B, F)."""
+        return self.features(x)
+
+    def extract(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Features from the first extractor, class probabilities from the second."""
+        return self.features(x), self.classes.extract(x)[1]
+
+    def statistics(self, probs: Tensor) -> dict[str, float]:
+        """The classifier's statistics."""
+        return self.classes.statistics(probs)
 
 
 class InceptionFeatures(FeatureExtractor):
@@ -159,6 +232,11 @@ def _mnist_classifier(path: PathLike) -> FeatureExtractor:
     return MNISTClassifierFeatures(load_classifier(path))
 
 
+@EXTRACTORS.register("stacked_mnist_classifier")
+def _stacked_mnist_classifier(path: PathLike) -> FeatureExtractor:
+    return StackedMNISTFeatures(load_classifier(path))
+
+
 @EXTRACTORS.register("inception")
 def _inception(path: PathLike) -> FeatureExtractor:
     return load_inception(path)
@@ -175,17 +253,34 @@ def _notice(message: str) -> None:
     log.warning(message)
 
 
-def build_extractor(
-    channels: int, *, classifier: PathLike | None = None, fid_weights: PathLike | None = None
-) -> FeatureExtractor | None:
-    """Inception when `fid_weights` is given, else the MNIST classifier for grey images, else None with a notice.
+MNIST_LIKE = {"mnist": "mnist_classifier", "stacked_mnist": "stacked_mnist_classifier"}
 
-    Never downloads anything: without a weights file the metrics are off, which is announced once, not an error.
+
+def build_extractor(
+    channels: int,
+    *,
+    classifier: PathLike | None = None,
+    fid_weights: PathLike | None = None,
+    dataset: str | None = None,
+) -> FeatureExtractor | None:
+    """The feature extractor for a dataset's metrics, or None (with a one-time notice) when there is none.
+
+    MNIST-like datasets (`MNIST_LIKE`) use the MNIST classifier at `classifier` (per channel for Stacked MNIST);
+    with `fid_weights` Inception gives the features and the classifier, when given, still gives the modes.
+    Grey images of an unnamed dataset use the classifier when given. Nothing is ever downloaded.
     """
+    classes = None
+    if classifier is not None:
+        name = MNIST_LIKE.get(dataset or "", "mnist_classifier" if channels == 1 else None)
+        if name is None:
+            raise ConfigError(f"--classifier scores MNIST-like data ({', '.join(MNIST_LIKE)}); "
+                              f"--dataset {dataset} has {channels}-channel images: drop --classifier")  # fmt: skip
+        classes = load_extractor(name, classifier)
     if fid_weights is not None:
-        return load_extractor("inception", fid_weights)
-    if channels == 1 and classifier is not None:
-        return load_extractor("mnist_classifier", classifier)
+        inception = load_extractor("inception", fid_weights)
+        return WithClassProbabilities(inception, classes) if classes is not None else inception
+    if classes is not None:
+        return classes
     if channels == 1:
         _notice(f"sample-quality metrics are off: pass --classifier PATH ({TRAIN_HINT}) or --fid-weights PATH")
     else:
@@ -203,9 +298,6 @@ class _Precomputed(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return features
-
-
-CLASS_STATISTICS = ("modes", "class_kl", "inception_score")
 
 
 def class_statistics(
@@ -232,9 +324,27 @@ def class_statistics(
     }
 
 
+def stacked_mode_statistics(probs: Tensor) -> dict[str, float]:
+    """`modes` and `mode_kl` of per-channel digit probabilities (N, 3, K), as the Stacked MNIST papers count them.
+
+    Each channel's argmax digit makes a 3-digit code (one of K**3 = 1000 modes); `modes` is the number of codes
+    with at least one sample, `mode_kl` the KL divergence of the code histogram from uniform. Their floor on real
+    data depends on N: see the README's table.
+    """
+    n, c, k = probs.shape
+    digits = probs.argmax(dim=2)  # (N, 3)
+    codes = (digits * k ** torch.arange(c - 1, -1, -1, device=digits.device)).sum(1)  # (N,) first channel major
+    hist = torch.bincount(codes, minlength=k**c).double() / n  # (K**3,)
+    return {"modes": int((hist > 0).sum()), "mode_kl": float(torch.special.xlogy(hist, hist * k**c).sum())}
+
+
+MANIFOLD_METRICS = ("precision", "recall", "density", "coverage")
+
+
 class SampleQualityMetrics(nn.Module):
-    """FID and KID (torchmetrics) between real and generated images, plus class statistics when the extractor
-    gives probabilities. Real features are kept across `reset()`: they are extracted once per run.
+    """FID and KID (torchmetrics), precision/recall (k=3) and density/coverage (k=5) between real and generated
+    images, plus the extractor's mode statistics when it gives class probabilities. Real features are kept across
+    `reset()`: they are extracted once per run.
 
     The extractor runs once per batch and both torchmetrics metrics receive its features through a pass-through
     `feature` network, so FID, KID and the class statistics share one forward pass (Inception on a CPU is slow).
@@ -248,8 +358,6 @@ class SampleQualityMetrics(nn.Module):
         *,
         kid_subset_size: int = 1000,
         kid_subsets: int = 50,
-        confidence: float = CONFIDENCE,
-        min_mode_fraction: float = MIN_MODE_FRACTION,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -257,8 +365,6 @@ class SampleQualityMetrics(nn.Module):
             raise ConfigError(f"need kid_subset_size >= 2 and kid_subsets >= 1, got {kid_subset_size}, {kid_subsets}")
         self.extractor = extractor
         self.kid_subset_size = kid_subset_size
-        self.confidence = confidence
-        self.min_mode_fraction = min_mode_fraction
         self.seed = seed
         feature = _Precomputed(extractor.num_features)
         # sync_on_compute=False: only global rank zero evaluates, and a cross-rank gather would wait forever.
@@ -267,6 +373,9 @@ class SampleQualityMetrics(nn.Module):
         with warnings.catch_warnings():  # "KID keeps all features in memory": a few MB at our sample counts
             warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
             self.kid = KernelInceptionDistance(subsets=kid_subsets, subset_size=kid_subset_size, **common)
+        manifold = {"reset_real_features": False, "sync_on_compute": False}
+        self.precision_recall = PrecisionRecall(k=3, **manifold)
+        self.density_coverage = DensityCoverage(k=5, **manifold)
         self._fake_probs: list[Tensor] = []
 
     @property
@@ -285,18 +394,20 @@ class SampleQualityMetrics(nn.Module):
         if not images.is_floating_point():
             raise ValueError(f"expected float images in [-1, 1], got {images.dtype} (uint8 data: use to_signed)")
         features, probs = self.extractor.extract(images.to(self.fid.device, torch.float32))
-        self.fid.update(features, real=real)
-        self.kid.update(features, real=real)
+        for metric in (self.fid, self.kid, self.precision_recall, self.density_coverage):
+            metric.update(features, real=real)
         if probs is not None and not real:
             self._fake_probs.append(probs)
 
     def compute(self) -> dict[str, float]:
-        """`fid`, `kid`, `kid_std`, and with class probabilities `modes`, `class_kl`, `inception_score`."""
+        """`fid`, `kid`, `kid_std`, `precision`, `recall`, `density`, `coverage`, and with class probabilities the
+        extractor's statistics (`modes`, `class_kl`, `inception_score` for MNIST; `modes`, `mode_kl` stacked)."""
         if self.num_real < 2 or self.num_fake < 2:
             raise ValueError(f"need at least 2 real and 2 generated images, have {self.num_real} and {self.num_fake}")
         if not all(torch.isfinite(t).all() for t in (self.fid.real_features_cov_sum, self.fid.fake_features_cov_sum)):
             # A diverged generator's NaNs would crash LAPACK inside FID (a segfault, not an exception).
-            keys = ["fid", "kid", "kid_std"] + (list(CLASS_STATISTICS) if self._fake_probs else [])
+            statistics = self.extractor.statistic_names if self._fake_probs else ()
+            keys = ["fid", "kid", "kid_std", *MANIFOLD_METRICS, *statistics]
             return dict.fromkeys(keys, float("nan"))
         results = {"fid": float(self.fid.compute())}
         # KID's subsets cannot be larger than either set.
@@ -305,14 +416,17 @@ class SampleQualityMetrics(nn.Module):
             torch.manual_seed(self.seed)
             kid, kid_std = self.kid.compute()
         results.update(kid=float(kid), kid_std=float(kid_std))
+        if min(self.num_real, self.num_fake) > self.density_coverage.k:  # k-NN balls need more points than k
+            results.update(self.precision_recall.compute())
+            results.update(self.density_coverage.compute())
         if self._fake_probs:
-            results.update(class_statistics(torch.cat(self._fake_probs), self.confidence, self.min_mode_fraction))
+            results.update(self.extractor.statistics(torch.cat(self._fake_probs)))
         return results
 
     def reset(self) -> None:
         """Forget the generated images; the cached real features stay."""
-        self.fid.reset()
-        self.kid.reset()
+        for metric in (self.fid, self.kid, self.precision_recall, self.density_coverage):
+            metric.reset()
         self._fake_probs = []
 
 

@@ -7,6 +7,7 @@ import inspect
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torchvision.utils import make_grid, save_image
@@ -19,8 +20,8 @@ from gan_lightning.module import GAN
 Tensor = torch.Tensor
 
 
-def load_gan(path: str | Path, map_location: str | torch.device = "cpu") -> GAN:
-    """Rebuild a registry-model GAN from a checkpoint without unpickling arbitrary objects (weights_only)."""
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint's dict, loaded without unpickling arbitrary objects (weights_only) and upgraded to this release."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no checkpoint at {path}")
@@ -32,9 +33,16 @@ def load_gan(path: str | Path, map_location: str | torch.device = "cpu") -> GAN:
             f"({str(err).splitlines()[0][:120]}). Load checkpoints you trust with GAN.load_from_checkpoint."
         ) from None
     upgrade_checkpoint(ckpt)
-    hparams = dict(ckpt.get("hyper_parameters", {}))
+    hparams = ckpt.get("hyper_parameters", {})
     if "state_dict" not in ckpt or "model" not in hparams:
         raise DataError(f"{path} is not a gan_lightning checkpoint (no state_dict / model hyperparameters)")
+    return ckpt
+
+
+def load_gan(path: str | Path, map_location: str | torch.device = "cpu", ckpt: dict[str, Any] | None = None) -> GAN:
+    """Rebuild a registry-model GAN from a checkpoint file (or its already-read dict `ckpt`), weights_only."""
+    ckpt = read_checkpoint(path, map_location) if ckpt is None else ckpt
+    hparams = dict(ckpt["hyper_parameters"])
     accepted = inspect.signature(GAN.__init__).parameters
     gan = GAN(**{k: v for k, v in hparams.items() if k in accepted})
     try:

@@ -51,6 +51,21 @@ def real_mnist_dir() -> Path:
     return REAL_MNIST_ROOT
 
 
+@pytest.fixture(scope="session")
+def fake_classifier(fake_mnist_dir, tmp_path_factory) -> dict:
+    """A classifier trained for one epoch on the fake bars (trivially separable), saved to disk."""
+    from gan_lightning.classifier import train_classifier
+
+    path = tmp_path_factory.mktemp("classifier") / "mnist_classifier.pt"
+    return train_classifier(fake_mnist_dir, path, epochs=1, batch_size=32, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Classifiers the commands train on demand go to a per-session folder, never the user's ~/.cache."""
+    monkeypatch.setenv("GAN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "gan_cache"))
+
+
 def cpu_trainer(tmp_path: Path, **kwargs):
     """A quiet single-process CPU Trainer for tests."""
     import lightning.pytorch as pl

@@ -59,7 +59,7 @@ def test_help_lists_presets(capsys):
         (["--latent-dim", "0"], "--latent-dim must be positive"),
         (["--lr", "-0.1"], "--lr must be positive"),
         (["--d-steps", "0"], "--d-steps must be positive"),
-        (["--channels", "3"], "MNIST images have 1 channel"),
+        (["--channels", "3"], "mnist images have 1 channel"),
         (["--ckpt-path", "/no/such.ckpt"], "no such checkpoint file"),
         (["--ckpt-path", "last"], "--ckpt-path last: no"),
         (["--devices", "two"], "--devices must be auto"),

@@ -19,6 +19,7 @@ from gan_lightning.data.base import to_signed
 from gan_lightning.errors import DataError
 from gan_lightning.metrics import (
     EXTRACTORS,
+    MANIFOLD_METRICS,
     MNISTClassifierFeatures,
     SampleQuality,
     SampleQualityMetrics,
@@ -29,13 +30,6 @@ from gan_lightning.metrics import (
 )
 
 from conftest import cpu_trainer
-
-
-@pytest.fixture(scope="session")
-def fake_classifier(fake_mnist_dir, tmp_path_factory) -> dict:
-    """A classifier trained for one epoch on the fake bars (trivially separable), saved to disk."""
-    path = tmp_path_factory.mktemp("classifier") / "mnist_classifier.pt"
-    return train_classifier(fake_mnist_dir, path, epochs=1, batch_size=32, seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -118,8 +112,8 @@ def test_extractor_stays_in_eval_mode_and_frozen(fake_classifier):
 
 
 def test_extractor_registry():
-    assert set(EXTRACTORS.names()) == {"inception", "mnist_classifier"}
-    with pytest.raises(ValueError, match="choose one of: inception, mnist_classifier"):
+    assert set(EXTRACTORS.names()) == {"inception", "mnist_classifier", "stacked_mnist_classifier"}
+    with pytest.raises(ValueError, match="choose one of: inception, mnist_classifier, stacked_mnist_classifier"):
         load_extractor("vgg", "x.pt")
 
 
@@ -200,8 +194,15 @@ def test_real_data_scores_well_against_itself(fake_classifier, fake_sets):
     single = score(metrics, fake_sets["b"][fake_sets["b_labels"] == 3])
     noise = score(metrics, shuffled_pixels(fake_sets["b"]))
     assert metrics.num_real == len(fake_sets["a"])  # real features are kept across reset()
-    assert set(same) == {"fid", "kid", "kid_std", "modes", "class_kl", "inception_score"}
+    assert set(same) == {"fid", "kid", "kid_std", "modes", "class_kl", "inception_score", *MANIFOLD_METRICS}
     assert abs(same["fid"]) < 1e-3 * single["fid"]
+    # Each image on itself: inside its own k-NN ball, and every real ball holds its own image.
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    # Another sample of the same data, one class of ten (collapsed), and pixel noise (off the manifold).
+    assert other_half["precision"] > 0.8 and other_half["recall"] > 0.8 and other_half["coverage"] > 0.9
+    assert 0.8 < other_half["density"] < 1.2
+    assert single["recall"] < 0.15 and single["coverage"] < 0.15
+    assert noise["precision"] < 0.05 and noise["density"] < 0.05
     assert other_half["fid"] < 0.05 * single["fid"]  # a different sample of the same data
     assert noise["fid"] > 20 * other_half["fid"]
     assert noise["kid"] > 10 * max(other_half["kid"], 0) + 3 * noise["kid_std"]
@@ -220,7 +221,7 @@ def test_diverged_samples_give_nan_not_a_crash(fake_classifier, fake_sets):
     fake[0, 0, 0, 0] = float("nan")
     metrics.update(fake, real=False)
     results = metrics.compute()
-    assert set(results) == {"fid", "kid", "kid_std", "modes", "class_kl", "inception_score"}
+    assert set(results) == {"fid", "kid", "kid_std", "modes", "class_kl", "inception_score", *MANIFOLD_METRICS}
     assert all(math.isnan(v) for v in results.values())
 
 

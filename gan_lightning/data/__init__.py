@@ -7,6 +7,7 @@ from gan_lightning.data.images import ImageFileDataset
 from gan_lightning.data.loading import ResumableDataLoader, ResumableSampler
 from gan_lightning.data.mnist import MNISTDataModule
 from gan_lightning.data.registry import DATASETS
+from gan_lightning.data.stacked_mnist import StackedMNISTDataModule, decode_codes, encode_digits
 
 __all__ = [
     "DATASETS",
@@ -17,6 +18,9 @@ __all__ = [
     "MNISTDataModule",
     "ResumableDataLoader",
     "ResumableSampler",
+    "StackedMNISTDataModule",
     "TensorImageDataset",
+    "decode_codes",
     "default_data_dir",
+    "encode_digits",
 ]
