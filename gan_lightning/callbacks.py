@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import datetime
+import math
 import os
 import shutil
 import signal
+import sys
 import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torchvision.utils import make_grid, save_image
@@ -182,16 +186,142 @@ class GANCheckpoint(ModelCheckpoint):
                 logger.after_save_checkpoint(self)
 
 
-class IterationProgressBar(TQDMProgressBar):
-    """A TQDM bar whose total counts iterations (generator updates), not Lightning's optimizer steps."""
+class RunProgress(ProgressBar):
+    """One progress bar over the whole run, counted in iterations (generator updates), on global rank zero.
+
+    On a terminal: a tqdm bar with current/total, it/s, ETA and the latest losses. Otherwise (a log file, a job
+    scheduler): one plain line every `line_every` iterations (default: about 20 lines per run), never
+    carriage-return frames. Losses are read only on logging iterations, when they have just been computed.
+    """
+
+    def __init__(self, refresh_rate: int = 10, line_every: int | None = None, stream: TextIO | None = None) -> None:
+        super().__init__()
+        if refresh_rate < 1 or (line_every is not None and line_every < 1):
+            raise ConfigError(f"refresh_rate and line_every must be positive, got {refresh_rate}, {line_every}")
+        self.refresh_rate = refresh_rate
+        self.line_every = line_every
+        self.stream = stream
+        self._enabled = True
+        self._bar: Any = None
+        self._losses: dict[str, float] = {}
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
 
     @property
-    def total_train_batches(self) -> int | float:
-        trainer = self.trainer
-        if trainer.max_epochs == -1 and trainer.max_steps > 0:
-            per_iteration = getattr(trainer.lightning_module, "steps_per_iteration", 1)
-            return min(trainer.num_training_batches, (trainer.max_steps - trainer.global_step) // per_iteration)
-        return trainer.num_training_batches
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def total_iterations(self, trainer: Trainer, pl_module: LightningModule) -> int | None:
+        """The iteration the run ends at, or None when only an epoch limit bounds it and the loader has no length."""
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            return trainer.max_steps // pl_module.steps_per_iteration
+        batches = trainer.num_training_batches
+        if trainer.max_epochs is not None and trainer.max_epochs > 0 and math.isfinite(batches):
+            return int(trainer.max_epochs * batches)
+        return None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            self.disable()
+        if not self.is_enabled:
+            return
+        self._out = self.stream or sys.stdout
+        self._total = self.total_iterations(trainer, pl_module)
+        self._first = pl_module.iteration
+        self._t0 = time.perf_counter()
+        self._log_every = max(1, trainer.log_every_n_steps)
+        if self._out.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self._total, initial=self._first, unit="it", desc="training", file=self._out,
+                             dynamic_ncols=True, smoothing=0.05)  # fmt: skip
+        elif self.line_every is None:
+            per_line = max(1, math.ceil((self._total or 2000) / 20))
+            self.line_every = self._log_every * math.ceil(per_line / self._log_every)  # fresh losses on each line
+
+    def _read_losses(self, trainer: Trainer) -> None:
+        metrics = trainer.callback_metrics
+        self._losses = {k[6:]: float(metrics[k]) for k in ("train/d_loss", "train/g_loss") if k in metrics}
+
+    def _line(self, iteration: int) -> str:
+        done, elapsed = iteration - self._first, time.perf_counter() - self._t0
+        rate = done / elapsed if elapsed > 0 else 0.0
+        total = f"/{self._total} ({100 * iteration / self._total:.0f}%)" if self._total else ""
+        eta = ""
+        if self._total and rate > 0:
+            eta = f", ETA {datetime.timedelta(seconds=round((self._total - iteration) / rate))}"
+        losses = "".join(f", {k} {v:.4g}" for k, v in self._losses.items())
+        return f"iteration {iteration}{total}, {rate:.2f} it/s{eta}{losses}"
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if not self.is_enabled:
+            return
+        iteration = pl_module.iteration
+        if iteration % self._log_every == 0:
+            self._read_losses(trainer)
+        if self._bar is not None:
+            if iteration % self.refresh_rate == 0:
+                self._bar.update(iteration - self._bar.n)
+                if self._losses:
+                    self._bar.set_postfix(self._losses, refresh=False)
+        elif iteration % self.line_every == 0:
+            print(self._line(iteration), file=self._out, flush=True)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.is_enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(pl_module.iteration - self._bar.n)
+            self._bar.close()
+            self._bar = None
+        elif pl_module.iteration % self.line_every:
+            print(self._line(pl_module.iteration), file=self._out, flush=True)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+# The first screen of TensorBoard's custom-scalars tab: the GAN's own charts, several curves per chart.
+CUSTOM_SCALARS = {
+    "GAN": {
+        "D and G losses": ["Multiline", [r"train/d_loss$", r"train/g_loss$"]],
+        "D(x) and D(G(z))": ["Multiline", [r"train/p_real$", r"train/p_fake$"]],
+        "gradient norms": ["Multiline", [r"train/grad_norm_d$", r"train/grad_norm_g$"]],
+        "regularizers": ["Multiline", [r"train/(r1|r2|info_loss)$"]],
+    },
+    "val": {
+        "FID and KID": ["Multiline", [r"val/(fid|kid)$"]],
+        "precision, recall, density, coverage": ["Multiline", [r"val/(precision|recall|density|coverage)$"]],
+        "modes": ["Multiline", [r"val/(modes|mode_kl|class_kl)$"]],
+    },
+}
+
+
+class GANLogger(TensorBoardLogger):
+    """TensorBoard with the GAN up front: the custom-scalars layout above, and no `epoch` scalar.
+
+    Lightning adds the epoch to every logged step; TensorBoard sorts tags by name, so an `epoch` chart would
+    open the dashboard ahead of the losses while telling a GAN user nothing the iteration axis does not.
+    """
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Write the scalars without Lightning's `epoch`."""
+        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+        if metrics:
+            super().log_metrics(metrics, step)
+
+    def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
+        """Lightning calls this once per fit, on rank zero, before the first step: the moment to add the layout."""
+        super().log_hyperparams(params, metrics)
+        if not getattr(self, "_layout_written", False):
+            self.experiment.add_custom_scalars(CUSTOM_SCALARS)
+            self._layout_written = True
 
 
 def diagnose(history: list[dict[str, float]], chance_d_loss: float | None, window: int = 10) -> str | None:

@@ -170,8 +170,9 @@ def load_classifier(path: str | Path) -> MNISTClassifier:
     except DataError:
         raise
     except Exception as err:  # unpickling, missing keys and shape mismatches all mean the same thing to the user
+        first = (str(err).strip().splitlines() or [""])[0][:160]
         raise DataError(
-            f"cannot load an MNIST classifier from {path} ({type(err).__name__}: {err}); {TRAIN_HINT}"
+            f"cannot load an MNIST classifier from {path} ({type(err).__name__}: {first}); {TRAIN_HINT}"
         ) from err
     model.eval().requires_grad_(False)
     return model

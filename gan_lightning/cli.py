@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gan_lightning.command import CommandStopped, Parser, run_command
+from gan_lightning.command import CommandStopped, Parser, one_line, run_command
 from gan_lightning.data import DATASETS, default_data_dir
-from gan_lightning.errors import ConfigError
+from gan_lightning.errors import ConfigError, DataError
 from gan_lightning.guards import NonFiniteLossError
 from gan_lightning.latents import NOISES
 from gan_lightning.models import MODELS
@@ -65,9 +65,27 @@ def _preset_help() -> str:
     return "\n".join(lines)
 
 
+class TrainParser(Parser):
+    """The train command's parser: `--config FILE` supplies every flag's value, explicit flags still win."""
+
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """Parse once to find `--config`, then again with its values as the defaults."""
+        cfg = super().parse_args(args, namespace)
+        if not cfg.config:
+            return cfg
+        from gan_lightning.runconfig import load_config
+
+        try:
+            values = load_config(cfg.config, known=set(vars(cfg)))
+        except ConfigError as err:
+            self.error(str(err))
+        self.set_defaults(**values)
+        return super().parse_args(args, namespace)
+
+
 def build_parser() -> Parser:
     """The train command's argument parser."""
-    p = Parser(
+    p = TrainParser(
         prog="train.py",
         description="Train a GAN with PyTorch Lightning; watch it with `tensorboard --logdir lightning_logs`.",
         epilog=_preset_help(),
@@ -75,6 +93,11 @@ def build_parser() -> Parser:
     )
     d = DEFAULTS
     p.add_argument("--preset", choices=sorted(PRESETS), help="set every flag of a source configuration at once")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="replay a run: RUN_DIR/config.yaml (or RUN_DIR) sets every flag; explicit flags override it",
+    )
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS.names(), help=f"dataset (default {d['dataset']})")
     g.add_argument(
@@ -296,6 +319,8 @@ def _resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:
                               "check --log-dir and --name")  # fmt: skip
         return str(version_dir / "checkpoints/last.ckpt"), int(version_dir.name[8:])
     path = Path(cfg.ckpt_path)
+    if path.is_dir():
+        raise ConfigError(f"--ckpt-path {path} is a directory; pass a checkpoint file (checkpoints/last.ckpt) or last")
     if not path.is_file():
         raise ConfigError(f"--ckpt-path {path}: no such checkpoint file")
     # Continue logging in the run the checkpoint came from when it lives in the standard layout.
@@ -304,6 +329,19 @@ def _resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:
         path.parent.name == "checkpoints" and version_dir.resolve().parent == (Path(cfg.log_dir) / cfg.name).resolve()
     )
     return str(path), int(version_dir.name[8:]) if same_run and version_dir.name[8:].isdigit() else None
+
+
+def check_writable_dir(path: str | Path, flag: str) -> None:
+    """Fail with one line unless `path` is, or can be created as, a directory this process can write into."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"is inside {existing}, which is a file"
+        raise ConfigError(f"{flag} {path} {what}, not a directory; pass a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {existing} is not writable; pass a directory you can write to")
 
 
 def _parse_devices(devices: str) -> int | str | list[int]:
@@ -346,17 +384,36 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     """Train a resolved config (`_resolve`) plus any extra `callbacks`; returns the log dir and last checkpoint path."""
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
-    from lightning.pytorch.loggers import TensorBoardLogger
 
-    from gan_lightning.callbacks import GANCheckpoint, IterationProgressBar, SampleGrid, TrainingHealth
+    from gan_lightning.callbacks import GANCheckpoint, GANLogger, RunProgress, SampleGrid, TrainingHealth
     from gan_lightning.module import GAN
 
     # Expected under manual optimization and a metrics-only val loader: not actionable for the user.
     warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
     warnings.filterwarnings("ignore", message=".*no `validation_step`.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    from gan_lightning.runconfig import (
+        ResumeWithChanges,
+        checkpoint_config,
+        compare_for_resume,
+        read_training_checkpoint,
+        record_changes,
+        run_config,
+        warn_changes,
+        write_config,
+    )
+
     devices = _parse_devices(cfg.devices)
+    if not cfg.fast_dev_run:
+        check_writable_dir(cfg.log_dir, "--log-dir")
     ckpt_path, version = _resume_target(cfg)
+    config = run_config(cfg)
+    changes: dict[str, Any] = {}
+    if ckpt_path is not None:
+        ckpt = read_training_checkpoint(ckpt_path)
+        changes = compare_for_resume(checkpoint_config(ckpt), config, ckpt_path)
+        resumed_at = int(ckpt.get("global_step", 0))
+        del ckpt  # Lightning reads it again; holding two copies of a large checkpoint helps nobody
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = GAN(
         cfg.model, loss=cfg.loss, latent_dim=cfg.latent_dim, noise=cfg.noise, channels=cfg.channels,
@@ -375,7 +432,10 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     )  # fmt: skip
     if os.environ.get("LOCAL_RANK", "0") == "0":
         datamodule.prepare_data()  # fail on missing data here, before any directory is created
+    datamodule.setup("fit")  # ...and on unreadable data (Lightning's own call later finds it done)
     extra = list(callbacks)
+    if ckpt_path is not None:
+        extra.append(ResumeWithChanges(cfg.lr, (cfg.beta1, cfg.beta2)))
     if cfg.eval_every:
         from gan_lightning.classifier import cached_classifier
         from gan_lightning.metrics import MNIST_LIKE, SampleQuality, build_extractor
@@ -389,8 +449,9 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
         )
         if extractor is not None:  # None: metrics are off, and build_extractor said why in one line
             extra.append(SampleQuality(extractor, every_n_steps=cfg.eval_every, num_samples=cfg.eval_samples))
-    logger = TensorBoardLogger(cfg.log_dir, name=cfg.name, version=version, default_hp_metric=False)
-    run_info = {"dataset": cfg.dataset, "data_dir": str(Path(cfg.data_dir or default_data_dir()).resolve())}
+    logger = GANLogger(cfg.log_dir, name=cfg.name, version=version, default_hp_metric=False)
+    data_dir = str(Path(cfg.data_dir or default_data_dir()).resolve())
+    run_info = {"dataset": cfg.dataset, "data_dir": data_dir, "config": config}
     checkpoint = GANCheckpoint(every_n_iterations=cfg.checkpoint_every, keep=cfg.keep_checkpoints, run_info=run_info)
     strategy = cfg.strategy if cfg.strategy != "auto" else _default_strategy(devices, cfg.accelerator, cfg.num_nodes)
     try:
@@ -407,7 +468,7 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
             callbacks=[
                 SampleGrid(every_n_steps=cfg.sample_every),
                 checkpoint,
-                IterationProgressBar(refresh_rate=50),
+                RunProgress(),
                 TrainingHealth(),
                 *extra,
             ],
@@ -419,11 +480,23 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     except (MisconfigurationException, ValueError, ImportError) as err:  # bad --accelerator/--devices/--strategy
         raise ConfigError(f"cannot set up training on this machine: {str(err).splitlines()[0]}") from None
     paths = {"log_dir": str(logger.log_dir), "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt")}
+    if trainer.is_global_zero and not cfg.fast_dev_run:
+        # Everything that could be wrong with the input has been checked by now: the run directory may appear.
+        if changes:
+            iteration = resumed_at // model.steps_per_iteration
+            warn_changes(changes, iteration)
+            record_changes(paths["log_dir"], iteration, changes)
+        if changes or not (Path(paths["log_dir"]) / "config.yaml").is_file():
+            write_config(paths["log_dir"], config)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
     except NonFiniteLossError as err:
         good = checkpoint.last_model_path if Path(checkpoint.last_model_path or "").is_file() else "none was written"
         raise CommandStopped(f"{err} Last good checkpoint: {good}", status=3) from None
+    except DataError as err:  # an image found unreadable mid-run (in a loader worker, or decoded in process)
+        good = checkpoint.last_model_path if Path(checkpoint.last_model_path or "").is_file() else None
+        after = f"last good checkpoint: {good}; resume it with --ckpt-path last" if good else "no checkpoint yet"
+        raise DataError(f"{one_line(err)} (stopped at iteration {model.iteration}; {after})") from None
     if trainer.is_global_zero and not cfg.fast_dev_run:
         print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
     if checkpoint.stop_requested or trainer.received_sigterm:

@@ -31,6 +31,18 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def one_line(err: BaseException) -> str:
+    """The user-facing line of an error: a DataLoader worker's re-raised error carries the worker's whole
+    traceback in its message, whose last line is the original error."""
+    text = str(err).strip()
+    if "\n" not in text:
+        return text
+    last = text.splitlines()[-1].strip()
+    head, sep, message = last.partition(": ")
+    # "gan_lightning.errors.DataError: cannot read image ..." -> the message after the exception's name
+    return message if sep and head.replace(".", "").replace("_", "").isalnum() else last
+
+
 def run_command(
     parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None], argv: Sequence[str] | None
 ) -> int:
@@ -39,8 +51,8 @@ def run_command(
     try:
         return run(cfg) or 0
     except (ConfigError, DataError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
         return 2
     except CommandStopped as err:
-        print(f"{parser.prog}: {err}", file=sys.stderr)
+        print(f"{parser.prog}: {one_line(err)}", file=sys.stderr)
         return err.status

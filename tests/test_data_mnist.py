@@ -99,7 +99,7 @@ def test_loader_resumes_mid_epoch_exactly():
     it = iter(loader)
     first = [_ids(next(it)) for _ in range(4)]
     state = loader.state_dict()
-    assert state == {"epoch": 2, "batches": 4}
+    assert state == {"epoch": 2, "batches": 4, "batch_size": 10}
     rest = [_ids(b) for b in it]
 
     fresh = make_train_loader(data, batch_size=10, seed=3)
@@ -157,7 +157,7 @@ def test_device_tensor_loader_resumes_and_shards():
     torch.testing.assert_close(x[:, 0, 0, 0], y.float() / 127.5 - 1)  # labels travel with their images
     next(it)
     state = loader.state_dict()
-    assert state == {"epoch": 3, "batches": 2}
+    assert state == {"epoch": 3, "batches": 2, "batch_size": 10}
     rest = [b[1].tolist() for b in it]
     fresh = DeviceTensorLoader(images, labels, batch_size=10, device="cpu", seed=5)
     fresh.load_state_dict(state)

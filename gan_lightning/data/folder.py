@@ -6,6 +6,7 @@ from pathlib import Path
 
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.data.images import (
+    HEADER_CHECK_LIMIT,
     IMAGE_EXTENSIONS,
     ImageFileDataset,
     check_image_options,
@@ -83,6 +84,9 @@ class ImageFolderDataModule(GANDataModule):
         kwargs = {"image_size": self.image_size, "channels": self.channels, "skip_bad_images": self.skip_bad_images}
         self.train_set = ImageFileDataset(train_files, **kwargs)
         self.val_set = ImageFileDataset(val_files, **kwargs)
+        if len(files) <= HEADER_CHECK_LIMIT:
+            self.train_set.check_headers()
+            self.val_set.check_headers()
 
     @property
     def num_skipped(self) -> int:

@@ -34,6 +34,23 @@ def list_image_files(root: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+# Folders up to this many files have every header checked before training (a second or so); larger ones
+# (CelebA's 202,599) are checked as they are decoded, which stops training with the same one-line error.
+HEADER_CHECK_LIMIT = 20_000
+
+
+def unreadable_headers(files: Sequence[str | Path]) -> list[tuple[str, str]]:
+    """(file, reason) for every file whose image header PIL cannot parse: empty, not an image, or corrupt."""
+    bad = []
+    for path in files:
+        try:
+            with Image.open(str(path)):  # parses the header only; the pixels are decoded later
+                pass
+        except Exception as err:  # PIL reports bad files as OSError, SyntaxError, ValueError, ...
+            bad.append((str(path), f"{type(err).__name__}: {err}"))
+    return bad
+
+
 def default_num_workers() -> int:
     """Loader workers when none are requested: the usable CPUs, at most 8."""
     # sched_getaffinity honours container/taskset CPU limits, which os.cpu_count ignores.
@@ -95,6 +112,19 @@ class ImageFileDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def check_headers(self) -> None:
+        """Find unreadable files before training: DataError for the first, or with `skip_bad_images` mark all."""
+        bad = unreadable_headers(self.files)
+        if bad and not self.skip_bad_images:
+            path, reason = bad[0]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise DataError(f"cannot read image {path} ({reason}){more}; fix or delete it, or pass "
+                            "--skip-bad-images to skip unreadable images")  # fmt: skip
+        index = {str(f): i for i, f in enumerate(self.files)}
+        for path, reason in bad:
+            self._bad[index[path]] = True
+            log.warning("skipping unreadable image %s (%s)", path, reason)
 
     @property
     def num_skipped(self) -> int:

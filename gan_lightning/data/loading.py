@@ -23,6 +23,21 @@ def to_signed(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32, copy=True).div_(127.5).sub_(1.0)
 
 
+def resume_position(state: dict[str, int], batch_size: int, num_batches: int) -> tuple[int, int]:
+    """(epoch, batches to skip) for a loader of `batch_size` resuming from `state`.
+
+    A state saved with another batch size keeps the images already seen: the epoch continues in the same
+    permutation from the first whole new-size batch after them (a few images of that epoch may go unseen).
+    """
+    epoch, batches = int(state["epoch"]), int(state["batches"])
+    old = int(state.get("batch_size", batch_size))
+    if old != batch_size:
+        batches = -(-batches * old // batch_size)
+    if batches >= num_batches:  # saved at the very end of an epoch: the next pass starts a new one
+        epoch, batches = epoch + 1, 0
+    return epoch, batches
+
+
 class ResumableSampler(DistributedSampler):
     """Shuffles with `seed + epoch`, shards across ranks, and can start part-way into an epoch.
 
@@ -69,14 +84,12 @@ class ResumableDataLoader(DataLoader):
             yield batch
 
     def state_dict(self) -> dict[str, int]:
-        """Position in the data stream: the sampler epoch and the batches already yielded in it."""
-        return {"epoch": self.sampler.epoch, "batches": self._batches}
+        """Position in the data stream: the sampler epoch, the batches already yielded in it, their size."""
+        return {"epoch": self.sampler.epoch, "batches": self._batches, "batch_size": self.batch_size}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """Resume after the batches recorded in `state_dict`."""
-        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches"])
-        if batches >= len(self):  # saved at the very end of an epoch: the next pass starts a new one
-            epoch, batches = epoch + 1, 0
+        """Resume after the images recorded in `state_dict` (see `resume_position`)."""
+        epoch, batches = resume_position(state_dict, self.batch_size, len(self))
         self.sampler.set_epoch(epoch)
         self._skip = batches
 
@@ -176,12 +189,9 @@ class DeviceTensorLoader:
             yield to_signed(self.images[idx]), self.labels[idx]
 
     def state_dict(self) -> dict[str, int]:
-        """Position in the data stream: the epoch and the batches already yielded in it."""
-        return {"epoch": self.epoch, "batches": self._batches}
+        """Position in the data stream: the epoch, the batches already yielded in it, their size."""
+        return {"epoch": self.epoch, "batches": self._batches, "batch_size": self.batch_size}
 
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        """Resume after the batches recorded in `state_dict`."""
-        epoch, batches = int(state_dict["epoch"]), int(state_dict["batches"])
-        if batches >= len(self):
-            epoch, batches = epoch + 1, 0
-        self.epoch, self._skip = epoch, batches
+        """Resume after the images recorded in `state_dict` (see `resume_position`)."""
+        self.epoch, self._skip = resume_position(state_dict, self.batch_size, len(self))

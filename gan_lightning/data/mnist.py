@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,25 @@ def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
         resized = F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out.append(resized.round_().clamp_(0, 255).to(torch.uint8))
     return torch.cat(out)
+
+
+def check_idx_file(path: Path) -> int:
+    """The item count of an uncompressed uint8 IDX file; DataError naming the file when it is damaged."""
+    hint = "delete it and let --download fetch it again, or copy a good one"
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            header = f.read(4)
+            if len(header) < 4 or header[:3] != b"\x00\x00\x08":
+                raise DataError(f"{path} is not an uncompressed uint8 IDX file (bad magic number); {hint}")
+            ndim = header[3]
+            dims = [int.from_bytes(f.read(4), "big") for _ in range(ndim)]
+    except OSError as err:
+        raise DataError(f"cannot read {path} ({err.strerror}); {hint}") from None
+    expected = 4 + 4 * ndim + math.prod(dims)
+    if size != expected:
+        raise DataError(f"{path} is damaged: {size} bytes where its header promises {expected} (truncated?); {hint}")
+    return dims[0] if dims else 0
 
 
 class MNISTDataModule(GANDataModule):
@@ -99,6 +119,11 @@ class MNISTDataModule(GANDataModule):
             return
         if missing := self.missing_files():
             raise self._missing_error(f"missing {', '.join(missing)}")
+        counts = {name: check_idx_file(self.raw_dir / name) for name in MNIST_FILES}
+        for images, labels in zip(MNIST_FILES[::2], MNIST_FILES[1::2], strict=True):
+            if counts[images] != counts[labels]:
+                raise DataError(f"{self.raw_dir}: {images} holds {counts[images]} images but {labels} holds "
+                                f"{counts[labels]} labels; the files come from different releases")  # fmt: skip
         from torchvision.datasets import MNIST
 
         mnist = MNIST(self.data_dir, train=True, download=False)

@@ -1,0 +1,194 @@
+"""A run's resolved configuration: `config.yaml` in its directory, replay with `--config`, and resuming with
+changed flags (network-defining ones refused, training ones continued with a warning and recorded)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
+
+from gan_lightning.errors import ConfigError, DataError
+
+CONFIG_FILE = "config.yaml"
+CHANGES_FILE = "config_changes.yaml"
+# Flags that belong to one invocation, not to the run: a replay must not resume, or run one batch only.
+TRANSIENT = ("config", "ckpt_path", "fast_dev_run")
+# Flags that define the networks or the data's shape: a checkpoint's weights only fit the same values.
+NETWORK_FLAGS = ("model", "latent_dim", "image_size", "channels", "ngf", "ndf", "conditional", "infogan", "n_cont",
+                 "spectral_norm")  # fmt: skip
+# Flags a resumed run may change: it continues with the new value, warns, and records the change.
+TRAINING_FLAGS = ("dataset", "loss", "noise", "lr", "beta1", "beta2", "batch_size", "gp_weight", "r1", "r2",
+                  "reg_every", "diffaug", "info_weight", "ema_decay", "ema_rampup", "ema_bn_stats", "precision",
+                  "seed")  # fmt: skip
+
+
+def run_config(cfg: argparse.Namespace) -> dict[str, Any]:
+    """Every flag of a resolved configuration, minus the per-invocation ones (`TRANSIENT`)."""
+    return {k: v for k, v in sorted(vars(cfg).items()) if k not in TRANSIENT}
+
+
+def _git_commit() -> str | None:
+    """The commit of the checkout this package runs from, or None outside a git checkout."""
+    try:
+        root = Path(__file__).resolve().parents[1]
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def environment() -> dict[str, Any]:
+    """Package versions and the git commit, for a run's record."""
+    import lightning
+    import torch
+    import torchmetrics
+    import torchvision
+
+    from gan_lightning import __version__
+
+    return {
+        "gan_lightning": __version__,
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        # str(): torch's version is a str subclass that YAML's safe dumper refuses
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "lightning": str(lightning.__version__),
+        "torchmetrics": str(torchmetrics.__version__),
+    }
+
+
+def write_config(run_dir: str | Path, config: Mapping[str, Any]) -> Path:
+    """Write `config.yaml` (the flags under `args`, versions and commit under `environment`) into `run_dir`."""
+    path = Path(run_dir) / CONFIG_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"args": dict(config), "environment": environment(),
+           "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
+    partial = path.with_name(f"{path.name}.partial")
+    partial.write_text(
+        "# Replay: python scripts/train.py --config THIS_FILE [flags that override it]\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
+    partial.replace(path)
+    return path
+
+
+def load_config(path: str | Path, known: set[str]) -> dict[str, Any]:
+    """The `args` of a `config.yaml` (or of `RUN_DIR/config.yaml`), checked against the flags in `known`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file (a run directory's {CONFIG_FILE}, or the file itself)")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"--config {path} is not readable YAML ({first})") from None
+    args = doc.get("args") if isinstance(doc, dict) else None
+    if not isinstance(args, dict):
+        raise ConfigError(f"--config {path} has no `args:` mapping; pass a config.yaml written by a training run")
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown flags {', '.join(unknown)} (written by another version?)")
+    return {k: v for k, v in args.items() if k not in TRANSIENT}
+
+
+def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A training checkpoint's dict, read without unpickling code; one-line errors for anything else."""
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--ckpt-path {path} is a directory; pass its checkpoints/last.ckpt, or `last`")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, a text file, pickled objects: all mean "not a checkpoint to resume"
+        first = (str(err).splitlines() or [type(err).__name__])[0][:160]
+        raise DataError(f"--ckpt-path {path} is truncated or not a checkpoint ({first}); pass a gan_lightning "
+                        "checkpoints/last.ckpt, or `last`") from None  # fmt: skip
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt.get("hyper_parameters", {}):
+        raise DataError(f"--ckpt-path {path} is not a gan_lightning training checkpoint (no model hyperparameters)")
+    if "optimizer_states" not in ckpt or "loops" not in ckpt:
+        raise DataError(f"--ckpt-path {path} holds weights only (no optimizer or loop state): it cannot resume "
+                        "training; sample from it with sample.py instead")  # fmt: skip
+    return ckpt
+
+
+def checkpoint_config(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """The flags a checkpoint was trained with: the recorded config, else what its hyperparameters say."""
+    recorded = ckpt.get("gan_lightning_run", {}).get("config")
+    if recorded:
+        return dict(recorded)
+    hp = dict(ckpt.get("hyper_parameters", {}))
+    keys = (*NETWORK_FLAGS, *TRAINING_FLAGS)
+    return {k: hp[k] for k in keys if k in hp}
+
+
+def _effective_d_steps(config: Mapping[str, Any]) -> int:
+    from gan_lightning.objectives import OBJECTIVES
+
+    d_steps = config.get("d_steps")
+    return int(d_steps) if d_steps else OBJECTIVES.get(config.get("loss") or "bce").default_d_steps
+
+
+def compare_for_resume(old: Mapping[str, Any], new: Mapping[str, Any], path: str) -> dict[str, tuple[Any, Any]]:
+    """The training flags that differ between a checkpoint's run and this one, as {flag: (old, new)}.
+
+    Raises one ConfigError listing every network-defining difference (and a change of D steps per iteration,
+    which would change how Lightning's step counter maps to iterations).
+    """
+    refused = [f"--{k.replace('_', '-')} {old[k]} -> {new.get(k)}" for k in NETWORK_FLAGS
+               if k in old and old[k] != new.get(k)]  # fmt: skip
+    if "loss" in old and _effective_d_steps(old) != _effective_d_steps(new):
+        refused.append(f"D steps per iteration {_effective_d_steps(old)} -> {_effective_d_steps(new)}")
+    if refused:
+        raise ConfigError(f"cannot resume {path} with different networks or data shape: {'; '.join(refused)}. "
+                          "Use the flags it was trained with (its run's config.yaml) or start a new run")  # fmt: skip
+    return {k: (old[k], new.get(k)) for k in TRAINING_FLAGS if k in old and old[k] != new.get(k)}
+
+
+def record_changes(run_dir: str | Path, iteration: int, changes: Mapping[str, tuple[Any, Any]]) -> Path:
+    """Append a resume's flag changes to `config_changes.yaml` in the run directory."""
+    path = Path(run_dir) / CHANGES_FILE
+    entry = {"iteration": iteration, "changes": {k: {"old": o, "new": n} for k, (o, n) in changes.items()}}
+    with open(path, "a") as f:
+        f.write(yaml.safe_dump([entry], sort_keys=False))
+    return path
+
+
+class ResumeWithChanges(Callback):
+    """Makes changed optimizer flags take effect on resume: the checkpoint's Adam `lr` and `betas` would
+    otherwise overwrite the new ones when Lightning restores the optimizer states."""
+
+    def __init__(self, lr: float, betas: tuple[float, float]) -> None:
+        self.lr, self.betas = lr, betas
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        # Called before Lightning restores the optimizers from this same dict.
+        for state in checkpoint.get("optimizer_states", []):
+            for group in state.get("param_groups", []):
+                if group.get("lr") != self.lr or tuple(group.get("betas", self.betas)) != self.betas:
+                    group["lr"], group["betas"] = self.lr, self.betas
+
+
+def warn_changes(changes: Mapping[str, tuple[Any, Any]], iteration: int) -> None:
+    """One warning naming every changed training flag."""
+    text = ", ".join(f"--{k.replace('_', '-')} {o} -> {n}" for k, (o, n) in changes.items())
+    note = ""
+    if "batch_size" in changes:
+        note = ("; the data order continues in the same epoch's permutation from the first new-size batch after "
+                "the images already seen")  # fmt: skip
+    rank_zero_warn(f"resuming at iteration {iteration} with changed training flags: {text}{note}")

@@ -1,0 +1,323 @@
+"""Run UX: every bad input one line (exit 2, nothing written), resume with changed flags, config.yaml replay,
+TensorBoard's layout, the run-wide progress lines, and the installed commands."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from gan_lightning.callbacks import CUSTOM_SCALARS, RunProgress
+from gan_lightning.cli import TrainParser, _resolve, build_parser, main
+from gan_lightning.data.loading import resume_position
+from gan_lightning.runconfig import run_config, write_config
+
+from conftest import cpu_trainer, make_fake_mnist
+
+TINY = ["--batch-size", "16", "--latent-dim", "8", "--accelerator", "cpu", "--log-every", "1"]
+
+
+def tree(root: Path) -> list[str]:
+    """Every path under root (empty when root does not exist): what a failed command must leave unchanged."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fake_mnist_dir) -> Path:
+    """A finished 4-iteration run: LOG_DIR/mlp/version_0."""
+    logs = tmp_path_factory.mktemp("ux") / "logs"
+    assert main(["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), "--max-steps", "4", *TINY]) == 0
+    return logs / "mlp" / "version_0"
+
+
+def status_of(argv: list[str]) -> int:
+    """The train command's exit status, whether it returns it or argparse exits with it."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
+# --------------------------------------------------------------------------------------------- bad inputs
+def _damaged_mnist(tmp: Path) -> Path:
+    root = make_fake_mnist(tmp / "damaged")
+    path = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:5000])
+    return root
+
+
+def _mismatched_mnist(tmp: Path) -> Path:
+    root = make_fake_mnist(tmp / "mismatched")
+    other = make_fake_mnist(tmp / "other", n_train=300)
+    shutil.copy(other / "MNIST" / "raw" / "train-labels-idx1-ubyte", root / "MNIST" / "raw")
+    return root
+
+
+def _folder_with_a_non_image(tmp: Path) -> Path:
+    folder = tmp / "folder"
+    folder.mkdir()
+    for i in range(40):
+        Image_save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"this is not a png")
+    return folder
+
+
+def Image_save(path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray((torch.rand(28, 28) * 255).byte().numpy()).save(path)
+
+
+def _text_file(tmp: Path) -> Path:
+    (tmp / "notes.ckpt").write_text("not a checkpoint")
+    return tmp / "notes.ckpt"
+
+
+def _truncated_checkpoint(tmp: Path, trained: Path) -> Path:
+    data = (trained / "checkpoints" / "last.ckpt").read_bytes()
+    (tmp / "cut.ckpt").write_bytes(data[: len(data) // 2])
+    return tmp / "cut.ckpt"
+
+
+def _a_file(tmp: Path) -> Path:
+    (tmp / "plain_file").write_text("x")
+    return tmp / "plain_file"
+
+
+def _bad_yaml(tmp: Path) -> Path:
+    (tmp / "bad.yaml").write_text("args: [unclosed")
+    return tmp / "bad.yaml"
+
+
+def _unknown_flag_yaml(tmp: Path) -> Path:
+    (tmp / "unknown.yaml").write_text("args: {model: mlp, warp_drive: 9}")
+    return tmp / "unknown.yaml"
+
+
+CASES = {
+    # name: (argv builder (tmp, fake_mnist, trained run) -> argv, message fragment)
+    "truncated MNIST file": (lambda t, m, r: ["--data-dir", str(_damaged_mnist(t))], "is damaged: 5000 bytes"),
+    "MNIST files from two releases": (lambda t, m, r: ["--data-dir", str(_mismatched_mnist(t))], "different releases"),
+    "MNIST data dir is a file": (lambda t, m, r: ["--data-dir", str(_a_file(t)), "--no-download"], "MNIST not found"),
+    "folder with a non-image": (
+        lambda t, m, r: [
+            "--dataset",
+            "folder",
+            "--data-dir",
+            str(_folder_with_a_non_image(t)),
+            "--channels",
+            "1",
+            "--image-size",
+            "28",
+        ],
+        "cannot read image",
+    ),  # fmt: skip
+    "empty folder": (lambda t, m, r: ["--dataset", "folder", "--data-dir", str(t)], "no images to train on"),
+    "checkpoint missing": (lambda t, m, r: ["--data-dir", str(m), "--ckpt-path", str(t / "no.ckpt")], "no such"),
+    "checkpoint is a directory": (lambda t, m, r: ["--data-dir", str(m), "--ckpt-path", str(t)], "is a directory"),
+    "checkpoint is a text file": (
+        lambda t, m, r: ["--data-dir", str(m), "--ckpt-path", str(_text_file(t))],
+        "truncated or not a checkpoint",
+    ),
+    "checkpoint truncated": (
+        lambda t, m, r: ["--data-dir", str(m), "--ckpt-path", str(_truncated_checkpoint(t, r))],
+        "truncated or not a checkpoint",
+    ),  # fmt: skip
+    "checkpoint of another architecture": (
+        lambda t, m, r: [
+            "--data-dir",
+            str(m),
+            "--ckpt-path",
+            str(r / "checkpoints" / "last.ckpt"),
+            "--model",
+            "dcgan_mnist",
+        ],
+        "--model mlp -> dcgan_mnist",
+    ),  # fmt: skip
+    "log dir is a file": (lambda t, m, r: ["--data-dir", str(m), "--log-dir", str(_a_file(t))], "is a file"),
+    "log dir inside a file": (
+        lambda t, m, r: ["--data-dir", str(m), "--log-dir", str(_a_file(t) / "sub")],
+        "which is a file",
+    ),
+    "classifier is not a classifier": (
+        lambda t, m, r: ["--data-dir", str(m), "--eval-every", "2", "--classifier", str(_text_file(t))],
+        "cannot load an MNIST classifier",
+    ),  # fmt: skip
+    "config missing": (lambda t, m, r: ["--config", str(t / "none.yaml")], "no such file"),
+    "config not YAML": (lambda t, m, r: ["--config", str(_bad_yaml(t))], "not readable YAML"),
+    "config from another version": (lambda t, m, r: ["--config", str(_unknown_flag_yaml(t))], "unknown flags"),
+    "conditional without labels": (
+        lambda t, m, r: ["--dataset", "folder", "--data-dir", str(t), "--conditional"],
+        "--conditional needs",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, fake_mnist_dir, trained, capsys):
+    build, message = CASES[case]
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    argv = build(inputs, fake_mnist_dir, trained)
+    if "--log-dir" not in argv:
+        argv += ["--log-dir", str(tmp_path / "logs")]
+    before, run_before = tree(tmp_path), tree(trained)
+    assert status_of([*argv, *TINY, "--max-steps", "2"]) == 2
+    assert message in one_error_line(capsys)
+    assert tree(tmp_path) == before and tree(trained) == run_before  # no run directory, no file touched
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into any directory")
+def test_unwritable_log_dir(tmp_path, fake_mnist_dir, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    assert main(["--data-dir", str(fake_mnist_dir), "--log-dir", str(locked / "logs"), *TINY]) == 2
+    assert "is not writable" in one_error_line(capsys) and tree(locked) == []
+
+
+def test_unreadable_image_mid_run_stops_with_one_line_and_a_good_checkpoint(tmp_path, capsys):
+    from lightning.pytorch import Callback
+
+    from gan_lightning.cli import run
+    from gan_lightning.command import run_command
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(64):
+        Image_save(folder / f"{i:02d}.png")
+
+    class CutFilesAfterIteration2(Callback):
+        """Storage failing mid-run: every PNG loses its pixels after its header (the pre-run check passed)."""
+
+        def on_train_batch_end(self, trainer, pl_module, *args):
+            if pl_module.iteration == 2:
+                for path in folder.iterdir():
+                    path.write_bytes(path.read_bytes()[:60])
+
+    logs = tmp_path / "logs"
+    argv = ["--dataset", "folder", "--data-dir", str(folder), "--channels", "1", "--image-size", "28",
+            "--log-dir", str(logs), "--max-steps", "50", "--checkpoint-every", "1", "--num-workers", "0",
+            *TINY]  # fmt: skip
+    train = lambda cfg: run(_resolve(cfg), callbacks=[CutFilesAfterIteration2()])  # noqa: E731
+    assert run_command(build_parser(), train, argv) == 2
+    err = one_error_line(capsys)
+    ckpt = logs / "mlp" / "version_0" / "checkpoints" / "last.ckpt"
+    assert "cannot read image" in err and "image file is truncated" in err
+    assert "stopped at iteration 2" in err and f"last good checkpoint: {ckpt}" in err
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 2 * 2  # intact, from the last good iteration
+
+
+# ------------------------------------------------------------------------------------------------- resume
+def test_resume_with_changed_training_flags_warns_records_and_applies(tmp_path, fake_mnist_dir):
+    logs = tmp_path / "logs"
+    base = ["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), *TINY]
+    assert main([*base, "--max-steps", "2"]) == 0
+    with pytest.warns(UserWarning, match=r"--lr 0.001 -> 0.0002, --batch-size 16 -> 8.*data order continues"):
+        assert main([*base, "--max-steps", "4", "--ckpt-path", "last", "--lr", "2e-4", "--batch-size", "8"]) == 0
+    run = logs / "mlp" / "version_0"
+    changes = yaml.safe_load((run / "config_changes.yaml").read_text())
+    assert changes == [{"iteration": 2, "changes": {"lr": {"old": 0.001, "new": 0.0002},
+                                                     "batch_size": {"old": 16, "new": 8}}}]  # fmt: skip
+    config = yaml.safe_load((run / "config.yaml").read_text())["args"]
+    assert config["lr"] == 2e-4 and config["batch_size"] == 8
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert {g["lr"] for s in ckpt["optimizer_states"] for g in s["param_groups"]} == {2e-4}  # took effect
+    assert ckpt["global_step"] == 4 * 2
+
+
+def test_resume_refuses_network_changes_listing_all(tmp_path, fake_mnist_dir, trained, capsys):
+    ckpt = trained / "checkpoints" / "last.ckpt"
+    argv = ["--data-dir", str(fake_mnist_dir), "--ckpt-path", str(ckpt), "--log-dir", str(tmp_path), *TINY]
+    assert main([*argv, "--latent-dim", "16", "--conditional", "--loss", "wgan-gp"]) == 2
+    err = one_error_line(capsys)
+    assert "--latent-dim 8 -> 16" in err and "--conditional False -> True" in err
+    assert "D steps per iteration 1 -> 5" in err  # wgan-gp's default k would change the step accounting
+
+
+def test_resume_position_after_a_batch_size_change():
+    assert resume_position({"epoch": 2, "batches": 3}, 16, 10) == (2, 3)  # older checkpoints: same size
+    assert resume_position({"epoch": 2, "batches": 3, "batch_size": 16}, 16, 10) == (2, 3)
+    # 48 images seen: with batches of 32 the epoch continues at batch 2 (images 64..), none repeated
+    assert resume_position({"epoch": 2, "batches": 3, "batch_size": 16}, 32, 5) == (2, 2)
+    assert resume_position({"epoch": 2, "batches": 3, "batch_size": 16}, 8, 20) == (2, 6)
+    assert resume_position({"epoch": 2, "batches": 9, "batch_size": 16}, 32, 5) == (3, 0)  # epoch done
+
+
+# ------------------------------------------------------------------------------------------------- config
+def test_config_yaml_round_trip_resolves_to_the_same_configuration(tmp_path):
+    argv = ["--preset", "modern_mnist", "--diffaug", "color,cutout", "--max-steps", "123", "--seed", "7"]
+    first = _resolve(build_parser().parse_args(argv))
+    path = write_config(tmp_path, run_config(first))
+    doc = yaml.safe_load(path.read_text())
+    assert set(doc) == {"args", "environment", "written"} and doc["environment"]["torch"] == str(torch.__version__)
+    replayed = _resolve(build_parser().parse_args(["--config", str(path)]))
+    assert run_config(replayed) == run_config(first)
+    overridden = _resolve(build_parser().parse_args(["--config", str(tmp_path), "--lr", "0.01"]))
+    assert overridden.lr == 0.01 and overridden.r1 == first.r1 == 1.0  # explicit flags win, the rest replays
+    assert isinstance(build_parser(), TrainParser)
+
+
+def test_every_run_writes_its_config(trained):
+    doc = yaml.safe_load((trained / "config.yaml").read_text())
+    assert doc["args"]["max_steps"] == 4 and doc["args"]["model"] == "mlp" and "ckpt_path" not in doc["args"]
+    assert {"torch", "lightning", "git_commit", "gan_lightning"} <= set(doc["environment"])
+
+
+# -------------------------------------------------------------------------------------- TensorBoard, progress
+def test_event_file_holds_the_custom_scalars_layout_and_no_epoch_chart(trained):
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+
+    ea = EventAccumulator(str(trained), size_guidance={"scalars": 0, "tensors": 0})
+    ea.Reload()
+    assert "epoch" not in ea.Tags()["scalars"] and "train/d_loss" in ea.Tags()["scalars"]
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(ea.Tensors(metadata.CONFIG_SUMMARY_TAG)[0].tensor_proto.string_val[0])
+    charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
+    assert charts["D and G losses"] == [r"train/d_loss$", r"train/g_loss$"]
+    assert charts["D(x) and D(G(z))"] == [r"train/p_real$", r"train/p_fake$"]
+    assert [cat.title for cat in layout.category] == list(CUSTOM_SCALARS)
+
+
+def test_progress_lines_count_iterations_over_the_whole_run(tmp_path, fake_mnist_dir):
+    from gan_lightning import GAN
+    from gan_lightning.data import MNISTDataModule
+
+    out = io.StringIO()
+    progress = RunProgress(line_every=3, stream=out)
+    gan = GAN("mlp", latent_dim=8, d_steps=2)
+    dm = MNISTDataModule(fake_mnist_dir, batch_size=32, download=False)
+    trainer = cpu_trainer(tmp_path, callbacks=[progress], enable_progress_bar=True, log_every_n_steps=1,
+                          max_steps=gan.optimizer_steps(7))  # fmt: skip
+    trainer.fit(gan, datamodule=dm)
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert [line.split(",")[0] for line in lines] == [
+        "iteration 3/7 (43%)",
+        "iteration 6/7 (86%)",
+        "iteration 7/7 (100%)",
+    ]
+    assert "it/s" in lines[0] and "ETA" in lines[0] and "d_loss" in lines[0] and "g_loss" in lines[0]
+
+
+# ------------------------------------------------------------------------------------------------ commands
+@pytest.mark.parametrize("command", ["gan-train", "gan-sample", "gan-evaluate", "gan-train-classifier"])
+def test_installed_commands_exist_and_answer_help(command):
+    path = Path(sys.executable).parent / command
+    found = str(path) if path.exists() else shutil.which(command)
+    assert found, f"{command} is not installed: run the README's `pip install -e .`"
+    proc = subprocess.run([found, "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "usage:" in proc.stdout
