@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_lightning.command import Parser, run_command
-from gan_lightning.errors import DataError
+from gan_lightning.errors import DataError, load_weights_file
 
 ARCH = "mnist_cnn"
 CACHE_ENV = "GAN_CACHE_DIR"
@@ -157,23 +157,19 @@ def train_classifier(
 
 def load_classifier(path: str | Path) -> MNISTClassifier:
     """Load a classifier saved by `train_classifier`: eval mode, frozen, on the CPU."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no MNIST classifier at {path}; {TRAIN_HINT.replace('PATH', str(path))}")
+    hint = TRAIN_HINT.replace("PATH", str(path))
+    checkpoint = load_weights_file(path, "MNIST classifier", hint)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         meta = checkpoint["meta"]
         if meta.get("arch") != ARCH:
-            raise DataError(f"{path} holds a {meta.get('arch')!r} model, not {ARCH!r}; {TRAIN_HINT}")
+            raise DataError(f"{path} holds a {meta.get('arch')!r} model, not {ARCH!r}; {hint}")
         model = MNISTClassifier(num_features=meta["num_features"], num_classes=meta["num_classes"])
         model.load_state_dict(checkpoint["state_dict"])
     except DataError:
         raise
-    except Exception as err:  # unpickling, missing keys and shape mismatches all mean the same thing to the user
+    except Exception as err:  # missing keys and shape mismatches all mean the same thing to the user
         first = (str(err).strip().splitlines() or [""])[0][:160]
-        raise DataError(
-            f"cannot load an MNIST classifier from {path} ({type(err).__name__}: {first}); {TRAIN_HINT}"
-        ) from err
+        raise DataError(f"cannot load an MNIST classifier from {path} ({type(err).__name__}: {first}); {hint}") from err
     model.eval().requires_grad_(False)
     return model
 
@@ -182,9 +178,10 @@ def _progress_bar(total: int, desc: str) -> Any:
     """A tqdm bar on a terminal; on a log file, a plain line every 10% instead of carriage-return frames."""
     from tqdm import tqdm
 
-    interactive = sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, mininterval=0.5 if interactive else 1e9,
-                miniters=None if interactive else max(1, total // 10), file=sys.stderr)  # fmt: skip
+    if sys.stderr.isatty():
+        return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, file=sys.stderr)
+    # mininterval=0 with miniters: redraw (one line each, as the stream is not a terminal) every 10% exactly
+    return tqdm(total=total, desc=desc, unit="step", mininterval=0, miniters=max(1, total // 10), file=sys.stderr)
 
 
 def default_cache_dir() -> Path:

@@ -15,7 +15,7 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
-from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.errors import ConfigError, DataError, load_weights_file
 
 CONFIG_FILE = "config.yaml"
 CHANGES_FILE = "config_changes.yaml"
@@ -108,17 +108,10 @@ def load_config(path: str | Path, known: set[str]) -> dict[str, Any]:
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """A training checkpoint's dict, read without unpickling code; one-line errors for anything else."""
-    import torch
-
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"--ckpt-path {path} is a directory; pass its checkpoints/last.ckpt, or `last`")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, a text file, pickled objects: all mean "not a checkpoint to resume"
-        first = (str(err).splitlines() or [type(err).__name__])[0][:160]
-        raise DataError(f"--ckpt-path {path} is truncated or not a checkpoint ({first}); pass a gan_lightning "
-                        "checkpoints/last.ckpt, or `last`") from None  # fmt: skip
+    ckpt = load_weights_file(path, "checkpoint", "pass a gan_lightning checkpoints/last.ckpt to --ckpt-path, or `last`")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt.get("hyper_parameters", {}):
         raise DataError(f"--ckpt-path {path} is not a gan_lightning training checkpoint (no model hyperparameters)")
     if "optimizer_states" not in ckpt or "loops" not in ckpt:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from torchvision.utils import make_grid, save_image
 
 from gan_lightning.command import Parser, run_command
 from gan_lightning.compat import upgrade_checkpoint
-from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.errors import ConfigError, DataError, load_weights_file
 from gan_lightning.module import GAN
 
 Tensor = torch.Tensor
@@ -22,16 +21,10 @@ Tensor = torch.Tensor
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """A checkpoint's dict, loaded without unpickling arbitrary objects (weights_only) and upgraded to this release."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ConfigError(
-            f"refusing to load {path}: it contains pickled objects that would run arbitrary code "
-            f"({str(err).splitlines()[0][:120]}). Load checkpoints you trust with GAN.load_from_checkpoint."
-        ) from None
+    hint = "pass a gan_lightning checkpoint (checkpoints/last.ckpt)"
+    ckpt = load_weights_file(path, "checkpoint", hint, map_location)
+    if not isinstance(ckpt, dict):
+        raise DataError(f"{path} is not a gan_lightning checkpoint (it holds a {type(ckpt).__name__})")
     upgrade_checkpoint(ckpt)
     hparams = ckpt.get("hyper_parameters", {})
     if "state_dict" not in ckpt or "model" not in hparams:

@@ -88,7 +88,7 @@ def test_load_classifier_errors(tmp_path):
         load_classifier(missing)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(DataError, match="cannot load an MNIST classifier"):
+    with pytest.raises(DataError, match="not a plain weights file"):
         load_classifier(junk)
 
 

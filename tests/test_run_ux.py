@@ -131,11 +131,11 @@ CASES = {
     "checkpoint is a directory": (lambda t, m, r: ["--data-dir", str(m), "--ckpt-path", str(t)], "is a directory"),
     "checkpoint is a text file": (
         lambda t, m, r: ["--data-dir", str(m), "--ckpt-path", str(_text_file(t))],
-        "truncated or not a checkpoint",
+        "not a plain weights file",
     ),
     "checkpoint truncated": (
         lambda t, m, r: ["--data-dir", str(m), "--ckpt-path", str(_truncated_checkpoint(t, r))],
-        "truncated or not a checkpoint",
+        "is not a readable checkpoint (truncated, or not written by torch.save)",
     ),  # fmt: skip
     "checkpoint of another architecture": (
         lambda t, m, r: [
@@ -155,7 +155,7 @@ CASES = {
     ),
     "classifier is not a classifier": (
         lambda t, m, r: ["--data-dir", str(m), "--eval-every", "2", "--classifier", str(_text_file(t))],
-        "cannot load an MNIST classifier",
+        "is not a readable MNIST classifier",
     ),  # fmt: skip
     "config missing": (lambda t, m, r: ["--config", str(t / "none.yaml")], "no such file"),
     "config not YAML": (lambda t, m, r: ["--config", str(_bad_yaml(t))], "not readable YAML"),
