@@ -65,7 +65,8 @@ def real_images(dataset: str, data_dir: str, image_size: int) -> Tensor:
     """The validation images (uint8, (N, C, S, S)) of an MNIST-like dataset: the reference set of every metric."""
     if dataset not in MNIST_LIKE:
         raise ConfigError(f"offline evaluation scores MNIST-like runs ({', '.join(MNIST_LIKE)}); this run used "
-                          f"--dataset {dataset}: use train.py --eval-every with --fid-weights instead")  # fmt: skip
+                          f"--dataset {dataset}: pass evaluate.py --dataset mnist (and --data-dir) when its images are "
+                          "MNIST digits, else use train.py --eval-every with --fid-weights")  # fmt: skip
     dm = DATASETS.get(dataset)(data_dir, batch_size=1, image_size=image_size, download=False)
     dm.setup("fit")
     return dm.val_set.images
@@ -124,11 +125,12 @@ def evaluate_runs(
     num_samples: int,
     seed: int,
     plot: str | Path | None = None,
+    dataset: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Score every checkpoint of each run; write `evaluation.{csv,json,png}` into each run directory.
 
     Checks every run and checkpoint path before scoring anything, so a typo costs no time. The plot shows all
-    runs (one line each); `plot` writes one more copy there.
+    runs (one line each); `plot` writes one more copy there. `dataset` overrides the runs' own reference data.
     """
     runs = {Path(d): run_checkpoints(Path(d)) for d in run_dirs}
     for run_dir in runs:
@@ -146,12 +148,12 @@ def evaluate_runs(
                 continue
             seen.add(iteration)
             info = ckpt.get("gan_lightning_run", {})
-            dataset = info.get("dataset", "mnist")
-            root = data_dir or info.get("data_dir") or default_data_dir()
-            key = (dataset, gan.hparams.image_size)
+            reference = dataset or info.get("dataset", "mnist")
+            root = _reference_dir(info, reference, data_dir)
+            key = (reference, gan.hparams.image_size)
             if key not in evaluators:
                 clf = classifier or cached_classifier(root)
-                evaluators[key] = Evaluator(clf, dataset, root, gan.hparams.image_size)
+                evaluators[key] = Evaluator(clf, reference, root, gan.hparams.image_size)
             results = evaluators[key](gan, num_samples, seed)
             row = {"iteration": iteration, "checkpoint": path.name, **results}
             rows.append(row)
@@ -164,6 +166,12 @@ def evaluate_runs(
     if plot is not None:
         plot_runs(tables, Path(plot))
     return tables
+
+
+def _reference_dir(info: dict[str, Any], dataset: str, data_dir: str | None) -> str:
+    """Where the reference data lives: --data-dir, else the run's own folder when it trained on it, else default."""
+    own = info.get("data_dir") if dataset == info.get("dataset") else None
+    return data_dir or own or default_data_dir()
 
 
 def _rounded(row: dict[str, Any]) -> dict[str, Any]:
@@ -219,6 +227,11 @@ def build_parser() -> Parser:
     p.add_argument("--ckpt", help="score this one checkpoint instead (one JSON line)")
     p.add_argument("--classifier", help="MNIST classifier (default: trained once and cached for --data-dir's data)")
     p.add_argument("--data-dir", default=None, help="MNIST root (default: the run's, else $GAN_DATA_DIR or ./data)")
+    p.add_argument(
+        "--dataset",
+        choices=sorted(MNIST_LIKE),
+        help="score against this dataset's validation images instead of the run's own (e.g. a folder of MNIST PNGs)",
+    )
     p.add_argument("-n", "--num", type=int, default=5000, help="generated images per checkpoint (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
     p.add_argument("--plot", help="RUN_DIR mode: also write the plot here")
@@ -232,16 +245,17 @@ def run(cfg: argparse.Namespace) -> None:
     if bool(cfg.ckpt) == bool(cfg.run_dirs):
         raise ConfigError("give either RUN_DIR ... or --ckpt CKPT")
     if cfg.run_dirs:
-        evaluate_runs(cfg.run_dirs, cfg.classifier, cfg.data_dir, cfg.num, cfg.seed, cfg.plot)
+        evaluate_runs(cfg.run_dirs, cfg.classifier, cfg.data_dir, cfg.num, cfg.seed, cfg.plot, cfg.dataset)
         for run_dir in cfg.run_dirs:
             print(f"wrote {Path(run_dir) / 'evaluation.csv'}, .json and .png")
         return
     ckpt = read_checkpoint(cfg.ckpt)
     info = ckpt.get("gan_lightning_run", {})
-    data_dir = cfg.data_dir or info.get("data_dir") or default_data_dir()
+    dataset = cfg.dataset or info.get("dataset", "mnist")
+    data_dir = _reference_dir(info, dataset, cfg.data_dir)
     classifier = cfg.classifier or cached_classifier(data_dir)
     gan = load_gan(cfg.ckpt, ckpt=ckpt)
-    results = evaluate(gan, classifier, data_dir, cfg.num, cfg.seed, dataset=info.get("dataset", "mnist"))
+    results = evaluate(gan, classifier, data_dir, cfg.num, cfg.seed, dataset=dataset)
     print(json.dumps(_rounded(results)))
 
 

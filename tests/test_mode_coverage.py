@@ -179,3 +179,21 @@ def test_evaluate_bad_run_dir_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "not a run directory" in err[0] and "no checkpoints" in err[1]
     assert not list(tmp_path.iterdir())
+
+
+def test_folder_of_exported_digits_is_scored_against_mnist(tmp_path, fake_mnist_dir, fake_classifier, capsys):
+    from gan_lightning.data.export import main as export_main
+
+    assert export_main(["--data-dir", str(fake_mnist_dir), "--out", str(tmp_path / "png"), "--num", "120"]) == 0
+    pngs = sorted((tmp_path / "png").rglob("*.png"))
+    assert len(pngs) == 120 and {p.parent.name for p in pngs} <= {str(d) for d in range(10)}
+    assert export_main(["--data-dir", str(fake_mnist_dir), "--out", str(tmp_path / "png")]) == 2  # not empty
+    args = ["--dataset", "folder", "--channels", "1", "--image-size", "28", "--name", "f", "--num-workers", "0"]
+    assert _train(tmp_path, tmp_path / "png", *args) == 0
+    ckpt = tmp_path / "logs" / "f" / "version_0" / "checkpoints" / "last.ckpt"
+    capsys.readouterr()
+    assert evaluate_main(["--ckpt", str(ckpt), "-n", "64", "--classifier", str(fake_classifier["path"])]) == 2
+    assert "pass evaluate.py --dataset mnist" in capsys.readouterr().err
+    argv = ["--ckpt", str(ckpt), "-n", "64", "--dataset", "mnist", "--data-dir", str(fake_mnist_dir)]
+    assert evaluate_main([*argv, "--classifier", str(fake_classifier["path"])]) == 0
+    assert {"fid", "precision", "coverage", "modes"} <= set(json.loads(capsys.readouterr().out.splitlines()[-1]))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torchvision.io import write_png
+from PIL import Image
 
 from gan_lightning.command import Parser, run_command
 from gan_lightning.errors import ConfigError
@@ -32,7 +32,7 @@ def export_mnist_pngs(data_dir: str, out_dir: str | Path, num: int, seed: int = 
     for i in picks.tolist():
         path = out_dir / str(int(train.labels[i])) / f"{i:05d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_png(train.images[i].contiguous(), str(path))  # (1, 28, 28) uint8
+        Image.fromarray(train.images[i, 0].numpy(), mode="L").save(path)  # (28, 28) uint8
         paths.append(path)
     return paths
 
