@@ -211,8 +211,8 @@ def build_parser() -> Parser:
     g.add_argument(
         "--strategy",
         default="auto",
-        help="Lightning strategy; auto picks DDP that tolerates each phase's unused parameters when "
-        "training on more than one device",
+        help="Lightning strategy; auto picks ddp_per_network (G and D in separate DDP wrappers: each phase "
+        "all-reduces only its own network) when training on more than one device",
     )
     g.add_argument("--num-nodes", type=int, default=1, help="machines, launched by Lightning's own launcher")
     g.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm statistics across devices")
@@ -362,12 +362,13 @@ def _parse_devices(devices: str) -> int | str | list[int]:
 
 
 def _default_strategy(devices: int | str | list[int], accelerator: str, num_nodes: int) -> str:
-    """DDP that tolerates unused parameters whenever the run spans several processes, else Lightning's auto.
+    """`ddp_per_network` whenever the run spans several processes, else Lightning's auto.
 
     Each phase's backward reaches only one network: D's loss gives G no gradient (fakes are detached and G is
-    toggled off), G's loss gives D's parameters none. Plain DDP waits for every parameter and fails with
-    "parameters that were not used in producing loss"; find_unused_parameters=True marks the idle network's
-    parameters ready on each backward. A static graph is no option: the graph alternates between phases.
+    frozen), G's loss gives D's parameters none. One DDP wrapper around both needs find_unused_parameters and
+    all-reduces the idle network's gradients as zeros in every phase; `PerNetworkDDPStrategy` (strategy.py) wraps
+    G and D separately, so each phase all-reduces only its own (`--strategy ddp_find_unused_parameters_true`
+    restores the single wrapper).
     """
     import torch
 
@@ -377,7 +378,7 @@ def _default_strategy(devices: int | str | list[int], accelerator: str, num_node
         many = True
     else:  # "auto" or -1: all visible GPUs when on GPU
         many = accelerator in ("auto", "gpu", "cuda") and torch.cuda.device_count() > 1
-    return "ddp_find_unused_parameters_true" if many or num_nodes > 1 else "auto"
+    return "ddp_per_network" if many or num_nodes > 1 else "auto"
 
 
 def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str]:
@@ -392,6 +393,8 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
     warnings.filterwarnings("ignore", message=".*no `validation_step`.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # the GAN moves its (images, labels) batches itself, cheaper than Lightning's generic walk: not actionable
+    warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device` in `LightningModule`.*")
     from gan_lightning.runconfig import (
         ResumeWithChanges,
         checkpoint_config,
@@ -399,6 +402,7 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
         read_training_checkpoint,
         record_changes,
         run_config,
+        trained_d_steps,
         warn_changes,
         write_config,
     )
@@ -411,7 +415,7 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     changes: dict[str, Any] = {}
     if ckpt_path is not None:
         ckpt = read_training_checkpoint(ckpt_path)
-        changes = compare_for_resume(checkpoint_config(ckpt), config, ckpt_path)
+        changes = compare_for_resume(checkpoint_config(ckpt), config, ckpt_path, trained_d_steps(ckpt))
         resumed_at = int(ckpt.get("global_step", 0))
         del ckpt  # Lightning reads it again; holding two copies of a large checkpoint helps nobody
     pl.seed_everything(cfg.seed, workers=True, verbose=False)

@@ -4,6 +4,7 @@ and the gradient norm the health checks watch."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 Tensor = torch.Tensor
+NOT_YET = torch.iinfo(torch.int64).max  # the rank-wise minimum of `first_bad` when no rank saw a bad loss
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -25,17 +27,21 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class FiniteGuard(nn.Module):
-    """Remembers the first iteration with a non-finite loss, on the device, so watching costs no per-step sync."""
+    """Remembers the first iteration with a non-finite loss, and raises at the next check; watching costs no sync.
+
+    `observe` only keeps the (detached, 0-d) losses; `check`, every `check_every` iterations and before every
+    checkpoint, tests them all at once: a few device ops and one host sync per check instead of per iteration.
+    """
 
     def __init__(self, check_every: int = 10) -> None:
         super().__init__()
         self.check_every = check_every
-        self.register_buffer("first_bad", torch.tensor(-1), persistent=False)
+        self.first_bad: int | None = None
+        self._pending: list[tuple[int, tuple[Tensor, ...]]] = []  # (iteration, losses) since the last check
 
     def observe(self, iteration: int, *losses: Tensor) -> None:
-        """Record `iteration` if any of `losses` is NaN or Inf and none was before (no host sync)."""
-        bad = ~torch.isfinite(sum(loss.float() for loss in losses))
-        self.first_bad.masked_fill_(bad & (self.first_bad < 0), iteration)
+        """Keep `losses` (detached) of `iteration` for the next check (no device op, no host sync)."""
+        self._pending.append((iteration, losses))
 
     def step(self, iteration: int, losses: tuple[Tensor, ...], strategy: Any = None) -> None:
         """`observe` every iteration, `check` every `check_every` iterations."""
@@ -45,12 +51,18 @@ class FiniteGuard(nn.Module):
 
     def check(self, strategy: Any = None) -> None:
         """Raise `NonFiniteLossError` if a loss so far was non-finite; all ranks raise together (one host sync)."""
-        flag = self.first_bad
+        pending, self._pending = self._pending, []
+        if pending and self.first_bad is None:
+            # every loss of every pending iteration in one test and one transfer
+            finite = iter(torch.isfinite(torch.stack([loss.float() for _, ls in pending for loss in ls])).tolist())
+            self.first_bad = next((it for it, ls in pending if not all([next(finite) for _ in ls])), None)
+        first = self.first_bad
         if strategy is not None and strategy.world_size > 1:
             # every rank must raise together, or the others would wait forever in the next collective
-            flag = strategy.reduce(flag.clone(), reduce_op="max")
-        first = int(flag)
-        if first >= 0:
+            local = torch.tensor(NOT_YET if first is None else first, device=strategy.root_device)
+            first = int(strategy.reduce(local, reduce_op="min"))
+            first = None if first == NOT_YET else first
+        if first is not None:
             raise NonFiniteLossError(first)
 
 
@@ -60,15 +72,23 @@ class AmpSkipCounter(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("skipped", torch.tensor(0), persistent=False)
+        self._scale_before: Tensor | None = None  # reused every step: no allocation per step
+        self._lowered: Tensor | None = None
 
-    def step(self, optimizer: Any, scaler: Any) -> None:
-        """`optimizer.step()`, counting a skip when the scaler lowered its scale during it."""
-        scale = scaler._scale.clone() if scaler is not None and scaler._scale is not None else None
-        optimizer.step()
-        if scale is not None:
-            # Lightning calls scaler.update() after every optimizer step, and update() lowers the scale exactly when
-            # that step found inf/NaN gradients and was skipped.
-            self.skipped += (scaler._scale < scale).long()
+    def step(self, scaler: Any, step: Callable[..., Any], *args: Any) -> None:
+        """`step(*args)`, an optimizer step ending in `scaler.update()`, counted as skipped when the scale dropped."""
+        scale = scaler._scale if scaler is not None else None
+        if scale is None:
+            step(*args)
+            return
+        if self._scale_before is None or self._scale_before.device != scale.device:
+            self._scale_before, self._lowered = torch.empty_like(scale), torch.empty_like(scale, dtype=torch.bool)
+        self._scale_before.copy_(scale)
+        step(*args)
+        # update() (Lightning's, after every optimizer step, or DirectUpdate's) lowers the scale exactly when that
+        # step found inf/NaN gradients and was skipped
+        torch.lt(scaler._scale, self._scale_before, out=self._lowered)
+        self.skipped.add_(self._lowered)
 
 
 class GlobalRNG:

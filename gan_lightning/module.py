@@ -3,10 +3,14 @@ the latent space (`latents.py`), the objective (`objectives.py`), the EMA genera
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
 
 from gan_lightning.augment import DiffAugment
@@ -19,6 +23,7 @@ from gan_lightning.latents import Latents, LatentSpace
 from gan_lightning.models import build_models
 from gan_lightning.models.heads import Critic, spectral_norm_all
 from gan_lightning.objectives import Batch, Objective, get_objective
+from gan_lightning.strategy import DirectUpdate
 
 Tensor = torch.Tensor
 __all__ = ["GAN", "NonFiniteLossError"]
@@ -85,6 +90,18 @@ class GAN(LightningModule):
         self.automatic_optimization = False
         self.global_rng = GlobalRNG()
         self._rng: torch.Generator | None = None
+        # per fit (`on_train_start`): the direct step path, and per optimizer the parameters its phase freezes
+        self._direct: DirectUpdate | None = None
+        self._frozen_in_phase: dict[int, list[nn.Parameter]] = {}
+        self._steps: Any = None  # while training: Lightning's count of completed optimizer steps (`global_step`)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets `_current_fx_name` around every hook it calls, about twenty times an iteration; a plain
+        # string needs none of nn.Module's parameter, buffer and submodule checks.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # ---------------------------------------------------------------------------------------------- counting
     @property
@@ -99,7 +116,10 @@ class GAN(LightningModule):
     @property
     def iteration(self) -> int:
         """Completed iterations, i.e. generator updates (not Lightning's optimizer-step `global_step`)."""
-        return self.global_step // self.steps_per_iteration
+        # While training, read the counter behind `global_step` directly: the module and every periodic callback
+        # ask each iteration, and `global_step` walks five objects to reach it.
+        steps = self._steps.completed if self._steps is not None else self.global_step
+        return steps // self.steps_per_iteration
 
     @property
     def _strategy(self) -> Any:
@@ -113,11 +133,11 @@ class GAN(LightningModule):
             self._rng = torch.Generator(device=self.device).manual_seed(self.hparams.seed)
         return self._rng
 
-    def _iteration_rng(self) -> torch.Generator:
+    def _iteration_rng(self, iteration: int) -> torch.Generator:
         # Each iteration's randomness is a pure function of (seed, rank, iteration): a resumed run draws exactly what
         # the uninterrupted run would have, with no generator state to checkpoint, and DDP ranks draw differently.
         rank = self.trainer.global_rank if self._trainer is not None else 0
-        return self.rng.manual_seed((self.hparams.seed * 1_000_003 + rank) * 1_000_000_007 + self.iteration)
+        return self.rng.manual_seed((self.hparams.seed * 1_000_003 + rank) * 1_000_000_007 + iteration)
 
     # -------------------------------------------------------------------------------------------- sampling
     def forward(self, inputs: Tensor) -> Tensor:
@@ -163,17 +183,18 @@ class GAN(LightningModule):
         if self.hparams.channels_last and real.images.ndim == 4:
             real = real._replace(images=real.images.contiguous(memory_format=torch.channels_last))
         opt_g, opt_d = self.optimizers()
-        G, D, rng = self.generator, self.discriminator, self._iteration_rng()
-        for i, chunk in enumerate(real.split(self.d_steps)):
-            with self.toggled_optimizer(opt_d):
+        iteration = self.iteration  # completed so far; the D-step index of update i is iteration * d_steps + i
+        G, D, rng = self.generator, self.discriminator, self._iteration_rng(iteration)
+        with self.training_phase(opt_d):
+            for i, chunk in enumerate(real.split(self.d_steps)):
                 # conditional fakes take the real labels: both sides of D (and any penalty) see the same classes
                 latents = self.latents.draw(len(chunk.images), rng, self.device, labels=chunk.labels)
-                d = self.objective.d_loss(G, D, chunk, latents, rng, step=self.iteration * self.d_steps + i)
+                d = self.objective.d_loss(G, D, chunk, latents, rng, step=iteration * self.d_steps + i)
                 self._update(opt_d, d.loss)
-        with self.toggled_optimizer(opt_g):
+        with self.training_phase(opt_g):
             g = self.objective.g_loss(G, D, chunk, self.latents.draw(len(chunk.images), rng, self.device), rng)
             self._update(opt_g, g.loss)
-        iteration = self.iteration
+        iteration += 1
         if self.ema is not None:
             self.ema.update(G, iteration)
         self.finite.step(iteration, (d.loss.detach(), g.loss.detach()), self._strategy)  # regularizers included
@@ -181,15 +202,53 @@ class GAN(LightningModule):
         if self._trainer is not None and iteration % max(1, self.trainer.log_every_n_steps) == 0:
             self._log_step(d.stats | g.stats)
 
-    def _update(self, optimizer: Any, loss: Tensor) -> None:
-        """zero_grad, backward through Lightning (precision, DDP), step; counts steps 16-mixed skipped."""
+    # Lightning reads this signature on every batch (`_build_kwargs`, via inspect): a stored one is a lookup.
+    training_step.__signature__ = inspect.signature(training_step)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move an (images, labels) batch tensor by tensor; other batch types take Lightning's generic walk."""
+        if type(batch) in (tuple, list) and all(isinstance(t, Tensor) for t in batch):
+            # the walk costs more Python per batch than this whole module's bookkeeping; as Lightning, no
+            # non-blocking copies to the CPU or MPS
+            non_blocking = device.type not in ("cpu", "mps")
+            return type(batch)([t.to(device, non_blocking=non_blocking) for t in batch])
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    @contextmanager
+    def training_phase(self, optimizer: LightningOptimizer | torch.optim.Optimizer) -> Iterator[None]:
+        """`toggled_optimizer(optimizer)` for a whole phase: every other optimizer's parameters are frozen inside.
+
+        Lightning's toggle rebuilds a dictionary of every parameter's flag on each call; this freezes a list
+        computed once per fit, once per phase rather than once per D step. Parameters frozen before stay frozen.
+        """
+        others = self._frozen_in_phase.get(id(optimizer))
+        if others is None:
+            others = self._frozen_in_phase[id(optimizer)] = self._other_parameters(optimizer)
+        frozen = [p for p in others if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+
+    def _other_parameters(self, optimizer: LightningOptimizer | torch.optim.Optimizer) -> list[nn.Parameter]:
+        own = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        others = {id(p): p for opt in self.trainer.optimizers for group in opt.param_groups for p in group["params"]}
+        return [p for key, p in others.items() if key not in own]
+
+    def _update(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
+        """zero_grad, backward, step through Lightning's precision plugin and strategy (DDP); counts skipped steps."""
+        if self._direct is not None:  # Lightning's calls minus the hook dispatches nobody overrides
+            self._direct.update(optimizer, loss, self.amp)
+            return
+        # Lightning's path: each call dispatches its hooks to every callback and to the module
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
-        self.amp.step(optimizer, scaler)
+        self.amp.step(getattr(self.trainer.precision_plugin, "scaler", None), optimizer.step)
 
     def _log_step(self, stats: dict[str, Tensor]) -> None:
-        # Tensors, not floats: `.item()` here would sync the device.
         metrics = {
             "train/d_loss": stats["d_loss"],
             "train/g_loss": stats["g_loss"],
@@ -202,7 +261,13 @@ class GAN(LightningModule):
         metrics |= {f"train/{k}": v for k, v in stats.items() if k in ("info_loss", "info_ce", "r1", "r2")}
         if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
             metrics["train/amp_skipped_steps"] = self.amp.skipped.float()
-        self.log_dict(metrics, on_step=True, on_epoch=False, prog_bar=False)
+        # Straight to the loggers (at the iteration, the step sample grids and val/ metrics use) and to the
+        # callbacks' `trainer.callback_metrics`, not through `self.log`: that moves its stored entry to the device
+        # and walks its metadata for every key on every call, and re-reduces every key it holds on every later batch.
+        values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()  # one device-to-host copy
+        for logger in self.loggers:
+            logger.log_metrics(dict(zip(metrics, values, strict=True)), step=self.iteration)
+        self.trainer.callback_metrics.update({k: v.detach() for k, v in metrics.items()})
 
     def configure_model(self) -> None:
         """Apply the speed options on the target device, before the optimizers exist."""
@@ -235,5 +300,18 @@ class GAN(LightningModule):
         self.global_rng.load(checkpoint)
 
     def on_train_start(self) -> None:
-        """Reapply the global RNG states of a resumed checkpoint (Lightning restores none by itself)."""
+        """Reapply a resumed checkpoint's global RNG states (Lightning restores none); pick the step path."""
         self.global_rng.restore()
+        self._direct = DirectUpdate.for_trainer(self.trainer)
+        self._frozen_in_phase.clear()
+        # manual optimization's `global_step` is this tracker's `completed` (after any checkpoint was restored)
+        self._steps = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.total
+
+    def on_train_end(self) -> None:
+        """Forget this fit's step path, optimizers and step counter."""
+        self._direct, self._steps = None, None
+        self._frozen_in_phase.clear()
+
+    def ddp_networks(self) -> list[nn.Module]:
+        """The networks `PerNetworkDDPStrategy` wraps separately: each phase all-reduces only its own gradients."""
+        return [self.generator, self.discriminator]

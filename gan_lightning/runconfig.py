@@ -137,16 +137,30 @@ def _effective_d_steps(config: Mapping[str, Any]) -> int:
     return int(d_steps) if d_steps else OBJECTIVES.get(config.get("loss") or "bce").default_d_steps
 
 
-def compare_for_resume(old: Mapping[str, Any], new: Mapping[str, Any], path: str) -> dict[str, tuple[Any, Any]]:
+def trained_d_steps(ckpt: Mapping[str, Any]) -> int | None:
+    """D updates per G update as the checkpoint's Adam step counts record them (None before any update)."""
+    counts = []
+    for state in ckpt.get("optimizer_states", [])[:2]:
+        steps = [int(s["step"]) for s in state.get("state", {}).values() if "step" in s]
+        counts.append(max(steps, default=0))
+    if len(counts) != 2 or counts[0] == 0:
+        return None
+    return counts[1] // counts[0]  # optimizers are (G, D)
+
+
+def compare_for_resume(
+    old: Mapping[str, Any], new: Mapping[str, Any], path: str, old_d_steps: int | None = None
+) -> dict[str, tuple[Any, Any]]:
     """The training flags that differ between a checkpoint's run and this one, as {flag: (old, new)}.
 
-    Raises one ConfigError listing every network-defining difference (and a change of D steps per iteration,
-    which would change how Lightning's step counter maps to iterations).
+    Raises one ConfigError listing every network-defining difference, and a change of D steps per iteration
+    (`old_d_steps`, else what `old` implies), which would change how Lightning's step counter maps to iterations.
     """
     refused = [f"--{k.replace('_', '-')} {old[k]} -> {new.get(k)}" for k in NETWORK_FLAGS
                if k in old and old[k] != new.get(k)]  # fmt: skip
-    if "loss" in old and _effective_d_steps(old) != _effective_d_steps(new):
-        refused.append(f"D steps per iteration {_effective_d_steps(old)} -> {_effective_d_steps(new)}")
+    before = old_d_steps if old_d_steps is not None else (_effective_d_steps(old) if "loss" in old else None)
+    if before is not None and before != _effective_d_steps(new):
+        refused.append(f"D steps per iteration {before} -> {_effective_d_steps(new)}")
     if refused:
         raise ConfigError(f"cannot resume {path} with different networks or data shape: {'; '.join(refused)}. "
                           "Use the flags it was trained with (its run's config.yaml) or start a new run")  # fmt: skip

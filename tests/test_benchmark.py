@@ -1,9 +1,8 @@
-"""benchmarks/overhead.py (run by scripts/benchmark.py): a tiny interleaved run prints a well-formed overhead ratio
+"""gan_lightning.benchmark (run by scripts/benchmark.py): a tiny interleaved run prints a well-formed overhead ratio
 last (speed is not asserted), and its plain PyTorch loop trains exactly as the Lightning module does."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import re
@@ -13,48 +12,60 @@ import sys
 import pytest
 import torch
 
+from gan_lightning import benchmark as overhead
+
 from conftest import REPO, cpu_trainer
 
 BENCH = [sys.executable, str(REPO / "scripts" / "benchmark.py")]
+TINY = ["--iters", "3", "--rounds", "2", "--warmup", "2", "--synthetic", "--accelerator", "cpu"]
 
 
-def _overhead():
-    """benchmarks.overhead, importable from the repo root (it is not part of the installed package)."""
-    if str(REPO) not in sys.path:
-        sys.path.insert(0, str(REPO))
-    return importlib.import_module("benchmarks.overhead")
-
-
-def test_the_benchmark_is_not_in_the_package():
-    with pytest.raises(ModuleNotFoundError):
-        importlib.import_module("gan_lightning.benchmark")
+def _report(proc: subprocess.CompletedProcess, out_json) -> dict:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"overhead_ratio=\d+\.\d{3}", last), last
+    assert math.isfinite(float(last.split("=", 1)[1])) and float(last.split("=", 1)[1]) > 0
+    assert re.search(r"^images/s: lightning \d+, plain \d+ \(lightning/plain \d+\.\d{3}\)", proc.stdout, re.M)
+    return json.loads(out_json.read_text())
 
 
 def test_benchmark_prints_overhead_ratio_last(tmp_path):
     out_json = tmp_path / "bench.json"
-    argv = ["--model", "mlp", "--batch-size", "8", "--iters", "3", "--rounds", "2", "--warmup", "2",
-            "--synthetic", "--accelerator", "cpu", "--json", str(out_json)]  # fmt: skip
-    # from another directory: the script finds `benchmarks` next to itself, not on the working directory
+    argv = ["--model", "mlp", "--batch-size", "8", *TINY, "--json", str(out_json)]
+    # from another directory: the installed package, not the working directory, provides the command
     proc = subprocess.run(BENCH + argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith("overhead_ratio=")
-    assert re.fullmatch(r"overhead_ratio=\d+\.\d{3}", last), last
-    ratio = float(last.split("=", 1)[1])
-    assert math.isfinite(ratio) and ratio > 0
-
-    report = json.loads(out_json.read_text())
+    report = _report(proc, out_json)
     assert report["overhead_ratio"] > 0
     for loop in ("lightning", "plain"):
         assert len(report[loop]["iteration_ms"]) == 2  # rounds
         assert all(len(block) == 3 for block in report[loop]["iteration_ms"])  # iters per block
+        assert report[loop]["images_per_s"] > 0 and report[loop]["median_block_mean_ms"] > 0
     # Same initial weights, batch and seed: one plain iteration lands on the module's weights after one iteration
     # inside the real `scripts/train.py` run (fp32 on CPU: bit for bit).
     assert report["first_iteration_check"]["max_abs_diff"] == 0.0
 
 
+def test_gpu_command_runs_on_cpu_at_tiny_sizes(tmp_path):
+    """The GPU measurement's flags (dcgan, bf16-mixed, channels-last, data on the device), shrunk to run here."""
+    out_json = tmp_path / "bench.json"
+    argv = ["--model", "dcgan", "--image-size", "32", "--ngf", "8", "--ndf", "8", "--precision", "bf16-mixed",
+            "--batch-size", "8", "--channels-last", "--data-on-device", *TINY, "--json", str(out_json)]  # fmt: skip
+    report = _report(subprocess.run(BENCH + argv, capture_output=True, text=True, timeout=600), out_json)
+    config = report["config"]
+    assert (config["model"], config["image_size"], config["precision"]) == ("dcgan", 32, "bf16-mixed")
+    assert config["channels_last"] and config["data_on_device"] and not config["compile"]
+    assert report["first_iteration_check"]["max_abs_diff"] is not None
+
+
+@pytest.mark.slow
+def test_compiled_benchmark_runs_on_cpu(tmp_path):
+    out_json = tmp_path / "bench.json"
+    argv = ["--model", "mlp", "--batch-size", "8", "--compile", *TINY, "--json", str(out_json)]
+    report = _report(subprocess.run(BENCH + argv, capture_output=True, text=True, timeout=1800), out_json)
+    assert report["config"]["compile"]
+
+
 def test_bad_input_is_status_2_and_one_line(tmp_path, capsys):
-    overhead = _overhead()
     assert overhead.main(["--iters", "0"]) == 2
     assert overhead.main(["--data-dir", str(tmp_path)]) == 2  # no MNIST there
     err = capsys.readouterr().err
@@ -84,7 +95,6 @@ def test_plain_loop_trains_exactly_as_the_module(tmp_path, options):
     from gan_lightning.data.loading import make_train_loader
     from gan_lightning.models.mlp import MLPDiscriminator, MLPGenerator
 
-    overhead = _overhead()
     torch.manual_seed(0)
     options = dict(options)
     precision = options.pop("precision", "32-true")

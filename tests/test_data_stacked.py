@@ -129,7 +129,7 @@ def test_loader_resumes_mid_epoch_exactly(fake_mnist_dir):
     for _ in range(5):
         next(it)
     state = loader.state_dict()
-    assert state == {"epoch": 1, "batches": 5}
+    assert state == {"epoch": 1, "batches": 5, "batch_size": 16}
     rest = list(it)
     fresh = _stacked(fake_mnist_dir, batch_size=16, seed=5).train_dataloader()
     fresh.load_state_dict(state)

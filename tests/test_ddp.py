@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo) with the default strategy: training works and both ranks end identical."""
+"""Two CPU processes (gloo): both DDP strategies train with ranks staying bit-identical, and `ddp_per_network`
+all-reduces only the gradients of the network each phase trains (counted by a DDP comm hook)."""
 
 from __future__ import annotations
 
@@ -10,33 +11,81 @@ import torch
 
 from conftest import REPO
 
+PROBE = [sys.executable, str(REPO / "tests" / "ddp_probe.py")]
+OLD, NEW = "ddp_find_unused_parameters_true", "ddp_per_network"
+
+
+def _ranks(tmp_path, cmd: list[str]) -> list[dict]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(r["world_size"] == 2 for r in ranks)
+    a, b = ranks[0]["params"], ranks[1]["params"]
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    return ranks
+
+
+def _train(tmp_path, fake_mnist_dir, model: str, loss: str, strategy: str, *extra: str) -> list[dict]:
+    out = tmp_path / strategy
+    out.mkdir()
+    cmd = [*PROBE, str(out), "--data-dir", str(fake_mnist_dir), "--no-download", "--model", model,
+           "--batch-size", "16", "--latent-dim", "8", "--max-steps", "4", "--accelerator", "cpu", "--devices", "2",
+           "--log-dir", str(out / "logs"), "--d-steps", "2", "--loss", loss, "--strategy", strategy,
+           *extra]  # fmt: skip
+    ranks = _ranks(out, cmd)
+    assert all(r["iteration"] == 4 for r in ranks)
+    # rank zero alone writes checkpoints and grids
+    run_dir = out / "logs" / model / "version_0"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not (out / "logs" / model / "version_1").exists()
+    assert len(list((run_dir / "samples").iterdir())) == 1
+    return ranks
+
 
 @pytest.mark.parametrize(
     "model,loss,extra",
     [
         ("mlp", "bce", ()),
-        ("dcgan_mnist", "bce", ()),
-        ("mlp", "wgan-gp", ()),
+        # BatchNorm and the gradient penalty: the same mechanism at twice the cost, in the slow suite
+        pytest.param("dcgan_mnist", "bce", (), marks=pytest.mark.slow),
+        pytest.param("mlp", "wgan-gp", (), marks=pytest.mark.slow),
         # R1/R2 double backward and augmentation under DDP, lazily every second D step
         ("mlp", "rpgan", ("--r1", "1", "--r2", "1", "--reg-every", "2", "--diffaug", "color,translation,cutout")),
     ],
 )
-def test_two_process_cpu_run_keeps_ranks_identical(tmp_path, fake_mnist_dir, model, loss, extra):
-    cmd = [sys.executable, str(REPO / "tests" / "ddp_probe.py"), str(tmp_path), "--data-dir", str(fake_mnist_dir),
-           "--no-download", "--model", model, "--batch-size", "16", "--latent-dim", "8", "--max-steps", "4",
-           "--accelerator", "cpu", "--devices", "2", "--log-dir", str(tmp_path / "logs"), "--d-steps", "2",
-           "--loss", loss, *extra]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
-    assert all(r["world_size"] == 2 and r["iteration"] == 4 for r in ranks)
-    assert ranks[0]["strategy"] == "DDPStrategy" and ranks[0]["find_unused"].get("find_unused_parameters")
-    a, b = ranks[0]["params"], ranks[1]["params"]
-    assert a.keys() == b.keys() and any(k.startswith("generator.") for k in a)
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
-    # rank zero alone writes checkpoints and grids
-    run_dir = tmp_path / "logs" / model / "version_0"
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert not (tmp_path / "logs" / model / "version_1").exists()
-    assert len(list((run_dir / "samples").iterdir())) == 1
+def test_per_network_ddp_halves_the_traffic_and_keeps_ranks_identical(tmp_path, fake_mnist_dir, model, loss, extra):
+    old = _train(tmp_path, fake_mnist_dir, model, loss, OLD, *extra)
+    new = _train(tmp_path, fake_mnist_dir, model, loss, NEW, *extra)
+    assert old[0]["strategy"] == "DDPStrategy" and old[0]["find_unused"]["find_unused_parameters"]
+    assert new[0]["strategy"] == "PerNetworkDDPStrategy" and not new[0]["find_unused"].get("find_unused_parameters")
+    # the same checkpoint keys as a single-device run: the wrappers are not submodules
+    assert new[0]["state_dict_keys"] == old[0]["state_dict_keys"]
+    (whole,), (g, d) = old[0]["wrapped"], new[0]["wrapped"]
+    assert whole == g + d
+    d_steps, iterations, fp32 = 2, 4, 4
+    # before: every optimizer step all-reduces G and D (the idle one's gradients as zeros)
+    assert old[0]["allreduce_bytes"] == iterations * (d_steps + 1) * (g + d) * fp32
+    # after: each D step all-reduces D, each G step G
+    assert new[0]["allreduce_bytes"] == iterations * (d_steps * d + g) * fp32
+    assert all(r["allreduce_bytes"] == rank0["allreduce_bytes"] for r, rank0 in ((old[1], old[0]), (new[1], new[0])))
+
+
+def test_custom_networks_get_their_own_wrappers(tmp_path):
+    ranks = _ranks(tmp_path, [*PROBE, str(tmp_path), "--custom-networks", NEW])
+    assert ranks[0]["strategy"] == "PerNetworkDDPStrategy" and len(ranks[0]["wrapped"]) == 2
+    assert ranks[0]["iteration"] == 4 and ranks[0]["allreduce_bytes"] > 0
+
+
+def test_a_module_without_networks_falls_back_to_one_wrapper(tmp_path):
+    proc_out = tmp_path
+    ranks = _ranks(proc_out, [*PROBE, str(tmp_path), "--plain-module", NEW])
+    assert len(ranks[0]["wrapped"]) == 1 and ranks[0]["find_unused"]["find_unused_parameters"]
+
+
+def test_multi_process_runs_default_to_per_network_ddp():
+    from gan_lightning.cli import _default_strategy
+
+    assert _default_strategy(2, "cpu", 1) == "ddp_per_network" and _default_strategy(1, "cpu", 1) == "auto"
+    assert _default_strategy(1, "cpu", 2) == "ddp_per_network"  # one device on each of two nodes

@@ -155,7 +155,7 @@ CASES = {
     ),
     "classifier is not a classifier": (
         lambda t, m, r: ["--data-dir", str(m), "--eval-every", "2", "--classifier", str(_text_file(t))],
-        "is not a readable MNIST classifier",
+        "train one with: python scripts/train_classifier.py",
     ),  # fmt: skip
     "config missing": (lambda t, m, r: ["--config", str(t / "none.yaml")], "no such file"),
     "config not YAML": (lambda t, m, r: ["--config", str(_bad_yaml(t))], "not readable YAML"),

@@ -1,4 +1,5 @@
-"""Lightning overhead benchmark: `scripts/train.py`'s training run versus a plain PyTorch loop doing the same work.
+"""Lightning overhead benchmark (`scripts/benchmark.py`): `scripts/train.py`'s training run versus a plain PyTorch
+loop doing the same work.
 
 (a) is the real thing: `cli.run` builds the GAN, the data module, the TensorBoard logger, the sample-grid,
 checkpoint, progress-bar and health callbacks and the Trainer exactly as `scripts/train.py` does, and trains.
@@ -7,21 +8,29 @@ taken before Lightning's first update. It has no training step of its own: it ru
 it cannot drift from them. The module's latent space draws G's inputs, the module's objective computes both
 phases' losses (regularizers included), on a generator seeded per iteration by `GAN._iteration_rng` itself, over
 the same `tensor_split(d_steps)` chunks as `GAN.training_step` (the last chunk feeds the G phase). What it does
-without Lightning: freezing the other network with `requires_grad_` (instead of `toggled_optimizer`),
+without Lightning: freezing the other network with `requires_grad_` (instead of `training_phase`),
 `loss.backward()`, `opt.step()` on optimizers of the module's class and settings (fused Adam, as
 `GAN.configure_optimizers` asks), and fetching batches from a second copy of the DataModule's own training loader
 (same dataset, batch size, collate and per-epoch permutation). What it leaves out is what is being measured:
 Lightning's loop, hooks, logging, progress bar and callbacks, and the module's own bookkeeping (finite-loss
 checks, step metrics).
 
-Both run in one process, interleaved: a callback passed to `cli.run` runs the plain loop in blocks between
-Lightning's blocks, so Trainer start-up is excluded and drifts of the machine hit both alike. Lightning's time
-per iteration is the wall time from one `on_train_batch_start` to the next (data fetch, hooks, training step,
-logging, progress bar, callbacks: the whole cycle) with the plain blocks cut out; the plain loop's is the time of
-one iteration including its own data fetch. On CUDA the device is synchronized before every clock reading.
+Both run in one process, interleaved: the plain loop runs in blocks between Lightning's blocks, so Trainer
+start-up is excluded and drifts of the machine hit both alike. The timing rides on the module's own
+`on_train_batch_start` hook (the callback passed to `cli.run` moves it there and leaves the callback list, so the
+measured run has exactly `scripts/train.py`'s callbacks). Lightning's time per iteration is the wall time from
+one batch start to the next (data fetch, hooks, training step, logging, progress bar, callbacks: the whole cycle)
+with the plain blocks cut out; the plain loop's is the time of one iteration including its own data fetch. On CUDA
+the device is synchronized before every clock reading. `--channels-last` and `--compile` apply to both loops (the
+plain loop compiles its own copies of the networks).
 
-The last line printed is `overhead_ratio=<lightning / plain>`: the median over rounds of the ratio of the two
-loops' mean time per iteration in adjacent blocks (pairing adjacent blocks cancels slow drifts).
+The report gives both loops' ms/iteration and images/s, and the fixed cost: the median over rounds of the
+difference of the two loops' mean time per iteration in adjacent blocks. The last line printed is
+`overhead_ratio=<lightning / plain>`, the median of the same blocks' ratio (pairing adjacent blocks cancels slow
+drifts). The GPU measurement of issue 12, for instance:
+
+    python scripts/benchmark.py --model dcgan --image-size 64 --precision bf16-mixed --batch-size 128 \
+        --accelerator cuda --data-on-device [--channels-last] [--compile]
 """
 
 from __future__ import annotations
@@ -61,6 +70,9 @@ ADAM_VARIANTS: dict[str, dict[str, bool | None]] = {
 }
 ADAM_CHOICES = ("module", *ADAM_VARIANTS)
 PRECISIONS = ("32-true", "bf16-mixed")
+# Dynamo keys compiled code on the module instance and on which parameters require grad: both loops' copies of G
+# and D, each in its trainable and its frozen phase, need more entries than the default 8.
+COMPILE_RECOMPILE_LIMIT = 64
 SYNTHETIC_IMAGES = 60_000  # as many as MNIST's training file, so epochs are as long as with the real data
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -73,6 +85,12 @@ class BenchConfig:
     d_steps: int | None = None
     conditional: bool = False
     infogan: bool = False
+    image_size: int | None = None
+    ngf: int | None = None
+    ndf: int | None = None
+    channels_last: bool = False
+    compile: bool = False
+    data_on_device: bool = False
     iters: int = 20
     rounds: int = 15
     warmup: int = 20
@@ -165,6 +183,11 @@ class PlainLoop:
         self.module, self.device = module, module.device
         self.G = copy.deepcopy(module.generator).train()
         self.D = copy.deepcopy(module.discriminator).train()  # the Critic: D with its projection / Q heads
+        self.channels_last = bool(module.hparams.get("channels_last"))  # the copies keep the module's layout
+        if module.hparams.get("compile"):
+            # A copy would keep calling the original's compiled forward: compile the copies themselves.
+            for net in (self.G, self.D):
+                net.compile()
         mapping = {
             id(p): q
             for net, dup in ((module.generator, self.G), (module.discriminator, self.D))
@@ -177,7 +200,7 @@ class PlainLoop:
         overrides = ADAM_VARIANTS[adam] if adam is not None else {}
         self.opt_g = rebuild_optimizer(opt_g, mapping, **overrides)
         self.opt_d = rebuild_optimizer(opt_d, mapping, **overrides)
-        # What `toggled_optimizer` freezes in each phase: every parameter outside the stepping optimizer.
+        # What `GAN.training_phase` freezes in each phase: every parameter outside the stepping optimizer.
         self.g_params = [p for g in self.opt_g.param_groups for p in g["params"]]
         self.d_params = [p for g in self.opt_d.param_groups for p in g["params"]]
         self.latents, self.objective, self.d_steps = module.latents, module.objective, module.d_steps
@@ -207,14 +230,16 @@ class PlainLoop:
                 self._it, self.epoch = None, self.epoch + 1
 
     def _iteration_rng(self) -> torch.Generator:
-        # The module's own seeding code, run on a stand-in carrying this loop's generator and iteration count (one
-        # process, rank 0): the plain loop draws what the module draws in the same iteration.
-        stand_in = SimpleNamespace(rng=self.rng, _trainer=None, hparams=self.module.hparams, iteration=self.iteration)
-        return type(self.module)._iteration_rng(stand_in)
+        # The module's own seeding code, run on a stand-in carrying this loop's generator (one process, rank 0): the
+        # plain loop draws what the module draws in the same iteration.
+        stand_in = SimpleNamespace(rng=self.rng, _trainer=None, hparams=self.module.hparams)
+        return type(self.module)._iteration_rng(stand_in, self.iteration)
 
     def step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration on a batch (images, or (images, labels)); returns the last (d_loss, g_loss), detached."""
         real = Batch.of(batch)
+        if self.channels_last and real.images.ndim == 4:
+            real = real._replace(images=real.images.contiguous(memory_format=torch.channels_last))
         G, D, latents, objective, device = self.G, self.D, self.latents, self.objective, self.device
         rng = self._iteration_rng()
         first_d_step = self.iteration * self.d_steps
@@ -285,10 +310,16 @@ def _identity(opt: torch.optim.Optimizer) -> dict[int, torch.Tensor]:
 
 
 def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
-    """The callback that times Lightning's iterations and runs the plain loop's blocks between them."""
+    """The callback that times Lightning's iterations and runs the plain loop's blocks between them.
+
+    It is passed to `cli.run` like any callback, but at train start it moves its per-batch work into the module's
+    own batch hooks (which Lightning calls every batch anyway) and leaves the Trainer's callback list: every
+    callback costs Lightning a dispatch per hook per batch, and `scripts/train.py` has no such callback.
+    """
     from lightning.pytorch import Callback
 
     warmup, iters, rounds = bench.warmup, bench.iters, bench.rounds
+    hooks = ("on_train_batch_start", "on_train_batch_end", "on_train_end")
 
     class Interleave(Callback):
         def __init__(self) -> None:
@@ -316,8 +347,18 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
             timings.module = pl_module
             self.plain = self._plain_loop(trainer, pl_module)  # copies from before Lightning's first update
             self.clock = make_clock(pl_module.device)
+            module_end = pl_module.on_train_end
 
-        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            def on_train_end() -> None:
+                self.finish(trainer, pl_module)
+                module_end()
+
+            # Instance attributes shadow the module's class hooks; a new list leaves the one being iterated intact.
+            pl_module.on_train_batch_start, pl_module.on_train_batch_end = self.batch_start, self.batch_end
+            pl_module.on_train_end = on_train_end
+            trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self]
+
+        def batch_start(self, batch: Any, batch_idx: int) -> None:
             now = self.clock()
             n, self.started = self.started, self.started + 1
             done = n - 1 - warmup  # index of the timed iteration that just ended
@@ -334,9 +375,9 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
                 timings.plain.append(self.plain.run(iters, self.clock))
             self.prev = self.clock()
 
-        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        def batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
             if self.started == 1:  # the module's first iteration, to compare with the plain loop's
-                self.first = snapshot(pl_module.generator, pl_module.discriminator)
+                self.first = snapshot(timings.module.generator, timings.module.discriminator)
 
         def _check_first_iteration(self) -> None:
             # Same initial weights, batch and per-iteration seed: the plain loop's first iteration must land on the
@@ -347,8 +388,10 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
             diff = max((after[k] - v).abs().max().item() for k, v in self.first.items()) if self.first else None
             timings.check = {"max_abs_diff": diff, "tensors": len(after)}
 
-        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        def finish(self, trainer: Any, pl_module: Any) -> None:
             # Before the Trainer's teardown, which may move the module off the accelerator.
+            for name in hooks:
+                vars(pl_module).pop(name, None)
             if bench.adam_sweep:
                 loops = {name: self._plain_loop(trainer, pl_module, name) for name in ADAM_VARIANTS}
                 timings.adam_sweep = adam_sweep(bench, loops)
@@ -379,14 +422,16 @@ def cli_argv(bench: BenchConfig, data_dir: str, log_dir: str) -> list[str]:
         "--seed", str(bench.seed), "--data-dir", data_dir, "--no-download", "--log-dir", log_dir,
         "--max-steps", str(iterations),
     ]  # fmt: skip
-    if bench.d_steps is not None:
-        argv += ["--d-steps", str(bench.d_steps)]
-    argv += ["--conditional"] * bench.conditional + ["--infogan"] * bench.infogan
+    for flag in ("d_steps", "image_size", "ngf", "ndf"):
+        if getattr(bench, flag) is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(getattr(bench, flag))]
+    for flag in ("conditional", "infogan", "channels_last", "compile", "data_on_device"):
+        argv += [f"--{flag.replace('_', '-')}"] * getattr(bench, flag)
     return argv
 
 
 def _validate(bench: BenchConfig) -> None:
-    for name in ("iters", "rounds", "warmup", "batch_size", "threads"):
+    for name in ("iters", "rounds", "warmup", "batch_size", "threads", "image_size", "ngf", "ndf"):
         value = getattr(bench, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -407,6 +452,10 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
         warnings.filterwarnings("ignore", message=message)
     if bench.threads is not None:
         torch.set_num_threads(bench.threads)
+    if bench.compile:
+        from torch import _dynamo
+
+        _dynamo.config.recompile_limit = max(_dynamo.config.recompile_limit, COMPILE_RECOMPILE_LIMIT)
     threads = torch.get_num_threads()
     timings = Timings()
     with tempfile.TemporaryDirectory(prefix="gan_bench_") as tmp:
@@ -431,6 +480,7 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
         "images_per_iteration": bench.batch_size * module.d_steps,
         "latent_dim": cfg.latent_dim,
         "image_size": cfg.image_size,
+        "channels": cfg.channels,
         "noise": cfg.noise,
         "lr": cfg.lr,
         "sample_every": cfg.sample_every,
@@ -461,11 +511,15 @@ def summarize(bench: BenchConfig, timings: Timings, info: dict[str, Any]) -> dic
     images = info["images_per_iteration"]
     a, b = _stats(timings.lightning, images), _stats(timings.plain, images)
     ratios = [x / y for x, y in zip(a["block_mean_ms"], b["block_mean_ms"], strict=True)]
+    diffs = [x - y for x, y in zip(a["block_mean_ms"], b["block_mean_ms"], strict=True)]
     return {
         "config": {**vars(bench), **info},
         "lightning": a,
         "plain": b,
         "round_ratios": ratios,
+        "round_diffs_ms": diffs,
+        # the fixed cost per iteration, paired like the ratio: median of adjacent blocks' difference
+        "overhead_ms": statistics.median(diffs),
         "median_iteration_ratio": a["median_ms"] / b["median_ms"],
         "first_iteration_check": timings.check,
         "overhead_ratio": statistics.median(ratios),
@@ -476,11 +530,12 @@ def format_report(report: dict[str, Any]) -> str:
     c, a, b = report["config"], report["lightning"], report["plain"]
     diff = report["first_iteration_check"].get("max_abs_diff")
     variant = "conditional " if c["conditional"] else "infogan " if c["infogan"] else ""
+    speed = " ".join(f for f in ("channels_last", "compile", "data_on_device") if c[f]) or "eager"
     header = ("loop", "median ms/it", "mean ms/it", "p90 ms/it", "block-mean ms/it", "images/s")
     lines = [
-        f"model={c['model']} {variant}loss={c['loss']} d_steps={c['d_steps']} batch={c['batch_size']} "
-        f"images/iteration={c['images_per_iteration']} precision={c['precision']} adam={c['adam']} "
-        f"device={c['device']} threads={c['threads']}",
+        f"model={c['model']} {variant}{c['image_size']}px x{c['channels']} loss={c['loss']} d_steps={c['d_steps']} "
+        f"batch={c['batch_size']} images/iteration={c['images_per_iteration']} precision={c['precision']} "
+        f"adam={c['adam']} {speed} device={c['device']} threads={c['threads']}",
         f"data: {c['data']}; {c['rounds']} rounds x {c['iters']} iterations per loop after {c['warmup']} warm-up",
         "weights after one iteration, lightning vs plain: "
         + (f"max |diff| = {diff:.2e}" if diff is not None else "not compared"),
@@ -494,6 +549,10 @@ def format_report(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
+        f"images/s: lightning {a['images_per_s']:.0f}, plain {b['images_per_s']:.0f} "
+        f"(lightning/plain {a['images_per_s'] / b['images_per_s']:.3f})",
+        f"lightning - plain: {report['overhead_ms']:+.3f} ms/iteration (median over rounds of adjacent blocks' "
+        f"difference; of the block-mean medians: {a['median_block_mean_ms'] - b['median_block_mean_ms']:+.3f})",
         "round ratios (block means): " + " ".join(f"{r:.3f}" for r in report["round_ratios"]),
         f"ratio of per-iteration medians: {report['median_iteration_ratio']:.3f}",
     ]
@@ -518,10 +577,16 @@ def build_parser() -> Parser:
     variant = p.add_mutually_exclusive_group()
     variant.add_argument("--conditional", action="store_true", help="class-conditional GAN (D's projection head)")
     variant.add_argument("--infogan", action="store_true", help="InfoGAN (D's Q head)")
+    p.add_argument("--image-size", type=int, help="image side (default: the CLI's, 28; 32 or 64 for dcgan)")
+    p.add_argument("--ngf", type=int, help="dcgan generator width (default: the CLI's, 64)")
+    p.add_argument("--ndf", type=int, help="dcgan discriminator width (default: the CLI's, 64)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format in both loops")
+    p.add_argument("--compile", action="store_true", help="torch.compile G and D in both loops")
+    p.add_argument("--data-on-device", action="store_true", help="MNIST held on the accelerator (no DataLoader)")
     p.add_argument("--iters", type=int, default=20, help="iterations per timed block (default 20)")
     p.add_argument("--rounds", type=int, default=15, help="timed blocks per loop (default 15)")
     p.add_argument("--warmup", type=int, default=20, help="untimed iterations per loop first (default 20)")
-    p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto (default auto)")
+    p.add_argument("--accelerator", default="auto", help="cpu, cuda (gpu) or auto (default auto)")
     p.add_argument("--device", type=int, help="device index (default: the first)")
     p.add_argument("--precision", default="32-true", choices=PRECISIONS, help="default 32-true")
     p.add_argument(
@@ -548,7 +613,7 @@ def build_parser() -> Parser:
 
 
 def run(cfg: argparse.Namespace) -> int:
-    """Benchmark, print the report and, last, `overhead_ratio=<x.xxx>`."""
+    """Benchmark, print the report and, last, `overhead_ratio=<x.xxx>`; 0 on success."""
     bench = BenchConfig(**vars(cfg))
     report = run_benchmark(bench)
     print(format_report(report))
