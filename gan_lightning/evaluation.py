@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from gan_lightning.classifier import cached_classifier, load_classifier
+from gan_lightning.classifier import cached_classifier
 from gan_lightning.command import Parser, run_command
 from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.data.base import to_signed
@@ -76,10 +76,9 @@ class Evaluator:
     """Scores GANs against one dataset's validation images; the real features are extracted once for all."""
 
     def __init__(self, classifier_path: str | Path, dataset: str, data_dir: str, image_size: int) -> None:
-        self.classifier = load_classifier(classifier_path)
-        self.metrics = SampleQualityMetrics(load_extractor(MNIST_LIKE.get(dataset, "mnist_classifier"),
-                                                           classifier_path))  # fmt: skip
-        self.key = (dataset, image_size)
+        extractor = load_extractor(MNIST_LIKE.get(dataset, "mnist_classifier"), classifier_path)
+        self.classifier = extractor.classifier  # the same network labels and codes are read with, loaded once
+        self.metrics = SampleQualityMetrics(extractor)
         for chunk in real_images(dataset, data_dir, image_size).split(1000):
             self.metrics.update(to_signed(chunk), real=True)
 

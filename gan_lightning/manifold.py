@@ -17,6 +17,7 @@ no N×M or N×N matrix ever exists. Features come from the caller (e.g. a classi
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 from torchmetrics import Metric
@@ -115,8 +116,9 @@ def prdc(
     return out
 
 
-class _ManifoldMetric(Metric):
-    """Stores real and fake feature vectors (list states gathered with cat under DDP) for a k-NN manifold metric.
+class PRDC(Metric):
+    """Precision/recall (k_pr) and density/coverage (k_dc) of fake against real features: one feature store and
+    one pass of k-NN radii serve all four; `None` leaves a pair out. compute() -> dict.
 
     At most `max_samples` real and `max_samples` fake vectors are kept per process; rows beyond that in `update` are
     dropped (with one warning), so under DDP the gathered sets hold up to world_size × max_samples each. With
@@ -137,22 +139,28 @@ class _ManifoldMetric(Metric):
 
     def __init__(
         self,
-        k: int,
+        k_pr: int | None = 3,
+        k_dc: int | None = 5,
         reset_real_features: bool = True,
         max_samples: int = DEFAULT_MAX_SAMPLES,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+        ks = [k for k in (k_pr, k_dc) if k is not None]
+        if not ks:
+            raise ValueError("nothing to compute: both k_pr and k_dc are None")
+        for k in ks:
+            if not isinstance(k, int) or k < 1:
+                raise ValueError(f"k must be a positive integer, got {k!r}")
         if not isinstance(reset_real_features, bool):
             raise ValueError("reset_real_features must be a bool")
-        if max_samples <= k:
-            raise ValueError(f"max_samples must exceed k={k}, got {max_samples}")
+        self.k = max(ks)  # both sets need more than this many samples
+        if max_samples <= self.k:
+            raise ValueError(f"max_samples must exceed k={self.k}, got {max_samples}")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-        self.k = k
+        self.k_pr, self.k_dc = k_pr, k_dc
         self.reset_real_features = reset_real_features
         self.max_samples = max_samples
         self.chunk_size = chunk_size
@@ -213,40 +221,21 @@ class _ManifoldMetric(Metric):
         """Same as update(): a k-NN manifold value of a single batch means nothing, so none is computed."""
         self.update(features, real)
 
+    def compute(self) -> dict[str, float]:
+        """The configured pairs of {"precision", "recall", "density", "coverage"} over all features seen."""
+        real, fake = self._features()
+        return prdc(real, fake, k_pr=self.k_pr, k_dc=self.k_dc, chunk_size=self.chunk_size)
 
-class PrecisionRecall(_ManifoldMetric):
+
+class PrecisionRecall(PRDC):
     """Improved precision and recall (Kynkäänniemi et al. 2019) of fake against real features; compute() -> dict."""
 
-    def __init__(
-        self,
-        k: int = 3,
-        reset_real_features: bool = True,
-        max_samples: int = DEFAULT_MAX_SAMPLES,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        **kwargs,
-    ) -> None:
-        super().__init__(k, reset_real_features, max_samples, chunk_size, **kwargs)
-
-    def compute(self) -> dict[str, float]:
-        """{"precision", "recall"} over all features seen (gathered across ranks)."""
-        real, fake = self._features()
-        return prdc(real, fake, k_pr=self.k, k_dc=None, chunk_size=self.chunk_size)
+    def __init__(self, k: int = 3, **kwargs: Any) -> None:
+        super().__init__(k_pr=k, k_dc=None, **kwargs)
 
 
-class DensityCoverage(_ManifoldMetric):
+class DensityCoverage(PRDC):
     """Density and coverage (Naeem et al. 2020) of fake against real features; compute() -> dict."""
 
-    def __init__(
-        self,
-        k: int = 5,
-        reset_real_features: bool = True,
-        max_samples: int = DEFAULT_MAX_SAMPLES,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        **kwargs,
-    ) -> None:
-        super().__init__(k, reset_real_features, max_samples, chunk_size, **kwargs)
-
-    def compute(self) -> dict[str, float]:
-        """{"density", "coverage"} over all features seen (gathered across ranks)."""
-        real, fake = self._features()
-        return prdc(real, fake, k_pr=None, k_dc=self.k, chunk_size=self.chunk_size)
+    def __init__(self, k: int = 5, **kwargs: Any) -> None:
+        super().__init__(k_pr=None, k_dc=k, **kwargs)

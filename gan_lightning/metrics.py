@@ -28,8 +28,8 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan_lightning.classifier import TRAIN_HINT, MNISTClassifier, load_classifier
 from gan_lightning.data.base import to_signed
-from gan_lightning.errors import ConfigError, DataError
-from gan_lightning.manifold import DensityCoverage, PrecisionRecall
+from gan_lightning.errors import ConfigError, DataError, load_weights_file
+from gan_lightning.manifold import PRDC
 from gan_lightning.registry import Registry
 
 Tensor = torch.Tensor
@@ -207,19 +207,18 @@ def load_inception(weights_path: PathLike) -> InceptionFeatures:
     from torchvision.models import inception_v3
 
     path = Path(weights_path)
-    if not path.is_file():
-        raise DataError(f"no Inception weights at {path}; {FID_WEIGHTS_HINT}")
+    state = load_weights_file(path, "Inception weights", FID_WEIGHTS_HINT)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         state = state.get("state_dict", state)
         num_classes = state["fc.weight"].shape[0] if "fc.weight" in state else 1000
         aux = any(key.startswith("AuxLogits.") for key in state)
         # init_weights=False: the random init would be overwritten anyway, and scipy's truncnorm init is slow.
         net = inception_v3(weights=None, aux_logits=aux, init_weights=False, num_classes=num_classes)
         net.load_state_dict(state)
-    except Exception as err:  # unpickling and key/shape mismatches all mean "not a usable weights file"
+    except Exception as err:  # key and shape mismatches all mean "not a usable weights file"
+        first = (str(err).strip().splitlines() or [""])[0][:160]
         raise DataError(
-            f"cannot load Inception v3 weights from {path} ({type(err).__name__}: {err}); {FID_WEIGHTS_HINT}"
+            f"cannot load Inception v3 weights from {path} ({type(err).__name__}: {first}); {FID_WEIGHTS_HINT}"
         ) from err
     return InceptionFeatures(net)
 
@@ -373,9 +372,8 @@ class SampleQualityMetrics(nn.Module):
         with warnings.catch_warnings():  # "KID keeps all features in memory": a few MB at our sample counts
             warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
             self.kid = KernelInceptionDistance(subsets=kid_subsets, subset_size=kid_subset_size, **common)
-        manifold = {"reset_real_features": False, "sync_on_compute": False}
-        self.precision_recall = PrecisionRecall(k=3, **manifold)
-        self.density_coverage = DensityCoverage(k=5, **manifold)
+        # one feature store and one k-NN pass for precision/recall (k=3) and density/coverage (k=5)
+        self.manifold = PRDC(k_pr=3, k_dc=5, reset_real_features=False, sync_on_compute=False)
         self._fake_probs: list[Tensor] = []
 
     @property
@@ -394,7 +392,7 @@ class SampleQualityMetrics(nn.Module):
         if not images.is_floating_point():
             raise ValueError(f"expected float images in [-1, 1], got {images.dtype} (uint8 data: use to_signed)")
         features, probs = self.extractor.extract(images.to(self.fid.device, torch.float32))
-        for metric in (self.fid, self.kid, self.precision_recall, self.density_coverage):
+        for metric in (self.fid, self.kid, self.manifold):
             metric.update(features, real=real)
         if probs is not None and not real:
             self._fake_probs.append(probs)
@@ -416,16 +414,15 @@ class SampleQualityMetrics(nn.Module):
             torch.manual_seed(self.seed)
             kid, kid_std = self.kid.compute()
         results.update(kid=float(kid), kid_std=float(kid_std))
-        if min(self.num_real, self.num_fake) > self.density_coverage.k:  # k-NN balls need more points than k
-            results.update(self.precision_recall.compute())
-            results.update(self.density_coverage.compute())
+        if min(self.num_real, self.num_fake) > self.manifold.k:  # k-NN balls need more points than k
+            results.update(self.manifold.compute())
         if self._fake_probs:
             results.update(self.extractor.statistics(torch.cat(self._fake_probs)))
         return results
 
     def reset(self) -> None:
         """Forget the generated images; the cached real features stay."""
-        for metric in (self.fid, self.kid, self.precision_recall, self.density_coverage):
+        for metric in (self.fid, self.kid, self.manifold):
             metric.reset()
         self._fake_probs = []
 

@@ -108,9 +108,6 @@ def load_config(path: str | Path, known: set[str]) -> dict[str, Any]:
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     """A training checkpoint's dict, read without unpickling code; one-line errors for anything else."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"--ckpt-path {path} is a directory; pass its checkpoints/last.ckpt, or `last`")
     ckpt = load_weights_file(path, "checkpoint", "pass a gan_lightning checkpoints/last.ckpt to --ckpt-path, or `last`")
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt.get("hyper_parameters", {}):
         raise DataError(f"--ckpt-path {path} is not a gan_lightning training checkpoint (no model hyperparameters)")
