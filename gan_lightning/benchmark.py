@@ -22,7 +22,9 @@ measured run has exactly `scripts/train.py`'s callbacks). Lightning's time per i
 one batch start to the next (data fetch, hooks, training step, logging, progress bar, callbacks: the whole cycle)
 with the plain blocks cut out; the plain loop's is the time of one iteration including its own data fetch. On CUDA
 the device is synchronized before every clock reading. `--channels-last` and `--compile` apply to both loops (the
-plain loop compiles its own copies of the networks).
+plain loop compiles its own copies of the networks). Both loops run inside the fit, so on a machine without a GPU
+both run without the NVML-based CUDA check importing Lightning switches on (`strategy.RuntimeCudaCheck`), as a
+plain PyTorch script does; before the module removed it for its fits, it cost both loops alike on every Adam step.
 
 The report gives both loops' ms/iteration and images/s, and the fixed cost: the median over rounds of the
 difference of the two loops' mean time per iteration in adjacent blocks. The last line printed is

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import nn
 
@@ -23,10 +23,13 @@ from gan_lightning.latents import Latents, LatentSpace
 from gan_lightning.models import build_models
 from gan_lightning.models.heads import Critic, spectral_norm_all
 from gan_lightning.objectives import Batch, Objective, get_objective
-from gan_lightning.strategy import DirectUpdate
+from gan_lightning.strategy import DirectUpdate, IdleHooks, RuntimeCudaCheck, overrides
 
 Tensor = torch.Tensor
 __all__ = ["GAN", "NonFiniteLossError"]
+# The hooks around `transfer_batch_to_device` that Lightning dispatches on every batch, to the module or the
+# DataModule, whichever overrides them.
+TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
 
 
 class GAN(LightningModule):
@@ -92,6 +95,9 @@ class GAN(LightningModule):
         self._rng: torch.Generator | None = None
         # per fit (`on_train_start`): the direct step path, and per optimizer the parameters its phase freezes
         self._direct: DirectUpdate | None = None
+        self._idle_hooks = IdleHooks()
+        self._cuda_check = RuntimeCudaCheck()
+        self._direct_transfer = False
         self._frozen_in_phase: dict[int, list[nn.Parameter]] = {}
         self._steps: Any = None  # while training: Lightning's count of completed optimizer steps (`global_step`)
 
@@ -214,6 +220,19 @@ class GAN(LightningModule):
             return type(batch)([t.to(device, non_blocking=non_blocking) for t in batch])
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
+    # Lightning's (private) batch-transfer entry points dispatch three hooks per batch, each looked up first on the
+    # DataModule and the module; when only this module's `transfer_batch_to_device` does anything, call it directly.
+    def _on_before_batch_transfer(self, batch: Any, dataloader_idx: int = 0) -> Any:
+        if self._direct_transfer:
+            return batch
+        return super()._on_before_batch_transfer(batch, dataloader_idx)
+
+    def _apply_batch_transfer_handler(self, batch: Any, device: torch.device | None = None,
+                                      dataloader_idx: int = 0) -> Any:  # fmt: skip
+        if self._direct_transfer:
+            return self.transfer_batch_to_device(batch, device or self.device, dataloader_idx)
+        return super()._apply_batch_transfer_handler(batch, device, dataloader_idx)
+
     @contextmanager
     def training_phase(self, optimizer: LightningOptimizer | torch.optim.Optimizer) -> Iterator[None]:
         """`toggled_optimizer(optimizer)` for a whole phase: every other optimizer's parameters are frozen inside.
@@ -300,16 +319,25 @@ class GAN(LightningModule):
         self.global_rng.load(checkpoint)
 
     def on_train_start(self) -> None:
-        """Reapply a resumed checkpoint's global RNG states (Lightning restores none); pick the step path."""
+        """Reapply a resumed checkpoint's global RNG states (Lightning restores none); pick the per-batch paths."""
         self.global_rng.restore()
-        self._direct = DirectUpdate.for_trainer(self.trainer)
+        trainer = self.trainer
+        self._direct = DirectUpdate.for_trainer(trainer)
+        self._idle_hooks.hide(trainer)
+        self._cuda_check.apply()
+        datamodule = trainer.datamodule
+        self._direct_transfer = not overrides(self, LightningModule, *TRANSFER_HOOKS[::2]) and (
+            datamodule is None or not overrides(datamodule, LightningDataModule, *TRANSFER_HOOKS)
+        )
         self._frozen_in_phase.clear()
         # manual optimization's `global_step` is this tracker's `completed` (after any checkpoint was restored)
-        self._steps = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.total
+        self._steps = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.total
 
     def on_train_end(self) -> None:
-        """Forget this fit's step path, optimizers and step counter."""
-        self._direct, self._steps = None, None
+        """Forget this fit's per-batch paths, optimizers and step counter."""
+        self._direct, self._steps, self._direct_transfer = None, None, False
+        self._idle_hooks.restore()
+        self._cuda_check.restore()
         self._frozen_in_phase.clear()
 
     def ddp_networks(self) -> list[nn.Module]:

@@ -5,6 +5,7 @@ and scalars written straight to the loggers."""
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from test_callbacks import read_events
 from test_module import image_loader, snapshot
 
 from gan_lightning import GAN
-from gan_lightning.strategy import DirectUpdate
+from gan_lightning.strategy import DirectUpdate, RuntimeCudaCheck
 
 from conftest import cpu_trainer
 
@@ -118,3 +119,87 @@ def test_scalars_go_to_the_loggers_on_the_iteration_axis_and_to_callback_metrics
         assert [e.step for e in ea.Scalars(tag)] == [2, 4], tag  # the steps sample grids and val/ metrics use
     assert ea.Scalars("train/d_loss")[-1].value == pytest.approx(trainer.callback_metrics["train/d_loss"].item())
     assert 0 < trainer.callback_metrics["train/p_real"] < 1
+
+
+class Idle(Callback):
+    """Overrides no per-batch hook."""
+
+
+class Seen(Callback):
+    """Records, on every batch, the per-batch hooks the other callbacks and the module expose to Lightning."""
+
+    def __init__(self, idle: Callback) -> None:
+        self.idle, self.batches, self.exposed = idle, 0, set()
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        self.batches += 1
+        for name, obj in (("idle", self.idle), ("module", pl_module), ("self", self)):
+            for hook in ("on_train_batch_start", "on_train_batch_end"):
+                if getattr(obj, hook) is not None:
+                    self.exposed.add(f"{name}.{hook}")
+
+
+def test_hooks_nobody_overrides_are_hidden_from_lightnings_dispatch_for_the_fit_only(tmp_path):
+    idle = Idle()
+    seen = Seen(idle)
+    gan = GAN("mlp", latent_dim=8)
+    cpu_trainer(tmp_path, callbacks=[idle, seen], max_steps=gan.optimizer_steps(3)).fit(gan, image_loader())
+    assert seen.batches == 3  # an overridden hook still runs on every batch
+    # the base-class no-ops were hidden; the overridden one stayed
+    assert seen.exposed == {"self.on_train_batch_end"}
+    for obj in (idle, gan, seen):  # after the fit every hook is the class's again
+        assert callable(obj.on_train_batch_start) and callable(obj.on_train_batch_end)
+        assert "on_train_batch_start" not in vars(obj) and "on_train_batch_end" not in vars(obj)
+
+
+def test_a_datamodules_batch_transfer_hooks_keep_lightnings_path(tmp_path):
+    import lightning.pytorch as pl
+
+    class Flipping(pl.LightningDataModule):
+        calls = 0
+
+        def train_dataloader(self):
+            return image_loader(n=32, batch_size=8)
+
+        def on_after_batch_transfer(self, batch, dataloader_idx):
+            Flipping.calls += 1
+            return batch
+
+    gan = GAN("mlp", latent_dim=8)
+    modes = []
+
+    class Watch(Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+            modes.append(pl_module._direct_transfer)
+
+    cpu_trainer(tmp_path, callbacks=[Watch()], max_steps=gan.optimizer_steps(3)).fit(gan, datamodule=Flipping())
+    assert modes == [False] * 3 and Flipping.calls == 3
+    modes.clear()
+    cpu_trainer(tmp_path, callbacks=[Watch()], max_steps=gan.optimizer_steps(2)).fit(gan, image_loader())
+    assert modes == [True] * 2 and gan._direct_transfer is False  # direct while training, reset after
+
+
+@pytest.mark.parametrize("devices", [0, 1])
+def test_the_runtime_cuda_check_replaces_nvmls_only_without_a_device(monkeypatch, devices):
+    monkeypatch.setenv(RuntimeCudaCheck.VARIABLE, "1")  # as importing Lightning leaves it
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
+    check = RuntimeCudaCheck()
+    check.apply()
+    assert os.environ.get(RuntimeCudaCheck.VARIABLE) == (None if devices == 0 else "1")
+    check.restore()
+    assert os.environ[RuntimeCudaCheck.VARIABLE] == "1"
+
+
+@pytest.mark.skipif(torch.cuda.device_count() > 0, reason="a machine without a CUDA device")
+def test_a_fit_without_a_gpu_runs_without_the_nvml_check_and_puts_it_back(tmp_path, monkeypatch):
+    monkeypatch.setenv(RuntimeCudaCheck.VARIABLE, "1")
+    during = []
+
+    class Watch(Callback):
+        def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+            during.append(os.environ.get(RuntimeCudaCheck.VARIABLE))
+
+    gan = GAN("mlp", latent_dim=8)
+    cpu_trainer(tmp_path, callbacks=[Watch()], max_steps=gan.optimizer_steps(2)).fit(gan, image_loader())
+    assert during == [None, None]
+    assert os.environ[RuntimeCudaCheck.VARIABLE] == "1"
