@@ -105,6 +105,7 @@ class BenchConfig:
     seed: int = 0
     adam: str = "module"
     adam_sweep: bool = False
+    ablate: str | None = None
     json: str | None = None
 
 
@@ -401,6 +402,89 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
     return Interleave()
 
 
+def _switch_idle_hooks(trainer: Any, module: Any, on: bool) -> None:
+    if on:
+        module._idle_hooks.hide(trainer)
+    else:
+        module._idle_hooks.restore()
+
+
+def _switch_direct_update(trainer: Any, module: Any, on: bool) -> None:
+    from gan_lightning.strategy import DirectUpdate
+
+    module._direct = DirectUpdate.for_trainer(trainer) if on else None
+
+
+def _switch_direct_transfer(trainer: Any, module: Any, on: bool) -> None:
+    module._direct_transfer = on
+
+
+def _switch_runtime_cuda_check(trainer: Any, module: Any, on: bool) -> None:
+    if on:
+        module._cuda_check.apply()
+    else:
+        module._cuda_check.restore()
+
+
+# The module's per-fit speed paths (see `GAN.on_train_start`), each switched on and off by `--ablate NAME`.
+SPEED_PATHS: dict[str, Callable[[Any, Any, bool], None]] = {
+    "idle_hooks": _switch_idle_hooks,  # per-batch hooks nobody overrides hidden from Lightning's dispatch
+    "direct_transfer": _switch_direct_transfer,  # batches straight to `transfer_batch_to_device`
+    "direct_update": _switch_direct_update,  # optimizer steps without the per-step hook dispatches
+    "runtime_cuda_check": _switch_runtime_cuda_check,  # no NVML reload per Adam step on a machine without a GPU
+}
+
+
+def ablation_callback(bench: BenchConfig, timings: Timings) -> Any:
+    """The callback that switches the speed path `bench.ablate` off and on every `bench.iters` iterations of one fit.
+
+    Like `interleave_callback` it moves its per-batch work into the module's own batch hook and leaves the
+    callback list. Each iteration's time (batch start to batch start) goes to the blocks of the path's state it
+    ran in; `timings.lightning` gets the blocks with the path on, `timings.plain` those with it off.
+    """
+    from lightning.pytorch import Callback
+
+    warmup, iters, rounds, switch = bench.warmup, bench.iters, bench.rounds, SPEED_PATHS[bench.ablate or ""]
+
+    class Ablate(Callback):
+        def __init__(self) -> None:
+            self.started = 0
+            self.prev: float | None = None
+            self.clock: Callable[[], float] = time.perf_counter
+            self.trainer: Any = None
+
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            timings.module, self.trainer = pl_module, trainer
+            self.clock = make_clock(pl_module.device)
+            pl_module.on_train_batch_start = self.batch_start
+            trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self]
+
+        def batch_start(self, batch: Any, batch_idx: int) -> None:
+            now = self.clock()
+            n, self.started = self.started, self.started + 1
+            if n == 0:  # the module has chosen its paths (its on_train_start runs after the callbacks')
+                module = timings.module
+                timings.check["available"] = {
+                    "idle_hooks": True,
+                    "direct_transfer": module._direct_transfer,
+                    "direct_update": module._direct is not None,
+                    "runtime_cuda_check": module._cuda_check._saved is not None,
+                }[bench.ablate]
+            done = n - 1 - warmup  # index of the timed iteration that just ended
+            if self.prev is not None and 0 <= done < 2 * rounds * iters:
+                blocks = timings.lightning if (done // iters) % 2 == 0 else timings.plain
+                if done % iters == 0:
+                    blocks.append([])
+                blocks[-1].append(now - self.prev)
+            timings.threads_seen.add(torch.get_num_threads())
+            upcoming = n - warmup  # index of the iteration starting now
+            if timings.check["available"] and 0 <= upcoming < 2 * rounds * iters and upcoming % iters == 0:
+                switch(self.trainer, timings.module, (upcoming // iters) % 2 == 0)  # on for even blocks
+            self.prev = self.clock()
+
+    return Ablate()
+
+
 def adam_sweep(bench: BenchConfig, loops: dict[str, PlainLoop]) -> dict[str, float]:
     """The plain loop's ms/iteration with each Adam implementation: interleaved blocks, median of block means."""
     clock = make_clock(next(iter(loops.values())).device)
@@ -416,7 +500,8 @@ def adam_sweep(bench: BenchConfig, loops: dict[str, PlainLoop]) -> dict[str, flo
 # ---------------------------------------------------------------------------------------------------- the run
 def cli_argv(bench: BenchConfig, data_dir: str, log_dir: str) -> list[str]:
     """`scripts/train.py` flags for this benchmark; everything else stays at the CLI's defaults."""
-    iterations = bench.warmup + bench.rounds * bench.iters + 1  # +1: the last plain block runs in one more
+    blocks = 2 * bench.rounds if bench.ablate else bench.rounds  # an ablation times each path `rounds` times
+    iterations = bench.warmup + blocks * bench.iters + 1  # +1: the last block's time ends at the next batch start
     devices = "1" if bench.device is None or bench.accelerator == "cpu" else f"{bench.device},"
     argv = [
         "--model", bench.model, "--batch-size", str(bench.batch_size), "--loss", bench.loss,
@@ -441,6 +526,8 @@ def _validate(bench: BenchConfig) -> None:
         raise ConfigError(f"--device must be >= 0, got {bench.device}")
     if bench.synthetic and bench.data_dir is not None:
         raise ConfigError("--synthetic and --data-dir exclude each other")
+    if bench.ablate and (bench.adam != "module" or bench.adam_sweep):
+        raise ConfigError("--ablate times the module's own optimizers; drop --adam and --adam-sweep")
     if bench.data_dir is not None and not has_mnist(bench.data_dir):
         raise DataError(f"no MNIST under {Path(bench.data_dir) / 'MNIST' / 'raw'}; fix --data-dir or use --synthetic")
 
@@ -468,7 +555,8 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
             data = f"MNIST from {Path(data_dir) / 'MNIST' / 'raw'}"
         cfg = cli._resolve(cli.build_parser().parse_args(cli_argv(bench, data_dir, str(Path(tmp) / "logs"))))
         with redirect_stdout(sys.stderr):  # progress bar and the (temporary) paths: stdout is the report
-            cli.run(cfg, callbacks=[interleave_callback(bench, timings)])
+            make = ablation_callback if bench.ablate else interleave_callback
+            cli.run(cfg, callbacks=[make(bench, timings)])
     if len(timings.plain) != bench.rounds or len(timings.lightning) != bench.rounds:
         raise RuntimeError(f"benchmark ended early: {len(timings.lightning)} / {len(timings.plain)} blocks timed")
     if timings.threads_seen != {threads}:
@@ -489,6 +577,8 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
         "log_every": cfg.log_every,
         "checkpoint_every": cfg.checkpoint_every,
     }
+    if bench.ablate:
+        return summarize_ablation(bench, timings, info)
     report = summarize(bench, timings, info)
     if timings.adam_sweep:
         report["adam_sweep_plain_ms"] = timings.adam_sweep
@@ -526,6 +616,42 @@ def summarize(bench: BenchConfig, timings: Timings, info: dict[str, Any]) -> dic
         "first_iteration_check": timings.check,
         "overhead_ratio": statistics.median(ratios),
     }
+
+
+def summarize_ablation(bench: BenchConfig, timings: Timings, info: dict[str, Any]) -> dict[str, Any]:
+    """Times with the path on (`timings.lightning`) and off (`timings.plain`), paired as `summarize` pairs loops."""
+    images = info["images_per_iteration"]
+    on, off = _stats(timings.lightning, images), _stats(timings.plain, images)
+    diffs = [y - x for x, y in zip(on["block_mean_ms"], off["block_mean_ms"], strict=True)]
+    return {
+        "config": {**vars(bench), **info},
+        "available": timings.check["available"],
+        "on": on,
+        "off": off,
+        "round_savings_ms": diffs,
+        "saving_ms": statistics.median(diffs),  # median over rounds of adjacent blocks' difference
+        "median_iteration_saving_ms": off["median_ms"] - on["median_ms"],
+    }
+
+
+def format_ablation(report: dict[str, Any]) -> str:
+    """The ablation report; its last line is `saving_ms=<off - on>`."""
+    c, on, off = report["config"], report["on"], report["off"]
+    lines = [
+        f"ablate={c['ablate']} model={c['model']} batch={c['batch_size']} precision={c['precision']} "
+        f"device={c['device']} threads={c['threads']}; {c['rounds']} rounds x {c['iters']} iterations each way",
+    ]
+    if not report["available"]:
+        lines.append(f"{c['ablate']} is not used in this configuration: both ways are the same path")
+    lines += [
+        "{:<5} {:>13} {:>11} {:>17}".format("path", "median ms/it", "mean ms/it", "block-mean ms/it"),
+        *(f"{name:<5} {s['median_ms']:>13.3f} {s['mean_ms']:>11.3f} {s['median_block_mean_ms']:>17.3f}"
+          for name, s in (("on", on), ("off", off))),  # fmt: skip
+        f"saving: {report['saving_ms']:+.3f} ms/iteration (median over rounds of adjacent blocks' difference; of "
+        f"the per-iteration medians: {report['median_iteration_saving_ms']:+.3f})",
+        f"saving_ms={report['saving_ms']:.3f}",
+    ]
+    return "\n".join(lines)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -610,6 +736,12 @@ def build_parser() -> Parser:
         action="store_true",
         help="also time the plain loop with each Adam implementation (default/foreach/fused)",
     )
+    p.add_argument(
+        "--ablate",
+        choices=sorted(SPEED_PATHS),
+        help="instead of the plain loop: switch this speed path of the module off and on every --iters iterations "
+        "of one fit and print its saving per iteration (last line saving_ms=<off - on>)",
+    )
     p.add_argument("--json", help="write the numbers to this JSON file")
     return p
 
@@ -618,9 +750,12 @@ def run(cfg: argparse.Namespace) -> int:
     """Benchmark, print the report and, last, `overhead_ratio=<x.xxx>`; 0 on success."""
     bench = BenchConfig(**vars(cfg))
     report = run_benchmark(bench)
-    print(format_report(report))
     if bench.json:
         Path(bench.json).write_text(json.dumps(report, indent=1))
+    if bench.ablate:
+        print(format_ablation(report), flush=True)
+        return 0
+    print(format_report(report))
     ratio = report["overhead_ratio"]
     if not math.isfinite(ratio) or ratio <= 0:
         raise CommandStopped(f"error: bad ratio {ratio}", status=1)

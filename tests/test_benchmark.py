@@ -131,3 +131,32 @@ def test_plain_loop_trains_exactly_as_the_module(tmp_path, options):
     )
     differing = [k for k in ours if not torch.equal(ours[k], lightning[k])]
     assert not differing, {k: (ours[k] - lightning[k]).abs().max().item() for k in differing}
+
+
+@pytest.mark.parametrize("path", sorted(overhead.SPEED_PATHS))
+def test_ablation_switches_the_path_off_and_on_in_alternate_blocks(monkeypatch, capsys, path):
+    switches = []
+    switch = overhead.SPEED_PATHS[path]
+
+    def spy(trainer, module, on):
+        switches.append((on, module.iteration))
+        switch(trainer, module, on)
+
+    monkeypatch.setitem(overhead.SPEED_PATHS, path, spy)
+    argv = ["--model", "mlp", "--batch-size", "4", "--ablate", path, *TINY]
+    assert overhead.main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(r"saving_ms=-?\d+\.\d{3}", out[-1]), out[-1]
+    assert out[0].startswith(f"ablate={path} model=mlp batch=4")
+    available = "not used in this configuration" not in "\n".join(out)
+    if path == "runtime_cuda_check" and torch.cuda.device_count() > 0:
+        assert not available and switches == []
+        return
+    assert available
+    # warm-up 2, then 2 rounds of (on, off) blocks of 3 iterations: switched before iterations 2, 5, 8, 11
+    assert switches == [(True, 2), (False, 5), (True, 8), (False, 11)]
+
+
+def test_ablation_excludes_the_plain_loops_adam_options(capsys):
+    assert overhead.main(["--ablate", "idle_hooks", "--adam-sweep", *TINY]) == 2
+    assert "drop --adam and --adam-sweep" in capsys.readouterr().err
