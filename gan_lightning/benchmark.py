@@ -22,9 +22,9 @@ measured run has exactly `scripts/train.py`'s callbacks). Lightning's time per i
 one batch start to the next (data fetch, hooks, training step, logging, progress bar, callbacks: the whole cycle)
 with the plain blocks cut out; the plain loop's is the time of one iteration including its own data fetch. On CUDA
 the device is synchronized before every clock reading. `--channels-last` and `--compile` apply to both loops (the
-plain loop compiles its own copies of the networks). Both loops run inside the fit, so on a machine without a GPU
-both run without the NVML-based CUDA check importing Lightning switches on (`strategy.RuntimeCudaCheck`), as a
-plain PyTorch script does; before the module removed it for its fits, it cost both loops alike on every Adam step.
+plain loop compiles its own copies of the networks). Where NVML cannot be loaded both loops run without the
+NVML-based CUDA check importing Lightning switches on (`strategy.drop_unloadable_nvml_check`), as a plain PyTorch
+script does; before the package dropped it, it cost both loops alike on every Adam step.
 
 The report gives both loops' ms/iteration and images/s, and the fixed cost: the median over rounds of the
 difference of the two loops' mean time per iteration in adjacent blocks. The last line printed is
@@ -42,6 +42,7 @@ import copy
 import inspect
 import json
 import math
+import os
 import statistics
 import struct
 import sys
@@ -402,13 +403,6 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
     return Interleave()
 
 
-def _switch_idle_hooks(trainer: Any, module: Any, on: bool) -> None:
-    if on:
-        module._idle_hooks.hide(trainer)
-    else:
-        module._idle_hooks.restore()
-
-
 def _switch_direct_update(trainer: Any, module: Any, on: bool) -> None:
     from gan_lightning.strategy import DirectUpdate
 
@@ -419,19 +413,20 @@ def _switch_direct_transfer(trainer: Any, module: Any, on: bool) -> None:
     module._direct_transfer = on
 
 
-def _switch_runtime_cuda_check(trainer: Any, module: Any, on: bool) -> None:
+def _switch_nvml_check(trainer: Any, module: Any, on: bool) -> None:
+    from gan_lightning.strategy import NVML_CHECK
+
     if on:
-        module._cuda_check.apply()
+        os.environ.pop(NVML_CHECK, None)
     else:
-        module._cuda_check.restore()
+        os.environ[NVML_CHECK] = "1"  # as importing Lightning leaves it
 
 
-# The module's per-fit speed paths (see `GAN.on_train_start`), each switched on and off by `--ablate NAME`.
+# The speed paths the module takes when it can, each switched off and on by `--ablate NAME`.
 SPEED_PATHS: dict[str, Callable[[Any, Any, bool], None]] = {
-    "idle_hooks": _switch_idle_hooks,  # per-batch hooks nobody overrides hidden from Lightning's dispatch
-    "direct_transfer": _switch_direct_transfer,  # batches straight to `transfer_batch_to_device`
+    "direct_transfer": _switch_direct_transfer,  # batches straight to `transfer_batch_to_device` (`GAN.setup`)
     "direct_update": _switch_direct_update,  # optimizer steps without the per-step hook dispatches
-    "runtime_cuda_check": _switch_runtime_cuda_check,  # no NVML reload per Adam step on a machine without a GPU
+    "no_nvml_check": _switch_nvml_check,  # no failing NVML load per Adam step (`drop_unloadable_nvml_check`)
 }
 
 
@@ -463,12 +458,13 @@ def ablation_callback(bench: BenchConfig, timings: Timings) -> Any:
             now = self.clock()
             n, self.started = self.started, self.started + 1
             if n == 0:  # the module has chosen its paths (its on_train_start runs after the callbacks')
+                from gan_lightning.strategy import NVML_CHECK_DROPPED
+
                 module = timings.module
                 timings.check["available"] = {
-                    "idle_hooks": True,
                     "direct_transfer": module._direct_transfer,
                     "direct_update": module._direct is not None,
-                    "runtime_cuda_check": module._cuda_check._saved is not None,
+                    "no_nvml_check": NVML_CHECK_DROPPED,
                 }[bench.ablate]
             done = n - 1 - warmup  # index of the timed iteration that just ended
             if self.prev is not None and 0 <= done < 2 * rounds * iters:
@@ -478,8 +474,9 @@ def ablation_callback(bench: BenchConfig, timings: Timings) -> Any:
                 blocks[-1].append(now - self.prev)
             timings.threads_seen.add(torch.get_num_threads())
             upcoming = n - warmup  # index of the iteration starting now
-            if timings.check["available"] and 0 <= upcoming < 2 * rounds * iters and upcoming % iters == 0:
-                switch(self.trainer, timings.module, (upcoming // iters) % 2 == 0)  # on for even blocks
+            if timings.check["available"] and 0 <= upcoming <= 2 * rounds * iters and upcoming % iters == 0:
+                # on for even blocks; on again after the last block, as the module had it (the env var outlives the fit)
+                switch(self.trainer, timings.module, (upcoming // iters) % 2 == 0)
             self.prev = self.clock()
 
     return Ablate()

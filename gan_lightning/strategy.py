@@ -9,13 +9,13 @@ to all-reduce both networks in every phase, the idle one's gradients as zeros, a
 precision plugin's loss scaling and scaler step, Lightning's optimizer-step count) without the six per-step
 callback and module hook dispatches around them; used only when no callback or module overrides those hooks.
 
-`IdleHooks`: the per-batch hooks that a callback or the module leaves at the base class's no-op, hidden from
-Lightning's dispatch for one fit. `RuntimeCudaCheck`: on a machine without a GPU, `torch.cuda.is_available()`
-without reloading NVML on every optimizer step.
+`drop_unloadable_nvml_check`: where NVML cannot be loaded, unset the NVML-based CUDA check that importing Lightning
+switches on, which there only adds a failing library load to every optimizer step.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -38,8 +38,7 @@ STRATEGY_NAME = "ddp_per_network"
 # The hooks Lightning runs inside `manual_backward` and `LightningOptimizer.step`; overriding any of them (in a
 # callback or in the module) keeps Lightning's own path, so the override still runs.
 STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
-# The hooks Lightning's training loop dispatches on every batch to each callback and to the module.
-BATCH_HOOKS = ("on_train_batch_start", "on_train_batch_end")
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 class PerNetworkDDPStrategy(DDPStrategy):
@@ -179,73 +178,28 @@ class DirectUpdate:
         self.scaler.update()
 
 
-class IdleHooks:
-    """Hides the per-batch hooks nobody overrides from Lightning's dispatch, for the length of one fit.
+def drop_unloadable_nvml_check() -> bool:
+    """Unset `PYTORCH_NVML_BASED_CUDA_CHECK` where NVML cannot be loaded (no NVIDIA driver); True if it was unset.
 
-    Lightning calls a callback's or the module's hook only when `getattr(obj, hook)` is callable, but it calls
-    base-class no-ops too, each inside a profiler context with the module's `_current_fx_name` set and reset (and,
-    for a ModelCheckpoint, its state key rebuilt): a few hundred dispatches of nothing per second of training.
-    `hide` shadows each such hook with an instance attribute `None`, which Lightning's callable check skips;
-    `restore` removes the shadows. A hook that an object's class or the object itself defines is left alone. After
-    a fit that ended in an exception the shadows stay (Lightning has no module hook there); they only ever stand
-    for no-ops, and the next `hide` starts with `restore`.
+    Importing Lightning sets it, so that `torch.cuda.is_available()` asks NVML instead of initializing CUDA before
+    Lightning forks. Adam asks on every step (its CUDA-graph capture check), and until CUDA is initialized torch
+    loads NVML anew for each answer; where that load fails it falls back to the CUDA runtime's device count, which
+    is the answer, and the fork behaviour, it gives without the variable. There the variable only adds a failing
+    library load to every optimizer step (a plain PyTorch script, without it, does not pay that), so unsetting it
+    changes nothing else. Where NVML loads (a machine with the driver) the variable stays.
     """
-
-    def __init__(self) -> None:
-        self._hidden: list[tuple[Any, str]] = []
-
-    def hide(self, trainer: Trainer) -> None:
-        """Shadow the idle per-batch hooks of `trainer`'s callbacks and module."""
-        self.restore()
-        targets = [(cb, Callback) for cb in trainer.callbacks] + [(trainer.lightning_module, LightningModule)]
-        for obj, base in targets:
-            for name in BATCH_HOOKS:
-                if name in vars(obj) or overrides(obj, base, name):
-                    continue
-                try:
-                    setattr(obj, name, None)
-                except AttributeError:  # __slots__ or a read-only property: leave it to Lightning's dispatch
-                    continue
-                self._hidden.append((obj, name))
-
-    def restore(self) -> None:
-        """Remove the shadows: every hook is the class's again."""
-        for obj, name in self._hidden:
-            if vars(obj).get(name, False) is None:
-                delattr(obj, name)
-        self._hidden.clear()
-
-
-class RuntimeCudaCheck:
-    """Undoes, on a machine without a CUDA device, the NVML-based `torch.cuda.is_available()` Lightning switches on.
-
-    Importing Lightning sets `PYTORCH_NVML_BASED_CUDA_CHECK=1`, so that asking whether CUDA is available never
-    initializes the CUDA driver before Lightning forks processes. Until CUDA is initialized, torch then answers by
-    loading and initializing NVML anew on every call, and Adam asks on every step (its CUDA-graph capture check): on
-    a machine without a GPU every optimizer step pays for that, which a plain PyTorch script does not. Where there
-    is no device there is no driver state a fork could break, so `apply` removes the variable (torch asks the CUDA
-    runtime, which answers at once) and `restore` puts it back; with a device present nothing changes.
-    """
-
-    VARIABLE = "PYTORCH_NVML_BASED_CUDA_CHECK"
-
-    def __init__(self) -> None:
-        self._saved: str | None = None
-
-    def apply(self) -> None:
-        """Use the runtime check until `restore`, if this machine has no CUDA device."""
-        if self._saved is None and self.VARIABLE in os.environ and torch.cuda.device_count() == 0:
-            self._saved = os.environ.pop(self.VARIABLE)
-
-    def restore(self) -> None:
-        """Put Lightning's setting back."""
-        if self._saved is not None:
-            os.environ[self.VARIABLE] = self._saved
-            self._saved = None
+    if os.environ.get(NVML_CHECK) != "1":
+        return False
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")  # the library torch's NVML check loads
+    except OSError:
+        del os.environ[NVML_CHECK]
+        return True
+    return False
 
 
 def overrides(obj: Any, base: type, *names: str) -> bool:
-    """Whether `obj`'s class defines any of `names` differently from `base`."""
+    """Whether `obj`'s class defines any of `names` differently from `base` (the class only, not the instance)."""
     return any(getattr(type(obj), name, None) is not getattr(base, name, None) for name in names)
 
 
@@ -255,3 +209,7 @@ def ddp_wrappers(strategy: Strategy) -> Sequence[DistributedDataParallel]:
         return strategy.wrappers
     model = getattr(strategy, "model", None)
     return [model] if isinstance(model, DistributedDataParallel) else []
+
+
+# Lightning is imported above, so its setting is in place: drop it once, for the process, where it only costs.
+NVML_CHECK_DROPPED = drop_unloadable_nvml_check()

@@ -16,7 +16,8 @@ from test_callbacks import read_events
 from test_module import image_loader, snapshot
 
 from gan_lightning import GAN
-from gan_lightning.strategy import DirectUpdate, RuntimeCudaCheck
+from gan_lightning import strategy
+from gan_lightning.strategy import DirectUpdate
 
 from conftest import cpu_trainer
 
@@ -121,85 +122,96 @@ def test_scalars_go_to_the_loggers_on_the_iteration_axis_and_to_callback_metrics
     assert 0 < trainer.callback_metrics["train/p_real"] < 1
 
 
-class Idle(Callback):
-    """Overrides no per-batch hook."""
 
+class CountingDataModule:
+    """Builds LightningDataModules over `image_loader` whose `on_after_batch_transfer` counts its calls."""
 
-class Seen(Callback):
-    """Records, on every batch, the per-batch hooks the other callbacks and the module expose to Lightning."""
+    calls = 0
 
-    def __init__(self, idle: Callback) -> None:
-        self.idle, self.batches, self.exposed = idle, 0, set()
+    @classmethod
+    def build(cls, instance_hook: bool = False):
+        import lightning.pytorch as pl
 
-    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
-        self.batches += 1
-        for name, obj in (("idle", self.idle), ("module", pl_module), ("self", self)):
-            for hook in ("on_train_batch_start", "on_train_batch_end"):
-                if getattr(obj, hook) is not None:
-                    self.exposed.add(f"{name}.{hook}")
-
-
-def test_hooks_nobody_overrides_are_hidden_from_lightnings_dispatch_for_the_fit_only(tmp_path):
-    idle = Idle()
-    seen = Seen(idle)
-    gan = GAN("mlp", latent_dim=8)
-    cpu_trainer(tmp_path, callbacks=[idle, seen], max_steps=gan.optimizer_steps(3)).fit(gan, image_loader())
-    assert seen.batches == 3  # an overridden hook still runs on every batch
-    # the base-class no-ops were hidden; the overridden one stayed
-    assert seen.exposed == {"self.on_train_batch_end"}
-    for obj in (idle, gan, seen):  # after the fit every hook is the class's again
-        assert callable(obj.on_train_batch_start) and callable(obj.on_train_batch_end)
-        assert "on_train_batch_start" not in vars(obj) and "on_train_batch_end" not in vars(obj)
-
-
-def test_a_datamodules_batch_transfer_hooks_keep_lightnings_path(tmp_path):
-    import lightning.pytorch as pl
-
-    class Flipping(pl.LightningDataModule):
-        calls = 0
-
-        def train_dataloader(self):
-            return image_loader(n=32, batch_size=8)
-
-        def on_after_batch_transfer(self, batch, dataloader_idx):
-            Flipping.calls += 1
+        def count(batch, dataloader_idx):
+            cls.calls += 1
             return batch
 
-    gan = GAN("mlp", latent_dim=8)
-    modes = []
+        class Overriding(pl.LightningDataModule):
+            def train_dataloader(self):
+                return image_loader(n=32, batch_size=8)
 
-    class Watch(Callback):
+            def on_after_batch_transfer(self, batch, dataloader_idx):
+                return count(batch, dataloader_idx)
+
+        class Plain(pl.LightningDataModule):
+            def train_dataloader(self):
+                return image_loader(n=32, batch_size=8)
+
+        if not instance_hook:
+            return Overriding()
+        dm = Plain()
+        dm.on_after_batch_transfer = count  # set on the instance, as a patch or wrapper would: Lightning honours it
+        return dm
+
+
+@pytest.mark.parametrize("instance_hook", [False, True], ids=["class-hook", "instance-hook"])
+def test_batches_skip_lightnings_transfer_dispatch_unless_a_transfer_hook_is_overridden(
+    tmp_path, monkeypatch, instance_hook
+):
+    from lightning.pytorch import LightningModule
+
+    dispatched = []
+    original = LightningModule._call_batch_hook
+
+    def spy(self, hook_name, *args):
+        dispatched.append(hook_name)
+        return original(self, hook_name, *args)
+
+    monkeypatch.setattr(LightningModule, "_call_batch_hook", spy)
+
+    class Failing(Callback):
         def on_train_batch_end(self, trainer, pl_module, *args) -> None:
-            modes.append(pl_module._direct_transfer)
-
-    cpu_trainer(tmp_path, callbacks=[Watch()], max_steps=gan.optimizer_steps(3)).fit(gan, datamodule=Flipping())
-    assert modes == [False] * 3 and Flipping.calls == 3
-    modes.clear()
-    cpu_trainer(tmp_path, callbacks=[Watch()], max_steps=gan.optimizer_steps(2)).fit(gan, image_loader())
-    assert modes == [True] * 2 and gan._direct_transfer is False  # direct while training, reset after
-
-
-@pytest.mark.parametrize("devices", [0, 1])
-def test_the_runtime_cuda_check_replaces_nvmls_only_without_a_device(monkeypatch, devices):
-    monkeypatch.setenv(RuntimeCudaCheck.VARIABLE, "1")  # as importing Lightning leaves it
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: devices)
-    check = RuntimeCudaCheck()
-    check.apply()
-    assert os.environ.get(RuntimeCudaCheck.VARIABLE) == (None if devices == 0 else "1")
-    check.restore()
-    assert os.environ[RuntimeCudaCheck.VARIABLE] == "1"
-
-
-@pytest.mark.skipif(torch.cuda.device_count() > 0, reason="a machine without a CUDA device")
-def test_a_fit_without_a_gpu_runs_without_the_nvml_check_and_puts_it_back(tmp_path, monkeypatch):
-    monkeypatch.setenv(RuntimeCudaCheck.VARIABLE, "1")
-    during = []
-
-    class Watch(Callback):
-        def on_train_batch_end(self, trainer, pl_module, *args) -> None:
-            during.append(os.environ.get(RuntimeCudaCheck.VARIABLE))
+            raise RuntimeError("stop")  # the fit ends without on_train_end
 
     gan = GAN("mlp", latent_dim=8)
-    cpu_trainer(tmp_path, callbacks=[Watch()], max_steps=gan.optimizer_steps(2)).fit(gan, image_loader())
-    assert during == [None, None]
-    assert os.environ[RuntimeCudaCheck.VARIABLE] == "1"
+    with pytest.raises(RuntimeError, match="stop"):
+        cpu_trainer(tmp_path, callbacks=[Failing()], max_steps=gan.optimizer_steps(3)).fit(gan, image_loader())
+    assert dispatched == [] and gan._direct_transfer  # the direct path, left in place by the failed fit
+
+    CountingDataModule.calls = 0
+    datamodule = CountingDataModule.build(instance_hook)
+    cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(3)).fit(gan, datamodule=datamodule)
+    # the next entry point re-decides: the DataModule's hook runs on every batch, through Lightning's dispatch
+    assert CountingDataModule.calls == 3 and not gan._direct_transfer
+    assert dispatched.count("on_after_batch_transfer") == 3 and dispatched.count("transfer_batch_to_device") == 3
+
+
+@pytest.mark.parametrize("loadable", [False, True], ids=["no-nvml", "nvml"])
+def test_the_nvml_check_is_dropped_only_where_nvml_cannot_be_loaded(monkeypatch, loadable):
+    import ctypes
+
+    def cdll(name):
+        if not loadable:
+            raise OSError(f"{name}: cannot open shared object file")
+        return object()
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    monkeypatch.setenv(strategy.NVML_CHECK, "1")  # as importing Lightning leaves it
+    assert strategy.drop_unloadable_nvml_check() is (not loadable)
+    assert os.environ.get(strategy.NVML_CHECK) == (None if not loadable else "1")
+    monkeypatch.delenv(strategy.NVML_CHECK, raising=False)
+    assert strategy.drop_unloadable_nvml_check() is False  # nothing to drop
+
+
+def test_importing_the_package_dropped_the_nvml_check_on_this_machine_iff_nvml_is_missing():
+    import ctypes
+
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+        missing = False
+    except OSError:
+        missing = True
+    assert strategy.NVML_CHECK_DROPPED is missing
+    if missing:
+        assert strategy.NVML_CHECK not in os.environ
+        assert torch.cuda.is_available() is False  # the same answer, from the CUDA runtime
