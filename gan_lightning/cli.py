@@ -222,7 +222,12 @@ def build_parser() -> Parser:
         help="(Stacked) MNIST: keep the dataset as uint8 on the accelerator and batch by indexing (no DataLoader)",
     )
     g.add_argument("--channels-last", action="store_true", help="NHWC memory format for convolutional models")
-    g.add_argument("--compile", action="store_true", help="torch.compile the generator and the discriminator")
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the generator and the discriminator (D stays eager under WGAN-GP, R1 or R2: "
+        "torch.compile has no double backward)",
+    )
     g = p.add_argument_group("evaluation (offline: no weights are ever downloaded)")
     g.add_argument(
         "--eval-every",

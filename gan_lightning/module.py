@@ -10,8 +10,9 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 
 from gan_lightning.augment import DiffAugment
@@ -295,8 +296,22 @@ class GAN(LightningModule):
             self.to(memory_format=torch.channels_last)
         if self.hparams.compile:
             # In-place compile keeps parameter names, so checkpoints stay interchangeable with eager runs.
-            for net in (self.generator, self.discriminator):
+            nets = self.networks_to_compile()
+            for net in nets:
                 net.compile()
+            if self.discriminator not in nets:
+                rank_zero_info("compile: the generator only; the discriminator stays eager, because torch.compile "
+                               "has no double backward and the gradient penalties (WGAN-GP, R1, R2) need one")  # fmt: skip
+
+    def networks_to_compile(self) -> list[nn.Module]:
+        """G and D, or only G when the objective's penalties backpropagate through D's input gradients.
+
+        torch.compile's autograd has no double backward ("does not currently support double backward"), which
+        WGAN-GP, R1 and R2 need through D: D then stays eager.
+        """
+        if getattr(self.objective, "differentiates_d_twice", False):
+            return [self.generator]
+        return [self.generator, self.discriminator]
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam for G, then Adam for D with its heads (cs231n defaults: lr 1e-3, betas (0.5, 0.999))."""

@@ -127,6 +127,11 @@ class Objective:
         self.gp_weight, self.info_weight, self.r1, self.r2 = gp_weight, info_weight, r1, r2
         self.reg_every, self.augment = reg_every, augment
 
+    @property
+    def differentiates_d_twice(self) -> bool:
+        """Whether the D phase backpropagates through D's input gradients (WGAN-GP, R1, R2): a double backward."""
+        return bool((self.gradient_penalty and self.gp_weight) or self.r1 or self.r2)
+
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         """D's adversarial loss on its logits for a real and a fake batch."""
         raise NotImplementedError

@@ -54,3 +54,32 @@ def test_compile_keeps_checkpoint_keys(tmp_path):
     trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2))
     trainer.fit(gan, image_loader())
     assert set(gan.state_dict()) == set(GAN("dcgan_mnist", latent_dim=8).state_dict())
+
+
+@pytest.mark.parametrize(
+    ("loss", "options", "twice"),
+    [
+        ("bce", {}, False),
+        ("hinge", {}, False),
+        ("wgan-gp", {}, True),
+        ("wgan-gp", {"gp_weight": 0.0}, False),
+        ("bce", {"r1": 1.0}, True),
+        ("rpgan", {"r2": 0.5}, True),
+    ],
+)
+def test_compile_leaves_d_eager_exactly_when_a_penalty_needs_a_double_backward(loss, options, twice):
+    gan = GAN("mlp", latent_dim=8, loss=loss, compile=True, **options)
+    assert gan.objective.differentiates_d_twice is twice
+    expected = [gan.generator] if twice else [gan.generator, gan.discriminator]
+    assert [id(n) for n in gan.networks_to_compile()] == [id(n) for n in expected]
+
+
+@pytest.mark.slow
+def test_compile_trains_with_r1_and_r2(tmp_path):
+    # torch.compile has no double backward: compiling D as well failed in R1's backward
+    gan = GAN("mlp", latent_dim=8, loss="rpgan", r1=1.0, r2=1.0, compile=True)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2))
+    trainer.fit(gan, image_loader())
+    assert gan.iteration == 2
+    assert gan.generator._compiled_call_impl is not None and gan.discriminator._compiled_call_impl is None
+    assert all(torch.isfinite(p).all() for p in gan.parameters())
