@@ -222,3 +222,40 @@ def test_every_image_bad_is_an_error_even_when_skipping(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="none of the 1 images"):
         dataset[0]
     assert dataset.num_skipped == 1
+
+
+def test_small_folders_are_decoded_once_and_large_ones_on_every_access(tmp_path, monkeypatch):
+    files = [write_image(tmp_path / f"{i}.png", (40, 30), seed=i) for i in range(4)]
+    per_image = 3 * 16 * 16 * 4  # float32 (C, S, S)
+    decoded = []
+    original = ImageFileDataset._decode
+    monkeypatch.setattr(ImageFileDataset, "_decode", lambda self, path: decoded.append(path) or original(self, path))
+    lazy = ImageFileDataset(files, image_size=16)
+    fits = ImageFileDataset(files, image_size=16, cache_bytes=4 * per_image)
+    too_small = ImageFileDataset(files, image_size=16, cache_bytes=4 * per_image - 1)
+    assert (lazy.cached, fits.cached, too_small.cached) == (False, True, False)
+    for ds in (lazy, fits, too_small):
+        decoded.clear()
+        first = [ds[i] for i in range(4)]
+        again = [ds[i] for i in range(4)]
+        assert len(decoded) == (4 if ds.cached else 8)
+        for (a, la), (b, lb) in zip(first, again, strict=True):
+            assert torch.equal(a, b) and torch.equal(la, lb)
+        for (a, _), (b, _) in zip(first, (lazy[i] for i in range(4)), strict=True):
+            assert torch.equal(a, b)  # the cache returns exactly what decoding returns
+
+
+def test_the_folder_datamodule_shares_its_cache_budget_among_loader_workers(tmp_path, monkeypatch):
+    from gan_lightning.data import folder
+
+    for i in range(20):
+        write_image(tmp_path / f"{i:02d}.png", (16, 16), mode="L", seed=i)
+    need = 19 * 28 * 28 * 4  # the training images after the 5% validation split, float32
+    monkeypatch.setattr(folder, "CACHE_BYTES", 2 * need)
+    cached = {}
+    for workers in (0, 1, 2, 3):
+        dm = ImageFolderDataModule(str(tmp_path), batch_size=4, num_workers=workers, image_size=28, channels=1)
+        dm.setup("fit")
+        assert len(dm.train_set) == 19
+        cached[workers] = dm.train_set.cached
+    assert cached == {0: True, 1: True, 2: True, 3: False}

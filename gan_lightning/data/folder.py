@@ -1,4 +1,5 @@
-"""Any directory tree of images as a LightningDataModule, decoded lazily, in [-1, 1], labels all zero."""
+"""Any directory tree of images as a LightningDataModule, decoded lazily (once, when small), in [-1, 1], labels
+all zero."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.data.images import (
+    CACHE_BYTES,
     HEADER_CHECK_LIMIT,
     IMAGE_EXTENSIONS,
     ImageFileDataset,
@@ -81,7 +83,9 @@ class ImageFolderDataModule(GANDataModule):
         train_files, val_files = self._split(files)
         if not train_files:
             raise DataError(f"no training images left in {self.image_dir} after the validation split")
-        kwargs = {"image_size": self.image_size, "channels": self.channels, "skip_bad_images": self.skip_bad_images}
+        # The cache budget is shared by every process that loads: the main one, or each loader worker.
+        kwargs = {"image_size": self.image_size, "channels": self.channels, "skip_bad_images": self.skip_bad_images,
+                  "cache_bytes": CACHE_BYTES // max(1, self.num_workers)}  # fmt: skip
         self.train_set = ImageFileDataset(train_files, **kwargs)
         self.val_set = ImageFileDataset(val_files, **kwargs)
         if len(files) <= HEADER_CHECK_LIMIT:

@@ -37,6 +37,9 @@ def list_image_files(root: str | Path) -> list[Path]:
 # Folders up to this many files have every header checked before training (a second or so); larger ones
 # (CelebA's 202,599) are checked as they are decoded, which stops training with the same one-line error.
 HEADER_CHECK_LIMIT = 20_000
+# Decoded images a folder DataModule may keep in memory, all loading processes together: small folders (a few
+# thousand images) are decoded once instead of every epoch; CelebA-sized ones stay lazy.
+CACHE_BYTES = 1 << 30
 
 
 def unreadable_headers(files: Sequence[str | Path]) -> list[tuple[str, str]]:
@@ -81,11 +84,13 @@ def dcgan_transform(image_size: int, channels: int) -> transforms.Compose:
 
 
 class ImageFileDataset(Dataset):
-    """Image files decoded on each access into (C, S, S) float images in [-1, 1], with long labels.
+    """Image files decoded on access into (C, S, S) float images in [-1, 1], with long labels.
 
-    Nothing decoded is kept, so memory does not grow with the dataset. A file that cannot be decoded raises
-    `DataError`, or, with `skip_bad_images`, is replaced by the next readable file and recorded; the record is
-    in shared memory, so `num_skipped` also counts files found bad inside DataLoader worker processes.
+    When all decoded images fit in `cache_bytes`, each is kept after its first decode (per process: every
+    DataLoader worker holds its own copy); otherwise nothing decoded is kept, so memory does not grow with the
+    dataset. A file that cannot be decoded raises `DataError`, or, with `skip_bad_images`, is replaced by the next
+    readable file and recorded; the record is in shared memory, so `num_skipped` also counts files found bad inside
+    DataLoader worker processes.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class ImageFileDataset(Dataset):
         channels: int = 3,
         skip_bad_images: bool = False,
         labels: Sequence[int] | torch.Tensor | None = None,
+        cache_bytes: int = 0,
     ) -> None:
         check_image_options(image_size, channels, 0.0)
         # One numpy string array instead of a list of Python strings: workers reading it do not touch
@@ -109,6 +115,8 @@ class ImageFileDataset(Dataset):
         self.skip_bad_images = skip_bad_images
         self.transform = dcgan_transform(image_size, channels)
         self._bad = torch.zeros(n, dtype=torch.bool).share_memory_()
+        self.cached = n * channels * image_size * image_size * 4 <= cache_bytes  # float32 images
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return len(self.files)
@@ -143,6 +151,14 @@ class ImageFileDataset(Dataset):
             return img.convert(self.mode)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        item = self._cache.get(index)
+        if item is None:
+            item = self._load(index)
+            if self.cached:
+                self._cache[index] = item
+        return item
+
+    def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self.files)
         for candidate in ((index + k) % n for k in range(n)):
             if self._bad[candidate]:
