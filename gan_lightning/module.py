@@ -97,6 +97,7 @@ class GAN(LightningModule):
         # per fit (`on_train_start`): the direct step path, and per optimizer the parameters its phase freezes
         self._direct: DirectUpdate | None = None
         self._direct_transfer = False  # per trainer entry point (`setup`): batches straight to our transfer
+        self._compiled = False
         self._frozen_in_phase: dict[int, list[nn.Parameter]] = {}
         self._steps: Any = None  # while training: Lightning's count of completed optimizer steps (`global_step`)
 
@@ -294,7 +295,8 @@ class GAN(LightningModule):
         if self.hparams.channels_last:
             # NHWC lets cuDNN pick tensor-core convolution kernels without layout transposes.
             self.to(memory_format=torch.channels_last)
-        if self.hparams.compile:
+        if self.hparams.compile and not self._compiled:  # Lightning calls this at every trainer entry point
+            self._compiled = True
             # In-place compile keeps parameter names, so checkpoints stay interchangeable with eager runs.
             nets = self.networks_to_compile()
             for net in nets:

@@ -129,7 +129,11 @@ class Objective:
 
     @property
     def differentiates_d_twice(self) -> bool:
-        """Whether the D phase backpropagates through D's input gradients (WGAN-GP, R1, R2): a double backward."""
+        """Whether the D phase backpropagates through D's input gradients (WGAN-GP, R1, R2): a double backward.
+
+        `GAN(compile=True)` leaves D eager when this is true (torch.compile has no double backward); an objective
+        that adds a penalty of its own on D's input gradients must return True here as well.
+        """
         return bool((self.gradient_penalty and self.gp_weight) or self.r1 or self.r2)
 
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:

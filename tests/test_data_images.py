@@ -225,8 +225,10 @@ def test_every_image_bad_is_an_error_even_when_skipping(tmp_path: Path) -> None:
 
 
 def test_small_folders_are_decoded_once_and_large_ones_on_every_access(tmp_path, monkeypatch):
+    from gan_lightning.data.images import dcgan_transform
+
     files = [write_image(tmp_path / f"{i}.png", (40, 30), seed=i) for i in range(4)]
-    per_image = 3 * 16 * 16 * 4  # float32 (C, S, S)
+    per_image = 3 * 16 * 16  # uint8 (C, S, S)
     decoded = []
     original = ImageFileDataset._decode
     monkeypatch.setattr(ImageFileDataset, "_decode", lambda self, path: decoded.append(path) or original(self, path))
@@ -239,23 +241,43 @@ def test_small_folders_are_decoded_once_and_large_ones_on_every_access(tmp_path,
         first = [ds[i] for i in range(4)]
         again = [ds[i] for i in range(4)]
         assert len(decoded) == (4 if ds.cached else 8)
-        for (a, la), (b, lb) in zip(first, again, strict=True):
+        for i, ((a, la), (b, lb)) in enumerate(zip(first, again, strict=True)):
+            assert a is not b  # a fresh tensor each time: changing one in place cannot reach the cache
             assert torch.equal(a, b) and torch.equal(la, lb)
-        for (a, _), (b, _) in zip(first, (lazy[i] for i in range(4)), strict=True):
-            assert torch.equal(a, b)  # the cache returns exactly what decoding returns
+            with Image.open(files[i]) as img:  # the DCGAN tutorial's preprocessing, bit for bit
+                assert torch.equal(a, dcgan_transform(16, 3)(img.convert("RGB")))
+        first[0][0].add_(1)
+        assert torch.equal(ds[0][0], again[0][0])
 
 
-def test_the_folder_datamodule_shares_its_cache_budget_among_loader_workers(tmp_path, monkeypatch):
+def test_the_cache_keeps_a_skipped_files_replacement_and_counts_the_skip_once(tmp_path, monkeypatch):
+    files = [write_image(tmp_path / f"{i}.png", (16, 16), seed=i) for i in range(3)]
+    files[1].write_bytes(b"not an image")
+    decoded = []
+    original = ImageFileDataset._decode
+    monkeypatch.setattr(ImageFileDataset, "_decode", lambda self, path: decoded.append(path) or original(self, path))
+    ds = ImageFileDataset(files, image_size=16, skip_bad_images=True, cache_bytes=1 << 20)
+    replacement = ds[1][0]  # the next readable file, 2.png
+    assert ds.num_skipped == 1 and torch.equal(replacement, ds[2][0])
+    count = len(decoded)
+    assert torch.equal(ds[1][0], replacement) and len(decoded) == count  # from memory, no second skip
+    assert ds.num_skipped == 1
+
+
+def test_the_folder_datamodule_shares_its_cache_budget_among_loading_processes(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     from gan_lightning.data import folder
 
     for i in range(20):
         write_image(tmp_path / f"{i:02d}.png", (16, 16), mode="L", seed=i)
-    need = 19 * 28 * 28 * 4  # the training images after the 5% validation split, float32
+    need = 19 * 28 * 28  # the training images after the 5% validation split, uint8
     monkeypatch.setattr(folder, "CACHE_BYTES", 2 * need)
     cached = {}
-    for workers in (0, 1, 2, 3):
+    for workers, ranks in ((0, 1), (1, 1), (2, 1), (3, 1), (0, 2), (1, 3)):
         dm = ImageFolderDataModule(str(tmp_path), batch_size=4, num_workers=workers, image_size=28, channels=1)
+        dm.trainer = SimpleNamespace(world_size=ranks)  # as attached by a Trainer on `ranks` processes
         dm.setup("fit")
-        assert len(dm.train_set) == 19
-        cached[workers] = dm.train_set.cached
-    assert cached == {0: True, 1: True, 2: True, 3: False}
+        assert len(dm.train_set) == 19 and not dm.val_set.cached  # validation images are read once
+        cached[workers, ranks] = dm.train_set.cached
+    assert cached == {(0, 1): True, (1, 1): True, (2, 1): True, (3, 1): False, (0, 2): True, (1, 3): False}

@@ -74,6 +74,17 @@ def test_compile_leaves_d_eager_exactly_when_a_penalty_needs_a_double_backward(l
     assert [id(n) for n in gan.networks_to_compile()] == [id(n) for n in expected]
 
 
+def test_compile_happens_once_per_module_with_one_notice(caplog):
+    gan = GAN("mlp", latent_dim=8, loss="rpgan", r1=1.0, compile=True)
+    with caplog.at_level("INFO"):
+        gan.configure_model()
+        compiled = gan.generator._compiled_call_impl
+        gan.configure_model()  # Lightning calls it at every trainer entry point
+    assert compiled is not None and gan.generator._compiled_call_impl is compiled
+    assert gan.discriminator._compiled_call_impl is None
+    assert sum("discriminator stays eager" in r.getMessage() for r in caplog.records) == 1
+
+
 @pytest.mark.slow
 def test_compile_trains_with_r1_and_r2(tmp_path):
     # torch.compile has no double backward: compiling D as well failed in R1's backward

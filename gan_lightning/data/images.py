@@ -37,8 +37,8 @@ def list_image_files(root: str | Path) -> list[Path]:
 # Folders up to this many files have every header checked before training (a second or so); larger ones
 # (CelebA's 202,599) are checked as they are decoded, which stops training with the same one-line error.
 HEADER_CHECK_LIMIT = 20_000
-# Decoded images a folder DataModule may keep in memory, all loading processes together: small folders (a few
-# thousand images) are decoded once instead of every epoch; CelebA-sized ones stay lazy.
+# Decoded training images (uint8) a folder DataModule may keep in memory, all loading processes of all ranks
+# together: small folders are decoded once instead of every epoch; CelebA-sized ones stay lazy.
 CACHE_BYTES = 1 << 30
 
 
@@ -71,6 +71,17 @@ def check_image_options(image_size: int, channels: int, val_fraction: float) -> 
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
 
 
+def crop_transform(image_size: int) -> transforms.Compose:
+    """The geometric half of `dcgan_transform`: shorter side to `image_size`, centre crop, as a uint8 tensor."""
+    return transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
+                               transforms.PILToTensor()])  # fmt: skip
+
+
+def uint8_to_signed(image: torch.Tensor) -> torch.Tensor:
+    """uint8 (C, H, W) to float [-1, 1] with `dcgan_transform`'s exact operations (ToTensor, then Normalize 0.5)."""
+    return image.float().div(255).sub(0.5).div(0.5)
+
+
 def dcgan_transform(image_size: int, channels: int) -> transforms.Compose:
     """The PyTorch DCGAN tutorial's preprocessing: shorter side to `image_size`, centre crop, to [-1, 1]."""
     return transforms.Compose(
@@ -86,8 +97,9 @@ def dcgan_transform(image_size: int, channels: int) -> transforms.Compose:
 class ImageFileDataset(Dataset):
     """Image files decoded on access into (C, S, S) float images in [-1, 1], with long labels.
 
-    When all decoded images fit in `cache_bytes`, each is kept after its first decode (per process: every
-    DataLoader worker holds its own copy); otherwise nothing decoded is kept, so memory does not grow with the
+    When all images fit in `cache_bytes` as cropped uint8 (C, S, S), each is kept after its first decode, per
+    process (every DataLoader worker fills its own copy), and served from memory afterwards, so a file changed
+    after its first decode is not read again; otherwise nothing decoded is kept and memory does not grow with the
     dataset. A file that cannot be decoded raises `DataError`, or, with `skip_bad_images`, is replaced by the next
     readable file and recorded; the record is in shared memory, so `num_skipped` also counts files found bad inside
     DataLoader worker processes.
@@ -113,10 +125,10 @@ class ImageFileDataset(Dataset):
         self.image_size, self.channels = image_size, channels
         self.mode = "L" if channels == 1 else "RGB"
         self.skip_bad_images = skip_bad_images
-        self.transform = dcgan_transform(image_size, channels)
+        self.crop = crop_transform(image_size)  # then `uint8_to_signed`: `dcgan_transform`, bit for bit
         self._bad = torch.zeros(n, dtype=torch.bool).share_memory_()
-        self.cached = n * channels * image_size * image_size * 4 <= cache_bytes  # float32 images
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.cached = n * channels * image_size * image_size <= cache_bytes  # uint8 images
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # index -> (uint8 image, label)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -156,7 +168,8 @@ class ImageFileDataset(Dataset):
             item = self._load(index)
             if self.cached:
                 self._cache[index] = item
-        return item
+        image, label = item
+        return uint8_to_signed(image), label  # a new tensor each time: the cached one cannot be changed in place
 
     def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self.files)
@@ -176,5 +189,5 @@ class ImageFileDataset(Dataset):
                 log.warning("skipping unreadable image %s (%s: %s)", path, type(err).__name__, err)
                 continue
             # The label goes with the image actually returned, which is not `index`'s after a skip.
-            return self.transform(img), self.labels[candidate]
+            return self.crop(img), self.labels[candidate]
         raise DataError(f"none of the {n} images could be read (first: {self.files[0] if n else 'none'})")
