@@ -54,7 +54,7 @@ from contextlib import nullcontext, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -405,6 +405,13 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
     return Interleave()
 
 
+class SpeedPath(NamedTuple):
+    """A speed path the module takes when it can: whether it took it in this fit, and how to switch it."""
+
+    taken: Callable[[Any], bool]  # (module) -> bool, once the fit has started
+    switch: Callable[[Any, Any, bool], None]  # (trainer, module, on)
+
+
 def _switch_direct_update(trainer: Any, module: Any, on: bool) -> None:
     from gan_lightning.strategy import DirectUpdate
 
@@ -413,6 +420,12 @@ def _switch_direct_update(trainer: Any, module: Any, on: bool) -> None:
 
 def _switch_direct_transfer(trainer: Any, module: Any, on: bool) -> None:
     module._direct_transfer = on
+
+
+def _nvml_check_dropped(module: Any) -> bool:
+    from gan_lightning.strategy import NVML_CHECK_DROPPED
+
+    return NVML_CHECK_DROPPED
 
 
 def _switch_nvml_check(trainer: Any, module: Any, on: bool) -> None:
@@ -424,11 +437,14 @@ def _switch_nvml_check(trainer: Any, module: Any, on: bool) -> None:
         os.environ[NVML_CHECK] = "1"  # as importing Lightning leaves it
 
 
-# The speed paths the module takes when it can, each switched off and on by `--ablate NAME`.
-SPEED_PATHS: dict[str, Callable[[Any, Any, bool], None]] = {
-    "direct_transfer": _switch_direct_transfer,  # batches straight to `transfer_batch_to_device` (`GAN.setup`)
-    "direct_update": _switch_direct_update,  # optimizer steps without the per-step hook dispatches
-    "no_nvml_check": _switch_nvml_check,  # no failing NVML load per Adam step (`drop_unloadable_nvml_check`)
+# The speed paths, each switched off and on by `--ablate NAME`.
+SPEED_PATHS: dict[str, SpeedPath] = {
+    # batches straight to `transfer_batch_to_device` (`GAN.setup`)
+    "direct_transfer": SpeedPath(lambda module: module._direct_transfer, _switch_direct_transfer),
+    # optimizer steps without the per-step hook dispatches
+    "direct_update": SpeedPath(lambda module: module._direct is not None, _switch_direct_update),
+    # no failing NVML load per Adam step (`drop_unloadable_nvml_check`)
+    "no_nvml_check": SpeedPath(_nvml_check_dropped, _switch_nvml_check),
 }
 
 
@@ -441,7 +457,7 @@ def ablation_callback(bench: BenchConfig, timings: Timings) -> Any:
     """
     from lightning.pytorch import Callback
 
-    warmup, iters, rounds, switch = bench.warmup, bench.iters, bench.rounds, SPEED_PATHS[bench.ablate or ""]
+    warmup, iters, rounds, path = bench.warmup, bench.iters, bench.rounds, SPEED_PATHS[bench.ablate or ""]
 
     class Ablate(Callback):
         def __init__(self) -> None:
@@ -460,14 +476,7 @@ def ablation_callback(bench: BenchConfig, timings: Timings) -> Any:
             now = self.clock()
             n, self.started = self.started, self.started + 1
             if n == 0:  # the module has chosen its paths (its on_train_start runs after the callbacks')
-                from gan_lightning.strategy import NVML_CHECK_DROPPED
-
-                module = timings.module
-                timings.check["available"] = {
-                    "direct_transfer": module._direct_transfer,
-                    "direct_update": module._direct is not None,
-                    "no_nvml_check": NVML_CHECK_DROPPED,
-                }[bench.ablate]
+                timings.check["available"] = path.taken(timings.module)
             done = n - 1 - warmup  # index of the timed iteration that just ended
             if self.prev is not None and 0 <= done < 2 * rounds * iters:
                 blocks = timings.lightning if (done // iters) % 2 == 0 else timings.plain
@@ -478,7 +487,7 @@ def ablation_callback(bench: BenchConfig, timings: Timings) -> Any:
             upcoming = n - warmup  # index of the iteration starting now
             if timings.check["available"] and 0 <= upcoming <= 2 * rounds * iters and upcoming % iters == 0:
                 # on for even blocks; on again after the last block, as the module had it (the env var outlives the fit)
-                switch(self.trainer, timings.module, (upcoming // iters) % 2 == 0)
+                path.switch(self.trainer, timings.module, (upcoming // iters) % 2 == 0)
             self.prev = self.clock()
 
     return Ablate()

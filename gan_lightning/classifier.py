@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_lightning.command import Parser, run_command
-from gan_lightning.errors import DataError, load_weights_file
+from gan_lightning.errors import DataError, first_line, load_weights_file
 
 ARCH = "mnist_cnn"
 CACHE_ENV = "GAN_CACHE_DIR"
@@ -168,8 +168,9 @@ def load_classifier(path: str | Path) -> MNISTClassifier:
     except DataError:
         raise
     except Exception as err:  # missing keys and shape mismatches all mean the same thing to the user
-        first = (str(err).strip().splitlines() or [""])[0][:160]
-        raise DataError(f"cannot load an MNIST classifier from {path} ({type(err).__name__}: {first}); {hint}") from err
+        raise DataError(
+            f"cannot load an MNIST classifier from {path} ({type(err).__name__}: {first_line(err)}); {hint}"
+        ) from err
     model.eval().requires_grad_(False)
     return model
 

@@ -22,6 +22,11 @@ def require_positive(**values: float | None) -> None:
             raise ConfigError(f"{name} must be positive, got {value}")
 
 
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message, cut at `limit` characters, for a one-line error."""
+    return (str(err).strip().splitlines() or [""])[0][:limit]
+
+
 def load_weights_file(path: str | Path, what: str, hint: str, map_location: str = "cpu") -> Any:
     """`torch.load(path, weights_only=True)`, every failure turned into one line about `what` the file should be.
 

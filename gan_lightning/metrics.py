@@ -28,7 +28,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan_lightning.classifier import TRAIN_HINT, MNISTClassifier, load_classifier
 from gan_lightning.data.base import to_signed
-from gan_lightning.errors import ConfigError, DataError, load_weights_file
+from gan_lightning.errors import ConfigError, DataError, first_line, load_weights_file
 from gan_lightning.manifold import PRDC
 from gan_lightning.registry import Registry
 
@@ -216,9 +216,9 @@ def load_inception(weights_path: PathLike) -> InceptionFeatures:
         net = inception_v3(weights=None, aux_logits=aux, init_weights=False, num_classes=num_classes)
         net.load_state_dict(state)
     except Exception as err:  # key and shape mismatches all mean "not a usable weights file"
-        first = (str(err).strip().splitlines() or [""])[0][:160]
         raise DataError(
-            f"cannot load Inception v3 weights from {path} ({type(err).__name__}: {first}); {FID_WEIGHTS_HINT}"
+            f"cannot load Inception v3 weights from {path} ({type(err).__name__}: {first_line(err)}); "
+            f"{FID_WEIGHTS_HINT}"
         ) from err
     return InceptionFeatures(net)
 

@@ -302,8 +302,9 @@ class GAN(LightningModule):
             for net in nets:
                 net.compile()
             if self.discriminator not in nets:
-                rank_zero_info("compile: the generator only; the discriminator stays eager, because torch.compile "
-                               "has no double backward and the gradient penalties (WGAN-GP, R1, R2) need one")  # fmt: skip
+                rank_zero_info("compile: the generator only; the discriminator stays eager, because "
+                               "torch.compile has no double backward and the gradient penalties (WGAN-GP, R1, R2) "
+                               "need one")  # fmt: skip
 
     def networks_to_compile(self) -> list[nn.Module]:
         """G and D, or only G when the objective's penalties backpropagate through D's input gradients.
@@ -337,12 +338,12 @@ class GAN(LightningModule):
 
     def setup(self, stage: str) -> None:
         """Every trainer entry point: take the direct batch transfer unless a transfer hook is overridden."""
-        datamodule = self.trainer.datamodule
-        # Lightning's own test, which also sees hooks set on the instance (a patched or wrapped method)
-        own = ("on_before_batch_transfer", "on_after_batch_transfer")  # our transfer_batch_to_device is the direct one
-        self._direct_transfer = not any(is_overridden(name, self, LightningModule) for name in own) and not any(
-            is_overridden(name, datamodule) for name in TRANSFER_HOOKS if datamodule is not None
-        )
+        # Lightning's own test, which also sees hooks set on the instance (a patched or wrapped method); our
+        # `transfer_batch_to_device` is the one the direct path calls
+        hooked = [(self, name) for name in TRANSFER_HOOKS if name != "transfer_batch_to_device"]
+        if self.trainer.datamodule is not None:
+            hooked += [(self.trainer.datamodule, name) for name in TRANSFER_HOOKS]
+        self._direct_transfer = not any(is_overridden(name, obj) for obj, name in hooked)
 
     def on_train_start(self) -> None:
         """Reapply a resumed checkpoint's global RNG states (Lightning restores none); pick the step path."""

@@ -139,7 +139,7 @@ class DirectUpdate:
     def __init__(self, strategy: Strategy, scaler: torch.amp.GradScaler | None) -> None:
         self.strategy, self.scaler = strategy, scaler
         # single-device strategies leave both backward hooks empty: skip the calls
-        self._hooks = overrides(strategy, Strategy, "pre_backward", "post_backward")
+        self._hooks = _overrides(strategy, Strategy, "pre_backward", "post_backward")
 
     @classmethod
     def for_trainer(cls, trainer: Trainer) -> DirectUpdate | None:
@@ -147,13 +147,13 @@ class DirectUpdate:
         plugin, strategy, module = trainer.precision_plugin, trainer.strategy, trainer.lightning_module
         if type(plugin) not in (Precision, MixedPrecision):  # e.g. double, true half, DeepSpeed, FSDP, bitsandbytes
             return None
-        if not isinstance(strategy, (SingleDeviceStrategy, DDPStrategy)) or overrides(strategy, Strategy, "backward"):
+        if not isinstance(strategy, (SingleDeviceStrategy, DDPStrategy)) or _overrides(strategy, Strategy, "backward"):
             return None
         if getattr(strategy, "_model_averager", None) is not None:  # post-local SGD averages in optimizer_step
             return None
-        if overrides(module, LightningModule, "backward", *STEP_HOOKS):
+        if _overrides(module, LightningModule, "backward", *STEP_HOOKS):
             return None
-        if any(overrides(cb, Callback, *STEP_HOOKS) for cb in trainer.callbacks):
+        if any(_overrides(cb, Callback, *STEP_HOOKS) for cb in trainer.callbacks):
             return None
         return cls(strategy, getattr(plugin, "scaler", None))
 
@@ -198,7 +198,7 @@ def drop_unloadable_nvml_check() -> bool:
     return False
 
 
-def overrides(obj: Any, base: type, *names: str) -> bool:
+def _overrides(obj: Any, base: type, *names: str) -> bool:
     """Whether `obj`'s class defines any of `names` differently from `base` (the class only, not the instance)."""
     return any(getattr(type(obj), name, None) is not getattr(base, name, None) for name in names)
 

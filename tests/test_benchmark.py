@@ -139,7 +139,7 @@ def test_ablation_switches_the_path_off_and_on_in_alternate_blocks(monkeypatch, 
     from gan_lightning import strategy
 
     switches = []
-    switch = overhead.SPEED_PATHS[path]
+    speed_path = overhead.SPEED_PATHS[path]
     in_effect = {
         "direct_transfer": lambda module: module._direct_transfer,
         "direct_update": lambda module: module._direct is not None,
@@ -147,10 +147,10 @@ def test_ablation_switches_the_path_off_and_on_in_alternate_blocks(monkeypatch, 
     }[path]
 
     def spy(trainer, module, on):
-        switch(trainer, module, on)
+        speed_path.switch(trainer, module, on)
         switches.append((on, module.iteration, in_effect(module)))
 
-    monkeypatch.setitem(overhead.SPEED_PATHS, path, spy)
+    monkeypatch.setitem(overhead.SPEED_PATHS, path, speed_path._replace(switch=spy))
     argv = ["--model", "mlp", "--batch-size", "4", "--ablate", path, *TINY]
     assert overhead.main(argv) == 0
     out = capsys.readouterr().out.strip().splitlines()

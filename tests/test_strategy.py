@@ -15,8 +15,7 @@ from lightning.pytorch.plugins import MixedPrecision
 from test_callbacks import read_events
 from test_module import image_loader, snapshot
 
-from gan_lightning import GAN
-from gan_lightning import strategy
+from gan_lightning import GAN, strategy
 from gan_lightning.strategy import DirectUpdate
 
 from conftest import cpu_trainer

@@ -86,8 +86,7 @@ class ImageFolderDataModule(GANDataModule):
         kwargs = {"image_size": self.image_size, "channels": self.channels, "skip_bad_images": self.skip_bad_images}
         # The training images' cache budget is shared by every process that loads them: each rank's main process
         # or loader workers. The validation images are read once (their features are kept), so never cached.
-        trainer = getattr(self, "trainer", None)
-        loaders = max(1, self.num_workers) * (trainer.world_size if trainer is not None else 1)
+        loaders = max(1, self.num_workers) * (self.trainer.world_size if self.trainer is not None else 1)
         self.train_set = ImageFileDataset(train_files, cache_bytes=CACHE_BYTES // loaders, **kwargs)
         self.val_set = ImageFileDataset(val_files, **kwargs)
         if len(files) <= HEADER_CHECK_LIMIT:

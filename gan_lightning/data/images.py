@@ -78,7 +78,10 @@ def crop_transform(image_size: int) -> transforms.Compose:
 
 
 def uint8_to_signed(image: torch.Tensor) -> torch.Tensor:
-    """uint8 (C, H, W) to float [-1, 1] with `dcgan_transform`'s exact operations (ToTensor, then Normalize 0.5)."""
+    """uint8 (C, H, W) to float [-1, 1] with `dcgan_transform`'s exact operations (ToTensor, then Normalize 0.5).
+
+    Not `loading.to_signed`: its x / 127.5 - 1 differs from these in the last bit for some values.
+    """
     return image.float().div(255).sub(0.5).div(0.5)
 
 
