@@ -6,9 +6,9 @@ checkpoint, progress-bar and health callbacks and the Trainer exactly as `script
 (b) is a plain PyTorch loop over deep copies of the same networks (G, and D with its heads: the module's `Critic`),
 taken before Lightning's first update. It has no training step of its own: it runs the module's components, so
 it cannot drift from them. The module's latent space draws G's inputs, the module's objective computes both
-phases' losses (regularizers included), on a generator seeded per iteration by `GAN._iteration_rng` itself, over
+phases' losses (regularizers included), on a generator seeded per iteration by `iteration_seed` as the module's is, over
 the same `tensor_split(d_steps)` chunks as `GAN.training_step` (the last chunk feeds the G phase). What it does
-without Lightning: freezing the other network with `requires_grad_` (instead of `training_phase`),
+without Lightning: freezing the other network with `requires_grad_` (instead of `toggled_optimizer`),
 `loss.backward()`, `opt.step()` on optimizers of the module's class and settings (fused Adam, as
 `GAN.configure_optimizers` asks), and fetching batches from a second copy of the DataModule's own training loader
 (same dataset, batch size, collate and per-epoch permutation). What it leaves out is what is being measured:
@@ -22,9 +22,7 @@ measured run has exactly `scripts/train.py`'s callbacks). Lightning's time per i
 one batch start to the next (data fetch, hooks, training step, logging, progress bar, callbacks: the whole cycle)
 with the plain blocks cut out; the plain loop's is the time of one iteration including its own data fetch. On CUDA
 the device is synchronized before every clock reading. `--channels-last` and `--compile` apply to both loops (the
-plain loop compiles its own copies of the networks). Where NVML cannot be loaded both loops run without the
-NVML-based CUDA check importing Lightning switches on (`strategy.drop_unloadable_nvml_check`), as a plain PyTorch
-script does; before the package dropped it, it cost both loops alike on every Adam step.
+plain loop compiles its own copies of the networks).
 
 The report gives both loops' ms/iteration and images/s, and the fixed cost: the median over rounds of the
 difference of the two loops' mean time per iteration in adjacent blocks. The last line printed is
@@ -42,7 +40,6 @@ import copy
 import inspect
 import json
 import math
-import os
 import statistics
 import struct
 import sys
@@ -53,8 +50,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,6 +59,7 @@ from gan_lightning.command import CommandStopped, Parser, run_command
 from gan_lightning.data.base import default_data_dir
 from gan_lightning.errors import ConfigError, DataError
 from gan_lightning.models import MODELS
+from gan_lightning.module import iteration_seed
 from gan_lightning.objectives import OBJECTIVES, Batch
 
 # Adam implementations to time instead of the module's own choice (`--adam module`: fused on CPU and CUDA).
@@ -106,7 +103,6 @@ class BenchConfig:
     seed: int = 0
     adam: str = "module"
     adam_sweep: bool = False
-    ablate: str | None = None
     json: str | None = None
 
 
@@ -206,7 +202,7 @@ class PlainLoop:
         overrides = ADAM_VARIANTS[adam] if adam is not None else {}
         self.opt_g = rebuild_optimizer(opt_g, mapping, **overrides)
         self.opt_d = rebuild_optimizer(opt_d, mapping, **overrides)
-        # What `GAN.training_phase` freezes in each phase: every parameter outside the stepping optimizer.
+        # What `toggled_optimizer` freezes in each phase: every parameter outside the stepping optimizer.
         self.g_params = [p for g in self.opt_g.param_groups for p in g["params"]]
         self.d_params = [p for g in self.opt_d.param_groups for p in g["params"]]
         self.latents, self.objective, self.d_steps = module.latents, module.objective, module.d_steps
@@ -236,10 +232,9 @@ class PlainLoop:
                 self._it, self.epoch = None, self.epoch + 1
 
     def _iteration_rng(self) -> torch.Generator:
-        # The module's own seeding code, run on a stand-in carrying this loop's generator (one process, rank 0): the
-        # plain loop draws what the module draws in the same iteration.
-        stand_in = SimpleNamespace(rng=self.rng, _trainer=None, hparams=self.module.hparams)
-        return type(self.module)._iteration_rng(stand_in, self.iteration)
+        # The module's own seeding (one process, rank 0): the plain loop draws what the module draws in the same
+        # iteration.
+        return self.rng.manual_seed(iteration_seed(self.module.hparams.seed, 0, self.iteration))
 
     def step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration on a batch (images, or (images, labels)); returns the last (d_loss, g_loss), detached."""
@@ -405,94 +400,6 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
     return Interleave()
 
 
-class SpeedPath(NamedTuple):
-    """A speed path the module takes when it can: whether it took it in this fit, and how to switch it."""
-
-    taken: Callable[[Any], bool]  # (module) -> bool, once the fit has started
-    switch: Callable[[Any, Any, bool], None]  # (trainer, module, on)
-
-
-def _switch_direct_update(trainer: Any, module: Any, on: bool) -> None:
-    from gan_lightning.strategy import DirectUpdate
-
-    module._direct = DirectUpdate.for_trainer(trainer) if on else None
-
-
-def _switch_direct_transfer(trainer: Any, module: Any, on: bool) -> None:
-    module._direct_transfer = on
-
-
-def _nvml_check_dropped(module: Any) -> bool:
-    from gan_lightning.strategy import NVML_CHECK_DROPPED
-
-    return NVML_CHECK_DROPPED
-
-
-def _switch_nvml_check(trainer: Any, module: Any, on: bool) -> None:
-    from gan_lightning.strategy import NVML_CHECK
-
-    if on:
-        os.environ.pop(NVML_CHECK, None)
-    else:
-        os.environ[NVML_CHECK] = "1"  # as importing Lightning leaves it
-
-
-# The speed paths, each switched off and on by `--ablate NAME`.
-SPEED_PATHS: dict[str, SpeedPath] = {
-    # batches straight to `transfer_batch_to_device` (`GAN.setup`)
-    "direct_transfer": SpeedPath(lambda module: module._direct_transfer, _switch_direct_transfer),
-    # optimizer steps without the per-step hook dispatches
-    "direct_update": SpeedPath(lambda module: module._direct is not None, _switch_direct_update),
-    # no failing NVML load per Adam step (`drop_unloadable_nvml_check`)
-    "no_nvml_check": SpeedPath(_nvml_check_dropped, _switch_nvml_check),
-}
-
-
-def ablation_callback(bench: BenchConfig, timings: Timings) -> Any:
-    """The callback that switches the speed path `bench.ablate` off and on every `bench.iters` iterations of one fit.
-
-    Like `interleave_callback` it moves its per-batch work into the module's own batch hook and leaves the
-    callback list. Each iteration's time (batch start to batch start) goes to the blocks of the path's state it
-    ran in; `timings.lightning` gets the blocks with the path on, `timings.plain` those with it off.
-    """
-    from lightning.pytorch import Callback
-
-    warmup, iters, rounds, path = bench.warmup, bench.iters, bench.rounds, SPEED_PATHS[bench.ablate or ""]
-
-    class Ablate(Callback):
-        def __init__(self) -> None:
-            self.started = 0
-            self.prev: float | None = None
-            self.clock: Callable[[], float] = time.perf_counter
-            self.trainer: Any = None
-
-        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            timings.module, self.trainer = pl_module, trainer
-            self.clock = make_clock(pl_module.device)
-            pl_module.on_train_batch_start = self.batch_start
-            trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self]
-
-        def batch_start(self, batch: Any, batch_idx: int) -> None:
-            now = self.clock()
-            n, self.started = self.started, self.started + 1
-            if n == 0:  # the module has chosen its paths (its on_train_start runs after the callbacks')
-                timings.check["available"] = path.taken(timings.module)
-            done = n - 1 - warmup  # index of the timed iteration that just ended
-            if self.prev is not None and 0 <= done < 2 * rounds * iters:
-                blocks = timings.lightning if (done // iters) % 2 == 0 else timings.plain
-                if done % iters == 0:
-                    blocks.append([])
-                blocks[-1].append(now - self.prev)
-            timings.threads_seen.add(torch.get_num_threads())
-            upcoming = n - warmup  # index of the iteration starting now
-            if timings.check["available"] and 0 <= upcoming <= 2 * rounds * iters and upcoming % iters == 0:
-                # on for even blocks; on again after the last block, as the module had it (the env var outlives the fit)
-                path.switch(self.trainer, timings.module, (upcoming // iters) % 2 == 0)
-            self.prev = self.clock()
-
-    return Ablate()
-
-
 def adam_sweep(bench: BenchConfig, loops: dict[str, PlainLoop]) -> dict[str, float]:
     """The plain loop's ms/iteration with each Adam implementation: interleaved blocks, median of block means."""
     clock = make_clock(next(iter(loops.values())).device)
@@ -508,8 +415,7 @@ def adam_sweep(bench: BenchConfig, loops: dict[str, PlainLoop]) -> dict[str, flo
 # ---------------------------------------------------------------------------------------------------- the run
 def cli_argv(bench: BenchConfig, data_dir: str, log_dir: str) -> list[str]:
     """`scripts/train.py` flags for this benchmark; everything else stays at the CLI's defaults."""
-    blocks = 2 * bench.rounds if bench.ablate else bench.rounds  # an ablation times each path `rounds` times
-    iterations = bench.warmup + blocks * bench.iters + 1  # +1: the last block's time ends at the next batch start
+    iterations = bench.warmup + bench.rounds * bench.iters + 1  # +1: the last block's time ends at the next batch start
     devices = "1" if bench.device is None or bench.accelerator == "cpu" else f"{bench.device},"
     argv = [
         "--model", bench.model, "--batch-size", str(bench.batch_size), "--loss", bench.loss,
@@ -534,8 +440,6 @@ def _validate(bench: BenchConfig) -> None:
         raise ConfigError(f"--device must be >= 0, got {bench.device}")
     if bench.synthetic and bench.data_dir is not None:
         raise ConfigError("--synthetic and --data-dir exclude each other")
-    if bench.ablate and (bench.adam != "module" or bench.adam_sweep):
-        raise ConfigError("--ablate times the module's own optimizers; drop --adam and --adam-sweep")
     if bench.data_dir is not None and not has_mnist(bench.data_dir):
         raise DataError(f"no MNIST under {Path(bench.data_dir) / 'MNIST' / 'raw'}; fix --data-dir or use --synthetic")
 
@@ -563,8 +467,7 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
             data = f"MNIST from {Path(data_dir) / 'MNIST' / 'raw'}"
         cfg = cli._resolve(cli.build_parser().parse_args(cli_argv(bench, data_dir, str(Path(tmp) / "logs"))))
         with redirect_stdout(sys.stderr):  # progress bar and the (temporary) paths: stdout is the report
-            make = ablation_callback if bench.ablate else interleave_callback
-            cli.run(cfg, callbacks=[make(bench, timings)])
+            cli.run(cfg, callbacks=[interleave_callback(bench, timings)])
     if len(timings.plain) != bench.rounds or len(timings.lightning) != bench.rounds:
         raise RuntimeError(f"benchmark ended early: {len(timings.lightning)} / {len(timings.plain)} blocks timed")
     if timings.threads_seen != {threads}:
@@ -585,8 +488,6 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
         "log_every": cfg.log_every,
         "checkpoint_every": cfg.checkpoint_every,
     }
-    if bench.ablate:
-        return summarize_ablation(bench, timings, info)
     report = summarize(bench, timings, info)
     if timings.adam_sweep:
         report["adam_sweep_plain_ms"] = timings.adam_sweep
@@ -624,42 +525,6 @@ def summarize(bench: BenchConfig, timings: Timings, info: dict[str, Any]) -> dic
         "first_iteration_check": timings.check,
         "overhead_ratio": statistics.median(ratios),
     }
-
-
-def summarize_ablation(bench: BenchConfig, timings: Timings, info: dict[str, Any]) -> dict[str, Any]:
-    """Times with the path on (`timings.lightning`) and off (`timings.plain`), paired as `summarize` pairs loops."""
-    images = info["images_per_iteration"]
-    on, off = _stats(timings.lightning, images), _stats(timings.plain, images)
-    diffs = [y - x for x, y in zip(on["block_mean_ms"], off["block_mean_ms"], strict=True)]
-    return {
-        "config": {**vars(bench), **info},
-        "available": timings.check["available"],
-        "on": on,
-        "off": off,
-        "round_savings_ms": diffs,
-        "saving_ms": statistics.median(diffs),  # median over rounds of adjacent blocks' difference
-        "median_iteration_saving_ms": off["median_ms"] - on["median_ms"],
-    }
-
-
-def format_ablation(report: dict[str, Any]) -> str:
-    """The ablation report; its last line is `saving_ms=<off - on>`."""
-    c, on, off = report["config"], report["on"], report["off"]
-    lines = [
-        f"ablate={c['ablate']} model={c['model']} batch={c['batch_size']} precision={c['precision']} "
-        f"device={c['device']} threads={c['threads']}; {c['rounds']} rounds x {c['iters']} iterations each way",
-    ]
-    if not report["available"]:
-        lines.append(f"{c['ablate']} is not used in this configuration: both ways are the same path")
-    lines += [
-        "{:<5} {:>13} {:>11} {:>17}".format("path", "median ms/it", "mean ms/it", "block-mean ms/it"),
-        *(f"{name:<5} {s['median_ms']:>13.3f} {s['mean_ms']:>11.3f} {s['median_block_mean_ms']:>17.3f}"
-          for name, s in (("on", on), ("off", off))),  # fmt: skip
-        f"saving: {report['saving_ms']:+.3f} ms/iteration (median over rounds of adjacent blocks' difference; of "
-        f"the per-iteration medians: {report['median_iteration_saving_ms']:+.3f})",
-        f"saving_ms={report['saving_ms']:.3f}",
-    ]
-    return "\n".join(lines)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -744,12 +609,6 @@ def build_parser() -> Parser:
         action="store_true",
         help="also time the plain loop with each Adam implementation (default/foreach/fused)",
     )
-    p.add_argument(
-        "--ablate",
-        choices=sorted(SPEED_PATHS),
-        help="instead of the plain loop: switch this speed path of the module off and on every --iters iterations "
-        "of one fit and print its saving per iteration (last line saving_ms=<off - on>)",
-    )
     p.add_argument("--json", help="write the numbers to this JSON file")
     return p
 
@@ -760,9 +619,6 @@ def run(cfg: argparse.Namespace) -> int:
     report = run_benchmark(bench)
     if bench.json:
         Path(bench.json).write_text(json.dumps(report, indent=1))
-    if bench.ablate:
-        print(format_ablation(report), flush=True)
-        return 0
     print(format_report(report))
     ratio = report["overhead_ratio"]
     if not math.isfinite(ratio) or ratio <= 0:

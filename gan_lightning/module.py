@@ -3,16 +3,11 @@ the latent space (`latents.py`), the objective (`objectives.py`), the EMA genera
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
-from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.utilities import rank_zero_info
-from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 
 from gan_lightning.augment import DiffAugment
@@ -25,12 +20,18 @@ from gan_lightning.latents import Latents, LatentSpace
 from gan_lightning.models import build_models
 from gan_lightning.models.heads import Critic, spectral_norm_all
 from gan_lightning.objectives import Batch, Objective, get_objective
-from gan_lightning.strategy import DirectUpdate
 
 Tensor = torch.Tensor
-__all__ = ["GAN", "NonFiniteLossError"]
-# The hooks Lightning dispatches on every batch, to the module or the DataModule, whichever overrides them.
-TRANSFER_HOOKS = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+__all__ = ["GAN", "NonFiniteLossError", "iteration_seed"]
+
+
+def iteration_seed(seed: int, rank: int, iteration: int) -> int:
+    """The seed of one iteration's randomness on one rank.
+
+    A pure function of (seed, rank, iteration): a resumed run draws exactly what the uninterrupted run would have,
+    with no generator state to checkpoint, and DDP ranks draw differently.
+    """
+    return (seed * 1_000_003 + rank) * 1_000_000_007 + iteration
 
 
 class GAN(LightningModule):
@@ -94,20 +95,7 @@ class GAN(LightningModule):
         self.automatic_optimization = False
         self.global_rng = GlobalRNG()
         self._rng: torch.Generator | None = None
-        # per fit (`on_train_start`): the direct step path, and per optimizer the parameters its phase freezes
-        self._direct: DirectUpdate | None = None
-        self._direct_transfer = False  # per trainer entry point (`setup`): batches straight to our transfer
         self._compiled = False
-        self._frozen_in_phase: dict[int, list[nn.Parameter]] = {}
-        self._steps: Any = None  # while training: Lightning's count of completed optimizer steps (`global_step`)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets `_current_fx_name` around every hook it calls, about twenty times an iteration; a plain
-        # string needs none of nn.Module's parameter, buffer and submodule checks.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     # ---------------------------------------------------------------------------------------------- counting
     @property
@@ -122,14 +110,7 @@ class GAN(LightningModule):
     @property
     def iteration(self) -> int:
         """Completed iterations, i.e. generator updates (not Lightning's optimizer-step `global_step`)."""
-        # While training, read the counter behind `global_step` directly: the module and every periodic callback
-        # ask each iteration, and `global_step` walks five objects to reach it.
-        steps = self._steps.completed if self._steps is not None else self.global_step
-        return steps // self.steps_per_iteration
-
-    @property
-    def _strategy(self) -> Any:
-        return self.trainer.strategy if self._trainer is not None else None
+        return self.global_step // self.steps_per_iteration
 
     # ------------------------------------------------------------------------------------------ randomness
     @property
@@ -139,11 +120,9 @@ class GAN(LightningModule):
             self._rng = torch.Generator(device=self.device).manual_seed(self.hparams.seed)
         return self._rng
 
-    def _iteration_rng(self, iteration: int) -> torch.Generator:
-        # Each iteration's randomness is a pure function of (seed, rank, iteration): a resumed run draws exactly what
-        # the uninterrupted run would have, with no generator state to checkpoint, and DDP ranks draw differently.
-        rank = self.trainer.global_rank if self._trainer is not None else 0
-        return self.rng.manual_seed((self.hparams.seed * 1_000_003 + rank) * 1_000_000_007 + iteration)
+    def iteration_rng(self, iteration: int) -> torch.Generator:
+        """The noise stream reseeded for `iteration` on this rank (`iteration_seed`)."""
+        return self.rng.manual_seed(iteration_seed(self.hparams.seed, self.global_rank, iteration))
 
     # -------------------------------------------------------------------------------------------- sampling
     def forward(self, inputs: Tensor) -> Tensor:
@@ -190,26 +169,23 @@ class GAN(LightningModule):
             real = real._replace(images=real.images.contiguous(memory_format=torch.channels_last))
         opt_g, opt_d = self.optimizers()
         iteration = self.iteration  # completed so far; the D-step index of update i is iteration * d_steps + i
-        G, D, rng = self.generator, self.discriminator, self._iteration_rng(iteration)
-        with self.training_phase(opt_d):
+        G, D, rng = self.generator, self.discriminator, self.iteration_rng(iteration)
+        with self.toggled_optimizer(opt_d):
             for i, chunk in enumerate(real.split(self.d_steps)):
                 # conditional fakes take the real labels: both sides of D (and any penalty) see the same classes
                 latents = self.latents.draw(len(chunk.images), rng, self.device, labels=chunk.labels)
                 d = self.objective.d_loss(G, D, chunk, latents, rng, step=iteration * self.d_steps + i)
                 self._update(opt_d, d.loss)
-        with self.training_phase(opt_g):
+        with self.toggled_optimizer(opt_g):
             g = self.objective.g_loss(G, D, chunk, self.latents.draw(len(chunk.images), rng, self.device), rng)
             self._update(opt_g, g.loss)
         iteration += 1
         if self.ema is not None:
             self.ema.update(G, iteration)
-        self.finite.step(iteration, (d.loss.detach(), g.loss.detach()), self._strategy)  # regularizers included
+        self.finite.step(iteration, (d.loss.detach(), g.loss.detach()), self.trainer.strategy)  # regularizers included
         # Lightning writes step metrics only every `log_every_n_steps` batches: build them only then.
-        if self._trainer is not None and iteration % max(1, self.trainer.log_every_n_steps) == 0:
+        if iteration % max(1, self.trainer.log_every_n_steps) == 0:
             self._log_step(d.stats | g.stats)
-
-    # Lightning reads this signature on every batch (`_build_kwargs`, via inspect): a stored one is a lookup.
-    training_step.__signature__ = inspect.signature(training_step)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Move an (images, labels) batch tensor by tensor; other batch types take Lightning's generic walk."""
@@ -220,51 +196,8 @@ class GAN(LightningModule):
             return type(batch)([t.to(device, non_blocking=non_blocking) for t in batch])
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    # Lightning's (private) batch-transfer entry points dispatch three hooks per batch, each looked up first on the
-    # DataModule and the module; when only this module's `transfer_batch_to_device` does anything, call it directly.
-    # What that drops: the profiler's rows for the three hooks, `_current_fx_name` set to their names (nothing logs
-    # there), and Lightning's per-batch warning that our `transfer_batch_to_device` wins over a DataModule's.
-    def _on_before_batch_transfer(self, batch: Any, dataloader_idx: int = 0) -> Any:
-        if self._direct_transfer:
-            return batch
-        return super()._on_before_batch_transfer(batch, dataloader_idx)
-
-    def _apply_batch_transfer_handler(self, batch: Any, device: torch.device | None = None,
-                                      dataloader_idx: int = 0) -> Any:  # fmt: skip
-        if self._direct_transfer:
-            return self.transfer_batch_to_device(batch, device or self.device, dataloader_idx)
-        return super()._apply_batch_transfer_handler(batch, device, dataloader_idx)
-
-    @contextmanager
-    def training_phase(self, optimizer: LightningOptimizer | torch.optim.Optimizer) -> Iterator[None]:
-        """`toggled_optimizer(optimizer)` for a whole phase: every other optimizer's parameters are frozen inside.
-
-        Lightning's toggle rebuilds a dictionary of every parameter's flag on each call; this freezes a list
-        computed once per fit, once per phase rather than once per D step. Parameters frozen before stay frozen.
-        """
-        others = self._frozen_in_phase.get(id(optimizer))
-        if others is None:
-            others = self._frozen_in_phase[id(optimizer)] = self._other_parameters(optimizer)
-        frozen = [p for p in others if p.requires_grad]
-        for p in frozen:
-            p.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for p in frozen:
-                p.requires_grad_(True)
-
-    def _other_parameters(self, optimizer: LightningOptimizer | torch.optim.Optimizer) -> list[nn.Parameter]:
-        own = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        others = {id(p): p for opt in self.trainer.optimizers for group in opt.param_groups for p in group["params"]}
-        return [p for key, p in others.items() if key not in own]
-
-    def _update(self, optimizer: LightningOptimizer, loss: Tensor) -> None:
-        """zero_grad, backward, step through Lightning's precision plugin and strategy (DDP); counts skipped steps."""
-        if self._direct is not None:  # Lightning's calls minus the hook dispatches nobody overrides
-            self._direct.update(optimizer, loss, self.amp)
-            return
-        # Lightning's path: each call dispatches its hooks to every callback and to the module
+    def _update(self, optimizer: Any, loss: Tensor) -> None:
+        """zero_grad, backward and step through Lightning (precision plugin, strategy); counts fp16-skipped steps."""
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         self.amp.step(getattr(self.trainer.precision_plugin, "scaler", None), optimizer.step)
@@ -282,13 +215,8 @@ class GAN(LightningModule):
         metrics |= {f"train/{k}": v for k, v in stats.items() if k in ("info_loss", "info_ce", "r1", "r2")}
         if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
             metrics["train/amp_skipped_steps"] = self.amp.skipped.float()
-        # Straight to the loggers (at the iteration, the step sample grids and val/ metrics use) and to the
-        # callbacks' `trainer.callback_metrics`, not through `self.log`: that moves its stored entry to the device
-        # and walks its metadata for every key on every call, and re-reduces every key it holds on every later batch.
-        values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()  # one device-to-host copy
-        for logger in self.loggers:
-            logger.log_metrics(dict(zip(metrics, values, strict=True)), step=self.iteration)
-        self.trainer.callback_metrics.update({k: v.detach() for k, v in metrics.items()})
+        # "step" is Lightning's documented x-axis override: iterations, the axis sample grids and val/ metrics use
+        self.log_dict({**metrics, "step": float(self.iteration)}, on_step=True, on_epoch=False)
 
     def configure_model(self) -> None:
         """Apply the speed options on the target device, before the optimizers exist."""
@@ -327,7 +255,7 @@ class GAN(LightningModule):
     # ----------------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to checkpoint a non-finite state; store the global RNG states (for randomness in custom nets)."""
-        self.finite.check(self._strategy)
+        self.finite.check(self.trainer.strategy)
         self.global_rng.save(checkpoint)
         checkpoint["gan_lightning_format"] = CHECKPOINT_FORMAT
 
@@ -336,27 +264,9 @@ class GAN(LightningModule):
         upgrade_checkpoint(checkpoint)
         self.global_rng.load(checkpoint)
 
-    def setup(self, stage: str) -> None:
-        """Every trainer entry point: take the direct batch transfer unless a transfer hook is overridden."""
-        # Lightning's own test, which also sees hooks set on the instance (a patched or wrapped method); our
-        # `transfer_batch_to_device` is the one the direct path calls
-        hooked = [(self, name) for name in TRANSFER_HOOKS if name != "transfer_batch_to_device"]
-        if self.trainer.datamodule is not None:
-            hooked += [(self.trainer.datamodule, name) for name in TRANSFER_HOOKS]
-        self._direct_transfer = not any(is_overridden(name, obj) for obj, name in hooked)
-
     def on_train_start(self) -> None:
-        """Reapply a resumed checkpoint's global RNG states (Lightning restores none); pick the step path."""
+        """Reapply a resumed checkpoint's global RNG states (Lightning restores none)."""
         self.global_rng.restore()
-        self._direct = DirectUpdate.for_trainer(self.trainer)
-        self._frozen_in_phase.clear()
-        # manual optimization's `global_step` is this tracker's `completed` (after any checkpoint was restored)
-        self._steps = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress.total
-
-    def on_train_end(self) -> None:
-        """Forget this fit's step path, optimizers and step counter."""
-        self._direct, self._steps = None, None
-        self._frozen_in_phase.clear()
 
     def ddp_networks(self) -> list[nn.Module]:
         """The networks `PerNetworkDDPStrategy` wraps separately: each phase all-reduces only its own gradients."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -132,38 +131,3 @@ def test_plain_loop_trains_exactly_as_the_module(tmp_path, options):
     )
     differing = [k for k in ours if not torch.equal(ours[k], lightning[k])]
     assert not differing, {k: (ours[k] - lightning[k]).abs().max().item() for k in differing}
-
-
-@pytest.mark.parametrize("path", sorted(overhead.SPEED_PATHS))
-def test_ablation_switches_the_path_off_and_on_in_alternate_blocks(monkeypatch, capsys, path):
-    from gan_lightning import strategy
-
-    switches = []
-    speed_path = overhead.SPEED_PATHS[path]
-    in_effect = {
-        "direct_transfer": lambda module: module._direct_transfer,
-        "direct_update": lambda module: module._direct is not None,
-        "no_nvml_check": lambda module: strategy.NVML_CHECK not in os.environ,
-    }[path]
-
-    def spy(trainer, module, on):
-        speed_path.switch(trainer, module, on)
-        switches.append((on, module.iteration, in_effect(module)))
-
-    monkeypatch.setitem(overhead.SPEED_PATHS, path, speed_path._replace(switch=spy))
-    argv = ["--model", "mlp", "--batch-size", "4", "--ablate", path, *TINY]
-    assert overhead.main(argv) == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    assert re.fullmatch(r"saving_ms=-?\d+\.\d{3}", out[-1]), out[-1]
-    assert out[0].startswith(f"ablate={path} model=mlp batch=4")
-    if path == "no_nvml_check" and not strategy.NVML_CHECK_DROPPED:  # NVML loads here: the path is not taken
-        assert "not used in this configuration" in "\n".join(out) and switches == []
-        return
-    # warm-up 2, then 2 rounds of (on, off) blocks of 3 iterations: switched before iterations 2, 5, 8, 11, and back
-    # on for the untimed last one
-    assert switches == [(True, 2, True), (False, 5, False), (True, 8, True), (False, 11, False), (True, 14, True)]
-
-
-def test_ablation_excludes_the_plain_loops_adam_options(capsys):
-    assert overhead.main(["--ablate", "direct_update", "--adam-sweep", *TINY]) == 2
-    assert "drop --adam and --adam-sweep" in capsys.readouterr().err

@@ -1,0 +1,113 @@
+"""Resumable checkpoints at iteration boundaries: every N iterations, at the end, and on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from gan_lightning.errors import ConfigError
+
+
+class GANCheckpoint(ModelCheckpoint):
+    """Writes `checkpoints/last.ckpt` every `every_n_iterations`, after the final iteration, and on SIGINT/SIGTERM.
+
+    Every save happens at the end of a whole iteration, never between the D and the G update, and before
+    Lightning closes the epoch, so the checkpoint records the data loader mid-epoch and resumes exactly. The
+    first Ctrl-C (or SIGTERM) finishes the current iteration, saves and stops; a second Ctrl-C aborts at once.
+    It stays a `ModelCheckpoint` (so the Trainer adds no default one and `trainer.checkpoint_callback` finds it),
+    but decides when to save itself and saves through `trainer.save_checkpoint`, Lightning's public call: write
+    to `last.ckpt.partial`, then rename, so a run killed mid-write leaves the previous `last.ckpt` intact.
+    """
+
+    def __init__(
+        self,
+        every_n_iterations: int = 1000,
+        dirpath: str | Path | None = None,
+        keep: bool = False,
+        run_info: dict[str, Any] | None = None,
+    ) -> None:
+        if every_n_iterations < 1:
+            raise ConfigError(f"every_n_iterations must be positive, got {every_n_iterations}")
+        super().__init__(dirpath=dirpath, save_last=True, save_top_k=0)
+        self.every_n_iterations = every_n_iterations
+        self.keep = keep
+        self.run_info = dict(run_info or {})
+        self.stop_requested = False
+        self.saved_at_step: int | None = None
+        self.previous_handlers: dict[int, Any] = {}
+
+    @property
+    def last_path(self) -> Path:
+        """Where `last.ckpt` goes (the directory is known once the trainer has set this callback up)."""
+        return Path(self.dirpath or ".") / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.stop_requested = False
+        if threading.current_thread() is threading.main_thread():  # signal handlers only work there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous_handlers[sig] = signal.signal(sig, self.request_stop)
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """Signal handler: stop after the current iteration; a second Ctrl-C interrupts immediately."""
+        self.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        for sig, handler in self.previous_handlers.items():
+            signal.signal(sig, handler)
+        self.previous_handlers.clear()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        iteration = pl_module.iteration
+        final = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        stop = self.stop_requested or trainer.received_sigterm
+        if trainer.world_size > 1:
+            # A signal may reach one rank only, or ranks at different moments: all must agree, or one rank
+            # would enter the checkpoint's collectives while the others run the next iteration's all-reduce.
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
+            trainer.should_stop = True
+        if final or stop or iteration % self.every_n_iterations == 0:
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Epoch-limited runs end here; the loader's state then says "start the next epoch".
+        if trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs > 0:
+            self.save(trainer)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pass  # checkpoints follow iterations only
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        # What the module's hyperparameters do not say (which dataset, where): offline evaluation reads it.
+        if self.run_info:
+            checkpoint["gan_lightning_run"] = self.run_info
+
+    def save(self, trainer: Trainer) -> None:
+        """Write `last.ckpt` (and with `keep` an `iter_N.ckpt` copy) unless this step is saved or nothing trains."""
+        if trainer.fast_dev_run or trainer.sanity_checking or self.saved_at_step == trainer.global_step:
+            return
+        path = self.last_path
+        partial = path.with_name(f"{path.name}.partial")
+        trainer.save_checkpoint(partial)  # every rank takes part; rank zero writes
+        if trainer.is_global_zero:
+            os.replace(partial, path)
+            if self.keep:  # a copy per save, for `evaluate.py RUN_DIR` to score the run's history
+                kept = path.with_name(f"iter_{trainer.lightning_module.iteration:07d}.ckpt")
+                shutil.copyfile(path, f"{kept}.partial")
+                os.replace(f"{kept}.partial", kept)
+        self.saved_at_step = trainer.global_step
+        self.last_model_path = str(path)
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(self)

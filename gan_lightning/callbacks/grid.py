@@ -1,0 +1,87 @@
+"""Sample grids from fixed inputs, comparable across epochs and across a resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchvision.utils import make_grid, save_image
+
+from gan_lightning.errors import ConfigError
+
+
+class SampleGrid(Callback):
+    """Logs grids of samples from fixed inputs every `every_n_steps` generator updates and at the end of training.
+
+    The inputs (noise, and the class rows of a conditional GAN or the code sweeps of an InfoGAN, from
+    `LatentSpace.grid`) are drawn once from their own seed and stored in the checkpoint, so grids stay
+    comparable across epochs and across a resume. Sampling runs in eval mode, without gradients, from the EMA
+    generator when there is one, on global rank zero only. Grids go to TensorBoard under the image tag `tag`
+    (plus `tag/codeJ` for further InfoGAN codes) and, with `save_png`, to `<log_dir>/samples/`.
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 64,
+        every_n_steps: int = 500,
+        seed: int = 1234,
+        tag: str = "samples",
+        save_png: bool = True,
+    ) -> None:
+        if num_samples < 1 or every_n_steps < 1:
+            raise ConfigError(f"num_samples and every_n_steps must be positive, got {num_samples}, {every_n_steps}")
+        self.num_samples = num_samples
+        self.every_n_steps = every_n_steps
+        self.seed = seed
+        self.tag = tag
+        self.save_png = save_png
+        self.fixed_latents: dict[str, torch.Tensor] | None = None
+        self.nrow: dict[str, int] = {}
+        self.last_logged = -1
+
+    def _latents(self, pl_module: LightningModule) -> dict[str, torch.Tensor]:
+        rng = torch.Generator(pl_module.device).manual_seed(self.seed)
+        grids = {k: (v.input, nrow) for k, (v, nrow) in pl_module.latents.grid(self.num_samples, rng).items()}
+        self.nrow = {suffix: nrow for suffix, (_, nrow) in grids.items()}
+        if self.fixed_latents is None:  # a checkpoint's latents win over freshly drawn ones
+            self.fixed_latents = {suffix: latents.cpu() for suffix, (latents, _) in grids.items()}
+        return self.fixed_latents
+
+    def log_grid(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, torch.Tensor] | None:
+        """Sample the fixed inputs and write the grids (rank zero only); returns them on rank zero."""
+        step = pl_module.iteration
+        fixed = self._latents(pl_module)  # every rank, so the state in every rank's checkpoint agrees
+        if not trainer.is_global_zero or step == self.last_logged:
+            return None
+        self.last_logged = step
+        grids = {}
+        for suffix, latents in fixed.items():
+            images = pl_module.sample(latents=latents).float().cpu()  # (N, C, H, W) in [-1, 1]
+            grid = make_grid(images, nrow=self.nrow[suffix], normalize=True, value_range=(-1, 1))  # (C, H', W')
+            grids[self.tag + suffix] = grid
+            # Only real TensorBoard loggers: under fast_dev_run Lightning swaps in a dummy and nothing is written.
+            for logger in trainer.loggers:
+                if isinstance(logger, TensorBoardLogger):
+                    logger.experiment.add_image(self.tag + suffix, grid, global_step=step)
+                    if self.save_png:
+                        out = Path(logger.log_dir) / "samples"
+                        out.mkdir(parents=True, exist_ok=True)
+                        name = (self.tag + suffix).replace("/", "_")
+                        save_image(grid, out / f"{name}_{step:07d}.png")
+        return grids
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if pl_module.iteration % self.every_n_steps == 0:
+            self.log_grid(trainer, pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.log_grid(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fixed_latents": self.fixed_latents}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.fixed_latents = state_dict.get("fixed_latents")

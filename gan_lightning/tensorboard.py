@@ -1,0 +1,43 @@
+"""TensorBoard with the GAN up front: a custom-scalars layout and no `epoch` chart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.loggers import TensorBoardLogger
+
+# The first screen of TensorBoard's custom-scalars tab: the GAN's own charts, several curves per chart.
+CUSTOM_SCALARS = {
+    "GAN": {
+        "D and G losses": ["Multiline", [r"train/d_loss$", r"train/g_loss$"]],
+        "D(x) and D(G(z))": ["Multiline", [r"train/p_real$", r"train/p_fake$"]],
+        "gradient norms": ["Multiline", [r"train/grad_norm_d$", r"train/grad_norm_g$"]],
+        "regularizers": ["Multiline", [r"train/(r1|r2|info_loss)$"]],
+    },
+    "val": {
+        "FID and KID": ["Multiline", [r"val/(fid|kid)$"]],
+        "precision, recall, density, coverage": ["Multiline", [r"val/(precision|recall|density|coverage)$"]],
+        "modes": ["Multiline", [r"val/(modes|mode_kl|class_kl)$"]],
+    },
+}
+
+
+class GANLogger(TensorBoardLogger):
+    """TensorBoard with the GAN up front: the custom-scalars layout above, and no `epoch` scalar.
+
+    Lightning adds the epoch to every logged step; TensorBoard sorts tags by name, so an `epoch` chart would
+    open the dashboard ahead of the losses while telling a GAN user nothing the iteration axis does not.
+    """
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Write the scalars without Lightning's `epoch`."""
+        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+        if metrics:
+            super().log_metrics(metrics, step)
+
+    def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
+        """Lightning calls this once per fit, on rank zero, before the first step: the moment to add the layout."""
+        super().log_hyperparams(params, metrics)
+        if not getattr(self, "layout_written", False):
+            self.experiment.add_custom_scalars(CUSTOM_SCALARS)
+            self.layout_written = True
