@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_lightning.errors import ConfigError
+from gan_lightning.options import Option
 
 Tensor = torch.Tensor
 
@@ -67,8 +68,24 @@ AUGMENTATIONS: dict[str, Callable[[Tensor, torch.Generator], Tensor]] = {
 }
 
 
+def _check_policy(policy: str) -> None:
+    DiffAugment(policy)
+
+
 class DiffAugment:
     """The transforms of a policy such as "color,translation,cutout", applied in that order."""
+
+    # fmt: off
+    options = (
+        Option("diffaug", None, "DiffAugment on every image D sees: a comma list of " + ", ".join(AUGMENTATIONS),
+               type=str, metavar="POLICY", default_text="none", check=_check_policy),
+    )
+    # fmt: on
+
+    @classmethod
+    def from_options(cls, options: dict) -> DiffAugment | None:
+        """The augmentation the declared `options` ask for, or None."""
+        return cls(options["diffaug"]) if options["diffaug"] else None
 
     def __init__(self, policy: str) -> None:
         names = [name.strip() for name in policy.split(",")]
@@ -79,6 +96,10 @@ class DiffAugment:
             raise ConfigError(f"--diffaug {policy!r} names a transform twice; use each of {choices} at most once")
         self.policy = ",".join(names)
         self._transforms = [AUGMENTATIONS[name] for name in names]
+
+    def init_options(self) -> dict[str, str]:
+        """The constructor options that rebuild this augmentation."""
+        return {"policy": self.policy}
 
     def __call__(self, x: Tensor, rng: torch.Generator) -> Tensor:
         """Augmented images (B, C, H, W), differentiable w.r.t. x; randomness from `rng` only."""

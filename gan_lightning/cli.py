@@ -11,35 +11,11 @@ from typing import Any
 
 from gan_lightning.command import CommandStopped, Parser, one_line, run_command
 from gan_lightning.data import DATASETS, default_data_dir
+from gan_lightning.data import registry as data_registry
 from gan_lightning.errors import ConfigError, DataError
 from gan_lightning.guards import NonFiniteLossError
-from gan_lightning.latents import NOISES
-from gan_lightning.models import MODELS
-from gan_lightning.objectives import OBJECTIVES
-
-# Defaults for every flag a preset may set; a flag left at None on the command line takes the preset's value,
-# then this one. Image size and channels default per dataset (see `_resolve`).
-DEFAULTS: dict[str, Any] = {
-    "dataset": "mnist",
-    "model": "mlp",
-    "loss": "bce",
-    "latent_dim": 96,
-    "noise": "uniform",
-    "image_size": None,
-    "channels": None,
-    "ngf": 64,
-    "ndf": 64,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "beta1": 0.5,
-    "beta2": 0.999,
-    "r1": 0.0,
-    "r2": 0.0,
-    "reg_every": 1,
-    "diffaug": None,
-    "spectral_norm": False,
-    "ema_decay": None,
-}
+from gan_lightning.models import default_image_size
+from gan_lightning.options import Option, Options, declared
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cs231n_gan": {"model": "mlp", "loss": "bce", "noise": "uniform", "latent_dim": 96, "lr": 1e-3,
@@ -56,6 +32,67 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "ngf": 64, "ndf": 64, "noise": "normal", "lr": 2e-4, "beta1": 0.5, "beta2": 0.999,
                      "batch_size": 128},
 }  # fmt: skip
+
+
+def _preset_help() -> str:
+    lines = ["presets (explicit flags override them):"]
+    for name, values in PRESETS.items():
+        lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    return "\n".join(lines)
+
+
+# The run itself: its length, hardware, logging and checkpoints. Declared here because the command owns them.
+# fmt: off
+RUN_OPTIONS = (
+    Option("preset", None, "set every flag of a source configuration at once", type=str,
+           choices=lambda: sorted(PRESETS), resume="free", default_text="none"),
+    Option("config", None, "replay a run: RUN_DIR/config.yaml (or RUN_DIR) sets every flag; explicit flags "
+           "override it", type=str, metavar="FILE", resume="transient", default_text="none"),
+    Option("max_steps", None, "training length in generator updates, i.e. iterations (not Lightning's optimizer "
+           "steps, which are d_steps+1 per iteration)", type=int, positive=True, resume="free",
+           default_text="5000 unless --max-epochs is given"),
+    Option("max_epochs", None, "training length in epochs", type=int, positive=True, resume="free",
+           default_text="none"),
+    Option("accelerator", "auto", "cpu, gpu, mps or auto", resume="free"),
+    Option("devices", "auto", "number of devices, a list like 0,1, or auto", resume="free"),
+    Option("precision", "32-true", "numeric precision; 16-mixed uses a gradient scaler, bf16-mixed none",
+           choices=("32-true", "16-mixed", "bf16-mixed")),
+    Option("strategy", "auto", "Lightning strategy; auto picks ddp_per_network (G and D in separate DDP wrappers: "
+           "each phase all-reduces only its own network) when training on more than one device", resume="free"),
+    Option("num_nodes", 1, "machines, launched by Lightning's own launcher", positive=True, resume="free"),
+    Option("sync_batchnorm", False, "synchronise BatchNorm statistics across devices", resume="free"),
+    Option("log_dir", "lightning_logs", "TensorBoard root", resume="free"),
+    Option("name", None, "run name: logs go to LOG_DIR/NAME/version_N", type=str, resume="free",
+           default_text="the model"),
+    Option("sample_every", 500, "log a sample grid every N iterations", positive=True, resume="free"),
+    Option("log_every", 50, "log scalars every N iterations", positive=True, resume="free"),
+    Option("checkpoint_every", 1000, "write checkpoints/last.ckpt every N iterations and at the end", positive=True,
+           resume="free"),
+    Option("keep_checkpoints", False, "also keep checkpoints/iter_N.ckpt at every save, for `evaluate.py RUN_DIR` "
+           "to score the run's history", resume="free"),
+    Option("ckpt_path", None, "resume from a checkpoint file, or `last` for the newest run of --name", type=str,
+           resume="transient", default_text="none"),
+    Option("fast_dev_run", False, "run one batch through everything, write nothing", resume="transient"),
+)
+# fmt: on
+
+
+def option_groups() -> list[tuple[str, Options]]:
+    """The train command's options by owner, as `--help` groups them: each declared once, by its component."""
+    from gan_lightning import data, metrics
+    from gan_lightning.module import GAN
+
+    return [
+        ("data", declared(data.registry)),
+        ("model, objective and optimization", GAN.declared_options()),
+        ("evaluation (offline: no weights are ever downloaded)", declared(metrics)),
+        ("run, hardware, logging and checkpoints", Options(RUN_OPTIONS)),
+    ]
+
+
+def train_options() -> Options:
+    """Every option of the train command."""
+    return Options(*(group for _, group in option_groups()))
 
 
 def _preset_help() -> str:
@@ -84,226 +121,67 @@ class TrainParser(Parser):
 
 
 def build_parser() -> Parser:
-    """The train command's argument parser."""
+    """The train command's argument parser, generated from the declared options."""
     p = TrainParser(
         prog="train.py",
         description="Train a GAN with PyTorch Lightning; watch it with `tensorboard --logdir lightning_logs`.",
         epilog=_preset_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    d = DEFAULTS
-    p.add_argument("--preset", choices=sorted(PRESETS), help="set every flag of a source configuration at once")
-    p.add_argument(
-        "--config",
-        metavar="FILE",
-        help="replay a run: RUN_DIR/config.yaml (or RUN_DIR) sets every flag; explicit flags override it",
-    )
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=DATASETS.names(), help=f"dataset (default {d['dataset']})")
-    g.add_argument(
-        "--data-dir", help="dataset root (default $GAN_DATA_DIR or ./data); (Stacked) MNIST reads DIR/MNIST/raw"
-    )
-    g.add_argument(
-        "--download",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="download missing data (default: yes for MNIST and Stacked MNIST, no for CelebA)",
-    )
-    g.add_argument(
-        "--image-size",
-        type=int,
-        help="image side in pixels (default: 28 for (Stacked) MNIST, 32 for it with dcgan, 64 otherwise)",
-    )
-    g.add_argument("--channels", type=int, choices=(1, 3), help="image channels (default: 1 for MNIST, 3 otherwise)")
-    g.add_argument("--skip-bad-images", action="store_true", help="skip unreadable image files instead of failing")
-    g.add_argument("--num-workers", type=int, help="DataLoader worker processes (default: per dataset)")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", choices=MODELS.names(), help=f"architecture (default {d['model']})")
-    g.add_argument("--loss", choices=OBJECTIVES.names(), help=f"adversarial loss (default {d['loss']})")
-    g.add_argument(
-        "--latent-dim",
-        "--nz",
-        dest="latent_dim",
-        type=int,
-        help=f"noise dimension (default {d['latent_dim']})",
-    )
-    g.add_argument("--noise", choices=NOISES.names(), help=f"noise prior (default {d['noise']})")
-    g.add_argument("--ngf", type=int, help=f"dcgan generator width (default {d['ngf']})")
-    g.add_argument("--ndf", type=int, help=f"dcgan discriminator width (default {d['ndf']})")
-    g.add_argument(
-        "--conditional",
-        action="store_true",
-        help="class-conditional GAN: one-hot labels into G, a projection term in D",
-    )
-    g.add_argument(
-        "--infogan",
-        action="store_true",
-        help="InfoGAN: a 10-way categorical and --n-cont continuous codes into G, a Q head on D",
-    )
-    g.add_argument("--n-cont", type=int, default=2, help="InfoGAN continuous codes (default 2)")
-    g.add_argument("--info-weight", type=float, default=1.0, help="InfoGAN mutual-information weight (default 1)")
-    g.add_argument("--ema-decay", type=float, help="keep an EMA of G's weights (e.g. 0.999) for sampling and metrics")
-    g.add_argument(
-        "--ema-rampup",
-        type=float,
-        default=0.05,
-        help="EMA horizon at most this fraction of the iterations so far (StyleGAN2; default 0.05); 0 turns it off",
-    )
-    g.add_argument(
-        "--ema-bn-stats",
-        choices=("recompute", "average", "copy"),
-        default="recompute",
-        help="how the EMA generator gets BatchNorm statistics (default recompute: re-estimated for its weights)",
-    )
-    g = p.add_argument_group("optimization")
-    g.add_argument(
-        "--batch-size",
-        type=int,
-        help=f"images per D step, per device; the effective batch is "
-        f"batch-size x devices x nodes (default {d['batch_size']})",
-    )
-    g.add_argument("--lr", type=float, help=f"Adam learning rate for G and D (default {d['lr']})")
-    g.add_argument("--beta1", type=float, help=f"Adam beta1 (default {d['beta1']})")
-    g.add_argument("--beta2", type=float, help=f"Adam beta2 (default {d['beta2']})")
-    g.add_argument(
-        "--d-steps",
-        type=int,
-        help="D updates per G update, k in the GAN paper (default: the loss's, 1; 5 for wgan-gp)",
-    )
-    g.add_argument("--gp-weight", type=float, default=10.0, help="wgan-gp gradient penalty weight (default 10)")
-    g.add_argument("--r1", type=float, metavar="GAMMA", help="R1 penalty gamma/2 E||grad D(x)||^2 on reals (default 0)")
-    g.add_argument("--r2", type=float, metavar="GAMMA", help="R2 penalty gamma/2 E||grad D||^2 on fakes (default 0)")
-    g.add_argument(
-        "--reg-every",
-        type=int,
-        metavar="N",
-        help="lazy R1/R2: apply them every N D steps, scaled by N (StyleGAN2; default 1)",
-    )
-    g.add_argument(
-        "--diffaug",
-        metavar="POLICY",
-        help="DiffAugment on every image D sees: a comma list of color, translation, cutout",
-    )
-    g.add_argument(
-        "--spectral-norm",
-        action="store_true",
-        default=None,
-        help="spectral normalisation of every weight layer of D and its heads",
-    )
-    g.add_argument(
-        "--max-steps",
-        type=int,
-        help="training length in generator updates, i.e. iterations (not "
-        "Lightning's optimizer steps, which are d_steps+1 per iteration); default 5000 unless "
-        "--max-epochs is given",
-    )
-    g.add_argument("--max-epochs", type=int, help="training length in epochs")
-    g.add_argument("--seed", type=int, default=0, help="global seed for weights, data order and noise (default 0)")
-    g = p.add_argument_group("hardware")
-    g.add_argument("--accelerator", default="auto", help="cpu, gpu, mps or auto (default auto)")
-    g.add_argument("--devices", default="auto", help="number of devices, a list like 0,1, or auto (default auto)")
-    g.add_argument(
-        "--precision",
-        default="32-true",
-        choices=("32-true", "16-mixed", "bf16-mixed"),
-        help="numeric precision (default 32-true); 16-mixed uses a gradient scaler, bf16-mixed none",
-    )
-    g.add_argument(
-        "--strategy",
-        default="auto",
-        help="Lightning strategy; auto picks ddp_per_network (G and D in separate DDP wrappers: each phase "
-        "all-reduces only its own network) when training on more than one device",
-    )
-    g.add_argument("--num-nodes", type=int, default=1, help="machines, launched by Lightning's own launcher")
-    g.add_argument("--sync-batchnorm", action="store_true", help="synchronise BatchNorm statistics across devices")
-    g.add_argument(
-        "--data-on-device",
-        action="store_true",
-        help="(Stacked) MNIST: keep the dataset as uint8 on the accelerator and batch by indexing (no DataLoader)",
-    )
-    g.add_argument("--channels-last", action="store_true", help="NHWC memory format for convolutional models")
-    g.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the generator and the discriminator (D stays eager under WGAN-GP, R1 or R2: "
-        "torch.compile has no double backward)",
-    )
-    g = p.add_argument_group("evaluation (offline: no weights are ever downloaded)")
-    g.add_argument(
-        "--eval-every",
-        type=int,
-        help="compute val/fid, val/kid (and for MNIST val/modes, val/class_kl, "
-        "val/inception_score) every N iterations and at the end",
-    )
-    g.add_argument("--eval-samples", type=int, default=1000, help="generated images per evaluation (default 1000)")
-    g.add_argument("--classifier", help="MNIST feature extractor from scripts/train_classifier.py (for MNIST runs)")
-    g.add_argument("--fid-weights", help="local torchvision inception_v3 weights for FID on RGB data")
-    g = p.add_argument_group("logging and checkpoints")
-    g.add_argument("--log-dir", default="lightning_logs", help="TensorBoard root (default lightning_logs)")
-    g.add_argument("--name", default=None, help="run name: logs go to LOG_DIR/NAME/version_N (default: the model)")
-    g.add_argument("--sample-every", type=int, default=500, help="log a sample grid every N iterations (default 500)")
-    g.add_argument("--log-every", type=int, default=50, help="log scalars every N iterations (default 50)")
-    g.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=1000,
-        help="write checkpoints/last.ckpt every N iterations and at the end (default 1000)",
-    )
-    g.add_argument(
-        "--keep-checkpoints",
-        action="store_true",
-        help="also keep checkpoints/iter_N.ckpt at every save, for `evaluate.py RUN_DIR` to score the run's history",
-    )
-    g.add_argument("--ckpt-path", help="resume from a checkpoint file, or `last` for the newest run of --name")
-    g.add_argument("--fast-dev-run", action="store_true", help="run one batch through everything, write nothing")
+    for title, group in option_groups():
+        arguments = p.add_argument_group(title)
+        for option in group:
+            option.add_to(arguments)
     return p
 
 
-def _check_positive(cfg: argparse.Namespace, *names: str) -> None:
-    for name in names:
-        value = getattr(cfg, name)
-        if value is not None and value <= 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
-
-
 def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
-    """Fill flags left unset from the preset, then the defaults; validate everything before any work."""
-    preset = PRESETS.get(cfg.preset, {}) if cfg.preset else {}
-    for key, default in DEFAULTS.items():
+    """Fill flags left unset from the preset, the dataset's and the model's declarations, then the declared
+    defaults; validate everything before any work."""
+    options = train_options()
+    for key, value in (PRESETS.get(cfg.preset, {}) if cfg.preset else {}).items():
         if getattr(cfg, key) is None:
-            setattr(cfg, key, preset.get(key, default))
-    mnist_like = cfg.dataset in ("mnist", "stacked_mnist")
-    if cfg.image_size is None:
-        cfg.image_size = (32 if cfg.model == "dcgan" else 28) if mnist_like else 64
-    native_channels = {"mnist": 1, "stacked_mnist": 3}.get(cfg.dataset)
-    if cfg.channels is None:
-        cfg.channels = native_channels or 3
-    if native_channels is not None and cfg.channels != native_channels:
-        raise ConfigError(f"--dataset {cfg.dataset} images have {native_channels} channel(s); drop --channels "
-                          f"or pass --channels {native_channels}")  # fmt: skip
-    if cfg.download is None:
-        cfg.download = mnist_like
-    if cfg.max_steps is None and cfg.max_epochs is None:
-        cfg.max_steps = 5000
-    _check_positive(cfg, "num_nodes", "latent_dim", "image_size", "ngf", "ndf", "batch_size", "lr", "d_steps",
-                    "reg_every", "max_steps", "max_epochs", "sample_every", "log_every")  # fmt: skip
-    _check_positive(cfg, "checkpoint_every")
-    _check_positive(cfg, "eval_every")
-    if cfg.eval_samples < 2:
-        raise ConfigError(f"--eval-samples must be at least 2, got {cfg.eval_samples}")
-    if cfg.num_workers is not None and cfg.num_workers < 0:
-        raise ConfigError(f"--num-workers must be >= 0, got {cfg.num_workers}")
-    for flag in ("gp_weight", "r1", "r2", "ema_rampup"):
-        if getattr(cfg, flag) < 0:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(cfg, flag)}")
-    if cfg.conditional and cfg.dataset != "mnist":
-        raise ConfigError(f"--conditional needs MNIST's 10 class labels; --dataset {cfg.dataset} does not have them")
-    if cfg.data_on_device and not mnist_like:
-        raise ConfigError("--data-on-device holds (Stacked) MNIST in device memory; other datasets stream from disk")
-    if cfg.conditional and cfg.infogan:
-        raise ConfigError("choose one of --conditional and --infogan")
-    cfg.name = cfg.name or cfg.model
+            setattr(cfg, key, value)
+    for key in ("dataset", "model"):
+        if getattr(cfg, key) is None:
+            setattr(cfg, key, options[key].default)
+        options[key].validate(getattr(cfg, key))
+    spec = DATASETS.get(cfg.dataset)
+    derived = {
+        "image_size": default_image_size(cfg.model, spec.native_size),
+        "channels": spec.channels or 3,
+        "download": spec.download,
+        "num_classes": spec.num_classes,
+        "name": cfg.model,
+        "max_steps": 5000 if cfg.max_epochs is None else None,
+    }
+    for option in options:
+        if getattr(cfg, option.name) is None:
+            setattr(cfg, option.name, derived.get(option.name, option.default))
+        option.validate(getattr(cfg, option.name))
+    _check_dataset(cfg, spec)
     return cfg
+
+
+def _check_dataset(cfg: argparse.Namespace, spec: Any) -> None:
+    """What the dataset's declaration rules out: other channels or classes, conditioning without labels, flags
+    that do not apply to it."""
+    if spec.channels is not None and cfg.channels != spec.channels:
+        raise ConfigError(f"--dataset {cfg.dataset} images have {spec.channels} channel(s); drop --channels "
+                          f"or pass --channels {spec.channels}")  # fmt: skip
+    if cfg.conditional and not spec.num_classes:
+        raise ConfigError(f"--conditional needs class labels; --dataset {cfg.dataset} does not have them")
+    if cfg.num_classes is None:  # a dataset without classes: the option's own default, unused without labels
+        cfg.num_classes = train_options()["num_classes"].default
+    elif spec.num_classes and cfg.num_classes != spec.num_classes:
+        raise ConfigError(f"--dataset {cfg.dataset} has {spec.num_classes} classes; drop --num-classes")
+    if cfg.data_on_device and not spec.data_on_device:
+        raise ConfigError(f"--data-on-device holds datasets in device memory; --dataset {cfg.dataset} streams "
+                          "from disk")  # fmt: skip
+    for option in declared(data_registry):
+        value = getattr(cfg, option.name)
+        if option.name != "dataset" and not spec.accepts(option.name) and value not in (None, False, option.default):
+            raise ConfigError(f"{option.flag} does not apply to --dataset {cfg.dataset}; drop it")
 
 
 def _latest_version_dir(log_dir: str, name: str) -> Path | None:
@@ -424,21 +302,10 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
         resumed_at = int(ckpt.get("global_step", 0))
         del ckpt  # Lightning reads it again; holding two copies of a large checkpoint helps nobody
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = GAN(
-        cfg.model, loss=cfg.loss, latent_dim=cfg.latent_dim, noise=cfg.noise, channels=cfg.channels,
-        image_size=cfg.image_size, ngf=cfg.ngf, ndf=cfg.ndf, lr=cfg.lr, beta1=cfg.beta1, beta2=cfg.beta2,
-        d_steps=cfg.d_steps, gp_weight=cfg.gp_weight, r1=cfg.r1, r2=cfg.r2, reg_every=cfg.reg_every,
-        diffaug=cfg.diffaug, spectral_norm=cfg.spectral_norm, conditional=cfg.conditional, infogan=cfg.infogan,
-        n_cont=cfg.n_cont, info_weight=cfg.info_weight, ema_decay=cfg.ema_decay, ema_rampup=cfg.ema_rampup or None,
-        ema_bn_stats=cfg.ema_bn_stats, channels_last=cfg.channels_last,
-        compile=cfg.compile, seed=cfg.seed,
-    )  # fmt: skip
+    model = GAN(**GAN.declared_options().pick(vars(cfg)))
     # One iteration consumes d_steps real minibatches, one per D update.
-    datamodule = DATASETS.get(cfg.dataset)(
-        cfg.data_dir, batch_size=cfg.batch_size * model.d_steps, seed=cfg.seed, image_size=cfg.image_size,
-        channels=cfg.channels, num_workers=cfg.num_workers, download=cfg.download,
-        skip_bad_images=cfg.skip_bad_images, data_on_device=cfg.data_on_device,
-    )  # fmt: skip
+    options = {k: v for k, v in vars(cfg).items() if k != "data_dir"}
+    datamodule = DATASETS.get(cfg.dataset)(cfg.data_dir, **{**options, "batch_size": cfg.batch_size * model.d_steps})
     if os.environ.get("LOCAL_RANK", "0") == "0":
         datamodule.prepare_data()  # fail on missing data here, before any directory is created
     datamodule.setup("fit")  # ...and on unreadable data (Lightning's own call later finds it done)
@@ -447,9 +314,9 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
         extra.append(ResumeWithChanges(cfg.lr, (cfg.beta1, cfg.beta2)))
     if cfg.eval_every:
         from gan_lightning.classifier import cached_classifier
-        from gan_lightning.metrics import MNIST_LIKE, SampleQuality, build_extractor
+        from gan_lightning.metrics import SampleQuality, build_extractor
 
-        if cfg.classifier is None and cfg.dataset in MNIST_LIKE:
+        if cfg.classifier is None and DATASETS.get(cfg.dataset).extractor is not None:
             # No manual step: train the classifier once per MNIST copy and reuse it from the cache.
             cfg.classifier = str(cached_classifier(cfg.data_dir or default_data_dir()))
         # Loaded before the logger exists: a wrong path fails without writing anything.

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from gan_lightning.errors import ConfigError
+from gan_lightning.options import Option
 
 Tensor = torch.Tensor
 BN_STATS = ("recompute", "average", "copy")
@@ -30,6 +31,24 @@ BN_STATS = ("recompute", "average", "copy")
 
 class EMA(nn.Module):
     """A frozen copy of `generator` tracking its weights; `module` is what sampling should use."""
+
+    # fmt: off
+    options = (
+        Option("ema_decay", None, "keep an EMA of G's weights (e.g. 0.999) for sampling and metrics", type=float,
+               positive=True, below=1, default_text="none"),
+        Option("ema_rampup", 0.05, "EMA horizon at most this fraction of the iterations so far (StyleGAN2); 0 turns it "
+               "off", minimum=0),
+        Option("ema_bn_stats", "recompute", "how the EMA generator gets BatchNorm statistics (recompute: "
+               "re-estimated for its weights)", choices=BN_STATS),
+    )
+    # fmt: on
+
+    @classmethod
+    def from_options(cls, generator: nn.Module, options: dict) -> EMA | None:
+        """The EMA the declared `options` ask for, or None without `ema_decay`."""
+        if options["ema_decay"] is None:
+            return None
+        return cls(generator, options["ema_decay"], options["ema_rampup"] or None, options["ema_bn_stats"])
 
     def __init__(
         self, generator: nn.Module, decay: float = 0.999, rampup: float | None = 0.05, bn_stats: str = "recompute"

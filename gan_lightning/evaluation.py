@@ -23,7 +23,7 @@ from gan_lightning.command import Parser, run_command
 from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.data.base import to_signed
 from gan_lightning.errors import ConfigError, DataError
-from gan_lightning.metrics import MNIST_LIKE, SampleQualityMetrics, load_extractor
+from gan_lightning.metrics import SampleQualityMetrics, classifier_datasets, load_extractor, reference_extractor
 from gan_lightning.module import GAN
 from gan_lightning.sampling import load_gan, read_checkpoint
 
@@ -63,10 +63,10 @@ def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int 
 
 def real_images(dataset: str, data_dir: str, image_size: int) -> Tensor:
     """The validation images (uint8, (N, C, S, S)) of an MNIST-like dataset: the reference set of every metric."""
-    if dataset not in MNIST_LIKE:
-        raise ConfigError(f"offline evaluation scores MNIST-like runs ({', '.join(MNIST_LIKE)}); this run used "
-                          f"--dataset {dataset}: pass evaluate.py --dataset mnist (and --data-dir) when its images are "
-                          "MNIST digits, else use train.py --eval-every with --fid-weights")  # fmt: skip
+    if reference_extractor(dataset) is None:
+        raise ConfigError(f"offline evaluation scores MNIST-like runs ({', '.join(classifier_datasets())}); this "
+                          f"run used --dataset {dataset}: pass evaluate.py --dataset mnist (and --data-dir) when its "
+                          "images are MNIST digits, else use train.py --eval-every with --fid-weights")  # fmt: skip
     dm = DATASETS.get(dataset)(data_dir, batch_size=1, image_size=image_size, download=False)
     dm.setup("fit")
     return dm.val_set.images
@@ -76,7 +76,7 @@ class Evaluator:
     """Scores GANs against one dataset's validation images; the real features are extracted once for all."""
 
     def __init__(self, classifier_path: str | Path, dataset: str, data_dir: str, image_size: int) -> None:
-        extractor = load_extractor(MNIST_LIKE.get(dataset, "mnist_classifier"), classifier_path)
+        extractor = load_extractor(reference_extractor(dataset) or "mnist_classifier", classifier_path)
         self.classifier = extractor.classifier  # the same network labels and codes are read with, loaded once
         self.metrics = SampleQualityMetrics(extractor)
         for chunk in real_images(dataset, data_dir, image_size).split(1000):
@@ -228,7 +228,7 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir", default=None, help="MNIST root (default: the run's, else $GAN_DATA_DIR or ./data)")
     p.add_argument(
         "--dataset",
-        choices=sorted(MNIST_LIKE),
+        choices=classifier_datasets(),
         help="score against this dataset's validation images instead of the run's own (e.g. a folder of MNIST PNGs)",
     )
     p.add_argument("-n", "--num", type=int, default=5000, help="generated images per checkpoint (default 5000)")

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_lightning.errors import ConfigError
+from gan_lightning.options import Option
 from gan_lightning.registry import Registry
 
 Tensor = torch.Tensor
@@ -49,6 +50,31 @@ class Latents:
 
 class LatentSpace:
     """Noise of `dim` dimensions from a named prior, followed by one-hot labels or InfoGAN codes."""
+
+    # fmt: off
+    options = (
+        Option("latent_dim", 96, "noise dimension", positive=True, resume="refuse", aliases=("--nz",)),
+        Option("noise", "uniform", "noise prior", choices=NOISES.names),
+        Option("conditional", False, "class-conditional GAN: one-hot labels into G, a projection term in D",
+               resume="refuse"),
+        Option("num_classes", 10, "classes of a conditional GAN", positive=True, resume="refuse",
+               default_text="the dataset's"),
+        Option("infogan", False, "InfoGAN: an --n-cat-way categorical and --n-cont continuous codes into G, a Q head "
+               "on D", resume="refuse"),
+        Option("n_cat", 10, "InfoGAN categorical code values", positive=True, resume="refuse"),
+        Option("n_cont", 2, "InfoGAN continuous codes", minimum=0, resume="refuse"),
+    )
+    # fmt: on
+
+    @classmethod
+    def from_options(cls, options: dict) -> LatentSpace:
+        """The latent space the declared `options` describe."""
+        if options["conditional"] and options["infogan"]:
+            raise ConfigError("choose one of --conditional and --infogan")
+        return cls(options["latent_dim"], options["noise"],
+                   num_classes=options["num_classes"] if options["conditional"] else 0,
+                   n_cat=options["n_cat"] if options["infogan"] else 0,
+                   n_cont=options["n_cont"] if options["infogan"] else 0)  # fmt: skip
 
     def __init__(
         self, dim: int, prior: str = "uniform", *, num_classes: int = 0, n_cat: int = 0, n_cont: int = 0

@@ -30,6 +30,7 @@ from gan_lightning.classifier import TRAIN_HINT, MNISTClassifier, load_classifie
 from gan_lightning.data.base import to_signed
 from gan_lightning.errors import ConfigError, DataError, first_line, load_weights_file
 from gan_lightning.manifold import PRDC
+from gan_lightning.options import Option
 from gan_lightning.registry import Registry
 
 Tensor = torch.Tensor
@@ -49,6 +50,21 @@ FID_WEIGHTS_HINT = (
     "pass --fid-weights PATH to a local torchvision inception_v3 state_dict (e.g. inception_v3_google-0cc3c7bd.pth); "
     "nothing is downloaded"
 )
+
+
+# How training evaluates sample quality (the train command's evaluation flags).
+# fmt: off
+options = (
+    Option("eval_every", None, "compute val/fid, val/kid (and for MNIST val/modes, val/class_kl, "
+           "val/inception_score) every N iterations and at the end", type=int, positive=True, resume="free",
+           default_text="never"),
+    Option("eval_samples", 1000, "generated images per evaluation", minimum=2, resume="free"),
+    Option("classifier", None, "MNIST feature extractor from scripts/train_classifier.py (for MNIST runs)", type=str,
+           resume="free", default_text="trained once per MNIST copy and cached"),
+    Option("fid_weights", None, "local torchvision inception_v3 weights for FID on RGB data", type=str,
+           resume="free", default_text="none"),
+)
+# fmt: on
 
 
 # ------------------------------------------------------------------------------------------------- extractors
@@ -252,7 +268,18 @@ def _notice(message: str) -> None:
     log.warning(message)
 
 
-MNIST_LIKE = {"mnist": "mnist_classifier", "stacked_mnist": "stacked_mnist_classifier"}
+def reference_extractor(dataset: str | None) -> str | None:
+    """The classifier-based extractor a dataset declares for its metrics (None: Inception, given weights)."""
+    from gan_lightning.data import DATASETS
+
+    return DATASETS.get(dataset).extractor if dataset in DATASETS else None
+
+
+def classifier_datasets() -> list[str]:
+    """The datasets whose metrics a classifier scores."""
+    from gan_lightning.data import DATASETS
+
+    return [name for name in DATASETS.names() if DATASETS.get(name).extractor is not None]
 
 
 def build_extractor(
@@ -264,15 +291,16 @@ def build_extractor(
 ) -> FeatureExtractor | None:
     """The feature extractor for a dataset's metrics, or None (with a one-time notice) when there is none.
 
-    MNIST-like datasets (`MNIST_LIKE`) use the MNIST classifier at `classifier` (per channel for Stacked MNIST);
+    Datasets that declare a classifier extractor (`DatasetSpec.extractor`: MNIST, Stacked MNIST) use the MNIST
+    classifier at `classifier` (per channel for Stacked MNIST);
     with `fid_weights` Inception gives the features and the classifier, when given, still gives the modes.
     Grey images of an unnamed dataset use the classifier when given. Nothing is ever downloaded.
     """
     classes = None
     if classifier is not None:
-        name = MNIST_LIKE.get(dataset or "", "mnist_classifier" if channels == 1 else None)
+        name = reference_extractor(dataset) or ("mnist_classifier" if channels == 1 else None)
         if name is None:
-            raise ConfigError(f"--classifier scores MNIST-like data ({', '.join(MNIST_LIKE)}); "
+            raise ConfigError(f"--classifier scores MNIST-like data ({', '.join(classifier_datasets())}); "
                               f"--dataset {dataset} has {channels}-channel images: drop --classifier")  # fmt: skip
         classes = load_extractor(name, classifier)
     if fid_weights is not None:

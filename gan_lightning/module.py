@@ -3,6 +3,7 @@ the latent space (`latents.py`), the objective (`objectives.py`), the EMA genera
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -10,16 +11,20 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from gan_lightning import optim
 from gan_lightning.augment import DiffAugment
 from gan_lightning.compat import FORMAT as CHECKPOINT_FORMAT
 from gan_lightning.compat import upgrade_checkpoint
+from gan_lightning.components import build_component, describe_component, is_spec
 from gan_lightning.ema import EMA
-from gan_lightning.errors import ConfigError, require_positive
+from gan_lightning.errors import ConfigError
 from gan_lightning.guards import AmpSkipCounter, FiniteGuard, GlobalRNG, NonFiniteLossError, grad_norm
 from gan_lightning.latents import Latents, LatentSpace
-from gan_lightning.models import build_models
+from gan_lightning.models import build_models, heads, model_options
 from gan_lightning.models.heads import Critic, spectral_norm_all
-from gan_lightning.objectives import Batch, Objective, get_objective
+from gan_lightning.objectives import OBJECTIVES, Batch, Objective, build_objective
+from gan_lightning.optim import build_optimizers
+from gan_lightning.options import Option, Options, call_with, declared
 
 Tensor = torch.Tensor
 __all__ = ["GAN", "NonFiniteLossError", "iteration_seed"]
@@ -34,68 +39,68 @@ def iteration_seed(seed: int, rank: int, iteration: int) -> int:
     return (seed * 1_000_003 + rank) * 1_000_000_007 + iteration
 
 
+# The module's own options: how it seeds, guards and speeds up training.
+# fmt: off
+options = (
+    Option("seed", 0, "seed for weights, data order and noise"),
+    Option("finite_check_every", 10, "check the losses for inf/NaN every N iterations", positive=True,
+           resume="free"),
+    Option("channels_last", False, "NHWC memory format for convolutional models", resume="free"),
+    Option("compile", False, "torch.compile the generator and the discriminator (D stays eager under WGAN-GP, R1 "
+           "or R2: torch.compile has no double backward)", resume="free"),
+)
+# fmt: on
+
+
 class GAN(LightningModule):
     """A GAN trained with manual optimization: `d_steps` discriminator updates, then one generator update.
 
-    Built by name (`GAN("dcgan_mnist", loss="hinge")`: plain-value hyperparameters, so `load_from_checkpoint(path)`
-    needs nothing else), or from injected `generator` / `discriminator` modules (D returns logits) and `objective`
-    (which then brings its own regularizers). Each batch is split into `d_steps` chunks so every D update sees
-    fresh real images. Lightning's `global_step` counts optimizer steps, `d_steps + 1` per iteration; `iteration`
-    counts generator updates, and `optimizer_steps(n)` converts an iteration budget for the Trainer.
+    Built by name (`GAN("dcgan_mnist", loss="hinge")`) from the options its components declare
+    (`GAN.declared_options()`; defaults filled, values validated, all saved as hyperparameters), or from injected
+    `generator` / `discriminator` modules (D returns logits) and `objective`, recorded by class and options so
+    `load_from_checkpoint(path)` rebuilds them too. Each batch is split into `d_steps` chunks so every D update
+    sees fresh real images. Lightning's `global_step` counts optimizer steps, `d_steps + 1` per iteration;
+    `iteration` counts generator updates, and `optimizer_steps(n)` converts an iteration budget for the Trainer.
     """
 
-    # fmt: off
-    def __init__(
-        self,
-        model: str = "mlp",
-        *,
-        # injected components, instead of the registry names
-        generator: nn.Module | None = None, discriminator: nn.Module | None = None, objective: Objective | None = None,
-        # networks, latent space, conditioning
-        latent_dim: int = 96, noise: str = "uniform", channels: int = 1, image_size: int = 28, ngf: int = 64,
-        ndf: int = 64, conditional: bool = False, num_classes: int = 10, infogan: bool = False, n_cat: int = 10,
-        n_cont: int = 2,
-        # objective and optimization
-        loss: str = "bce", gp_weight: float = 10.0, info_weight: float = 1.0, r1: float = 0.0, r2: float = 0.0,
-        reg_every: int = 1, diffaug: str | None = None, spectral_norm: bool = False, d_steps: int | None = None,
-        lr: float = 1e-3, beta1: float = 0.5, beta2: float = 0.999,
-        # EMA generator
-        ema_decay: float | None = None, ema_rampup: float | None = 0.05, ema_bn_stats: str = "recompute",
-        # speed and safety
-        channels_last: bool = False, compile: bool = False, seed: int = 0, finite_check_every: int = 10,
-    ) -> None:
-        # fmt: on
+    def __init__(self, model: str = "mlp", *, generator: nn.Module | dict | None = None,
+                 discriminator: nn.Module | dict | None = None, objective: Objective | dict | None = None,
+                 **options: Any) -> None:  # fmt: skip
         super().__init__()
         if (generator is None) != (discriminator is None):
             raise ConfigError("pass both `generator` and `discriminator` modules, or neither (to use `model`)")
-        # Modules are saved in the state dict; keeping them out of hparams keeps checkpoints loadable.
-        self.save_hyperparameters(ignore=["generator", "discriminator", "objective"])
-        require_positive(lr=lr, finite_check_every=finite_check_every, num_classes=num_classes, n_cat=n_cat,
-                         channels=channels, image_size=image_size)  # fmt: skip
-        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
-            raise ConfigError(f"Adam betas must lie in [0, 1), got ({beta1}, {beta2})")
-        self.latents = LatentSpace(latent_dim, noise, num_classes=num_classes if conditional else 0,
-                                   n_cat=n_cat if infogan else 0, n_cont=n_cont if infogan else 0)  # fmt: skip
-        augment = DiffAugment(diffaug) if diffaug else None
-        self.objective = objective or get_objective(loss, gp_weight=gp_weight, info_weight=info_weight, r1=r1, r2=r2,
-                                                    reg_every=reg_every, augment=augment)  # fmt: skip
-        self.d_steps = self.objective.default_d_steps if d_steps is None else d_steps
-        require_positive(d_steps=self.d_steps)
+        generator, discriminator, objective = (
+            build_component(c, name) if is_spec(c) else c
+            for c, name in ((generator, "generator"), (discriminator, "discriminator"), (objective, "objective"))
+        )
+        hp = self.declared_options().resolve({"model": model, **options}, what="GAN option")
+        injected = {"generator": generator, "discriminator": discriminator, "objective": objective}
+        # Injected components are saved by class and options (their weights are in the state dict).
+        self.save_hyperparameters({**hp, **{k: describe_component(v) for k, v in injected.items() if v is not None}})
+        self.latents = LatentSpace.from_options(hp)
+        self.objective = objective or build_objective(hp, DiffAugment.from_options(hp))
+        self.d_steps = hp["d_steps"] or self.objective.default_d_steps
         if generator is None:
-            generator, discriminator = build_models(model, latent_dim=self.latents.input_dim, channels=channels,
-                                                    image_size=image_size, ngf=ngf, ndf=ndf)  # fmt: skip
+            generator, discriminator = build_models(model, **{**hp, "latent_dim": self.latents.input_dim})
         self.generator = generator
         self.discriminator = Critic.build(discriminator, num_classes=self.latents.num_classes,
                                           n_cat=self.latents.n_cat, n_cont=self.latents.n_cont)  # fmt: skip
-        if spectral_norm:
+        if hp["spectral_norm"]:
             spectral_norm_all(self.discriminator)
-        self.ema = EMA(generator, ema_decay, ema_rampup, ema_bn_stats) if ema_decay is not None else None
-        self.finite = FiniteGuard(finite_check_every)
+        self.ema = EMA.from_options(generator, hp)
+        self.finite = FiniteGuard(hp["finite_check_every"])
         self.amp = AmpSkipCounter()
         self.automatic_optimization = False
         self.global_rng = GlobalRNG()
         self._rng: torch.Generator | None = None
         self._compiled = False
+
+    @staticmethod
+    def declared_options() -> Options:
+        """Every option of the GAN's components, each declared once by its component (this file's: `options`)."""
+        objectives = (declared(OBJECTIVES.get(name)) for name in OBJECTIVES.names())
+        return Options(model_options(), declared(LatentSpace, heads), *objectives,
+                       declared(optim, DiffAugment, EMA, sys.modules[__name__]))  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------- counting
     @property
@@ -245,12 +250,9 @@ class GAN(LightningModule):
         return [self.generator, self.discriminator]
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        """Adam for G, then Adam for D with its heads (cs231n defaults: lr 1e-3, betas (0.5, 0.999))."""
-        hp = self.hparams
-        # Fused Adam: one kernel over all parameters, far fewer Python-level launches than the default per-tensor loop.
-        fused = True if self.device.type in ("cuda", "cpu") else None
-        return [torch.optim.Adam(net.parameters(), lr=hp.lr, betas=(hp.beta1, hp.beta2), fused=fused)
-                for net in (self.generator, self.discriminator)]  # fmt: skip
+        """The optimizers of `optim.py`: G's, then D's (its heads included)."""
+        return call_with(build_optimizers, self.hparams, generator=self.generator,
+                         discriminator=self.discriminator, device=self.device)  # fmt: skip
 
     # ----------------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

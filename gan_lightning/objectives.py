@@ -23,6 +23,7 @@ from torch import nn
 from gan_lightning.errors import ConfigError
 from gan_lightning.latents import Latents
 from gan_lightning.models.heads import CriticOutput, QHead
+from gan_lightning.options import Option, call_with
 from gan_lightning.registry import Registry
 
 Tensor = torch.Tensor
@@ -102,6 +103,19 @@ class Objective:
     given, transforms every image D sees, real or fake, in both phases and inside R1/R2 (DiffAugment).
     """
 
+    # fmt: off
+    options = (
+        Option("loss", "bce", "adversarial loss", choices=lambda: OBJECTIVES.names()),
+        Option("d_steps", None, "D updates per G update, k in the GAN paper", type=int, positive=True,
+               default_text="the loss's, 1; 5 for wgan-gp"),
+        Option("gp_weight", 10.0, "wgan-gp gradient penalty weight", minimum=0),
+        Option("r1", 0.0, "R1 penalty gamma/2 E||grad D(x)||^2 on reals", minimum=0, metavar="GAMMA"),
+        Option("r2", 0.0, "R2 penalty gamma/2 E||grad D||^2 on fakes", minimum=0, metavar="GAMMA"),
+        Option("reg_every", 1, "lazy R1/R2: apply them every N D steps, scaled by N (StyleGAN2)", positive=True,
+               metavar="N"),
+        Option("info_weight", 1.0, "InfoGAN mutual-information weight", minimum=0),
+    )
+    # fmt: on
     name = ""
     default_d_steps = 1
     gradient_penalty = False
@@ -126,6 +140,14 @@ class Objective:
             raise ConfigError(f"reg_every must be a positive number of D steps, got {reg_every}")
         self.gp_weight, self.info_weight, self.r1, self.r2 = gp_weight, info_weight, r1, r2
         self.reg_every, self.augment = reg_every, augment
+
+    def init_options(self) -> dict[str, Any]:
+        """The constructor options that rebuild this objective (recorded in checkpoints when it is injected)."""
+        from gan_lightning.components import describe_component
+
+        augment = describe_component(self.augment) if self.augment is not None else None
+        return {"gp_weight": self.gp_weight, "info_weight": self.info_weight, "r1": self.r1, "r2": self.r2,
+                "reg_every": self.reg_every, "augment": augment}  # fmt: skip
 
     @property
     def differentiates_d_twice(self) -> bool:
@@ -206,6 +228,11 @@ OBJECTIVES: Registry[type[Objective]] = Registry("loss")
 def get_objective(name: str, **options: Any) -> Objective:
     """The registered objective `name`, built with `options` (see `Objective`)."""
     return OBJECTIVES.get(name)(**options)
+
+
+def build_objective(options: dict[str, Any], augment: Callable[[Tensor, torch.Generator], Tensor] | None) -> Objective:
+    """The objective the declared `options` name (`loss`), with its weights and the augmentation."""
+    return call_with(OBJECTIVES.get(options["loss"]), options, augment=augment)
 
 
 @OBJECTIVES.register("bce")

@@ -19,20 +19,19 @@ from gan_lightning.errors import ConfigError, DataError, load_weights_file
 
 CONFIG_FILE = "config.yaml"
 CHANGES_FILE = "config_changes.yaml"
-# Flags that belong to one invocation, not to the run: a replay must not resume, or run one batch only.
-TRANSIENT = ("config", "ckpt_path", "fast_dev_run")
-# Flags that define the networks or the data's shape: a checkpoint's weights only fit the same values.
-NETWORK_FLAGS = ("model", "latent_dim", "image_size", "channels", "ngf", "ndf", "conditional", "infogan", "n_cont",
-                 "spectral_norm")  # fmt: skip
-# Flags a resumed run may change: it continues with the new value, warns, and records the change.
-TRAINING_FLAGS = ("dataset", "loss", "noise", "lr", "beta1", "beta2", "batch_size", "gp_weight", "r1", "r2",
-                  "reg_every", "diffaug", "info_weight", "ema_decay", "ema_rampup", "ema_bn_stats", "precision",
-                  "seed")  # fmt: skip
+
+
+def flags_with(rule: str) -> list[str]:
+    """The train command's options whose declared resume rule is `rule` (see `gan_lightning.options`)."""
+    from gan_lightning.cli import train_options
+
+    return train_options().names(resume=rule)
 
 
 def run_config(cfg: argparse.Namespace) -> dict[str, Any]:
-    """Every flag of a resolved configuration, minus the per-invocation ones (`TRANSIENT`)."""
-    return {k: v for k, v in sorted(vars(cfg).items()) if k not in TRANSIENT}
+    """Every flag of a resolved configuration, minus the per-invocation ones (resume rule "transient")."""
+    transient = flags_with("transient")
+    return {k: v for k, v in sorted(vars(cfg).items()) if k not in transient}
 
 
 def _git_commit() -> str | None:
@@ -103,7 +102,8 @@ def load_config(path: str | Path, known: set[str]) -> dict[str, Any]:
     unknown = sorted(set(args) - known)
     if unknown:
         raise ConfigError(f"--config {path}: unknown flags {', '.join(unknown)} (written by another version?)")
-    return {k: v for k, v in args.items() if k not in TRANSIENT}
+    transient = flags_with("transient")
+    return {k: v for k, v in args.items() if k not in transient}
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def checkpoint_config(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     if recorded:
         return dict(recorded)
     hp = dict(ckpt.get("hyper_parameters", {}))
-    keys = (*NETWORK_FLAGS, *TRAINING_FLAGS)
+    keys = (*flags_with("refuse"), *flags_with("warn"))
     return {k: hp[k] for k in keys if k in hp}
 
 
@@ -153,7 +153,7 @@ def compare_for_resume(
     Raises one ConfigError listing every network-defining difference, and a change of D steps per iteration
     (`old_d_steps`, else what `old` implies), which would change how Lightning's step counter maps to iterations.
     """
-    refused = [f"--{k.replace('_', '-')} {old[k]} -> {new.get(k)}" for k in NETWORK_FLAGS
+    refused = [f"--{k.replace('_', '-')} {old[k]} -> {new.get(k)}" for k in flags_with("refuse")
                if k in old and old[k] != new.get(k)]  # fmt: skip
     before = old_d_steps if old_d_steps is not None else (_effective_d_steps(old) if "loss" in old else None)
     if before is not None and before != _effective_d_steps(new):
@@ -161,7 +161,7 @@ def compare_for_resume(
     if refused:
         raise ConfigError(f"cannot resume {path} with different networks or data shape: {'; '.join(refused)}. "
                           "Use the flags it was trained with (its run's config.yaml) or start a new run")  # fmt: skip
-    return {k: (old[k], new.get(k)) for k in TRAINING_FLAGS if k in old and old[k] != new.get(k)}
+    return {k: (old[k], new.get(k)) for k in flags_with("warn") if k in old and old[k] != new.get(k)}
 
 
 def record_changes(run_dir: str | Path, iteration: int, changes: Mapping[str, tuple[Any, Any]]) -> Path:

@@ -36,7 +36,7 @@ def load_gan(path: str | Path, map_location: str | torch.device = "cpu", ckpt: d
     """Rebuild a registry-model GAN from a checkpoint file (or its already-read dict `ckpt`), weights_only."""
     ckpt = read_checkpoint(path, map_location) if ckpt is None else ckpt
     hparams = dict(ckpt["hyper_parameters"])
-    accepted = inspect.signature(GAN.__init__).parameters
+    accepted = {*GAN.declared_options().names(), *inspect.signature(GAN.__init__).parameters}
     gan = GAN(**{k: v for k, v in hparams.items() if k in accepted})
     try:
         gan.load_state_dict(ckpt["state_dict"])

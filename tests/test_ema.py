@@ -103,7 +103,7 @@ def test_bad_options_fail_clearly():
         EMA(toy(), rampup=0.0)
     with pytest.raises(ConfigError, match="ema_bn_stats"):
         EMA(toy(), bn_stats="median")
-    with pytest.raises(ConfigError, match="ema_decay"):
+    with pytest.raises(ConfigError, match=r"--ema-decay must lie in \(0, 1\), got 2.0"):
         GAN("mlp", ema_decay=2.0)
 
 

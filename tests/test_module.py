@@ -116,7 +116,7 @@ def test_custom_generator_and_discriminator(tmp_path):
     g, d = TinyG(), TinyD()
     gan = GAN(generator=g, discriminator=d, latent_dim=4)
     assert gan.generator is g and gan.discriminator.net is d
-    assert "generator" not in gan.hparams
+    assert gan.hparams["generator"]["class"].endswith(".TinyG")  # recorded by class, weights in the state dict
     data = DataLoader(TensorDataset(torch.randn(64, 2)), batch_size=16)
     before = snapshot(g)
     cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(3)).fit(gan, data)
@@ -131,11 +131,11 @@ def test_bad_arguments_fail_clearly():
         GAN(loss="wasserstein")
     with pytest.raises(ValueError, match="unknown noise"):
         GAN(noise="cauchy")
-    with pytest.raises(ConfigError, match="d_steps must be positive"):
+    with pytest.raises(ConfigError, match="--d-steps must be positive, got 0"):
         GAN(d_steps=0)
     with pytest.raises(ConfigError, match="both"):
         GAN(generator=TinyG())
-    with pytest.raises(ConfigError, match="lr must be positive"):
+    with pytest.raises(ConfigError, match="--lr must be positive, got -1.0"):
         GAN(lr=-1.0)
 
 

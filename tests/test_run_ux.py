@@ -226,7 +226,7 @@ def test_resume_with_changed_training_flags_warns_records_and_applies(tmp_path, 
     logs = tmp_path / "logs"
     base = ["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), *TINY]
     assert main([*base, "--max-steps", "2"]) == 0
-    with pytest.warns(UserWarning, match=r"--lr 0.001 -> 0.0002, --batch-size 16 -> 8.*data order continues"):
+    with pytest.warns(UserWarning, match=r"--batch-size 16 -> 8, --lr 0.001 -> 0.0002.*data order continues"):
         assert main([*base, "--max-steps", "4", "--ckpt-path", "last", "--lr", "2e-4", "--batch-size", "8"]) == 0
     run = logs / "mlp" / "version_0"
     changes = yaml.safe_load((run / "config_changes.yaml").read_text())

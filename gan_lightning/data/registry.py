@@ -1,14 +1,14 @@
-"""Datasets by name: `DATASETS.get(name)(data_dir, batch_size=..., ...)` builds the DataModule to train on.
-
-Every builder takes the same keyword options, so a caller (the train command) passes them all without knowing
-the dataset; a dataset ignores the options that do not apply to it (`channels` for MNIST and Stacked MNIST,
-`download` for a folder, `data_on_device` for files streamed from disk), and the train command rejects such
-combinations first.
+"""Datasets by name, each self-describing: `DATASETS.get(name)` is a `DatasetSpec` saying what the dataset is
+(channels, native size, classes, whether it can live on the accelerator, its reference feature extractor); calling
+it builds the DataModule. The command line, the metrics and `evaluate.py` read these declarations instead of
+knowing dataset names, so a new dataset is one DataModule file plus one `DATASETS.register(...)` line here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from dataclasses import dataclass
+from typing import Any
 
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.data.celeba import CelebADataModule
@@ -16,61 +16,65 @@ from gan_lightning.data.folder import ImageFolderDataModule
 from gan_lightning.data.mnist import MNISTDataModule
 from gan_lightning.data.stacked_mnist import StackedMNISTDataModule
 from gan_lightning.errors import ConfigError
+from gan_lightning.options import Option
 from gan_lightning.registry import Registry
 
-DatasetBuilder = Callable[..., GANDataModule]
 
-DATASETS: Registry[DatasetBuilder] = Registry("dataset")
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset declares about itself; calling it builds its DataModule with the options it accepts.
 
+    `channels` / `native_size` / `num_classes` are None when the dataset has none of its own (a folder: any channel
+    count, no native size, no labels). `extractor` names the reference feature extractor for sample-quality metrics
+    (`metrics.EXTRACTORS`), None for "Inception, when weights are given". `download` is the default of --download.
+    """
 
-@DATASETS.register("mnist")
-def _mnist(
-    data_dir: str | None, *, batch_size: int, seed: int = 0, image_size: int = 28, channels: int = 1,
-    num_workers: int | None = None, download: bool = True, skip_bad_images: bool = False, data_on_device: bool = False,
-) -> MNISTDataModule:  # fmt: skip
-    """MNIST from `data_dir/MNIST/raw`, in memory; `num_workers` None means none (batches are tensor slices)."""
-    return MNISTDataModule(
-        data_dir, batch_size=batch_size, num_workers=num_workers or 0, seed=seed, image_size=image_size,
-        download=download, data_on_device=data_on_device,
-    )  # fmt: skip
+    datamodule: type[GANDataModule]
+    channels: int | None = None
+    native_size: int | None = None
+    num_classes: int | None = None
+    data_on_device: bool = False
+    download: bool = False
+    extractor: str | None = None
+    needs_data_dir: bool = False
 
+    def accepts(self, option: str) -> bool:
+        """Whether the DataModule takes `option` (the others do not apply to this dataset)."""
+        return option in inspect.signature(self.datamodule).parameters
 
-@DATASETS.register("celeba")
-def _celeba(
-    data_dir: str | None, *, batch_size: int, seed: int = 0, image_size: int = 64, channels: int = 3,
-    num_workers: int | None = None, download: bool = False, skip_bad_images: bool = False,
-    data_on_device: bool = False,
-) -> CelebADataModule:  # fmt: skip
-    """CelebA from `data_dir/celeba/img_align_celeba`, decoded from disk by `num_workers` (None: per machine)."""
-    return CelebADataModule(
-        data_dir, batch_size=batch_size, num_workers=num_workers, seed=seed, image_size=image_size, channels=channels,
-        download=download, skip_bad_images=skip_bad_images,
-    )  # fmt: skip
-
-
-@DATASETS.register("folder")
-def _folder(
-    data_dir: str | None, *, batch_size: int, seed: int = 0, image_size: int = 64, channels: int = 3,
-    num_workers: int | None = None, download: bool = False, skip_bad_images: bool = False,
-    data_on_device: bool = False,
-) -> ImageFolderDataModule:  # fmt: skip
-    """Every image file under `data_dir`, which must be given: there is no default folder of your images."""
-    if data_dir is None:
-        raise ConfigError("--dataset folder needs --data-dir pointing at a directory of images")
-    return ImageFolderDataModule(
-        data_dir, batch_size=batch_size, num_workers=num_workers, seed=seed, image_size=image_size,
-        channels=channels, skip_bad_images=skip_bad_images,
-    )  # fmt: skip
+    def __call__(self, data_dir: str | None, **options: Any) -> GANDataModule:
+        """The DataModule over `data_dir`, given the options it accepts (None: its own default)."""
+        if data_dir is None and self.needs_data_dir:
+            raise ConfigError(f"{self.datamodule.__name__} needs --data-dir pointing at a directory of images")
+        given = {k: v for k, v in options.items() if v is not None and self.accepts(k)}
+        return self.datamodule(data_dir, **given)
 
 
-@DATASETS.register("stacked_mnist")
-def _stacked_mnist(
-    data_dir: str | None, *, batch_size: int, seed: int = 0, image_size: int = 28, channels: int = 3,
-    num_workers: int | None = None, download: bool = True, skip_bad_images: bool = False, data_on_device: bool = False,
-) -> StackedMNISTDataModule:  # fmt: skip
-    """Stacked MNIST (three digits as R, G, B; 1000 modes) from `data_dir/MNIST/raw`, at its default sizes and
-    stack seed: `seed` only shuffles batches, never changes the images. Always 3 channels (`channels` ignored)."""
-    return StackedMNISTDataModule(
-        data_dir, batch_size=batch_size, num_workers=num_workers or 0, seed=seed, image_size=image_size,
-        download=download, data_on_device=data_on_device,
-    )  # fmt: skip
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+# fmt: off
+DATASETS.register("mnist")(DatasetSpec(MNISTDataModule, channels=1, native_size=28, num_classes=10,
+                                       data_on_device=True, download=True, extractor="mnist_classifier"))
+DATASETS.register("stacked_mnist")(DatasetSpec(StackedMNISTDataModule, channels=3, native_size=28,
+                                               data_on_device=True, download=True,
+                                               extractor="stacked_mnist_classifier"))
+DATASETS.register("celeba")(DatasetSpec(CelebADataModule, native_size=64))
+DATASETS.register("folder")(DatasetSpec(ImageFolderDataModule, needs_data_dir=True))
+# fmt: on
+
+# Options of every dataset; a dataset that does not take one (its DataModule has no such parameter) refuses it.
+# fmt: off
+options = (
+    Option("dataset", "mnist", "dataset", choices=DATASETS.names),
+    Option("data_dir", None, "dataset root; (Stacked) MNIST reads DIR/MNIST/raw", type=str, resume="free",
+           default_text="$GAN_DATA_DIR or ./data"),
+    Option("download", None, "download missing data", type=bool, resume="free",
+           default_text="the dataset's: yes for MNIST and Stacked MNIST, no for CelebA"),
+    Option("skip_bad_images", False, "skip unreadable image files instead of failing", resume="free"),
+    Option("num_workers", None, "DataLoader worker processes", type=int, minimum=0, resume="free",
+           default_text="per dataset"),
+    Option("data_on_device", False, "keep the dataset as uint8 on the accelerator and batch by indexing (no "
+           "DataLoader); datasets held in memory only", resume="free"),
+    Option("batch_size", 128, "images per D step, per device; the effective batch is batch-size x devices x nodes",
+           positive=True),
+)
+# fmt: on

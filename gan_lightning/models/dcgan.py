@@ -7,7 +7,7 @@ from torch import nn
 
 from gan_lightning.errors import ConfigError
 from gan_lightning.models.base import Discriminator
-from gan_lightning.models.registry import MODELS
+from gan_lightning.models.registry import MODELS, WIDTHS, describe
 
 
 def dcgan_weights_init(module: nn.Module) -> None:
@@ -80,6 +80,7 @@ class MNISTDCGANDiscriminator(Discriminator):
 
 
 @MODELS.register("dcgan_mnist")
+@describe(image_sizes=(28,))
 def dcgan_mnist(*, latent_dim: int, channels: int, image_size: int, **_: object) -> tuple[nn.Module, Discriminator]:
     """cs231n MNIST DCGAN; at 1x28x28 and latent 96, G has 6,675,009 and D 1,102,721 parameters."""
     if image_size != 28:
@@ -171,6 +172,7 @@ class DCGANDiscriminator(Discriminator):
 
 
 @MODELS.register("dcgan")
+@describe(options=WIDTHS, image_sizes=(32, 64, 128, 256, 512, 1024))
 def dcgan(
     *, latent_dim: int, channels: int, image_size: int, ngf: int = 64, ndf: int = 64, **_: object
 ) -> tuple[nn.Module, Discriminator]:

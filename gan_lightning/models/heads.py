@@ -14,6 +14,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from gan_lightning.errors import ConfigError
 from gan_lightning.models.base import Discriminator
+from gan_lightning.options import Option
 
 Tensor = torch.Tensor
 
@@ -43,6 +44,10 @@ class QHead(nn.Module):
         """(B, F) features -> categorical logits (B, n_cat) and continuous means (B, n_cont), in fp32."""
         out = self.net(features).float()  # (B, n_cat + n_cont)
         return out[:, : self.n_cat], out[:, self.n_cat :]
+
+
+options = (Option("spectral_norm", False, "spectral normalisation of every weight layer of D and its heads",
+                  resume="refuse"),)  # fmt: skip
 
 
 def spectral_norm_all(module: nn.Module) -> nn.Module:

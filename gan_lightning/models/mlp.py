@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from gan_lightning.models.base import Discriminator
-from gan_lightning.models.registry import MODELS
+from gan_lightning.models.registry import MODELS, describe
 
 
 class MLPGenerator(nn.Module):
@@ -49,6 +49,7 @@ class MLPDiscriminator(Discriminator):
 
 
 @MODELS.register("mlp")
+@describe()
 def mlp(*, latent_dim: int, channels: int, image_size: int, **_: object) -> tuple[nn.Module, Discriminator]:
     """cs231n MLP pair; at 1x28x28 and latent 96, G has 1,952,528 and D 267,009 parameters."""
     shape = (channels, image_size, image_size)

@@ -14,7 +14,7 @@ from torch import nn
 
 from gan_lightning.errors import ConfigError
 from gan_lightning.models.base import Discriminator
-from gan_lightning.models.registry import MODELS
+from gan_lightning.models.registry import MODELS, WIDTHS, describe
 
 Tensor = torch.Tensor
 BASES = {28: 7, 32: 4, 64: 4}  # image size -> side of the lowest-resolution map
@@ -127,6 +127,7 @@ class ResNetDiscriminator(Discriminator):
 
 
 @MODELS.register("resnet")
+@describe(options=WIDTHS, image_sizes=tuple(BASES))
 def resnet(
     *, latent_dim: int, channels: int, image_size: int, ngf: int = 64, ndf: int = 64, **_: object
 ) -> tuple[nn.Module, Discriminator]:

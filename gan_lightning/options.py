@@ -1,0 +1,187 @@
+"""Options declared once, by the component that uses them.
+
+A component (the latent space, the networks, an objective, the augmentation, the EMA, the optimizers, a dataset,
+the run itself) lists its options as `Option`s in a class attribute `options` (or a module constant). Everything
+else is derived from those declarations: the command-line flags and `--help`, the defaults a preset or a replayed
+`config.yaml` fills in, the validation of values (one line, exit status 2), the hyperparameters a checkpoint saves,
+and the rules for resuming with changed values:
+
+- `resume="refuse"`: the option defines the networks or the data's shape; a checkpoint only fits the same value.
+- `resume="warn"`: a training setting; a resumed run continues with the new value, warns and records the change.
+- `resume="free"`: how this invocation runs (devices, logging cadence, length); changes are neither refused nor
+  recorded as changes.
+- `resume="transient"`: belongs to one invocation only (`--ckpt-path`, `--config`): not written to `config.yaml`.
+
+Why declarations instead of LightningCLI/jsonargparse: the flags, presets and `config.yaml` of earlier releases must
+keep working exactly (`--nz`, `--preset`, `--config RUN_DIR`, per-dataset defaults), and the resume rules are ours;
+a dataclass-like record per option gives all of that in one small file without a second configuration language.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gan_lightning.errors import ConfigError
+
+RESUME_RULES = ("refuse", "warn", "free", "transient")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its name (`reg_every`, flag `--reg-every`), type, default, help, valid values and resume rule.
+
+    `default=None` means "unset": the component picks (for example the objective's own D steps) and `default_text`
+    says what happens. `choices` may be a callable, so a registry's names are read when the flags are built.
+    `minimum` / `positive` / `below` bound numbers; `check(value)` may raise ConfigError for anything else.
+    """
+
+    name: str
+    default: Any
+    help: str
+    type: Callable[[str], Any] | None = None
+    choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None
+    positive: bool = False
+    minimum: float | None = None
+    below: float | None = None
+    resume: str = "warn"
+    aliases: tuple[str, ...] = ()
+    metavar: str | None = None
+    default_text: str | None = None
+    check: Callable[[Any], None] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.resume not in RESUME_RULES:
+            raise ValueError(f"option {self.name}: resume must be one of {RESUME_RULES}, got {self.resume!r}")
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag, e.g. `--reg-every`."""
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def value_type(self) -> Callable[[str], Any]:
+        """How a command-line string becomes a value: `type`, else the default's type, else str."""
+        if self.type is not None:
+            return self.type
+        if self.default is not None and not isinstance(self.default, bool):
+            return type(self.default)
+        return str
+
+    @property
+    def is_flag(self) -> bool:
+        """Whether this is an on/off switch (a bool)."""
+        return self.type is bool or isinstance(self.default, bool)
+
+    def valid_choices(self) -> list[Any] | None:
+        """The allowed values, or None when any value of the type is allowed."""
+        if self.choices is None:
+            return None
+        return list(self.choices() if callable(self.choices) else self.choices)
+
+    def validate(self, value: Any) -> None:
+        """Raise one-line ConfigError naming the flag when `value` is out of range (None is "unset" and passes)."""
+        if value is None or self.is_flag:
+            return
+        choices = self.valid_choices()
+        if choices is not None and value not in choices:
+            raise ConfigError(f"unknown {self.name} {value!r}; choose one of: {', '.join(map(str, choices))}")
+        low = "(0" if self.positive else None if self.minimum is None else f"[{self.minimum:g}"
+        out_of_range = (self.positive and value <= 0) or (self.minimum is not None and value < self.minimum)
+        if self.below is not None:
+            if out_of_range or value >= self.below:
+                raise ConfigError(f"{self.flag} must lie in {low or '(-inf'}, {self.below:g}), got {value}")
+        elif out_of_range:
+            bound = "be positive" if self.positive else f"be >= {self.minimum:g}"
+            raise ConfigError(f"{self.flag} must {bound}, got {value}")
+        if self.check is not None:
+            self.check(value)
+
+    def help_text(self) -> str:
+        """The `--help` line: the declaration's help plus its default."""
+        if self.default_text is not None:
+            return f"{self.help} (default: {self.default_text})"
+        if self.is_flag and not self.default:
+            return self.help
+        return f"{self.help} (default {self.default})"
+
+    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+        """Add the flag to an argparse parser; it parses to None when not given, so presets and configs can fill it."""
+        names = [self.flag, *self.aliases]
+        if self.is_flag:
+            action: Any = argparse.BooleanOptionalAction if self.default is None else "store_true"
+            parser.add_argument(*names, dest=self.name, action=action, default=None, help=self.help_text())
+            return
+        choices = self.valid_choices()
+        parser.add_argument(*names, dest=self.name, type=self.value_type, default=None, metavar=self.metavar,
+                            choices=choices, help=self.help_text())  # fmt: skip
+
+
+class Options(Sequence[Option]):
+    """An ordered set of declared options, each name once; what components expose and the command line reads."""
+
+    def __init__(self, *groups: Iterable[Option]) -> None:
+        self._by_name: dict[str, Option] = {}
+        for group in groups:
+            for option in group:
+                known = self._by_name.get(option.name)
+                if known is not None and known != option:
+                    raise ValueError(f"option {option.name} is declared twice, differently: {known} vs {option}")
+                self._by_name[option.name] = option
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, str):
+            return self._by_name[index]
+        return list(self._by_name.values())[index]
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __iter__(self) -> Iterator[Option]:
+        return iter(self._by_name.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def names(self, resume: str | None = None) -> list[str]:
+        """Option names in declaration order, optionally only those with one resume rule."""
+        return [o.name for o in self if resume is None or o.resume == resume]
+
+    def defaults(self) -> dict[str, Any]:
+        """Every option's declared default."""
+        return {o.name: o.default for o in self}
+
+    def resolve(self, values: Mapping[str, Any], *, what: str = "option") -> dict[str, Any]:
+        """Declared defaults overlaid with `values` (unknown names refused), every value validated."""
+        unknown = sorted(set(values) - set(self._by_name))
+        if unknown:
+            raise ConfigError(f"unknown {what}{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(self._by_name))}")  # fmt: skip
+        resolved = {**self.defaults(), **values}
+        for option in self:
+            option.validate(resolved[option.name])
+        return resolved
+
+    def pick(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The entries of `values` that are options of this set."""
+        return {k: v for k, v in values.items() if k in self._by_name}
+
+
+def call_with(fn: Callable[..., Any], options: Mapping[str, Any], **fixed: Any) -> Any:
+    """`fn(**fixed, **the options its signature names)`: a component takes exactly the options it uses."""
+    params = inspect.signature(fn).parameters
+    return fn(**fixed, **{k: v for k, v in options.items() if k in params and k not in fixed})
+
+
+def declared(*owners: Any) -> Options:
+    """The options the classes (their whole MRO) or modules in `owners` declare in their `options` attribute."""
+    groups: list[Iterable[Option]] = []
+    for owner in owners:
+        for cls in reversed(owner.__mro__) if isinstance(owner, type) else (owner,):
+            own = vars(cls).get("options") if isinstance(owner, type) else getattr(owner, "options", ())
+            if own:
+                groups.append(own)
+    return Options(*groups)

@@ -1,0 +1,130 @@
+"""Options declared once by their components: every declared option (generated from the declarations, so a new
+option or registry entry needs no edit here) shows in --help, is validated, is written to config.yaml, replays and
+has a resume rule; injected components are recorded in checkpoints and rebuilt."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_module import TinyD, TinyG
+from torch.utils.data import DataLoader, TensorDataset
+
+from gan_lightning import GAN
+from gan_lightning.cli import _resolve, build_parser, train_options
+from gan_lightning.errors import ConfigError
+from gan_lightning.objectives import LeastSquares
+from gan_lightning.options import RESUME_RULES, Option, Options
+from gan_lightning.runconfig import flags_with, load_config, run_config, write_config
+
+from conftest import cpu_trainer
+
+OPTIONS = list(train_options())
+
+
+def _bad_value(option: Option):
+    """A value the declaration rules out, or None when it rules none out."""
+    choices = option.valid_choices()
+    if choices is not None:
+        return 1234567 if all(isinstance(c, int) for c in choices) else "no-such-choice"
+    if option.below is not None:
+        return option.below
+    if option.positive:
+        return 0
+    if option.minimum is not None:
+        return option.minimum - 1
+    return None
+
+
+def test_every_option_has_a_flag_a_help_line_and_a_resume_rule(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for option in OPTIONS:
+        assert option.flag in text, option.name
+        assert option.help.split()[0] in text, option.name
+        assert option.resume in RESUME_RULES
+    names = [o.name for o in OPTIONS]
+    assert len(names) == len(set(names))  # each option declared once
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if _bad_value(o) is not None], ids=lambda o: o.name)
+def test_every_bounded_option_refuses_an_out_of_range_value_in_one_line(option):
+    with pytest.raises(ConfigError) as err:
+        option.validate(_bad_value(option))
+    message = str(err.value)
+    assert "\n" not in message and (option.flag in message or option.name in message)
+
+
+def test_every_recorded_option_is_written_to_config_yaml_and_replays(tmp_path):
+    cfg = _resolve(build_parser().parse_args(["--model", "dcgan", "--lr", "3e-4", "--r1", "0.5"]))
+    config = run_config(cfg)
+    assert set(config) == {o.name for o in OPTIONS if o.resume != "transient"}
+    write_config(tmp_path, config)
+    replayed = _resolve(build_parser().parse_args(["--config", str(tmp_path)]))
+    assert run_config(replayed) == config
+    assert load_config(tmp_path, known=set(vars(cfg))) == config
+
+
+def test_resume_rules_come_from_the_declarations():
+    assert {"model", "latent_dim", "image_size", "channels", "ngf", "ndf", "spectral_norm"} <= set(flags_with("refuse"))
+    assert {"loss", "lr", "batch_size", "r1", "diffaug", "ema_decay", "precision"} <= set(flags_with("warn"))
+    assert set(flags_with("transient")) == {"config", "ckpt_path", "fast_dev_run"}
+
+
+def test_every_gan_option_is_a_saved_hyperparameter_with_its_declared_default():
+    gan = GAN("mlp")
+    for option in GAN.declared_options():
+        assert gan.hparams[option.name] == option.default, option.name
+    with pytest.raises(ConfigError, match="unknown GAN option no_such_option"):
+        GAN(no_such_option=1)
+
+
+def test_an_option_declared_twice_differently_is_refused():
+    with pytest.raises(ValueError, match="declared twice"):
+        Options([Option("width", 1, "a")], [Option("width", 2, "a")])
+    assert len(Options([Option("width", 1, "a")], [Option("width", 1, "a")])) == 1
+
+
+def test_range_messages_name_the_flag_and_the_bound():
+    cases = {
+        Option("beta", 0.5, "x", minimum=0, below=1): (1.0, "--beta must lie in [0, 1), got 1.0"),
+        Option("decay", None, "x", type=float, positive=True, below=1): (0.0, "--decay must lie in (0, 1), got 0.0"),
+        Option("steps", 1, "x", positive=True): (0, "--steps must be positive, got 0"),
+        Option("weight", 0.0, "x", minimum=0): (-1.0, "--weight must be >= 0, got -1.0"),
+    }
+    for option, (value, message) in cases.items():
+        with pytest.raises(ConfigError) as err:
+            option.validate(value)
+        assert str(err.value) == message
+        option.validate(option.default)  # the default itself is valid
+
+
+# ------------------------------------------------------------------------------------------ injected components
+def test_injected_objective_and_networks_are_saved_reloaded_and_sampled(tmp_path):
+    gan = GAN(generator=TinyG(latent_dim=4), discriminator=TinyD(), objective=LeastSquares(r1=0.5), latent_dim=4)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2))
+    trainer.fit(gan, DataLoader(TensorDataset(torch.randn(32, 2)), batch_size=16))
+    path = tmp_path / "gan.ckpt"
+    trainer.save_checkpoint(path)
+    loaded = GAN.load_from_checkpoint(path)
+    assert type(loaded.objective) is LeastSquares and loaded.objective.r1 == 0.5  # not the default BCE
+    assert type(loaded.generator) is TinyG and type(loaded.discriminator.net) is TinyD
+    z = torch.randn(5, 4)
+    torch.testing.assert_close(loaded.sample(z=z), gan.sample(z=z))
+
+
+def test_an_unimportable_injected_class_is_one_line_naming_it_and_the_argument(tmp_path):
+    class NotebookG(TinyG):  # defined in a function: nothing can import it by name
+        pass
+
+    gan = GAN(generator=NotebookG(), discriminator=TinyD(), latent_dim=4)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(1))
+    trainer.fit(gan, DataLoader(TensorDataset(torch.randn(16, 2)), batch_size=16))
+    path = tmp_path / "gan.ckpt"
+    trainer.save_checkpoint(path)
+    with pytest.raises(ConfigError) as err:
+        GAN.load_from_checkpoint(path)
+    message = str(err.value)
+    assert "NotebookG" in message and "pass generator=" in message and "\n" not in message
+    loaded = GAN.load_from_checkpoint(path, generator=NotebookG())  # the way out the message names
+    assert type(loaded.generator) is NotebookG
