@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gan_lightning.errors import ConfigError
 from gan_lightning.options import Option
@@ -72,7 +73,7 @@ def _check_policy(policy: str) -> None:
     DiffAugment(policy)
 
 
-class DiffAugment:
+class DiffAugment(nn.Module):
     """The transforms of a policy such as "color,translation,cutout", applied in that order."""
 
     # fmt: off
@@ -88,6 +89,7 @@ class DiffAugment:
         return cls(options["diffaug"]) if options["diffaug"] else None
 
     def __init__(self, policy: str) -> None:
+        super().__init__()
         names = [name.strip() for name in policy.split(",")]
         choices = ", ".join(AUGMENTATIONS)
         if not all(names) or any(name not in AUGMENTATIONS for name in names):
@@ -101,7 +103,7 @@ class DiffAugment:
         """The constructor options that rebuild this augmentation."""
         return {"policy": self.policy}
 
-    def __call__(self, x: Tensor, rng: torch.Generator) -> Tensor:
+    def forward(self, x: Tensor, rng: torch.Generator) -> Tensor:
         """Augmented images (B, C, H, W), differentiable w.r.t. x; randomness from `rng` only."""
         for transform in self._transforms:
             x = transform(x, rng)

@@ -59,7 +59,7 @@ from gan_lightning.command import CommandStopped, Parser, run_command
 from gan_lightning.data.base import default_data_dir
 from gan_lightning.errors import ConfigError, DataError
 from gan_lightning.models import MODELS
-from gan_lightning.module import iteration_seed
+from gan_lightning.module import iteration_seed, networks_to_compile
 from gan_lightning.objectives import OBJECTIVES, Batch
 
 # Adam implementations to time instead of the module's own choice (`--adam module`: fused on CPU and CUDA).
@@ -186,7 +186,9 @@ class PlainLoop:
         self.channels_last = bool(module.hparams.get("channels_last"))  # the copies keep the module's layout
         if module.hparams.get("compile"):
             # A copy would keep calling the original's compiled forward: compile the copies of what the module compiles.
-            compiled = {id(net) for net in module.networks_to_compile()}
+            compiled = {
+                id(net) for net in networks_to_compile(module.generator, module.discriminator, module.objective)
+            }
             for net, dup in ((module.generator, self.G), (module.discriminator, self.D)):
                 if id(net) in compiled:
                     dup.compile()
@@ -243,7 +245,8 @@ class PlainLoop:
             real = real._replace(images=real.images.contiguous(memory_format=torch.channels_last))
         G, D, latents, objective, device = self.G, self.D, self.latents, self.objective, self.device
         rng = self._iteration_rng()
-        first_d_step = self.iteration * self.d_steps
+        iteration = self.iteration
+        first_d_step = iteration * self.d_steps
         self.iteration += 1
         with self.autocast():
             _set_requires_grad(self.g_params, False)
@@ -257,7 +260,7 @@ class PlainLoop:
             _set_requires_grad(self.g_params, True)
             _set_requires_grad(self.d_params, False)
             drawn = latents.draw(len(chunk.images), rng, device)
-            g = objective.g_loss(G, D, chunk, drawn, rng)  # on the last chunk
+            g = objective.g_loss(G, D, chunk, drawn, rng, step=iteration)  # on the last chunk
             self.opt_g.zero_grad(set_to_none=True)
             g.loss.backward()
             self.opt_g.step()

@@ -54,6 +54,14 @@ def is_spec(value: Any) -> bool:
     return isinstance(value, dict) and SPEC_KEY in value
 
 
+def _rebuild(value: Any, argument: str) -> Any:
+    if is_spec(value):
+        return build_component(value, argument)
+    if isinstance(value, list) and value and all(is_spec(v) for v in value):
+        return [build_component(v, argument) for v in value]
+    return value
+
+
 def build_component(spec: dict[str, Any], argument: str) -> Any:
     """The component `spec` records, rebuilt; one-line ConfigError naming `argument` to pass when it cannot be."""
     path = spec[SPEC_KEY]
@@ -76,8 +84,7 @@ def build_component(spec: dict[str, Any], argument: str) -> Any:
                 obj = getattr(obj, name)
         except AttributeError:
             break
-        options = {k: build_component(v, f"{argument}'s {k}") if is_spec(v) else v
-                   for k, v in spec.get("options", {}).items()}  # fmt: skip
+        options = {k: _rebuild(v, f"{argument}'s {k}") for k, v in spec.get("options", {}).items()}
         try:
             return obj(**options)
         except TypeError as err:

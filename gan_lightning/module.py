@@ -25,9 +25,41 @@ from gan_lightning.models.heads import Critic, spectral_norm_all
 from gan_lightning.objectives import OBJECTIVES, Batch, Objective, build_objective
 from gan_lightning.optim import build_optimizers
 from gan_lightning.options import Option, Options, call_with, declared
+from gan_lightning.regularizers import REGULARIZERS
 
 Tensor = torch.Tensor
 __all__ = ["GAN", "NonFiniteLossError", "iteration_seed"]
+
+
+def step_metrics(stats: dict[str, Tensor], G: nn.Module, D: nn.Module, amp_skipped: Tensor | None) -> dict[str, Tensor]:
+    """Every statistic the components returned, under `train/`, plus D's mean probabilities and gradient norms.
+
+    D's logits become `p_real` / `p_fake` (mean sigmoid); any other non-scalar statistic is logged as its mean.
+    """
+    metrics = {"train/p_real": torch.sigmoid(stats["real_logits"]).mean(),
+               "train/p_fake": torch.sigmoid(stats["fake_logits"]).mean()}  # fmt: skip
+    metrics |= {f"train/{k}": v.float().mean() for k, v in stats.items() if k not in ("real_logits", "fake_logits")}
+    # the last step's gradients are still in .grad: D's from its last update, G's from this one
+    metrics |= {"train/grad_norm_d": grad_norm(D), "train/grad_norm_g": grad_norm(G)}
+    if amp_skipped is not None:
+        metrics["train/amp_skipped_steps"] = amp_skipped.float()
+    return metrics
+
+
+def networks_to_compile(G: nn.Module, D: nn.Module, objective: Any) -> list[nn.Module]:
+    """G and D, or only G when the objective's penalties backpropagate through D's input gradients: torch.compile
+    has no double backward ("does not currently support double backward"), which WGAN-GP, R1 and R2 need."""
+    return [G] if getattr(objective, "differentiates_d_twice", False) else [G, D]
+
+
+def compile_networks(G: nn.Module, D: nn.Module, objective: Any) -> None:
+    """torch.compile `networks_to_compile` in place: parameter names, so checkpoints, stay those of eager runs."""
+    nets = networks_to_compile(G, D, objective)
+    for net in nets:
+        net.compile()
+    if D not in nets:
+        rank_zero_info("compile: the generator only; the discriminator stays eager, because torch.compile has no "
+                       "double backward and the gradient penalties (WGAN-GP, R1, R2) need one")  # fmt: skip
 
 
 def iteration_seed(seed: int, rank: int, iteration: int) -> int:
@@ -78,7 +110,7 @@ class GAN(LightningModule):
         # Injected components are saved by class and options (their weights are in the state dict).
         self.save_hyperparameters({**hp, **{k: describe_component(v) for k, v in injected.items() if v is not None}})
         self.latents = LatentSpace.from_options(hp)
-        self.objective = objective or build_objective(hp, DiffAugment.from_options(hp))
+        self.objective = objective if objective is not None else build_objective(hp, DiffAugment.from_options(hp))
         self.d_steps = hp["d_steps"] or self.objective.default_d_steps
         if generator is None:
             generator, discriminator = build_models(model, **{**hp, "latent_dim": self.latents.input_dim})
@@ -99,7 +131,8 @@ class GAN(LightningModule):
     def declared_options() -> Options:
         """Every option of the GAN's components, each declared once by its component (this file's: `options`)."""
         objectives = (declared(OBJECTIVES.get(name)) for name in OBJECTIVES.names())
-        return Options(model_options(), declared(LatentSpace, heads), *objectives,
+        regularizers = (declared(REGULARIZERS.get(name)) for name in REGULARIZERS.names())
+        return Options(model_options(), declared(LatentSpace, heads), *objectives, *regularizers,
                        declared(optim, DiffAugment, EMA, sys.modules[__name__]))  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------- counting
@@ -182,7 +215,8 @@ class GAN(LightningModule):
                 d = self.objective.d_loss(G, D, chunk, latents, rng, step=iteration * self.d_steps + i)
                 self._update(opt_d, d.loss)
         with self.toggled_optimizer(opt_g):
-            g = self.objective.g_loss(G, D, chunk, self.latents.draw(len(chunk.images), rng, self.device), rng)
+            latents = self.latents.draw(len(chunk.images), rng, self.device)
+            g = self.objective.g_loss(G, D, chunk, latents, rng, step=iteration)
             self._update(opt_g, g.loss)
         iteration += 1
         if self.ema is not None:
@@ -208,18 +242,8 @@ class GAN(LightningModule):
         self.amp.step(getattr(self.trainer.precision_plugin, "scaler", None), optimizer.step)
 
     def _log_step(self, stats: dict[str, Tensor]) -> None:
-        metrics = {
-            "train/d_loss": stats["d_loss"],
-            "train/g_loss": stats["g_loss"],
-            "train/p_real": torch.sigmoid(stats["real_logits"]).mean(),
-            "train/p_fake": torch.sigmoid(stats["fake_logits"]).mean(),
-            # the last step's gradients are still in .grad: D's from its last update, G's from this one
-            "train/grad_norm_d": grad_norm(self.discriminator),
-            "train/grad_norm_g": grad_norm(self.generator),
-        }
-        metrics |= {f"train/{k}": v for k, v in stats.items() if k in ("info_loss", "info_ce", "r1", "r2")}
-        if getattr(self.trainer.precision_plugin, "scaler", None) is not None:
-            metrics["train/amp_skipped_steps"] = self.amp.skipped.float()
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        metrics = step_metrics(stats, self.generator, self.discriminator, self.amp.skipped if scaler else None)
         # "step" is Lightning's documented x-axis override: iterations, the axis sample grids and val/ metrics use
         self.log_dict({**metrics, "step": float(self.iteration)}, on_step=True, on_epoch=False)
 
@@ -230,24 +254,7 @@ class GAN(LightningModule):
             self.to(memory_format=torch.channels_last)
         if self.hparams.compile and not self._compiled:  # Lightning calls this at every trainer entry point
             self._compiled = True
-            # In-place compile keeps parameter names, so checkpoints stay interchangeable with eager runs.
-            nets = self.networks_to_compile()
-            for net in nets:
-                net.compile()
-            if self.discriminator not in nets:
-                rank_zero_info("compile: the generator only; the discriminator stays eager, because "
-                               "torch.compile has no double backward and the gradient penalties (WGAN-GP, R1, R2) "
-                               "need one")  # fmt: skip
-
-    def networks_to_compile(self) -> list[nn.Module]:
-        """G and D, or only G when the objective's penalties backpropagate through D's input gradients.
-
-        torch.compile's autograd has no double backward ("does not currently support double backward"), which
-        WGAN-GP, R1 and R2 need through D: D then stays eager.
-        """
-        if getattr(self.objective, "differentiates_d_twice", False):
-            return [self.generator]
-        return [self.generator, self.discriminator]
+            compile_networks(self.generator, self.discriminator, self.objective)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """The optimizers of `optim.py`: G's, then D's (its heads included)."""

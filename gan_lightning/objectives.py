@@ -13,7 +13,7 @@ push log(0) into the graph. For a logit x: -log sigmoid(x) = softplus(-x), -log(
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -25,6 +25,7 @@ from gan_lightning.latents import Latents
 from gan_lightning.models.heads import CriticOutput, QHead
 from gan_lightning.options import Option, call_with
 from gan_lightning.registry import Registry
+from gan_lightning.regularizers import DOutputs, Regularizer, Term, build_regularizers
 
 Tensor = torch.Tensor
 
@@ -93,7 +94,7 @@ def zero_centered_penalty(x: Tensor, logits: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------------- objective
-class Objective:
+class Objective(nn.Module):
     """Both phases of a GAN objective; subclasses define the adversarial terms on D's logits.
 
     Regularizers: `gp_weight` weighs the WGAN-GP penalty (used when `gradient_penalty` is set); `r1` and `r2` are
@@ -132,7 +133,9 @@ class Objective:
         r2: float = 0.0,
         reg_every: int = 1,
         augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+        regularizers: Sequence[Regularizer] = (),
     ) -> None:
+        super().__init__()
         for key, value in (("gp_weight", gp_weight), ("info_weight", info_weight), ("r1", r1), ("r2", r2)):
             if value < 0:
                 raise ConfigError(f"{key} must be >= 0, got {value}")
@@ -140,6 +143,7 @@ class Objective:
             raise ConfigError(f"reg_every must be a positive number of D steps, got {reg_every}")
         self.gp_weight, self.info_weight, self.r1, self.r2 = gp_weight, info_weight, r1, r2
         self.reg_every, self.augment = reg_every, augment
+        self.regularizers = nn.ModuleList(regularizers)
 
     def init_options(self) -> dict[str, Any]:
         """The constructor options that rebuild this objective (recorded in checkpoints when it is injected)."""
@@ -147,7 +151,8 @@ class Objective:
 
         augment = describe_component(self.augment) if self.augment is not None else None
         return {"gp_weight": self.gp_weight, "info_weight": self.info_weight, "r1": self.r1, "r2": self.r2,
-                "reg_every": self.reg_every, "augment": augment}  # fmt: skip
+                "reg_every": self.reg_every, "augment": augment,
+                "regularizers": [describe_component(r) for r in self.regularizers]}  # fmt: skip
 
     @property
     def differentiates_d_twice(self) -> bool:
@@ -207,10 +212,24 @@ class Objective:
         if D.q_head is not None:  # Q learns to recover the codes, through D's body
             info, stats["info_ce"] = mutual_information_loss(D.q_head, fake_out.features, latents)
             loss = loss + self.info_weight * info
+        outputs = DOutputs(real_out.logits, fake_out.logits, real, latents)
+        loss = self._add_terms(loss, stats, [reg.d_term(outputs, step) for reg in self.regularizers])
+        if hasattr(self.augment, "stats"):  # e.g. an adaptive augmentation's probability
+            stats.update(self.augment.stats())
         return PhaseLoss(loss, {k: v.detach() for k, v in stats.items()})
 
-    def g_loss(self, G: nn.Module, D: nn.Module, real: Batch, latents: Latents, rng: torch.Generator) -> PhaseLoss:
-        """The G phase: fakes through D, whose parameters the caller has frozen."""
+    @staticmethod
+    def _add_terms(loss: Tensor, stats: dict[str, Tensor], terms: list[Term]) -> Tensor:
+        for term in terms:
+            if term.loss is not None:
+                loss = loss + term.loss
+            stats.update(term.stats)
+        return loss
+
+    def g_loss(
+        self, G: nn.Module, D: nn.Module, real: Batch, latents: Latents, rng: torch.Generator, step: int = 0
+    ) -> PhaseLoss:
+        """The G phase (iteration `step`): fakes through D, whose parameters the caller has frozen."""
         fake_out = self.discriminate(D, G(latents.input), latents.labels, rng)
         real_logits = self.discriminate(D, real.images, real.labels, rng).logits.detach() if self.g_needs_real else None
         adv = self.g_adversarial(fake_out.logits, real_logits)
@@ -219,7 +238,9 @@ class Objective:
             info, _ = mutual_information_loss(D.q_head, fake_out.features, latents)
             stats["info_loss"] = info.detach()
             loss = loss + self.info_weight * info
-        return PhaseLoss(loss, stats)
+        outputs = DOutputs(real_logits, fake_out.logits, real, latents)
+        loss = self._add_terms(loss, stats, [reg.g_term(outputs, step) for reg in self.regularizers])
+        return PhaseLoss(loss, {k: v.detach() for k, v in stats.items()})
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("loss")
@@ -230,9 +251,13 @@ def get_objective(name: str, **options: Any) -> Objective:
     return OBJECTIVES.get(name)(**options)
 
 
-def build_objective(options: dict[str, Any], augment: Callable[[Tensor, torch.Generator], Tensor] | None) -> Objective:
-    """The objective the declared `options` name (`loss`), with its weights and the augmentation."""
-    return call_with(OBJECTIVES.get(options["loss"]), options, augment=augment)
+def build_objective(
+    options: dict[str, Any], augment: Callable[[Tensor, torch.Generator], Tensor] | None = None
+) -> Objective:
+    """The objective the declared `options` name (`loss`), with its weights, the augmentation and every registered
+    regularizer the options switch on."""
+    regularizers = build_regularizers(options)
+    return call_with(OBJECTIVES.get(options["loss"]), options, augment=augment, regularizers=regularizers)
 
 
 @OBJECTIVES.register("bce")

@@ -7,12 +7,15 @@ from typing import Any
 from lightning.pytorch.loggers import TensorBoardLogger
 
 # The first screen of TensorBoard's custom-scalars tab: the GAN's own charts, several curves per chart.
+# TensorBoard matches these with Python's `re`: everything under train/ but the charts above it.
+OTHER_TRAIN_STATS = r"train/(?!(d_loss|g_loss|p_real|p_fake|grad_norm_d|grad_norm_g|amp_skipped_steps)$).+"
 CUSTOM_SCALARS = {
     "GAN": {
         "D and G losses": ["Multiline", [r"train/d_loss$", r"train/g_loss$"]],
         "D(x) and D(G(z))": ["Multiline", [r"train/p_real$", r"train/p_fake$"]],
         "gradient norms": ["Multiline", [r"train/grad_norm_d$", r"train/grad_norm_g$"]],
-        "regularizers": ["Multiline", [r"train/(r1|r2|info_loss)$"]],
+        # every other statistic a component returns (R1, R2, InfoGAN's terms, a regularizer's own), no list to edit
+        "regularizers and component statistics": ["Multiline", [OTHER_TRAIN_STATS]],
     },
     "val": {
         "FID and KID": ["Multiline", [r"val/(fid|kid)$"]],

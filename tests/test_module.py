@@ -50,14 +50,15 @@ def test_each_d_step_sees_its_own_real_chunk(tmp_path):
             seen["d"].append(real.images.clone())
             return super().d_loss(G, D, real, latents, rng, step)
 
-        def g_loss(self, G, D, real, latents, rng):
-            seen["g"].append(real.images.clone())
-            return super().g_loss(G, D, real, latents, rng)
+        def g_loss(self, G, D, real, latents, rng, step=0):
+            seen["g"].append((real.images.clone(), step))
+            return super().g_loss(G, D, real, latents, rng, step)
 
     gan = GAN("mlp", latent_dim=8, d_steps=2, objective=Spy())
-    cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(1)).fit(gan, image_loader(n=16, batch_size=16))
-    assert len(seen["d"]) == 2 and seen["d"][0].shape[0] == 8 and not torch.equal(seen["d"][0], seen["d"][1])
-    assert len(seen["g"]) == 1 and torch.equal(seen["g"][0], seen["d"][1])  # G's phase sees the last real chunk
+    cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2)).fit(gan, image_loader(n=32, batch_size=16))
+    assert len(seen["d"]) == 4 and seen["d"][0].shape[0] == 8 and not torch.equal(seen["d"][0], seen["d"][1])
+    assert len(seen["g"]) == 2 and torch.equal(seen["g"][0][0], seen["d"][1])  # G's phase sees the last real chunk
+    assert [step for _, step in seen["g"]] == [0, 1]  # and the index of its iteration
 
 
 def test_uneven_batches_still_give_d_steps_updates(tmp_path):

@@ -71,9 +71,9 @@ class PhaseProbe:
         self._check("D phase", result, own=D, other=G)
         return result
 
-    def g_loss(self, G, D, real, latents, rng):
+    def g_loss(self, G, D, real, latents, rng, step=0):
         self.seen.setdefault("g", (snapshot(G), snapshot(D)))
-        result = self.inner.g_loss(G, D, real, latents, rng)
+        result = self.inner.g_loss(G, D, real, latents, rng, step=step)
         self._check("G phase", result, own=G, other=D)
         return result
 
