@@ -79,17 +79,17 @@ def train_flags(name: str, data_dir: Path, log_dir: Path, iterations: int) -> li
             *RUNS[name]]  # fmt: skip
 
 
-def export_old_tree(dest: Path) -> None:
-    """`git archive OLD_COMMIT` extracted into dest; skips the test when the commit cannot be had."""
+def export_old_tree(dest: Path, commit: str = OLD_COMMIT) -> None:
+    """`git archive commit` extracted into dest; skips the test when the commit cannot be had."""
     git = shutil.which("git")
     if git is None:
-        pytest.skip(f"git is not installed: cannot export the format-1 code of commit {OLD_COMMIT}")
-    found = subprocess.run([git, "-C", str(REPO), "cat-file", "-e", f"{OLD_COMMIT}^{{commit}}"], capture_output=True,
+        pytest.skip(f"git is not installed: cannot export the code of commit {commit}")
+    found = subprocess.run([git, "-C", str(REPO), "cat-file", "-e", f"{commit}^{{commit}}"], capture_output=True,
                            text=True)  # fmt: skip
     if found.returncode != 0:
         why = found.stderr.strip().splitlines()[-1] if found.stderr.strip() else "no such commit"
-        pytest.skip(f"commit {OLD_COMMIT} is not in {REPO} (not a git checkout, or a shallow clone): {why}")
-    archive = subprocess.run([git, "-C", str(REPO), "archive", "--format=tar", OLD_COMMIT], capture_output=True)
+        pytest.skip(f"commit {commit} is not in {REPO} (not a git checkout, or a shallow clone): {why}")
+    archive = subprocess.run([git, "-C", str(REPO), "archive", "--format=tar", commit], capture_output=True)
     assert archive.returncode == 0, archive.stderr.decode()
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python < 3.10.12 has no filters
