@@ -311,7 +311,7 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     datamodule.setup("fit")  # ...and on unreadable data (Lightning's own call later finds it done)
     extra = list(callbacks)
     if ckpt_path is not None:
-        extra.append(ResumeWithChanges(cfg.lr, (cfg.beta1, cfg.beta2)))
+        extra.append(ResumeWithChanges())
     if cfg.eval_every:
         from gan_lightning.classifier import cached_classifier
         from gan_lightning.metrics import SampleQuality, build_extractor

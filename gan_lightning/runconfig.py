@@ -174,18 +174,17 @@ def record_changes(run_dir: str | Path, iteration: int, changes: Mapping[str, tu
 
 
 class ResumeWithChanges(Callback):
-    """Makes changed optimizer flags take effect on resume: the checkpoint's Adam `lr` and `betas` would
-    otherwise overwrite the new ones when Lightning restores the optimizer states."""
-
-    def __init__(self, lr: float, betas: tuple[float, float]) -> None:
-        self.lr, self.betas = lr, betas
+    """Makes changed optimizer options take effect on resume: the checkpoint's param-group settings (learning
+    rate, betas, weight decay, whatever the optimizers' component declares) would otherwise overwrite the new ones
+    when Lightning restores the optimizer states. The new settings are read from optimizers the module configures
+    afresh, so no list of optimizer options is kept here; the optimizers' state (Adam's moments) is kept."""
 
     def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         # Called before Lightning restores the optimizers from this same dict.
-        for state in checkpoint.get("optimizer_states", []):
-            for group in state.get("param_groups", []):
-                if group.get("lr") != self.lr or tuple(group.get("betas", self.betas)) != self.betas:
-                    group["lr"], group["betas"] = self.lr, self.betas
+        fresh = pl_module.configure_optimizers()
+        for state, optimizer in zip(checkpoint.get("optimizer_states", []), fresh, strict=False):
+            for group, new in zip(state.get("param_groups", []), optimizer.param_groups, strict=False):
+                group.update({k: v for k, v in new.items() if k != "params"})
 
 
 def warn_changes(changes: Mapping[str, tuple[Any, Any]], iteration: int) -> None:
