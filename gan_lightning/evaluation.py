@@ -23,7 +23,7 @@ from gan_lightning.command import Parser, run_command
 from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.data.base import to_signed
 from gan_lightning.errors import ConfigError, DataError
-from gan_lightning.metrics import SampleQualityMetrics, classifier_datasets, load_extractor, reference_extractor
+from gan_lightning.metrics import Scorer, classifier_datasets, load_extractor, reference_extractor
 from gan_lightning.module import GAN
 from gan_lightning.sampling import load_gan, read_checkpoint
 
@@ -78,17 +78,12 @@ class Evaluator:
     def __init__(self, classifier_path: str | Path, dataset: str, data_dir: str, image_size: int) -> None:
         extractor = load_extractor(reference_extractor(dataset) or "mnist_classifier", classifier_path)
         self.classifier = extractor.classifier  # the same network labels and codes are read with, loaded once
-        self.metrics = SampleQualityMetrics(extractor)
-        for chunk in real_images(dataset, data_dir, image_size).split(1000):
-            self.metrics.update(to_signed(chunk), real=True)
+        self.scorer = Scorer(extractor)  # the scoring path training-time metrics use too
+        self.scorer.add_real(to_signed(chunk) for chunk in real_images(dataset, data_dir, image_size).split(500))
 
     def __call__(self, gan: GAN, num_samples: int = 5000, seed: int = 0) -> dict[str, Any]:
         """Every metric of `num_samples` samples from `gan` (fixed noise from `seed`)."""
-        self.metrics.reset()
-        rng = torch.Generator(gan.device).manual_seed(seed)
-        for chunk in gan.latents.draw(num_samples, rng, gan.device).input.split(1000):
-            self.metrics.update(gan.sample(latents=chunk).cpu(), real=False)
-        results: dict[str, Any] = self.metrics.compute()
+        results: dict[str, Any] = self.scorer.score(gan, num_samples, seed)
         if gan.hparams.conditional:
             per_class = num_samples // gan.hparams.num_classes
             results["label_accuracy"] = label_accuracy(gan, self.classifier, per_class, seed)

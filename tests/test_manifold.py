@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from gan_lightning.manifold import DensityCoverage, PrecisionRecall, knn_radii, prdc
+from gan_lightning.metrics.manifold import DensityCoverage, PrecisionRecall, knn_radii, prdc
 
 Tensor = torch.Tensor
 

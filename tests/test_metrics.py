@@ -23,11 +23,11 @@ from gan_lightning.metrics import (
     MNISTClassifierFeatures,
     SampleQuality,
     SampleQualityMetrics,
-    _notice,
     build_extractor,
     class_statistics,
     load_extractor,
 )
+from gan_lightning.metrics.extractors import _notice
 
 from conftest import cpu_trainer
 

@@ -1,0 +1,61 @@
+"""Sample-quality metrics, one package: feature extractors by name (`extractors.py`), mode statistics
+(`statistics.py`), FID/KID/PRDC and the one scoring path `Scorer` (`quality.py`), k-NN precision/recall and
+density/coverage (`manifold.py`), and the training callback `SampleQuality` with the evaluation options
+(`callback.py`)."""
+
+from gan_lightning.metrics.callback import SampleQuality, options
+from gan_lightning.metrics.extractors import (
+    EXTRACTORS,
+    FID_WEIGHTS_HINT,
+    INCEPTION_SIZE,
+    FeatureExtractor,
+    InceptionFeatures,
+    MNISTClassifierFeatures,
+    StackedMNISTFeatures,
+    WithClassProbabilities,
+    build_extractor,
+    classifier_datasets,
+    load_extractor,
+    load_inception,
+    reference_extractor,
+)
+from gan_lightning.metrics.manifold import PRDC, DensityCoverage, PrecisionRecall
+from gan_lightning.metrics.quality import MANIFOLD_METRICS, SampleQualityMetrics, Scorer
+from gan_lightning.metrics.statistics import (
+    CLASS_STATISTICS,
+    CONFIDENCE,
+    MIN_MODE_FRACTION,
+    STACKED_STATISTICS,
+    class_statistics,
+    stacked_mode_statistics,
+)
+
+__all__ = [
+    "CLASS_STATISTICS",
+    "CONFIDENCE",
+    "EXTRACTORS",
+    "FID_WEIGHTS_HINT",
+    "INCEPTION_SIZE",
+    "MANIFOLD_METRICS",
+    "MIN_MODE_FRACTION",
+    "PRDC",
+    "STACKED_STATISTICS",
+    "DensityCoverage",
+    "FeatureExtractor",
+    "InceptionFeatures",
+    "MNISTClassifierFeatures",
+    "PrecisionRecall",
+    "SampleQuality",
+    "SampleQualityMetrics",
+    "Scorer",
+    "StackedMNISTFeatures",
+    "WithClassProbabilities",
+    "build_extractor",
+    "class_statistics",
+    "classifier_datasets",
+    "load_extractor",
+    "load_inception",
+    "options",
+    "reference_extractor",
+    "stacked_mode_statistics",
+]

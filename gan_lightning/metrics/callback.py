@@ -1,0 +1,140 @@
+"""`SampleQuality`: the Callback that scores the generator every N iterations during training, and the train
+command's evaluation options."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader, Dataset
+
+from gan_lightning.data.base import to_signed
+from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.metrics.extractors import FeatureExtractor
+from gan_lightning.metrics.quality import Scorer
+from gan_lightning.options import Option
+
+Tensor = torch.Tensor
+PathLike = str | Path
+
+# fmt: off
+options = (
+    Option("eval_every", None, "compute val/fid, val/kid (and for MNIST val/modes, val/class_kl, "
+           "val/inception_score) every N iterations and at the end", type=int, positive=True, resume="free",
+           default_text="never"),
+    Option("eval_samples", 1000, "generated images per evaluation", minimum=2, resume="free"),
+    Option("classifier", None, "MNIST feature extractor from scripts/train_classifier.py (for MNIST runs)", type=str,
+           resume="free", default_text="trained once per MNIST copy and cached"),
+    Option("fid_weights", None, "local torchvision inception_v3 weights for FID on RGB data", type=str,
+           resume="free", default_text="none"),
+)
+# fmt: on
+
+
+# --------------------------------------------------------------------------------------------------- callback
+def _signed(images: Tensor) -> Tensor:
+    return to_signed(images) if images.dtype == torch.uint8 else images.float()
+
+
+class SampleQuality(Callback):
+    """Scores `num_samples` generated images against real ones every `every_n_steps` generator updates and at the
+    end of training, on global rank zero only.
+
+    Samples come from one seeded noise batch, so successive evaluations differ only by the generator. Real images
+    are `real_images` (a uint8 or [-1, 1] float tensor (N, C, H, W), or a Dataset of (image, label)), else the
+    datamodule's `val_set`; their features are extracted once. Results go to every logger as `val/<name>` scalars
+    at step `iteration`, to `<log_dir>/metrics.jsonl` for TensorBoard loggers, and to `.last`.
+    """
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        every_n_steps: int = 1000,
+        num_samples: int = 1000,
+        real_images: Tensor | Dataset | None = None,
+        num_real: int | None = None,
+        batch_size: int = 500,
+        seed: int = 4321,
+        kid_subset_size: int = 1000,
+        kid_subsets: int = 50,
+        prefix: str = "val/",
+    ) -> None:
+        if every_n_steps < 1 or batch_size < 1:
+            raise ConfigError(f"every_n_steps and batch_size must be positive, got {every_n_steps}, {batch_size}")
+        if num_samples < 2 or (num_real is not None and num_real < 2):
+            raise ConfigError(f"FID needs at least 2 images per set, got num_samples={num_samples}, {num_real=}")
+        # `seed` draws the latents; KID's subsets keep the scorer's own seed, as in evaluate.py
+        self.scorer = Scorer(extractor, batch_size=batch_size, kid_subset_size=kid_subset_size,
+                             kid_subsets=kid_subsets)  # fmt: skip
+        self.metrics = self.scorer.metrics
+        self.every_n_steps = every_n_steps
+        self.num_samples = num_samples
+        self.real_images = real_images
+        self.num_real = num_real
+        self.batch_size = batch_size
+        self.seed = seed
+        self.prefix = prefix
+        self.last: dict[str, float] = {}
+        self._last_step = -1
+
+    def _real_batches(self, trainer: Trainer) -> Iterator[Tensor]:
+        """Real images as float batches in [-1, 1], at most `num_real` of them."""
+        source = self.real_images
+        if source is None:
+            source = getattr(trainer.datamodule, "val_set", None)
+        if source is None or len(source) == 0:
+            raise DataError(
+                "SampleQuality needs real images: pass real_images=..., or fit with a datamodule that has a "
+                "non-empty val_set (MNIST: a positive val_fraction)"
+            )
+        limit = len(source) if self.num_real is None else min(self.num_real, len(source))
+        stored = source if isinstance(source, Tensor) else getattr(source, "images", None)
+        if isinstance(stored, Tensor):  # in-memory images: slice, no DataLoader
+            yield from (_signed(chunk) for chunk in stored[:limit].split(self.batch_size))
+            return
+        loader = DataLoader(source, batch_size=self.batch_size, collate_fn=getattr(source, "collate_fn", None))
+        seen = 0
+        for batch in loader:
+            images = batch[0] if isinstance(batch, (tuple, list)) else batch
+            yield _signed(images[: limit - seen])
+            seen += min(len(images), limit - seen)
+            if seen >= limit:
+                return
+
+    @torch.no_grad()
+    def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float] | None:
+        """Score the generator now and log the results (rank zero only; once per iteration)."""
+        step = pl_module.iteration
+        if not trainer.is_global_zero or step == self._last_step:
+            return None
+        self._last_step = step
+        self.metrics.to(pl_module.device)
+        if not self.scorer.has_real:
+            self.scorer.add_real(self._real_batches(trainer))
+        results = self.scorer.score(pl_module, self.num_samples, self.seed)
+        self.last = results
+        self._log(trainer, step, results)
+        return results
+
+    def _log(self, trainer: Trainer, step: int, results: dict[str, float]) -> None:
+        scalars = {f"{self.prefix}{name}": value for name, value in results.items()}
+        for logger in trainer.loggers:
+            logger.log_metrics(scalars, step=step)
+            # Only real TensorBoard loggers: under fast_dev_run Lightning swaps in a dummy with no directory.
+            if isinstance(logger, TensorBoardLogger):
+                path = Path(logger.log_dir) / "metrics.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "a") as f:
+                    f.write(json.dumps({"step": step, "global_step": trainer.global_step, **results}) + "\n")
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if pl_module.iteration % self.every_n_steps == 0:
+            self.evaluate(trainer, pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.evaluate(trainer, pl_module)

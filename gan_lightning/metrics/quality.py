@@ -1,0 +1,161 @@
+"""FID, KID, precision/recall, density/coverage and the extractor's mode statistics of generated vs real images,
+and `Scorer`: the one scoring path training-time metrics and `evaluate.py` share."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from gan_lightning.errors import ConfigError
+from gan_lightning.metrics.extractors import FeatureExtractor
+from gan_lightning.metrics.manifold import PRDC
+
+Tensor = torch.Tensor
+PathLike = str | Path
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+class _Precomputed(nn.Module):
+    """The `feature` network torchmetrics calls in `update`: our features arrive already extracted."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, features: Tensor) -> Tensor:
+        return features
+
+
+MANIFOLD_METRICS = ("precision", "recall", "density", "coverage")
+
+
+class SampleQualityMetrics(nn.Module):
+    """FID and KID (torchmetrics), precision/recall (k=3) and density/coverage (k=5) between real and generated
+    images, plus the extractor's mode statistics when it gives class probabilities. Real features are kept across
+    `reset()`: they are extracted once per run.
+
+    The extractor runs once per batch and both torchmetrics metrics receive its features through a pass-through
+    `feature` network, so FID, KID and the class statistics share one forward pass (Inception on a CPU is slow).
+    KID averages `kid_subsets` subsets of `kid_subset_size` (half torchmetrics' 100 subsets, for CPU speed; `kid_std`
+    shows their spread), drawn from a fixed seed in a forked RNG: repeatable, and the training RNG is left alone.
+    """
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        *,
+        kid_subset_size: int = 1000,
+        kid_subsets: int = 50,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if kid_subset_size < 2 or kid_subsets < 1:
+            raise ConfigError(f"need kid_subset_size >= 2 and kid_subsets >= 1, got {kid_subset_size}, {kid_subsets}")
+        self.extractor = extractor
+        self.kid_subset_size = kid_subset_size
+        self.seed = seed
+        feature = _Precomputed(extractor.num_features)
+        # sync_on_compute=False: only global rank zero evaluates, and a cross-rank gather would wait forever.
+        common = {"feature": feature, "reset_real_features": False, "sync_on_compute": False}
+        self.fid = FrechetInceptionDistance(**common)
+        with warnings.catch_warnings():  # "KID keeps all features in memory": a few MB at our sample counts
+            warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+            self.kid = KernelInceptionDistance(subsets=kid_subsets, subset_size=kid_subset_size, **common)
+        # one feature store and one k-NN pass for precision/recall (k=3) and density/coverage (k=5)
+        self.manifold = PRDC(k_pr=3, k_dc=5, reset_real_features=False, sync_on_compute=False)
+        self._fake_probs: list[Tensor] = []
+
+    @property
+    def num_real(self) -> int:
+        """Real images whose features are cached."""
+        return int(self.fid.real_features_num_samples)
+
+    @property
+    def num_fake(self) -> int:
+        """Generated images seen since the last `reset()`."""
+        return int(self.fid.fake_features_num_samples)
+
+    @torch.no_grad()
+    def update(self, images: Tensor, real: bool) -> None:
+        """Add a batch of float images (B, C, H, W) in [-1, 1], real or generated."""
+        if not images.is_floating_point():
+            raise ValueError(f"expected float images in [-1, 1], got {images.dtype} (uint8 data: use to_signed)")
+        features, probs = self.extractor.extract(images.to(self.fid.device, torch.float32))
+        for metric in (self.fid, self.kid, self.manifold):
+            metric.update(features, real=real)
+        if probs is not None and not real:
+            self._fake_probs.append(probs)
+
+    def compute(self) -> dict[str, float]:
+        """`fid`, `kid`, `kid_std`, `precision`, `recall`, `density`, `coverage`, and with class probabilities the
+        extractor's statistics (`modes`, `class_kl`, `inception_score` for MNIST; `modes`, `mode_kl` stacked)."""
+        if self.num_real < 2 or self.num_fake < 2:
+            raise ValueError(f"need at least 2 real and 2 generated images, have {self.num_real} and {self.num_fake}")
+        if not all(torch.isfinite(t).all() for t in (self.fid.real_features_cov_sum, self.fid.fake_features_cov_sum)):
+            # A diverged generator's NaNs would crash LAPACK inside FID (a segfault, not an exception).
+            statistics = self.extractor.statistic_names if self._fake_probs else ()
+            keys = ["fid", "kid", "kid_std", *MANIFOLD_METRICS, *statistics]
+            return dict.fromkeys(keys, float("nan"))
+        results = {"fid": float(self.fid.compute())}
+        # KID's subsets cannot be larger than either set.
+        self.kid.subset_size = min(self.kid_subset_size, self.num_real, self.num_fake)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            kid, kid_std = self.kid.compute()
+        results.update(kid=float(kid), kid_std=float(kid_std))
+        if min(self.num_real, self.num_fake) > self.manifold.k:  # k-NN balls need more points than k
+            results.update(self.manifold.compute())
+        if self._fake_probs:
+            results.update(self.extractor.statistics(torch.cat(self._fake_probs)))
+        return results
+
+    def reset(self) -> None:
+        """Forget the generated images; the cached real features stay."""
+        for metric in (self.fid, self.kid, self.manifold):
+            metric.reset()
+        self._fake_probs = []
+
+
+class Scorer:
+    """The one scoring path, for training-time metrics (`SampleQuality`) and `evaluate.py` alike: real features
+    extracted once and kept, generated images from latents drawn with a given seed, sampled in fixed-size chunks,
+    every metric computed; the same checkpoint, seed and sample count give the same numbers either way."""
+
+    def __init__(self, extractor: FeatureExtractor, *, batch_size: int = 500, **metric_options: Any) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        self.metrics = SampleQualityMetrics(extractor, **metric_options)
+        self.batch_size = batch_size
+
+    @property
+    def has_real(self) -> bool:
+        """Whether the real features are in."""
+        return self.metrics.num_real > 0
+
+    @torch.no_grad()
+    def add_real(self, batches: Iterable[Tensor]) -> None:
+        """Extract and keep the features of real images, (B, C, H, W) batches in [-1, 1]."""
+        for images in batches:
+            self.metrics.update(images, real=True)
+
+    @torch.no_grad()
+    def score(self, gan: Any, num_samples: int, seed: int) -> dict[str, float]:
+        """Every metric of `num_samples` images `gan.sample` draws from latents seeded with `seed`."""
+        metrics = self.metrics.to(gan.device)
+        # fixed inputs (noise and any labels / codes) from their own seed: scores differ only by the generator
+        rng = torch.Generator(gan.device).manual_seed(seed)
+        latents = gan.latents.draw(num_samples, rng, gan.device).input
+        metrics.reset()
+        try:
+            for chunk in latents.split(self.batch_size):
+                metrics.update(gan.sample(latents=chunk).float(), real=False)  # (b, C, H, W) in [-1, 1]
+            return metrics.compute()
+        finally:
+            metrics.reset()
