@@ -1,11 +1,11 @@
 """Injected components in hyperparameters: a checkpoint of `GAN(objective=X)` or `GAN(generator=G, ...)` records
 what was injected (its importable class and its constructor options) so `load_from_checkpoint` can rebuild it.
 
-The options come from `obj.init_options()` when the class defines it (this package's objectives do), else from the
-constructor's signature: each parameter read back from the attribute of the same name. A parameter that cannot be
-read back, a class that cannot be imported (defined in a notebook or a function) or options that are not plain
-values make rebuilding impossible; loading then stops with one line naming the class and the argument to pass.
-"""
+The options come from `obj.init_options()` where the class defines it (this package's objectives do), and every
+other constructor parameter is read back from the attribute of the same name. A parameter that cannot be read back
+(even one with a default: the default might rebuild a different network), a class that cannot be imported (defined
+in a notebook or a function) or options that are not plain values make rebuilding impossible; loading then stops
+with one line naming the class and the argument to pass. """
 
 from __future__ import annotations
 
@@ -31,18 +31,18 @@ def describe_component(obj: Any) -> dict[str, Any]:
     """{"class": import path, "options": constructor options} of `obj`, plus "missing" for what was not found."""
     cls = type(obj)
     path = f"{cls.__module__}.{cls.__qualname__}"
-    if hasattr(obj, "init_options"):
-        options, missing = dict(obj.init_options()), []
-    else:
-        options, missing = {}, []
-        for name, param in inspect.signature(cls.__init__).parameters.items():
-            if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                continue
-            value = getattr(obj, name, inspect.Parameter.empty)
-            if value is not inspect.Parameter.empty and _plain(value):
-                options[name] = value
-            elif param.default is inspect.Parameter.empty:
-                missing.append(name)
+    # what the class says about itself wins; every other constructor parameter is read back from its attribute,
+    # and one that cannot be read back is missing (a default might silently rebuild a different network)
+    options = dict(obj.init_options()) if hasattr(obj, "init_options") else {}
+    missing = []
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or name in options or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        value = getattr(obj, name, inspect.Parameter.empty)
+        if value is not inspect.Parameter.empty and _plain(value):
+            options[name] = value
+        else:
+            missing.append(name)
     spec: dict[str, Any] = {SPEC_KEY: path, "options": {k: v for k, v in options.items() if _plain(v)}}
     if missing:
         spec["missing"] = missing

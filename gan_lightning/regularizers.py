@@ -1,10 +1,12 @@
 """Regularizers that add a term to a phase's loss, each one component with its options and its own state.
 
 A `Regularizer` is an `nn.Module`, so whatever it keeps across iterations (moving averages of D's outputs, say)
-lives in buffers: saved in every checkpoint with the module's state and restored exactly on resume. In each phase
-it receives D's live logits (not detached: its term backpropagates into D in the D phase, and into G through the
-fakes in the G phase), the real batch, the latents and the step index, and returns a `Term`: the loss to add and
-the statistics to log (each logged as `train/<name>`, no list to edit).
+lives in buffers: saved in every checkpoint with the module's state and restored exactly on resume. In each phase it
+receives D's live logits (not detached: its term backpropagates into D in the D phase, and into G through the fake
+logits in the G phase, where the real logits, when the objective computes them, are detached), the real batch, the
+latents and the step index, and returns a `Term`: the loss to add and the statistics to log (each logged as
+`train/<name>`, no list to edit). Under DDP each rank updates its own buffers and rank zero's are the ones saved:
+a regularizer whose state must agree across ranks all-reduces it itself (resume is exact on one process).
 
 A new regularizer is one file: a subclass with `options` (see `gan_lightning.options`), `from_options` returning
 None when its options switch it off, and `@REGULARIZERS.register(name)`; the GAN then builds it from the command
@@ -61,10 +63,6 @@ class Regularizer(nn.Module):
     def g_term(self, out: DOutputs, step: int) -> Term:
         """The G phase's term at iteration `step`."""
         return Term(None, {})
-
-    def init_options(self) -> dict[str, Any]:
-        """The constructor options that rebuild this regularizer (recorded when it is injected)."""
-        return {}
 
 
 REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")

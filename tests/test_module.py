@@ -98,6 +98,7 @@ def test_normal_noise_prior():
 class TinyG(nn.Module):
     def __init__(self, latent_dim: int = 4):
         super().__init__()
+        self.latent_dim = latent_dim  # read back when a checkpoint records this injected network
         self.net = nn.Sequential(nn.Linear(latent_dim, 32), nn.ReLU(), nn.Linear(32, 2))
 
     def forward(self, z):

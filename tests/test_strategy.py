@@ -44,7 +44,7 @@ def test_every_update_goes_through_lightnings_hooks_and_global_step_counts_optim
 
 
 def test_fp16_skipped_steps_are_counted(tmp_path):
-    # the fallback path (a hook is overridden) with a scaler whose scale overflows fp16: every step is skipped
+    # a scaler whose scale overflows fp16: every step is skipped
     gan = GAN("dcgan_mnist", latent_dim=8)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
     trainer = cpu_trainer(tmp_path, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)],

@@ -76,6 +76,7 @@ class GANCheckpoint(ModelCheckpoint):
             # would enter the checkpoint's collectives while the others run the next iteration's all-reduce.
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
+            self.stop_requested = True  # every rank reports the stop, not only the one the signal reached
             trainer.should_stop = True
         if final or stop or iteration % self.every_n_iterations == 0:
             self.save(trainer)
@@ -99,6 +100,7 @@ class GANCheckpoint(ModelCheckpoint):
             return
         path = self.last_path
         partial = path.with_name(f"{path.name}.partial")
+        self.last_model_path = str(path)  # before saving: the checkpoint's own callback state names itself
         trainer.save_checkpoint(partial)  # every rank takes part; rank zero writes
         if trainer.is_global_zero:
             os.replace(partial, path)
@@ -107,7 +109,6 @@ class GANCheckpoint(ModelCheckpoint):
                 shutil.copyfile(path, f"{kept}.partial")
                 os.replace(f"{kept}.partial", kept)
         self.saved_at_step = trainer.global_step
-        self.last_model_path = str(path)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(self)

@@ -31,8 +31,8 @@ MODELS: Registry[ModelBuilder] = Registry("model")
 options = (
     Option("model", "mlp", "architecture", choices=MODELS.names, resume="refuse"),
     Option("image_size", 28, "image side in pixels", positive=True, resume="refuse",
-           default_text="the dataset's native size if the model builds it, else the next size it does; 64 for "
-           "folders"),
+           default_text="the dataset's native size (64 for folders) if the model builds it, else the next larger "
+           "size it builds, or its largest"),
     Option("channels", 1, "image channels", choices=(1, 3), type=int, resume="refuse", default_text="the dataset's"),
 )
 # fmt: on
@@ -66,8 +66,10 @@ def model_options() -> Options:
 
 
 def builder_options(name: str) -> list[str]:
-    """The names of the options model `name` declares itself (beyond the shape)."""
-    return [o.name for o in getattr(MODELS.get(name), "options", ())]
+    """The names of the options model `name` takes beyond the shape: those it declares (`describe`), else the
+    widths, as every builder received them before builders declared options."""
+    builder = MODELS.get(name)
+    return [o.name for o in (builder.options if hasattr(builder, "options") else WIDTHS)]
 
 
 def default_image_size(name: str, native: int | None) -> int:
