@@ -5,7 +5,7 @@ The options come from `obj.init_options()` where the class defines it (this pack
 other constructor parameter is read back from the attribute of the same name. A parameter that cannot be read back
 (even one with a default: the default might rebuild a different network), a class that cannot be imported (defined
 in a notebook or a function) or options that are not plain values make rebuilding impossible; loading then stops
-with one line naming the class and the argument to pass. """
+with one line naming the class and the argument to pass."""
 
 from __future__ import annotations
 

@@ -37,8 +37,9 @@ RUNS = {  # run name -> the train flags that differ between runs
     "ema": ["--model", "dcgan_mnist", "--ema-decay", "0.9"],
 }
 
-# Runs the old scripts/train.py once per run in one interpreter, so the imports are paid once; then the old code
-# loads each checkpoint and records what its networks answer on fixed inputs (`reference.pt` next to it).
+# Runs an old scripts/train.py once per run in one interpreter, so the imports are paid once; after each run the old
+# code loads the checkpoint and runs `reference` (indented code using `name`, `log_dir` and `GAN`), e.g. to record
+# what its networks answer on fixed inputs (`reference.pt` next to the checkpoint).
 DRIVER = """
 import json, runpy, sys
 from pathlib import Path
@@ -55,7 +56,10 @@ for name, argv in json.loads(sys.argv[1]).items():
     except SystemExit as stop:
         status[name] = stop.code
     log_dir = Path(argv[argv.index("--log-dir") + 1]) / name / "version_0"
-    gan = GAN.load_from_checkpoint(log_dir / "checkpoints" / "last.ckpt").eval()
+REFERENCE
+print("STATUS=" + json.dumps(status))
+"""
+FORMAT1_REFERENCE = """    gan = GAN.load_from_checkpoint(log_dir / "checkpoints" / "last.ckpt").eval()
     hp, rng = gan.hparams, torch.Generator().manual_seed(0)
     ref = {"inputs": torch.rand(4, hp.latent_dim + gan.code_dim, generator=rng) * 2 - 1,
            "real": torch.rand(4, hp.channels, hp.image_size, hp.image_size, generator=rng) * 2 - 1,
@@ -68,8 +72,23 @@ for name, argv in json.loads(sys.argv[1]).items():
         if hp.infogan:
             ref["q"] = gan.q_head(features)
     torch.save(ref, log_dir / "reference.pt")
-print("STATUS=" + json.dumps(status))
 """
+
+
+def train_with_old_code(tmp_path_factory: pytest.TempPathFactory, commit: str, runs: dict[str, list[str]],
+                        reference: str) -> None:  # fmt: skip
+    """Train `runs` (name -> train.py flags) with the code of `commit`, then run `reference` after each (DRIVER)."""
+    old_tree = tmp_path_factory.mktemp(f"old_tree_{commit}")
+    export_old_tree(old_tree, commit)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(old_tree)}
+    # cwd is the old tree too, so nothing can resolve `gan_lightning` to today's package
+    driver = DRIVER.replace("REFERENCE\n", reference)
+    done = subprocess.run([sys.executable, "-c", driver, json.dumps(runs)], cwd=old_tree, env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = dict(line.split("=", 1) for line in done.stdout.splitlines() if line.startswith(("GAN_", "STATUS=")))
+    assert Path(lines["GAN_LIGHTNING_FILE"]).resolve().is_relative_to(old_tree.resolve()), lines
+    assert json.loads(lines["STATUS"]) == dict.fromkeys(runs, 0), done.stderr[-4000:]
 
 
 def train_flags(name: str, data_dir: Path, log_dir: Path, iterations: int) -> list[str]:
@@ -99,18 +118,9 @@ def export_old_tree(dest: Path, commit: str = OLD_COMMIT) -> None:
 @pytest.fixture(scope="module")
 def old_ckpts(tmp_path_factory, fake_mnist_dir) -> dict[str, Path]:
     """Run name -> last.ckpt written by the old code after OLD_ITERATIONS iterations."""
-    old_tree = tmp_path_factory.mktemp("old_tree")
-    export_old_tree(old_tree)
     log_dir = tmp_path_factory.mktemp("old_logs")
     runs = {name: train_flags(name, fake_mnist_dir, log_dir, OLD_ITERATIONS) for name in RUNS}
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(old_tree)}
-    # cwd is the old tree too, so nothing can resolve `gan_lightning` to today's package
-    done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(runs)], cwd=old_tree, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-    lines = dict(line.split("=", 1) for line in done.stdout.splitlines() if line.startswith(("GAN_", "STATUS=")))
-    assert Path(lines["GAN_LIGHTNING_FILE"]).resolve().is_relative_to(old_tree.resolve()), lines
-    assert json.loads(lines["STATUS"]) == dict.fromkeys(RUNS, 0), done.stderr[-4000:]
+    train_with_old_code(tmp_path_factory, OLD_COMMIT, runs, FORMAT1_REFERENCE)
     ckpts = {name: log_dir / name / "version_0" / "checkpoints" / "last.ckpt" for name in RUNS}
     for path in ckpts.values():
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

@@ -8,15 +8,12 @@ and its own `scripts/train.py` runs in a subprocess that imports the old package
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
-from test_compat import export_old_tree
+from test_compat import train_with_old_code
 
 from gan_lightning import GAN
 from gan_lightning.classifier import ARCH, MNISTClassifier
@@ -47,28 +44,12 @@ RUNS = {  # run name -> the train flags that differ between runs
     "infogan": ["--model", "mlp", "--infogan"],
 }
 
-# The old code trains each run, then loads its checkpoint and records the images it samples from fixed inputs.
-DRIVER = """
-import json, runpy, sys
-from pathlib import Path
-import torch
-import gan_lightning
-from gan_lightning import GAN
-print("GAN_LIGHTNING_FILE=" + gan_lightning.__file__)
-status = {}
-for name, argv in json.loads(sys.argv[1]).items():
-    sys.argv = ["scripts/train.py", *argv]
-    try:
-        runpy.run_path("scripts/train.py", run_name="__main__")
-        status[name] = 0
-    except SystemExit as stop:
-        status[name] = stop.code
-    run_dir = Path(argv[argv.index("--log-dir") + 1]) / name / "version_0"
-    gan = GAN.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt").eval()
+# After each run the old code records the images it samples from fixed inputs (see test_compat.DRIVER).
+REFERENCE = """
+    gan = GAN.load_from_checkpoint(log_dir / "checkpoints" / "last.ckpt").eval()
     inputs = torch.rand(4, gan.latents.input_dim, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.no_grad():
-        torch.save({"inputs": inputs, "images": gan.sample(latents=inputs)}, run_dir / "reference.pt")
-print("STATUS=" + json.dumps(status))
+        torch.save({"inputs": inputs, "images": gan.sample(latents=inputs)}, log_dir / "reference.pt")
 """
 
 
@@ -82,17 +63,9 @@ def train_flags(name: str, data_dir: Path, log_dir: Path, iterations: int) -> li
 @pytest.fixture(scope="module")
 def old_runs(tmp_path_factory, fake_mnist_dir) -> dict[str, Path]:
     """Run name -> the run directory the old code wrote (checkpoints/last.ckpt, reference.pt)."""
-    old_tree = tmp_path_factory.mktemp("old_tree_dcfb404")
-    export_old_tree(old_tree, OLD_COMMIT)
     log_dir = tmp_path_factory.mktemp("old_logs_dcfb404")
     runs = {name: train_flags(name, fake_mnist_dir, log_dir, OLD_ITERATIONS) for name in RUNS}
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(old_tree)}
-    done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(runs)], cwd=old_tree, env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-4000:]
-    lines = dict(line.split("=", 1) for line in done.stdout.splitlines() if line.startswith(("GAN_", "STATUS=")))
-    assert Path(lines["GAN_LIGHTNING_FILE"]).resolve().is_relative_to(old_tree.resolve()), lines
-    assert json.loads(lines["STATUS"]) == dict.fromkeys(RUNS, 0), done.stderr[-4000:]
+    train_with_old_code(tmp_path_factory, OLD_COMMIT, runs, REFERENCE)
     return {name: log_dir / name / "version_0" for name in RUNS}
 
 
