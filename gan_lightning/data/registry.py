@@ -55,7 +55,7 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 DATASETS.register("mnist")(DatasetSpec(MNISTDataModule, channels=1, native_size=28, num_classes=10,
                                        data_on_device=True, download=True, extractor="mnist_classifier"))
 DATASETS.register("stacked_mnist")(DatasetSpec(StackedMNISTDataModule, channels=3, native_size=28,
-                                               data_on_device=True, download=True,
+                                               num_classes=1000, data_on_device=True, download=True,
                                                extractor="stacked_mnist_classifier"))
 DATASETS.register("celeba")(DatasetSpec(CelebADataModule, native_size=64))
 DATASETS.register("folder")(DatasetSpec(ImageFolderDataModule, needs_data_dir=True))
