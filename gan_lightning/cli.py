@@ -95,13 +95,6 @@ def train_options() -> Options:
     return Options(*(group for _, group in option_groups()))
 
 
-def _preset_help() -> str:
-    lines = ["presets (explicit flags override them):"]
-    for name, values in PRESETS.items():
-        lines.append(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
-    return "\n".join(lines)
-
-
 class TrainParser(Parser):
     """The train command's parser: `--config FILE` supplies every flag's value, explicit flags still win."""
 
