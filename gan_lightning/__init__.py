@@ -9,6 +9,9 @@ from gan_lightning.models.heads import Critic, CriticOutput, ProjectionHead, QHe
 from gan_lightning.module import GAN
 from gan_lightning.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, get_objective
 
+# Importing the strategy registers `ddp_per_network` with Lightning, the default of every multi-device run.
+from gan_lightning.strategy import PerNetworkDDPStrategy
+
 __version__ = "0.2.0"
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "Latents",
     "MNISTDataModule",
     "Objective",
+    "PerNetworkDDPStrategy",
     "PhaseLoss",
     "ProjectionHead",
     "QHead",
