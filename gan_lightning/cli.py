@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
+import shlex
+import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from gan_lightning.command import CommandStopped, Parser, one_line, run_command
 from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.data import registry as data_registry
-from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.errors import ConfigError, DataError, WriteError
+from gan_lightning.files import check_writable_dir, reason
 from gan_lightning.guards import NonFiniteLossError
 from gan_lightning.models import default_image_size
 from gan_lightning.options import Option, Options, declared
@@ -207,19 +212,6 @@ def _resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:
     return str(path), int(version_dir.name[8:]) if same_run and version_dir.name[8:].isdigit() else None
 
 
-def check_writable_dir(path: str | Path, flag: str) -> None:
-    """Fail with one line unless `path` is, or can be created as, a directory this process can write into."""
-    path = Path(path)
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        what = "is a file" if existing == path else f"is inside {existing}, which is a file"
-        raise ConfigError(f"{flag} {path} {what}, not a directory; pass a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"{flag} {path}: {existing} is not writable; pass a directory you can write to")
-
-
 def _parse_devices(devices: str) -> int | str | list[int]:
     if devices == "auto":
         return devices
@@ -257,12 +249,64 @@ def _default_strategy(devices: int | str | list[int], accelerator: str, num_node
     return "ddp_per_network" if many or num_nodes > 1 else "auto"
 
 
+class LightningNotices(logging.Filter):
+    """Drops Lightning's notices that say nothing to this command's user (an advertising tip, accelerators that
+    are not used, the distributed banner, why `fit` stopped), so the project's own lines stay readable; its
+    warnings are left alone."""
+
+    DROPPED = ("💡 Tip", "GPU available:", "TPU available:", "HPU available:", "`Trainer.fit` stopped:",
+               "Initializing distributed:", "LOCAL_RANK:")  # fmt: skip
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        text = record.getMessage().strip()
+        return not (text.startswith(self.DROPPED) or "All distributed processes registered" in text)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Filter the handlers Lightning writes its notices through, for the duration of the block."""
+        handlers = [h for name in ("lightning.pytorch", "lightning.fabric") for h in logging.getLogger(name).handlers]
+        for handler in handlers:
+            handler.addFilter(self)
+        try:
+            yield
+        finally:
+            for handler in handlers:
+                handler.removeFilter(self)
+
+
+def resume_command(checkpoint: str) -> str:
+    """The command line that continues this run from `checkpoint`: the one that started it, with --ckpt-path."""
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg == "--ckpt-path" or arg.startswith("--ckpt-path="):
+            skip = arg == "--ckpt-path"
+            continue
+        argv.append(arg)
+    script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else "scripts/train.py"
+    return shlex.join(["python", script, *argv, "--ckpt-path", checkpoint])
+
+
 def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str]:
     """Train a resolved config (`_resolve`) plus any extra `callbacks`; returns the log dir and last checkpoint path."""
+    with LightningNotices().installed():
+        return _run(cfg, callbacks)
+
+
+def _run(cfg: argparse.Namespace, callbacks: Sequence[Any]) -> dict[str, str]:
     import lightning.pytorch as pl
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from gan_lightning.callbacks import GANCheckpoint, GANLogger, RunProgress, SampleGrid, TrainingHealth
+    from gan_lightning.callbacks import (
+        DirectCheckpointIO,
+        GANCheckpoint,
+        GANLogger,
+        RankWatch,
+        RunProgress,
+        SampleGrid,
+        TrainingHealth,
+    )
     from gan_lightning.module import GAN
 
     # Expected under manual optimization and a metrics-only val loader: not actionable for the user.
@@ -289,6 +333,7 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     ckpt_path, version = _resume_target(cfg)
     config = run_config(cfg)
     changes: dict[str, Any] = {}
+    resumed_at = 0
     if ckpt_path is not None:
         ckpt = read_training_checkpoint(ckpt_path)
         changes = compare_for_resume(checkpoint_config(ckpt), config, ckpt_path, trained_d_steps(ckpt))
@@ -322,6 +367,7 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
     data_dir = str(Path(cfg.data_dir or default_data_dir()).resolve())
     run_info = {"dataset": cfg.dataset, "data_dir": data_dir, "config": config}
     checkpoint = GANCheckpoint(every_n_iterations=cfg.checkpoint_every, keep=cfg.keep_checkpoints, run_info=run_info)
+    watch = RankWatch()
     strategy = cfg.strategy if cfg.strategy != "auto" else _default_strategy(devices, cfg.accelerator, cfg.num_nodes)
     try:
         trainer = pl.Trainer(
@@ -331,6 +377,7 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
             strategy=strategy,
             sync_batchnorm=cfg.sync_batchnorm,
             precision=cfg.precision,
+            plugins=[DirectCheckpointIO()],
             max_steps=model.optimizer_steps(cfg.max_steps) if cfg.max_steps else -1,
             max_epochs=cfg.max_epochs,
             logger=logger,
@@ -339,8 +386,9 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
                 checkpoint,
                 RunProgress(),
                 TrainingHealth(),
+                watch,
                 *extra,
-            ],
+            ],  # fmt: skip
             log_every_n_steps=cfg.log_every,
             fast_dev_run=cfg.fast_dev_run,
             limit_val_batches=0,
@@ -348,24 +396,18 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
         )
     except (MisconfigurationException, ValueError, ImportError) as err:  # bad --accelerator/--devices/--strategy
         raise ConfigError(f"cannot set up training on this machine: {str(err).splitlines()[0]}") from None
+    datamodule.check_batches(trainer.world_size)  # per process, now that the number of processes is known
     paths = {"log_dir": str(logger.log_dir), "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt")}
     if trainer.is_global_zero and not cfg.fast_dev_run:
         # Everything that could be wrong with the input has been checked by now: the run directory may appear.
-        if changes:
-            iteration = resumed_at // model.steps_per_iteration
-            warn_changes(changes, iteration)
-            record_changes(paths["log_dir"], iteration, changes)
+        iteration = resumed_at // model.steps_per_iteration
+        resumed_from = {"checkpoint": str(Path(ckpt_path).resolve()), "iteration": iteration} if ckpt_path else None
         if changes or not (Path(paths["log_dir"]) / "config.yaml").is_file():
-            write_config(paths["log_dir"], config)
-    try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    except NonFiniteLossError as err:
-        good = checkpoint.last_model_path if Path(checkpoint.last_model_path or "").is_file() else "none was written"
-        raise CommandStopped(f"{err} Last good checkpoint: {good}", status=3) from None
-    except DataError as err:  # an image found unreadable mid-run (in a loader worker, or decoded in process)
-        good = checkpoint.last_model_path if Path(checkpoint.last_model_path or "").is_file() else None
-        after = f"last good checkpoint: {good}; resume it with --ckpt-path last" if good else "no checkpoint yet"
-        raise DataError(f"{one_line(err)} (stopped at iteration {model.iteration}; {after})") from None
+            write_config(paths["log_dir"], config, resumed_from)
+        if changes:
+            warn_changes(changes, iteration)
+            record_changes(paths["log_dir"], iteration, changes, resumed_from["checkpoint"])
+    _fit(trainer, model, datamodule, ckpt_path, checkpoint, watch)
     if trainer.is_global_zero and not cfg.fast_dev_run:
         print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
     if checkpoint.stop_requested or trainer.received_sigterm:
@@ -374,6 +416,62 @@ def run(cfg: argparse.Namespace, callbacks: Sequence[Any] = ()) -> dict[str, str
             status=130,
         )
     return paths
+
+
+def _last_good(checkpoint: Any, trainer: Any) -> str | None:
+    """The newest checkpoint this run can resume from: its own last.ckpt, else the one it resumed from."""
+    if Path(checkpoint.last_model_path or "").is_file():
+        return checkpoint.last_model_path
+    return str(trainer.ckpt_path) if trainer.ckpt_path else None
+
+
+def _resume_hint(checkpoint: Any, trainer: Any) -> str:
+    """Where training can continue from, and the command that does it."""
+    good = _last_good(checkpoint, trainer)
+    if good is None:
+        return "No checkpoint was written; start again."
+    at = f" (iteration {checkpoint.saved_iteration})" if checkpoint.saved_iteration is not None else ""
+    return f"Last good checkpoint: {good}{at}; resume with: {resume_command(good)}"
+
+
+def _fit(trainer: Any, model: Any, datamodule: Any, ckpt_path: str | None, checkpoint: Any, watch: Any) -> None:
+    """`trainer.fit`, with every way training can fail part-way turned into one line and an exit status."""
+    import torch
+
+    from gan_lightning.callbacks import collective_failed
+    from gan_lightning.callbacks.checkpoint import CheckpointWriteError
+
+    try:
+        # weights_only: the checkpoint holds tensors and plain containers (read_training_checkpoint checked)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except NonFiniteLossError as err:
+        good = _last_good(checkpoint, trainer) or "none"
+        raise CommandStopped(f"{err} Last good checkpoint: {good}", status=3) from None
+    except DataError as err:  # an image found unreadable mid-run (in a loader worker, or decoded in process)
+        good = _last_good(checkpoint, trainer)
+        after = f"last good checkpoint: {good}; resume it with --ckpt-path last" if good else "no checkpoint yet"
+        raise DataError(f"{one_line(err)} (stopped at iteration {model.iteration}; {after})") from None
+    except CheckpointWriteError:
+        raise  # its message already says what is intact
+    except WriteError as err:  # a sample grid or the metrics log on a full disk: training stops with it
+        raise WriteError(
+            f"{err}; training stopped at iteration {model.iteration}. {_resume_hint(checkpoint, trainer)}"
+        ) from None
+    except torch.OutOfMemoryError as err:
+        after = _resume_hint(checkpoint, trainer)
+        raise CommandStopped(f"rank {trainer.global_rank} ran out of device memory at iteration {model.iteration} "
+                             f"({one_line(err)[:120]}); lower --batch-size or use --precision bf16-mixed. {after}",
+                             status=5) from None  # fmt: skip
+    except OSError as err:  # an output Lightning writes itself (hparams.yaml, the event file) on a full disk
+        good = _last_good(checkpoint, trainer)
+        what = err.filename or "an output"
+        raise WriteError(f"could not write {what} ({reason(err)}) at iteration {model.iteration}; training stopped; "
+                         f"last good checkpoint: {good or 'none'}") from None  # fmt: skip
+    except Exception as err:
+        if trainer.world_size == 1 or not collective_failed(err):
+            raise
+        message, speak = watch.explain(err, model.iteration, _resume_hint(checkpoint, trainer))
+        raise CommandStopped(message if speak else "", status=5) from None
 
 
 def _train(cfg: argparse.Namespace) -> None:

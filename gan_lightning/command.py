@@ -3,7 +3,8 @@
 Each command module (train, sample, evaluate, train_classifier, the benchmark) defines `build_parser()` and
 `run(cfg) -> int | None`, and its `main(argv)` is `run_command(build_parser(), run, argv)`; the files in
 `scripts/` only call `main`. Exit statuses: 0 done, 2 bad input or data (one line on stderr, nothing written),
-anything else a `CommandStopped` carries (3 non-finite loss, 130 signal).
+4 an output could not be written (a full disk: one line naming what is intact), anything else a `CommandStopped`
+carries (3 non-finite loss, 5 another process of a multi-device run died or a collective failed, 130 signal).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.errors import ConfigError, DataError, WriteError
+
+WRITE_FAILED = 4  # the exit status of a command whose output could not be written
 
 
 class CommandStopped(Exception):
@@ -53,6 +56,10 @@ def run_command(
     except (ConfigError, DataError) as err:
         print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except WriteError as err:
+        print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
+        return WRITE_FAILED
     except CommandStopped as err:
-        print(f"{parser.prog}: {one_line(err)}", file=sys.stderr)
+        if str(err):  # empty: another process of the same run has said it
+            print(f"{parser.prog}: {one_line(err)}", file=sys.stderr)
         return err.status

@@ -15,6 +15,11 @@ class DataError(RuntimeError):
     """Data that is missing, unreadable or unusable."""
 
 
+class WriteError(RuntimeError):
+    """An output that could not be written (a full or failing disk, a directory that cannot be created); the
+    message names the path, the reason, and what is still intact."""
+
+
 def require_positive(**values: float | None) -> None:
     """Raise `ConfigError` naming the first value that is not positive (None means unset and passes)."""
     for name, value in values.items():

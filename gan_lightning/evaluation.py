@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from gan_lightning.command import Parser, run_command
 from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.data.base import to_signed
 from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.files import atomic_write, check_writable_dir, write_text
 from gan_lightning.metrics import Scorer, classifier_datasets, load_extractor, reference_extractor
 from gan_lightning.module import GAN
 from gan_lightning.sampling import load_gan, read_checkpoint
@@ -130,6 +132,8 @@ def evaluate_runs(
     for run_dir in runs:
         if not os.access(run_dir, os.W_OK):
             raise ConfigError(f"cannot write the evaluation into {run_dir}: not writable")
+    if plot is not None:
+        check_writable_dir(Path(plot).parent, "--plot")
     evaluators: dict[tuple[str, int], Evaluator] = {}
     tables: dict[str, list[dict[str, Any]]] = {}
     for run_dir, paths in runs.items():
@@ -175,11 +179,12 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
 def write_table(rows: list[dict[str, Any]], run_dir: Path) -> None:
     """`evaluation.csv` and `evaluation.json` of a run's scored checkpoints, one row each."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
-    with open(run_dir / "evaluation.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(_rounded(r) | {k: json.dumps(v) for k, v in r.items() if isinstance(v, list)} for r in rows)
-    (run_dir / "evaluation.json").write_text(json.dumps(rows, indent=1) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(_rounded(r) | {k: json.dumps(v) for k, v in r.items() if isinstance(v, list)} for r in rows)
+    write_text(run_dir / "evaluation.csv", table.getvalue(), "the evaluation table")
+    write_text(run_dir / "evaluation.json", json.dumps(rows, indent=1) + "\n", "the evaluation table")
 
 
 def plot_runs(tables: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -204,8 +209,10 @@ def plot_runs(tables: dict[str, list[dict[str, Any]]], path: Path) -> None:
         ax.axis("off")
     axes.flat[0].legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"), "the evaluation plot")
+    finally:
+        plt.close(fig)
 
 
 def _short(run: str) -> str:

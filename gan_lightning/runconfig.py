@@ -16,6 +16,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from gan_lightning.errors import ConfigError, DataError, load_weights_file
+from gan_lightning.files import append_text, write_text
 
 CONFIG_FILE = "config.yaml"
 CHANGES_FILE = "config_changes.yaml"
@@ -69,19 +70,17 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write_config(run_dir: str | Path, config: Mapping[str, Any]) -> Path:
-    """Write `config.yaml` (the flags under `args`, versions and commit under `environment`) into `run_dir`."""
-    path = Path(run_dir) / CONFIG_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"args": dict(config), "environment": environment(),
-           "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}  # fmt: skip
-    partial = path.with_name(f"{path.name}.partial")
-    partial.write_text(
-        "# Replay: python scripts/train.py --config THIS_FILE [flags that override it]\n"
-        + yaml.safe_dump(doc, sort_keys=False)
+def write_config(run_dir: str | Path, config: Mapping[str, Any], resumed_from: Mapping[str, Any] | None = None) -> Path:
+    """Write `config.yaml` (the flags under `args`, versions and commit under `environment`, and for a resumed run
+    the checkpoint and iteration it continued from under `resumed_from`) into `run_dir`."""
+    written = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    doc: dict[str, Any] = {"args": dict(config), "environment": environment(), "written": written}
+    if resumed_from:
+        doc["resumed_from"] = dict(resumed_from)
+    text = "# Replay: python scripts/train.py --config THIS_FILE [flags that override it]\n" + yaml.safe_dump(
+        doc, sort_keys=False
     )
-    partial.replace(path)
-    return path
+    return write_text(Path(run_dir) / CONFIG_FILE, text, "the run's config")
 
 
 def load_config(path: str | Path, known: set[str]) -> dict[str, Any]:
@@ -164,13 +163,15 @@ def compare_for_resume(
     return {k: (old[k], new.get(k)) for k in flags_with("warn") if k in old and old[k] != new.get(k)}
 
 
-def record_changes(run_dir: str | Path, iteration: int, changes: Mapping[str, tuple[Any, Any]]) -> Path:
-    """Append a resume's flag changes to `config_changes.yaml` in the run directory."""
-    path = Path(run_dir) / CHANGES_FILE
-    entry = {"iteration": iteration, "changes": {k: {"old": o, "new": n} for k, (o, n) in changes.items()}}
-    with open(path, "a") as f:
-        f.write(yaml.safe_dump([entry], sort_keys=False))
-    return path
+def record_changes(
+    run_dir: str | Path, iteration: int, changes: Mapping[str, tuple[Any, Any]], checkpoint: str
+) -> Path:
+    """Append a resume's flag changes, and the checkpoint it resumed from, to `config_changes.yaml` in the run
+    directory (created when the resume starts a new one)."""
+    entry = {"iteration": iteration, "checkpoint": checkpoint,
+             "changes": {k: {"old": o, "new": n} for k, (o, n) in changes.items()}}  # fmt: skip
+    text = yaml.safe_dump([entry], sort_keys=False)
+    return append_text(Path(run_dir) / CHANGES_FILE, text, "the run's config changes")
 
 
 class ResumeWithChanges(Callback):

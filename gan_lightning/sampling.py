@@ -13,7 +13,8 @@ from torchvision.utils import make_grid, save_image
 
 from gan_lightning.command import Parser, run_command
 from gan_lightning.compat import upgrade_checkpoint
-from gan_lightning.errors import ConfigError, DataError, load_weights_file
+from gan_lightning.errors import ConfigError, DataError, WriteError, load_weights_file
+from gan_lightning.files import atomic_write, check_writable_dir, save_torch
 from gan_lightning.module import GAN
 
 Tensor = torch.Tensor
@@ -127,6 +128,10 @@ def run(cfg: argparse.Namespace) -> None:
     for name in ("num", "pairs", "steps"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name} must be positive, got {getattr(cfg, name)}")
+    out = Path(cfg.out)
+    check_writable_dir(out.parent if out.suffix in (".pt", ".png") else out, "--out")
+    if cfg.save_latents:
+        check_writable_dir(Path(cfg.save_latents).parent, "--save-latents")
     gan = load_gan(cfg.ckpt, cfg.device)
     rng = torch.Generator(gan.device).manual_seed(cfg.seed)
     nrow = cfg.nrow
@@ -149,23 +154,25 @@ def run(cfg: argparse.Namespace) -> None:
             labels = given.repeat((cfg.num + len(given) - 1) // len(given))[: cfg.num]
         latents = gan.latents.draw(cfg.num, rng, gan.device, labels=labels).input
     images = gan.sample(latents=latents.to(gan.device), ema=cfg.ema).cpu()  # (N, C, H, W) in [-1, 1]
-    out = Path(cfg.out)
     if out.suffix == ".pt":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(images, out)
+        atomic_write(out, lambda p: save_torch(images, p), "the samples")
     elif out.suffix == ".png":
-        out.parent.mkdir(parents=True, exist_ok=True)
         nrow = nrow or max(1, round(len(images) ** 0.5))
-        save_image(make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1)), out)
+        grid = make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1))  # (C, H', W')
+        atomic_write(out, lambda p: save_image(grid, p, format="png"), "the sample grid")
     else:
-        out.mkdir(parents=True, exist_ok=True)
         for i, image in enumerate(images):
-            save_image(image, out / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+            try:
+                atomic_write(out / f"{i:05d}.png",
+                             lambda p, image=image: save_image(image, p, format="png", normalize=True,
+                                                               value_range=(-1, 1)), "the image")  # fmt: skip
+            except WriteError as err:
+                raise WriteError(f"{err}; {i} of {len(images)} images were written before it") from None
     if cfg.save_latents:
         keep = latents.cpu()
         if cfg.select:
             keep = keep[[int(i) for i in cfg.select.split(",")]]
-        torch.save(keep, cfg.save_latents)
+        atomic_write(cfg.save_latents, lambda p: save_torch(keep, p), "the latents")
     print(f"wrote {out}")
 
 

@@ -230,8 +230,9 @@ def test_resume_with_changed_training_flags_warns_records_and_applies(tmp_path, 
         assert main([*base, "--max-steps", "4", "--ckpt-path", "last", "--lr", "2e-4", "--batch-size", "8"]) == 0
     run = logs / "mlp" / "version_0"
     changes = yaml.safe_load((run / "config_changes.yaml").read_text())
-    assert changes == [{"iteration": 2, "changes": {"lr": {"old": 0.001, "new": 0.0002},
-                                                     "batch_size": {"old": 16, "new": 8}}}]  # fmt: skip
+    ckpt_path = str((run / "checkpoints" / "last.ckpt").resolve())
+    expected = {"lr": {"old": 0.001, "new": 0.0002}, "batch_size": {"old": 16, "new": 8}}
+    assert changes == [{"iteration": 2, "checkpoint": ckpt_path, "changes": expected}]
     config = yaml.safe_load((run / "config.yaml").read_text())["args"]
     assert config["lr"] == 2e-4 and config["batch_size"] == 8
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)

@@ -1,9 +1,21 @@
-"""Training callbacks, one concern a file: sample grids, checkpoints, progress, health warnings."""
+"""Training callbacks, one concern a file: sample grids, checkpoints, progress, health warnings, rank failures."""
 
-from gan_lightning.callbacks.checkpoint import GANCheckpoint
+from gan_lightning.callbacks.checkpoint import DirectCheckpointIO, GANCheckpoint
 from gan_lightning.callbacks.grid import SampleGrid
 from gan_lightning.callbacks.health import TrainingHealth, diagnose
 from gan_lightning.callbacks.progress import RunProgress
+from gan_lightning.callbacks.ranks import RankWatch, collective_failed
 from gan_lightning.tensorboard import CUSTOM_SCALARS, GANLogger
 
-__all__ = ["CUSTOM_SCALARS", "GANCheckpoint", "GANLogger", "RunProgress", "SampleGrid", "TrainingHealth", "diagnose"]
+__all__ = [
+    "CUSTOM_SCALARS",
+    "DirectCheckpointIO",
+    "GANCheckpoint",
+    "GANLogger",
+    "RankWatch",
+    "RunProgress",
+    "SampleGrid",
+    "TrainingHealth",
+    "collective_failed",
+    "diagnose",
+]

@@ -11,8 +11,34 @@ from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from gan_lightning.errors import ConfigError
+from gan_lightning.errors import ConfigError, WriteError
+from gan_lightning.files import reason, remove_quietly, save_torch
+
+
+class CheckpointWriteError(WriteError):
+    """A checkpoint could not be written; the message says what is intact and how to resume."""
+
+
+class DirectCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint straight to its path and syncs it to disk.
+
+    Lightning's default stages every checkpoint in the system temp directory and then copies it across, so a
+    small `/tmp` fails runs whose log directory has room, and a failed copy leaves both files behind. Here the
+    bytes go to the destination only, a failed write removes what it wrote, and the OSError reaches the caller
+    (`GANCheckpoint` writes to `last.ckpt.partial` and renames it, so the previous `last.ckpt` survives).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        """Save `checkpoint` to `path` with `torch.save`, flushed and fsynced before returning."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_torch(checkpoint, path)  # synced: the rename that follows must not publish cached bytes
+        except BaseException:
+            remove_quietly(path)
+            raise
 
 
 class GANCheckpoint(ModelCheckpoint):
@@ -41,6 +67,7 @@ class GANCheckpoint(ModelCheckpoint):
         self.run_info = dict(run_info or {})
         self.stop_requested = False
         self.saved_at_step: int | None = None
+        self.saved_iteration: int | None = None  # of the newest last.ckpt this process wrote or resumed from
         self.previous_handlers: dict[int, Any] = {}
 
     @property
@@ -48,8 +75,23 @@ class GANCheckpoint(ModelCheckpoint):
         """Where `last.ckpt` goes (the directory is known once the trainer has set this callback up)."""
         return Path(self.dirpath or ".") / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}"
 
+    def failure(self, trainer: Trainer, path: Path, iteration: int, err: OSError) -> str:
+        """The one line for a checkpoint that could not be written: where, why, and what is still there."""
+        if path.is_file():
+            at = f" (iteration {self.saved_iteration})" if self.saved_iteration is not None else ""
+            left = f"the previous {path}{at} is intact: free space, then resume with --ckpt-path {path}"
+        elif trainer.ckpt_path:
+            resumed = trainer.ckpt_path
+            left = f"the checkpoint this run resumed from is intact: free space, then resume with --ckpt-path {resumed}"
+        else:
+            left = "this run has no checkpoint yet: free space (or pass another --log-dir) and start again"
+        return (f"could not write the iteration-{iteration} checkpoint {path} ({reason(err)}); training stopped and "
+                f"nothing partial was kept; {left}")  # fmt: skip
+
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.stop_requested = False
+        if trainer.ckpt_path and self.saved_iteration is None:
+            self.saved_iteration = pl_module.iteration  # resumed: the checkpoint read is the last good one
         if threading.current_thread() is threading.main_thread():  # signal handlers only work there
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self.previous_handlers[sig] = signal.signal(sig, self.request_stop)
@@ -89,6 +131,10 @@ class GANCheckpoint(ModelCheckpoint):
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pass  # checkpoints follow iterations only
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing to restore: saves follow the iteration count, and `last.ckpt` is always this run's own (a run
+        resumed into another log directory writes there; ModelCheckpoint's best-k bookkeeping is unused)."""
+
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         # What the module's hyperparameters do not say (which dataset, where): offline evaluation reads it.
         if self.run_info:
@@ -100,15 +146,24 @@ class GANCheckpoint(ModelCheckpoint):
             return
         path = self.last_path
         partial = path.with_name(f"{path.name}.partial")
+        iteration = trainer.lightning_module.iteration
+        kept = path.with_name(f"iter_{iteration:07d}.ckpt")
         self.last_model_path = str(path)  # before saving: the checkpoint's own callback state names itself
-        trainer.save_checkpoint(partial)  # every rank takes part; rank zero writes
-        if trainer.is_global_zero:
-            os.replace(partial, path)
-            if self.keep:  # a copy per save, for `evaluate.py RUN_DIR` to score the run's history
-                kept = path.with_name(f"iter_{trainer.lightning_module.iteration:07d}.ckpt")
-                shutil.copyfile(path, f"{kept}.partial")
-                os.replace(f"{kept}.partial", kept)
+        try:
+            trainer.save_checkpoint(partial, weights_only=False)  # every rank takes part; rank zero writes
+            if trainer.is_global_zero:
+                os.replace(partial, path)
+                if self.keep:  # a copy per save, for `evaluate.py RUN_DIR` to score the run's history
+                    shutil.copyfile(path, f"{kept}.partial")
+                    os.replace(f"{kept}.partial", kept)
+        except OSError as err:
+            if trainer.is_global_zero:
+                remove_quietly(partial)
+                remove_quietly(f"{kept}.partial")
+            self.last_model_path = str(path) if path.is_file() else ""
+            raise CheckpointWriteError(self.failure(trainer, path, iteration, err)) from None
         self.saved_at_step = trainer.global_step
+        self.saved_iteration = iteration
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(self)

@@ -11,6 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid, save_image
 
 from gan_lightning.errors import ConfigError
+from gan_lightning.files import atomic_write
 
 
 class SampleGrid(Callback):
@@ -67,10 +68,9 @@ class SampleGrid(Callback):
                 if isinstance(logger, TensorBoardLogger):
                     logger.experiment.add_image(self.tag + suffix, grid, global_step=step)
                     if self.save_png:
-                        out = Path(logger.log_dir) / "samples"
-                        out.mkdir(parents=True, exist_ok=True)
                         name = (self.tag + suffix).replace("/", "_")
-                        save_image(grid, out / f"{name}_{step:07d}.png")
+                        path = Path(logger.log_dir) / "samples" / f"{name}_{step:07d}.png"
+                        atomic_write(path, lambda p, grid=grid: save_image(grid, p, format="png"), "the sample grid")
         return grids
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:

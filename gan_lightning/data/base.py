@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from gan_lightning.data.loading import make_train_loader, to_signed
+from gan_lightning.data.loading import make_train_loader, require_one_batch, to_signed
 from gan_lightning.errors import ConfigError
 
 
@@ -96,6 +96,13 @@ class GANDataModule(LightningDataModule):
     def _rank_and_world(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def check_batches(self, world_size: int = 1) -> None:
+        """Raise DataError unless each of `world_size` processes gets one whole training batch (after `setup`):
+        the command calls it before the run directory exists, the loaders again when they are built."""
+        if self.train_set is None:
+            self.setup("fit")
+        require_one_batch(len(self.train_set), self.batch_size, world_size)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, rank-sharded, resumable loader of [-1, 1] images."""

@@ -94,6 +94,15 @@ class ResumableDataLoader(DataLoader):
         self._skip = batches
 
 
+def require_one_batch(n: int, batch_size: int, num_replicas: int = 1) -> None:
+    """Raise DataError unless each of `num_replicas` processes gets at least one whole batch of `n` images."""
+    per_rank = n // num_replicas
+    if per_rank < batch_size:
+        each = f" ({per_rank} per process of {num_replicas})" if num_replicas > 1 else ""
+        raise DataError(f"the training set has {n} images{each}, fewer than one batch of {batch_size} (--batch-size "
+                        "times the D steps per iteration); lower --batch-size or add images")  # fmt: skip
+
+
 def make_train_loader(
     dataset: Dataset,
     *,
@@ -107,12 +116,7 @@ def make_train_loader(
     collate_fn: Callable[[Any], Any] | None = None,
 ) -> ResumableDataLoader:
     """A shuffled, rank-sharded, resumable training loader with sensible worker settings."""
-    per_rank = len(dataset) // num_replicas
-    if per_rank < batch_size:
-        raise DataError(
-            f"the training set has {len(dataset)} images ({per_rank} per process), fewer than one batch of "
-            f"{batch_size}; lower --batch-size or add images"
-        )
+    require_one_batch(len(dataset), batch_size, num_replicas)
     sampler = ResumableSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
     return ResumableDataLoader(
         dataset,
@@ -159,9 +163,7 @@ class DeviceTensorLoader:
         num_replicas: int = 1,
         rank: int = 0,
     ) -> None:
-        per_rank = len(images) // num_replicas
-        if per_rank < batch_size:
-            raise DataError(f"{len(images)} images ({per_rank} per process) are fewer than one batch of {batch_size}")
+        require_one_batch(len(images), batch_size, num_replicas)
         self.images = images.to(device)  # (N, C, H, W) uint8
         self.labels = labels.to(device)
         self.batch_size, self.seed = batch_size, seed

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gan_lightning.data.base import to_signed
 from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.files import append_text
 from gan_lightning.metrics.extractors import FeatureExtractor
 from gan_lightning.metrics.quality import Scorer
 from gan_lightning.options import Option
@@ -127,10 +128,8 @@ class SampleQuality(Callback):
             logger.log_metrics(scalars, step=step)
             # Only real TensorBoard loggers: under fast_dev_run Lightning swaps in a dummy with no directory.
             if isinstance(logger, TensorBoardLogger):
-                path = Path(logger.log_dir) / "metrics.jsonl"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "a") as f:
-                    f.write(json.dumps({"step": step, "global_step": trainer.global_step, **results}) + "\n")
+                record = json.dumps({"step": step, "global_step": trainer.global_step, **results}) + "\n"
+                append_text(Path(logger.log_dir) / "metrics.jsonl", record, "the metrics log")
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if pl_module.iteration % self.every_n_steps == 0:

@@ -1,0 +1,139 @@
+"""Writing outputs so that a failed write is one line and never a corrupt file.
+
+Whole files are written beside their destination (`NAME.partial`) and renamed over it once complete, so a full
+disk, a quota or a kill mid-write leaves the previous version (or nothing) in place and no partial file behind;
+appended records are rolled back to the last complete line.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from gan_lightning.errors import ConfigError, WriteError
+
+
+def reason(err: OSError) -> str:
+    """What the operating system said, without the paths it repeats (`No space left on device`)."""
+    return err.strerror or str(err) or type(err).__name__
+
+
+def check_writable_dir(path: str | Path, flag: str) -> None:
+    """Fail with one line unless `path` is, or can be created as, a directory this process can write into."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"is inside {existing}, which is a file"
+        raise ConfigError(f"{flag} {path} {what}, not a directory; pass a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {existing} is not writable; pass a directory you can write to")
+
+
+def remove_quietly(path: str | Path) -> None:
+    """Delete `path` if it exists; a failure to delete is not worth a second error."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object], what: str) -> Path:
+    """Call `write(partial_path)`, then rename the result over `path`; on any OSError remove the partial file and
+    raise one-line `WriteError` naming `what`, the path and the reason (the previous `path`, if any, is untouched).
+    """
+    path = Path(path)
+    partial = path.with_name(f"{path.name}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(partial)
+        os.replace(partial, path)
+    except OSError as err:
+        remove_quietly(partial)
+        kept = "; the previous one is intact" if path.is_file() else ""
+        raise WriteError(f"could not write {what} {path} ({reason(err)}){kept}") from None
+    return path
+
+
+class WholeWrites:
+    """A binary file whose `write` writes all of its bytes or raises the OSError saying why.
+
+    `torch.save` checks the file position after each write; on a full disk a buffered file takes part of a
+    record and returns, and torch then fails with "unexpected pos" and no errno. Writing through this, the
+    same disk gives `OSError(ENOSPC)`, which names the cause.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.raw = open(path, "wb", buffering=0)
+        self.error: OSError | None = None  # the first failed write: torch's cleanup raises its own error after it
+
+    def write(self, data: bytes) -> int:
+        """Write every byte of `data` (raw writes may take part of it), or raise."""
+        view, done = memoryview(data).cast("B"), 0
+        try:
+            while done < len(view):
+                written = self.raw.write(view[done:])
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += written
+        except OSError as err:
+            self.error = self.error or err
+            raise
+        return done
+
+    def flush(self) -> None:
+        """Nothing is buffered here; present because torch calls it."""
+
+    def sync(self) -> None:
+        """Flush the operating system's cache to the device, so a rename that follows publishes whole bytes."""
+        os.fsync(self.raw.fileno())
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self) -> WholeWrites:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def save_torch(obj: object, path: str | Path) -> None:
+    """`torch.save(obj, path)`, synced to disk; a full or failing disk raises OSError with its errno."""
+    import torch
+
+    with WholeWrites(path) as f:
+        try:
+            torch.save(obj, f)
+        except RuntimeError:
+            if f.error is not None:  # torch's own "unexpected pos" from closing the archive after the real error
+                raise f.error from None
+            raise
+        f.sync()
+
+
+def write_text(path: str | Path, text: str, what: str) -> Path:
+    """`atomic_write` of a text file."""
+    return atomic_write(path, lambda p: p.write_text(text), what)
+
+
+def append_text(path: str | Path, text: str, what: str) -> Path:
+    """Append `text` (whole records, e.g. JSON lines) to `path`; a failed append is truncated back to the records
+    already there and raises one-line `WriteError`."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            size = f.tell()
+            try:
+                f.write(text)
+                f.flush()
+            except OSError:
+                f.truncate(size)
+                raise
+    except OSError as err:
+        raise WriteError(f"could not append to {what} {path} ({reason(err)}); the earlier records are intact") from None
+    return path
