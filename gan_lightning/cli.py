@@ -313,6 +313,8 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[Any]) -> dict[str, str]:
     warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
     warnings.filterwarnings("ignore", message=".*no `validation_step`.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+    # Logging every N iterations carries on across epochs (Lightning counts steps, not batches of one epoch).
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     # the GAN moves its (images, labels) batches itself, cheaper than Lightning's generic walk: not actionable
     warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device` in `LightningModule`.*")
     from gan_lightning.runconfig import (
