@@ -3,7 +3,7 @@
 from gan_lightning.callbacks import SampleGrid
 from gan_lightning.data import DATASETS, GANDataModule, MNISTDataModule
 from gan_lightning.ema import EMA
-from gan_lightning.latents import NOISES, Latents, LatentSpace
+from gan_lightning.latents import NOISES, Latents, LatentSpace, Prior
 from gan_lightning.models import MODELS, Discriminator, build_models
 from gan_lightning.models.heads import Critic, CriticOutput, ProjectionHead, QHead
 from gan_lightning.module import GAN
@@ -32,6 +32,7 @@ __all__ = [
     "Objective",
     "PerNetworkDDPStrategy",
     "PhaseLoss",
+    "Prior",
     "ProjectionHead",
     "QHead",
     "SampleGrid",

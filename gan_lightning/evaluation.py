@@ -3,7 +3,8 @@ MNIST classifier (FID, KID, precision/recall, density/coverage, modes; label acc
 
 `evaluate.py RUN_DIR [RUN_DIR ...]` scores `checkpoints/iter_*.ckpt` (kept by `train.py --keep-checkpoints`) and
 `last.ckpt` of each run, and writes `evaluation.csv`, `evaluation.json` and `evaluation.png` (the metrics against
-iterations; every run given on one plot) into each run directory.
+iterations; every run given on one plot) into each run directory. `--truncation PSI [PSI ...]` scores each checkpoint
+at each psi (a `truncation` column), plotting FID, precision and recall against psi when there are several.
 """
 
 from __future__ import annotations
@@ -25,14 +26,18 @@ from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.data.base import to_signed
 from gan_lightning.errors import ConfigError, DataError
 from gan_lightning.files import atomic_write, check_writable_dir, write_text
+from gan_lightning.latents import truncation_options
 from gan_lightning.metrics import Scorer, classifier_datasets, load_extractor, reference_extractor
 from gan_lightning.module import GAN
+from gan_lightning.options import Options
 from gan_lightning.sampling import load_gan, read_checkpoint
 
 Tensor = torch.Tensor
 
 # Plotted when present, in this order; lower is better for the first three.
 PLOTTED = ("fid", "kid", "mode_kl", "class_kl", "modes", "precision", "recall", "density", "coverage")
+# Plotted against psi: the quality (FID, precision) / diversity (recall) trade-off truncation makes.
+PLOTTED_TRUNCATION = ("fid", "precision", "recall")
 
 
 @torch.no_grad()
@@ -41,15 +46,18 @@ def predict(classifier: torch.nn.Module, images: Tensor, batch_size: int = 1000)
     return torch.cat([classifier(chunk).argmax(1) for chunk in images.split(batch_size)])
 
 
-def label_accuracy(gan: GAN, classifier: torch.nn.Module, per_class: int, seed: int = 0) -> float:
+def label_accuracy(gan: GAN, classifier: torch.nn.Module, per_class: int, seed: int = 0,
+                   truncation: float | None = None) -> float:  # fmt: skip
     """Conditional GAN: the fraction of samples asked for label y that the classifier calls y."""
     labels = torch.arange(gan.hparams.num_classes).repeat_interleave(per_class)
     rng = torch.Generator(gan.device).manual_seed(seed)
-    images = gan.sample(latents=gan.latents.draw(len(labels), rng, gan.device, labels=labels))
+    latents = gan.latents.draw(len(labels), rng, gan.device, labels=labels)
+    images = gan.sample(latents=latents, truncation=truncation)
     return (predict(classifier, images.cpu()) == labels).float().mean().item()
 
 
-def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int = 0) -> tuple[float, list[int]]:
+def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int = 0,
+                truncation: float | None = None) -> tuple[float, list[int]]:  # fmt: skip
     """InfoGAN: how well categorical code values map to classes (mean share of each value's majority class).
 
     Returns the purity and the majority class of each code value; 1.0 with 10 distinct classes means the code
@@ -57,7 +65,7 @@ def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int 
     """
     cat = torch.arange(gan.hparams.n_cat).repeat_interleave(per_code)
     rng = torch.Generator(gan.device).manual_seed(seed)
-    images = gan.sample(latents=gan.latents.draw(len(cat), rng, gan.device, cat=cat))
+    images = gan.sample(latents=gan.latents.draw(len(cat), rng, gan.device, cat=cat), truncation=truncation)
     pred = predict(classifier, images.cpu()).view(gan.hparams.n_cat, per_code)
     counts = torch.stack([torch.bincount(row, minlength=10) for row in pred])  # (n_cat, 10)
     return (counts.max(1).values.sum() / pred.numel()).item(), counts.argmax(1).tolist()
@@ -83,21 +91,25 @@ class Evaluator:
         self.scorer = Scorer(extractor)  # the scoring path training-time metrics use too
         self.scorer.add_real(to_signed(chunk) for chunk in real_images(dataset, data_dir, image_size).split(500))
 
-    def __call__(self, gan: GAN, num_samples: int = 5000, seed: int = 0) -> dict[str, Any]:
-        """Every metric of `num_samples` samples from `gan` (fixed noise from `seed`)."""
-        results: dict[str, Any] = self.scorer.score(gan, num_samples, seed)
+    def __call__(
+        self, gan: GAN, num_samples: int = 5000, seed: int = 0, truncation: float | None = None
+    ) -> dict[str, Any]:
+        """Every metric of `num_samples` samples from `gan` (fixed noise from `seed`, truncated to psi `truncation`)."""
+        results: dict[str, Any] = self.scorer.score(gan, num_samples, seed, truncation)
         if gan.hparams.conditional:
             per_class = num_samples // gan.hparams.num_classes
-            results["label_accuracy"] = label_accuracy(gan, self.classifier, per_class, seed)
+            results["label_accuracy"] = label_accuracy(gan, self.classifier, per_class, seed, truncation)
         if gan.hparams.infogan:
-            results["code_purity"], results["code_classes"] = code_purity(gan, self.classifier, num_samples // 10, seed)
+            results["code_purity"], results["code_classes"] = code_purity(
+                gan, self.classifier, num_samples // 10, seed, truncation
+            )
         return results
 
 
 def evaluate(gan: GAN, classifier_path: str, data_dir: str, num_samples: int = 5000, seed: int = 0,
-             dataset: str = "mnist") -> dict[str, Any]:  # fmt: skip
+             dataset: str = "mnist", truncation: float | None = None) -> dict[str, Any]:  # fmt: skip
     """Sample-quality metrics of `gan` against `dataset`'s validation images, with the project's classifier."""
-    return Evaluator(classifier_path, dataset, data_dir, gan.hparams.image_size)(gan, num_samples, seed)
+    return Evaluator(classifier_path, dataset, data_dir, gan.hparams.image_size)(gan, num_samples, seed, truncation)
 
 
 # ------------------------------------------------------------------------------------------------------ runs
@@ -122,11 +134,14 @@ def evaluate_runs(
     seed: int,
     plot: str | Path | None = None,
     dataset: str | None = None,
+    truncations: Sequence[float] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Score every checkpoint of each run; write `evaluation.{csv,json,png}` into each run directory.
 
     Checks every run and checkpoint path before scoring anything, so a typo costs no time. The plot shows all
     runs (one line each); `plot` writes one more copy there. `dataset` overrides the runs' own reference data.
+    `truncations`: score each checkpoint at each psi (rows gain a `truncation` field); with several, also write
+    `evaluation_truncation.png` (FID, precision and recall against psi) into each run directory.
     """
     runs = {Path(d): run_checkpoints(Path(d)) for d in run_dirs}
     for run_dir in runs:
@@ -152,15 +167,18 @@ def evaluate_runs(
             if key not in evaluators:
                 clf = classifier or cached_classifier(root)
                 evaluators[key] = Evaluator(clf, reference, root, gan.hparams.image_size)
-            results = evaluators[key](gan, num_samples, seed)
-            row = {"iteration": iteration, "checkpoint": path.name, **results}
-            rows.append(row)
-            print(json.dumps({"run": str(run_dir), **_rounded(row)}), flush=True)
+            for psi in truncations or (None,):
+                results = evaluators[key](gan, num_samples, seed, psi)
+                row = {"iteration": iteration, "checkpoint": path.name, **_psi_field(psi), **results}
+                rows.append(row)
+                print(json.dumps({"run": str(run_dir), **_rounded(row)}), flush=True)
         rows.sort(key=lambda r: r["iteration"])
         tables[str(run_dir)] = rows
         write_table(rows, run_dir)
     for run_dir in runs:
         plot_runs(tables, run_dir / "evaluation.png")
+        if truncations and len(truncations) > 1:
+            plot_truncation(tables, run_dir / "evaluation_truncation.png")
     if plot is not None:
         plot_runs(tables, Path(plot))
     return tables
@@ -170,6 +188,11 @@ def _reference_dir(info: dict[str, Any], dataset: str, data_dir: str | None) -> 
     """Where the reference data lives: --data-dir, else the run's own folder when it trained on it, else default."""
     own = info.get("data_dir") if dataset == info.get("dataset") else None
     return data_dir or own or default_data_dir()
+
+
+def _psi_field(psi: float | None) -> dict[str, float]:
+    """The `truncation` field of a row scored at psi; none without --truncation, so those tables stay as they were."""
+    return {} if psi is None else {"truncation": psi}
 
 
 def _rounded(row: dict[str, Any]) -> dict[str, Any]:
@@ -188,22 +211,43 @@ def write_table(rows: list[dict[str, Any]], run_dir: Path) -> None:
 
 
 def plot_runs(tables: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    """One panel per metric, iterations on x, one line per run; written as a PNG."""
+    """One panel per metric, iterations on x, one line per run (per run and psi with --truncation); a PNG."""
+    series: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for run, rows in tables.items():
+        for row in rows:
+            label = _short(run) + (f" psi={row['truncation']:g}" if "truncation" in row else "")
+            series.setdefault(label, []).append((row["iteration"], row))
+    _plot(series, PLOTTED, "iteration", path)
+
+
+def plot_truncation(tables: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """FID, precision and recall against psi, one line per run and checkpoint (iteration); a PNG."""
+    series: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for run, rows in tables.items():
+        for row in rows:
+            label = _short(run) + (f" iter {row['iteration']}" if "iteration" in row else "")
+            series.setdefault(label, []).append((row["truncation"], row))
+    _plot(series, PLOTTED_TRUNCATION, "truncation psi", path)
+
+
+def _plot(series: dict[str, list[tuple[float, dict[str, Any]]]], metrics: Sequence[str], xlabel: str,
+          path: Path) -> None:  # fmt: skip
+    """One panel per metric present, each series a line of (x, row) points sorted by x; written as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed (and none on a cluster node)
     import matplotlib.pyplot as plt
 
-    names = [m for m in PLOTTED if any(m in row for rows in tables.values() for row in rows)]
+    names = [m for m in metrics if any(m in row for points in series.values() for _, row in points)]
     cols = min(3, len(names))
     rows_n = -(-len(names) // cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
-        for run, rows in tables.items():
-            points = [(r["iteration"], r[name]) for r in rows if name in r]
-            ax.plot(*zip(*points, strict=True), marker="o", label=_short(run))
+        for label, points in series.items():
+            xy = sorted((x, row[name]) for x, row in points if name in row)
+            ax.plot(*zip(*xy, strict=True), marker="o", label=label)
         ax.set_title(name)
-        ax.set_xlabel("iteration")
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
@@ -235,7 +279,9 @@ def build_parser() -> Parser:
     )
     p.add_argument("-n", "--num", type=int, default=5000, help="generated images per checkpoint (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
-    p.add_argument("--plot", help="RUN_DIR mode: also write the plot here")
+    p.add_argument("--plot", help="RUN_DIR mode: also write the plot here; --ckpt with several --truncation values: "
+                   "write the plot against psi here")  # fmt: skip
+    Options(truncation_options)["truncation"].add_to(p, nargs="+")  # several psi: the same checkpoint scored at each
     return p
 
 
@@ -245,19 +291,32 @@ def run(cfg: argparse.Namespace) -> None:
         raise ConfigError(f"--num must be at least 10, got {cfg.num}")
     if bool(cfg.ckpt) == bool(cfg.run_dirs):
         raise ConfigError("give either RUN_DIR ... or --ckpt CKPT")
+    truncations = cfg.truncation
+    for psi in truncations or ():
+        Options(truncation_options)["truncation"].validate(psi)
     if cfg.run_dirs:
-        evaluate_runs(cfg.run_dirs, cfg.classifier, cfg.data_dir, cfg.num, cfg.seed, cfg.plot, cfg.dataset)
+        evaluate_runs(cfg.run_dirs, cfg.classifier, cfg.data_dir, cfg.num, cfg.seed, cfg.plot, cfg.dataset,
+                      truncations)  # fmt: skip
+        plots = ".png and evaluation_truncation.png" if truncations and len(truncations) > 1 else ".png"
         for run_dir in cfg.run_dirs:
-            print(f"wrote {Path(run_dir) / 'evaluation.csv'}, .json and .png")
+            print(f"wrote {Path(run_dir) / 'evaluation.csv'}, .json and {plots}")
         return
+    if cfg.plot is not None:
+        check_writable_dir(Path(cfg.plot).parent, "--plot")
     ckpt = read_checkpoint(cfg.ckpt)
     info = ckpt.get("gan_lightning_run", {})
     dataset = cfg.dataset or info.get("dataset", "mnist")
     data_dir = _reference_dir(info, dataset, cfg.data_dir)
     classifier = cfg.classifier or cached_classifier(data_dir)
     gan = load_gan(cfg.ckpt, ckpt=ckpt)
-    results = evaluate(gan, classifier, data_dir, cfg.num, cfg.seed, dataset=dataset)
-    print(json.dumps(_rounded(results)))
+    evaluator = Evaluator(classifier, dataset, data_dir, gan.hparams.image_size)  # real features once for every psi
+    rows = []
+    for psi in truncations or (None,):
+        rows.append({**_psi_field(psi), **evaluator(gan, cfg.num, cfg.seed, psi)})
+        print(json.dumps(_rounded(rows[-1])), flush=True)
+    if cfg.plot is not None and truncations and len(truncations) > 1:
+        plot_truncation({cfg.ckpt: rows}, Path(cfg.plot))
+        print(f"wrote {cfg.plot}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

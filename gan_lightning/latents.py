@@ -2,7 +2,8 @@
 
 `LatentSpace.draw` returns `Latents`, a named bundle of the parts and the concatenated generator input, so
 nothing downstream indexes a tuple. Every draw takes an explicit `rng` (a `torch.Generator`): the training loop
-passes its seeded private stream, sampling and grids pass their own.
+passes its seeded private stream, sampling and grids pass their own. `NOISES` holds each prior as a `Prior` that
+declares its centre (and half-width when bounded), which `LatentSpace.truncate` needs for the truncation trick.
 """
 
 from __future__ import annotations
@@ -19,19 +20,95 @@ from gan_lightning.registry import Registry
 
 Tensor = torch.Tensor
 
-NOISES: Registry[Callable[..., Tensor]] = Registry("noise")
+# Resampling rounds of threshold truncation before a threshold is called unreachable: each round redraws only the
+# coordinates still outside, so the cost is bounded by the draws, not by the rounds.
+MAX_RESAMPLING_ROUNDS = 2000
 
 
-@NOISES.register("uniform")
 def uniform_noise(shape: tuple[int, ...], *, device: torch.device, rng: torch.Generator | None) -> Tensor:
     """U(-1, 1) noise, as in the cs231n GAN assignment."""
     return torch.rand(shape, device=device, generator=rng).mul_(2).sub_(1)
 
 
-@NOISES.register("normal")
 def normal_noise(shape: tuple[int, ...], *, device: torch.device, rng: torch.Generator | None) -> Tensor:
     """N(0, 1) noise, as in the DCGAN paper and the PyTorch DCGAN tutorial."""
     return torch.randn(shape, device=device, generator=rng)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """A noise prior: how to draw it (`draw(shape, *, device, rng)`) and its shape, which truncation needs.
+
+    `centre` is the point truncation moves noise toward (None: the prior has none, and truncating it is refused);
+    `half_width` bounds a prior supported on [centre - half_width, centre + half_width] (None: unbounded).
+    Calling a Prior draws from it, so a registered Prior is used like a registered drawing function.
+    """
+
+    draw: Callable[..., Tensor]
+    centre: float | None = 0.0
+    half_width: float | None = None
+
+    def __call__(self, shape: tuple[int, ...], *, device: torch.device, rng: torch.Generator | None) -> Tensor:
+        """Noise of `shape` drawn on `device` from `rng`."""
+        return self.draw(shape, device=device, rng=rng)
+
+    def truncate(self, z: Tensor, rng: torch.Generator, psi: float | None = None,
+                 threshold: float | None = None) -> Tensor:  # fmt: skip
+        """z (any shape) truncated: coordinates farther than `threshold` from the centre redrawn from the prior until
+        within (BigGAN), then moved toward the centre, c + psi (z - c) (StyleGAN's psi). Unset parts are skipped."""
+        if self.centre is None:
+            raise ConfigError("this noise prior declares no centre, so its noise cannot be truncated")
+        c = self.centre
+        if threshold is not None and (self.half_width is None or threshold < self.half_width):
+            z = z.clone(memory_format=torch.contiguous_format)
+            flat = z.view(-1)  # shares z's storage
+            outside = ((flat - c).abs() > threshold).nonzero().squeeze(1)  # (k,) indices of coordinates to redraw
+            for _ in range(MAX_RESAMPLING_ROUNDS):
+                if len(outside) == 0:
+                    break
+                # redraw only the coordinates still outside, from the caller's stream: deterministic per seed
+                fresh = self.draw((len(outside),), device=rng.device, rng=rng).to(flat.device, flat.dtype)
+                inside = (fresh - c).abs() <= threshold
+                flat[outside[inside]] = fresh[inside]
+                outside = outside[~inside]
+            else:
+                if len(outside):
+                    raise ConfigError(f"--truncation-threshold {threshold:g} is too narrow: {len(outside)} noise "
+                                      f"values still lie outside it after {MAX_RESAMPLING_ROUNDS} redraws from the "
+                                      "prior; use a larger threshold")  # fmt: skip
+        if psi is not None and psi != 1:  # psi = 1 is skipped, not computed: exactly the untruncated noise
+            z = c + psi * (z - c) if c else psi * z
+        return z
+
+
+NOISES: Registry[Prior] = Registry("noise")
+# A new prior is one line: its drawing function, centre and (when bounded) half-width.
+NOISES.register("uniform")(Prior(uniform_noise, centre=0.0, half_width=1.0))
+NOISES.register("normal")(Prior(normal_noise, centre=0.0))
+
+
+def _check_psi(psi: float) -> None:
+    if not 0 < psi <= 1:  # also refuses NaN
+        raise ConfigError(f"--truncation must lie in (0, 1] (1 is no truncation; 0 would collapse every sample to the "
+                          f"prior's centre and above 1 extrapolates away from it), got {psi}")  # fmt: skip
+
+
+def _check_threshold(threshold: float) -> None:
+    if not threshold > 0:  # also refuses NaN
+        raise ConfigError(f"--truncation-threshold must be positive (BigGAN uses 0.04 to 2 for N(0, 1)), got "
+                          f"{threshold}")
+
+
+# Sampling-time options of sample.py and evaluate.py, not hyperparameters: any trained model can be truncated.
+# fmt: off
+truncation_options = (
+    Option("truncation", None, "truncation trick: noise moved toward the prior's centre, z' = c + PSI (z - c), PSI in "
+           "(0, 1]", type=float, check=_check_psi, metavar="PSI", resume="free", default_text="1: none"),
+    Option("truncation_threshold", None, "BigGAN truncation: noise coordinates farther than T from the prior's centre "
+           "are redrawn from the prior until within", type=float, check=_check_threshold, metavar="T", resume="free",
+           default_text="none"),
+)
+# fmt: on
 
 
 @dataclass
@@ -84,7 +161,9 @@ class LatentSpace:
         if num_classes and (n_cat or n_cont):
             raise ConfigError("a latent space is conditional (class labels) or InfoGAN (codes), not both")
         self.dim, self.prior, self.num_classes, self.n_cat, self.n_cont = dim, prior, num_classes, n_cat, n_cont
-        self._noise = NOISES.get(prior)
+        prior_spec = NOISES.get(prior)
+        # a bare drawing function registered by an earlier release's convention still draws; it has no centre
+        self._prior = prior_spec if isinstance(prior_spec, Prior) else Prior(prior_spec, centre=None)
 
     @property
     def code_dim(self) -> int:
@@ -103,7 +182,7 @@ class LatentSpace:
 
     def noise(self, n: int, rng: torch.Generator, device: torch.device | str | None = None) -> Tensor:
         """(n, dim) noise from the prior, drawn on `rng`'s device and moved to `device`."""
-        z = self._noise((n, self.dim), device=rng.device, rng=rng)
+        z = self._prior((n, self.dim), device=rng.device, rng=rng)
         return z if device is None else z.to(device)
 
     def draw(
@@ -139,6 +218,24 @@ class LatentSpace:
             cont = cont.to(device)
             parts.append(cont)  # (n, n_cont)
         return Latents(torch.cat(parts, dim=1), z, labels, cat, cont)
+
+    def truncate(
+        self, latents: Latents, rng: torch.Generator, psi: float | None = None, threshold: float | None = None
+    ) -> Latents:
+        """`latents` with the noise truncated (`Prior.truncate`: `threshold` redraws from `rng`, then `psi`) and the
+        labels or codes untouched; without truncation (psi None or 1, no threshold) the same `latents`."""
+        for option, value in zip(truncation_options, (psi, threshold), strict=True):
+            option.validate(value)
+        if (psi is None or psi == 1) and threshold is None:
+            return latents
+        if self._prior.centre is None:
+            raise ConfigError(f"the {self.prior!r} noise prior declares no centre, so it cannot be truncated; register "
+                              "it as Prior(draw, centre=...)")  # fmt: skip
+        z = self._prior.truncate(latents.z, rng, psi, threshold)  # (B, dim)
+        if not self.code_dim:
+            return Latents(z, z)
+        inputs = torch.cat([z, latents.input[:, self.dim :]], dim=1)  # the codes' columns exactly as they were
+        return Latents(inputs, z, latents.labels, latents.cat, latents.cont)
 
     def split(self, inputs: Tensor) -> Latents:
         """The parts of full generator inputs (B, input_dim), e.g. latents saved by `scripts/sample.py`."""

@@ -169,16 +169,24 @@ class GAN(LightningModule):
 
     @torch.no_grad()
     def sample(self, n: int | None = None, *, latents: Latents | Tensor | None = None, ema: bool | None = None,
-               batch_size: int = 1024, **parts: Tensor | None) -> Tensor:  # fmt: skip
+               batch_size: int = 1024, truncation: float | None = None, truncation_threshold: float | None = None,
+               rng: torch.Generator | None = None, **parts: Tensor | None) -> Tensor:  # fmt: skip
         """Images in [-1, 1] in eval mode, from the EMA generator when there is one.
 
         Pass `latents` (a `Latents` or full generator inputs), or `n` and any parts (`z`, `labels`, `cat`, `cont`).
+        `truncation` (psi in (0, 1]) and `truncation_threshold` truncate the noise, not the labels or codes
+        (`LatentSpace.truncate`); latents drawn here and threshold redraws come from `rng`, default the module's.
         """
+        rng = self.rng if rng is None else rng
         if latents is None:
             n = next((len(t) for t in parts.values() if t is not None), n)
             if n is None or n < 1:
                 raise ValueError("sample() needs a positive n, or z / labels / codes / latents")
-            latents = self.latents.draw(n, self.rng, self.device, **parts)
+            latents = self.latents.draw(n, rng, self.device, **parts)
+        if truncation is not None or truncation_threshold is not None:
+            if not isinstance(latents, Latents):
+                latents = self.latents.split(latents)
+            latents = self.latents.truncate(latents, rng, truncation, truncation_threshold)
         inputs = latents.input if isinstance(latents, Latents) else latents
         net = self.sampling_generator(ema)
         was_training = net.training
@@ -195,6 +203,7 @@ class GAN(LightningModule):
         if self.ema is None or ema is False:
             return self.generator
         rng = torch.Generator(self.device).manual_seed(self.hparams.seed + 7)  # fixed: same weights, same statistics
+        # untruncated latents: the statistics belong to the weights, and truncation is only a choice at sampling time
         return self.ema.ready(lambda n: self.latents.draw(n, rng, self.device).input)
 
     # -------------------------------------------------------------------------------------------- training

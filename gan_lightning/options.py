@@ -108,8 +108,10 @@ class Option:
             return self.help
         return f"{self.help} (default {self.default})"
 
-    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-        """Add the flag to an argparse parser; it parses to None when not given, so presets and configs can fill it."""
+    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, nargs: str | None = None) -> None:
+        """Add the flag to an argparse parser; it parses to None when not given, so presets and configs can fill it.
+
+        `nargs="+"` lets a command take several values of the option at once (evaluate.py --truncation 0.5 1)."""
         names = [self.flag, *self.aliases]
         if self.is_flag:
             action: Any = argparse.BooleanOptionalAction if self.default is None else "store_true"
@@ -117,7 +119,7 @@ class Option:
             return
         choices = self.valid_choices()
         parser.add_argument(*names, dest=self.name, type=self.value_type, default=None, metavar=self.metavar,
-                            choices=choices, help=self.help_text())  # fmt: skip
+                            choices=choices, nargs=nargs, help=self.help_text())  # fmt: skip
 
 
 class Options(Sequence[Option]):

@@ -15,6 +15,7 @@ from gan_lightning.command import Parser, run_command
 from gan_lightning.compat import upgrade_checkpoint
 from gan_lightning.errors import ConfigError, DataError, WriteError, load_weights_file
 from gan_lightning.files import atomic_write, check_writable_dir, save_torch
+from gan_lightning.latents import truncation_options
 from gan_lightning.module import GAN
 
 Tensor = torch.Tensor
@@ -57,10 +58,13 @@ def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
-def interpolate(gan: GAN, pairs: int, steps: int, rng: torch.Generator) -> tuple[Tensor, int]:
-    """Latents for `pairs` rows of `steps` images walking between two random endpoints; slerp for normal noise."""
-    start = gan.latents.draw(pairs, rng, gan.device).input
-    end = gan.latents.draw(pairs, rng, gan.device).input
+def interpolate(gan: GAN, pairs: int, steps: int, rng: torch.Generator, psi: float | None = None,
+                threshold: float | None = None) -> tuple[Tensor, int]:  # fmt: skip
+    """Latents for `pairs` rows of `steps` images walking between two random endpoints; slerp for normal noise.
+
+    Truncation (`psi`, `threshold`) applies to the endpoints, so each row is still one smooth walk."""
+    start, end = (gan.latents.truncate(gan.latents.draw(pairs, rng, gan.device), rng, psi, threshold).input
+                  for _ in range(2))  # fmt: skip
     z_dim = gan.latents.dim
     t = torch.linspace(0, 1, steps).view(1, steps, 1)  # (1, S, 1)
     a, b = start[:, None, :z_dim], end[:, None, :z_dim]  # (P, 1, Z): only the noise moves; codes stay per row
@@ -120,6 +124,8 @@ def build_parser() -> Parser:
     p.add_argument("--save-latents", help="also save the generator inputs used, for later --arithmetic")
     p.add_argument("--select", help="with --save-latents: keep only these comma-separated image indices")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    for option in truncation_options:
+        option.add_to(p)
     return p
 
 
@@ -128,6 +134,12 @@ def run(cfg: argparse.Namespace) -> None:
     for name in ("num", "pairs", "steps"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"--{name} must be positive, got {getattr(cfg, name)}")
+    for option in truncation_options:
+        option.validate(getattr(cfg, option.name))
+    psi, threshold = cfg.truncation, cfg.truncation_threshold
+    if cfg.arithmetic and (psi is not None or threshold is not None):
+        raise ConfigError("--truncation applies to drawn latents; --arithmetic reuses saved ones: pass --truncation "
+                          "when saving them with --save-latents")  # fmt: skip
     out = Path(cfg.out)
     check_writable_dir(out.parent if out.suffix in (".pt", ".png") else out, "--out")
     if cfg.save_latents:
@@ -136,7 +148,7 @@ def run(cfg: argparse.Namespace) -> None:
     rng = torch.Generator(gan.device).manual_seed(cfg.seed)
     nrow = cfg.nrow
     if cfg.interpolate:
-        latents, nrow = interpolate(gan, cfg.pairs, cfg.steps, rng)
+        latents, nrow = interpolate(gan, cfg.pairs, cfg.steps, rng, psi, threshold)
     elif cfg.arithmetic:
         files, signs = _parse_arithmetic(cfg.arithmetic)
         dim = gan.latents.input_dim
@@ -152,7 +164,9 @@ def run(cfg: argparse.Namespace) -> None:
             if given.min() < 0 or given.max() >= gan.hparams.num_classes:
                 raise ConfigError(f"--labels must lie in [0, {gan.hparams.num_classes})")
             labels = given.repeat((cfg.num + len(given) - 1) // len(given))[: cfg.num]
-        latents = gan.latents.draw(cfg.num, rng, gan.device, labels=labels).input
+        # truncated here rather than inside gan.sample, so --save-latents keeps the inputs the images came from
+        latents = gan.latents.truncate(gan.latents.draw(cfg.num, rng, gan.device, labels=labels), rng, psi, threshold)
+        latents = latents.input
     images = gan.sample(latents=latents.to(gan.device), ema=cfg.ema).cpu()  # (N, C, H, W) in [-1, 1]
     if out.suffix == ".pt":
         atomic_write(out, lambda p: save_torch(images, p), "the samples")

@@ -146,8 +146,9 @@ class Scorer:
             self.metrics.update(images, real=True)
 
     @torch.no_grad()
-    def score(self, gan: Any, num_samples: int, seed: int) -> dict[str, float]:
-        """Every metric of `num_samples` images `gan.sample` draws from latents seeded with `seed`."""
+    def score(self, gan: Any, num_samples: int, seed: int, truncation: float | None = None) -> dict[str, float]:
+        """Every metric of `num_samples` images `gan.sample` draws from latents seeded with `seed`, their noise
+        truncated to psi = `truncation` when given (so scores at several psi share their untruncated noise)."""
         metrics = self.metrics.to(gan.device)
         # fixed inputs (noise and any labels / codes) from their own seed: scores differ only by the generator
         rng = torch.Generator(gan.device).manual_seed(seed)
@@ -155,7 +156,8 @@ class Scorer:
         metrics.reset()
         try:
             for chunk in latents.split(self.batch_size):
-                metrics.update(gan.sample(latents=chunk).float(), real=False)  # (b, C, H, W) in [-1, 1]
+                images = gan.sample(latents=chunk, truncation=truncation)  # (b, C, H, W) in [-1, 1]
+                metrics.update(images.float(), real=False)
             return metrics.compute()
         finally:
             metrics.reset()
