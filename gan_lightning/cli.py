@@ -145,11 +145,14 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
             setattr(cfg, key, options[key].default)
         options[key].validate(getattr(cfg, key))
     spec = DATASETS.get(cfg.dataset)
+    # classes found in the data (a folder's subfolders) are read now: they size the networks
+    names = spec.class_names(cfg.data_dir, conditional=bool(cfg.conditional))
     derived = {
         "image_size": default_image_size(cfg.model, spec.native_size),
         "channels": spec.channels or 3,
         "download": spec.download,
-        "num_classes": spec.num_classes,
+        "num_classes": len(names) if names else spec.num_classes,
+        "class_names": names,
         "name": cfg.model,
         "max_steps": 5000 if cfg.max_epochs is None else None,
     }
@@ -157,22 +160,28 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
         if getattr(cfg, option.name) is None:
             setattr(cfg, option.name, derived.get(option.name, option.default))
         option.validate(getattr(cfg, option.name))
-    _check_dataset(cfg, spec)
+    _check_dataset(cfg, spec, names)
     return cfg
 
 
-def _check_dataset(cfg: argparse.Namespace, spec: Any) -> None:
-    """What the dataset's declaration rules out: other channels or classes, conditioning without labels, flags
-    that do not apply to it."""
+def _check_dataset(cfg: argparse.Namespace, spec: Any, names: list[str] | None) -> None:
+    """What the dataset's declaration (and the class `names` found in its data) rules out: other channels or
+    classes, conditioning without labels, flags that do not apply to it."""
     if spec.channels is not None and cfg.channels != spec.channels:
         raise ConfigError(f"--dataset {cfg.dataset} images have {spec.channels} channel(s); drop --channels "
                           f"or pass --channels {spec.channels}")  # fmt: skip
-    if cfg.conditional and not spec.num_classes:
+    num_classes = len(names) if names else spec.num_classes
+    if cfg.conditional and not num_classes:
         raise ConfigError(f"--conditional needs class labels; --dataset {cfg.dataset} does not have them")
+    found = f" (found in {cfg.data_dir})" if names else ""
     if cfg.num_classes is None:  # a dataset without classes: the option's own default, unused without labels
         cfg.num_classes = train_options()["num_classes"].default
-    elif spec.num_classes and cfg.num_classes != spec.num_classes:
-        raise ConfigError(f"--dataset {cfg.dataset} has {spec.num_classes} classes; drop --num-classes")
+    elif num_classes and cfg.num_classes != num_classes:
+        raise ConfigError(f"--dataset {cfg.dataset} has {num_classes} classes{found}, not {cfg.num_classes}; drop "
+                          "--num-classes")  # fmt: skip
+    if names and cfg.class_names != names:
+        raise ConfigError(f"--class-names {','.join(cfg.class_names)} differ from the classes of --dataset "
+                          f"{cfg.dataset}{found}: {','.join(names)}; drop --class-names")  # fmt: skip
     if cfg.data_on_device and not spec.data_on_device:
         raise ConfigError(f"--data-on-device holds datasets in device memory; --dataset {cfg.dataset} streams "
                           "from disk")  # fmt: skip

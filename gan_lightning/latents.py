@@ -111,6 +111,19 @@ truncation_options = (
 # fmt: on
 
 
+def comma_names(text: str) -> list[str]:
+    """`--class-names a,b,c` -> ["a", "b", "c"]."""
+    return [name.strip() for name in text.split(",")]
+
+
+def check_class_names(names: list[str]) -> None:
+    """One-line ConfigError unless `names` are distinct non-empty strings."""
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"--class-names must be non-empty names separated by commas, got {names!r}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--class-names must be distinct, got {', '.join(names)}")
+
+
 @dataclass
 class Latents:
     """One batch of generator inputs: `input` (B, input_dim) and the parts it was built from."""
@@ -136,6 +149,9 @@ class LatentSpace:
                resume="refuse"),
         Option("num_classes", 10, "classes of a conditional GAN", positive=True, resume="refuse",
                default_text="the dataset's"),
+        Option("class_names", None, "names of a conditional GAN's classes in label order, comma-separated (shown "
+               "with the sample grids, for sample.py --class)", type=comma_names, resume="refuse", metavar="A,B,..",
+               check=check_class_names, default_text="the dataset's: a folder's class subfolders"),
         Option("infogan", False, "InfoGAN: an --n-cat-way categorical and --n-cont continuous codes into G, a Q head "
                "on D", resume="refuse"),
         Option("n_cat", 10, "InfoGAN categorical code values", positive=True, resume="refuse"),
@@ -148,22 +164,37 @@ class LatentSpace:
         """The latent space the declared `options` describe."""
         if options["conditional"] and options["infogan"]:
             raise ConfigError("choose one of --conditional and --infogan")
+        conditional = options["conditional"]
+        if options.get("class_names") is not None and not conditional:
+            raise ConfigError("--class-names names the classes of a conditional GAN; add --conditional or drop it")
         return cls(options["latent_dim"], options["noise"],
-                   num_classes=options["num_classes"] if options["conditional"] else 0,
+                   num_classes=options["num_classes"] if conditional else 0,
                    n_cat=options["n_cat"] if options["infogan"] else 0,
-                   n_cont=options["n_cont"] if options["infogan"] else 0)  # fmt: skip
+                   n_cont=options["n_cont"] if options["infogan"] else 0,
+                   class_names=options.get("class_names") if conditional else None)  # fmt: skip
 
     def __init__(
-        self, dim: int, prior: str = "uniform", *, num_classes: int = 0, n_cat: int = 0, n_cont: int = 0
+        self,
+        dim: int,
+        prior: str = "uniform",
+        *,
+        num_classes: int = 0,
+        n_cat: int = 0,
+        n_cont: int = 0,
+        class_names: list[str] | None = None,
     ) -> None:
         if dim < 1 or num_classes < 0 or n_cat < 0 or n_cont < 0:
             raise ConfigError(f"latent sizes must be positive (dim={dim}) or zero (classes, codes)")
         if num_classes and (n_cat or n_cont):
             raise ConfigError("a latent space is conditional (class labels) or InfoGAN (codes), not both")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ConfigError(f"--class-names names {len(class_names)} classes but the GAN has {num_classes} "
+                              "(--num-classes, with --conditional); give one name per class")  # fmt: skip
         self.dim, self.prior, self.num_classes, self.n_cat, self.n_cont = dim, prior, num_classes, n_cat, n_cont
         prior_spec = NOISES.get(prior)
         # a bare drawing function registered by an earlier release's convention still draws; it has no centre
         self._prior = prior_spec if isinstance(prior_spec, Prior) else Prior(prior_spec, centre=None)
+        self.class_names = list(class_names) if class_names is not None else None
 
     @property
     def code_dim(self) -> int:
@@ -179,6 +210,16 @@ class LatentSpace:
     def infogan(self) -> bool:
         """Whether the space carries InfoGAN codes."""
         return bool(self.n_cat or self.n_cont)
+
+    def label_of(self, name: str) -> int:
+        """The label of the class called `name`; one-line ConfigError when there is no such class."""
+        if not self.class_names:
+            raise ConfigError("this GAN has no class names (a conditional folder run records them, or pass "
+                              "--class-names when training); give labels as numbers instead")  # fmt: skip
+        if name not in self.class_names:
+            shown = ", ".join(self.class_names[:20]) + (", ..." if len(self.class_names) > 20 else "")
+            raise ConfigError(f"no class named {name!r}; the classes are: {shown}")
+        return self.class_names.index(name)
 
     def noise(self, n: int, rng: torch.Generator, device: torch.device | str | None = None) -> Tensor:
         """(n, dim) noise from the prior, drawn on `rng`'s device and moved to `device`."""

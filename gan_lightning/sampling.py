@@ -114,6 +114,9 @@ def build_parser() -> Parser:
     p.add_argument("--nrow", type=int, help="images per grid row (default: square)")
     p.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
     p.add_argument("--labels", help="conditional models: comma-separated class labels, cycled over --num")
+    p.add_argument("--class", dest="class_names", metavar="NAME[,NAME]",
+                   help="conditional models with class names (a conditional folder run): classes by name, cycled "
+                   "over --num")  # fmt: skip
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                    help="use the EMA generator (default: when the checkpoint has one)")  # fmt: skip
     p.add_argument("--interpolate", action="store_true", help="rows walking between random latent endpoints")
@@ -157,10 +160,16 @@ def run(cfg: argparse.Namespace) -> None:
         nrow = len(latents)
     else:
         labels = None
-        if cfg.labels:
+        if cfg.labels and cfg.class_names:
+            raise ConfigError("give --labels or --class, not both")
+        if cfg.labels or cfg.class_names:
+            flag = "--labels" if cfg.labels else "--class"
             if not gan.hparams.conditional:
-                raise ConfigError("--labels needs a conditional checkpoint (trained with --conditional)")
-            given = torch.tensor([int(x) for x in cfg.labels.split(",")])
+                raise ConfigError(f"{flag} needs a conditional checkpoint (trained with --conditional)")
+            if cfg.labels:
+                given = torch.tensor([int(x) for x in cfg.labels.split(",")])
+            else:
+                given = torch.tensor([gan.latents.label_of(name) for name in cfg.class_names.split(",")])
             if given.min() < 0 or given.max() >= gan.hparams.num_classes:
                 raise ConfigError(f"--labels must lie in [0, {gan.hparams.num_classes})")
             labels = given.repeat((cfg.num + len(given) - 1) // len(given))[: cfg.num]

@@ -11,7 +11,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid, save_image
 
 from gan_lightning.errors import ConfigError
-from gan_lightning.files import atomic_write
+from gan_lightning.files import atomic_write, write_text
 
 
 class SampleGrid(Callback):
@@ -21,7 +21,9 @@ class SampleGrid(Callback):
     `LatentSpace.grid`) are drawn once from their own seed and stored in the checkpoint, so grids stay
     comparable across epochs and across a resume. Sampling runs in eval mode, without gradients, from the EMA
     generator when there is one, on global rank zero only. Grids go to TensorBoard under the image tag `tag`
-    (plus `tag/codeJ` for further InfoGAN codes) and, with `save_png`, to `<log_dir>/samples/`.
+    (plus `tag/codeJ` for further InfoGAN codes) and, with `save_png`, to `<log_dir>/samples/`. When the classes of
+    a conditional GAN have names, the first grid of each process also writes which class each row shows: a text
+    summary `tag/rows` in TensorBoard and `samples/<tag>_rows.txt` (one name per line, top row first) beside the PNGs.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class SampleGrid(Callback):
         self.fixed_latents: dict[str, torch.Tensor] | None = None
         self.nrow: dict[str, int] = {}
         self.last_logged = -1
+        self.rows_named = False
 
     def _latents(self, pl_module: LightningModule) -> dict[str, torch.Tensor]:
         rng = torch.Generator(pl_module.device).manual_seed(self.seed)
@@ -71,7 +74,26 @@ class SampleGrid(Callback):
                         name = (self.tag + suffix).replace("/", "_")
                         path = Path(logger.log_dir) / "samples" / f"{name}_{step:07d}.png"
                         atomic_write(path, lambda p, grid=grid: save_image(grid, p, format="png"), "the sample grid")
+        if not self.rows_named:
+            self.rows_named = True
+            self._name_rows(trainer, pl_module, step)
         return grids
+
+    def _name_rows(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+        # The names live in a sidecar and a text summary, not in the PNG names: a folder's class names can be long,
+        # many or hold any character, and the grids' file names stay `<tag>_<step>.png` for every run.
+        names = pl_module.latents.class_names if pl_module.latents.num_classes else None
+        if not names:
+            return
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                rows = "| row (label) | class |\n|---|---|\n" + "\n".join(
+                    f"| {i} | {name} |" for i, name in enumerate(names)
+                )  # a markdown table: TensorBoard renders it
+                logger.experiment.add_text(f"{self.tag}/rows", rows, global_step=step)
+                if self.save_png:
+                    text = "".join(f"{name}\n" for name in names)
+                    write_text(Path(logger.log_dir) / "samples" / f"{self.tag}_rows.txt", text, "the grid's row names")
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if pl_module.iteration % self.every_n_steps == 0:

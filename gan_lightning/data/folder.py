@@ -1,9 +1,12 @@
-"""Any directory tree of images as a LightningDataModule, decoded lazily (once, when small), in [-1, 1], labels
-all zero."""
+"""Any directory tree of images as a LightningDataModule, decoded lazily (once, when small), in [-1, 1]; labels all
+zero, or with `conditional` the index of each image's top-level subfolder (torchvision ImageFolder's classes)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from torchvision.datasets.folder import find_classes
 
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.data.images import (
@@ -16,17 +19,50 @@ from gan_lightning.data.images import (
     list_image_files,
 )
 from gan_lightning.data.loading import seeded_split
-from gan_lightning.errors import DataError
+from gan_lightning.errors import ConfigError, DataError
 
 # Fixed, not `seed`: changing the training seed must not change which images are held out for the metrics.
 SPLIT_SEED = 12345
 
 
+def missing_folder_error(reason: str) -> DataError:
+    """The one line for a folder with nothing to train on."""
+    return DataError(
+        f"no images to train on: {reason}. --dataset folder reads every file ending in "
+        f"{', '.join(IMAGE_EXTENSIONS)} (any case) under the folder given by --data-dir (or "
+        f"GAN_DATA_DIR), searching subfolders too."
+    )
+
+
+def folder_classes(root: str | Path) -> list[str]:
+    """The classes of an image folder as torchvision's ImageFolder reads them: its subfolders' names, sorted (label
+    i is the i-th); one-line ConfigError when images lie directly in `root` (they would have no class) or it has no
+    subfolders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise missing_folder_error(f"the folder {root} does not exist")
+    with os.scandir(root) as entries:
+        loose = sorted(e.name for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
+                       and not e.name.startswith("."))  # fmt: skip
+    if loose:
+        raise ConfigError(f"--conditional takes each image's class from its subfolder of {root}, but {len(loose)} "
+                          f"image(s) lie directly in it (e.g. {loose[0]}); move them into a class subfolder or drop "
+                          "--conditional")  # fmt: skip
+    try:
+        classes, _ = find_classes(root)  # torchvision's own rule, so the labels match an ImageFolder of `root`
+    except FileNotFoundError:
+        raise ConfigError(f"--conditional needs one subfolder of images per class in {root}; it has no "
+                          "subfolders") from None  # fmt: skip
+    return classes
+
+
 class ImageFolderDataModule(GANDataModule):
     """Every image file under `data_dir` (recursively), resized and centre-cropped to `image_size`.
 
-    A fixed random `val_fraction` of the files is held out for validation. Subfolders are not classes:
-    labels are zeros. Subclasses (CelebA) change where the images are, how they split, and the error text.
+    A fixed random `val_fraction` of the files is held out for validation. Subfolders are not classes: labels are
+    zeros; with `conditional`, each top-level subfolder is a class (`folder_classes`, the order of torchvision's
+    ImageFolder) and an image's label is its subfolder's index; the files, their order and the split are the same
+    either way. Subclasses (CelebA) change where the images are, how they split, and the error text.
     """
 
     def __init__(
@@ -40,6 +76,7 @@ class ImageFolderDataModule(GANDataModule):
         channels: int = 3,
         skip_bad_images: bool = False,
         val_fraction: float = 0.05,
+        conditional: bool = False,
     ) -> None:
         workers = default_num_workers() if num_workers is None else num_workers
         super().__init__(data_dir, batch_size, workers, pin_memory, seed)
@@ -49,6 +86,13 @@ class ImageFolderDataModule(GANDataModule):
         self.channels = channels
         self.skip_bad_images = skip_bad_images
         self.val_fraction = val_fraction
+        self.conditional = conditional
+        self.class_names: list[str] | None = None
+
+    @classmethod
+    def read_classes(cls, data_dir: str, conditional: bool = False) -> list[str] | None:
+        """The class names a run over `data_dir` has: its subfolders' with `conditional`, else None (no labels)."""
+        return folder_classes(data_dir) if conditional else None
 
     @property
     def image_dir(self) -> Path:
@@ -56,11 +100,22 @@ class ImageFolderDataModule(GANDataModule):
         return Path(self.data_dir)
 
     def _missing_error(self, reason: str) -> DataError:
-        return DataError(
-            f"no images to train on: {reason}. --dataset folder reads every file ending in "
-            f"{', '.join(IMAGE_EXTENSIONS)} (any case) under the folder given by --data-dir (or "
-            f"GAN_DATA_DIR), searching subfolders too."
-        )
+        return missing_folder_error(reason)
+
+    def _labels(self, files: list[Path]) -> list[int] | None:
+        """Each file's class index (its top-level subfolder's) with `conditional`, else None (all zeros)."""
+        if not self.conditional:
+            return None
+        classes = folder_classes(self.image_dir)
+        index = {name: i for i, name in enumerate(classes)}
+        labels = [index[f.relative_to(self.image_dir).parts[0]] for f in files]
+        present = set(labels)
+        empty = [name for i, name in enumerate(classes) if i not in present]
+        if empty:
+            raise DataError(f"--conditional: the class folder {self.image_dir / empty[0]} has no images "
+                            f"({len(empty)} empty class folder(s)); add images or remove it")  # fmt: skip
+        self.class_names, self.num_classes = classes, len(classes)
+        return labels
 
     def prepare_data(self) -> None:
         """Nothing to download; fail early, on one process, when the folder is missing."""
@@ -80,15 +135,21 @@ class ImageFolderDataModule(GANDataModule):
         files = list_image_files(self.image_dir)
         if not files:
             raise self._missing_error(f"the folder {self.image_dir} contains no images ({', '.join(IMAGE_EXTENSIONS)})")
+        labels = self._labels(files)
         train_files, val_files = self._split(files)
         if not train_files:
             raise DataError(f"no training images left in {self.image_dir} after the validation split")
+        # by path, so whatever the split (CelebA's matches names) each image keeps its own label
+        label_of = dict(zip(files, labels, strict=True)) if labels is not None else None
+        train_labels, val_labels = ([label_of[f] for f in part] if label_of else None
+                                    for part in (train_files, val_files))  # fmt: skip
         kwargs = {"image_size": self.image_size, "channels": self.channels, "skip_bad_images": self.skip_bad_images}
         # The training images' cache budget is shared by every process that loads them: each rank's main process
         # or loader workers. The validation images are read once (their features are kept), so never cached.
         loaders = max(1, self.num_workers) * (self.trainer.world_size if self.trainer is not None else 1)
-        self.train_set = ImageFileDataset(train_files, cache_bytes=CACHE_BYTES // loaders, **kwargs)
-        self.val_set = ImageFileDataset(val_files, **kwargs)
+        cache = CACHE_BYTES // loaders
+        self.train_set = ImageFileDataset(train_files, labels=train_labels, cache_bytes=cache, **kwargs)
+        self.val_set = ImageFileDataset(val_files, labels=val_labels, **kwargs)
         if len(files) <= HEADER_CHECK_LIMIT:
             self.train_set.check_headers()
             self.val_set.check_headers()

@@ -7,6 +7,7 @@ knowing dataset names, so a new dataset is one DataModule file plus one `DATASET
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from gan_lightning.data.folder import ImageFolderDataModule
 from gan_lightning.data.mnist import MNISTDataModule
 from gan_lightning.data.stacked_mnist import StackedMNISTDataModule
 from gan_lightning.errors import ConfigError
-from gan_lightning.options import Option
+from gan_lightning.options import Option, call_with
 from gan_lightning.registry import Registry
 
 
@@ -27,6 +28,8 @@ class DatasetSpec:
     `channels` / `native_size` / `num_classes` are None when the dataset has none of its own (a folder: any channel
     count, no native size, no labels). `extractor` names the reference feature extractor for sample-quality metrics
     (`metrics.EXTRACTORS`), None for "Inception, when weights are given". `download` is the default of --download.
+    `read_classes(data_dir, **options)` is for datasets whose classes are found in the data, not fixed (a folder's
+    subfolders): it returns their names in label order, or None when the options give the run no classes.
     """
 
     datamodule: type[GANDataModule]
@@ -37,6 +40,16 @@ class DatasetSpec:
     download: bool = False
     extractor: str | None = None
     needs_data_dir: bool = False
+    read_classes: Callable[..., list[str] | None] | None = None
+
+    def class_names(self, data_dir: str | None, **options: Any) -> list[str] | None:
+        """The class names, in label order, that the data in `data_dir` has under `options` (those `read_classes`
+        takes), or None when the dataset declares no names (then `num_classes`, if set, is all it says)."""
+        if self.read_classes is None:
+            return None
+        if data_dir is None and self.needs_data_dir:
+            raise ConfigError(f"{self.datamodule.__name__} needs --data-dir pointing at a directory of images")
+        return call_with(self.read_classes, options, data_dir=data_dir)
 
     def accepts(self, option: str) -> bool:
         """Whether the DataModule takes `option` (the others do not apply to this dataset)."""
@@ -58,7 +71,8 @@ DATASETS.register("stacked_mnist")(DatasetSpec(StackedMNISTDataModule, channels=
                                                num_classes=1000, data_on_device=True, download=True,
                                                extractor="stacked_mnist_classifier"))
 DATASETS.register("celeba")(DatasetSpec(CelebADataModule, native_size=64))
-DATASETS.register("folder")(DatasetSpec(ImageFolderDataModule, needs_data_dir=True))
+DATASETS.register("folder")(DatasetSpec(ImageFolderDataModule, needs_data_dir=True,
+                                        read_classes=ImageFolderDataModule.read_classes))
 # fmt: on
 
 # Options of every dataset; a dataset that does not take one (its DataModule has no such parameter) refuses it.
