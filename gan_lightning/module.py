@@ -113,7 +113,8 @@ class GAN(LightningModule):
         self.objective = objective if objective is not None else build_objective(hp, DiffAugment.from_options(hp))
         self.d_steps = hp["d_steps"] or self.objective.default_d_steps
         if generator is None:
-            generator, discriminator = build_models(model, **{**hp, "latent_dim": self.latents.input_dim})
+            shape = {"latent_dim": self.latents.input_dim, "num_classes": self.latents.num_classes}
+            generator, discriminator = build_models(model, **{**hp, **shape})
         self.generator = generator
         self.discriminator = Critic.build(discriminator, num_classes=self.latents.num_classes,
                                           n_cat=self.latents.n_cat, n_cont=self.latents.n_cont)  # fmt: skip

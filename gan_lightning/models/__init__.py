@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
 from torch import nn
 
+from gan_lightning.errors import ConfigError
 from gan_lightning.models import dcgan as _dcgan  # noqa: F401  (registers "dcgan", "dcgan_mnist")
 from gan_lightning.models import mlp as _mlp  # noqa: F401  (registers "mlp")
 from gan_lightning.models import resnet as _resnet  # noqa: F401  (registers "resnet")
@@ -15,16 +18,31 @@ from gan_lightning.models.dcgan import (
     MNISTDCGANGenerator,
 )
 from gan_lightning.models.mlp import MLPDiscriminator, MLPGenerator
-from gan_lightning.models.registry import MODELS, builder_options, default_image_size, model_options
+from gan_lightning.models.registry import MODELS, WIDTHS, builder_options, default_image_size, model_options
 from gan_lightning.models.resnet import ResNetDiscriminator, ResNetGenerator
 
 
 def build_models(
-    name: str, *, latent_dim: int, channels: int, image_size: int, **options: object
+    name: str, *, latent_dim: int, channels: int, image_size: int, num_classes: int = 0, **options: object
 ) -> tuple[nn.Module, Discriminator]:
-    """Build the registered (generator, discriminator) pair `name`, passing it the options it declares."""
-    own = {k: v for k, v in options.items() if k in builder_options(name)}
-    return MODELS.get(name)(latent_dim=latent_dim, channels=channels, image_size=image_size, **own)
+    """Build the registered (generator, discriminator) pair `name`, passing it the options it declares.
+
+    `num_classes` says how many of the `latent_dim` input columns are one-hot labels (the last ones; 0 when
+    unconditional); a builder that conditions G otherwise than through its input takes it by name. A model option
+    that another builder declares and this one does not, set to other than its default, is refused in one line
+    (the widths excepted: every builder has received them, used or not, since before builders declared options).
+    """
+    builder, own = MODELS.get(name), builder_options(name)
+    for option in model_options():
+        takers = [m for m in MODELS.names() if option.name in builder_options(m)]
+        if takers and option.name not in own and option not in WIDTHS:
+            if options.get(option.name, option.default) != option.default:
+                raise ConfigError(f"{option.flag} {options[option.name]} does not apply to --model {name} (only "
+                                  f"{', '.join(takers)} take it); drop it")  # fmt: skip
+    given = {k: v for k, v in options.items() if k in own}
+    if "num_classes" in inspect.signature(builder).parameters:
+        given["num_classes"] = num_classes
+    return builder(latent_dim=latent_dim, channels=channels, image_size=image_size, **given)
 
 
 __all__ = [

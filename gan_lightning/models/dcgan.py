@@ -7,6 +7,7 @@ from torch import nn
 
 from gan_lightning.errors import ConfigError
 from gan_lightning.models.base import Discriminator
+from gan_lightning.models.cbn import G_CONDITIONING, cbn_classes, condition_batchnorms, run_layers, split_input
 from gan_lightning.models.registry import MODELS, WIDTHS, describe
 
 
@@ -17,7 +18,7 @@ def dcgan_weights_init(module: nn.Module) -> None:
     # no biases (BatchNorm's shift makes them redundant), so only BatchNorm biases are set.
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.affine:  # a cBN's own is not
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
 
@@ -28,14 +29,18 @@ def dcgan_weights_init(module: nn.Module) -> None:
 
 
 class MNISTDCGANGenerator(nn.Module):
-    """InfoGAN (appendix C.1) MNIST generator: two FC layers, then two stride-2 transposed convs to 28x28."""
+    """InfoGAN (appendix C.1) MNIST generator: two FC layers, then two stride-2 transposed convs to 28x28.
 
-    def __init__(self, latent_dim: int = 96, channels: int = 1):
+    `cbn_classes` > 0: class-conditional BatchNorm (`models/cbn.py`); the last `cbn_classes` of the `latent_dim`
+    input columns are one-hot labels, which go to every BatchNorm instead of the first layer.
+    """
+
+    def __init__(self, latent_dim: int = 96, channels: int = 1, cbn_classes: int = 0):
         super().__init__()
-        self.latent_dim = latent_dim
+        self.latent_dim, self.cbn_classes = latent_dim, cbn_classes
         self.image_shape = (channels, 28, 28)
         self.fc = nn.Sequential(
-            nn.Linear(latent_dim, 1024),  # (B, 1024)
+            nn.Linear(latent_dim - cbn_classes, 1024),  # (B, 1024)
             nn.ReLU(),
             nn.BatchNorm1d(1024),  # (B, 1024)
             nn.Linear(1024, 7 * 7 * 128),  # (B, 6272)
@@ -51,12 +56,16 @@ class MNISTDCGANGenerator(nn.Module):
             nn.ConvTranspose2d(64, channels, 4, stride=2, padding=1),  # (B, C, 28, 28)
             nn.Tanh(),  # images are normalised to [-1, 1]
         )
+        if cbn_classes:
+            condition_batchnorms(self.fc, cbn_classes)
+            condition_batchnorms(self.deconv, cbn_classes)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Map noise (B, latent_dim) to images (B, C, 28, 28) in [-1, 1]."""
-        x = self.fc(z)  # (B, 6272)
+        z, onehot = split_input(z, self.cbn_classes)  # (B, latent_dim - K), (B, K) or None
+        x = run_layers(self.fc, z, onehot)  # (B, 6272)
         x = x.view(z.shape[0], 128, 7, 7)  # (B, 128, 7, 7)
-        return self.deconv(x)  # (B, C, 28, 28)
+        return run_layers(self.deconv, x, onehot)  # (B, C, 28, 28)
 
 
 class MNISTDCGANDiscriminator(Discriminator):
@@ -80,13 +89,16 @@ class MNISTDCGANDiscriminator(Discriminator):
 
 
 @MODELS.register("dcgan_mnist")
-@describe(image_sizes=(28,))
-def dcgan_mnist(*, latent_dim: int, channels: int, image_size: int, **_: object) -> tuple[nn.Module, Discriminator]:
+@describe(options=(G_CONDITIONING,), image_sizes=(28,))
+def dcgan_mnist(
+    *, latent_dim: int, channels: int, image_size: int, g_conditioning: str = "input", num_classes: int = 0, **_: object
+) -> tuple[nn.Module, Discriminator]:
     """cs231n MNIST DCGAN; at 1x28x28 and latent 96, G has 6,675,009 and D 1,102,721 parameters."""
     if image_size != 28:
         # The 7x7 seed and the 4x4 map after two unpadded convs are hard-wired to 28x28 inputs.
         raise ConfigError(f"dcgan_mnist is 28x28 only (got image_size={image_size}); use --model dcgan for other sizes")
-    return MNISTDCGANGenerator(latent_dim, channels), MNISTDCGANDiscriminator(channels)
+    cbn = cbn_classes(g_conditioning, num_classes)
+    return MNISTDCGANGenerator(latent_dim, channels, cbn), MNISTDCGANDiscriminator(channels)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -106,18 +118,24 @@ def _num_stride2_layers(image_size: int) -> int:
 
 
 class DCGANGenerator(nn.Module):
-    """DCGAN generator: a 4x4 projection, then stride-2 transposed convs halving channels up to image_size."""
+    """DCGAN generator: a 4x4 projection, then stride-2 transposed convs halving channels up to image_size.
 
-    def __init__(self, latent_dim: int = 100, channels: int = 3, image_size: int = 64, ngf: int = 64):
+    `cbn_classes` > 0: class-conditional BatchNorm (`models/cbn.py`); the last `cbn_classes` of the `latent_dim`
+    input columns are one-hot labels, which go to every BatchNorm instead of the projection.
+    """
+
+    def __init__(
+        self, latent_dim: int = 100, channels: int = 3, image_size: int = 64, ngf: int = 64, cbn_classes: int = 0
+    ):
         super().__init__()
-        self.latent_dim = latent_dim
+        self.latent_dim, self.cbn_classes = latent_dim, cbn_classes
         self.image_shape = (channels, image_size, image_size)
         n = _num_stride2_layers(image_size)
         mult = 2 ** (n - 1)  # 8 at 64x64, so the last hidden layer has ngf channels
         layers: list[nn.Module] = [
             # A 4x4 "full" transposed conv on a 1x1 input is the paper's projection of z, with no bias
             # because BatchNorm's shift makes it redundant.
-            nn.ConvTranspose2d(latent_dim, ngf * mult, 4, 1, 0, bias=False),  # (B, ngf*mult, 4, 4)
+            nn.ConvTranspose2d(latent_dim - cbn_classes, ngf * mult, 4, 1, 0, bias=False),  # (B, ngf*mult, 4, 4)
             nn.BatchNorm2d(ngf * mult),
             nn.ReLU(True),
         ]
@@ -134,13 +152,14 @@ class DCGANGenerator(nn.Module):
             nn.ConvTranspose2d(ngf, channels, 4, 2, 1, bias=False),  # (B, C, S, S)
             nn.Tanh(),  # images are normalised to [-1, 1]
         ]
-        self.main = nn.Sequential(*layers)
+        self.main = condition_batchnorms(nn.Sequential(*layers), cbn_classes) if cbn_classes else nn.Sequential(*layers)
         self.apply(dcgan_weights_init)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Map noise (B, latent_dim) to images (B, C, S, S) in [-1, 1]."""
+        z, onehot = split_input(z, self.cbn_classes)  # (B, nz), (B, K) or None
         x = z.view(z.shape[0], -1, 1, 1)  # (B, nz, 1, 1)
-        return self.main(x)  # (B, C, S, S)
+        return run_layers(self.main, x, onehot)  # (B, C, S, S)
 
 
 class DCGANDiscriminator(Discriminator):
@@ -172,14 +191,15 @@ class DCGANDiscriminator(Discriminator):
 
 
 @MODELS.register("dcgan")
-@describe(options=WIDTHS, image_sizes=(32, 64, 128, 256, 512, 1024))
+@describe(options=(*WIDTHS, G_CONDITIONING), image_sizes=(32, 64, 128, 256, 512, 1024))
 def dcgan(
-    *, latent_dim: int, channels: int, image_size: int, ngf: int = 64, ndf: int = 64, **_: object
+    *, latent_dim: int, channels: int, image_size: int, ngf: int = 64, ndf: int = 64, g_conditioning: str = "input",
+    num_classes: int = 0, **_: object
 ) -> tuple[nn.Module, Discriminator]:
     """DCGAN pair; at nz 100, ngf = ndf = 64, 3x64x64, G has 3,576,704 and D 2,765,568 parameters."""
     if ngf < 1 or ndf < 1:
         raise ConfigError(f"dcgan needs ngf >= 1 and ndf >= 1 (got ngf={ngf}, ndf={ndf})")
     return (
-        DCGANGenerator(latent_dim, channels, image_size, ngf),
+        DCGANGenerator(latent_dim, channels, image_size, ngf, cbn_classes(g_conditioning, num_classes)),
         DCGANDiscriminator(channels, image_size, ndf),
     )
