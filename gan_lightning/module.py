@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 from gan_lightning import optim
-from gan_lightning.augment import DiffAugment
+from gan_lightning.augment import AdaptiveAugment, DiffAugment, build_augment
 from gan_lightning.compat import FORMAT as CHECKPOINT_FORMAT
 from gan_lightning.compat import upgrade_checkpoint
 from gan_lightning.components import build_component, describe_component, is_spec
@@ -110,7 +110,7 @@ class GAN(LightningModule):
         # Injected components are saved by class and options (their weights are in the state dict).
         self.save_hyperparameters({**hp, **{k: describe_component(v) for k, v in injected.items() if v is not None}})
         self.latents = LatentSpace.from_options(hp)
-        self.objective = objective if objective is not None else build_objective(hp, DiffAugment.from_options(hp))
+        self.objective = objective if objective is not None else build_objective(hp, build_augment(hp))
         self.d_steps = hp["d_steps"] or self.objective.default_d_steps
         if generator is None:
             shape = {"latent_dim": self.latents.input_dim, "num_classes": self.latents.num_classes}
@@ -134,7 +134,7 @@ class GAN(LightningModule):
         objectives = (declared(OBJECTIVES.get(name)) for name in OBJECTIVES.names())
         regularizers = (declared(REGULARIZERS.get(name)) for name in REGULARIZERS.names())
         return Options(model_options(), declared(LatentSpace, heads), *objectives, *regularizers,
-                       declared(optim, DiffAugment, EMA, sys.modules[__name__]))  # fmt: skip
+                       declared(optim, DiffAugment, AdaptiveAugment, EMA, sys.modules[__name__]))  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------- counting
     @property

@@ -101,7 +101,9 @@ class Objective(nn.Module):
     the gammas of the zero-centred penalties gamma/2 E||grad D||^2 on reals and on fakes (Mescheder et al. 2018;
     R3GAN uses both), applied every `reg_every` D steps and scaled by it (StyleGAN2's lazy regularization);
     `info_weight` weighs InfoGAN's mutual-information term (used when D has a Q head). `augment(x, rng)`, when
-    given, transforms every image D sees, real or fake, in both phases and inside R1/R2 (DiffAugment).
+    given, transforms every image D sees, real or fake, in both phases and inside R1/R2 (DiffAugment); one with
+    `observe(real_logits, step)` receives D's logits on the real batch after each D update (ADA tunes its
+    probability to them) and one with `stats()` has them logged.
     """
 
     # fmt: off
@@ -214,6 +216,8 @@ class Objective(nn.Module):
             loss = loss + self.info_weight * info
         outputs = DOutputs(real_out.logits, fake_out.logits, real, latents)
         loss = self._add_terms(loss, stats, [reg.d_term(outputs, step) for reg in self.regularizers])
+        if hasattr(self.augment, "observe"):  # an augmentation that tunes itself to D's real logits (e.g. ADA)
+            self.augment.observe(real_out.logits, step)
         if hasattr(self.augment, "stats"):  # e.g. an adaptive augmentation's probability
             stats.update(self.augment.stats())
         return PhaseLoss(loss, {k: v.detach() for k, v in stats.items()})
