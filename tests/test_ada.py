@@ -1,5 +1,5 @@
 """Adaptive augmentation (ADA): the p controller on scripted logits, per-sample probability, DDP agreement, logged
-statistics, checkpointed state and exact resume."""
+statistics, checkpointed state and exact resume (with LeCam on too)."""
 
 from __future__ import annotations
 
@@ -140,14 +140,16 @@ def test_an_injected_adaptive_augmentation_is_recorded_and_rebuilt(tmp_path):
     assert torch.equal(loaded.p, ada.p)
 
 
-def test_resume_with_ada_matches_the_uninterrupted_run(tmp_path, fake_mnist_dir):
+def test_resume_with_ada_and_lecam_matches_the_uninterrupted_run(tmp_path, fake_mnist_dir):
     # interval 3 with 2 D updates per iteration: the half-way checkpoint falls mid-interval, so the interval's
-    # partial sums must come back too; kimg 0.2 = steps of 3 x 32 / 200 reals, so p visibly moves in 10 iterations
-    extra = ("--model", "mlp", "--ada-target", "0.6", "--ada-interval", "3", "--ada-kimg", "0.2")
+    # partial sums must come back too; kimg 0.2 = steps of 3 x 32 / 200 reals, so p visibly moves in 10 iterations.
+    # LeCam's anchors (tests/test_lecam.py) are the other state that must come back.
+    extra = ("--model", "mlp", "--ada-target", "0.6", "--ada-interval", "3", "--ada-kimg", "0.2", "--lecam", "0.3")
     train(tmp_path / "straight", fake_mnist_dir, "--max-steps", "10", *extra)
     train(tmp_path / "resumed", fake_mnist_dir, "--max-steps", "5", *extra)
     _, half = generator_weights(tmp_path / "resumed")
     assert float(half["state_dict"]["objective.augment.p"]) > 0
+    assert float(half["state_dict"]["objective.regularizers.0.alpha_real"]) != 0
     assert float(half["state_dict"]["objective.augment.count"]) == 32  # 10 D updates = 3 intervals + 1
     train(tmp_path / "resumed", fake_mnist_dir, "--max-steps", "10", "--ckpt-path", "last", *extra)
     (_, straight), (_, resumed) = generator_weights(tmp_path / "straight"), generator_weights(tmp_path / "resumed")

@@ -8,10 +8,11 @@ latents and the step index, and returns a `Term`: the loss to add and the statis
 `train/<name>`, no list to edit). Under DDP each rank updates its own buffers and rank zero's are the ones saved:
 a regularizer whose state must agree across ranks all-reduces it itself (resume is exact on one process).
 
-A new regularizer is one file: a subclass with `options` (see `gan_lightning.options`), `from_options` returning
-None when its options switch it off, and `@REGULARIZERS.register(name)`; the GAN then builds it from the command
-line like any other component. R1, R2 and the WGAN-GP penalty stay in `objectives.Objective`, which needs them
-before D runs (their inputs must require grad), as NVlabs' `StyleGAN2Loss` keeps R1.
+A new regularizer is one file (`lecam.py` here is one): a subclass with `options` (see `gan_lightning.options`),
+`from_options` returning None when its options switch it off, and `@REGULARIZERS.register(name)`; the GAN then builds
+it from the command line like any other component; a file in this package is imported at the bottom of this one.
+R1, R2 and the WGAN-GP penalty stay in `objectives.Objective`, which needs them before D runs (their inputs must
+require grad), as NVlabs' `StyleGAN2Loss` keeps R1.
 """
 
 from __future__ import annotations
@@ -72,3 +73,7 @@ def build_regularizers(options: Mapping[str, Any]) -> list[Regularizer]:
     """Every registered regularizer the declared `options` switch on, in registry order."""
     built = (REGULARIZERS.get(name).from_options(options) for name in REGULARIZERS.names())
     return [reg for reg in built if reg is not None]
+
+
+# The registered regularizers, one file each; imported last because they subclass what this file defines.
+from gan_lightning.regularizers import lecam as _lecam  # noqa: E402, F401  (registers "lecam")

@@ -1,0 +1,89 @@
+"""LeCam regularization (Tseng et al. 2021, "Regularizing Generative Adversarial Networks under Limited Data").
+
+D's outputs are pulled toward moving averages of the other side's: its real logits toward the average fake logit
+and its fake logits toward the average real logit, which bounds how far apart D can push the two when data is
+scarce (the paper relates it to the LeCam divergence). As in StudioGAN's `lecam_reg` and google/lecam-gan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from gan_lightning.errors import ConfigError
+from gan_lightning.options import Option
+from gan_lightning.regularizers import REGULARIZERS, DOutputs, Regularizer, Term
+
+Tensor = torch.Tensor
+
+
+@REGULARIZERS.register("lecam")
+class LeCam(Regularizer):
+    """D phase: weight x (E[(D(x) - alpha_fake)^2] + E[(D(G(z)) - alpha_real)^2]); nothing in the G phase.
+
+    alpha_real and alpha_fake are moving averages (decay `decay`) of D's mean real and fake logits, kept in buffers
+    (checkpointed, resumed exactly). As in StudioGAN, the anchors are updated first, with this D update's detached
+    means, and the term then uses the updated anchors. Before D update `start` (StudioGAN's lecam_ema_start_iter,
+    counted here in D updates) the anchors just take the latest means and the term is not added; at D update 0
+    they take the latest means whatever `start` is, so they never start from an arbitrary constant (the reference
+    code starts them at a large constant and relies on a start > 0).
+
+    The paper writes the two-sided squares above; the official code and StudioGAN use the one-sided
+    E[relu(D(x) - alpha_fake)^2] + E[relu(alpha_real - D(G(z)))^2], which only penalises a D more confident than the
+    anchors: `one_sided=True` (`--lecam-one-sided`). Under DDP the batch means are all-reduced before the update,
+    so every rank keeps the same anchors (StudioGAN gathers the logits of all ranks: the same means).
+    """
+
+    # fmt: off
+    options = (
+        Option("lecam", 0.0, "LeCam regularization weight (Tseng et al. 2021): D's real logits toward the moving "
+               "average of its fake ones and vice versa, e.g. 0.3", minimum=0, metavar="WEIGHT"),
+        Option("lecam_decay", 0.99, "LeCam: EMA decay of the anchors (D's mean real and fake logits)", minimum=0,
+               below=1),
+        Option("lecam_start", 0, "LeCam: for the first N D updates the anchors track the latest means, no term",
+               minimum=0, metavar="N"),
+        Option("lecam_one_sided", False, "LeCam: the official code's one-sided relu(...)^2 form instead of the "
+               "paper's squares"),
+    )
+    # fmt: on
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> LeCam | None:
+        """LeCam when `--lecam` is positive, else None."""
+        if not options["lecam"]:
+            return None
+        return cls(options["lecam"], decay=options["lecam_decay"], start=options["lecam_start"],
+                   one_sided=options["lecam_one_sided"])  # fmt: skip
+
+    def __init__(self, weight: float, decay: float = 0.99, start: int = 0, one_sided: bool = False) -> None:
+        super().__init__()
+        if weight < 0 or not 0 <= decay < 1 or start < 0:
+            raise ConfigError(f"LeCam needs weight >= 0, 0 <= decay < 1 and start >= 0, got {weight}, {decay}, {start}")
+        self.weight, self.decay, self.start, self.one_sided = float(weight), float(decay), int(start), bool(one_sided)
+        self.register_buffer("alpha_real", torch.zeros(()))
+        self.register_buffer("alpha_fake", torch.zeros(()))
+
+    @torch.no_grad()
+    def _update_anchors(self, real_logits: Tensor, fake_logits: Tensor, step: int) -> None:
+        means = torch.stack([real_logits.detach().float().mean(), fake_logits.detach().float().mean()])  # (2,)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(means)
+            means /= dist.get_world_size()
+        keep = self.decay if step >= max(self.start, 1) else 0.0  # before any average exists, the latest means
+        self.alpha_real.lerp_(means[0], 1 - keep)
+        self.alpha_fake.lerp_(means[1], 1 - keep)
+
+    def d_term(self, out: DOutputs, step: int) -> Term:
+        """weight x LeCam on this D update's live logits, after moving the anchors (see the class docstring)."""
+        real, fake = out.real_logits.float(), out.fake_logits.float()  # (B,), (B,)
+        self._update_anchors(real, fake, step)
+        if self.one_sided:
+            reg = F.relu(real - self.alpha_fake).square().mean() + F.relu(self.alpha_real - fake).square().mean()
+        else:
+            reg = (real - self.alpha_fake).square().mean() + (fake - self.alpha_real).square().mean()
+        stats = {"lecam": reg, "lecam_alpha_real": self.alpha_real.clone(), "lecam_alpha_fake": self.alpha_fake.clone()}
+        return Term(self.weight * reg if step >= self.start else None, stats)

@@ -1,0 +1,123 @@
+"""LeCam regularization: the term and the anchors against hand-computed values, the start iteration, gradients in
+the D phase only, options, DDP agreement and checkpointed anchors (exact resume with ADA: tests/test_ada.py)."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.utils.data import DataLoader, TensorDataset
+
+from gan_lightning import GAN
+from gan_lightning.objectives import Batch
+from gan_lightning.regularizers import REGULARIZERS, DOutputs, build_regularizers
+from gan_lightning.regularizers.lecam import LeCam
+
+from conftest import cpu_trainer
+
+
+def outputs(real: list[float], fake: list[float], grad: bool = False) -> DOutputs:
+    r, f = torch.tensor(real, requires_grad=grad), torch.tensor(fake, requires_grad=grad)
+    return DOutputs(r, f, None, None)
+
+
+def test_term_and_anchors_match_hand_computed_values():
+    lecam = LeCam(0.5, decay=0.75)
+    # D update 0: the anchors take the batch means (real 2, fake -1), then
+    # E[(real - -1)^2] = (4 + 16) / 2 = 10 and E[(fake - 2)^2] = (16 + 4) / 2 = 10
+    term = lecam.d_term(outputs([1.0, 3.0], [-2.0, 0.0]), step=0)
+    assert (float(lecam.alpha_real), float(lecam.alpha_fake)) == (2.0, -1.0)
+    assert float(term.stats["lecam"]) == 20.0 and float(term.loss) == 10.0
+    # D update 1 (means 1, 1): alpha_real = 0.75 * 2 + 0.25 * 1 = 1.75, alpha_fake = 0.75 * -1 + 0.25 * 1 = -0.5;
+    # E[(real + 0.5)^2] = (0.25 + 6.25) / 2 = 3.25, E[(fake - 1.75)^2] = (3.0625 + 0.0625) / 2 = 1.5625
+    term = lecam.d_term(outputs([0.0, 2.0], [0.0, 2.0]), step=1)
+    assert (float(lecam.alpha_real), float(lecam.alpha_fake)) == (1.75, -0.5)
+    assert float(term.stats["lecam"]) == 4.8125 and float(term.loss) == 0.5 * 4.8125
+    assert (float(term.stats["lecam_alpha_real"]), float(term.stats["lecam_alpha_fake"])) == (1.75, -0.5)
+
+
+def test_one_sided_form_only_penalises_a_d_more_confident_than_the_anchors():
+    lecam = LeCam(1.0, decay=0.75, one_sided=True)
+    lecam.d_term(outputs([1.0, 3.0], [-2.0, 0.0]), step=0)
+    # anchors 1.75 / -0.5 as above; relu(real + 0.5) = 0.5, 2.5; relu(1.75 - fake) = 1.75, 0 (fake 2 is above)
+    term = lecam.d_term(outputs([0.0, 2.0], [0.0, 2.0]), step=1)
+    assert float(term.loss) == (0.25 + 6.25) / 2 + (3.0625 + 0.0) / 2
+
+
+def test_before_start_the_anchors_track_the_latest_means_and_no_term_is_added():
+    lecam = LeCam(1.0, decay=0.5, start=2)
+    for step, (real, fake) in enumerate([([1.0], [-1.0]), ([4.0], [-4.0])]):
+        term = lecam.d_term(outputs(real, fake), step=step)
+        assert term.loss is None and (float(lecam.alpha_real), float(lecam.alpha_fake)) == (real[0], fake[0])
+    term = lecam.d_term(outputs([2.0], [0.0]), step=2)  # from `start` on: the moving average, and the term
+    assert (float(lecam.alpha_real), float(lecam.alpha_fake)) == (3.0, -2.0)
+    assert float(term.loss) == (2.0 + 2.0) ** 2 + (0.0 - 3.0) ** 2
+
+
+def test_gradient_reaches_both_logits_in_the_d_phase_and_the_g_phase_has_no_term():
+    lecam = LeCam(0.5, decay=0.75)
+    lecam.d_term(outputs([1.0, 3.0], [-2.0, 0.0]), step=0)
+    out = outputs([0.0, 2.0], [0.0, 2.0], grad=True)
+    lecam.d_term(out, step=1).loss.backward()
+    # d/dreal 0.5 * mean((real - alpha_fake)^2) = 0.5 * 2 * (real + 0.5) / 2; fake likewise around alpha_real 1.75
+    assert torch.equal(out.real_logits.grad, torch.tensor([0.25, 1.25]))
+    assert torch.equal(out.fake_logits.grad, torch.tensor([-0.875, 0.125]))
+    term = lecam.g_term(outputs([0.0], [0.0], grad=True), step=1)
+    assert term.loss is None and term.stats == {}
+
+
+def twins(**options) -> tuple[GAN, GAN]:
+    torch.manual_seed(0)
+    plain = GAN("mlp", latent_dim=8, **options)
+    torch.manual_seed(0)
+    return plain, GAN("mlp", latent_dim=8, lecam=0.5, **options)
+
+
+def test_the_objective_adds_the_weighted_term_in_the_d_phase_only():
+    plain, lecam = twins()
+    real = Batch(torch.rand(8, 1, 28, 28) * 2 - 1)
+    latents = plain.latents.draw(8, torch.Generator().manual_seed(1), torch.device("cpu"))
+    d = [gan.objective.d_loss(gan.generator, gan.discriminator, real, latents, torch.Generator().manual_seed(2))
+         for gan in (plain, lecam)]  # fmt: skip
+    assert float(d[1].stats["lecam"]) > 0
+    torch.testing.assert_close(d[1].loss, d[0].loss + 0.5 * d[1].stats["lecam"])
+    grads = [torch.autograd.grad(x.loss, list(gan.discriminator.parameters()))
+             for x, gan in zip(d, (plain, lecam), strict=True)]  # fmt: skip
+    assert any(not torch.equal(a, b) for a, b in zip(*grads, strict=True))  # the term reaches D's weights
+    g = [gan.objective.g_loss(gan.generator, gan.discriminator, real, latents, torch.Generator().manual_seed(2))
+         for gan in (plain, lecam)]  # fmt: skip
+    assert torch.equal(g[0].loss, g[1].loss) and g[0].stats.keys() == g[1].stats.keys()
+
+
+def test_options_switch_it_on_and_its_anchors_round_trip_through_a_checkpoint(tmp_path):
+    assert "lecam" in REGULARIZERS and {"lecam", "lecam_decay", "lecam_start", "lecam_one_sided"} <= set(
+        GAN.declared_options().names()
+    )
+    defaults = GAN.declared_options().defaults()
+    assert build_regularizers(defaults) == []
+    (built,) = build_regularizers({**defaults, "lecam": 0.3, "lecam_decay": 0.9, "lecam_start": 5})
+    assert (type(built), built.weight, built.decay, built.start, built.one_sided) == (LeCam, 0.3, 0.9, 5, False)
+    _, gan = twins(lecam_decay=0.5)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2))
+    trainer.fit(gan, DataLoader(TensorDataset(torch.rand(16, 1, 28, 28) * 2 - 1), batch_size=8))
+    (trained,) = gan.objective.regularizers
+    assert float(trained.alpha_real) != 0 and float(trained.alpha_fake) != 0
+    trainer.save_checkpoint(tmp_path / "gan.ckpt")
+    (loaded,) = GAN.load_from_checkpoint(tmp_path / "gan.ckpt").objective.regularizers
+    assert (type(loaded), loaded.weight, loaded.decay) == (LeCam, 0.5, 0.5)
+    assert torch.equal(loaded.alpha_real, trained.alpha_real) and torch.equal(loaded.alpha_fake, trained.alpha_fake)
+
+
+def _anchors_on_rank(rank: int, world: int, init: str) -> None:
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        lecam = LeCam(1.0, decay=0.5)
+        # rank means: real 1 and 3, fake -1 and -3: both ranks anchor on the means over all ranks
+        lecam.d_term(outputs([1.0, 1.0], [-1.0, -1.0]) if rank == 0 else outputs([2.0, 4.0], [-3.0, -3.0]), step=0)
+        assert (float(lecam.alpha_real), float(lecam.alpha_fake)) == (2.0, -2.0)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_all_reduce_the_means_and_agree_on_the_anchors(tmp_path):
+    mp.spawn(_anchors_on_rank, args=(2, f"file://{tmp_path / 'rendezvous'}"), nprocs=2)
