@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from gan_lightning.accumulate import check_divisible
 from gan_lightning.command import CommandStopped, Parser, one_line, run_command
 from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.data import registry as data_registry
@@ -161,6 +162,7 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
             setattr(cfg, option.name, derived.get(option.name, option.default))
         option.validate(getattr(cfg, option.name))
     _check_dataset(cfg, spec, names)
+    check_divisible(cfg.batch_size, cfg.accumulate)  # the module checks every batch too; this fails before any work
     return cfg
 
 

@@ -4,6 +4,7 @@ the latent space (`latents.py`), the objective (`objectives.py`), the EMA genera
 from __future__ import annotations
 
 import sys
+from functools import partial
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from gan_lightning import optim
+from gan_lightning import accumulate, optim
 from gan_lightning.augment import AdaptiveAugment, DiffAugment, build_augment
 from gan_lightning.compat import FORMAT as CHECKPOINT_FORMAT
 from gan_lightning.compat import upgrade_checkpoint
@@ -22,7 +23,7 @@ from gan_lightning.guards import AmpSkipCounter, FiniteGuard, GlobalRNG, NonFini
 from gan_lightning.latents import Latents, LatentSpace
 from gan_lightning.models import build_models, heads, model_options
 from gan_lightning.models.heads import Critic, spectral_norm_all
-from gan_lightning.objectives import OBJECTIVES, Batch, Objective, build_objective
+from gan_lightning.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, build_objective
 from gan_lightning.optim import build_optimizers
 from gan_lightning.options import Option, Options, call_with, declared
 from gan_lightning.regularizers import REGULARIZERS
@@ -93,6 +94,7 @@ class GAN(LightningModule):
     `load_from_checkpoint(path)` rebuilds them too. Each batch is split into `d_steps` chunks so every D update
     sees fresh real images. Lightning's `global_step` counts optimizer steps, `d_steps + 1` per iteration;
     `iteration` counts generator updates, and `optimizer_steps(n)` converts an iteration budget for the Trainer.
+    With `accumulate=N` each update backpropagates N micro-batches, then steps (`accumulate.py`).
     """
 
     def __init__(self, model: str = "mlp", *, generator: nn.Module | dict | None = None,
@@ -134,7 +136,7 @@ class GAN(LightningModule):
         objectives = (declared(OBJECTIVES.get(name)) for name in OBJECTIVES.names())
         regularizers = (declared(REGULARIZERS.get(name)) for name in REGULARIZERS.names())
         return Options(model_options(), declared(LatentSpace, heads), *objectives, *regularizers,
-                       declared(optim, DiffAugment, AdaptiveAugment, EMA, sys.modules[__name__]))  # fmt: skip
+                       declared(optim, accumulate, DiffAugment, AdaptiveAugment, EMA, sys.modules[__name__]))  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------- counting
     @property
@@ -222,12 +224,11 @@ class GAN(LightningModule):
             for i, chunk in enumerate(real.split(self.d_steps)):
                 # conditional fakes take the real labels: both sides of D (and any penalty) see the same classes
                 latents = self.latents.draw(len(chunk.images), rng, self.device, labels=chunk.labels)
-                d = self.objective.d_loss(G, D, chunk, latents, rng, step=iteration * self.d_steps + i)
-                self._update(opt_d, d.loss)
+                d_loss = partial(self.objective.d_loss, G, D, rng=rng, step=iteration * self.d_steps + i)
+                d = self._update(opt_d, d_loss, chunk, latents)
         with self.toggled_optimizer(opt_g):
             latents = self.latents.draw(len(chunk.images), rng, self.device)
-            g = self.objective.g_loss(G, D, chunk, latents, rng, step=iteration)
-            self._update(opt_g, g.loss)
+            g = self._update(opt_g, partial(self.objective.g_loss, G, D, rng=rng, step=iteration), chunk, latents)
         iteration += 1
         if self.ema is not None:
             self.ema.update(G, iteration)
@@ -245,11 +246,14 @@ class GAN(LightningModule):
             return type(batch)([t.to(device, non_blocking=non_blocking) for t in batch])
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def _update(self, optimizer: Any, loss: Tensor) -> None:
-        """zero_grad, backward and step through Lightning (precision plugin, strategy); counts fp16-skipped steps."""
+    def _update(self, optimizer: Any, phase: accumulate.Phase, real: Batch, latents: Latents) -> PhaseLoss:
+        """zero_grad, backward of `phase`'s loss (over `accumulate` micro-batches) and one step through Lightning
+        (precision plugin, strategy); counts fp16-skipped steps."""
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        out = accumulate.accumulate(phase, real, latents, self.hparams.accumulate, self.manual_backward,
+                                    self.trainer.strategy)  # fmt: skip
         self.amp.step(getattr(self.trainer.precision_plugin, "scaler", None), optimizer.step)
+        return out
 
     def _log_step(self, stats: dict[str, Tensor]) -> None:
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)

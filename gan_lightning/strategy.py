@@ -13,8 +13,8 @@ range, which is the range CI tests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Generator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -98,6 +98,19 @@ class PerNetworkDDPStrategy(DDPStrategy):
         """Nothing to flush: the reducers all-reduce during backward (no static-graph delay)."""
         if not self.wrappers:
             super().post_backward(closure_loss)
+
+    @contextmanager
+    def block_backward_sync(self) -> Generator[None, None, None]:
+        """No gradient all-reduce for backward passes inside (accumulation's micro-batches before the last): every
+        wrapper's `no_sync()`, so its reducer is not armed and gradients accumulate locally until a synced backward."""
+        if not self.wrappers:
+            with super().block_backward_sync():
+                yield
+            return
+        with ExitStack() as stack:
+            for wrapper in self.wrappers:
+                stack.enter_context(wrapper.no_sync())
+            yield
 
     def teardown(self) -> None:
         """Drop the wrappers (the networks stay in the module as they are)."""

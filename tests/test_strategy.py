@@ -57,10 +57,10 @@ def test_each_phase_freezes_the_other_network_and_keeps_user_frozen_parameters(t
     seen = []
 
     class Spy(GAN):
-        def _update(self, optimizer, loss):
+        def _update(self, optimizer, *args):
             seen.append((all(p.requires_grad for p in self.discriminator.parameters()),
                          [p.requires_grad for p in self.generator.parameters()]))  # fmt: skip
-            super()._update(optimizer, loss)
+            return super()._update(optimizer, *args)
 
     gan = Spy("mlp", latent_dim=8, d_steps=2)
     user_frozen = next(gan.generator.parameters())
