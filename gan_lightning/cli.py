@@ -22,6 +22,8 @@ from gan_lightning.files import check_writable_dir, reason
 from gan_lightning.guards import NonFiniteLossError
 from gan_lightning.models import default_image_size
 from gan_lightning.options import Option, Options, declared
+from gan_lightning.schedules import TARGETS as SCHEDULED
+from gan_lightning.schedules import check_run_length
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cs231n_gan": {"model": "mlp", "loss": "bce", "noise": "uniform", "latent_dim": 96, "lr": 1e-3,
@@ -162,7 +164,9 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
             setattr(cfg, option.name, derived.get(option.name, option.default))
         option.validate(getattr(cfg, option.name))
     _check_dataset(cfg, spec, names)
-    check_divisible(cfg.batch_size, cfg.accumulate)  # the module checks every batch too; this fails before any work
+    # the module checks these too, during training; here they fail before anything is written
+    check_divisible(cfg.batch_size, cfg.accumulate)
+    check_run_length([t for t in SCHEDULED if getattr(cfg, f"{t}_schedule") != "constant"], cfg.max_steps)
     return cfg
 
 

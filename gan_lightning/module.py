@@ -12,7 +12,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from gan_lightning import accumulate, optim
+from gan_lightning import accumulate, optim, schedules
 from gan_lightning.augment import AdaptiveAugment, DiffAugment, build_augment
 from gan_lightning.compat import FORMAT as CHECKPOINT_FORMAT
 from gan_lightning.compat import upgrade_checkpoint
@@ -27,6 +27,7 @@ from gan_lightning.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, bu
 from gan_lightning.optim import build_optimizers
 from gan_lightning.options import Option, Options, call_with, declared
 from gan_lightning.regularizers import REGULARIZERS
+from gan_lightning.schedules import Schedules, total_iterations
 
 Tensor = torch.Tensor
 __all__ = ["GAN", "NonFiniteLossError", "iteration_seed"]
@@ -63,6 +64,26 @@ def compile_networks(G: nn.Module, D: nn.Module, objective: Any) -> None:
                        "double backward and the gradient penalties (WGAN-GP, R1, R2) need one")  # fmt: skip
 
 
+def training_batch(batch: Any, conditional: bool, channels_last: bool) -> Batch:
+    """A loader's batch as a `Batch`, checked for labels when training is conditional, NHWC when asked."""
+    real = Batch.of(batch)
+    if conditional and real.labels is None:
+        raise ConfigError("conditional training needs (images, labels) batches")
+    if channels_last and real.images.ndim == 4:
+        real = real._replace(images=real.images.contiguous(memory_format=torch.channels_last))
+    return real
+
+
+def move_tensors(batch: Any, device: torch.device) -> Any | None:
+    """A tuple or list of tensors moved tensor by tensor (None for any other batch)."""
+    if type(batch) in (tuple, list) and all(isinstance(t, Tensor) for t in batch):
+        # Lightning's generic walk costs more Python per batch than this whole module's bookkeeping; as Lightning,
+        # no non-blocking copies to the CPU or MPS
+        non_blocking = device.type not in ("cpu", "mps")
+        return type(batch)([t.to(device, non_blocking=non_blocking) for t in batch])
+    return None
+
+
 def iteration_seed(seed: int, rank: int, iteration: int) -> int:
     """The seed of one iteration's randomness on one rank.
 
@@ -94,7 +115,8 @@ class GAN(LightningModule):
     `load_from_checkpoint(path)` rebuilds them too. Each batch is split into `d_steps` chunks so every D update
     sees fresh real images. Lightning's `global_step` counts optimizer steps, `d_steps + 1` per iteration;
     `iteration` counts generator updates, and `optimizer_steps(n)` converts an iteration budget for the Trainer.
-    With `accumulate=N` each update backpropagates N micro-batches, then steps (`accumulate.py`).
+    With `accumulate=N` each update backpropagates N micro-batches, then steps (`accumulate.py`); schedules of the
+    learning rate, R1/R2 gamma, EMA horizon and augmentation probability are set per iteration (`schedules.py`).
     """
 
     def __init__(self, model: str = "mlp", *, generator: nn.Module | dict | None = None,
@@ -123,6 +145,7 @@ class GAN(LightningModule):
         if hp["spectral_norm"]:
             spectral_norm_all(self.discriminator)
         self.ema = EMA.from_options(generator, hp)
+        self.schedules = Schedules.from_options(hp, self.objective, self.ema)
         self.finite = FiniteGuard(hp["finite_check_every"])
         self.amp = AmpSkipCounter()
         self.automatic_optimization = False
@@ -136,7 +159,8 @@ class GAN(LightningModule):
         objectives = (declared(OBJECTIVES.get(name)) for name in OBJECTIVES.names())
         regularizers = (declared(REGULARIZERS.get(name)) for name in REGULARIZERS.names())
         return Options(model_options(), declared(LatentSpace, heads), *objectives, *regularizers,
-                       declared(optim, accumulate, DiffAugment, AdaptiveAugment, EMA, sys.modules[__name__]))  # fmt: skip
+                       declared(optim, accumulate, schedules, DiffAugment, AdaptiveAugment, EMA,
+                                sys.modules[__name__]))  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------- counting
     @property
@@ -212,14 +236,12 @@ class GAN(LightningModule):
     # -------------------------------------------------------------------------------------------- training
     def training_step(self, batch: Any, batch_idx: int) -> None:
         """One iteration: `d_steps` D updates on fresh real chunks, then one G update on the last chunk."""
-        real = Batch.of(batch)
-        if self.latents.num_classes and real.labels is None:
-            raise ConfigError("conditional training needs (images, labels) batches")
-        if self.hparams.channels_last and real.images.ndim == 4:
-            real = real._replace(images=real.images.contiguous(memory_format=torch.channels_last))
+        real = training_batch(batch, bool(self.latents.num_classes), self.hparams.channels_last)
         opt_g, opt_d = self.optimizers()
         iteration = self.iteration  # completed so far; the D-step index of update i is iteration * d_steps + i
         G, D, rng = self.generator, self.discriminator, self.iteration_rng(iteration)
+        total = total_iterations(self.trainer.max_steps, self.steps_per_iteration)
+        scheduled = self.schedules.apply(self, iteration, total)  # lr, gamma, EMA horizon, augmentation p
         with self.toggled_optimizer(opt_d):
             for i, chunk in enumerate(real.split(self.d_steps)):
                 # conditional fakes take the real labels: both sides of D (and any penalty) see the same classes
@@ -235,16 +257,12 @@ class GAN(LightningModule):
         self.finite.step(iteration, (d.loss.detach(), g.loss.detach()), self.trainer.strategy)  # regularizers included
         # Lightning writes step metrics only every `log_every_n_steps` batches: build them only then.
         if iteration % max(1, self.trainer.log_every_n_steps) == 0:
-            self._log_step(d.stats | g.stats)
+            self._log_step(d.stats | g.stats, scheduled)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Move an (images, labels) batch tensor by tensor; other batch types take Lightning's generic walk."""
-        if type(batch) in (tuple, list) and all(isinstance(t, Tensor) for t in batch):
-            # the walk costs more Python per batch than this whole module's bookkeeping; as Lightning, no
-            # non-blocking copies to the CPU or MPS
-            non_blocking = device.type not in ("cpu", "mps")
-            return type(batch)([t.to(device, non_blocking=non_blocking) for t in batch])
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        moved = move_tensors(batch, device)
+        return moved if moved is not None else super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def _update(self, optimizer: Any, phase: accumulate.Phase, real: Batch, latents: Latents) -> PhaseLoss:
         """zero_grad, backward of `phase`'s loss (over `accumulate` micro-batches) and one step through Lightning
@@ -255,9 +273,10 @@ class GAN(LightningModule):
         self.amp.step(getattr(self.trainer.precision_plugin, "scaler", None), optimizer.step)
         return out
 
-    def _log_step(self, stats: dict[str, Tensor]) -> None:
+    def _log_step(self, stats: dict[str, Tensor], scheduled: dict[str, float]) -> None:
         scaler = getattr(self.trainer.precision_plugin, "scaler", None)
         metrics = step_metrics(stats, self.generator, self.discriminator, self.amp.skipped if scaler else None)
+        metrics |= {f"train/{k}": v for k, v in scheduled.items()}  # the values this iteration used
         # "step" is Lightning's documented x-axis override: iterations, the axis sample grids and val/ metrics use
         self.log_dict({**metrics, "step": float(self.iteration)}, on_step=True, on_epoch=False)
 
