@@ -84,6 +84,18 @@ def move_tensors(batch: Any, device: torch.device) -> Any | None:
     return None
 
 
+def adopt_component_state(saved: dict[str, Tensor], current: dict[str, Tensor], prefix: str) -> None:
+    """Resuming with a stateful component (ADA, LeCam, ...) switched on or off: the objective's components are
+    training settings (resume rule "warn"), so a new one starts from its fresh state and a dropped one's state is
+    discarded, instead of a strict load refusing the checkpoint. Networks (outside `prefix`) must still match."""
+    for key in current.keys() - saved.keys():
+        if key.startswith(prefix):
+            saved[key] = current[key]
+    for key in saved.keys() - current.keys():
+        if key.startswith(prefix):
+            del saved[key]
+
+
 def iteration_seed(seed: int, rank: int, iteration: int) -> int:
     """The seed of one iteration's randomness on one rank.
 
@@ -302,8 +314,10 @@ class GAN(LightningModule):
         checkpoint["gan_lightning_format"] = CHECKPOINT_FORMAT
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Upgrade checkpoints of older releases in place; keep the global RNG states to reapply on train start."""
+        """Upgrade checkpoints of older releases in place; fit the objective's component state to this run's
+        components; keep the global RNG states to reapply on train start."""
         upgrade_checkpoint(checkpoint)
+        adopt_component_state(checkpoint["state_dict"], self.state_dict(), prefix="objective.")
         self.global_rng.load(checkpoint)
 
     def on_train_start(self) -> None:

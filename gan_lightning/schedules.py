@@ -98,7 +98,11 @@ def _set_ema_half_life(gan: Any, value: float) -> None:
 
 
 def _set_aug_p(gan: Any, value: float) -> None:
-    gan.objective.augment.p.fill_(value)
+    augment = gan.objective.augment
+    if hasattr(augment, "set_p"):  # DiffAugment keeps a host copy of p beside the buffer
+        augment.set_p(value)
+    else:
+        augment.p.fill_(value)
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,23 @@ def test_bf16_and_channels_last():
     assert DiffAugment(ALL)(x, rng()).dtype == torch.bfloat16
     cl = torch.rand(4, 3, 16, 16).contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(DiffAugment(ALL)(cl, rng(5)), DiffAugment(ALL)(cl.contiguous(), rng(5)))
+
+
+def test_diffaugment_probability_per_image():
+    """--diffaug-p: p = 0 is the identity, p = 1 the original DiffAugment (same draws), in between some images only."""
+    x = torch.rand(64, 1, 8, 8) * 2 - 1
+    rng = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(DiffAugment("translation,cutout", p=0.0)(x, rng()), x)
+    assert torch.equal(DiffAugment("translation,cutout", p=1.0)(x, rng()), DiffAugment("translation,cutout")(x, rng()))
+    half = DiffAugment("cutout", p=0.5)(x, rng())
+    changed = (half != x).flatten(1).any(1)  # cutout zeroes a square of every image it hits
+    assert 16 < int(changed.sum()) < 48
+    # the mask is the first draw: images whose uniform falls below p, and only those, were cut out
+    assert torch.equal(changed, torch.rand(64, generator=rng()) < 0.5)
+
+
+def test_fixed_diffaugment_p_is_not_checkpoint_state():
+    """A fixed augmentation's p comes from its option or the schedule: old checkpoints (no p) still load."""
+    assert "p" not in DiffAugment("color").state_dict()
+    with pytest.raises(ConfigError, match="--diffaug-p is a probability"):
+        DiffAugment("color", p=1.5)

@@ -37,6 +37,13 @@ class ProbableShift(nn.Module):
         return x + 0.1 * chosen.to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
 
 
+class Flip(nn.Module):
+    """A toy augmentation without a probability."""
+
+    def forward(self, x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        return x.flip(-1)
+
+
 class AdaptiveShift(ProbableShift):
     """Owns its p: adjusts it from what it observes (as an ADA controller)."""
 
@@ -106,6 +113,16 @@ def test_optimizers_penalties_ema_and_augmentation_follow_their_schedules(tmp_pa
     assert logged["train/ema_half_life"] == pytest.approx(half_life(ema_decays[3]))
 
 
+def test_the_augmentation_schedule_drives_diffaugment(tmp_path):
+    """--diffaug POLICY --diffaug-p 0 --aug-schedule linear: DiffAugment's own p follows the schedule."""
+    gan = GAN("mlp", latent_dim=8, diffaug="translation", diffaug_p=0.0, aug_schedule="linear", aug_final=0.5)
+    assert gan.objective.augment.p == 0
+    trainer = cpu_trainer(tmp_path, log_every_n_steps=1, max_steps=gan.optimizer_steps(4))
+    trainer.fit(gan, DataLoader(TensorDataset(torch.rand(64, 1, 28, 28) * 2 - 1), batch_size=16))
+    assert float(gan.objective.augment.p) == pytest.approx(0.375)  # the last iteration's value, t = 3/4
+    assert float(trainer.callback_metrics["train/aug_p"]) == pytest.approx(0.375)
+
+
 def test_without_schedules_nothing_is_set_or_logged(tmp_path):
     gan = GAN("mlp", latent_dim=8, lr=1e-3, r1=0.5, ema_decay=0.9)
     trainer = cpu_trainer(tmp_path, log_every_n_steps=1, max_steps=gan.optimizer_steps(2))
@@ -140,7 +157,8 @@ def test_a_scheduled_run_resumes_exactly(tmp_path, fake_mnist_dir):
         ({"gamma_schedule": "linear", "gamma_final": 0.1}, "--gamma-schedule needs a penalty to schedule"),
         ({"ema_schedule": "linear", "ema_final": 0.99}, "--ema-schedule needs an EMA generator"),
         ({"aug_schedule": "linear", "aug_final": 0.5}, "--aug-schedule needs an augmentation"),
-        ({"aug_schedule": "linear", "aug_final": 0.5, "diffaug": "color"}, "has no probability p"),
+        ({"aug_schedule": "linear", "aug_final": 0.5, "objective": RelativisticPairing(augment=Flip())},
+         "has no probability p"),
         ({"aug_schedule": "linear", "aug_final": 0.5, "objective": RelativisticPairing(augment=AdaptiveShift())},
          "AdaptiveShift is adaptive"),
     ],

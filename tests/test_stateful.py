@@ -4,6 +4,7 @@ statistics reach TensorBoard, with no edit outside this file."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from test_callbacks import read_events
@@ -106,3 +107,28 @@ def test_regularizer_gets_live_outputs_and_step_indices_and_its_stats_are_logged
     for tag in ("train/toy_anchor", "train/toy_term", "train/toy_g_steps", "train/toy_aug_calls"):
         assert tag in tags, tag
     assert [e.value for e in read_events(logger.log_dir).Scalars("train/toy_g_steps")] == [1.0, 2.0]
+
+
+def test_a_resume_may_switch_stateful_components_on_and_off(tmp_path, fake_mnist_dir):
+    """ADA and LeCam are training settings: switched on at a resume they start fresh, switched off they are dropped."""
+    import yaml
+
+    from gan_lightning.cli import main
+
+    base = ["--data-dir", str(fake_mnist_dir), "--no-download", "--accelerator", "cpu", "--batch-size", "16",
+            "--latent-dim", "8", "--log-every", "1"]  # fmt: skip
+    assert main([*base, "--log-dir", str(tmp_path / "a"), "--max-steps", "2"]) == 0
+    plain = tmp_path / "a" / "mlp" / "version_0" / "checkpoints" / "last.ckpt"
+    on = ["--ada-target", "0.6", "--ada-interval", "1", "--lecam", "0.3"]
+    with pytest.warns(UserWarning, match="changed training flags"):
+        assert main([*base, "--log-dir", str(tmp_path / "b"), "--max-steps", "4", "--ckpt-path", str(plain), *on]) == 0
+    run = tmp_path / "b" / "mlp" / "version_0"
+    stateful = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert float(stateful["objective.augment.p"]) > 0  # the fresh controller moved p in the two resumed iterations
+    assert "objective.regularizers.0.alpha_real" in stateful
+    assert set(yaml.safe_load((run / "config_changes.yaml").read_text())[0]["changes"]) >= {"ada_target", "lecam"}
+    with pytest.warns(UserWarning, match="changed training flags"):
+        assert main([*base, "--log-dir", str(tmp_path / "c"), "--max-steps", "6", "--ckpt-path",
+                     str(run / "checkpoints" / "last.ckpt")]) == 0  # fmt: skip
+    dropped = torch.load(tmp_path / "c" / "mlp" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert not [k for k in dropped["state_dict"] if k.startswith("objective.")]
