@@ -84,6 +84,23 @@ def move_tensors(batch: Any, device: torch.device) -> Any | None:
     return None
 
 
+def truncated(space: LatentSpace, latents: Latents | Tensor, rng: torch.Generator, psi: float | None,
+              threshold: float | None) -> Latents:  # fmt: skip
+    """`latents` (a `Latents` or full generator inputs) with their noise truncated (`LatentSpace.truncate`)."""
+    latents = latents if isinstance(latents, Latents) else space.split(latents)
+    return space.truncate(latents, rng, psi, threshold)
+
+
+def generate(net: nn.Module, inputs: Tensor, batch_size: int, device: torch.device) -> Tensor:
+    """`net(inputs)` (B, ...) -> images (B, C, H, W) in eval mode, in chunks; the net's mode is restored after."""
+    was_training = net.training
+    net.eval()
+    try:
+        return torch.cat([net(chunk.to(device)) for chunk in inputs.split(batch_size)])
+    finally:
+        net.train(was_training)
+
+
 def adopt_component_state(saved: dict[str, Tensor], current: dict[str, Tensor], prefix: str) -> None:
     """Resuming with a stateful component (ADA, LeCam, ...) switched on or off: the objective's components are
     training settings (resume rule "warn"), so a new one starts from its fresh state and a dropped one's state is
@@ -127,8 +144,7 @@ class GAN(LightningModule):
     `load_from_checkpoint(path)` rebuilds them too. Each batch is split into `d_steps` chunks so every D update
     sees fresh real images. Lightning's `global_step` counts optimizer steps, `d_steps + 1` per iteration;
     `iteration` counts generator updates, and `optimizer_steps(n)` converts an iteration budget for the Trainer.
-    With `accumulate=N` each update backpropagates N micro-batches, then steps (`accumulate.py`); schedules of the
-    learning rate, R1/R2 gamma, EMA horizon and augmentation probability are set per iteration (`schedules.py`).
+    Updates may accumulate micro-batches (`accumulate.py`); scheduled values are set per iteration (`schedules.py`).
     """
 
     def __init__(self, model: str = "mlp", *, generator: nn.Module | dict | None = None,
@@ -223,17 +239,9 @@ class GAN(LightningModule):
                 raise ValueError("sample() needs a positive n, or z / labels / codes / latents")
             latents = self.latents.draw(n, rng, self.device, **parts)
         if truncation is not None or truncation_threshold is not None:
-            if not isinstance(latents, Latents):
-                latents = self.latents.split(latents)
-            latents = self.latents.truncate(latents, rng, truncation, truncation_threshold)
+            latents = truncated(self.latents, latents, rng, truncation, truncation_threshold)
         inputs = latents.input if isinstance(latents, Latents) else latents
-        net = self.sampling_generator(ema)
-        was_training = net.training
-        net.eval()
-        try:
-            return torch.cat([net(chunk.to(self.device)) for chunk in inputs.split(batch_size)])
-        finally:
-            net.train(was_training)
+        return generate(self.sampling_generator(ema), inputs, batch_size, self.device)
 
     def sampling_generator(self, ema: bool | None = None) -> nn.Module:
         """The generator to sample from: the EMA one (statistics up to date) by default when it exists."""
