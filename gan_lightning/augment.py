@@ -154,7 +154,8 @@ class AdaptiveAugment(DiffAugment):
     """ADA (Karras et al. 2020): each transform of the policy hits each image independently with probability `p`.
 
     `p` starts at 0 and is tuned to D's overfitting, as NVlabs' stylegan2-ada-pytorch `training_loop.py` does:
-    the objective feeds D's logits on the real batch of every D update to `observe`, and over each `interval` updates
+    the objective feeds D's verdicts on the real batch of every D update to `observe` (its logits, or for a
+    relativistic loss each real's logit minus its paired fake's), and over each `interval` updates
     r_t = E[sign(D(x_real))] (0 when D cannot separate the reals, 1 when it is sure of every one) moves `p` by
     sign(r_t - target) x (real images seen in the interval) / (kimg x 1000), clamped to [0, 1]: `p` can go from 0
     to 1 in `kimg` thousand real images. With p below about 0.8 the generator does not learn to produce augmented
@@ -209,10 +210,11 @@ class AdaptiveAugment(DiffAugment):
         return self.per_image(x, rng)  # p moves on the device (observe): never the host copy's p = 1 shortcut
 
     @torch.no_grad()
-    def observe(self, real_logits: Tensor, step: int) -> None:
-        """Record D update `step`'s logits on the real batch (B,); after every `interval` updates, move p."""
-        self.sign_sum += real_logits.detach().float().sign().sum()
-        self.count += real_logits.numel()
+    def observe(self, verdicts: Tensor, step: int) -> None:
+        """Record D update `step`'s verdicts on the real batch (B,: positive = "real", `Objective.real_verdicts`);
+        after every `interval` updates, move p."""
+        self.sign_sum += verdicts.detach().float().sign().sum()
+        self.count += verdicts.numel()
         # the D-step index, not a counter buffer, says when an interval ends: no device sync per update
         if (step + 1) % self.interval:
             return

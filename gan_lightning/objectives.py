@@ -102,8 +102,8 @@ class Objective(nn.Module):
     R3GAN uses both), applied every `reg_every` D steps and scaled by it (StyleGAN2's lazy regularization);
     `info_weight` weighs InfoGAN's mutual-information term (used when D has a Q head). `augment(x, rng)`, when
     given, transforms every image D sees, real or fake, in both phases and inside R1/R2 (DiffAugment); one with
-    `observe(real_logits, step)` receives D's logits on the real batch after each D update (ADA tunes its
-    probability to them) and one with `stats()` has them logged.
+    `observe(verdicts, step)` receives D's verdicts on the real batch after each D update (`real_verdicts`; ADA
+    tunes its probability to their signs) and one with `stats()` has them logged.
     """
 
     # fmt: off
@@ -173,6 +173,14 @@ class Objective(nn.Module):
         """G's adversarial loss; `real_logits` is None unless `g_needs_real`."""
         raise NotImplementedError
 
+    def real_verdicts(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """D's verdict on each real image (B,), centred on its decision boundary: positive means "real".
+
+        ADA's overfitting measure is E[sign] of this. An absolute loss puts the boundary at logit 0; a relativistic
+        one only compares real with fake (a constant added to every logit changes nothing), so it overrides this.
+        """
+        return real_logits
+
     def discriminate(self, D: nn.Module, x: Tensor, labels: Tensor | None, rng: torch.Generator) -> CriticOutput:
         """D on images `x` (B, C, H, W), augmented first when the objective has an augmentation."""
         return D(self.augment(x, rng) if self.augment is not None else x, labels)
@@ -216,8 +224,8 @@ class Objective(nn.Module):
             loss = loss + self.info_weight * info
         outputs = DOutputs(real_out.logits, fake_out.logits, real, latents)
         loss = self._add_terms(loss, stats, [reg.d_term(outputs, step) for reg in self.regularizers])
-        if hasattr(self.augment, "observe"):  # an augmentation that tunes itself to D's real logits (e.g. ADA)
-            self.augment.observe(real_out.logits, step)
+        if hasattr(self.augment, "observe"):  # an augmentation that tunes itself to D's verdicts (e.g. ADA)
+            self.augment.observe(self.real_verdicts(real_out.logits, fake_out.logits), step)
         if hasattr(self.augment, "stats"):  # e.g. an adaptive augmentation's probability
             stats.update(self.augment.stats())
         return PhaseLoss(loss, {k: v.detach() for k, v in stats.items()})
@@ -337,3 +345,7 @@ class RelativisticPairing(Objective):
 
     def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
         return F.softplus(real_logits - fake_logits).mean()
+
+    def real_verdicts(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """Each real's logit against its paired fake's: the pairing's own boundary, whatever the logits' offset."""
+        return real_logits - fake_logits

@@ -175,3 +175,33 @@ def _observe_on_rank(rank: int, world: int, init: str) -> None:
 
 def test_ranks_all_reduce_the_signs_and_agree_on_p(tmp_path):
     mp.spawn(_observe_on_rank, args=(2, f"file://{tmp_path / 'rendezvous'}"), nprocs=2)
+
+
+class Offset(torch.nn.Module):
+    """A D whose every logit is far below 0, yet always higher for brighter images: only differences tell."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2, 3)) - 10.0  # (B,)
+
+
+class Dark(torch.nn.Module):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(z), 1, 8, 8) + 0 * z.sum()  # (B, 1, 8, 8)
+
+
+@pytest.mark.parametrize("loss,p_moves", [("bce", "down"), ("rpgan", "up")])
+def test_ada_reads_the_verdict_at_each_losss_own_boundary(loss, p_moves):
+    """bce's boundary is logit 0 (these reals all look fake: p stays at 0); rpgan only compares pairs, and every
+    real beats its fake, so D is sure of the reals and p rises, however negative the logits are."""
+    from gan_lightning.latents import LatentSpace
+    from gan_lightning.models.heads import Critic
+    from gan_lightning.objectives import Batch, get_objective
+
+    ada = AdaptiveAugment("translation", target=0.6, interval=1, kimg=0.001)
+    objective = get_objective(loss, augment=ada)
+    real = Batch(torch.ones(4, 1, 8, 8))
+    latents = LatentSpace(dim=3).draw(4, rng(), torch.device("cpu"))
+    ada.p.fill_(0.5)
+    objective.d_loss(Dark(), Critic.build(Offset()), real, latents, rng(), step=0)
+    assert float(ada.rt) == (1.0 if p_moves == "up" else -1.0)
+    assert float(ada.p) == (1.0 if p_moves == "up" else 0.0)  # one step of 4 / (0.001 * 1000), clamped
