@@ -9,9 +9,10 @@ penalties included) the update is the full batch's up to float rounding. What di
 
 - BatchNorm normalises each micro-batch with its own statistics, so with BatchNorm the update is not the full
   batch's (as StyleGAN2-ADA's `--batch-gpu` and StudioGAN's `acml_steps`); its running statistics see N updates.
-- The objective runs once per micro-batch: stateful regularizers and augmentations are called N times per
-  update (with the same step index), and randomness drawn inside the objective (augmentation parameters, the
-  WGAN-GP interpolation) comes from the same per-iteration stream in another order than the full batch's.
+- The objective runs once per micro-batch: stateful regularizers and augmentations see every micro-batch (with
+  the same step index) and move their state once per update (`Objective.end_d_update`), and randomness drawn
+  inside the objective (augmentation parameters, the WGAN-GP interpolation) comes from the same per-iteration
+  stream in another order than the full batch's.
 - Logged statistics: scalars are the mean over the micro-batches (the full batch's mean loss), per-sample ones
   (D's logits) are concatenated.
 

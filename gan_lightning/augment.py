@@ -187,6 +187,8 @@ class AdaptiveAugment(DiffAugment):
         """The adaptive augmentation `--ada-target` asks for (on `--diffaug`'s policy, else the default), or None."""
         if options["ada_target"] is None:
             return None
+        if options.get("diffaug_p", 1.0) != 1:
+            raise ConfigError("--diffaug-p does not apply with --ada-target: ADA tunes p itself; drop --diffaug-p")
         return cls(options["diffaug"] or cls.default_policy, target=options["ada_target"],
                    interval=options["ada_interval"], kimg=options["ada_kimg"])  # fmt: skip
 
@@ -210,11 +212,14 @@ class AdaptiveAugment(DiffAugment):
         return self.per_image(x, rng)  # p moves on the device (observe): never the host copy's p = 1 shortcut
 
     @torch.no_grad()
-    def observe(self, verdicts: Tensor, step: int) -> None:
-        """Record D update `step`'s verdicts on the real batch (B,: positive = "real", `Objective.real_verdicts`);
-        after every `interval` updates, move p."""
+    def observe(self, verdicts: Tensor) -> None:
+        """Record D's verdicts on a real batch (B,: positive = "real", `Objective.real_verdicts`)."""
         self.sign_sum += verdicts.detach().float().sign().sum()
         self.count += verdicts.numel()
+
+    @torch.no_grad()
+    def end_update(self, step: int) -> None:
+        """After D update `step` (all its micro-batches): at the end of every `interval` updates, move p."""
         # the D-step index, not a counter buffer, says when an interval ends: no device sync per update
         if (step + 1) % self.interval:
             return

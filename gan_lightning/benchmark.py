@@ -257,6 +257,7 @@ class PlainLoop:
                 self.opt_d.zero_grad(set_to_none=True)
                 d.loss.backward()
                 self.opt_d.step()
+                objective.end_d_update(first_d_step + i)
             _set_requires_grad(self.g_params, True)
             _set_requires_grad(self.d_params, False)
             drawn = latents.draw(len(chunk.images), rng, device)

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from gan_lightning import accumulate, optim, schedules
@@ -101,16 +101,24 @@ def generate(net: nn.Module, inputs: Tensor, batch_size: int, device: torch.devi
         net.train(was_training)
 
 
-def adopt_component_state(saved: dict[str, Tensor], current: dict[str, Tensor], prefix: str) -> None:
+def adopt_component_state(saved: dict[str, Tensor], module: nn.Module, prefix: str = "objective.") -> None:
     """Resuming with a stateful component (ADA, LeCam, ...) switched on or off: the objective's components are
-    training settings (resume rule "warn"), so a new one starts from its fresh state and a dropped one's state is
-    discarded, instead of a strict load refusing the checkpoint. Networks (outside `prefix`) must still match."""
-    for key in current.keys() - saved.keys():
-        if key.startswith(prefix):
-            saved[key] = current[key]
-    for key in saved.keys() - current.keys():
-        if key.startswith(prefix):
-            del saved[key]
+    training settings (resume rule "warn"), so a new one's buffers start fresh and a removed one's state is dropped,
+    with a warning, instead of a strict load refusing the checkpoint. Anything else (networks, learned parameters,
+    a component that is still there) must still match."""
+    current = module.state_dict()
+    buffers = {name for name, _ in module.named_buffers()}
+    submodules = {name for name, _ in module.named_modules()}
+    fresh = sorted(k for k in current.keys() - saved.keys() if k.startswith(prefix) and k in buffers)
+    gone = sorted(k for k in saved.keys() - current.keys()
+                  if k.startswith(prefix) and k.rsplit(".", 1)[0] not in submodules)  # fmt: skip
+    for key in fresh:
+        saved[key] = current[key]
+    for key in gone:
+        del saved[key]
+    if fresh or gone:
+        rank_zero_warn(f"the checkpoint's stateful components differ from this run's: starting fresh "
+                       f"{', '.join(fresh) or 'nothing'}; dropping {', '.join(gone) or 'nothing'}")  # fmt: skip
 
 
 def iteration_seed(seed: int, rank: int, iteration: int) -> int:
@@ -263,11 +271,11 @@ class GAN(LightningModule):
         total = total_iterations(self.trainer.max_steps, self.steps_per_iteration)
         scheduled = self.schedules.apply(self, iteration, total)  # lr, gamma, EMA horizon, augmentation p
         with self.toggled_optimizer(opt_d):
-            for i, chunk in enumerate(real.split(self.d_steps)):
+            for step, chunk in enumerate(real.split(self.d_steps), start=iteration * self.d_steps):
                 # conditional fakes take the real labels: both sides of D (and any penalty) see the same classes
                 latents = self.latents.draw(len(chunk.images), rng, self.device, labels=chunk.labels)
-                d_loss = partial(self.objective.d_loss, G, D, rng=rng, step=iteration * self.d_steps + i)
-                d = self._update(opt_d, d_loss, chunk, latents)
+                d = self._update(opt_d, partial(self.objective.d_loss, G, D, rng=rng, step=step), chunk, latents)
+                self.objective.end_d_update(step)  # components with per-update state (ADA's p) move it once
         with self.toggled_optimizer(opt_g):
             latents = self.latents.draw(len(chunk.images), rng, self.device)
             g = self._update(opt_g, partial(self.objective.g_loss, G, D, rng=rng, step=iteration), chunk, latents)
@@ -325,7 +333,7 @@ class GAN(LightningModule):
         """Upgrade checkpoints of older releases in place; fit the objective's component state to this run's
         components; keep the global RNG states to reapply on train start."""
         upgrade_checkpoint(checkpoint)
-        adopt_component_state(checkpoint["state_dict"], self.state_dict(), prefix="objective.")
+        adopt_component_state(checkpoint["state_dict"], self)
         self.global_rng.load(checkpoint)
 
     def on_train_start(self) -> None:

@@ -102,7 +102,7 @@ class Objective(nn.Module):
     R3GAN uses both), applied every `reg_every` D steps and scaled by it (StyleGAN2's lazy regularization);
     `info_weight` weighs InfoGAN's mutual-information term (used when D has a Q head). `augment(x, rng)`, when
     given, transforms every image D sees, real or fake, in both phases and inside R1/R2 (DiffAugment); one with
-    `observe(verdicts, step)` receives D's verdicts on the real batch after each D update (`real_verdicts`; ADA
+    `observe(verdicts)` receives D's verdicts on the real batch after each D update (`real_verdicts`; ADA
     tunes its probability to their signs) and one with `stats()` has them logged.
     """
 
@@ -173,6 +173,13 @@ class Objective(nn.Module):
         """G's adversarial loss; `real_logits` is None unless `g_needs_real`."""
         raise NotImplementedError
 
+    def end_d_update(self, step: int) -> None:
+        """After D update `step` (every micro-batch of it): components with per-update state (`end_update`) move it
+        once, so ADA's p and LeCam's anchors move once per update whatever `--accumulate` is."""
+        for part in (self.augment, *self.regularizers):
+            if hasattr(part, "end_update"):
+                part.end_update(step)
+
     def real_verdicts(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         """D's verdict on each real image (B,), centred on its decision boundary: positive means "real".
 
@@ -225,7 +232,7 @@ class Objective(nn.Module):
         outputs = DOutputs(real_out.logits, fake_out.logits, real, latents)
         loss = self._add_terms(loss, stats, [reg.d_term(outputs, step) for reg in self.regularizers])
         if hasattr(self.augment, "observe"):  # an augmentation that tunes itself to D's verdicts (e.g. ADA)
-            self.augment.observe(self.real_verdicts(real_out.logits, fake_out.logits), step)
+            self.augment.observe(self.real_verdicts(real_out.logits, fake_out.logits))
         if hasattr(self.augment, "stats"):  # e.g. an adaptive augmentation's probability
             stats.update(self.augment.stats())
         return PhaseLoss(loss, {k: v.detach() for k, v in stats.items()})
@@ -307,6 +314,10 @@ class LeastSquares(Objective):
     def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
         return 0.5 * (fake_logits - 1).square().mean()
 
+    def real_verdicts(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """D's targets are 1 for reals and 0 for fakes: its boundary is 0.5."""
+        return real_logits - 0.5
+
 
 @OBJECTIVES.register("hinge")
 class Hinge(Objective):
@@ -329,6 +340,10 @@ class WassersteinGP(Hinge):
 
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return fake_logits.mean() - real_logits.mean()
+
+    def real_verdicts(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """A critic's scores have no boundary of their own (any constant can be added): each real against its fake."""
+        return real_logits - fake_logits
 
 
 @OBJECTIVES.register("rpgan")

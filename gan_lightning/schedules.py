@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from gan_lightning.errors import ConfigError
 from gan_lightning.options import Option
 
@@ -188,6 +190,6 @@ def _augmentation_p(augment: Any) -> float:
         raise ConfigError(f"--aug-schedule: {type(augment).__name__} is adaptive (it sets p from what it observes); "
                           "drop --aug-schedule or use a fixed augmentation")  # fmt: skip
     p = getattr(augment, "p", None)
-    if p is None:
+    if not isinstance(p, torch.Tensor):  # the schedule writes it in place, as a buffer
         raise ConfigError(f"--aug-schedule: the augmentation {type(augment).__name__} has no probability p to schedule")
     return float(p)

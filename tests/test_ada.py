@@ -37,18 +37,22 @@ def test_controller_steps_by_the_reals_seen_toward_the_target_and_clamps():
     for interval, (logits, p_after) in enumerate([(up, 0.25), (up, 0.5), (down, 0.25), (at_target, 0.25),
                                                   (down, 0.0), (down, 0.0), (up, 0.25), (up, 0.5), (up, 0.75),
                                                   (up, 1.0), (up, 1.0), (down, 0.75)]):  # fmt: skip
-        ada.observe(logits, step)
+        ada.observe(logits)
+        ada.end_update(step)
         assert float(ada.p) == (expected[-1] if expected else 0.0), "p moved mid-interval"
         assert float(ada.count) == 4
-        ada.observe(logits, step + 1)
+        ada.observe(logits)
+        ada.end_update(step + 1)
         step += 2
         expected.append(p_after)
         assert float(ada.p) == p_after, f"interval {interval}"
         assert float(ada.rt) == {id(up): 1.0, id(down): -0.5, id(at_target): 0.5}[id(logits)]
         assert float(ada.count) == 0 and float(ada.sign_sum) == 0  # the interval's sums start over
     # an interval mixing batches: r_t is over all its reals; a zero logit counts as sign 0
-    ada.observe(signs(1, 1, 1, 1), step)
-    ada.observe(signs(0, 0, -1, -1), step + 1)
+    ada.observe(signs(1, 1, 1, 1))
+    ada.end_update(step)
+    ada.observe(signs(0, 0, -1, -1))
+    ada.end_update(step + 1)
     assert float(ada.rt) == pytest.approx(2 / 8) and float(ada.p) == 0.5
 
 
@@ -118,7 +122,10 @@ def test_p_and_rt_are_logged_and_p_round_trips_through_a_checkpoint(tmp_path):
     # each logged p is the previous one moved by +-0.25 toward the target, clamped: r_t decided the direction
     for before, after, r in zip([0.0, *p], p, rt, strict=False):
         assert after == min(1.0, max(0.0, before + (0.25 if r > 0.6 else -0.25 if r < 0.6 else 0.0)))
-    assert p[-1] == float(gan.objective.augment.p)
+    # logged is the p each iteration used; after the last one p moved once more, by the last r_t
+    ada = gan.objective.augment
+    last = float(ada.rt)
+    assert float(ada.p) == min(1.0, max(0.0, p[-1] + (0.25 if last > 0.6 else -0.25 if last < 0.6 else 0.0)))
     trainer.save_checkpoint(tmp_path / "gan.ckpt")
     loaded = GAN.load_from_checkpoint(tmp_path / "gan.ckpt")
     assert isinstance(loaded.objective.augment, AdaptiveAugment) and loaded.objective.augment.target == 0.6
@@ -164,10 +171,12 @@ def _observe_on_rank(rank: int, world: int, init: str) -> None:
     try:
         ada = AdaptiveAugment("cutout", target=0.5, interval=1, kimg=0.016)  # 8 reals over both ranks: step 0.5
         # rank 0 alone would push p up (r_t = 1), rank 1 alone down (r_t = -0.5); together r_t = 0.25 < 0.5
-        ada.observe(signs(1, 1, 1, 1) if rank == 0 else signs(-1, -1, 1, -1), 0)
+        ada.observe(signs(1, 1, 1, 1) if rank == 0 else signs(-1, -1, 1, -1))
+        ada.end_update(0)
         assert float(ada.rt) == 0.25 and float(ada.p) == 0.0
         ada.p.fill_(0.75)
-        ada.observe(signs(1, 1, 1, 1) if rank == 0 else signs(-1, 1, 1, 1), 1)  # r_t = 0.75 on both ranks
+        ada.observe(signs(1, 1, 1, 1) if rank == 0 else signs(-1, 1, 1, 1))  # r_t = 0.75 on both ranks
+        ada.end_update(1)
         assert float(ada.rt) == 0.75 and float(ada.p) == 1.0
     finally:
         dist.destroy_process_group()
@@ -189,10 +198,12 @@ class Dark(torch.nn.Module):
         return torch.zeros(len(z), 1, 8, 8) + 0 * z.sum()  # (B, 1, 8, 8)
 
 
-@pytest.mark.parametrize("loss,p_moves", [("bce", "down"), ("rpgan", "up")])
+@pytest.mark.parametrize("loss,p_moves", [("bce", "down"), ("hinge", "down"), ("lsgan", "down"), ("rpgan", "up"),
+                                         ("wgan-gp", "up")])  # fmt: skip
 def test_ada_reads_the_verdict_at_each_losss_own_boundary(loss, p_moves):
-    """bce's boundary is logit 0 (these reals all look fake: p stays at 0); rpgan only compares pairs, and every
-    real beats its fake, so D is sure of the reals and p rises, however negative the logits are."""
+    """bce's and hinge's boundary is logit 0, lsgan's 0.5 (these reals all look fake: p falls to 0); rpgan and
+    wgan-gp only compare reals with fakes, and every real beats its fake, so D is sure of the reals and p rises,
+    however negative the logits are."""
     from gan_lightning.latents import LatentSpace
     from gan_lightning.models.heads import Critic
     from gan_lightning.objectives import Batch, get_objective
@@ -203,5 +214,16 @@ def test_ada_reads_the_verdict_at_each_losss_own_boundary(loss, p_moves):
     latents = LatentSpace(dim=3).draw(4, rng(), torch.device("cpu"))
     ada.p.fill_(0.5)
     objective.d_loss(Dark(), Critic.build(Offset()), real, latents, rng(), step=0)
+    objective.end_d_update(0)
     assert float(ada.rt) == (1.0 if p_moves == "up" else -1.0)
     assert float(ada.p) == (1.0 if p_moves == "up" else 0.0)  # one step of 4 / (0.001 * 1000), clamped
+
+
+def test_micro_batches_of_one_update_move_p_once():
+    """--accumulate: the update's micro-batches are all observed, then p moves once, by the whole update's r_t."""
+    ada = AdaptiveAugment("cutout", target=0.5, interval=1, kimg=0.016)  # 8 reals: a step of 0.5
+    ada.observe(signs(1, 1, 1, 1))
+    ada.observe(signs(1, 1, 1, -1))
+    assert float(ada.p) == 0.0  # nothing moves mid-update
+    ada.end_update(0)
+    assert float(ada.rt) == 0.75 and float(ada.p) == 0.5

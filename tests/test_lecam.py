@@ -3,6 +3,7 @@ the D phase only, options, DDP agreement and checkpointed anchors (exact resume 
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -21,16 +22,23 @@ def outputs(real: list[float], fake: list[float], grad: bool = False) -> DOutput
     return DOutputs(r, f, None, None)
 
 
+def update(lecam: LeCam, out: DOutputs, step: int):
+    """One whole D update: the term, then the anchors' one move."""
+    term = lecam.d_term(out, step=step)
+    lecam.end_update(step)
+    return term
+
+
 def test_term_and_anchors_match_hand_computed_values():
     lecam = LeCam(0.5, decay=0.75)
     # D update 0: the anchors take the batch means (real 2, fake -1), then
     # E[(real - -1)^2] = (4 + 16) / 2 = 10 and E[(fake - 2)^2] = (16 + 4) / 2 = 10
-    term = lecam.d_term(outputs([1.0, 3.0], [-2.0, 0.0]), step=0)
+    term = update(lecam, outputs([1.0, 3.0], [-2.0, 0.0]), 0)
     assert (float(lecam.alpha_real), float(lecam.alpha_fake)) == (2.0, -1.0)
     assert float(term.stats["lecam"]) == 20.0 and float(term.loss) == 10.0
     # D update 1 (means 1, 1): alpha_real = 0.75 * 2 + 0.25 * 1 = 1.75, alpha_fake = 0.75 * -1 + 0.25 * 1 = -0.5;
     # E[(real + 0.5)^2] = (0.25 + 6.25) / 2 = 3.25, E[(fake - 1.75)^2] = (3.0625 + 0.0625) / 2 = 1.5625
-    term = lecam.d_term(outputs([0.0, 2.0], [0.0, 2.0]), step=1)
+    term = update(lecam, outputs([0.0, 2.0], [0.0, 2.0]), 1)
     assert (float(lecam.alpha_real), float(lecam.alpha_fake)) == (1.75, -0.5)
     assert float(term.stats["lecam"]) == 4.8125 and float(term.loss) == 0.5 * 4.8125
     assert (float(term.stats["lecam_alpha_real"]), float(term.stats["lecam_alpha_fake"])) == (1.75, -0.5)
@@ -38,32 +46,54 @@ def test_term_and_anchors_match_hand_computed_values():
 
 def test_one_sided_form_only_penalises_a_d_more_confident_than_the_anchors():
     lecam = LeCam(1.0, decay=0.75, one_sided=True)
-    lecam.d_term(outputs([1.0, 3.0], [-2.0, 0.0]), step=0)
+    update(lecam, outputs([1.0, 3.0], [-2.0, 0.0]), 0)
     # anchors 1.75 / -0.5 as above; relu(real + 0.5) = 0.5, 2.5; relu(1.75 - fake) = 1.75, 0 (fake 2 is above)
-    term = lecam.d_term(outputs([0.0, 2.0], [0.0, 2.0]), step=1)
+    term = update(lecam, outputs([0.0, 2.0], [0.0, 2.0]), 1)
     assert float(term.loss) == (0.25 + 6.25) / 2 + (3.0625 + 0.0) / 2
 
 
 def test_before_start_the_anchors_track_the_latest_means_and_no_term_is_added():
     lecam = LeCam(1.0, decay=0.5, start=2)
     for step, (real, fake) in enumerate([([1.0], [-1.0]), ([4.0], [-4.0])]):
-        term = lecam.d_term(outputs(real, fake), step=step)
+        term = update(lecam, outputs(real, fake), step)
         assert term.loss is None and (float(lecam.alpha_real), float(lecam.alpha_fake)) == (real[0], fake[0])
-    term = lecam.d_term(outputs([2.0], [0.0]), step=2)  # from `start` on: the moving average, and the term
+    term = update(lecam, outputs([2.0], [0.0]), 2)  # from `start` on: the moving average, and the term
     assert (float(lecam.alpha_real), float(lecam.alpha_fake)) == (3.0, -2.0)
     assert float(term.loss) == (2.0 + 2.0) ** 2 + (0.0 - 3.0) ** 2
 
 
 def test_gradient_reaches_both_logits_in_the_d_phase_and_the_g_phase_has_no_term():
     lecam = LeCam(0.5, decay=0.75)
-    lecam.d_term(outputs([1.0, 3.0], [-2.0, 0.0]), step=0)
+    update(lecam, outputs([1.0, 3.0], [-2.0, 0.0]), 0)
     out = outputs([0.0, 2.0], [0.0, 2.0], grad=True)
-    lecam.d_term(out, step=1).loss.backward()
+    update(lecam, out, 1).loss.backward()
     # d/dreal 0.5 * mean((real - alpha_fake)^2) = 0.5 * 2 * (real + 0.5) / 2; fake likewise around alpha_real 1.75
     assert torch.equal(out.real_logits.grad, torch.tensor([0.25, 1.25]))
     assert torch.equal(out.fake_logits.grad, torch.tensor([-0.875, 0.125]))
     term = lecam.g_term(outputs([0.0], [0.0], grad=True), step=1)
     assert term.loss is None and term.stats == {}
+
+
+def test_micro_batches_move_the_anchors_once_by_the_whole_updates_means():
+    """--accumulate: the anchors move once per D update whatever N is; each micro-batch's term uses its own means."""
+    whole, split = LeCam(1.0, decay=0.5), LeCam(1.0, decay=0.5)
+    update(whole, outputs([1.0, 3.0], [-2.0, 0.0]), 0)
+    update(split, outputs([1.0, 3.0], [-2.0, 0.0]), 0)
+    update(whole, outputs([0.0, 2.0, 4.0, 6.0], [1.0, 1.0, 3.0, 3.0]), 1)  # means 3, 2
+    for half in (outputs([0.0, 2.0], [1.0, 1.0]), outputs([4.0, 6.0], [3.0, 3.0])):
+        split.d_term(half, step=1)
+    split.end_update(1)
+    # 0.5 * 2 + 0.5 * 3 = 2.5 and 0.5 * -1 + 0.5 * 2 = 0.5: one move, not two
+    assert (float(whole.alpha_real), float(whole.alpha_fake)) == (float(split.alpha_real), float(split.alpha_fake))
+    assert (float(split.alpha_real), float(split.alpha_fake)) == (2.5, 0.5)
+
+
+def test_lecam_switched_on_late_starts_from_the_latest_means_not_zero():
+    lecam = LeCam(1.0, decay=0.99)  # fresh, as when a resume at D update 500 switches it on
+    term = update(lecam, outputs([5.0, 5.0], [-5.0, -5.0]), 500)
+    assert (float(lecam.alpha_real), float(lecam.alpha_fake)) == (5.0, -5.0) and float(term.loss) == 200.0
+    update(lecam, outputs([3.0], [-3.0]), 501)  # from then on the moving average
+    assert float(lecam.alpha_real) == pytest.approx(0.99 * 5 + 0.01 * 3)
 
 
 def twins(**options) -> tuple[GAN, GAN]:
@@ -113,7 +143,7 @@ def _anchors_on_rank(rank: int, world: int, init: str) -> None:
     try:
         lecam = LeCam(1.0, decay=0.5)
         # rank means: real 1 and 3, fake -1 and -3: both ranks anchor on the means over all ranks
-        lecam.d_term(outputs([1.0, 1.0], [-1.0, -1.0]) if rank == 0 else outputs([2.0, 4.0], [-3.0, -3.0]), step=0)
+        update(lecam, outputs([1.0, 1.0], [-1.0, -1.0]) if rank == 0 else outputs([2.0, 4.0], [-3.0, -3.0]), 0)
         assert (float(lecam.alpha_real), float(lecam.alpha_fake)) == (2.0, -2.0)
     finally:
         dist.destroy_process_group()

@@ -26,11 +26,14 @@ class LeCam(Regularizer):
     """D phase: weight x (E[(D(x) - alpha_fake)^2] + E[(D(G(z)) - alpha_real)^2]); nothing in the G phase.
 
     alpha_real and alpha_fake are moving averages (decay `decay`) of D's mean real and fake logits, kept in buffers
-    (checkpointed, resumed exactly). As in StudioGAN, the anchors are updated first, with this D update's detached
-    means, and the term then uses the updated anchors. Before D update `start` (StudioGAN's lecam_ema_start_iter,
-    counted here in D updates) the anchors just take the latest means and the term is not added; at D update 0
-    they take the latest means whatever `start` is, so they never start from an arbitrary constant (the reference
-    code starts them at a large constant and relies on a start > 0).
+    (checkpointed, resumed exactly). As in StudioGAN, the anchors are moved first, with this D update's detached
+    means, and the term then uses the moved anchors. Under `--accumulate N` each micro-batch's term uses the anchors
+    moved by its own means, and the anchors keep one move per D update, by the whole update's means
+    (`end_update`), so the decay means the same at any N. Before D update `start` (StudioGAN's
+    lecam_ema_start_iter, counted here in D updates) the anchors just take the latest means and the term is not
+    added; their first move (at D update 0, or the first after LeCam is switched on at a resume) takes the latest
+    means whatever `start` is, so they never start from an arbitrary constant (the reference code starts them at a
+    large constant and relies on a start > 0).
 
     The paper writes the two-sided squares above; the official code and StudioGAN use the one-sided
     E[relu(D(x) - alpha_fake)^2] + E[relu(alpha_real - D(G(z)))^2], which only penalises a D more confident than the
@@ -66,24 +69,42 @@ class LeCam(Regularizer):
         self.weight, self.decay, self.start, self.one_sided = float(weight), float(decay), int(start), bool(one_sided)
         self.register_buffer("alpha_real", torch.zeros(()))
         self.register_buffer("alpha_fake", torch.zeros(()))
+        self.register_buffer("started", torch.zeros((), dtype=torch.bool))  # whether the anchors hold an average
+        self.register_buffer("pending", torch.zeros(3))  # this D update's real and fake logit sums, and their count
+
+    def _keep(self, step: int) -> Tensor:
+        """The anchors' decay at D update `step`: 0 (take the latest means) before `start` or any average exists."""
+        keep = self.started.float() * self.decay  # a tensor: no device sync to read `started`
+        return keep if step >= self.start else keep * 0
 
     @torch.no_grad()
-    def _update_anchors(self, real_logits: Tensor, fake_logits: Tensor, step: int) -> None:
-        means = torch.stack([real_logits.detach().float().mean(), fake_logits.detach().float().mean()])  # (2,)
+    def _means(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        count = real_logits.new_tensor(len(real_logits))
+        sums = torch.stack([real_logits.detach().sum(), fake_logits.detach().sum(), count])
         if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(means)
-            means /= dist.get_world_size()
-        keep = self.decay if step >= max(self.start, 1) else 0.0  # before any average exists, the latest means
-        self.alpha_real.lerp_(means[0], 1 - keep)
-        self.alpha_fake.lerp_(means[1], 1 - keep)
+            dist.all_reduce(sums)  # every rank's logits count: all ranks keep the same anchors
+        return sums  # (3,): real sum, fake sum, count
 
     def d_term(self, out: DOutputs, step: int) -> Term:
-        """weight x LeCam on this D update's live logits, after moving the anchors (see the class docstring)."""
+        """weight x LeCam on this D update's live logits, against the anchors moved by their means (see above)."""
         real, fake = out.real_logits.float(), out.fake_logits.float()  # (B,), (B,)
-        self._update_anchors(real, fake, step)
+        sums = self._means(real, fake)
+        self.pending += sums
+        keep = self._keep(step)
+        alpha_real = self.alpha_real.lerp(sums[0] / sums[2], 1 - keep)
+        alpha_fake = self.alpha_fake.lerp(sums[1] / sums[2], 1 - keep)
         if self.one_sided:
-            reg = F.relu(real - self.alpha_fake).square().mean() + F.relu(self.alpha_real - fake).square().mean()
+            reg = F.relu(real - alpha_fake).square().mean() + F.relu(alpha_real - fake).square().mean()
         else:
-            reg = (real - self.alpha_fake).square().mean() + (fake - self.alpha_real).square().mean()
-        stats = {"lecam": reg, "lecam_alpha_real": self.alpha_real.clone(), "lecam_alpha_fake": self.alpha_fake.clone()}
+            reg = (real - alpha_fake).square().mean() + (fake - alpha_real).square().mean()
+        stats = {"lecam": reg, "lecam_alpha_real": alpha_real, "lecam_alpha_fake": alpha_fake}
         return Term(self.weight * reg if step >= self.start else None, stats)
+
+    @torch.no_grad()
+    def end_update(self, step: int) -> None:
+        """After D update `step` (all its micro-batches): move the anchors once, by the whole update's means."""
+        keep = self._keep(step)
+        self.alpha_real.lerp_(self.pending[0] / self.pending[2], 1 - keep)
+        self.alpha_fake.lerp_(self.pending[1] / self.pending[2], 1 - keep)
+        self.started.fill_(True)
+        self.pending.zero_()
