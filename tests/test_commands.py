@@ -6,7 +6,7 @@ import ast
 
 import pytest
 
-from gan_lightning import benchmark, classifier, cli, evaluation, sampling
+from gan_lightning import benchmark, classifier, cli, evaluation, prepare, sampling
 from gan_lightning.command import Parser
 from gan_lightning.data import export
 
@@ -14,7 +14,7 @@ from conftest import REPO
 
 SCRIPTS = sorted((REPO / "scripts").glob("*.py"))
 COMMANDS = {"train": cli, "sample": sampling, "evaluate": evaluation, "train_classifier": classifier,
-            "benchmark": benchmark, "export_mnist": export}  # fmt: skip
+            "benchmark": benchmark, "export_mnist": export, "prepare_data": prepare}  # fmt: skip
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -46,6 +46,7 @@ def _bad_input(name, tmp):
         "train_classifier": (["--data-dir", str(tmp), "--out", str(tmp / "clf.pt")], str(tmp / "MNIST" / "raw")),
         "benchmark": (["--iters", "0"], "--iters must be positive"),
         "export_mnist": (["--out", str(tmp / "png"), "--num", "0"], "--num must be positive"),
+        "prepare_data": (["--dataset", "mnist", "--data-dir", str(tmp)], "give --dataset celeba or folder"),
     }[name]  # fmt: skip
 
 

@@ -49,9 +49,10 @@ class CelebADataModule(ImageFolderDataModule):
         download: bool = False,
         skip_bad_images: bool = False,
         val_fraction: float = 0.05,
+        prepared: str | None = None,
     ) -> None:
         super().__init__(data_dir, batch_size, num_workers, pin_memory, seed, image_size, channels, skip_bad_images,
-                         val_fraction)  # fmt: skip
+                         val_fraction, prepared=prepared)  # fmt: skip
         self.save_hyperparameters()
         self.download = download
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 from torchvision.datasets.folder import find_classes
 
 from gan_lightning.data.base import GANDataModule
@@ -19,6 +20,7 @@ from gan_lightning.data.images import (
     list_image_files,
 )
 from gan_lightning.data.loading import seeded_split
+from gan_lightning.data.prepared import PreparedImageDataset, PreparedImages
 from gan_lightning.errors import ConfigError, DataError
 
 # Fixed, not `seed`: changing the training seed must not change which images are held out for the metrics.
@@ -62,7 +64,9 @@ class ImageFolderDataModule(GANDataModule):
     A fixed random `val_fraction` of the files is held out for validation. Subfolders are not classes: labels are
     zeros; with `conditional`, each top-level subfolder is a class (`folder_classes`, the order of torchvision's
     ImageFolder) and an image's label is its subfolder's index; the files, their order and the split are the same
-    either way. Subclasses (CelebA) change where the images are, how they split, and the error text.
+    either way. Subclasses (CelebA) change where the images are, how they split, and the error text. With `prepared`
+    (a directory written by `gan-prepare` from this folder), the same images come from its memory-mapped uint8 array
+    instead of being decoded: same files, split, order, labels and pixels, refused in one line when out of date.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class ImageFolderDataModule(GANDataModule):
         skip_bad_images: bool = False,
         val_fraction: float = 0.05,
         conditional: bool = False,
+        prepared: str | None = None,
     ) -> None:
         workers = default_num_workers() if num_workers is None else num_workers
         super().__init__(data_dir, batch_size, workers, pin_memory, seed)
@@ -87,6 +92,7 @@ class ImageFolderDataModule(GANDataModule):
         self.skip_bad_images = skip_bad_images
         self.val_fraction = val_fraction
         self.conditional = conditional
+        self.prepared = prepared
         self.class_names: list[str] | None = None
 
     @classmethod
@@ -102,7 +108,16 @@ class ImageFolderDataModule(GANDataModule):
     def _missing_error(self, reason: str) -> DataError:
         return missing_folder_error(reason)
 
-    def _labels(self, files: list[Path]) -> list[int] | None:
+    def source_files(self) -> list[Path]:
+        """Every image file of the folder, in the order of `list_image_files`; one-line DataError when none."""
+        if not self.image_dir.is_dir():
+            raise self._missing_error(f"the folder {self.image_dir} does not exist")
+        files = list_image_files(self.image_dir)
+        if not files:
+            raise self._missing_error(f"the folder {self.image_dir} contains no images ({', '.join(IMAGE_EXTENSIONS)})")
+        return files
+
+    def file_labels(self, files: list[Path]) -> list[int] | None:
         """Each file's class index (its top-level subfolder's) with `conditional`, else None (all zeros)."""
         if not self.conditional:
             return None
@@ -130,12 +145,12 @@ class ImageFolderDataModule(GANDataModule):
         """List the images and split them into train and val file datasets (nothing is decoded yet)."""
         if self.train_set is not None:
             return
-        if not self.image_dir.is_dir():
-            raise self._missing_error(f"the folder {self.image_dir} does not exist")
-        files = list_image_files(self.image_dir)
-        if not files:
-            raise self._missing_error(f"the folder {self.image_dir} contains no images ({', '.join(IMAGE_EXTENSIONS)})")
-        labels = self._labels(files)
+        files = self.source_files()
+        store = None
+        if self.prepared is not None:  # checked before anything else: a stale or mismatched one is refused
+            store = PreparedImages.open(self.prepared)
+            store.check(self.image_dir, files, self.image_size, self.channels)
+        labels = self.file_labels(files)
         train_files, val_files = self._split(files)
         if not train_files:
             raise DataError(f"no training images left in {self.image_dir} after the validation split")
@@ -143,6 +158,11 @@ class ImageFolderDataModule(GANDataModule):
         label_of = dict(zip(files, labels, strict=True)) if labels is not None else None
         train_labels, val_labels = ([label_of[f] for f in part] if label_of else None
                                     for part in (train_files, val_files))  # fmt: skip
+        if store is not None:
+            self.train_set, self.val_set = (self._prepared_set(store, files, part, part_labels)
+                                            for part, part_labels in ((train_files, train_labels),
+                                                                      (val_files, val_labels)))  # fmt: skip
+            return
         kwargs = {"image_size": self.image_size, "channels": self.channels, "skip_bad_images": self.skip_bad_images}
         # The training images' cache budget is shared by every process that loads them: each rank's main process
         # or loader workers. The validation images are read once (their features are kept), so never cached.
@@ -153,6 +173,20 @@ class ImageFolderDataModule(GANDataModule):
         if len(files) <= HEADER_CHECK_LIMIT:
             self.train_set.check_headers()
             self.val_set.check_headers()
+
+    def _prepared_set(self, store: PreparedImages, files: list[Path], part: list[Path],
+                      labels: list[int] | None) -> PreparedImageDataset:  # fmt: skip
+        """`part` of `files` served from the prepared rows (row i is file i: the record matched the listing)."""
+        row_of = {f: i for i, f in enumerate(files)}
+        rows = [row_of[f] for f in part]
+        if labels is not None:  # classes: the prepared labels must be the folder's, as `file_labels` found them
+            if store.classes != self.class_names:
+                raise DataError(f"--prepared {store.path} was prepared with classes {store.classes}, the folder "
+                                f"has {self.class_names}; rerun gan-prepare --conditional")  # fmt: skip
+            label_tensor = store.labels()[torch.as_tensor(rows, dtype=torch.long)]
+        else:
+            label_tensor = torch.zeros(len(rows), dtype=torch.long)
+        return PreparedImageDataset(store, rows, label_tensor, skip_bad_images=self.skip_bad_images)
 
     @property
     def num_skipped(self) -> int:

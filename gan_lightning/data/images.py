@@ -42,6 +42,12 @@ HEADER_CHECK_LIMIT = 20_000
 CACHE_BYTES = 1 << 30
 
 
+def bad_image_error(path: str | Path, reason: str) -> DataError:
+    """The one line for an image file that cannot be decoded while bad images are not skipped."""
+    return DataError(f"cannot read image {path} ({reason}); fix or delete it, or pass --skip-bad-images to skip "
+                     "unreadable images")  # fmt: skip
+
+
 def unreadable_headers(files: Sequence[str | Path]) -> list[tuple[str, str]]:
     """(file, reason) for every file whose image header PIL cannot parse: empty, not an image, or corrupt."""
     bad = []
@@ -83,6 +89,14 @@ def uint8_to_signed(image: torch.Tensor) -> torch.Tensor:
     Not `loading.to_signed`: its x / 127.5 - 1 differs from these in the last bit for some values.
     """
     return image.float().div(255).sub(0.5).div(0.5)
+
+
+def decode_image(path: str | Path, mode: str) -> Image.Image:
+    """The whole image file decoded and converted to `mode` ("L" or "RGB"); PIL's error when it cannot be."""
+    # convert() forces a full decode here, so a truncated file fails now instead of being padded with
+    # grey (PIL only pads when ImageFile.LOAD_TRUNCATED_IMAGES is set, which this package never does).
+    with Image.open(str(path)) as img:
+        return img.convert(mode)
 
 
 def dcgan_transform(image_size: int, channels: int) -> transforms.Compose:
@@ -160,10 +174,7 @@ class ImageFileDataset(Dataset):
         return [str(f) for f in self.files[self._bad.numpy()]]
 
     def _decode(self, path: str) -> Image.Image:
-        # convert() forces a full decode here, so a truncated file fails now instead of being padded with
-        # grey (PIL only pads when ImageFile.LOAD_TRUNCATED_IMAGES is set, which this package never does).
-        with Image.open(path) as img:
-            return img.convert(self.mode)
+        return decode_image(path, self.mode)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self._cache.get(index)
@@ -184,10 +195,7 @@ class ImageFileDataset(Dataset):
                 img = self._decode(path)
             except Exception as err:  # PIL reports bad files as OSError, SyntaxError, ValueError, ...
                 if not self.skip_bad_images:
-                    raise DataError(
-                        f"cannot read image {path} ({type(err).__name__}: {err}); fix or delete it, "
-                        f"or pass --skip-bad-images to skip unreadable images"
-                    ) from err
+                    raise bad_image_error(path, f"{type(err).__name__}: {err}") from err
                 self._bad[candidate] = True
                 log.warning("skipping unreadable image %s (%s: %s)", path, type(err).__name__, err)
                 continue

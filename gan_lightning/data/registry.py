@@ -84,6 +84,9 @@ options = (
     Option("download", None, "download missing data", type=bool, resume="free",
            default_text="the dataset's: yes for MNIST and Stacked MNIST, no for CelebA"),
     Option("skip_bad_images", False, "skip unreadable image files instead of failing", resume="free"),
+    Option("prepared", None, "read the images from this directory written by scripts/prepare_data.py (decoded, "
+           "cropped and packed once) instead of decoding files; refused when the folder changed since", type=str,
+           resume="free", metavar="DIR", default_text="none: decode the files"),
     Option("num_workers", None, "DataLoader worker processes", type=int, minimum=0, resume="free",
            default_text="per dataset"),
     Option("data_on_device", False, "keep the dataset as uint8 on the accelerator and batch by indexing (no "

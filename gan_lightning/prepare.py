@@ -1,0 +1,88 @@
+"""The `gan-prepare` / `scripts/prepare_data.py` command: decode, crop and pack an image folder or CelebA once, so
+training reads it with `--prepared DIR` instead of decoding every image every epoch (see `data/prepared.py`).
+
+    gan-prepare --dataset celeba --data-dir DIR [--image-size 64] [--out OUT]
+    gan-train --preset dcgan_celeba --data-dir DIR --prepared OUT
+
+Rerunning it is always safe: an up-to-date dataset is left alone, an interrupted one is continued, one whose source
+folder changed since (files added, removed or modified) is rebuilt, each said in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gan_lightning.command import Parser, run_command
+from gan_lightning.data import DATASETS
+from gan_lightning.data.images import default_num_workers
+from gan_lightning.data.prepared import default_prepared_dir, prepare_images
+from gan_lightning.errors import ConfigError
+
+# The train command's own declarations of these options: the same flags, help and checks here.
+SHARED_OPTIONS = ("dataset", "data_dir", "image_size", "channels", "conditional", "skip_bad_images", "num_workers")
+
+
+def preparable() -> list[str]:
+    """The datasets that can be prepared: those whose DataModule reads a prepared directory."""
+    return [name for name in DATASETS.names() if DATASETS.get(name).accepts("prepared")]
+
+
+def build_parser() -> Parser:
+    """The prepare command's argument parser."""
+    from gan_lightning.cli import train_options
+
+    p = Parser(prog="prepare_data.py", description="Decode, crop and resize an image folder or CelebA once into a "
+               "packed uint8 dataset that training reads with --prepared DIR (no per-image decoding).")  # fmt: skip
+    options = train_options()
+    for name in SHARED_OPTIONS:
+        options[name].add_to(p)
+    p.add_argument("--out", default=None, metavar="DIR", help="where to write it (default: beside the image folder, "
+                   "IMAGE_DIR.prepared-<size>px-<channels>ch)")  # fmt: skip
+    return p
+
+
+def run(cfg: argparse.Namespace) -> None:
+    """Prepare the dataset as configured, showing progress; print the flag training needs."""
+    from gan_lightning.cli import train_options
+
+    if cfg.dataset not in preparable():
+        raise ConfigError(f"--dataset {cfg.dataset or '(none)'}: give --dataset {' or '.join(preparable())}; only "
+                          "image-file datasets are prepared (MNIST is read into memory already)")  # fmt: skip
+    spec = DATASETS.get(cfg.dataset)
+    image_size = cfg.image_size or spec.native_size or 64
+    channels = cfg.channels or spec.channels or 3
+    options = train_options()
+    for name, value in (("image_size", image_size), ("channels", channels)):
+        options[name].validate(value)
+    if cfg.conditional and not spec.accepts("conditional"):
+        raise ConfigError(f"--conditional does not apply to --dataset {cfg.dataset}; drop it")
+    dm = spec(cfg.data_dir, image_size=image_size, channels=channels, conditional=cfg.conditional,
+              skip_bad_images=cfg.skip_bad_images, num_workers=0)  # fmt: skip
+    dm.prepare_data()  # the dataset's own one line when its folder is missing
+    files = dm.source_files()
+    labels = dm.file_labels(files)
+    out = Path(cfg.out) if cfg.out else default_prepared_dir(dm.image_dir, image_size, channels)
+    workers = default_num_workers() if cfg.num_workers is None else cfg.num_workers
+    began = time.monotonic()
+    tty = sys.stderr.isatty()
+    start = "\r" if tty else ""  # a terminal shows one line that updates, a log one line per chunk
+
+    def show(done: int, total: int) -> None:
+        rate = done / max(time.monotonic() - began, 1e-9)
+        print(f"{start}prepare: {done}/{total} images ({done / total:.0%}), {rate:.0f}/s",
+              end="" if tty and done < total else "\n", file=sys.stderr, flush=True)
+
+    how = prepare_images(dm.image_dir, files, out, image_size=image_size, channels=channels, labels=labels,
+                         classes=dm.class_names, skip_bad_images=bool(cfg.skip_bad_images), num_workers=workers,
+                         on_chunk=show)  # fmt: skip
+    print(f"{out}: {how}, {len(files)} images at {image_size}px, {channels} channel(s); train with "
+          f"--dataset {cfg.dataset} --data-dir {cfg.data_dir or dm.data_dir} --prepared {out}")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `scripts/prepare_data.py` and `gan-prepare`."""
+    return run_command(build_parser(), run, argv)

@@ -1,0 +1,211 @@
+"""Prepared datasets (`gan-prepare`, `--prepared DIR`): the lazy path's images bit for bit, labels, bad files, a
+changed source refused, an interrupted prepare resumed, exact training resume, disjoint ranks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from test_data_images import make_celeba, make_tree, write_image
+
+from gan_lightning.cli import main as train_main
+from gan_lightning.data import CelebADataModule, ImageFolderDataModule
+from gan_lightning.data import prepared as prepared_module
+from gan_lightning.data.images import list_image_files
+from gan_lightning.data.prepared import PreparedImages, default_prepared_dir, prepare_images
+from gan_lightning.errors import DataError
+from gan_lightning.prepare import main as prepare_main
+
+
+def prepare(data_dir: Path, *extra: str, dataset: str = "folder") -> Path:
+    """Run the prepare command; return the directory it wrote."""
+    out = data_dir.parent / f"{data_dir.name}-prepared"
+    assert prepare_main(["--dataset", dataset, "--data-dir", str(data_dir), "--num-workers", "0", "--out", str(out),
+                         *extra]) == 0  # fmt: skip
+    return out
+
+
+def batches(dm) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    dm.setup("fit")
+    return list(dm.train_dataloader())
+
+
+def assert_same_batches(lazy, fast) -> None:
+    a, b = batches(lazy), batches(fast)
+    assert len(a) == len(b) > 0
+    for (x, y), (u, v) in zip(a, b, strict=True):
+        assert torch.equal(x, u) and torch.equal(y, v)  # bit for bit, same order
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_prepared_images_equal_the_lazy_path_bit_for_bit(tmp_path, channels):
+    make_tree(tmp_path / "tree")  # PNG, JPEG, greyscale, wide, tall, and smaller than the training size
+    out = prepare(tmp_path / "tree", "--image-size", "32", "--channels", str(channels))
+    kwargs = {"batch_size": 2, "num_workers": 0, "image_size": 32, "channels": channels, "val_fraction": 0.34}
+    lazy = ImageFolderDataModule(str(tmp_path / "tree"), **kwargs)
+    fast = ImageFolderDataModule(str(tmp_path / "tree"), prepared=str(out), **kwargs)
+    assert_same_batches(lazy, fast)
+    lazy_val = torch.stack([lazy.val_set[i][0] for i in range(len(lazy.val_set))])
+    fast_val = torch.cat([x for x, _ in fast.val_dataloader()])
+    assert torch.equal(lazy_val, fast_val)
+    assert np.load(out / "images.npy").shape == (6, channels, 32, 32)  # every file, at the training size
+
+
+def test_celeba_layout_is_prepared_beside_its_images_and_split_by_partition(tmp_path):
+    image_dir = make_celeba(tmp_path, n=12, partition=[0] * 8 + [1] * 2 + [2] * 2)
+    assert prepare_main(["--dataset", "celeba", "--data-dir", str(tmp_path), "--num-workers", "0"]) == 0
+    out = default_prepared_dir(image_dir, 64, 3)
+    assert out.parent == image_dir.parent and (out / "manifest.json").is_file()
+    lazy = CelebADataModule(str(tmp_path), batch_size=4, num_workers=0)
+    fast = CelebADataModule(str(tmp_path), batch_size=4, num_workers=0, prepared=str(out))
+    assert_same_batches(lazy, fast)
+    assert len(fast.train_set) == 8 and len(fast.val_set) == 2
+
+
+def make_classes(root: Path) -> Path:
+    for c, name in enumerate(["cats", "dogs", "owls"]):
+        for i in range(4):
+            write_image(root / name / f"{i}.png", (20, 24), seed=10 * c + i)
+    return root
+
+
+def test_conditional_labels_are_preserved(tmp_path, capsys):
+    root = make_classes(tmp_path / "animals")
+    out = prepare(root, "--conditional", "--image-size", "16")
+    assert np.load(out / "labels.npy").tolist() == [0] * 4 + [1] * 4 + [2] * 4  # files in sorted order
+    assert PreparedImages.open(out).classes == ["cats", "dogs", "owls"]
+    kwargs = {"batch_size": 3, "num_workers": 0, "image_size": 16, "conditional": True, "val_fraction": 0.25}
+    lazy = ImageFolderDataModule(str(root), **kwargs)
+    fast = ImageFolderDataModule(str(root), prepared=str(out), **kwargs)
+    assert_same_batches(lazy, fast)
+    assert fast.class_names == ["cats", "dogs", "owls"]
+    assert sorted(torch.cat([y for _, y in batches(fast)]).unique().tolist()) == [0, 1, 2]
+
+    plain = prepare(root, "--image-size", "16")  # no --conditional: no classes recorded
+    with pytest.raises(DataError, match="rerun gan-prepare --conditional") as err:
+        ImageFolderDataModule(str(root), prepared=str(plain), **kwargs).setup("fit")
+    assert "\n" not in str(err.value)
+
+
+def test_a_changed_source_is_refused_in_one_line_and_rebuilt_by_prepare(tmp_path, capsys):
+    root = tmp_path / "photos"
+    for i in range(6):
+        write_image(root / f"{i}.png", (20, 20), seed=i)
+    out = prepare(root, "--image-size", "16")
+    kwargs = {"batch_size": 2, "num_workers": 0, "image_size": 16, "prepared": str(out)}
+    ImageFolderDataModule(str(root), **kwargs).setup("fit")  # fresh: accepted
+
+    write_image(root / "new.png", (20, 20), seed=99)
+    with pytest.raises(DataError, match=r"out of date.*1 file\(s\) added \(e\.g\. new\.png\)") as err:
+        ImageFolderDataModule(str(root), **kwargs).setup("fit")
+    assert "\n" not in str(err.value) and "rerun gan-prepare" in str(err.value)
+    capsys.readouterr()
+    prepare(root, "--image-size", "16")
+    assert "rebuilt (1 file(s) added" in capsys.readouterr().out
+    ImageFolderDataModule(str(root), **kwargs).setup("fit")
+
+    stat = os.stat(root / "3.png")
+    write_image(root / "3.png", (20, 20), seed=1234)  # new pixels...
+    os.utime(root / "3.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # ...at a later time
+    with pytest.raises(DataError, match=r"1 file\(s\) modified \(e\.g\. 3\.png\)"):
+        ImageFolderDataModule(str(root), **kwargs).setup("fit")
+    (root / "new.png").unlink()
+    with pytest.raises(DataError, match=r"1 file\(s\) removed \(e\.g\. new\.png\), 1 file\(s\) modified"):
+        ImageFolderDataModule(str(root), **kwargs).setup("fit")
+    with pytest.raises(DataError, match="holds 16px 3-channel images, this run needs 32px"):
+        ImageFolderDataModule(str(root), **{**kwargs, "image_size": 32}).setup("fit")
+
+
+def test_an_interrupted_prepare_resumes_where_it_stopped(tmp_path, monkeypatch):
+    root = tmp_path / "photos"
+    for i in range(10):
+        write_image(root / f"{i}.png", (30, 20), seed=i)
+    files = list_image_files(root)
+    decoded = []
+    original = prepared_module.decode_image
+    monkeypatch.setattr(prepared_module, "decode_image",
+                        lambda path, mode: decoded.append(path) or original(path, mode))  # fmt: skip
+
+    def stop_after_two_chunks(done: int, total: int) -> None:
+        if done == 6:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        prepare_images(root, files, out, image_size=16, channels=3, chunk=3, on_chunk=stop_after_two_chunks)
+    assert len(decoded) == 6
+    with pytest.raises(DataError, match="unfinished"):
+        PreparedImages.open(out)
+    decoded.clear()
+    progress = []
+    how = prepare_images(root, files, out, image_size=16, channels=3, chunk=3,
+                         on_chunk=lambda done, total: progress.append((done, total)))  # fmt: skip
+    assert how == "resumed at image 6" and len(decoded) == 4 and progress == [(9, 10), (10, 10)]
+    whole = tmp_path / "whole"
+    assert prepare_images(root, files, whole, image_size=16, channels=3, chunk=4) == "prepared"
+    assert np.array_equal(np.load(out / "images.npy"), np.load(whole / "images.npy"))
+    assert sorted(p.name for p in out.iterdir()) == ["images.npy", "labels.npy", "manifest.json"]
+    assert prepare_images(root, files, out, image_size=16, channels=3) == "up to date"
+
+
+def test_bad_source_files_are_handled_as_the_lazy_path_handles_them(tmp_path, capsys):
+    root = tmp_path / "photos"
+    for i in range(8):
+        write_image(root / f"{i}.png", (20, 20), seed=i)
+    (root / "3.png").write_bytes(b"not an image")
+    out = tmp_path / "photos-prepared"
+    assert prepare_main(["--dataset", "folder", "--data-dir", str(root), "--num-workers", "0", "--out", str(out),
+                         "--image-size", "16"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "3.png" in err and "--skip-bad-images" in err
+    prepare(root, "--image-size", "16", "--skip-bad-images")
+    kwargs = {"batch_size": 2, "num_workers": 0, "image_size": 16, "val_fraction": 0.0}
+    with pytest.raises(DataError, match=r"cannot read image .*3\.png.*--skip-bad-images"):
+        ImageFolderDataModule(str(root), prepared=str(out), **kwargs).setup("fit")
+    lazy = ImageFolderDataModule(str(root), skip_bad_images=True, **kwargs)
+    fast = ImageFolderDataModule(str(root), skip_bad_images=True, prepared=str(out), **kwargs)
+    assert_same_batches(lazy, fast)  # 3.png replaced by the next readable file, 4.png, in both
+    assert fast.num_skipped == lazy.num_skipped == 1
+
+
+def test_two_ranks_read_disjoint_samples_covering_the_epoch(tmp_path):
+    root = tmp_path / "photos"
+    for i in range(16):
+        write_image(root / f"{i:02d}.png", (20, 20), seed=i)
+    out = prepare(root, "--image-size", "16")
+    seen = []
+    for rank in (0, 1):
+        dm = ImageFolderDataModule(str(root), batch_size=4, num_workers=0, image_size=16, val_fraction=0.0,
+                                   prepared=str(out), seed=3, pin_memory=False)  # fmt: skip
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2)  # as a Trainer on 2 processes attaches it
+        images = torch.cat([x for x, _ in batches(dm)])
+        seen.append({x.numpy().tobytes() for x in images})
+        assert len(seen[-1]) == len(images) == 8
+    everything = {dm.train_set[i][0].numpy().tobytes() for i in range(16)}
+    assert not seen[0] & seen[1] and seen[0] | seen[1] == everything
+
+
+def train(log_dir: Path, data_dir: Path, steps: int, *extra: str) -> dict[str, torch.Tensor]:
+    argv = ["--dataset", "folder", "--data-dir", str(data_dir), "--model", "mlp", "--image-size", "16", "--channels",
+            "1", "--batch-size", "4", "--latent-dim", "8", "--d-steps", "2", "--accelerator", "cpu", "--seed", "0",
+            "--num-workers", "0", "--log-dir", str(log_dir), "--name", "run", "--sample-every", "1000",
+            "--checkpoint-every", "1000", "--max-steps", str(steps), *extra]  # fmt: skip
+    assert train_main(argv) == 0
+    ckpt = torch.load(log_dir / "run" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    return {k: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
+
+
+def test_training_resumes_exactly_from_a_prepared_dataset(tmp_path):
+    root = tmp_path / "photos"
+    for i in range(40):  # 38 training images: 4 iterations of 2 x 4 per epoch, so step 6 is mid-epoch
+        write_image(root / f"{i:02d}.png", (24, 20), mode="L", seed=i)
+    out = prepare(root, "--image-size", "16", "--channels", "1")
+    straight = train(tmp_path / "straight", root, 12, "--prepared", str(out))
+    half = train(tmp_path / "resumed", root, 6)  # the first half decodes the files...
+    resumed = train(tmp_path / "resumed", root, 12, "--prepared", str(out), "--ckpt-path", "last")  # ...then not
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)  # bit-identical on CPU
+    assert any(not torch.equal(half[k], resumed[k]) for k in half)  # the second half trained
