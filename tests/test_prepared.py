@@ -3,6 +3,7 @@ changed source refused, an interrupted prepare resumed, exact training resume, d
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -209,3 +210,16 @@ def test_training_resumes_exactly_from_a_prepared_dataset(tmp_path):
     resumed = train(tmp_path / "resumed", root, 12, "--prepared", str(out), "--ckpt-path", "last")  # ...then not
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)  # bit-identical on CPU
     assert any(not torch.equal(half[k], resumed[k]) for k in half)  # the second half trained
+
+
+def test_the_loader_benchmark_reports_the_three_paths_at_each_worker_count(tmp_path, capsys):
+    from gan_lightning.data_benchmark import main as benchmark_main
+
+    argv = ["--data-dir", str(tmp_path), "--num-images", "24", "--image-size", "16", "--batch-size", "4",
+            "--batches", "2", "--workers", "0"]  # fmt: skip
+    assert benchmark_main(argv) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["num_images"] == 24 and set(report["results"]) == {"workers=0"}
+    row = report["results"]["workers=0"]
+    assert all(row[k] > 0 for k in ("lazy", "prepared", "in_memory"))  # speeds are reported, not asserted here
+    assert len(list_image_files(tmp_path / "celeba" / "img_align_celeba")) == 24  # generated, CelebA's layout
