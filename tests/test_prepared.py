@@ -223,3 +223,23 @@ def test_the_loader_benchmark_reports_the_three_paths_at_each_worker_count(tmp_p
     row = report["results"]["workers=0"]
     assert all(row[k] > 0 for k in ("lazy", "prepared", "in_memory"))  # speeds are reported, not asserted here
     assert len(list_image_files(tmp_path / "celeba" / "img_align_celeba")) == 24  # generated, CelebA's layout
+
+
+def test_a_prepared_dataset_loads_in_the_main_process(tmp_path):
+    """Nothing is left to decode: asked for workers, the prepared path still gathers in the main process."""
+    from PIL import Image
+
+    from gan_lightning.data.folder import ImageFolderDataModule
+    from gan_lightning.prepare import main as prepare_main
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for i in range(40):
+        Image.new("RGB", (10, 12), (i * 6, 3 * i, 255 - i)).save(src / f"{i:03d}.png")
+    out = tmp_path / "packed"
+    argv = ["--dataset", "folder", "--data-dir", str(src), "--out", str(out), "--image-size", "8", "--channels", "3"]
+    assert prepare_main(argv) == 0
+    dm = ImageFolderDataModule(str(src), batch_size=8, num_workers=2, image_size=8, prepared=str(out))
+    assert dm.train_dataloader().num_workers == 0
+    lazy = ImageFolderDataModule(str(src), batch_size=8, num_workers=2, image_size=8)
+    assert lazy.train_dataloader().num_workers == 2

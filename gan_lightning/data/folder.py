@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 from torchvision.datasets.folder import find_classes
 
 from gan_lightning.data.base import GANDataModule
@@ -94,6 +96,14 @@ class ImageFolderDataModule(GANDataModule):
         self.conditional = conditional
         self.prepared = prepared
         self.class_names: list[str] | None = None
+
+    def _loader_kwargs(self, dataset: Dataset) -> dict[str, Any]:
+        kwargs = super()._loader_kwargs(dataset)
+        if self.prepared is not None:
+            # nothing is left to decode: loader workers would only ship each batch through shared memory as float32
+            # (four times its uint8 bytes), which costs more than the gather they would take off the main process
+            kwargs["num_workers"] = 0
+        return kwargs
 
     @classmethod
     def read_classes(cls, data_dir: str, conditional: bool = False) -> list[str] | None:
