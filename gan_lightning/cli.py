@@ -376,7 +376,8 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[Any]) -> dict[str, str]:
             cfg.classifier = str(cached_classifier(cfg.data_dir or default_data_dir()))
         # Loaded before the logger exists: a wrong path fails without writing anything.
         extractor = build_extractor(
-            cfg.channels, classifier=cfg.classifier, fid_weights=cfg.fid_weights, dataset=cfg.dataset
+            cfg.channels, classifier=cfg.classifier, fid_weights=cfg.fid_weights, dataset=cfg.dataset,
+            fid_weights_unchecked=cfg.fid_weights_unchecked,
         )
         if extractor is not None:  # None: metrics are off, and build_extractor said why in one line
             extra.append(SampleQuality(extractor, every_n_steps=cfg.eval_every, num_samples=cfg.eval_samples))

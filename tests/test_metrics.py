@@ -112,8 +112,10 @@ def test_extractor_stays_in_eval_mode_and_frozen(fake_classifier):
 
 
 def test_extractor_registry():
-    assert set(EXTRACTORS.names()) == {"inception", "mnist_classifier", "stacked_mnist_classifier"}
-    with pytest.raises(ValueError, match="choose one of: inception, mnist_classifier, stacked_mnist_classifier"):
+    assert set(EXTRACTORS.names()) == {"inception_fid", "inception_torchvision", "mnist_classifier",
+                                       "stacked_mnist_classifier"}  # fmt: skip
+    with pytest.raises(ValueError, match="choose one of: inception_fid, inception_torchvision, mnist_classifier, "
+                                         "stacked_mnist_classifier"):  # fmt: skip
         load_extractor("vgg", "x.pt")
 
 
@@ -144,7 +146,7 @@ def test_build_extractor_picks_the_classifier_for_grey_data(fake_classifier):
 
 
 def test_missing_inception_weights_is_a_data_error(tmp_path):
-    with pytest.raises(DataError, match="no Inception weights .*nothing is downloaded"):
+    with pytest.raises(DataError, match="no FID Inception weights .*nothing is downloaded"):
         build_extractor(3, fid_weights=tmp_path / "inception.pth")
 
 
@@ -158,8 +160,9 @@ def test_inception_from_a_local_weights_file(tmp_path, monkeypatch):
     torch.manual_seed(0)
     path = tmp_path / "inception.pth"
     torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), path)
-    extractor = build_extractor(3, fid_weights=path)
+    extractor = build_extractor(3, fid_weights=path)  # torchvision's file, what --fid-weights took before
     assert extractor.num_features == 2048 and extractor.num_classes is None
+    assert extractor.protocol()["extractor"] == "inception_torchvision"  # its scores say they are not the papers'
     nn.Sequential(extractor).train()
     assert not any(m.training for m in extractor.modules())
     assert not any(p.requires_grad for p in extractor.parameters())

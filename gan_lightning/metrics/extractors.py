@@ -1,12 +1,16 @@
-"""Frozen feature extractors chosen by name: the MNIST classifier (per channel for Stacked MNIST) or Inception
-from a local weights file; nothing is ever downloaded."""
+"""Frozen feature extractors chosen by name: the MNIST classifier (per channel for Stacked MNIST), the FID Inception
+of published scores (torch-fidelity's TF-ported Inception v3) or torchvision's Inception, each from a local weights
+file whose SHA-256 every score records; nothing is ever downloaded."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +25,7 @@ from gan_lightning.metrics.statistics import (
     class_statistics,
     stacked_mode_statistics,
 )
+from gan_lightning.options import call_with
 from gan_lightning.registry import Registry
 
 Tensor = torch.Tensor
@@ -29,10 +34,16 @@ PathLike = str | Path
 log = logging.getLogger("gan_lightning.metrics")
 
 INCEPTION_SIZE = 299
+# The TF-ported Inception v3 ("2015-12-05") of published FIDs. torch-fidelity and pytorch-fid publish the same
+# state_dict under these two names; as torch.hub does, the name carries the first hex digits of the file's SHA-256.
+FID_INCEPTION_FILES = ("weights-inception-2015-12-05-6726825d.pth", "pt_inception-2015-12-05-6726825d.pth")
+FID_INCEPTION_SHA256 = "6726825d"
 FID_WEIGHTS_HINT = (
-    "pass --fid-weights PATH to a local torchvision inception_v3 state_dict (e.g. inception_v3_google-0cc3c7bd.pth); "
-    "nothing is downloaded"
+    f"pass --fid-weights PATH to the FID Inception weights ({FID_INCEPTION_FILES[0]} of torch-fidelity or "
+    f"{FID_INCEPTION_FILES[1]} of pytorch-fid; see the README); nothing is downloaded"
 )
+# Accept FID-Inception-shaped weights whose hash is not the published one (random weights in tests, research).
+UNCHECKED_HINT = "pass --fid-weights-unchecked to use them anyway (numbers then are not comparable with papers)"
 
 
 # How training evaluates sample quality (the train command's evaluation flags).
@@ -50,6 +61,15 @@ class FeatureExtractor(nn.Module):
     num_features: int
     num_classes: int | None = None  # set by extractors that also give class probabilities
     statistic_names: tuple[str, ...] = ()  # the keys `statistics` returns
+    # What a score measured with this extractor must say about it (`protocol`); `load_extractor` sets the name
+    # and the weights file's hash, each class says how it brings images to its input.
+    name: str = ""
+    weights_sha256: str | None = None
+    resize: str = ""
+
+    def protocol(self) -> dict[str, str | None]:
+        """`extractor`, `extractor_sha256` (of its weights file) and `resize`: how these features were made."""
+        return {"extractor": self.name, "extractor_sha256": self.weights_sha256, "resize": self.resize}
 
     def freeze(self) -> FeatureExtractor:
         """Eval mode, and no parameter takes gradients; subclasses call this at the end of `__init__`."""
@@ -71,6 +91,8 @@ class FeatureExtractor(nn.Module):
 
 class MNISTClassifierFeatures(FeatureExtractor):
     """An `MNISTClassifier`'s penultimate activations as features, and its softmax as class probabilities."""
+
+    resize = "float images in [-1, 1], bilinear to 28x28 when not 28x28 (no antialiasing)"
 
     def __init__(self, classifier: MNISTClassifier) -> None:
         super().__init__()
@@ -106,6 +128,8 @@ class StackedMNISTFeatures(FeatureExtractor):
     Features are the three channels' penultimate activations side by side (B, 3F); each channel's softmax gives
     its digit, and the three digits form one of 1000 modes (`stacked_mode_statistics`).
     """
+
+    resize = "each channel as a grey image: float in [-1, 1], bilinear to 28x28 when not 28x28 (no antialiasing)"
 
     def __init__(self, classifier: MNISTClassifier) -> None:
         super().__init__()
@@ -159,15 +183,75 @@ class WithClassProbabilities(FeatureExtractor):
         """The classifier's statistics."""
         return self.classes.statistics(probs)
 
+    def protocol(self) -> dict[str, str | None]:
+        """The feature extractor's protocol, and which classifier gave the class statistics."""
+        classes = self.classes.protocol()
+        return {**self.features.protocol(), "classes_extractor": classes["extractor"],
+                "classes_extractor_sha256": classes["extractor_sha256"]}  # fmt: skip
+
+
+class FIDInceptionFeatures(FeatureExtractor):
+    """The Inception v3 of published FIDs: torch-fidelity's `FeatureExtractorInceptionV3` (the TF graph of
+    2015-12-05 ported to PyTorch, as pytorch-fid, torchmetrics and clean-fid use it), its 2048 pool features for
+    FID/KID/PRDC and its 1008 unbiased logits for the Inception Score.
+
+    Images go in as torch-fidelity takes them: quantised to uint8 the way generator outputs are saved as PNGs
+    (x * 127.5 + 128, clamped, truncated; a real uint8 image comes back exactly), grey repeated to RGB, then
+    torch-fidelity's TF1-compatible bilinear resize to 299x299 (no antialiasing) and (x - 128) / 128 inside.
+    """
+
+    num_features = 2048
+    num_classes = 1008
+    statistic_names = ("inception_score", "inception_score_std")
+    resize = ("uint8 quantisation (x * 127.5 + 128, clamped, truncated), grey repeated to RGB, torch-fidelity's "
+              "TF1-compatible bilinear resize to 299x299 without antialiasing")  # fmt: skip
+    is_splits = 10  # the Inception Score's protocol (Salimans et al. 2016): mean and std over 10 splits
+
+    def __init__(self, weights_path: PathLike) -> None:
+        super().__init__()
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        # torch-fidelity downloads only without a path; it unpickles with weights_only=False, so callers check the
+        # file first (`load_fid_inception`: the published hash, or a weights-only load).
+        self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                               feature_extractor_weights_path=str(weights_path))  # fmt: skip
+        self.freeze()
+
+    @staticmethod
+    def to_uint8(x: Tensor) -> Tensor:
+        """Images (B, 1 or 3, H, W) in [-1, 1] as the uint8 RGB images (B, 3, H, W) torch-fidelity reads."""
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)  # (B, 3, H, W)
+        return (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Pool features (B, 2048) of images (B, 1 or 3, H, W) in [-1, 1]."""
+        return self.extract(x)[0]
+
+    def extract(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Pool features (B, 2048) and unbiased logits (B, 1008), from one pass."""
+        features, logits = self.net(self.to_uint8(x))  # resized to (B, 3, 299, 299) inside
+        return features, logits
+
+    def statistics(self, probs: Tensor) -> dict[str, float]:
+        """`inception_score` and `inception_score_std` of the logits (N, 1008), by torch-fidelity's own function
+        (10 splits after its fixed-seed shuffle)."""
+        from torch_fidelity.metric_isc import isc_features_to_metric
+
+        result = isc_features_to_metric(probs.cpu(), splits=min(self.is_splits, len(probs)))
+        return {"inception_score": result["inception_score_mean"], "inception_score_std": result["inception_score_std"]}
+
 
 class InceptionFeatures(FeatureExtractor):
     """torchvision Inception v3's 2048 pool features of images resized to 299x299 (grey images are repeated to RGB).
 
     FIDs from torchvision's ImageNet weights are consistent across a project's runs but not comparable with
-    published FIDs, which use the TF-ported "pt_inception" weights of pytorch-fid / torch-fidelity.
+    published FIDs, which use the TF-ported weights of `FIDInceptionFeatures`. Kept for runs configured with
+    torchvision's file before that existed, and for when only torchvision's file is at hand.
     """
 
     num_features = 2048
+    resize = "float images in [-1, 1], grey repeated to RGB, bilinear resize to 299x299 with antialiasing"
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
@@ -210,7 +294,67 @@ def load_inception(weights_path: PathLike) -> InceptionFeatures:
     return InceptionFeatures(net)
 
 
-EXTRACTORS: Registry[Callable[[PathLike], FeatureExtractor]] = Registry("feature extractor")
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: PathLike) -> str:
+    """The SHA-256 (hex) of a file, computed once per process while its size and modification time stay."""
+    stat = os.stat(path)
+    return _sha256(os.fspath(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def weights_kind(state: Any) -> str:
+    """What a loaded weights file holds, in words: the FID Inception's layout, torchvision's Inception, the MNIST
+    classifier, a training checkpoint, or unknown weights."""
+    if not isinstance(state, dict):
+        return f"a {type(state).__name__}, not a state_dict"
+    if "pytorch-lightning_version" in state or "optimizer_states" in state:
+        return "a training checkpoint"
+    if isinstance(state.get("meta"), dict) and "arch" in state["meta"]:
+        return f"a {state['meta']['arch']!r} classifier"
+    state = state.get("state_dict", state)
+    fc = state.get("fc.weight") if isinstance(state, dict) else None
+    if isinstance(fc, Tensor) and "Mixed_7c.branch_pool.conv.weight" in state:
+        if tuple(fc.shape) == (1008, 2048):
+            return "FID Inception layout"
+        return f"torchvision's ImageNet Inception v3 ({fc.shape[0]} classes)"
+    return f"unknown weights ({len(state) if isinstance(state, dict) else 0} entries)"
+
+
+def load_fid_inception(weights_path: PathLike, checked: bool = True) -> FeatureExtractor:
+    """The FID Inception from a local file carrying the published SHA-256, else a one-line `DataError` naming what
+    the file is. `checked=False` accepts any file with the FID Inception's layout (random weights in tests).
+
+    A torchvision Inception file, what `--fid-weights` took before, still loads as `InceptionFeatures`, with a
+    one-time notice that its FIDs are not comparable with published ones.
+    """
+    path = Path(weights_path)
+    if path.is_file() and file_sha256(path).startswith(FID_INCEPTION_SHA256):
+        return FIDInceptionFeatures(path)
+    state = load_weights_file(path, "FID Inception weights", FID_WEIGHTS_HINT)  # weights only: no code runs
+    kind = weights_kind(state)
+    if kind == "FID Inception layout" and not checked:
+        return FIDInceptionFeatures(path)
+    if kind.startswith("torchvision's"):
+        _notice(f"--fid-weights {path} holds {kind}: FIDs with it are not comparable with published ones; "
+                f"{FID_WEIGHTS_HINT}")  # fmt: skip
+        extractor = load_inception(path)
+        extractor.name = "inception_torchvision"
+        return extractor
+    expected = f"expected the FID Inception, SHA-256 {FID_INCEPTION_SHA256}... ({' or '.join(FID_INCEPTION_FILES)})"
+    if kind == "FID Inception layout":
+        raise DataError(f"{path} has the FID Inception's layout but other weights (SHA-256 "
+                        f"{file_sha256(path)[:16]}...); {expected}; {UNCHECKED_HINT}")  # fmt: skip
+    raise DataError(f"{path} holds {kind}, not Inception weights; {expected}; nothing is downloaded")
+
+
+EXTRACTORS: Registry[Callable[..., FeatureExtractor]] = Registry("feature extractor")
 
 
 @EXTRACTORS.register("mnist_classifier")
@@ -223,14 +367,23 @@ def _stacked_mnist_classifier(path: PathLike) -> FeatureExtractor:
     return StackedMNISTFeatures(load_classifier(path))
 
 
-@EXTRACTORS.register("inception")
-def _inception(path: PathLike) -> FeatureExtractor:
+@EXTRACTORS.register("inception_fid")
+def _inception_fid(path: PathLike, checked: bool = True) -> FeatureExtractor:
+    return load_fid_inception(path, checked)
+
+
+@EXTRACTORS.register("inception_torchvision")
+def _inception_torchvision(path: PathLike) -> FeatureExtractor:
     return load_inception(path)
 
 
-def load_extractor(name: str, path: PathLike) -> FeatureExtractor:
-    """The extractor registered as `name`, built from the weights file `path`."""
-    return EXTRACTORS.get(name)(path)
+def load_extractor(name: str, path: PathLike, checked: bool = True) -> FeatureExtractor:
+    """The extractor registered as `name`, built from the weights file `path`, its protocol filled in; `checked=False`
+    lets an extractor that checks its file's hash accept other weights of the right layout."""
+    extractor = call_with(EXTRACTORS.get(name), {"checked": checked}, path=path)
+    extractor.name = extractor.name or name  # an extractor that loaded as another kind says so itself
+    extractor.weights_sha256 = file_sha256(path)
+    return extractor
 
 
 @functools.cache  # once per message and process, however many runs or callbacks ask
@@ -259,12 +412,14 @@ def build_extractor(
     classifier: PathLike | None = None,
     fid_weights: PathLike | None = None,
     dataset: str | None = None,
+    fid_weights_unchecked: bool = False,
 ) -> FeatureExtractor | None:
     """The feature extractor for a dataset's metrics, or None (with a one-time notice) when there is none.
 
     Datasets that declare a classifier extractor (`DatasetSpec.extractor`: MNIST, Stacked MNIST) use the MNIST
     classifier at `classifier` (per channel for Stacked MNIST);
-    with `fid_weights` Inception gives the features and the classifier, when given, still gives the modes.
+    with `fid_weights` the FID Inception gives the features (any FID-Inception-shaped file with
+    `fid_weights_unchecked`) and the classifier, when given, still gives the modes.
     Grey images of an unnamed dataset use the classifier when given. Nothing is ever downloaded.
     """
     classes = None
@@ -275,7 +430,7 @@ def build_extractor(
                               f"--dataset {dataset} has {channels}-channel images: drop --classifier")  # fmt: skip
         classes = load_extractor(name, classifier)
     if fid_weights is not None:
-        inception = load_extractor("inception", fid_weights)
+        inception = load_extractor("inception_fid", fid_weights, checked=not fid_weights_unchecked)
         return WithClassProbabilities(inception, classes) if classes is not None else inception
     if classes is not None:
         return classes

@@ -1,0 +1,143 @@
+"""The FID Inception against the reference implementations, offline: torch-fidelity's network with random weights
+saved as the weights file, the project's FID, KID and IS against torch-fidelity's `calculate_metrics` on the same
+images and file; pytorch-fid's FID on the same file is measured and printed (its resize differs)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from gan_lightning.data.base import to_signed
+from gan_lightning.errors import DataError
+from gan_lightning.metrics import SampleQualityMetrics, build_extractor, load_extractor
+
+torch_fidelity = pytest.importorskip("torch_fidelity")
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # noqa: E402
+
+N = 16  # images per set: Inception runs at 299x299 whatever the input size, a fraction of a second per image
+
+
+class _RandomInit(FeatureExtractorInceptionV3):
+    """torch-fidelity's network keeping its random initialisation (its constructor insists on loading a file)."""
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):  # noqa: ANN001, ANN201
+        return None
+
+
+def random_fid_weights(path, seed: int = 0) -> None:
+    """Save a seeded random FID Inception state_dict at `path`, in the published file's format (a plain
+    `torch.save`d state_dict with torch-fidelity's key names)."""
+    empty = path.with_name("empty.pth")
+    torch.save({}, empty)
+    torch.manual_seed(seed)
+    net = _RandomInit("random", ["2048"], feature_extractor_weights_path=str(empty))
+    # Calibrate BatchNorm on random images so activations neither vanish nor explode through 90 random layers:
+    # cumulative batch statistics of one pass become the running statistics.
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None
+            module.reset_running_stats()
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
+    net.train()
+    with torch.no_grad():
+        net(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)))
+    torch.save(net.state_dict(), path)
+
+
+def image_sets(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two different distributions of smooth uint8 RGB images (N, 3, 32, 32): blurry colour blobs, and the same
+    kind darker with finer detail."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(N, 3, 4, 4, generator=g)
+    fine = torch.rand(N, 3, 16, 16, generator=g)
+    up = torch.nn.functional.interpolate
+    a = up(coarse, size=32, mode="bilinear", align_corners=False)
+    b = 0.6 * up(fine, size=32, mode="bilinear", align_corners=False) + 0.1
+    return (a * 255).round().to(torch.uint8), (b * 255).round().to(torch.uint8)
+
+
+class _Images(Dataset):
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("fid") / "random-inception.pth"
+    random_fid_weights(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images():
+    return image_sets()
+
+
+@pytest.fixture(scope="module")
+def project_scores(weights, images):
+    real, fake = images
+    extractor = load_extractor("inception_fid", weights, checked=False)
+    metrics = SampleQualityMetrics(extractor, kid_subset_size=N, kid_subsets=5)
+    metrics.update(to_signed(real), real=True)
+    metrics.update(to_signed(fake), real=False)
+    return metrics.compute()
+
+
+def test_project_equals_torch_fidelity(weights, images, project_scores):
+    real, fake = images
+    reference = torch_fidelity.calculate_metrics(
+        input1=_Images(fake), input2=_Images(real), cuda=False, isc=True, fid=True, kid=True, verbose=False,
+        feature_extractor_weights_path=str(weights), kid_subset_size=N, batch_size=N, cache=False, save_cpu_ram=True,
+    )  # fmt: skip
+    ours = (project_scores["fid"], project_scores["kid"], project_scores["inception_score"])
+    theirs = [reference[k] for k in ("frechet_inception_distance", "kernel_inception_distance_mean",
+                                     "inception_score_mean")]  # fmt: skip
+    pairs = zip(("FID", "KID", "IS"), ours, theirs, strict=True)
+    print("\nproject / torch-fidelity: " + ", ".join(f"{name} {a:.8g} / {b:.8g}" for name, a, b in pairs))
+    assert project_scores["fid"] > 1.0  # the two sets do differ in these random features: a real comparison
+    assert project_scores["fid"] == pytest.approx(reference["frechet_inception_distance"], rel=1e-4)
+    # KID subsets of the whole set are permutations of it: the unbiased MMD, whatever either library draws
+    assert project_scores["kid"] == pytest.approx(reference["kernel_inception_distance_mean"], rel=1e-4)
+    assert project_scores["inception_score"] == pytest.approx(reference["inception_score_mean"], rel=1e-6)
+    assert project_scores["inception_score_std"] == pytest.approx(reference["inception_score_std"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_pytorch_fid_difference(weights, images, project_scores, monkeypatch):
+    """pytorch-fid on the same weights file: its resize (PyTorch bilinear on floats) differs from torch-fidelity's
+    TF1-compatible one, so its number is printed, not asserted equal."""
+    inception = pytest.importorskip("pytorch_fid.inception")
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    monkeypatch.setattr(inception, "load_state_dict_from_url", lambda *a, **k: torch.load(weights))
+    net = inception.InceptionV3([inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    with torch.no_grad():
+        feats = [net(x.float() / 255)[0].flatten(1).double().numpy() for x in images]
+    stats = [(f.mean(0), __import__("numpy").cov(f, rowvar=False)) for f in feats]
+    fid = calculate_frechet_distance(*stats[1], *stats[0])
+    print(f"\npytorch-fid FID {fid:.6f} vs project {project_scores['fid']:.6f} "
+          f"(relative difference {abs(fid - project_scores['fid']) / project_scores['fid']:.2e})")  # fmt: skip
+    assert fid > 0
+
+
+def test_a_foreign_weights_file_is_one_line(tmp_path, weights):
+    unchecked = build_extractor(3, fid_weights=weights, fid_weights_unchecked=True)
+    assert unchecked.protocol()["extractor"] == "inception_fid"
+    with pytest.raises(DataError) as err:  # the layout is right, the hash is not the published one
+        build_extractor(3, fid_weights=weights)
+    message = str(err.value)
+    assert "has the FID Inception's layout but other weights" in message and "6726825d" in message
+    assert "--fid-weights-unchecked" in message and "\n" not in message
+    other = tmp_path / "classifier.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "meta": {"arch": "mnist_cnn"}}, other)
+    with pytest.raises(DataError, match=r"holds a 'mnist_cnn' classifier, not Inception weights; expected the FID "
+                                        r"Inception, SHA-256 6726825d"):  # fmt: skip
+        build_extractor(3, fid_weights=other, fid_weights_unchecked=True)
