@@ -380,7 +380,8 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[Any]) -> dict[str, str]:
             fid_weights_unchecked=cfg.fid_weights_unchecked,
         )
         if extractor is not None:  # None: metrics are off, and build_extractor said why in one line
-            extra.append(SampleQuality(extractor, every_n_steps=cfg.eval_every, num_samples=cfg.eval_samples))
+            extra.append(SampleQuality(extractor, every_n_steps=cfg.eval_every, num_samples=cfg.eval_samples,
+                                       reference=f"{cfg.dataset}/val"))
     logger = GANLogger(cfg.log_dir, name=cfg.name, version=version, default_hp_metric=False)
     data_dir = str(Path(cfg.data_dir or default_data_dir()).resolve())
     run_info = {"dataset": cfg.dataset, "data_dir": data_dir, "config": config}

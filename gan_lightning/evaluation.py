@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import os
@@ -19,20 +20,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 
-from gan_lightning.classifier import cached_classifier
+from gan_lightning.classifier import cached_classifier, default_cache_dir
 from gan_lightning.command import Parser, run_command
 from gan_lightning.data import DATASETS, default_data_dir
-from gan_lightning.data.base import to_signed
-from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.errors import ConfigError, DataError, load_weights_file
 from gan_lightning.files import atomic_write, check_writable_dir, write_text
 from gan_lightning.latents import truncation_options
-from gan_lightning.metrics import Scorer, classifier_datasets, load_extractor, reference_extractor
+from gan_lightning.metrics import (
+    FeatureExtractor,
+    Scorer,
+    build_extractor,
+    classifier_datasets,
+    load_extractor,
+    reference_extractor,
+)
+from gan_lightning.metrics import options as metric_options
+from gan_lightning.metrics.callback import real_batches
+from gan_lightning.metrics.quality import REFERENCE_FEATURES
 from gan_lightning.module import GAN
 from gan_lightning.options import Options
 from gan_lightning.sampling import load_gan, read_checkpoint
 
 Tensor = torch.Tensor
+REFERENCE_SPLITS = ("train", "val")  # the DataModule's train_set / val_set (CIFAR-10: train / test)
 
 # Plotted when present, in this order; lower is better for the first three.
 PLOTTED = ("fid", "kid", "mode_kl", "class_kl", "modes", "precision", "recall", "density", "coverage")
@@ -74,35 +86,107 @@ def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int 
 def real_images(dataset: str, data_dir: str, image_size: int) -> Tensor:
     """The validation images (uint8, (N, C, S, S)) of an MNIST-like dataset: the reference set of every metric."""
     if reference_extractor(dataset) is None:
-        raise ConfigError(f"offline evaluation scores MNIST-like runs ({', '.join(classifier_datasets())}); this "
-                          f"run used --dataset {dataset}: pass evaluate.py --dataset mnist (and --data-dir) when its "
-                          "images are MNIST digits, else use train.py --eval-every with --fid-weights")  # fmt: skip
+        raise ConfigError(f"offline evaluation without --fid-weights scores MNIST-like runs "
+                          f"({', '.join(classifier_datasets())}); this run used --dataset {dataset}: pass "
+                          "--fid-weights PATH (the FID Inception), or --dataset mnist when its images are MNIST digits")
     dm = DATASETS.get(dataset)(data_dir, batch_size=1, image_size=image_size, download=False)
     dm.setup("fit")
     return dm.val_set.images
 
 
-class Evaluator:
-    """Scores GANs against one dataset's validation images; the real features are extracted once for all."""
+def reference_set(dataset: str, data_dir: str, image_size: int, split: str = "val",
+                  options: dict[str, Any] | None = None) -> Dataset:  # fmt: skip
+    """A dataset's `split` ("train" or "val") at `image_size`, built with the run's dataset `options`."""
+    if split not in REFERENCE_SPLITS:
+        raise ConfigError(f"--reference must be one of {', '.join(REFERENCE_SPLITS)}, got {split!r}")
+    spec = DATASETS.get(dataset)
+    dm = spec(data_dir, **{**(options or {}), "batch_size": 1, "image_size": image_size, "download": False})
+    dm.setup("fit")
+    source = getattr(dm, f"{split}_set", None)
+    if source is None or len(source) == 0:
+        raise DataError(f"--dataset {dataset} has no {split} images under {data_dir}; pick another --reference")
+    return source
 
-    def __init__(self, classifier_path: str | Path, dataset: str, data_dir: str, image_size: int) -> None:
-        extractor = load_extractor(reference_extractor(dataset) or "mnist_classifier", classifier_path)
-        self.classifier = extractor.classifier  # the same network labels and codes are read with, loaded once
+
+def reference_cache(extractor: FeatureExtractor, source: Tensor | Dataset, limit: int, name: str,
+                    cache_dir: str | Path | None = None) -> Path:  # fmt: skip
+    """Where the reference statistics of these images under this extractor are cached: keyed by a SHA-256 of the
+    images themselves (as the extractor receives them), the extractor's protocol (its weights' SHA-256 included),
+    the reference's name and count, and the KID/PRDC subset rule; any change gives another file."""
+    data = hashlib.sha256()
+    for batch in real_batches(source, limit, 500):
+        data.update(batch.cpu().numpy().tobytes())
+    key = {"data": data.hexdigest(), "reference": name, "num_reference": limit, **extractor.protocol(),
+           "kid_prdc_reference": REFERENCE_FEATURES, "format": 1}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / f"reference-{extractor.name or 'features'}-{digest}.pt"
+
+
+class Evaluator:
+    """Scores GANs against one dataset's reference images (`split`, at most `num_reference` of them); the real
+    features are extracted once for all, and their statistics cached across runs (`reference_cache`).
+
+    MNIST-like datasets use the MNIST classifier at `classifier_path` (it also reads labels and InfoGAN codes);
+    with `fid_weights` the FID Inception gives the features (and the classifier, when given, the mode statistics).
+    """
+
+    def __init__(
+        self,
+        classifier_path: str | Path | None,
+        dataset: str,
+        data_dir: str,
+        image_size: int,
+        *,
+        fid_weights: str | Path | None = None,
+        fid_weights_unchecked: bool = False,
+        split: str = "val",
+        num_reference: int | None = None,
+        options: dict[str, Any] | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        spec = DATASETS.get(dataset)
+        if fid_weights is None:
+            if spec.extractor is None:
+                raise ConfigError(f"--dataset {dataset} has no classifier to score it: pass --fid-weights PATH (the "
+                                  "FID Inception's weights file; see the README), or --dataset mnist when its images "
+                                  "are MNIST digits")  # fmt: skip
+            extractor = load_extractor(spec.extractor, classifier_path)
+        else:
+            channels = spec.channels or (options or {}).get("channels") or 3
+            extractor = build_extractor(channels, classifier=classifier_path if spec.extractor else None,
+                                        fid_weights=fid_weights, dataset=dataset,
+                                        fid_weights_unchecked=fid_weights_unchecked)  # fmt: skip
+        classes = getattr(extractor, "classes", extractor)
+        self.classifier = getattr(classes, "classifier", None)  # reads labels and codes; None on RGB data
         self.scorer = Scorer(extractor)  # the scoring path training-time metrics use too
-        self.scorer.add_real(to_signed(chunk) for chunk in real_images(dataset, data_dir, image_size).split(500))
+        source = reference_set(dataset, data_dir, image_size, split, options)
+        limit = len(source) if num_reference is None else min(num_reference, len(source))
+        name = f"{dataset}/{split}"
+        self.cache = reference_cache(extractor, source, limit, name, cache_dir)
+        self.cached = self.cache.is_file()
+        if self.cached:
+            self.scorer.metrics.load_real_state(load_weights_file(self.cache, "reference statistics", "delete it"))
+            self.scorer.reference = name
+        else:
+            self.scorer.add_real(real_batches(source, limit, 500), reference=name, total=limit)
+            state = self.scorer.metrics.real_state()
+            atomic_write(self.cache, lambda path: torch.save(state, path), "the reference statistics cache")
 
     def __call__(
         self, gan: GAN, num_samples: int = 5000, seed: int = 0, truncation: float | None = None
     ) -> dict[str, Any]:
-        """Every metric of `num_samples` samples from `gan` (fixed noise from `seed`, truncated to psi `truncation`)."""
+        """Every metric of `num_samples` samples from `gan` (fixed noise from `seed`, truncated to psi `truncation`),
+        and under `protocol` how they were measured."""
         results: dict[str, Any] = self.scorer.score(gan, num_samples, seed, truncation)
-        if gan.hparams.conditional:
+        if gan.hparams.conditional and self.classifier is not None:
             per_class = num_samples // gan.hparams.num_classes
             results["label_accuracy"] = label_accuracy(gan, self.classifier, per_class, seed, truncation)
-        if gan.hparams.infogan:
+        if gan.hparams.infogan and self.classifier is not None:
             results["code_purity"], results["code_classes"] = code_purity(
                 gan, self.classifier, num_samples // 10, seed, truncation
             )
+        results["protocol"] = self.scorer.protocol(num_samples, seed, truncation)
         return results
 
 
@@ -135,13 +219,15 @@ def evaluate_runs(
     plot: str | Path | None = None,
     dataset: str | None = None,
     truncations: Sequence[float] | None = None,
+    **reference: Any,
 ) -> dict[str, list[dict[str, Any]]]:
     """Score every checkpoint of each run; write `evaluation.{csv,json,png}` into each run directory.
 
     Checks every run and checkpoint path before scoring anything, so a typo costs no time. The plot shows all
     runs (one line each); `plot` writes one more copy there. `dataset` overrides the runs' own reference data.
     `truncations`: score each checkpoint at each psi (rows gain a `truncation` field); with several, also write
-    `evaluation_truncation.png` (FID, precision and recall against psi) into each run directory.
+    `evaluation_truncation.png` (FID, precision and recall against psi) into each run directory. `reference`:
+    `Evaluator`'s keyword options (fid_weights, split, num_reference, ...).
     """
     runs = {Path(d): run_checkpoints(Path(d)) for d in run_dirs}
     for run_dir in runs:
@@ -161,12 +247,11 @@ def evaluate_runs(
                 continue
             seen.add(iteration)
             info = ckpt.get("gan_lightning_run", {})
-            reference = dataset or info.get("dataset", "mnist")
-            root = _reference_dir(info, reference, data_dir)
-            key = (reference, gan.hparams.image_size)
+            reference_name = dataset or info.get("dataset", "mnist")
+            root = _reference_dir(info, reference_name, data_dir)
+            key = (reference_name, gan.hparams.image_size)
             if key not in evaluators:
-                clf = classifier or cached_classifier(root)
-                evaluators[key] = Evaluator(clf, reference, root, gan.hparams.image_size)
+                evaluators[key] = _evaluator(info, reference_name, root, gan.hparams.image_size, classifier, reference)
             for psi in truncations or (None,):
                 results = evaluators[key](gan, num_samples, seed, psi)
                 row = {"iteration": iteration, "checkpoint": path.name, **_psi_field(psi), **results}
@@ -184,6 +269,15 @@ def evaluate_runs(
     return tables
 
 
+def _evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int, classifier: str | None,
+               reference: dict[str, Any]) -> Evaluator:  # fmt: skip
+    """The Evaluator of a checkpoint's run: its dataset options, the classifier (cached) for MNIST-like data."""
+    if classifier is None and DATASETS.get(dataset).extractor is not None:
+        classifier = str(cached_classifier(root))
+    options = info.get("config", {}) if dataset == info.get("dataset") else {}
+    return Evaluator(classifier, dataset, root, image_size, options=options, **reference)
+
+
 def _reference_dir(info: dict[str, Any], dataset: str, data_dir: str | None) -> str:
     """Where the reference data lives: --data-dir, else the run's own folder when it trained on it, else default."""
     own = info.get("data_dir") if dataset == info.get("dataset") else None
@@ -199,13 +293,19 @@ def _rounded(row: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
 
 
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """A row with its `protocol` fields as `protocol.<field>` columns (the CSV's form)."""
+    protocol = row.get("protocol") or {}
+    return {**{k: v for k, v in row.items() if k != "protocol"}, **{f"protocol.{k}": v for k, v in protocol.items()}}
+
+
 def write_table(rows: list[dict[str, Any]], run_dir: Path) -> None:
     """`evaluation.csv` and `evaluation.json` of a run's scored checkpoints, one row each."""
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+    columns = list(dict.fromkeys(k for row in rows for k in _flat(row)))
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=columns)
     writer.writeheader()
-    writer.writerows(_rounded(r) | {k: json.dumps(v) for k, v in r.items() if isinstance(v, list)} for r in rows)
+    writer.writerows(_flat(_rounded(r) | {k: json.dumps(v) for k, v in r.items() if isinstance(v, list)}) for r in rows)
     write_text(run_dir / "evaluation.csv", table.getvalue(), "the evaluation table")
     write_text(run_dir / "evaluation.json", json.dumps(rows, indent=1) + "\n", "the evaluation table")
 
@@ -267,17 +367,25 @@ def _short(run: str) -> str:
 # ---------------------------------------------------------------------------------------------------- command
 def build_parser() -> Parser:
     """The evaluate command's argument parser."""
-    p = Parser(prog="evaluate.py", description="Score MNIST or Stacked MNIST checkpoints offline.")
+    p = Parser(prog="evaluate.py", description="Score checkpoints offline: MNIST-like data with the project "
+               "classifier, any data with the FID Inception (--fid-weights); every score with its protocol.")
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="runs (LOG_DIR/NAME/version_N) to score wholly")
     p.add_argument("--ckpt", help="score this one checkpoint instead (one JSON line)")
     p.add_argument("--classifier", help="MNIST classifier (default: trained once and cached for --data-dir's data)")
     p.add_argument("--data-dir", default=None, help="MNIST root (default: the run's, else $GAN_DATA_DIR or ./data)")
     p.add_argument(
         "--dataset",
-        choices=classifier_datasets(),
-        help="score against this dataset's validation images instead of the run's own (e.g. a folder of MNIST PNGs)",
+        choices=DATASETS.names(),
+        help="score against this dataset's images instead of the run's own (e.g. MNIST for a folder of MNIST PNGs)",
     )
-    p.add_argument("-n", "--num", type=int, default=5000, help="generated images per checkpoint (default 5000)")
+    p.add_argument("-n", "--num", type=int, default=5000, help="generated images per checkpoint (default 5000; the "
+                   "papers' FID protocol: 50000)")
+    for name in ("fid_weights", "fid_weights_unchecked"):
+        Options(metric_options)[name].add_to(p)
+    p.add_argument("--reference", choices=REFERENCE_SPLITS, default="val", help="the dataset split the samples are "
+                   "compared with (default val; the papers' FID protocol: train, the full training set)")
+    p.add_argument("--num-reference", type=int, default=None, help="use at most this many reference images "
+                   "(default all of the split)")
     p.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
     p.add_argument("--plot", help="RUN_DIR mode: also write the plot here; --ckpt with several --truncation values: "
                    "write the plot against psi here")  # fmt: skip
@@ -296,7 +404,7 @@ def run(cfg: argparse.Namespace) -> None:
         Options(truncation_options)["truncation"].validate(psi)
     if cfg.run_dirs:
         evaluate_runs(cfg.run_dirs, cfg.classifier, cfg.data_dir, cfg.num, cfg.seed, cfg.plot, cfg.dataset,
-                      truncations)  # fmt: skip
+                      truncations, **_reference_options(cfg))  # fmt: skip
         plots = ".png and evaluation_truncation.png" if truncations and len(truncations) > 1 else ".png"
         for run_dir in cfg.run_dirs:
             print(f"wrote {Path(run_dir) / 'evaluation.csv'}, .json and {plots}")
@@ -307,9 +415,9 @@ def run(cfg: argparse.Namespace) -> None:
     info = ckpt.get("gan_lightning_run", {})
     dataset = cfg.dataset or info.get("dataset", "mnist")
     data_dir = _reference_dir(info, dataset, cfg.data_dir)
-    classifier = cfg.classifier or cached_classifier(data_dir)
     gan = load_gan(cfg.ckpt, ckpt=ckpt)
-    evaluator = Evaluator(classifier, dataset, data_dir, gan.hparams.image_size)  # real features once for every psi
+    # real features once for every psi
+    evaluator = _evaluator(info, dataset, data_dir, gan.hparams.image_size, cfg.classifier, _reference_options(cfg))
     rows = []
     for psi in truncations or (None,):
         rows.append({**_psi_field(psi), **evaluator(gan, cfg.num, cfg.seed, psi)})
@@ -317,6 +425,13 @@ def run(cfg: argparse.Namespace) -> None:
     if cfg.plot is not None and truncations and len(truncations) > 1:
         plot_truncation({cfg.ckpt: rows}, Path(cfg.plot))
         print(f"wrote {cfg.plot}")
+
+
+def _reference_options(cfg: argparse.Namespace) -> dict[str, Any]:
+    if cfg.num_reference is not None and cfg.num_reference < 2:
+        raise ConfigError(f"--num-reference must be at least 2, got {cfg.num_reference}")
+    return {"fid_weights": cfg.fid_weights, "fid_weights_unchecked": cfg.fid_weights_unchecked,
+            "split": cfg.reference, "num_reference": cfg.num_reference}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -269,7 +270,15 @@ def test_callback_logs_to_tensorboard_and_jsonl(tmp_path, fake_mnist_dir, fake_c
         assert [e.step for e in ea.Scalars(tag)] == [2, 4, 5], tag  # every 2 iterations, and at the end
     lines = [json.loads(line) for line in (tmp_path / "run" / "version_0" / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [2, 4, 5]
-    assert {k: v for k, v in lines[-1].items() if k not in ("step", "global_step")} == quality.last
+    assert {k: v for k, v in lines[-1].items() if k not in ("step", "global_step", "protocol")} == quality.last
+    # every line says how its numbers were measured
+    sha = hashlib.sha256(fake_classifier["path"].read_bytes()).hexdigest()
+    assert all(line["protocol"] == {
+        "num_generated": 200, "reference": "MNISTDataModule.val_set", "num_reference": len(dm.val_set),
+        "extractor": "mnist_classifier", "extractor_sha256": sha, "resize": MNISTClassifierFeatures.resize,
+        "seed": 4321, "truncation": None, "kid_prdc_reference": len(dm.val_set), "kid_subsets": 50,
+        "kid_subset_size": 50} for line in lines)  # fmt: skip
+    assert ea.Tags()["tensors"] == ["val/protocol/text_summary"]  # TensorBoard text beside the scalars
     assert ea.Scalars("val/fid")[-1].value == pytest.approx(quality.last["fid"], rel=1e-6)
     assert quality.last["fid"] > 0 and 0 <= quality.last["modes"] <= 10
     assert quality.metrics.num_real == len(dm.val_set)  # real features extracted once, not per evaluation

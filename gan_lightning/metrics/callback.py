@@ -52,7 +52,9 @@ class SampleQuality(Callback):
     Samples come from one seeded noise batch, so successive evaluations differ only by the generator. Real images
     are `real_images` (a uint8 or [-1, 1] float tensor (N, C, H, W), or a Dataset of (image, label)), else the
     datamodule's `val_set`; their features are extracted once. Results go to every logger as `val/<name>` scalars
-    at step `iteration`, to `<log_dir>/metrics.jsonl` for TensorBoard loggers, and to `.last`.
+    at step `iteration`, to `<log_dir>/metrics.jsonl` for TensorBoard loggers (each line with its `protocol`: counts,
+    `reference` (what the real images are), extractor and weights hash, resize, seed; also TensorBoard text
+    `val/protocol`), and to `.last`.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class SampleQuality(Callback):
         kid_subset_size: int = 1000,
         kid_subsets: int = 50,
         prefix: str = "val/",
+        reference: str | None = None,
     ) -> None:
         if every_n_steps < 1 or batch_size < 1:
             raise ConfigError(f"every_n_steps and batch_size must be positive, got {every_n_steps}, {batch_size}")
@@ -83,32 +86,27 @@ class SampleQuality(Callback):
         self.batch_size = batch_size
         self.seed = seed
         self.prefix = prefix
+        self.reference = reference
         self.last: dict[str, float] = {}
         self._last_step = -1
 
-    def _real_batches(self, trainer: Trainer) -> Iterator[Tensor]:
-        """Real images as float batches in [-1, 1], at most `num_real` of them."""
-        source = self.real_images
+    def _real_source(self, trainer: Trainer) -> tuple[Tensor | Dataset, int, str]:
+        """The real images, how many of them to use, and what they are (for the protocol)."""
+        source, reference = self.real_images, self.reference or "real_images"
         if source is None:
             source = getattr(trainer.datamodule, "val_set", None)
+            reference = self.reference or f"{type(trainer.datamodule).__name__}.val_set"
         if source is None or len(source) == 0:
             raise DataError(
                 "SampleQuality needs real images: pass real_images=..., or fit with a datamodule that has a "
                 "non-empty val_set (MNIST: a positive val_fraction)"
             )
-        limit = len(source) if self.num_real is None else min(self.num_real, len(source))
-        stored = source if isinstance(source, Tensor) else getattr(source, "images", None)
-        if isinstance(stored, Tensor):  # in-memory images: slice, no DataLoader
-            yield from (_signed(chunk) for chunk in stored[:limit].split(self.batch_size))
-            return
-        loader = DataLoader(source, batch_size=self.batch_size, collate_fn=getattr(source, "collate_fn", None))
-        seen = 0
-        for batch in loader:
-            images = batch[0] if isinstance(batch, (tuple, list)) else batch
-            yield _signed(images[: limit - seen])
-            seen += min(len(images), limit - seen)
-            if seen >= limit:
-                return
+        return source, len(source) if self.num_real is None else min(self.num_real, len(source)), reference
+
+    def _real_batches(self, trainer: Trainer) -> Iterator[Tensor]:
+        """Real images as float batches in [-1, 1], at most `num_real` of them."""
+        source, limit, _ = self._real_source(trainer)
+        yield from real_batches(source, limit, self.batch_size)
 
     @torch.no_grad()
     def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float] | None:
@@ -119,20 +117,23 @@ class SampleQuality(Callback):
         self._last_step = step
         self.metrics.to(pl_module.device)
         if not self.scorer.has_real:
-            self.scorer.add_real(self._real_batches(trainer))
+            _, limit, reference = self._real_source(trainer)
+            self.scorer.add_real(self._real_batches(trainer), reference=reference, total=limit)
         results = self.scorer.score(pl_module, self.num_samples, self.seed)
         self.last = results
-        self._log(trainer, step, results)
+        self._log(trainer, step, results, self.scorer.protocol(self.num_samples, self.seed))
         return results
 
-    def _log(self, trainer: Trainer, step: int, results: dict[str, float]) -> None:
+    def _log(self, trainer: Trainer, step: int, results: dict[str, float], protocol: dict[str, Any]) -> None:
         scalars = {f"{self.prefix}{name}": value for name, value in results.items()}
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
             # Only real TensorBoard loggers: under fast_dev_run Lightning swaps in a dummy with no directory.
             if isinstance(logger, TensorBoardLogger):
-                record = json.dumps({"step": step, "global_step": trainer.global_step, **results}) + "\n"
-                append_text(Path(logger.log_dir) / "metrics.jsonl", record, "the metrics log")
+                record = {"step": step, "global_step": trainer.global_step, **results, "protocol": protocol}
+                append_text(Path(logger.log_dir) / "metrics.jsonl", json.dumps(record) + "\n", "the metrics log")
+                table = "\n".join(["| field | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in protocol.items())])
+                logger.experiment.add_text(f"{self.prefix}protocol", table, global_step=step)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if pl_module.iteration % self.every_n_steps == 0:
@@ -140,3 +141,20 @@ class SampleQuality(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.evaluate(trainer, pl_module)
+
+
+def real_batches(source: Tensor | Dataset, limit: int, batch_size: int) -> Iterator[Tensor]:
+    """The first `limit` images of a uint8 or float tensor (N, C, H, W) or a Dataset of (image, label), as float
+    batches in [-1, 1]."""
+    stored = source if isinstance(source, Tensor) else getattr(source, "images", None)
+    if isinstance(stored, Tensor):  # in-memory images: slice, no DataLoader
+        yield from (_signed(chunk) for chunk in stored[:limit].split(batch_size))
+        return
+    loader = DataLoader(source, batch_size=batch_size, collate_fn=getattr(source, "collate_fn", None))
+    seen = 0
+    for batch in loader:
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        yield _signed(images[: limit - seen])
+        seen += min(len(images), limit - seen)
+        if seen >= limit:
+            return

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
+from torchmetrics.utilities import dim_zero_cat
 
 from gan_lightning.errors import ConfigError
 from gan_lightning.metrics.extractors import FeatureExtractor
@@ -34,6 +35,9 @@ class _Precomputed(nn.Module):
 
 
 MANIFOLD_METRICS = ("precision", "recall", "density", "coverage")
+# KID and precision/recall/density/coverage compare against at most this many reference images (a seeded random
+# subset; FID uses them all): 50,000 reference features per metric would cost GBs of memory and hours of k-NN.
+REFERENCE_FEATURES = 10_000
 
 
 class SampleQualityMetrics(nn.Module):
@@ -83,15 +87,35 @@ class SampleQualityMetrics(nn.Module):
         return int(self.fid.fake_features_num_samples)
 
     @torch.no_grad()
-    def update(self, images: Tensor, real: bool) -> None:
-        """Add a batch of float images (B, C, H, W) in [-1, 1], real or generated."""
+    def update(self, images: Tensor, real: bool, keep: Tensor | None = None) -> None:
+        """Add a batch of float images (B, C, H, W) in [-1, 1], real or generated; `keep` (B,) bool: the images KID
+        and precision/recall/density/coverage also see (FID sees all)."""
         if not images.is_floating_point():
             raise ValueError(f"expected float images in [-1, 1], got {images.dtype} (uint8 data: use to_signed)")
         features, probs = self.extractor.extract(images.to(self.fid.device, torch.float32))
-        for metric in (self.fid, self.kid, self.manifold):
-            metric.update(features, real=real)
+        self.fid.update(features, real=real)
+        sample = features if keep is None else features[keep.to(features.device)]
+        if len(sample):
+            self.kid.update(sample, real=real)
+            self.manifold.update(sample, real=real)
         if probs is not None and not real:
             self._fake_probs.append(probs)
+
+    def real_state(self) -> dict[str, Tensor]:
+        """What the metrics keep of the real images (FID's sums, the KID/PRDC features): cacheable."""
+        return {
+            "fid_sum": self.fid.real_features_sum, "fid_cov_sum": self.fid.real_features_cov_sum,
+            "fid_num": self.fid.real_features_num_samples, "features": dim_zero_cat(self.kid.real_features),
+        }  # fmt: skip
+
+    def load_real_state(self, state: dict[str, Tensor]) -> None:
+        """Restore `real_state()` instead of extracting the real images again."""
+        device = self.fid.device
+        self.fid.real_features_sum = state["fid_sum"].to(device)
+        self.fid.real_features_cov_sum = state["fid_cov_sum"].to(device)
+        self.fid.real_features_num_samples = state["fid_num"].to(device)
+        self.kid.real_features = [state["features"].to(device)]
+        self.manifold.real_features = [state["features"].to(device)]
 
     def compute(self) -> dict[str, float]:
         """`fid`, `kid`, `kid_std`, `precision`, `recall`, `density`, `coverage`, and with class probabilities the
@@ -133,6 +157,7 @@ class Scorer:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
         self.metrics = SampleQualityMetrics(extractor, **metric_options)
         self.batch_size = batch_size
+        self.reference = "given real images"  # what the real images are, for the protocol (`add_real` says)
 
     @property
     def has_real(self) -> bool:
@@ -140,10 +165,32 @@ class Scorer:
         return self.metrics.num_real > 0
 
     @torch.no_grad()
-    def add_real(self, batches: Iterable[Tensor]) -> None:
-        """Extract and keep the features of real images, (B, C, H, W) batches in [-1, 1]."""
+    def add_real(self, batches: Iterable[Tensor], reference: str | None = None, total: int | None = None,
+                 seed: int = 0) -> None:  # fmt: skip
+        """Extract and keep the features of real images, (B, C, H, W) batches in [-1, 1]; `reference` names them
+        (e.g. "cifar10/train") in the protocol. With `total` (their number) above `REFERENCE_FEATURES`, KID and
+        PRDC see a random subset of that size drawn with `seed`; FID sees all."""
+        if reference is not None:
+            self.reference = reference
+        keep = None
+        if total is not None and total > REFERENCE_FEATURES:
+            keep = torch.zeros(total, dtype=torch.bool)
+            keep[torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:REFERENCE_FEATURES]] = True
+        seen = 0
         for images in batches:
-            self.metrics.update(images, real=True)
+            mask = None if keep is None else keep[seen : seen + len(images)]
+            self.metrics.update(images, real=True, keep=mask)
+            seen += len(images)
+
+    def protocol(self, num_samples: int, seed: int, truncation: float | None = None) -> dict[str, Any]:
+        """How `score(gan, num_samples, seed, truncation)` measures: counts, reference, extractor, resize, seed."""
+        metrics = self.metrics
+        sampled = min(metrics.num_real, REFERENCE_FEATURES)
+        return {
+            "num_generated": num_samples, "reference": self.reference, "num_reference": metrics.num_real,
+            **metrics.extractor.protocol(), "seed": seed, "truncation": truncation, "kid_prdc_reference": sampled,
+            "kid_subsets": metrics.kid.subsets, "kid_subset_size": min(metrics.kid_subset_size, sampled, num_samples),
+        }  # fmt: skip
 
     @torch.no_grad()
     def score(self, gan: Any, num_samples: int, seed: int, truncation: float | None = None) -> dict[str, float]:
