@@ -100,7 +100,8 @@ def reference_set(dataset: str, data_dir: str, image_size: int, split: str = "va
     if split not in REFERENCE_SPLITS:
         raise ConfigError(f"--reference must be one of {', '.join(REFERENCE_SPLITS)}, got {split!r}")
     spec = DATASETS.get(dataset)
-    dm = spec(data_dir, **{**(options or {}), "batch_size": 1, "image_size": image_size, "download": False})
+    given = {k: v for k, v in (options or {}).items() if k != "data_dir"}  # the run's; `data_dir` is decided here
+    dm = spec(data_dir, **{**given, "batch_size": 1, "image_size": image_size, "download": False})
     dm.setup("fit")
     source = getattr(dm, f"{split}_set", None)
     if source is None or len(source) == 0:
@@ -148,9 +149,9 @@ class Evaluator:
         spec = DATASETS.get(dataset)
         if fid_weights is None:
             if spec.extractor is None:
-                raise ConfigError(f"--dataset {dataset} has no classifier to score it: pass --fid-weights PATH (the "
-                                  "FID Inception's weights file; see the README), or --dataset mnist when its images "
-                                  "are MNIST digits")  # fmt: skip
+                raise ConfigError(f"--dataset {dataset} has no classifier to score it: pass evaluate.py --dataset "
+                                  "mnist (and --data-dir) when its images are MNIST digits, else --fid-weights PATH "
+                                  "(the FID Inception's weights file; see the README)")  # fmt: skip
             extractor = load_extractor(spec.extractor, classifier_path)
         else:
             channels = spec.channels or (options or {}).get("channels") or 3

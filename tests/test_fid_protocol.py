@@ -108,4 +108,4 @@ def test_a_wrong_weights_file_exits_2_in_one_line(setup, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "--fid-weights-unchecked" in err
     code = evaluate_main(flags)
-    assert code == 2 and "pass --fid-weights PATH" in capsys.readouterr().err
+    assert code == 2 and "else --fid-weights PATH" in capsys.readouterr().err
