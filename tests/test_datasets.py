@@ -12,7 +12,7 @@ from test_data_images import PARTITION, make_celeba, write_image
 
 from gan_lightning.data import DATASETS
 
-from conftest import make_fake_mnist
+from conftest import make_fake_cifar10, make_fake_mnist
 
 
 def _folder(root: Path) -> Path:
@@ -31,6 +31,7 @@ LAYOUTS: dict[str, Callable[[Path], Path]] = {
     "mnist": lambda root: make_fake_mnist(root, n_train=60, n_test=20),
     "stacked_mnist": lambda root: make_fake_mnist(root, n_train=60, n_test=20),
     "celeba": _celeba,
+    "cifar10": lambda root: make_fake_cifar10(root, per_batch=4, n_test=4),
     "folder": _folder,
 }
 

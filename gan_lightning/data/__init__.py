@@ -2,6 +2,7 @@
 
 from gan_lightning.data.base import GANDataModule, TensorImageDataset, default_data_dir
 from gan_lightning.data.celeba import CelebADataModule
+from gan_lightning.data.cifar10 import CIFAR10DataModule
 from gan_lightning.data.folder import ImageFolderDataModule
 from gan_lightning.data.images import ImageFileDataset
 from gan_lightning.data.loading import ResumableDataLoader, ResumableSampler
@@ -11,6 +12,7 @@ from gan_lightning.data.stacked_mnist import StackedMNISTDataModule, decode_code
 
 __all__ = [
     "DATASETS",
+    "CIFAR10DataModule",
     "CelebADataModule",
     "GANDataModule",
     "ImageFileDataset",

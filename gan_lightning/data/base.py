@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from gan_lightning.data.loading import make_train_loader, require_one_batch, to_signed
+from gan_lightning.data.loading import DeviceTensorLoader, make_train_loader, require_one_batch, to_signed
 from gan_lightning.errors import ConfigError
 
 
@@ -52,12 +52,15 @@ class GANDataModule(LightningDataModule):
     """Base class: subclasses build `self.train_set` / `self.val_set` in `setup` and set the image geometry.
 
     Training batches are `(images, labels)` with images (B, C, H, W) in [-1, 1]; datasets without labels
-    give zeros. Under DDP each rank reads its own shard of every epoch's permutation.
+    give zeros. Under DDP each rank reads its own shard of every epoch's permutation. Subclasses whose training set
+    is a `TensorImageDataset` may set `data_on_device`: the training loader then indexes uint8 tensors on the
+    accelerator instead of running a DataLoader.
     """
 
     channels: int
     image_size: int
     num_classes: int | None = None
+    data_on_device: bool = False
 
     def __init__(
         self,
@@ -104,11 +107,19 @@ class GANDataModule(LightningDataModule):
             self.setup("fit")
         require_one_batch(len(self.train_set), self.batch_size, world_size)
 
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled, rank-sharded, resumable loader of [-1, 1] images."""
+    def train_dataloader(self) -> DataLoader | DeviceTensorLoader:
+        """Shuffled, rank-sharded, resumable loader of [-1, 1] images; with `data_on_device`, one indexing uint8
+        tensors on the accelerator."""
         if self.train_set is None:
             self.setup("fit")
         rank, world = self._rank_and_world()
+        if self.data_on_device:
+            trainer = self.trainer
+            device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+            return DeviceTensorLoader(
+                self.train_set.images, self.train_set.labels, batch_size=self.batch_size, device=device,
+                seed=self.seed, num_replicas=world, rank=rank,
+            )  # fmt: skip
         return make_train_loader(
             self.train_set,
             batch_size=self.batch_size,

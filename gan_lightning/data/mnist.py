@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from gan_lightning.data.base import GANDataModule, TensorImageDataset
-from gan_lightning.data.loading import DeviceTensorLoader, seeded_split
+from gan_lightning.data.loading import seeded_split
 from gan_lightning.errors import ConfigError, DataError
 
 MNIST_FILES = (
@@ -133,17 +132,3 @@ class MNISTDataModule(GANDataModule):
         train_idx, val_idx = seeded_split(len(labels), self.val_fraction, seed=12345)
         self.train_set = TensorImageDataset(images[train_idx], labels[train_idx])
         self.val_set = TensorImageDataset(images[val_idx], labels[val_idx])
-
-    def train_dataloader(self) -> Any:
-        """The resumable DataLoader, or with `data_on_device` a loader indexing uint8 tensors on the accelerator."""
-        if not self.data_on_device:
-            return super().train_dataloader()
-        if self.train_set is None:
-            self.setup("fit")
-        trainer = self.trainer
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        rank, world = self._rank_and_world()
-        return DeviceTensorLoader(
-            self.train_set.images, self.train_set.labels, batch_size=self.batch_size, device=device, seed=self.seed,
-            num_replicas=world, rank=rank,
-        )  # fmt: skip

@@ -13,6 +13,7 @@ from typing import Any
 
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.data.celeba import CelebADataModule
+from gan_lightning.data.cifar10 import CIFAR10DataModule
 from gan_lightning.data.folder import ImageFolderDataModule
 from gan_lightning.data.mnist import MNISTDataModule
 from gan_lightning.data.stacked_mnist import StackedMNISTDataModule
@@ -71,6 +72,9 @@ DATASETS.register("stacked_mnist")(DatasetSpec(StackedMNISTDataModule, channels=
                                                num_classes=1000, data_on_device=True, download=True,
                                                extractor="stacked_mnist_classifier"))
 DATASETS.register("celeba")(DatasetSpec(CelebADataModule, native_size=64))
+DATASETS.register("cifar10")(DatasetSpec(CIFAR10DataModule, channels=3, native_size=32, num_classes=10,
+                                         data_on_device=True, download=True,
+                                         read_classes=CIFAR10DataModule.read_classes))
 DATASETS.register("folder")(DatasetSpec(ImageFolderDataModule, needs_data_dir=True,
                                         read_classes=ImageFolderDataModule.read_classes))
 # fmt: on
@@ -79,10 +83,11 @@ DATASETS.register("folder")(DatasetSpec(ImageFolderDataModule, needs_data_dir=Tr
 # fmt: off
 options = (
     Option("dataset", "mnist", "dataset", choices=DATASETS.names),
-    Option("data_dir", None, "dataset root; (Stacked) MNIST reads DIR/MNIST/raw", type=str, resume="free",
+    Option("data_dir", None, "dataset root; (Stacked) MNIST reads DIR/MNIST/raw, CIFAR-10 "
+           "DIR/cifar-10-batches-py", type=str, resume="free",
            default_text="$GAN_DATA_DIR or ./data"),
     Option("download", None, "download missing data", type=bool, resume="free",
-           default_text="the dataset's: yes for MNIST and Stacked MNIST, no for CelebA"),
+           default_text="the dataset's: yes for MNIST, Stacked MNIST and CIFAR-10, no for CelebA"),
     Option("skip_bad_images", False, "skip unreadable image files instead of failing", resume="free"),
     Option("prepared", None, "read the images from this directory written by scripts/prepare_data.py (decoded, "
            "cropped and packed once) instead of decoding files; refused when the folder changed since", type=str,
