@@ -21,6 +21,8 @@ CASES: dict[str, list[tuple[int, int, int, dict[str, int]]]] = {
         (16, 3, 128, {"ngf": 4, "ndf": 4}),
     ],
     "resnet": [(16, 1, 28, {"ngf": 8, "ndf": 8}), (16, 3, 32, {"ngf": 8, "ndf": 8}), (16, 3, 64, {"ngf": 4, "ndf": 4})],
+    "sngan_cnn": [(16, 3, 32, {"ngf": 8, "ndf": 8}), (16, 1, 32, {"ngf": 4, "ndf": 4})],
+    "sngan_resnet": [(16, 3, 32, {"ngf": 8, "ndf": 8}), (16, 1, 32, {"ngf": 4, "ndf": 4})],
 }
 SHAPE_CASES = [(name, *case) for name, cases in CASES.items() for case in cases]
 
@@ -40,6 +42,8 @@ def test_every_registered_model_has_shape_cases() -> None:
         ("mlp", 96, 1, 28, 1_952_528, 267_009),
         ("dcgan_mnist", 96, 1, 28, 6_675_009, 1_102_721),
         ("dcgan", 100, 3, 64, 3_576_704, 2_765_568),
+        ("sngan_cnn", 128, 3, 32, 3_828_739, 5_860_865),  # by hand in test_sngan.py
+        ("sngan_resnet", 128, 3, 32, 4_276_739, 1_053_824),
     ],
 )
 def test_parameter_counts(

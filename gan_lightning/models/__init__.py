@@ -10,6 +10,7 @@ from gan_lightning.errors import ConfigError
 from gan_lightning.models import dcgan as _dcgan  # noqa: F401  (registers "dcgan", "dcgan_mnist")
 from gan_lightning.models import mlp as _mlp  # noqa: F401  (registers "mlp")
 from gan_lightning.models import resnet as _resnet  # noqa: F401  (registers "resnet")
+from gan_lightning.models import sngan as _sngan  # noqa: F401  (registers "sngan_cnn", "sngan_resnet")
 from gan_lightning.models.base import Discriminator
 from gan_lightning.models.dcgan import (
     DCGANDiscriminator,

@@ -20,7 +20,8 @@ Tensor = torch.Tensor
 G_CONDITIONING = Option(
     "g_conditioning", "input", "how a conditional G gets its labels: input (one-hot concatenated to the noise) or cbn "
     "(class-conditional BatchNorm, BigGAN-style: a per-class gain and bias in every BatchNorm of G); cbn for dcgan "
-    "and dcgan_mnist, whose G has BatchNorm (resnet and mlp have none)", choices=("input", "cbn"), resume="refuse")
+    "and dcgan_mnist (resnet and mlp have no BatchNorm in G; sngan_* take labels with the noise only)",
+    choices=("input", "cbn"), resume="refuse")
 # fmt: on
 
 

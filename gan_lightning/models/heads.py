@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from gan_lightning.errors import ConfigError
@@ -51,10 +52,12 @@ options = (Option("spectral_norm", False, "spectral normalisation of every weigh
 
 
 def spectral_norm_all(module: nn.Module) -> nn.Module:
-    """Spectral normalisation (Miyato et al. 2018) of every Conv, Linear and Embedding weight in `module`, in place."""
+    """Spectral normalisation (Miyato et al. 2018) of every Conv, Linear and Embedding weight in `module`, in place;
+    layers already normalised (the SN-GAN discriminators are built with it) are left as they are."""
     layers = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
     for layer in [m for m in module.modules() if isinstance(m, layers)]:
-        spectral_norm(layer)
+        if not parametrize.is_parametrized(layer, "weight"):
+            spectral_norm(layer)
     return module
 
 
