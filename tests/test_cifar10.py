@@ -11,11 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
+from test_run_ux import status_of
 
+from gan_lightning.cli import PRESETS
 from gan_lightning.data import DATASETS, CIFAR10DataModule
 from gan_lightning.data import cifar10 as cifar
 from gan_lightning.data.loading import DeviceTensorLoader
 from gan_lightning.errors import DataError
+from gan_lightning.sampling import load_gan
 
 from conftest import CIFAR_NAMES, cifar_image, make_fake_cifar10
 
@@ -194,3 +198,33 @@ def test_labels_outside_the_meta_classes_are_refused(tmp_path):
         pickle.dump({"label_names": CIFAR_NAMES[:5]}, f, protocol=2)
     with pytest.raises(DataError, match="labels outside 0..4, the classes of batches.meta"):
         CIFAR10DataModule(str(tmp_path), download=False).setup("fit")
+
+
+# ------------------------------------------------------------------------------------ the reference presets
+CIFAR_PRESETS = sorted(name for name, values in PRESETS.items() if values.get("dataset") == "cifar10")
+# narrow networks and a small batch, so every preset's recipe runs two iterations in seconds
+SHRINK = ["--ngf", "8", "--ndf", "8", "--batch-size", "4", "--max-steps", "2", "--accelerator", "cpu",
+          "--log-every", "1", "--sample-every", "1"]  # fmt: skip
+
+
+def test_the_cifar_presets_are_there():
+    assert CIFAR_PRESETS == ["dcgan_cifar10", "r3gan_cifar10", "sngan_cifar10_cnn", "sngan_cifar10_resnet"]
+
+
+@pytest.mark.parametrize("preset", CIFAR_PRESETS)
+def test_every_cifar_preset_trains_two_iterations_on_the_layout(preset, fake_cifar10_dir, tmp_path):
+    logs = tmp_path / "logs"
+    argv = ["--preset", preset, "--data-dir", str(fake_cifar10_dir), "--log-dir", str(logs), *SHRINK]
+    assert status_of(argv) == 0
+    run_dir = next(logs.glob("*/version_0"))
+    args = yaml.safe_load((run_dir / "config.yaml").read_text())["args"]
+    recipe = {k: v for k, v in PRESETS[preset].items() if k not in ("batch_size", "max_steps", "ngf", "ndf")}  # shrunk
+    assert {k: args[k] for k in recipe} == recipe
+    assert (args["image_size"], args["channels"], args["max_steps"]) == (32, 3, 2)
+    gan = load_gan(run_dir / "checkpoints" / "last.ckpt")
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == gan.optimizer_steps(2)  # two iterations of (d_steps + 1) updates
+    if args["conditional"]:  # r3gan_cifar10: the 10 labels, named from batches.meta
+        assert args["class_names"] == CIFAR_NAMES and gan.latents.class_names == CIFAR_NAMES
+        images = gan.sample(z=torch.randn(10, args["latent_dim"]), labels=torch.arange(10))
+        assert images.shape == (10, 3, 32, 32)
