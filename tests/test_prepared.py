@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from test_data_images import make_celeba, make_tree, write_image
 
 from gan_lightning.cli import main as train_main
@@ -20,6 +23,8 @@ from gan_lightning.data.images import list_image_files
 from gan_lightning.data.prepared import PreparedImages, default_prepared_dir, prepare_images
 from gan_lightning.errors import DataError
 from gan_lightning.prepare import main as prepare_main
+
+from conftest import REPO
 
 
 def prepare(data_dir: Path, *extra: str, dataset: str = "folder") -> Path:
@@ -188,6 +193,39 @@ def test_two_ranks_read_disjoint_samples_covering_the_epoch(tmp_path):
         assert len(seen[-1]) == len(images) == 8
     everything = {dm.train_set[i][0].numpy().tobytes() for i in range(16)}
     assert not seen[0] & seen[1] and seen[0] | seen[1] == everything
+
+
+@pytest.mark.slow  # two processes and a gloo group; the sampler-level test above keeps the fast suite's coverage
+def test_two_gloo_ranks_of_the_train_command_read_disjoint_samples_covering_each_epoch(tmp_path):
+    """Real processes: `--devices 2 --prepared DIR` on CPU; each rank records the images of every batch it trained."""
+    from prepared_probe import STEP
+
+    root = tmp_path / "greys"
+    root.mkdir()
+    for i in range(33):  # uniform greys, the value encodes the index; 32 left for training after the 5% held out
+        Image.new("L", (16, 16), i * STEP).save(root / f"{i:02d}.png")
+    out = prepare(root, "--image-size", "16", "--channels", "1")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    # 16 images per rank and epoch: 2 iterations of 2 D steps x 4 images, over 2 epochs
+    cmd = [sys.executable, str(REPO / "tests" / "prepared_probe.py"), str(probe), "--dataset", "folder", "--data-dir",
+           str(root), "--prepared", str(out), "--model", "mlp", "--image-size", "16", "--channels", "1",
+           "--batch-size", "4", "--d-steps", "2", "--latent-dim", "8", "--max-epochs", "2", "--accelerator", "cpu",
+           "--devices", "2", "--num-workers", "0", "--seed", "0", "--log-dir", str(tmp_path / "logs"),
+           "--sample-every", "1000", "--checkpoint-every", "1000"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world_size"] == 2 and r["strategy"] == "PerNetworkDDPStrategy" for r in ranks)  # the default
+    split = set(ranks[0]["train_split"])
+    assert ranks[1]["train_split"] == ranks[0]["train_split"] and len(split) == 32 and split < set(range(33))
+    for r in ranks:
+        assert set(r["epochs"]) == {"0", "1"}
+    for epoch in ("0", "1"):
+        a, b = (r["epochs"][epoch] for r in ranks)
+        assert len(a) == len(set(a)) == len(b) == len(set(b)) == 16  # no image twice on a rank
+        assert not set(a) & set(b) and set(a) | set(b) == split
+    assert set(ranks[0]["epochs"]["0"]) != set(ranks[0]["epochs"]["1"])  # the shards are redrawn every epoch
 
 
 def train(log_dir: Path, data_dir: Path, steps: int, *extra: str) -> dict[str, torch.Tensor]:
