@@ -37,7 +37,7 @@ from gan_lightning.metrics import (
     reference_extractor,
 )
 from gan_lightning.metrics import options as metric_options
-from gan_lightning.metrics.callback import real_batches
+from gan_lightning.metrics.callback import real_batches, real_labels
 from gan_lightning.metrics.quality import REFERENCE_FEATURES
 from gan_lightning.module import GAN
 from gan_lightning.options import Options
@@ -46,8 +46,8 @@ from gan_lightning.sampling import load_gan, read_checkpoint
 Tensor = torch.Tensor
 REFERENCE_SPLITS = ("train", "val")  # the DataModule's train_set / val_set (CIFAR-10: train / test)
 
-# Plotted when present, in this order; lower is better for the first three.
-PLOTTED = ("fid", "kid", "mode_kl", "class_kl", "modes", "precision", "recall", "density", "coverage")
+# Plotted when present, in this order; lower is better for the first four.
+PLOTTED = ("fid", "intra_fid", "kid", "mode_kl", "class_kl", "modes", "precision", "recall", "density", "coverage")
 # Plotted against psi: the quality (FID, precision) / diversity (recall) trade-off truncation makes.
 PLOTTED_TRUNCATION = ("fid", "precision", "recall")
 
@@ -113,12 +113,17 @@ def reference_cache(extractor: FeatureExtractor, source: Tensor | Dataset, limit
                     cache_dir: str | Path | None = None) -> Path:  # fmt: skip
     """Where the reference statistics of these images under this extractor are cached: keyed by a SHA-256 of the
     images themselves (as the extractor receives them), the extractor's protocol (its weights' SHA-256 included),
-    the reference's name and count, and the KID/PRDC subset rule; any change gives another file."""
+    the reference's name and count, and the KID/PRDC subset rule; any change gives another file. The labels are
+    hashed too: the per-class statistics (intra-class FID) depend on them."""
     data = hashlib.sha256()
     for batch in real_batches(source, limit, 500):
         data.update(batch.cpu().numpy().tobytes())
+    labels = real_labels(source, limit)
+    if labels is not None:
+        data.update(labels.numpy().tobytes())
+    # format 2: the per-class sums of labelled references are in the file
     key = {"data": data.hexdigest(), "reference": name, "num_reference": limit, **extractor.protocol(),
-           "kid_prdc_reference": REFERENCE_FEATURES, "format": 1}  # fmt: skip
+           "kid_prdc_reference": REFERENCE_FEATURES, "format": 2}  # fmt: skip
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return folder / f"reference-{extractor.name or 'features'}-{digest}.pt"
@@ -167,11 +172,12 @@ class Evaluator:
         self.cache = reference_cache(extractor, source, limit, name, cache_dir)
         self.cached = self.cache.is_file()
         if self.cached:
-            self.scorer.metrics.load_real_state(load_weights_file(self.cache, "reference statistics", "delete it"))
+            self.scorer.load_real_state(load_weights_file(self.cache, "reference statistics", "delete it"))
             self.scorer.reference = name
         else:
-            self.scorer.add_real(real_batches(source, limit, 500), reference=name, total=limit)
-            state = self.scorer.metrics.real_state()
+            self.scorer.add_real(real_batches(source, limit, 500), reference=name, total=limit,
+                                 labels=real_labels(source, limit))  # fmt: skip
+            state = self.scorer.real_state()
             atomic_write(self.cache, lambda path: torch.save(state, path), "the reference statistics cache")
 
     def __call__(
@@ -179,7 +185,7 @@ class Evaluator:
     ) -> dict[str, Any]:
         """Every metric of `num_samples` samples from `gan` (fixed noise from `seed`, truncated to psi `truncation`),
         and under `protocol` how they were measured."""
-        results: dict[str, Any] = self.scorer.score(gan, num_samples, seed, truncation)
+        results: dict[str, Any] = self.scorer.score(gan, num_samples, seed, truncation, per_class=True)
         if gan.hparams.conditional and self.classifier is not None:
             per_class = num_samples // gan.hparams.num_classes
             results["label_accuracy"] = label_accuracy(gan, self.classifier, per_class, seed, truncation)
@@ -187,7 +193,7 @@ class Evaluator:
             results["code_purity"], results["code_classes"] = code_purity(
                 gan, self.classifier, num_samples // 10, seed, truncation
             )
-        results["protocol"] = self.scorer.protocol(num_samples, seed, truncation)
+        results["protocol"] = self.scorer.protocol(num_samples, seed, truncation, gan.latents.num_classes)
         return results
 
 

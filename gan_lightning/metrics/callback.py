@@ -117,11 +117,13 @@ class SampleQuality(Callback):
         self._last_step = step
         self.metrics.to(pl_module.device)
         if not self.scorer.has_real:
-            _, limit, reference = self._real_source(trainer)
-            self.scorer.add_real(self._real_batches(trainer), reference=reference, total=limit)
+            source, limit, reference = self._real_source(trainer)
+            self.scorer.add_real(self._real_batches(trainer), reference=reference, total=limit,
+                                 labels=real_labels(source, limit))  # fmt: skip
         results = self.scorer.score(pl_module, self.num_samples, self.seed)
         self.last = results
-        self._log(trainer, step, results, self.scorer.protocol(self.num_samples, self.seed))
+        protocol = self.scorer.protocol(self.num_samples, self.seed, num_classes=pl_module.latents.num_classes)
+        self._log(trainer, step, results, protocol)
         return results
 
     def _log(self, trainer: Trainer, step: int, results: dict[str, float], protocol: dict[str, Any]) -> None:
@@ -141,6 +143,13 @@ class SampleQuality(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.evaluate(trainer, pl_module)
+
+
+def real_labels(source: Tensor | Dataset, limit: int) -> Tensor | None:
+    """The class labels (limit,) of the first `limit` images of a Dataset that keeps them as a `labels` tensor (ours
+    do); None for a bare image tensor or a Dataset without one."""
+    labels = None if isinstance(source, Tensor) else getattr(source, "labels", None)
+    return labels[:limit].long().cpu() if isinstance(labels, Tensor) else None
 
 
 def real_batches(source: Tensor | Dataset, limit: int, batch_size: int) -> Iterator[Tensor]:

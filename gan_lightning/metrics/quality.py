@@ -1,5 +1,6 @@
 """FID, KID, precision/recall, density/coverage and the extractor's mode statistics of generated vs real images,
-and `Scorer`: the one scoring path training-time metrics and `evaluate.py` share."""
+intra-class FID of conditional generators, and `Scorer`: the one scoring path training-time metrics and
+`evaluate.py` share."""
 
 from __future__ import annotations
 
@@ -38,6 +39,60 @@ MANIFOLD_METRICS = ("precision", "recall", "density", "coverage")
 # KID and precision/recall/density/coverage compare against at most this many reference images (a seeded random
 # subset; FID uses them all): 50,000 reference features per metric would cost GBs of memory and hours of k-NN.
 REFERENCE_FEATURES = 10_000
+# Per-class reference statistics (intra-class FID) hold num_classes (D, D) float64 sums: kept only up to this size
+# (CIFAR-10 under the Inception, 10 x 2048^2 x 8 bytes = 335 MB, fits; 1000 Stacked MNIST modes do not).
+CLASS_STATISTICS_BYTES = 2**30
+
+
+def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> float:
+    """FID between N(mu1, sigma1) and N(mu2, sigma2), torchmetrics' formula (its `FrechetInceptionDistance`)."""
+    trace_sqrt = torch.linalg.eigvals(sigma1 @ sigma2).sqrt().real.sum()
+    return float((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt)
+
+
+class ClassGaussians:
+    """Per-class feature sums of `num_classes` classes, in float64 as torchmetrics' FID keeps them: each class's
+    mean and covariance, for intra-class FID."""
+
+    def __init__(self, num_classes: int, num_features: int, device: torch.device | str = "cpu") -> None:
+        self.sum = torch.zeros(num_classes, num_features, dtype=torch.float64, device=device)
+        self.cov_sum = torch.zeros(num_classes, num_features, num_features, dtype=torch.float64, device=device)
+        self.num = torch.zeros(num_classes, dtype=torch.long, device=device)
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the sums keep."""
+        return len(self.num)
+
+    def add(self, features: Tensor, labels: Tensor) -> None:
+        """Add features (B, D) of images of classes `labels` (B,)."""
+        features, labels = features.to(self.sum), labels.to(self.sum.device)
+        self.sum.index_add_(0, labels, features)
+        self.num += torch.bincount(labels, minlength=self.num_classes)
+        for c in labels.unique().tolist():
+            f = features[labels == c]  # (n_c, D)
+            self.cov_sum[c] += f.T @ f
+
+    def gaussian(self, c: int) -> tuple[Tensor, Tensor]:
+        """Class c's mean (D,) and unbiased covariance (D, D)."""
+        n = int(self.num[c])
+        mean = self.sum[c] / n
+        return mean, (self.cov_sum[c] - n * torch.outer(mean, mean)) / (n - 1)
+
+    def state(self) -> dict[str, Tensor]:
+        """The sums, cacheable."""
+        return {"class_sum": self.sum, "class_cov_sum": self.cov_sum, "class_num": self.num}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Tensor], device: torch.device | str) -> ClassGaussians:
+        """Sums saved by `state()`."""
+        out = cls.__new__(cls)
+        out.sum, out.cov_sum, out.num = (state[k].to(device) for k in ("class_sum", "class_cov_sum", "class_num"))
+        return out
+
+    def to(self, device: torch.device | str) -> ClassGaussians:
+        """These sums on `device`."""
+        return ClassGaussians.from_state(self.state(), device)
 
 
 class SampleQualityMetrics(nn.Module):
@@ -87,9 +142,9 @@ class SampleQualityMetrics(nn.Module):
         return int(self.fid.fake_features_num_samples)
 
     @torch.no_grad()
-    def update(self, images: Tensor, real: bool, keep: Tensor | None = None) -> None:
+    def update(self, images: Tensor, real: bool, keep: Tensor | None = None) -> Tensor:
         """Add a batch of float images (B, C, H, W) in [-1, 1], real or generated; `keep` (B,) bool: the images KID
-        and precision/recall/density/coverage also see (FID sees all)."""
+        and precision/recall/density/coverage also see (FID sees all). Returns their features (B, D)."""
         if not images.is_floating_point():
             raise ValueError(f"expected float images in [-1, 1], got {images.dtype} (uint8 data: use to_signed)")
         features, probs = self.extractor.extract(images.to(self.fid.device, torch.float32))
@@ -100,6 +155,7 @@ class SampleQualityMetrics(nn.Module):
             self.manifold.update(sample, real=real)
         if probs is not None and not real:
             self._fake_probs.append(probs)
+        return features
 
     def real_state(self) -> dict[str, Tensor]:
         """What the metrics keep of the real images (FID's sums, the KID/PRDC features): cacheable."""
@@ -150,7 +206,11 @@ class SampleQualityMetrics(nn.Module):
 class Scorer:
     """The one scoring path, for training-time metrics (`SampleQuality`) and `evaluate.py` alike: real features
     extracted once and kept, generated images from latents drawn with a given seed, sampled in fixed-size chunks,
-    every metric computed; the same checkpoint, seed and sample count give the same numbers either way."""
+    every metric computed; the same checkpoint, seed and sample count give the same numbers either way.
+
+    With labelled real images and a conditional generator it also gives the intra-class FID (`intra_fid`, Miyato &
+    Koyama 2018; BigGAN's and StudioGAN's iFID): the mean over classes c of the FID between n // num_classes images
+    generated with label c and the real images of class c, same extractor, same formula."""
 
     def __init__(self, extractor: FeatureExtractor, *, batch_size: int = 500, **metric_options: Any) -> None:
         if batch_size < 1:
@@ -158,6 +218,7 @@ class Scorer:
         self.metrics = SampleQualityMetrics(extractor, **metric_options)
         self.batch_size = batch_size
         self.reference = "given real images"  # what the real images are, for the protocol (`add_real` says)
+        self.real_classes: ClassGaussians | None = None  # per-class reference sums, when the real images have labels
 
     @property
     def has_real(self) -> bool:
@@ -166,36 +227,70 @@ class Scorer:
 
     @torch.no_grad()
     def add_real(self, batches: Iterable[Tensor], reference: str | None = None, total: int | None = None,
-                 seed: int = 0) -> None:  # fmt: skip
+                 seed: int = 0, labels: Tensor | None = None) -> None:  # fmt: skip
         """Extract and keep the features of real images, (B, C, H, W) batches in [-1, 1]; `reference` names them
         (e.g. "cifar10/train") in the protocol. With `total` (their number) above `REFERENCE_FEATURES`, KID and
-        PRDC see a random subset of that size drawn with `seed`; FID sees all."""
+        PRDC see a random subset of that size drawn with `seed`; FID sees all. `labels` (N,), the images' classes
+        in batch order: also keep per-class statistics (intra-class FID)."""
         if reference is not None:
             self.reference = reference
         keep = None
         if total is not None and total > REFERENCE_FEATURES:
             keep = torch.zeros(total, dtype=torch.bool)
             keep[torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:REFERENCE_FEATURES]] = True
+        classes = None
+        if labels is not None and len(labels):
+            num_classes, dim = int(labels.max()) + 1, self.metrics.extractor.num_features
+            if num_classes * dim * dim * 8 <= CLASS_STATISTICS_BYTES:
+                classes = ClassGaussians(num_classes, dim, self.metrics.fid.device)
         seen = 0
         for images in batches:
             mask = None if keep is None else keep[seen : seen + len(images)]
-            self.metrics.update(images, real=True, keep=mask)
+            features = self.metrics.update(images, real=True, keep=mask)
+            if classes is not None:
+                classes.add(features, labels[seen : seen + len(images)])
             seen += len(images)
+        self.real_classes = classes
 
-    def protocol(self, num_samples: int, seed: int, truncation: float | None = None) -> dict[str, Any]:
-        """How `score(gan, num_samples, seed, truncation)` measures: counts, reference, extractor, resize, seed."""
+    def real_state(self) -> dict[str, Tensor]:
+        """What the metrics keep of the real images, and the per-class sums when there are labels: cacheable."""
+        classes = {} if self.real_classes is None else self.real_classes.state()
+        return {**self.metrics.real_state(), **classes}
+
+    def load_real_state(self, state: dict[str, Tensor]) -> None:
+        """Restore `real_state()` instead of extracting the real images again."""
+        self.metrics.load_real_state(state)
+        self.real_classes = ClassGaussians.from_state(state, "cpu") if "class_sum" in state else None
+
+    def intra_fid_applies(self, num_classes: int, num_samples: int) -> bool:
+        """Whether `score` gives `intra_fid` for a generator of `num_classes` classes (0: unconditional): the real
+        images have labels of exactly these classes, at least 2 of each, and num_samples // num_classes >= 2."""
+        classes = self.real_classes
+        return (num_classes > 0 and classes is not None and classes.num_classes == num_classes
+                and int(classes.num.min()) >= 2 and num_samples // num_classes >= 2)  # fmt: skip
+
+    def protocol(self, num_samples: int, seed: int, truncation: float | None = None,
+                 num_classes: int = 0) -> dict[str, Any]:  # fmt: skip
+        """How `score(gan, num_samples, seed, truncation)` measures: counts, reference, extractor, resize, seed; for
+        a generator of `num_classes` classes with intra-class FID, the images per class on either side."""
         metrics = self.metrics
         sampled = min(metrics.num_real, REFERENCE_FEATURES)
-        return {
+        fields = {
             "num_generated": num_samples, "reference": self.reference, "num_reference": metrics.num_real,
             **metrics.extractor.protocol(), "seed": seed, "truncation": truncation, "kid_prdc_reference": sampled,
             "kid_subsets": metrics.kid.subsets, "kid_subset_size": min(metrics.kid_subset_size, sampled, num_samples),
         }  # fmt: skip
+        if self.intra_fid_applies(num_classes, num_samples):
+            fields["intra_fid_generated_per_class"] = num_samples // num_classes
+            fields["intra_fid_reference_per_class"] = self.real_classes.num.tolist()
+        return fields
 
     @torch.no_grad()
-    def score(self, gan: Any, num_samples: int, seed: int, truncation: float | None = None) -> dict[str, float]:
+    def score(self, gan: Any, num_samples: int, seed: int, truncation: float | None = None,
+              per_class: bool = False) -> dict[str, Any]:  # fmt: skip
         """Every metric of `num_samples` images `gan.sample` draws from latents seeded with `seed`, their noise
-        truncated to psi = `truncation` when given (so scores at several psi share their untruncated noise)."""
+        truncated to psi = `truncation` when given (so scores at several psi share their untruncated noise);
+        `intra_fid` when `intra_fid_applies`, with `per_class` also its per-class values `intra_fid_per_class`."""
         metrics = self.metrics.to(gan.device)
         # fixed inputs (noise and any labels / codes) from their own seed: scores differ only by the generator
         rng = torch.Generator(gan.device).manual_seed(seed)
@@ -205,6 +300,31 @@ class Scorer:
             for chunk in latents.split(self.batch_size):
                 images = gan.sample(latents=chunk, truncation=truncation)  # (b, C, H, W) in [-1, 1]
                 metrics.update(images.float(), real=False)
-            return metrics.compute()
+            results: dict[str, Any] = metrics.compute()
         finally:
             metrics.reset()
+        if self.intra_fid_applies(gan.latents.num_classes, num_samples):
+            values = self.intra_fid(gan, num_samples, seed, truncation)
+            results["intra_fid"] = sum(values) / len(values)
+            if per_class:
+                results["intra_fid_per_class"] = values
+        return results
+
+    @torch.no_grad()
+    def intra_fid(self, gan: Any, num_samples: int, seed: int, truncation: float | None = None) -> list[float]:
+        """FID of each class c: num_samples // num_classes images generated with label c (noise seeded with `seed`)
+        against the real images of class c; NaN for every class when the generated features are not finite."""
+        num_classes = gan.latents.num_classes
+        labels = torch.arange(num_classes, device=gan.device).repeat_interleave(num_samples // num_classes)
+        rng = torch.Generator(gan.device).manual_seed(seed)
+        latents = gan.latents.draw(len(labels), rng, gan.device, labels=labels).input
+        extractor = self.metrics.extractor
+        fake = ClassGaussians(num_classes, extractor.num_features, gan.device)
+        for chunk, chunk_labels in zip(latents.split(self.batch_size), labels.split(self.batch_size), strict=True):
+            images = gan.sample(latents=chunk, truncation=truncation)  # (b, C, H, W) in [-1, 1]
+            features, _ = extractor.extract(images.float())
+            fake.add(features, chunk_labels)
+        if not torch.isfinite(fake.cov_sum).all():  # a diverged generator: LAPACK would crash on NaNs
+            return [float("nan")] * num_classes
+        real = self.real_classes.to(gan.device)
+        return [frechet_distance(*real.gaussian(c), *fake.gaussian(c)) for c in range(num_classes)]
