@@ -22,8 +22,7 @@ from gan_lightning.files import check_writable_dir, reason
 from gan_lightning.guards import NonFiniteLossError
 from gan_lightning.models import default_image_size
 from gan_lightning.options import Option, Options, declared
-from gan_lightning.schedules import TARGETS as SCHEDULED
-from gan_lightning.schedules import check_run_length
+from gan_lightning.schedules import check_run_length, scheduled_targets
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cs231n_gan": {"model": "mlp", "loss": "bce", "noise": "uniform", "latent_dim": 96, "lr": 1e-3,
@@ -173,11 +172,12 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     spec = DATASETS.get(cfg.dataset)
     # classes found in the data (a folder's subfolders) are read now: they size the networks
     names = spec.class_names(cfg.data_dir, conditional=bool(cfg.conditional))
+    num_classes = len(names) if names else spec.num_classes
     derived = {
         "image_size": default_image_size(cfg.model, spec.native_size),
         "channels": spec.channels or 3,
         "download": spec.download,
-        "num_classes": len(names) if names else spec.num_classes,
+        "num_classes": num_classes,
         "class_names": names,
         "name": cfg.model,
         "max_steps": 5000 if cfg.max_epochs is None else None,
@@ -186,20 +186,19 @@ def _resolve(cfg: argparse.Namespace) -> argparse.Namespace:
         if getattr(cfg, option.name) is None:
             setattr(cfg, option.name, derived.get(option.name, option.default))
         option.validate(getattr(cfg, option.name))
-    _check_dataset(cfg, spec, names)
+    _check_dataset(cfg, spec, names, num_classes)
     # the module checks these too, during training; here they fail before anything is written
     check_divisible(cfg.batch_size, cfg.accumulate)
-    check_run_length([t for t in SCHEDULED if getattr(cfg, f"{t}_schedule") != "constant"], cfg.max_steps)
+    check_run_length(scheduled_targets(vars(cfg)), cfg.max_steps)
     return cfg
 
 
-def _check_dataset(cfg: argparse.Namespace, spec: Any, names: list[str] | None) -> None:
-    """What the dataset's declaration (and the class `names` found in its data) rules out: other channels or
-    classes, conditioning without labels, flags that do not apply to it."""
+def _check_dataset(cfg: argparse.Namespace, spec: Any, names: list[str] | None, num_classes: int) -> None:
+    """What the dataset's declaration (and the class `names` found in its data, `num_classes` in all) rules out:
+    other channels or classes, conditioning without labels, flags that do not apply to it."""
     if spec.channels is not None and cfg.channels != spec.channels:
         raise ConfigError(f"--dataset {cfg.dataset} images have {spec.channels} channel(s); drop --channels "
                           f"or pass --channels {spec.channels}")  # fmt: skip
-    num_classes = len(names) if names else spec.num_classes
     if cfg.conditional and not num_classes:
         raise ConfigError(f"--conditional needs class labels; --dataset {cfg.dataset} does not have them")
     found = f" (found in {cfg.data_dir})" if names else ""

@@ -134,28 +134,29 @@ class Schedules:
         """The schedules the declared `options` ask for, from the values the GAN was built with (one-line
         ConfigError for a schedule without its final value or with nothing to schedule). A `--T-final` without a
         schedule is ignored, so a replayed run can switch its schedule off."""
-        for target in TARGETS:
-            shape, final = options[f"{target}_schedule"], options[f"{target}_final"]
-            if shape != "constant" and final is None:
+        active = scheduled_targets(options)
+        for target in active:
+            shape, final = shape_and_final(options, target)
+            if final is None:
                 raise ConfigError(f"--{target}-schedule {shape} needs --{target}-final (the value at the end)")
         schedules = []
 
         def add(target: str, name: str, base: float, final: float, write: Callable[[Any, float], None]) -> None:
-            schedules.append(Schedule(target, name, options[f"{target}_schedule"], base, final, write))
+            schedules.append(Schedule(target, name, shape_and_final(options, target)[0], base, final, write))
 
-        if options["lr_schedule"] != "constant":
+        if "lr" in active:
             add("lr", "lr", options["lr"], options["lr_final"], _set_lr)
-        if options["gamma_schedule"] != "constant":
+        if "gamma" in active:
             on = [(n, getattr(objective, n)) for n in ("r1", "r2") if getattr(objective, n, 0)]
             if not on:
                 raise ConfigError("--gamma-schedule needs a penalty to schedule: --r1 and/or --r2")
             for name, gamma in on:
                 add("gamma", f"{name}_gamma", gamma, options["gamma_final"], {"r1": _set_r1, "r2": _set_r2}[name])
-        if options["ema_schedule"] != "constant":
+        if "ema" in active:
             if ema is None:
                 raise ConfigError("--ema-schedule needs an EMA generator: pass --ema-decay")
             add("ema", "ema_half_life", half_life(ema.decay), half_life(options["ema_final"]), _set_ema_half_life)
-        if options["aug_schedule"] != "constant":
+        if "aug" in active:
             add("aug", "aug_p", _augmentation_p(getattr(objective, "augment", None)), options["aug_final"], _set_aug_p)
         return cls(schedules)
 
@@ -167,6 +168,16 @@ class Schedules:
         for s in self.schedules:
             s.write(gan, values[s.name])
         return values
+
+
+def scheduled_targets(options: Mapping[str, Any]) -> list[str]:
+    """The targets (lr, gamma, ema, aug) whose declared `options` ask for a schedule other than constant."""
+    return [target for target in TARGETS if shape_and_final(options, target)[0] != "constant"]
+
+
+def shape_and_final(options: Mapping[str, Any], target: str) -> tuple[str, float | None]:
+    """`target`'s schedule shape (`--T-schedule`) and end value (`--T-final`) in the declared `options`."""
+    return options[f"{target}_schedule"], options[f"{target}_final"]
 
 
 def total_iterations(max_steps: int, steps_per_iteration: int) -> int | None:
