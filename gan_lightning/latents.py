@@ -261,14 +261,16 @@ class LatentSpace:
         return Latents(torch.cat(parts, dim=1), z, labels, cat, cont)
 
     def truncate(
-        self, latents: Latents, rng: torch.Generator, psi: float | None = None, threshold: float | None = None
-    ) -> Latents:
-        """`latents` with the noise truncated (`Prior.truncate`: `threshold` redraws from `rng`, then `psi`) and the
-        labels or codes untouched; without truncation (psi None or 1, no threshold) the same `latents`."""
+        self, latents: Latents | Tensor, rng: torch.Generator, psi: float | None = None, threshold: float | None = None
+    ) -> Latents | Tensor:
+        """`latents` (a `Latents`, or full generator inputs, which are `split`) with the noise truncated
+        (`Prior.truncate`: `threshold` redraws from `rng`, then `psi`) and the labels or codes untouched; without
+        truncation (psi None or 1, no threshold) the same `latents`."""
         for option, value in zip(truncation_options, (psi, threshold), strict=True):
             option.validate(value)
         if (psi is None or psi == 1) and threshold is None:
             return latents
+        latents = latents if isinstance(latents, Latents) else self.split(latents)
         if self._prior.centre is None:
             raise ConfigError(f"the {self.prior!r} noise prior declares no centre, so it cannot be truncated; register "
                               "it as Prior(draw, centre=...)")  # fmt: skip

@@ -84,13 +84,6 @@ def move_tensors(batch: Any, device: torch.device) -> Any | None:
     return None
 
 
-def truncated(space: LatentSpace, latents: Latents | Tensor, rng: torch.Generator, psi: float | None,
-              threshold: float | None) -> Latents:  # fmt: skip
-    """`latents` (a `Latents` or full generator inputs) with their noise truncated (`LatentSpace.truncate`)."""
-    latents = latents if isinstance(latents, Latents) else space.split(latents)
-    return space.truncate(latents, rng, psi, threshold)
-
-
 def generate(net: nn.Module, inputs: Tensor, batch_size: int, device: torch.device) -> Tensor:
     """`net(inputs)` (B, ...) -> images (B, C, H, W) in eval mode, in chunks; the net's mode is restored after."""
     was_training = net.training
@@ -246,8 +239,7 @@ class GAN(LightningModule):
             if n is None or n < 1:
                 raise ValueError("sample() needs a positive n, or z / labels / codes / latents")
             latents = self.latents.draw(n, rng, self.device, **parts)
-        if truncation is not None or truncation_threshold is not None:
-            latents = truncated(self.latents, latents, rng, truncation, truncation_threshold)
+        latents = self.latents.truncate(latents, rng, truncation, truncation_threshold)
         inputs = latents.input if isinstance(latents, Latents) else latents
         return generate(self.sampling_generator(ema), inputs, batch_size, self.device)
 
