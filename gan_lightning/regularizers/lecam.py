@@ -78,7 +78,7 @@ class LeCam(Regularizer):
         return keep if step >= self.start else keep * 0
 
     @torch.no_grad()
-    def _means(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    def _sums(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         count = real_logits.new_tensor(len(real_logits))
         sums = torch.stack([real_logits.detach().sum(), fake_logits.detach().sum(), count])
         if dist.is_available() and dist.is_initialized():
@@ -88,7 +88,7 @@ class LeCam(Regularizer):
     def d_term(self, out: DOutputs, step: int) -> Term:
         """weight x LeCam on this D update's live logits, against the anchors moved by their means (see above)."""
         real, fake = out.real_logits.float(), out.fake_logits.float()  # (B,), (B,)
-        sums = self._means(real, fake)
+        sums = self._sums(real, fake)
         self.pending += sums
         keep = self._keep(step)
         alpha_real = self.alpha_real.lerp(sums[0] / sums[2], 1 - keep)
