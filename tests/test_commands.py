@@ -6,7 +6,7 @@ import ast
 
 import pytest
 
-from gan_lightning import benchmark, classifier, cli, data_benchmark, evaluation, prepare, sampling
+from gan_lightning import benchmark, classifier, cli, data_benchmark, evaluation, fid_benchmark, prepare, sampling
 from gan_lightning.command import Parser
 from gan_lightning.data import export
 
@@ -15,7 +15,7 @@ from conftest import REPO
 SCRIPTS = sorted((REPO / "scripts").glob("*.py"))
 COMMANDS = {"train": cli, "sample": sampling, "evaluate": evaluation, "train_classifier": classifier,
             "benchmark": benchmark, "export_mnist": export, "prepare_data": prepare,
-            "benchmark_data": data_benchmark}  # fmt: skip
+            "benchmark_data": data_benchmark, "benchmark_fid": fid_benchmark}  # fmt: skip
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -49,6 +49,7 @@ def _bad_input(name, tmp):
         "export_mnist": (["--out", str(tmp / "png"), "--num", "0"], "--num must be positive"),
         "prepare_data": (["--dataset", "mnist", "--data-dir", str(tmp)], "give --dataset celeba or folder"),
         "benchmark_data": (["--data-dir", str(tmp), "--num-images", "0"], "--num-images must be positive"),
+        "benchmark_fid": (["--fid-weights", missing], f"no FID Inception weights at {missing}"),
     }[name]  # fmt: skip
 
 

@@ -215,6 +215,9 @@ class FIDInceptionFeatures(FeatureExtractor):
         # file first (`load_fid_inception`: the published hash, or a weights-only load).
         self.net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
                                                feature_extractor_weights_path=str(weights_path))  # fmt: skip
+        # channels-last convolutions take oneDNN's fast path on CPU (see scripts/benchmark_fid.py); the features move
+        # by float rounding only, as between devices
+        self.net.to(memory_format=torch.channels_last)
         self.freeze()
 
     @staticmethod

@@ -1,0 +1,6 @@
+"""FID Inception benchmark, project extractor vs torch-fidelity's as it ships: `python scripts/benchmark_fid.py --help`."""
+
+from gan_lightning.fid_benchmark import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
