@@ -24,6 +24,11 @@ class KillRank(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-if __name__ == "__main__":
+def train_with_faults(cfg) -> None:
+    """train.py's `run`, plus the injected fault; returns None, so a run that ends normally exits 0 as train.py does."""
     faults = [KillRank(os.environ["FAULT_KILL"])] if os.environ.get("FAULT_KILL") else []
-    sys.exit(run_command(build_parser(), lambda cfg: run(_resolve(cfg), callbacks=faults), sys.argv[1:]))
+    run(_resolve(cfg), callbacks=faults)
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(build_parser(), train_with_faults, sys.argv[1:]))

@@ -316,6 +316,13 @@ def test_a_killed_rank_stops_the_run_with_one_line_naming_it(tmp_path, fake_mnis
     assert no_partial_files(ckpt.parent)
 
 
+@pytest.mark.slow
+def test_the_fault_probe_without_a_fault_ends_as_train_py_does(tmp_path, fake_mnist_dir):
+    proc, ckpt = _ddp_fault(tmp_path, fake_mnist_dir, kill="")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 8 * 2
+
+
 # ----------------------------------------------------------------------------------------- Lightning's notices
 def test_lightning_notices_are_not_shown(tmp_path, fake_mnist_dir):
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), "--data-dir", str(fake_mnist_dir), "--log-dir",
