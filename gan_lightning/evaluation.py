@@ -4,7 +4,8 @@ MNIST classifier (FID, KID, precision/recall, density/coverage, modes; label acc
 `evaluate.py RUN_DIR [RUN_DIR ...]` scores `checkpoints/iter_*.ckpt` (kept by `train.py --keep-checkpoints`) and
 `last.ckpt` of each run, and writes `evaluation.csv`, `evaluation.json` and `evaluation.png` (the metrics against
 iterations; every run given on one plot) into each run directory. `--truncation PSI [PSI ...]` scores each checkpoint
-at each psi (a `truncation` column), plotting FID, precision and recall against psi when there are several.
+at each psi (a `truncation` column), plotting FID, precision and recall against psi when there are several;
+`--truncation-threshold T` truncates every score BigGAN's way (a `truncation_threshold` column).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from gan_lightning.command import Parser, run_command
 from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.errors import ConfigError, DataError, load_weights_file
 from gan_lightning.files import atomic_write, check_writable_dir, write_text
-from gan_lightning.latents import truncation_options
+from gan_lightning.latents import Truncation, truncation_options
 from gan_lightning.metrics import (
     FeatureExtractor,
     Scorer,
@@ -59,17 +60,17 @@ def predict(classifier: torch.nn.Module, images: Tensor, batch_size: int = 1000)
 
 
 def label_accuracy(gan: GAN, classifier: torch.nn.Module, per_class: int, seed: int = 0,
-                   truncation: float | None = None) -> float:  # fmt: skip
+                   truncation: Truncation | float | None = None) -> float:  # fmt: skip
     """Conditional GAN: the fraction of samples asked for label y that the classifier calls y."""
     labels = torch.arange(gan.hparams.num_classes).repeat_interleave(per_class)
     rng = torch.Generator(gan.device).manual_seed(seed)
     latents = gan.latents.draw(len(labels), rng, gan.device, labels=labels)
-    images = gan.sample(latents=latents, truncation=truncation)
+    images = gan.sample(latents=latents, rng=rng, **Truncation.of(truncation).sample_kwargs())
     return (predict(classifier, images.cpu()) == labels).float().mean().item()
 
 
 def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int = 0,
-                truncation: float | None = None) -> tuple[float, list[int]]:  # fmt: skip
+                truncation: Truncation | float | None = None) -> tuple[float, list[int]]:  # fmt: skip
     """InfoGAN: how well categorical code values map to classes (mean share of each value's majority class).
 
     Returns the purity and the majority class of each code value; 1.0 with 10 distinct classes means the code
@@ -77,7 +78,8 @@ def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int 
     """
     cat = torch.arange(gan.hparams.n_cat).repeat_interleave(per_code)
     rng = torch.Generator(gan.device).manual_seed(seed)
-    images = gan.sample(latents=gan.latents.draw(len(cat), rng, gan.device, cat=cat), truncation=truncation)
+    latents = gan.latents.draw(len(cat), rng, gan.device, cat=cat)
+    images = gan.sample(latents=latents, rng=rng, **Truncation.of(truncation).sample_kwargs())
     pred = predict(classifier, images.cpu()).view(gan.hparams.n_cat, per_code)
     counts = torch.stack([torch.bincount(row, minlength=10) for row in pred])  # (n_cat, 10)
     return (counts.max(1).values.sum() / pred.numel()).item(), counts.argmax(1).tolist()
@@ -181,10 +183,10 @@ class Evaluator:
             atomic_write(self.cache, lambda path: torch.save(state, path), "the reference statistics cache")
 
     def __call__(
-        self, gan: GAN, num_samples: int = 5000, seed: int = 0, truncation: float | None = None
+        self, gan: GAN, num_samples: int = 5000, seed: int = 0, truncation: Truncation | float | None = None
     ) -> dict[str, Any]:
-        """Every metric of `num_samples` samples from `gan` (fixed noise from `seed`, truncated to psi `truncation`),
-        and under `protocol` how they were measured."""
+        """Every metric of `num_samples` samples from `gan` (fixed noise from `seed`, truncated as `truncation`, a
+        `Truncation` or psi, says), and under `protocol` how they were measured."""
         results: dict[str, Any] = self.scorer.score(gan, num_samples, seed, truncation, per_class=True)
         if gan.hparams.conditional and self.classifier is not None:
             per_class = num_samples // gan.hparams.num_classes
@@ -198,7 +200,7 @@ class Evaluator:
 
 
 def evaluate(gan: GAN, classifier_path: str, data_dir: str, num_samples: int = 5000, seed: int = 0,
-             dataset: str = "mnist", truncation: float | None = None) -> dict[str, Any]:  # fmt: skip
+             dataset: str = "mnist", truncation: Truncation | float | None = None) -> dict[str, Any]:  # fmt: skip
     """Sample-quality metrics of `gan` against `dataset`'s validation images, with the project's classifier."""
     return Evaluator(classifier_path, dataset, data_dir, gan.hparams.image_size)(gan, num_samples, seed, truncation)
 
@@ -226,6 +228,7 @@ def evaluate_runs(
     plot: str | Path | None = None,
     dataset: str | None = None,
     truncations: Sequence[float] | None = None,
+    truncation_threshold: float | None = None,
     **reference: Any,
 ) -> dict[str, list[dict[str, Any]]]:
     """Score every checkpoint of each run; write `evaluation.{csv,json,png}` into each run directory.
@@ -233,8 +236,9 @@ def evaluate_runs(
     Checks every run and checkpoint path before scoring anything, so a typo costs no time. The plot shows all
     runs (one line each); `plot` writes one more copy there. `dataset` overrides the runs' own reference data.
     `truncations`: score each checkpoint at each psi (rows gain a `truncation` field); with several, also write
-    `evaluation_truncation.png` (FID, precision and recall against psi) into each run directory. `reference`:
-    `Evaluator`'s keyword options (fid_weights, split, num_reference, ...).
+    `evaluation_truncation.png` (FID, precision and recall against psi) into each run directory;
+    `truncation_threshold` truncates every score BigGAN's way too (rows gain a `truncation_threshold` field).
+    `reference`: `Evaluator`'s keyword options (fid_weights, split, num_reference, ...).
     """
     runs = {Path(d): run_checkpoints(Path(d)) for d in run_dirs}
     for run_dir in runs:
@@ -260,8 +264,9 @@ def evaluate_runs(
             if key not in evaluators:
                 evaluators[key] = _evaluator(info, reference_name, root, gan.hparams.image_size, classifier, reference)
             for psi in truncations or (None,):
-                results = evaluators[key](gan, num_samples, seed, psi)
-                row = {"iteration": iteration, "checkpoint": path.name, **_psi_field(psi), **results}
+                truncation = Truncation(psi, truncation_threshold)
+                results = evaluators[key](gan, num_samples, seed, truncation)
+                row = {"iteration": iteration, "checkpoint": path.name, **truncation.fields(), **results}
                 rows.append(row)
                 print(json.dumps({"run": str(run_dir), **_rounded(row)}), flush=True)
         rows.sort(key=lambda r: r["iteration"])
@@ -289,11 +294,6 @@ def _reference_dir(info: dict[str, Any], dataset: str, data_dir: str | None) -> 
     """Where the reference data lives: --data-dir, else the run's own folder when it trained on it, else default."""
     own = info.get("data_dir") if dataset == info.get("dataset") else None
     return data_dir or own or default_data_dir()
-
-
-def _psi_field(psi: float | None) -> dict[str, float]:
-    """The `truncation` field of a row scored at psi; none without --truncation, so those tables stay as they were."""
-    return {} if psi is None else {"truncation": psi}
 
 
 def _rounded(row: dict[str, Any]) -> dict[str, Any]:
@@ -397,6 +397,7 @@ def build_parser() -> Parser:
     p.add_argument("--plot", help="RUN_DIR mode: also write the plot here; --ckpt with several --truncation values: "
                    "write the plot against psi here")  # fmt: skip
     Options(truncation_options)["truncation"].add_to(p, nargs="+")  # several psi: the same checkpoint scored at each
+    Options(truncation_options)["truncation_threshold"].add_to(p)
     return p
 
 
@@ -406,12 +407,13 @@ def run(cfg: argparse.Namespace) -> None:
         raise ConfigError(f"--num must be at least 10, got {cfg.num}")
     if bool(cfg.ckpt) == bool(cfg.run_dirs):
         raise ConfigError("give either RUN_DIR ... or --ckpt CKPT")
-    truncations = cfg.truncation
+    truncations, threshold = cfg.truncation, cfg.truncation_threshold
     for psi in truncations or ():
         Options(truncation_options)["truncation"].validate(psi)
+    Options(truncation_options)["truncation_threshold"].validate(threshold)
     if cfg.run_dirs:
         evaluate_runs(cfg.run_dirs, cfg.classifier, cfg.data_dir, cfg.num, cfg.seed, cfg.plot, cfg.dataset,
-                      truncations, **_reference_options(cfg))  # fmt: skip
+                      truncations, threshold, **_reference_options(cfg))  # fmt: skip
         plots = ".png and evaluation_truncation.png" if truncations and len(truncations) > 1 else ".png"
         for run_dir in cfg.run_dirs:
             print(f"wrote {Path(run_dir) / 'evaluation.csv'}, .json and {plots}")
@@ -427,7 +429,8 @@ def run(cfg: argparse.Namespace) -> None:
     evaluator = _evaluator(info, dataset, data_dir, gan.hparams.image_size, cfg.classifier, _reference_options(cfg))
     rows = []
     for psi in truncations or (None,):
-        rows.append({**_psi_field(psi), **evaluator(gan, cfg.num, cfg.seed, psi)})
+        truncation = Truncation(psi, threshold)
+        rows.append({**truncation.fields(), **evaluator(gan, cfg.num, cfg.seed, truncation)})
         print(json.dumps(_rounded(rows[-1])), flush=True)
     if cfg.plot is not None and truncations and len(truncations) > 1:
         plot_truncation({cfg.ckpt: rows}, Path(cfg.plot))

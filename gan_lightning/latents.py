@@ -111,6 +111,28 @@ truncation_options = (
 # fmt: on
 
 
+@dataclass(frozen=True)
+class Truncation:
+    """How sampling truncates the noise (`truncation_options`): psi toward the prior's centre and/or BigGAN's
+    redraw threshold; both None is no truncation."""
+
+    psi: float | None = None
+    threshold: float | None = None
+
+    @classmethod
+    def of(cls, value: Truncation | float | None) -> Truncation:
+        """A `Truncation` as given, or one with psi `value` (None: none)."""
+        return value if isinstance(value, Truncation) else cls(psi=value)
+
+    def sample_kwargs(self) -> dict[str, float | None]:
+        """The keywords of `GAN.sample` (`truncation`, `truncation_threshold`)."""
+        return {"truncation": self.psi, "truncation_threshold": self.threshold}
+
+    def fields(self) -> dict[str, float]:
+        """The row fields of a score at this truncation, only those set, so untruncated tables keep their columns."""
+        return {key: value for key, value in self.sample_kwargs().items() if value is not None}
+
+
 def comma_names(text: str) -> list[str]:
     """`--class-names a,b,c` -> ["a", "b", "c"]."""
     return [name.strip() for name in text.split(",")]

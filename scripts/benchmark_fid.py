@@ -1,4 +1,4 @@
-"""FID Inception benchmark, project extractor vs torch-fidelity's as it ships: `python scripts/benchmark_fid.py --help`."""
+"""FID Inception images/s, ours vs torch-fidelity's as it ships: `python scripts/benchmark_fid.py --help`."""
 
 from gan_lightning.fid_benchmark import main
 

@@ -41,7 +41,7 @@ class Stub:
         self.latents = LatentSpace(4, "normal", num_classes=num_classes)
         self.calls: list[tuple[torch.Tensor, torch.Tensor | None]] = []
 
-    def sample(self, latents: torch.Tensor, truncation: float | None = None) -> torch.Tensor:
+    def sample(self, latents: torch.Tensor, **truncation: object) -> torch.Tensor:  # GAN.sample's keywords
         z, onehot = latents[:, :4], latents[:, 4:]
         labels = onehot.argmax(1) if onehot.shape[1] else None
         offset = 0 if labels is None else torch.tensor([[0.0, 1, 2, 3]])[0, labels, None] * torch.ones(1, 4)

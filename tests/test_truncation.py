@@ -210,6 +210,25 @@ def test_evaluate_scores_each_psi_and_plots_them(tmp_path, ckpt, classifier, fak
     assert plot.read_bytes()[:8] == PNG
 
 
+def test_evaluate_truncates_by_threshold_and_records_it(tmp_path, ckpt, classifier, fake_mnist_dir, capsys):
+    common = ["--ckpt", str(ckpt), "-n", "64", "--classifier", str(classifier), "--data-dir", str(fake_mnist_dir)]
+
+    def scores(*flags: str) -> list[dict]:
+        assert evaluate_main([*common, *flags]) == 0
+        return [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+
+    [plain] = scores()
+    [cut] = scores("--truncation-threshold", "0.5")
+    assert cut["truncation_threshold"] == 0.5 and "truncation" not in cut
+    assert cut["protocol"]["truncation_threshold"] == 0.5 and plain["protocol"]["truncation_threshold"] is None
+    assert cut["fid"] != plain["fid"]
+    assert scores("--truncation-threshold", "0.5")[0]["fid"] == cut["fid"]  # redraws from the seeded stream
+    assert scores("--truncation-threshold", "1e9")[0]["fid"] == plain["fid"]  # never reached: untruncated, exactly
+    both = scores("--truncation", "0.5", "1", "--truncation-threshold", "0.5")
+    assert [(x["truncation"], x["truncation_threshold"]) for x in both] == [(0.5, 0.5), (1.0, 0.5)]
+    assert both[1]["fid"] == cut["fid"]
+
+
 def test_evaluate_refuses_bad_psi_before_writing(tmp_path, ckpt, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
@@ -217,4 +236,8 @@ def test_evaluate_refuses_bad_psi_before_writing(tmp_path, ckpt, capsys):
     assert evaluate_main([str(run), "--truncation", "0.5", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--truncation must lie in (0, 1]" in err[0]
+    assert sorted(p.name for p in run.rglob("*")) == ["checkpoints", "last.ckpt"]
+    assert evaluate_main([str(run), "--truncation-threshold", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--truncation-threshold must be positive" in err[0]
     assert sorted(p.name for p in run.rglob("*")) == ["checkpoints", "last.ckpt"]

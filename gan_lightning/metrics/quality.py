@@ -16,6 +16,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from torchmetrics.utilities import dim_zero_cat
 
 from gan_lightning.errors import ConfigError
+from gan_lightning.latents import Truncation
 from gan_lightning.metrics.extractors import FeatureExtractor
 from gan_lightning.metrics.manifold import PRDC
 
@@ -269,15 +270,18 @@ class Scorer:
         return (num_classes > 0 and classes is not None and classes.num_classes == num_classes
                 and int(classes.num.min()) >= 2 and num_samples // num_classes >= 2)  # fmt: skip
 
-    def protocol(self, num_samples: int, seed: int, truncation: float | None = None,
+    def protocol(self, num_samples: int, seed: int, truncation: Truncation | float | None = None,
                  num_classes: int = 0) -> dict[str, Any]:  # fmt: skip
-        """How `score(gan, num_samples, seed, truncation)` measures: counts, reference, extractor, resize, seed; for
-        a generator of `num_classes` classes with intra-class FID, the images per class on either side."""
+        """How `score(gan, num_samples, seed, truncation)` measures: counts, reference, extractor, resize, seed,
+        truncation (psi and threshold); for a generator of `num_classes` classes with intra-class FID, the images
+        per class on either side."""
         metrics = self.metrics
+        truncation = Truncation.of(truncation)
         sampled = min(metrics.num_real, REFERENCE_FEATURES)
         fields = {
             "num_generated": num_samples, "reference": self.reference, "num_reference": metrics.num_real,
-            **metrics.extractor.protocol(), "seed": seed, "truncation": truncation, "kid_prdc_reference": sampled,
+            **metrics.extractor.protocol(), "seed": seed, "truncation": truncation.psi,
+            "truncation_threshold": truncation.threshold, "kid_prdc_reference": sampled,
             "kid_subsets": metrics.kid.subsets, "kid_subset_size": min(metrics.kid_subset_size, sampled, num_samples),
         }  # fmt: skip
         if self.intra_fid_applies(num_classes, num_samples):
@@ -286,19 +290,20 @@ class Scorer:
         return fields
 
     @torch.no_grad()
-    def score(self, gan: Any, num_samples: int, seed: int, truncation: float | None = None,
+    def score(self, gan: Any, num_samples: int, seed: int, truncation: Truncation | float | None = None,
               per_class: bool = False) -> dict[str, Any]:  # fmt: skip
         """Every metric of `num_samples` images `gan.sample` draws from latents seeded with `seed`, their noise
-        truncated to psi = `truncation` when given (so scores at several psi share their untruncated noise);
+        truncated when `truncation` (a `Truncation`, or psi) is given (so scores at several psi share their
+        untruncated noise; threshold redraws continue the seeded stream);
         `intra_fid` when `intra_fid_applies`, with `per_class` also its per-class values `intra_fid_per_class`."""
-        metrics = self.metrics.to(gan.device)
+        metrics, truncation = self.metrics.to(gan.device), Truncation.of(truncation)
         # fixed inputs (noise and any labels / codes) from their own seed: scores differ only by the generator
         rng = torch.Generator(gan.device).manual_seed(seed)
         latents = gan.latents.draw(num_samples, rng, gan.device).input
         metrics.reset()
         try:
             for chunk in latents.split(self.batch_size):
-                images = gan.sample(latents=chunk, truncation=truncation)  # (b, C, H, W) in [-1, 1]
+                images = gan.sample(latents=chunk, rng=rng, **truncation.sample_kwargs())  # (b, C, H, W) in [-1, 1]
                 metrics.update(images.float(), real=False)
             results: dict[str, Any] = metrics.compute()
         finally:
@@ -311,17 +316,19 @@ class Scorer:
         return results
 
     @torch.no_grad()
-    def intra_fid(self, gan: Any, num_samples: int, seed: int, truncation: float | None = None) -> list[float]:
+    def intra_fid(
+        self, gan: Any, num_samples: int, seed: int, truncation: Truncation | float | None = None
+    ) -> list[float]:
         """FID of each class c: num_samples // num_classes images generated with label c (noise seeded with `seed`)
         against the real images of class c; NaN for every class when the generated features are not finite."""
-        num_classes = gan.latents.num_classes
+        num_classes, truncation = gan.latents.num_classes, Truncation.of(truncation)
         labels = torch.arange(num_classes, device=gan.device).repeat_interleave(num_samples // num_classes)
         rng = torch.Generator(gan.device).manual_seed(seed)
         latents = gan.latents.draw(len(labels), rng, gan.device, labels=labels).input
         extractor = self.metrics.extractor
         fake = ClassGaussians(num_classes, extractor.num_features, gan.device)
         for chunk, chunk_labels in zip(latents.split(self.batch_size), labels.split(self.batch_size), strict=True):
-            images = gan.sample(latents=chunk, truncation=truncation)  # (b, C, H, W) in [-1, 1]
+            images = gan.sample(latents=chunk, rng=rng, **truncation.sample_kwargs())  # (b, C, H, W) in [-1, 1]
             features, _ = extractor.extract(images.float())
             fake.add(features, chunk_labels)
         if not torch.isfinite(fake.cov_sum).all():  # a diverged generator: LAPACK would crash on NaNs
