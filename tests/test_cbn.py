@@ -23,7 +23,11 @@ from conftest import cpu_trainer
 K = 3
 CBN_MODELS = [m for m in MODELS.names() if "g_conditioning" in builder_options(m)]
 # (model, noise dim, channels, size, widths): the smallest each builds
-SHAPES = {"dcgan": (8, 3, 32, {"ngf": 8, "ndf": 8}), "dcgan_mnist": (8, 1, 28, {})}
+SHAPES = {"dcgan": (8, 3, 32, {"ngf": 8, "ndf": 8}), "dcgan_mnist": (8, 1, 28, {}),
+          "sngan_cnn": (8, 3, 32, {"ngf": 8, "ndf": 8}), "sngan_resnet": (8, 3, 32, {"ngf": 4, "ndf": 4})}  # fmt: skip
+# BatchNorms of each G that become conditional, and those its source keeps plain (sngan_projection's conditional
+# ResNet G: the blocks' six, not the one before the output)
+CONDITIONED = {"dcgan": (3, 0), "dcgan_mnist": (3, 0), "sngan_cnn": (4, 0), "sngan_resnet": (6, 1)}
 
 
 def num_params(module: nn.Module) -> int:
@@ -77,6 +81,12 @@ def test_parameter_counts_by_hand():
     # dcgan, noise 100, 3x64x64: BatchNorms of 512, 256, 128 and 64 channels (960)
     g, _ = build_models("dcgan", latent_dim=110, channels=3, image_size=64, num_classes=10, g_conditioning="cbn")
     assert num_params(g) == 3_576_704 - 2 * 960 + 2 * 10 * 960 == 3_593_984
+    # sngan_resnet, noise 128, ngf 64: the blocks' six BatchNorms of 256 channels (1536); the last one stays plain
+    g, _ = build_models("sngan_resnet", latent_dim=138, channels=3, image_size=32, num_classes=10, g_conditioning="cbn")
+    assert num_params(g) == 4_276_739 - 2 * 1536 + 2 * 10 * 1536 == 4_304_387
+    # sngan_cnn, noise 128, ngf 64: BatchNorms of 4*4*512 units, then 256, 128 and 64 channels (8640)
+    g, _ = build_models("sngan_cnn", latent_dim=138, channels=3, image_size=32, num_classes=10, g_conditioning="cbn")
+    assert num_params(g) == 3_828_739 - 2 * 8640 + 2 * 10 * 8640 == 3_984_259
 
 
 @pytest.mark.parametrize("model", CBN_MODELS)
@@ -98,11 +108,12 @@ def test_shapes_and_range(model):
     nz, channels, size, _ = SHAPES[model]
     out = g(inputs(torch.randn(4, nz), torch.tensor([0, 1, 2, 0])))
     assert out.shape == (4, channels, size, size) and out.abs().max() <= 1
-    assert not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine for m in g.modules())
-    # every BatchNorm of today's G became a cBN: three in each (dcgan at 32 px: 4x4, 8x8 and 16x16 maps)
+    conditioned, kept = CONDITIONED[model]
+    assert sum(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine for m in g.modules()) == kept
+    # the BatchNorms of today's G became cBNs (dcgan at 32 px: its 4x4, 8x8 and 16x16 maps), the kept ones aside
     plain = build_models(model, latent_dim=nz, channels=channels, image_size=size, **SHAPES[model][3])[0]
-    assert sum(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in plain.modules()) == 3
-    assert sum(isinstance(m, ConditionalBatchNorm) for m in g.modules()) == 3
+    assert sum(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in plain.modules()) == conditioned + kept
+    assert sum(isinstance(m, ConditionalBatchNorm) for m in g.modules()) == conditioned
 
 
 def _plain_twin(model: str, g: nn.Module) -> nn.Module:
@@ -169,13 +180,13 @@ def test_gradients_reach_every_class_table_in_one_real_iteration(tmp_path, model
 
 @pytest.mark.parametrize("model", sorted(set(MODELS.names()) - set(CBN_MODELS)))
 def test_the_other_models_refuse_it_in_one_line(model):
-    # mlp and resnet have no BatchNorm in G; sngan_* have, but condition G through its input only
+    # mlp and resnet have no BatchNorm in G
     with pytest.raises(ConfigError) as err:
         GAN(model, image_size=32, latent_dim=8, ngf=8, ndf=8, conditional=True, num_classes=K, g_conditioning="cbn")
     GAN(model, image_size=32, latent_dim=8, ngf=8, ndf=8, conditional=True, num_classes=K)  # builds with the default
     message = str(err.value)
     assert "\n" not in message
-    assert f"--g-conditioning cbn does not apply to --model {model} (only dcgan, dcgan_mnist take it)" in message
+    assert f"--g-conditioning cbn does not apply to --model {model} (only dcgan, dcgan_mnist, sngan_cnn, sngan_resnet take it)" in message
 
 
 @pytest.mark.parametrize("options", [{}, {"infogan": True}], ids=["unconditional", "infogan"])

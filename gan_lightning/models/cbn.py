@@ -19,8 +19,8 @@ Tensor = torch.Tensor
 # fmt: off
 G_CONDITIONING = Option(
     "g_conditioning", "input", "how a conditional G gets its labels: input (one-hot concatenated to the noise) or cbn "
-    "(class-conditional BatchNorm, BigGAN-style: a per-class gain and bias in every BatchNorm of G); cbn for dcgan "
-    "and dcgan_mnist (resnet and mlp have no BatchNorm in G; sngan_* take labels with the noise only)",
+    "(class-conditional BatchNorm, BigGAN-style: a per-class gain and bias in G's BatchNorms); cbn for dcgan, "
+    "dcgan_mnist and sngan_* (resnet and mlp have no BatchNorm in G)",
     choices=("input", "cbn"), resume="refuse")
 # fmt: on
 

@@ -7,7 +7,9 @@ discriminators are built spectrally normalised, as published: without it, the Re
 logits of -25 at initialisation (-100 at width 8), where the minimax loss has no gradient. `--spectral-norm` adds it to
 the heads (a conditional D's projection, as sngan_projection's SNEmbedID), and the `sngan_cifar10_*` presets set it.
 A conditional G gets its one-hot labels with the noise (the latent space's input), D's projection head the labels
-(`--conditional`), as in Miyato & Koyama 2018 except that their G conditions its BatchNorms.
+(`--conditional`); with `--g-conditioning cbn` G conditions its BatchNorms instead (`models/cbn.py`), which for the
+ResNet is Miyato & Koyama 2018's conditional generator (sngan_projection's `Block` with `n_classes`: every BatchNorm
+inside the blocks class-conditional, the last one before the output plain).
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from torch import nn
 
 from gan_lightning.errors import ConfigError
 from gan_lightning.models.base import Discriminator
+from gan_lightning.models.cbn import (
+    G_CONDITIONING,
+    ConditionalBatchNorm,
+    cbn_classes,
+    condition_batchnorms,
+    run_layers,
+    split_input,
+)
 from gan_lightning.models.heads import spectral_norm_all
 from gan_lightning.models.registry import MODELS, WIDTHS, describe
 
@@ -50,16 +60,23 @@ def normal_init(module: nn.Module) -> None:
 
 class SNGANCNNGenerator(nn.Module):
     """Dense to 4x4x(8 ngf) with BatchNorm and ReLU, three 4x4 stride-2 deconvs halving the width (BatchNorm, ReLU),
-    then a 3x3 conv to the image and tanh."""
+    then a 3x3 conv to the image and tanh.
 
-    def __init__(self, latent_dim: int = 128, channels: int = 3, ngf: int = 64) -> None:
+    `cbn_classes` > 0: all four BatchNorms class-conditional (`models/cbn.py`); the last `cbn_classes` of the
+    `latent_dim` inputs are then the one-hot labels, and the dense layer takes the noise alone.
+    """
+
+    def __init__(self, latent_dim: int = 128, channels: int = 3, ngf: int = 64, cbn_classes: int = 0) -> None:
         super().__init__()
         self.latent_dim, self.image_shape, self.width = latent_dim, (channels, SIZE, SIZE), 8 * ngf
+        self.cbn_classes = cbn_classes
         c = self.width
         # BatchNorm over each of the dense layer's 4*4*c units (a BatchNorm1d before the reshape), as the authors'
         # code has it; the paper's table does not list this BatchNorm and ReLU, but a dense layer straight into a
         # deconvolution would be a single linear map.
-        self.dense = nn.Sequential(nn.Linear(latent_dim, BASE * BASE * c), nn.BatchNorm1d(BASE * BASE * c), nn.ReLU())
+        self.dense = nn.Sequential(
+            nn.Linear(latent_dim - cbn_classes, BASE * BASE * c), nn.BatchNorm1d(BASE * BASE * c), nn.ReLU()
+        )
         self.deconv = nn.Sequential(
             nn.ConvTranspose2d(c, c // 2, 4, 2, 1),  # (B, c/2, 8, 8)
             nn.BatchNorm2d(c // 2),
@@ -74,11 +91,15 @@ class SNGANCNNGenerator(nn.Module):
             nn.Tanh(),
         )
         self.apply(normal_init)
+        if cbn_classes:
+            condition_batchnorms(self.dense, cbn_classes)
+            condition_batchnorms(self.deconv, cbn_classes)
 
     def forward(self, z: Tensor) -> Tensor:
-        """Map noise (B, latent_dim) to images (B, C, 32, 32) in [-1, 1]."""
-        x = self.dense(z.reshape(z.shape[0], -1)).view(z.shape[0], self.width, BASE, BASE)  # (B, 8 ngf, 4, 4)
-        return self.deconv(x)  # (B, C, 32, 32)
+        """Map noise (B, latent_dim), one-hot labels last under cBN, to images (B, C, 32, 32) in [-1, 1]."""
+        z, onehot = split_input(z.reshape(z.shape[0], -1), self.cbn_classes)  # (B, latent_dim - K), (B, K) or None
+        x = run_layers(self.dense, z, onehot).view(z.shape[0], self.width, BASE, BASE)  # (B, 8 ngf, 4, 4)
+        return run_layers(self.deconv, x, onehot)  # (B, C, 32, 32)
 
 
 class SNGANCNNDiscriminator(Discriminator):
@@ -103,14 +124,16 @@ class SNGANCNNDiscriminator(Discriminator):
 
 
 @MODELS.register("sngan_cnn")
-@describe(options=WIDTHS, image_sizes=(SIZE,))
+@describe(options=(*WIDTHS, G_CONDITIONING), image_sizes=(SIZE,))
 def sngan_cnn(
-    *, latent_dim: int, channels: int, image_size: int, ngf: int = 64, ndf: int = 64, **_: object
+    *, latent_dim: int, channels: int, image_size: int, ngf: int = 64, ndf: int = 64, g_conditioning: str = "input",
+    num_classes: int = 0, **_: object
 ) -> tuple[nn.Module, Discriminator]:
     """SN-GAN's standard CNN, D spectrally normalised; at ngf = ndf = 64 (G width 512), latent 128, 3x32x32: G has
     3,828,739 and D 5,860,865 parameters."""
     _check("sngan_cnn", image_size, ngf, ndf)
-    return SNGANCNNGenerator(latent_dim, channels, ngf), spectral_norm_all(SNGANCNNDiscriminator(channels, ndf))
+    g = SNGANCNNGenerator(latent_dim, channels, ngf, cbn_classes(g_conditioning, num_classes))
+    return g, spectral_norm_all(SNGANCNNDiscriminator(channels, ndf))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -132,19 +155,28 @@ def _branch_conv(c_in: int, c_out: int) -> nn.Conv2d:
 
 
 class UpBlock(nn.Module):
-    """G's block: BN, ReLU, 2x nearest upsample, conv 3x3, BN, ReLU, conv 3x3; shortcut: upsample, conv 1x1."""
+    """G's block: BN, ReLU, 2x nearest upsample, conv 3x3, BN, ReLU, conv 3x3; shortcut: upsample, conv 1x1.
+    `cbn_classes` > 0: both BNs class-conditional, given the one-hot labels (B, K) with the input."""
 
-    def __init__(self, c_in: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_out: int, cbn_classes: int = 0) -> None:
         super().__init__()
-        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), _branch_conv(c_in, c_out)
-        self.bn2, self.conv2 = nn.BatchNorm2d(c_out), _branch_conv(c_out, c_out)
+        self.bn1, self.conv1 = _batchnorm(c_in, cbn_classes), _branch_conv(c_in, c_out)
+        self.bn2, self.conv2 = _batchnorm(c_out, cbn_classes), _branch_conv(c_out, c_out)
         self.shortcut = _glorot(nn.Conv2d(c_in, c_out, 1), 1.0)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, onehot: Tensor | None = None) -> Tensor:
         """(B, c_in, H, W) -> (B, c_out, 2H, 2W)."""
-        h = F.interpolate(F.relu(self.bn1(x)), scale_factor=2.0, mode="nearest")  # (B, c_in, 2H, 2W)
-        h = self.conv2(F.relu(self.bn2(self.conv1(h))))  # (B, c_out, 2H, 2W)
+        h = F.interpolate(F.relu(_norm(self.bn1, x, onehot)), scale_factor=2.0, mode="nearest")  # (B, c_in, 2H, 2W)
+        h = self.conv2(F.relu(_norm(self.bn2, self.conv1(h), onehot)))  # (B, c_out, 2H, 2W)
         return h + self.shortcut(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def _batchnorm(channels: int, cbn_classes: int) -> nn.Module:
+    return ConditionalBatchNorm(channels, cbn_classes) if cbn_classes else nn.BatchNorm2d(channels)
+
+
+def _norm(bn: nn.Module, x: Tensor, onehot: Tensor | None) -> Tensor:
+    return bn(x, onehot) if isinstance(bn, ConditionalBatchNorm) else bn(x)
 
 
 class DownBlock(nn.Module):
@@ -172,21 +204,28 @@ class DownBlock(nn.Module):
 
 
 class SNGANResNetGenerator(nn.Module):
-    """Dense to 4x4x(4 ngf), three up-blocks of 4 ngf channels to 32x32, BN, ReLU, conv 3x3 and tanh."""
+    """Dense to 4x4x(4 ngf), three up-blocks of 4 ngf channels to 32x32, BN, ReLU, conv 3x3 and tanh.
 
-    def __init__(self, latent_dim: int = 128, channels: int = 3, ngf: int = 64) -> None:
+    `cbn_classes` > 0: the blocks' BatchNorms class-conditional and the last one plain, as sngan_projection's
+    conditional generator; the last `cbn_classes` of the `latent_dim` inputs are then the one-hot labels.
+    """
+
+    def __init__(self, latent_dim: int = 128, channels: int = 3, ngf: int = 64, cbn_classes: int = 0) -> None:
         super().__init__()
         self.latent_dim, self.image_shape, self.width = latent_dim, (channels, SIZE, SIZE), 4 * ngf
+        self.cbn_classes = cbn_classes
         c = self.width
-        self.dense = _glorot(nn.Linear(latent_dim, BASE * BASE * c), 1.0)
-        self.blocks = nn.Sequential(UpBlock(c, c), UpBlock(c, c), UpBlock(c, c))
+        self.dense = _glorot(nn.Linear(latent_dim - cbn_classes, BASE * BASE * c), 1.0)
+        self.blocks = nn.Sequential(*(UpBlock(c, c, cbn_classes) for _ in range(3)))
         self.bn = nn.BatchNorm2d(c)
         self.to_image = _glorot(nn.Conv2d(c, channels, 3, padding=1), 1.0)
 
     def forward(self, z: Tensor) -> Tensor:
-        """Map noise (B, latent_dim) to images (B, C, 32, 32) in [-1, 1]."""
-        x = self.dense(z.reshape(z.shape[0], -1)).view(z.shape[0], self.width, BASE, BASE)  # (B, 4 ngf, 4, 4)
-        x = self.blocks(x)  # (B, 4 ngf, 32, 32)
+        """Map noise (B, latent_dim), one-hot labels last under cBN, to images (B, C, 32, 32) in [-1, 1]."""
+        z, onehot = split_input(z.reshape(z.shape[0], -1), self.cbn_classes)  # (B, latent_dim - K), (B, K) or None
+        x = self.dense(z).view(z.shape[0], self.width, BASE, BASE)  # (B, 4 ngf, 4, 4)
+        for block in self.blocks:
+            x = block(x, onehot)  # (B, 4 ngf, 8 .. 32, 8 .. 32)
         return torch.tanh(self.to_image(F.relu(self.bn(x))))  # (B, C, 32, 32)
 
 
@@ -222,11 +261,13 @@ class SNGANResNetDiscriminator(Discriminator):
 
 
 @MODELS.register("sngan_resnet")
-@describe(options=WIDTHS, image_sizes=(SIZE,))
+@describe(options=(*WIDTHS, G_CONDITIONING), image_sizes=(SIZE,))
 def sngan_resnet(
-    *, latent_dim: int, channels: int, image_size: int, ngf: int = 64, ndf: int = 64, **_: object
+    *, latent_dim: int, channels: int, image_size: int, ngf: int = 64, ndf: int = 64, g_conditioning: str = "input",
+    num_classes: int = 0, **_: object
 ) -> tuple[nn.Module, Discriminator]:
     """SN-GAN's CIFAR-10 ResNet, D spectrally normalised; G is 4 ngf wide and D 2 ndf, so the default ngf = ndf =
     64 gives the paper's 256 and 128; at latent 128, 3x32x32: G has 4,276,739 and D 1,053,824 parameters."""
     _check("sngan_resnet", image_size, ngf, ndf)
-    return SNGANResNetGenerator(latent_dim, channels, ngf), spectral_norm_all(SNGANResNetDiscriminator(channels, ndf))
+    g = SNGANResNetGenerator(latent_dim, channels, ngf, cbn_classes(g_conditioning, num_classes))
+    return g, spectral_norm_all(SNGANResNetDiscriminator(channels, ndf))
