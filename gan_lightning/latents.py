@@ -35,18 +35,33 @@ def normal_noise(shape: tuple[int, ...], *, device: torch.device, rng: torch.Gen
     return torch.randn(shape, device=device, generator=rng)
 
 
+def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+    """Spherical interpolation between rows of a and b at fractions t (the DCGAN-era choice for Gaussian noise)."""
+    a_n, b_n = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
+    omega = torch.acos((a_n * b_n).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))  # angle between endpoints
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
+
+
 @dataclass(frozen=True)
 class Prior:
     """A noise prior: how to draw it (`draw(shape, *, device, rng)`) and its shape, which truncation needs.
 
     `centre` is the point truncation moves noise toward (None: the prior has none, and truncating it is refused);
     `half_width` bounds a prior supported on [centre - half_width, centre + half_width] (None: unbounded).
+    `spherical`: its high-dimensional draws concentrate on a sphere (a Gaussian), so walks between them follow great
+    circles (slerp) instead of chords, which would pass through the improbable middle.
     Calling a Prior draws from it, so a registered Prior is used like a registered drawing function.
     """
 
     draw: Callable[..., Tensor]
     centre: float | None = 0.0
     half_width: float | None = None
+    spherical: bool = False
+
+    def interpolate(self, a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+        """Noise between rows of a and b at fractions t (broadcast): slerp for a spherical prior, else lerp."""
+        return slerp(a, b, t) if self.spherical else torch.lerp(a, b, t)
 
     def __call__(self, shape: tuple[int, ...], *, device: torch.device, rng: torch.Generator | None) -> Tensor:
         """Noise of `shape` drawn on `device` from `rng`."""
@@ -84,7 +99,7 @@ class Prior:
 NOISES: Registry[Prior] = Registry("noise")
 # A new prior is one line: its drawing function, centre and (when bounded) half-width.
 NOISES.register("uniform")(Prior(uniform_noise, centre=0.0, half_width=1.0))
-NOISES.register("normal")(Prior(normal_noise, centre=0.0))
+NOISES.register("normal")(Prior(normal_noise, centre=0.0, spherical=True))
 
 
 def _check_psi(psi: float) -> None:
@@ -281,6 +296,10 @@ class LatentSpace:
             cont = cont.to(device)
             parts.append(cont)  # (n, n_cont)
         return Latents(torch.cat(parts, dim=1), z, labels, cat, cont)
+
+    def interpolate(self, a: Tensor, b: Tensor, t: Tensor) -> Tensor:
+        """Noise (..., dim) between a and b at fractions t, as the prior walks (`Prior.interpolate`)."""
+        return self._prior.interpolate(a, b, t)
 
     def truncate(
         self, latents: Latents | Tensor, rng: torch.Generator, psi: float | None = None, threshold: float | None = None

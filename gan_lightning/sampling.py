@@ -50,17 +50,10 @@ def load_gan(path: str | Path, map_location: str | torch.device = "cpu", ckpt: d
     return gan.to(map_location).eval()
 
 
-def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
-    """Spherical interpolation between rows of a and b at fractions t (the DCGAN-era choice for Gaussian noise)."""
-    a_n, b_n = a / a.norm(dim=-1, keepdim=True), b / b.norm(dim=-1, keepdim=True)
-    omega = torch.acos((a_n * b_n).sum(-1, keepdim=True).clamp(-1 + 1e-7, 1 - 1e-7))  # angle between endpoints
-    so = torch.sin(omega)
-    return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
-
-
 def interpolate(gan: GAN, pairs: int, steps: int, rng: torch.Generator, psi: float | None = None,
                 threshold: float | None = None) -> tuple[Tensor, int]:  # fmt: skip
-    """Latents for `pairs` rows of `steps` images walking between two random endpoints; slerp for normal noise.
+    """Latents for `pairs` rows of `steps` images walking between two random endpoints, as the prior walks
+    (`Prior.interpolate`: slerp for normal noise).
 
     Truncation (`psi`, `threshold`) applies to the endpoints, so each row is still one smooth walk."""
     start, end = (gan.latents.truncate(gan.latents.draw(pairs, rng, gan.device), rng, psi, threshold).input
@@ -68,7 +61,7 @@ def interpolate(gan: GAN, pairs: int, steps: int, rng: torch.Generator, psi: flo
     z_dim = gan.latents.dim
     t = torch.linspace(0, 1, steps).view(1, steps, 1)  # (1, S, 1)
     a, b = start[:, None, :z_dim], end[:, None, :z_dim]  # (P, 1, Z): only the noise moves; codes stay per row
-    walk = slerp(a, b, t) if gan.latents.prior == "normal" else torch.lerp(a, b, t)  # (P, S, Z)
+    walk = gan.latents.interpolate(a, b, t)  # (P, S, Z)
     codes = start[:, None, z_dim:].expand(-1, steps, -1)
     return torch.cat([walk, codes], dim=2).reshape(pairs * steps, -1), steps
 

@@ -10,7 +10,8 @@ from PIL import Image
 from test_extensions import labelled_loader
 
 from gan_lightning import GAN
-from gan_lightning.sampling import load_gan, main, slerp
+from gan_lightning.latents import NOISES, LatentSpace, slerp
+from gan_lightning.sampling import load_gan, main
 
 from conftest import cpu_trainer
 
@@ -68,6 +69,21 @@ def test_slerp_keeps_norm_and_hits_endpoints():
     mid = slerp(a, b, torch.tensor(0.5))
     torch.testing.assert_close(mid.norm(dim=1), torch.ones(4))  # lerp would shrink it
     assert (torch.lerp(a, b, 0.5).norm(dim=1) < 1 - 1e-3).all()
+
+
+@pytest.mark.parametrize("noise", NOISES.names())
+def test_each_prior_walks_its_own_way(noise):
+    space, prior = LatentSpace(16, noise), NOISES.get(noise)
+    a, b = torch.randn(4, 16), torch.randn(4, 16)
+    t = torch.linspace(0, 1, 5).view(1, 5, 1)
+    walk = space.interpolate(a[:, None], b[:, None], t)  # (4, 5, 16)
+    torch.testing.assert_close(walk[:, 0], a), torch.testing.assert_close(walk[:, -1], b)
+    chord = slerp if getattr(prior, "spherical", False) else torch.lerp
+    torch.testing.assert_close(walk, chord(a[:, None], b[:, None], t))
+
+
+def test_gaussian_noise_walks_great_circles_uniform_noise_straight_lines():
+    assert NOISES.get("normal").spherical and not NOISES.get("uniform").spherical
 
 
 def test_latent_arithmetic_from_saved_groups(tmp_path, ckpt):
