@@ -126,6 +126,30 @@ def test_a_changed_source_is_refused_in_one_line_and_rebuilt_by_prepare(tmp_path
         ImageFolderDataModule(str(root), **{**kwargs, "image_size": 32}).setup("fit")
 
 
+def test_other_decoder_versions_warn_in_training_and_re_decode_in_prepare(tmp_path, capsys, caplog, monkeypatch):
+    root = tmp_path / "photos"
+    for i in range(4):
+        write_image(root / f"{i}.png", (20, 20), seed=i)
+    out = prepare(root, "--image-size", "16")
+    assert json.loads((out / "manifest.json").read_text())["decoders"] == prepared_module.decoders()
+    kwargs = {"batch_size": 2, "num_workers": 0, "image_size": 16, "val_fraction": 0.25, "prepared": str(out)}
+    with caplog.at_level("WARNING"):
+        ImageFolderDataModule(str(root), **kwargs).setup("fit")
+    assert "decoded with" not in caplog.text
+    capsys.readouterr()
+    prepare(root, "--image-size", "16")
+    assert "up to date" in capsys.readouterr().out
+
+    upgraded = {"Pillow": "99.0", "torchvision": "9.99"}
+    monkeypatch.setattr(prepared_module, "decoders", lambda: upgraded)
+    with caplog.at_level("WARNING"):
+        ImageFolderDataModule(str(root), **kwargs).setup("fit")  # warned, not refused
+    assert f"--prepared {out} was decoded with Pillow " in caplog.text and "this run has Pillow 99.0" in caplog.text
+    prepare(root, "--image-size", "16")
+    assert "rebuilt (decoded with Pillow " in capsys.readouterr().out
+    assert json.loads((out / "manifest.json").read_text())["decoders"] == upgraded
+
+
 def test_an_interrupted_prepare_resumes_where_it_stopped(tmp_path, monkeypatch):
     root = tmp_path / "photos"
     for i in range(10):

@@ -7,7 +7,9 @@ A prepared dataset is a directory:
   that could not be decoded, listed in `bad`);
 - `labels.npy`: (N,) int64, each file's class (its top-level subfolder's index) when prepared with classes, else 0;
 - `manifest.json`: the preprocessing (size, channels, crop), the source (its folder and every file's relative path,
-  size and mtime), the bad files and the class names. It is written last: a directory without it is unfinished.
+  size and mtime), the bad files, the class names and the Pillow and torchvision versions that decoded and resized
+  (after an upgrade training warns and a rerun of gan-prepare re-decodes). It is written last: a directory without
+  it is unfinished.
 
 While preparing, `images.npy.partial` fills chunk by chunk and `progress.json` records the chunks done, so an
 interrupted run continues where it stopped; the last step renames the array into place and writes the manifest.
@@ -46,6 +48,18 @@ CHUNK = 1024  # images decoded between two progress records: what an interruptio
 def preprocessing(image_size: int, channels: int) -> dict[str, Any]:
     """The record of what a prepared image is: its size, channels and the crop that made it."""
     return {"image_size": image_size, "channels": channels, "crop": CROP}
+
+
+def decoders() -> dict[str, str]:
+    """The libraries whose decode and resize made the pixels: a release that changes a resize filter changes them."""
+    import PIL
+    import torchvision
+
+    return {"Pillow": PIL.__version__, "torchvision": torchvision.__version__}
+
+
+def _versions(record: dict[str, str]) -> str:
+    return ", ".join(f"{name} {version}" for name, version in record.items())
 
 
 def default_prepared_dir(image_dir: str | Path, image_size: int, channels: int) -> Path:
@@ -140,6 +154,11 @@ class PreparedImages:
         if changed:
             raise DataError(f"--prepared {self.path} is out of date: {image_dir} changed since it was prepared "
                             f"({changed}); rerun gan-prepare to update it, or drop --prepared")  # fmt: skip
+        made_with, now = self.manifest.get("decoders"), decoders()
+        if made_with is not None and made_with != now:  # not refused: the pixels are still the prepared run's own
+            log.warning("--prepared %s was decoded with %s, this run has %s: where a resize changed between them its "
+                        "pixels differ from what the lazy path decodes now; rerun gan-prepare to re-decode",
+                        self.path, _versions(made_with), _versions(now))  # fmt: skip
 
 
 class _Decoder(Dataset):
@@ -189,12 +208,14 @@ def prepare_images(
     n = len(files)
     record = source_record(image_dir, files)
     target = {"preprocessing": preprocessing(image_size, channels), "files": record, "classes": classes,
-              "skip_bad_images": skip_bad_images}  # fmt: skip
+              "skip_bad_images": skip_bad_images, "decoders": decoders()}  # fmt: skip
     start, how = 0, "prepared"
     if (out / MANIFEST).is_file():
         manifest = json.loads((out / MANIFEST).read_text())
         same = manifest.get("format") == FORMAT and manifest["preprocessing"] == target["preprocessing"]
         changed = source_changes(manifest["source"]["files"], record) if same else "other preprocessing"
+        if not changed and manifest.get("decoders", target["decoders"]) != target["decoders"]:
+            changed = f"decoded with {_versions(manifest['decoders'])}, now {_versions(target['decoders'])}"
         if same and not changed and manifest.get("classes") == classes and (
                 skip_bad_images or not manifest["bad"]):  # fmt: skip
             return "up to date"
@@ -237,7 +258,7 @@ def prepare_images(
     os.replace(out / PARTIAL, out / IMAGES)
     _write_json(out / MANIFEST, {"format": FORMAT, "count": n, "shape": [channels, image_size, image_size],
                                  "preprocessing": target["preprocessing"], "classes": classes, "bad": bad,
-                                 "skip_bad_images": skip_bad_images,
+                                 "skip_bad_images": skip_bad_images, "decoders": target["decoders"],
                                  "source": {"root": str(image_dir.resolve()), "files": record},
                                  "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
     (out / PROGRESS).unlink()
