@@ -22,8 +22,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from gan_lightning.errors import ConfigError
-from gan_lightning.options import Option
+from gan_lightning.options import Option, Options
 
 Tensor = torch.Tensor
 BN_STATS = ("recompute", "average", "copy")
@@ -54,13 +53,8 @@ class EMA(nn.Module):
         self, generator: nn.Module, decay: float = 0.999, rampup: float | None = 0.05, bn_stats: str = "recompute"
     ) -> None:
         super().__init__()
-        if not 0 < decay < 1:
-            raise ConfigError(f"ema_decay must lie in (0, 1), e.g. 0.999; got {decay}")
-        if rampup is not None and rampup <= 0:
-            raise ConfigError(f"ema_rampup must be positive (0.05 as in StyleGAN2) or None; got {rampup}")
-        if bn_stats not in BN_STATS:
-            raise ConfigError(f"ema_bn_stats must be one of {', '.join(BN_STATS)}; got {bn_stats!r}")
-        self.decay, self.rampup, self.bn_stats = decay, rampup, bn_stats
+        Options(self.options).validate(ema_decay=decay, ema_rampup=rampup, ema_bn_stats=bn_stats)
+        self.decay, self.rampup, self.bn_stats = decay, rampup or None, bn_stats  # a rampup of 0 or None: off
         self.module = copy.deepcopy(generator).requires_grad_(False)
         self._has_bn = any(isinstance(m, _BatchNorm) for m in self.module.modules())
         self._stale_bn = False  # whether recomputed statistics are out of date (not saved: recomputed on demand)

@@ -23,7 +23,7 @@ from torch import nn
 from gan_lightning.errors import ConfigError
 from gan_lightning.latents import Latents
 from gan_lightning.models.heads import CriticOutput, QHead
-from gan_lightning.options import Option, call_with
+from gan_lightning.options import Option, Options, call_with
 from gan_lightning.registry import Registry
 from gan_lightning.regularizers import DOutputs, Regularizer, Term, build_regularizers
 
@@ -138,11 +138,8 @@ class Objective(nn.Module):
         regularizers: Sequence[Regularizer] = (),
     ) -> None:
         super().__init__()
-        for key, value in (("gp_weight", gp_weight), ("info_weight", info_weight), ("r1", r1), ("r2", r2)):
-            if value < 0:
-                raise ConfigError(f"{key} must be >= 0, got {value}")
-        if reg_every < 1:
-            raise ConfigError(f"reg_every must be a positive number of D steps, got {reg_every}")
+        Options(Objective.options).validate(gp_weight=gp_weight, info_weight=info_weight, r1=r1, r2=r2,
+                                            reg_every=reg_every)  # fmt: skip
         self.gp_weight, self.info_weight, self.r1, self.r2 = gp_weight, info_weight, r1, r2
         self.reg_every, self.augment = reg_every, augment
         self.regularizers = nn.ModuleList(regularizers)

@@ -167,6 +167,12 @@ class Options(Sequence[Option]):
             option.validate(resolved[option.name])
         return resolved
 
+    def validate(self, **values: Any) -> None:
+        """Check named values by their declarations: a component's own constructor, called directly, gives the
+        command line's one-line errors without restating its ranges."""
+        for name, value in values.items():
+            self._by_name[name].validate(value)
+
     def pick(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The entries of `values` that are options of this set."""
         return {k: v for k, v in values.items() if k in self._by_name}

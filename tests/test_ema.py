@@ -97,11 +97,12 @@ def test_recompute_happens_once_per_change_and_after_loading():
 
 
 def test_bad_options_fail_clearly():
-    with pytest.raises(ConfigError, match="ema_decay"):
+    with pytest.raises(ConfigError, match=r"--ema-decay must lie in \(0, 1\), got 1.0"):
         EMA(toy(), decay=1.0)
-    with pytest.raises(ConfigError, match="ema_rampup"):
-        EMA(toy(), rampup=0.0)
-    with pytest.raises(ConfigError, match="ema_bn_stats"):
+    with pytest.raises(ConfigError, match="--ema-rampup must be >= 0"):
+        EMA(toy(), rampup=-0.1)
+    assert EMA(toy(), rampup=0.0).rampup is None  # 0 turns the ramp-up off, as --ema-rampup says
+    with pytest.raises(ConfigError, match="unknown ema_bn_stats 'median'"):
         EMA(toy(), bn_stats="median")
     with pytest.raises(ConfigError, match=r"--ema-decay must lie in \(0, 1\), got 2.0"):
         GAN("mlp", ema_decay=2.0)

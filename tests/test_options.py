@@ -53,6 +53,17 @@ def test_every_bounded_option_refuses_an_out_of_range_value_in_one_line(option):
     assert "\n" not in message and (option.flag in message or option.name in message)
 
 
+@pytest.mark.parametrize(("build", "message"), [
+    (lambda: LeastSquares(r1=-1.0), "--r1 must be >= 0, got -1.0"),
+    (lambda: LeastSquares(gp_weight=-2.0), "--gp-weight must be >= 0, got -2.0"),
+    (lambda: LeastSquares(reg_every=0), "--reg-every must be positive, got 0"),
+], ids=["r1", "gp_weight", "reg_every"])  # fmt: skip
+def test_an_objective_built_directly_checks_its_declared_ranges(build, message):
+    with pytest.raises(ConfigError) as err:
+        build()
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
 def test_every_recorded_option_is_written_to_config_yaml_and_replays(tmp_path):
     cfg = _resolve(build_parser().parse_args(["--model", "dcgan", "--lr", "3e-4", "--r1", "0.5"]))
     config = run_config(cfg)
