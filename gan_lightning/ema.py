@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from gan_lightning.errors import ConfigError
 from gan_lightning.options import Option, Options
 
 Tensor = torch.Tensor
@@ -53,6 +54,8 @@ class EMA(nn.Module):
         self, generator: nn.Module, decay: float = 0.999, rampup: float | None = 0.05, bn_stats: str = "recompute"
     ) -> None:
         super().__init__()
+        if decay is None:  # the option's "unset" means no EMA at all, which `from_options` handles
+            raise ConfigError("an EMA needs a decay in (0, 1), e.g. 0.999")
         Options(self.options).validate(ema_decay=decay, ema_rampup=rampup, ema_bn_stats=bn_stats)
         self.decay, self.rampup, self.bn_stats = decay, rampup or None, bn_stats  # a rampup of 0 or None: off
         self.module = copy.deepcopy(generator).requires_grad_(False)

@@ -144,7 +144,8 @@ class Truncation:
         return {"truncation": self.psi, "truncation_threshold": self.threshold}
 
     def fields(self) -> dict[str, float]:
-        """The row fields of a score at this truncation, only those set, so untruncated tables keep their columns."""
+        """A score's row fields for this truncation, only those set: untruncated rows gain no top-level column (the
+        protocol records both, set or not)."""
         return {key: value for key, value in self.sample_kwargs().items() if value is not None}
 
 

@@ -90,9 +90,10 @@ class Option:
         if choices is not None and value not in choices:
             raise ConfigError(f"unknown {self.name} {value!r}; choose one of: {', '.join(map(str, choices))}")
         low = "(0" if self.positive else None if self.minimum is None else f"[{self.minimum:g}"
-        out_of_range = (self.positive and value <= 0) or (self.minimum is not None and value < self.minimum)
+        # written as "not inside" so that NaN, which fails every comparison, is out of range too
+        out_of_range = (self.positive and not value > 0) or (self.minimum is not None and not value >= self.minimum)
         if self.below is not None:
-            if out_of_range or value >= self.below:
+            if out_of_range or not value < self.below:
                 raise ConfigError(f"{self.flag} must lie in {low or '(-inf'}, {self.below:g}), got {value}")
         elif out_of_range:
             bound = "be positive" if self.positive else f"be >= {self.minimum:g}"

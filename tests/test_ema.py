@@ -102,6 +102,11 @@ def test_bad_options_fail_clearly():
     with pytest.raises(ConfigError, match="--ema-rampup must be >= 0"):
         EMA(toy(), rampup=-0.1)
     assert EMA(toy(), rampup=0.0).rampup is None  # 0 turns the ramp-up off, as --ema-rampup says
+    for bad in (float("nan"), None):
+        with pytest.raises(ConfigError, match="decay"):
+            EMA(toy(), decay=bad)
+    with pytest.raises(ConfigError, match="--ema-rampup must be >= 0, got nan"):
+        EMA(toy(), rampup=float("nan"))
     with pytest.raises(ConfigError, match="unknown ema_bn_stats 'median'"):
         EMA(toy(), bn_stats="median")
     with pytest.raises(ConfigError, match=r"--ema-decay must lie in \(0, 1\), got 2.0"):

@@ -51,6 +51,9 @@ def test_every_bounded_option_refuses_an_out_of_range_value_in_one_line(option):
         option.validate(_bad_value(option))
     message = str(err.value)
     assert "\n" not in message and (option.flag in message or option.name in message)
+    if option.valid_choices() is None and option.value_type is float:
+        with pytest.raises(ConfigError):  # NaN fails every comparison: refused, not waved through
+            option.validate(float("nan"))
 
 
 @pytest.mark.parametrize(("build", "message"), [

@@ -83,7 +83,11 @@ def test_each_prior_walks_its_own_way(noise):
 
 
 def test_gaussian_noise_walks_great_circles_uniform_noise_straight_lines():
-    assert NOISES.get("normal").spherical and not NOISES.get("uniform").spherical
+    a, b = torch.randn(4, 16), torch.randn(4, 16)
+    a, b = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    half = torch.tensor(0.5)
+    torch.testing.assert_close(LatentSpace(16, "normal").interpolate(a, b, half).norm(dim=1), torch.ones(4))
+    torch.testing.assert_close(LatentSpace(16, "uniform").interpolate(a, b, half), (a + b) / 2)
 
 
 def test_latent_arithmetic_from_saved_groups(tmp_path, ckpt):

@@ -8,8 +8,8 @@ A prepared dataset is a directory:
 - `labels.npy`: (N,) int64, each file's class (its top-level subfolder's index) when prepared with classes, else 0;
 - `manifest.json`: the preprocessing (size, channels, crop), the source (its folder and every file's relative path,
   size and mtime), the bad files, the class names and the Pillow and torchvision versions that decoded and resized
-  (after an upgrade training warns and a rerun of gan-prepare re-decodes). It is written last: a directory without
-  it is unfinished.
+  (after an upgrade training warns and a rerun of gan-prepare re-decodes; a directory prepared before this record
+  existed has none and is not checked). It is written last: a directory without it is unfinished.
 
 While preparing, `images.npy.partial` fills chunk by chunk and `progress.json` records the chunks done, so an
 interrupted run continues where it stopped; the last step renames the array into place and writes the manifest.
