@@ -4,10 +4,14 @@ images and file; pytorch-fid's FID on the same file is measured and printed (its
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+import torchvision
 from torch.utils.data import Dataset
 
+from gan_lightning import fid_benchmark
 from gan_lightning.data.base import to_signed
 from gan_lightning.errors import DataError
 from gan_lightning.metrics import SampleQualityMetrics, build_extractor, load_extractor
@@ -141,3 +145,18 @@ def test_a_foreign_weights_file_is_one_line(tmp_path, weights):
     with pytest.raises(DataError, match=r"holds a 'mnist_cnn' classifier, not Inception weights; expected the FID "
                                         r"Inception, SHA-256 6726825d"):  # fmt: skip
         build_extractor(3, fid_weights=other, fid_weights_unchecked=True)
+
+
+def test_the_fid_benchmark_times_both_extractors_and_refuses_other_weights(tmp_path, weights, capsys):
+    argv = ["--fid-weights", str(weights), "--batch-size", "2", "--rounds", "1", "--image-size", "16"]
+    assert fid_benchmark.main(argv) == 2  # random weights: only with --fid-weights-unchecked
+    assert fid_benchmark.main([*argv, "--fid-weights-unchecked"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["plain_images_per_s"] > 0 and result["ours_images_per_s"] > 0
+    assert result["max_abs_feature_diff"] < 1e-3 * result["feature_scale"]  # the same network, rounding apart
+    torchvision_file = tmp_path / "inception_v3_google.pth"
+    torch.save(torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(),
+               torchvision_file)  # fmt: skip
+    assert fid_benchmark.main(["--fid-weights", str(torchvision_file), "--fid-weights-unchecked"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not the FID Inception's layout" in err

@@ -38,6 +38,7 @@ INCEPTION_SIZE = 299
 # state_dict under these two names; as torch.hub does, the name carries the first hex digits of the file's SHA-256.
 FID_INCEPTION_FILES = ("weights-inception-2015-12-05-6726825d.pth", "pt_inception-2015-12-05-6726825d.pth")
 FID_INCEPTION_SHA256 = "6726825d"
+FID_LAYOUT = "FID Inception layout"  # what `weights_kind` calls a state_dict of torch-fidelity's network
 FID_WEIGHTS_HINT = (
     f"pass --fid-weights PATH to the FID Inception weights ({FID_INCEPTION_FILES[0]} of torch-fidelity or "
     f"{FID_INCEPTION_FILES[1]} of pytorch-fid; see the README); nothing is downloaded"
@@ -325,7 +326,7 @@ def weights_kind(state: Any) -> str:
     fc = state.get("fc.weight") if isinstance(state, dict) else None
     if isinstance(fc, Tensor) and "Mixed_7c.branch_pool.conv.weight" in state:
         if tuple(fc.shape) == (1008, 2048):
-            return "FID Inception layout"
+            return FID_LAYOUT
         return f"torchvision's ImageNet Inception v3 ({fc.shape[0]} classes)"
     return f"unknown weights ({len(state) if isinstance(state, dict) else 0} entries)"
 
@@ -342,7 +343,7 @@ def load_fid_inception(weights_path: PathLike, checked: bool = True) -> FeatureE
         return FIDInceptionFeatures(path)
     state = load_weights_file(path, "FID Inception weights", FID_WEIGHTS_HINT)  # weights only: no code runs
     kind = weights_kind(state)
-    if kind == "FID Inception layout" and not checked:
+    if kind == FID_LAYOUT and not checked:
         return FIDInceptionFeatures(path)
     if kind.startswith("torchvision's"):
         _notice(f"--fid-weights {path} holds {kind}: FIDs with it are not comparable with published ones; "
@@ -351,7 +352,7 @@ def load_fid_inception(weights_path: PathLike, checked: bool = True) -> FeatureE
         extractor.name = "inception_torchvision"
         return extractor
     expected = f"expected the FID Inception, SHA-256 {FID_INCEPTION_SHA256}... ({' or '.join(FID_INCEPTION_FILES)})"
-    if kind == "FID Inception layout":
+    if kind == FID_LAYOUT:
         raise DataError(f"{path} has the FID Inception's layout but other weights (SHA-256 "
                         f"{file_sha256(path)[:16]}...); {expected}; {UNCHECKED_HINT}")  # fmt: skip
     raise DataError(f"{path} holds {kind}, not Inception weights; {expected}; nothing is downloaded")
