@@ -65,7 +65,7 @@ def label_accuracy(gan: GAN, classifier: torch.nn.Module, per_class: int, seed: 
     labels = torch.arange(gan.hparams.num_classes).repeat_interleave(per_class)
     rng = torch.Generator(gan.device).manual_seed(seed)
     latents = gan.latents.draw(len(labels), rng, gan.device, labels=labels)
-    images = gan.sample(latents=latents, rng=rng, **Truncation.of(truncation).sample_kwargs())
+    images = gan.sample(latents=latents, rng=rng, truncation=truncation)
     return (predict(classifier, images.cpu()) == labels).float().mean().item()
 
 
@@ -79,7 +79,7 @@ def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int 
     cat = torch.arange(gan.hparams.n_cat).repeat_interleave(per_code)
     rng = torch.Generator(gan.device).manual_seed(seed)
     latents = gan.latents.draw(len(cat), rng, gan.device, cat=cat)
-    images = gan.sample(latents=latents, rng=rng, **Truncation.of(truncation).sample_kwargs())
+    images = gan.sample(latents=latents, rng=rng, truncation=truncation)
     pred = predict(classifier, images.cpu()).view(gan.hparams.n_cat, per_code)
     counts = torch.stack([torch.bincount(row, minlength=10) for row in pred])  # (n_cat, 10)
     return (counts.max(1).values.sum() / pred.numel()).item(), counts.argmax(1).tolist()

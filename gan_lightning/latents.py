@@ -135,18 +135,20 @@ class Truncation:
     threshold: float | None = None
 
     @classmethod
-    def of(cls, value: Truncation | float | None) -> Truncation:
-        """A `Truncation` as given, or one with psi `value` (None: none)."""
-        return value if isinstance(value, Truncation) else cls(psi=value)
-
-    def sample_kwargs(self) -> dict[str, float | None]:
-        """The keywords of `GAN.sample` (`truncation`, `truncation_threshold`)."""
-        return {"truncation": self.psi, "truncation_threshold": self.threshold}
+    def of(cls, value: Truncation | float | None, threshold: float | None = None) -> Truncation:
+        """A `Truncation` as given, or one with psi `value` (None: none) and `threshold`; a `Truncation` carries its
+        own threshold, so giving another is refused."""
+        if not isinstance(value, Truncation):
+            return cls(value, threshold)
+        if threshold is not None:
+            raise ValueError("give the threshold once: inside the Truncation or as truncation_threshold")
+        return value
 
     def fields(self) -> dict[str, float]:
         """A score's row fields for this truncation, only those set: untruncated rows gain no top-level column (the
         protocol records both, set or not)."""
-        return {key: value for key, value in self.sample_kwargs().items() if value is not None}
+        named = {"truncation": self.psi, "truncation_threshold": self.threshold}
+        return {key: value for key, value in named.items() if value is not None}
 
 
 def comma_names(text: str) -> list[str]:

@@ -20,7 +20,7 @@ from gan_lightning.components import build_component, describe_component, is_spe
 from gan_lightning.ema import EMA
 from gan_lightning.errors import ConfigError
 from gan_lightning.guards import AmpSkipCounter, FiniteGuard, GlobalRNG, NonFiniteLossError, grad_norm
-from gan_lightning.latents import Latents, LatentSpace
+from gan_lightning.latents import Latents, LatentSpace, Truncation
 from gan_lightning.models import build_models, heads, model_options
 from gan_lightning.models.heads import Critic, spectral_norm_all
 from gan_lightning.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, build_objective
@@ -225,13 +225,15 @@ class GAN(LightningModule):
 
     @torch.no_grad()
     def sample(self, n: int | None = None, *, latents: Latents | Tensor | None = None, ema: bool | None = None,
-               batch_size: int = 1024, truncation: float | None = None, truncation_threshold: float | None = None,
+               batch_size: int = 1024, truncation: Truncation | float | None = None,
+               truncation_threshold: float | None = None,
                rng: torch.Generator | None = None, **parts: Tensor | None) -> Tensor:  # fmt: skip
         """Images in [-1, 1] in eval mode, from the EMA generator when there is one.
 
         Pass `latents` (a `Latents` or full generator inputs), or `n` and any parts (`z`, `labels`, `cat`, `cont`).
-        `truncation` (psi in (0, 1]) and `truncation_threshold` truncate the noise, not the labels or codes
-        (`LatentSpace.truncate`); latents drawn here and threshold redraws come from `rng`, default the module's.
+        `truncation` (psi in (0, 1], or a `Truncation` carrying psi and threshold) and `truncation_threshold`
+        truncate the noise, not the labels or codes (`LatentSpace.truncate`); latents drawn here and threshold
+        redraws come from `rng`, default the module's.
         """
         rng = self.rng if rng is None else rng
         if latents is None:
@@ -239,7 +241,8 @@ class GAN(LightningModule):
             if n is None or n < 1:
                 raise ValueError("sample() needs a positive n, or z / labels / codes / latents")
             latents = self.latents.draw(n, rng, self.device, **parts)
-        latents = self.latents.truncate(latents, rng, truncation, truncation_threshold)
+        truncation = Truncation.of(truncation, truncation_threshold)
+        latents = self.latents.truncate(latents, rng, truncation.psi, truncation.threshold)
         inputs = latents.input if isinstance(latents, Latents) else latents
         return generate(self.sampling_generator(ema), inputs, batch_size, self.device)
 

@@ -14,7 +14,7 @@ from gan_lightning import GAN
 from gan_lightning.classifier import ARCH, MNISTClassifier
 from gan_lightning.errors import ConfigError
 from gan_lightning.evaluation import main as evaluate_main
-from gan_lightning.latents import LatentSpace, Prior, normal_noise
+from gan_lightning.latents import LatentSpace, Prior, Truncation, normal_noise
 from gan_lightning.sampling import load_gan
 from gan_lightning.sampling import main as sample_main
 
@@ -129,6 +129,14 @@ def test_the_same_seed_truncates_the_same_way():
     inputs = gan.latents.draw(16, rng(0)).input
     redraws = [gan.latents.truncate(gan.latents.split(inputs), rng(s), threshold=0.5).z for s in (1, 1, 2)]
     assert torch.equal(redraws[0], redraws[1]) and not torch.equal(redraws[0], redraws[2])
+
+
+def test_sample_takes_a_truncation_as_its_two_keywords():
+    gan = GAN("mlp", latent_dim=8, noise="normal")
+    keywords = gan.sample(16, rng=rng(3), truncation=0.6, truncation_threshold=0.5)
+    assert torch.equal(gan.sample(16, rng=rng(3), truncation=Truncation(0.6, 0.5)), keywords)
+    with pytest.raises(ValueError, match="give the threshold once"):
+        gan.sample(16, rng=rng(3), truncation=Truncation(0.6, 0.5), truncation_threshold=1.0)
 
 
 def test_bad_truncation_is_one_line():

@@ -296,14 +296,14 @@ class Scorer:
         truncated when `truncation` (a `Truncation`, or psi) is given (so scores at several psi share their
         untruncated noise; threshold redraws continue the seeded stream);
         `intra_fid` when `intra_fid_applies`, with `per_class` also its per-class values `intra_fid_per_class`."""
-        metrics, truncation = self.metrics.to(gan.device), Truncation.of(truncation)
+        metrics = self.metrics.to(gan.device)
         # fixed inputs (noise and any labels / codes) from their own seed: scores differ only by the generator
         rng = torch.Generator(gan.device).manual_seed(seed)
         latents = gan.latents.draw(num_samples, rng, gan.device).input
         metrics.reset()
         try:
             for chunk in latents.split(self.batch_size):
-                images = gan.sample(latents=chunk, rng=rng, **truncation.sample_kwargs())  # (b, C, H, W) in [-1, 1]
+                images = gan.sample(latents=chunk, rng=rng, truncation=truncation)  # (b, C, H, W) in [-1, 1]
                 metrics.update(images.float(), real=False)
             results: dict[str, Any] = metrics.compute()
         finally:
@@ -321,14 +321,14 @@ class Scorer:
     ) -> list[float]:
         """FID of each class c: num_samples // num_classes images generated with label c (noise seeded with `seed`)
         against the real images of class c; NaN for every class when the generated features are not finite."""
-        num_classes, truncation = gan.latents.num_classes, Truncation.of(truncation)
+        num_classes = gan.latents.num_classes
         labels = torch.arange(num_classes, device=gan.device).repeat_interleave(num_samples // num_classes)
         rng = torch.Generator(gan.device).manual_seed(seed)
         latents = gan.latents.draw(len(labels), rng, gan.device, labels=labels).input
         extractor = self.metrics.extractor
         fake = ClassGaussians(num_classes, extractor.num_features, gan.device)
         for chunk, chunk_labels in zip(latents.split(self.batch_size), labels.split(self.batch_size), strict=True):
-            images = gan.sample(latents=chunk, rng=rng, **truncation.sample_kwargs())  # (b, C, H, W) in [-1, 1]
+            images = gan.sample(latents=chunk, rng=rng, truncation=truncation)  # (b, C, H, W) in [-1, 1]
             features, _ = extractor.extract(images.float())
             fake.add(features, chunk_labels)
         if not torch.isfinite(fake.cov_sum).all():  # a diverged generator: LAPACK would crash on NaNs
