@@ -68,12 +68,23 @@ def condition_batchnorms(layers: nn.Sequential, num_classes: int) -> nn.Sequenti
     return layers
 
 
+def batch_norm(num_features: int, num_classes: int = 0) -> nn.Module:
+    """A BatchNorm2d, or with `num_classes` > 0 a `ConditionalBatchNorm` of the same width (a generator block's
+    named norm, where `condition_batchnorms` has no Sequential to rewrite)."""
+    return ConditionalBatchNorm(num_features, num_classes) if num_classes else nn.BatchNorm2d(num_features)
+
+
+def call_layer(layer: nn.Module, x: Tensor, onehot: Tensor | None) -> Tensor:
+    """`layer(x)`, handing `onehot` along when the layer is a `ConditionalBatchNorm`."""
+    return layer(x, onehot) if isinstance(layer, ConditionalBatchNorm) else layer(x)
+
+
 def run_layers(layers: nn.Sequential, x: Tensor, onehot: Tensor | None) -> Tensor:
     """`layers(x)`, handing `onehot` to each `ConditionalBatchNorm` (a plain Sequential cannot pass it)."""
     if onehot is None:
         return layers(x)
     for layer in layers:
-        x = layer(x, onehot) if isinstance(layer, ConditionalBatchNorm) else layer(x)
+        x = call_layer(layer, x, onehot)
     return x
 
 

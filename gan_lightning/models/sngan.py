@@ -24,7 +24,8 @@ from gan_lightning.errors import ConfigError
 from gan_lightning.models.base import Discriminator
 from gan_lightning.models.cbn import (
     G_CONDITIONING,
-    ConditionalBatchNorm,
+    batch_norm,
+    call_layer,
     cbn_classes,
     condition_batchnorms,
     run_layers,
@@ -160,23 +161,16 @@ class UpBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, cbn_classes: int = 0) -> None:
         super().__init__()
-        self.bn1, self.conv1 = _batchnorm(c_in, cbn_classes), _branch_conv(c_in, c_out)
-        self.bn2, self.conv2 = _batchnorm(c_out, cbn_classes), _branch_conv(c_out, c_out)
+        self.bn1, self.conv1 = batch_norm(c_in, cbn_classes), _branch_conv(c_in, c_out)
+        self.bn2, self.conv2 = batch_norm(c_out, cbn_classes), _branch_conv(c_out, c_out)
         self.shortcut = _glorot(nn.Conv2d(c_in, c_out, 1), 1.0)
 
     def forward(self, x: Tensor, onehot: Tensor | None = None) -> Tensor:
         """(B, c_in, H, W) -> (B, c_out, 2H, 2W)."""
-        h = F.interpolate(F.relu(_norm(self.bn1, x, onehot)), scale_factor=2.0, mode="nearest")  # (B, c_in, 2H, 2W)
-        h = self.conv2(F.relu(_norm(self.bn2, self.conv1(h), onehot)))  # (B, c_out, 2H, 2W)
+        h = F.relu(call_layer(self.bn1, x, onehot))  # (B, c_in, H, W)
+        h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, c_in, 2H, 2W)
+        h = self.conv2(F.relu(call_layer(self.bn2, self.conv1(h), onehot)))  # (B, c_out, 2H, 2W)
         return h + self.shortcut(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-
-
-def _batchnorm(channels: int, cbn_classes: int) -> nn.Module:
-    return ConditionalBatchNorm(channels, cbn_classes) if cbn_classes else nn.BatchNorm2d(channels)
-
-
-def _norm(bn: nn.Module, x: Tensor, onehot: Tensor | None) -> Tensor:
-    return bn(x, onehot) if isinstance(bn, ConditionalBatchNorm) else bn(x)
 
 
 class DownBlock(nn.Module):
