@@ -13,20 +13,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 
 from gan_lightning.command import Parser, run_command
-from gan_lightning.errors import ConfigError, load_weights_file
-from gan_lightning.metrics.extractors import (
-    FID_INCEPTION_SHA256,
-    FID_LAYOUT,
-    FID_WEIGHTS_HINT,
-    file_sha256,
-    load_fid_inception,
-    weights_kind,
-)
+from gan_lightning.errors import ConfigError
+from gan_lightning.metrics.extractors import load_fid_inception
 
 
 def build_parser() -> Parser:
@@ -65,14 +57,9 @@ def run(cfg) -> int:  # noqa: ANN001
             raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {value}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    path = Path(cfg.fid_weights)
-    known = path.is_file() and file_sha256(path).startswith(FID_INCEPTION_SHA256)
-    if not known and weights_kind(load_weights_file(path, "FID Inception weights", FID_WEIGHTS_HINT)) != FID_LAYOUT:
-        # checked before loading: torchvision's Inception would load too (for old runs' sake), with a notice
-        raise ConfigError(f"--fid-weights {path} is not the FID Inception's layout; this benchmark times "
-                          "torch-fidelity's network: pass its weights file (or random weights of that layout with "
-                          "--fid-weights-unchecked)")  # fmt: skip
-    ours = load_fid_inception(path, checked=not cfg.fid_weights_unchecked).to(cfg.device)
+    # torch-fidelity's network only: torchvision's Inception, which --fid-weights still loads for old runs, is refused
+    ours = load_fid_inception(cfg.fid_weights, checked=not cfg.fid_weights_unchecked, torchvision_ok=False)
+    ours = ours.to(cfg.device)
     weights = str(cfg.fid_weights)
     plain = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=weights)
     plain = plain.eval().to(cfg.device)

@@ -331,12 +331,13 @@ def weights_kind(state: Any) -> str:
     return f"unknown weights ({len(state) if isinstance(state, dict) else 0} entries)"
 
 
-def load_fid_inception(weights_path: PathLike, checked: bool = True) -> FeatureExtractor:
+def load_fid_inception(weights_path: PathLike, checked: bool = True, torchvision_ok: bool = True) -> FeatureExtractor:
     """The FID Inception from a local file carrying the published SHA-256, else a one-line `DataError` naming what
     the file is. `checked=False` accepts any file with the FID Inception's layout (random weights in tests).
 
     A torchvision Inception file, what `--fid-weights` took before, still loads as `InceptionFeatures`, with a
-    one-time notice that its FIDs are not comparable with published ones.
+    one-time notice that its FIDs are not comparable with published ones; `torchvision_ok=False` refuses it (a
+    caller that needs torch-fidelity's network itself).
     """
     path = Path(weights_path)
     if path.is_file() and file_sha256(path).startswith(FID_INCEPTION_SHA256):
@@ -345,13 +346,15 @@ def load_fid_inception(weights_path: PathLike, checked: bool = True) -> FeatureE
     kind = weights_kind(state)
     if kind == FID_LAYOUT and not checked:
         return FIDInceptionFeatures(path)
+    expected = f"expected the FID Inception, SHA-256 {FID_INCEPTION_SHA256}... ({' or '.join(FID_INCEPTION_FILES)})"
+    if kind.startswith("torchvision's") and not torchvision_ok:
+        raise DataError(f"{path} is not the FID Inception's layout: it holds {kind}; {expected}")
     if kind.startswith("torchvision's"):
         _notice(f"--fid-weights {path} holds {kind}: FIDs with it are not comparable with published ones; "
                 f"{FID_WEIGHTS_HINT}")  # fmt: skip
         extractor = load_inception(path)
         extractor.name = "inception_torchvision"
         return extractor
-    expected = f"expected the FID Inception, SHA-256 {FID_INCEPTION_SHA256}... ({' or '.join(FID_INCEPTION_FILES)})"
     if kind == FID_LAYOUT:
         raise DataError(f"{path} has the FID Inception's layout but other weights (SHA-256 "
                         f"{file_sha256(path)[:16]}...); {expected}; {UNCHECKED_HINT}")  # fmt: skip
