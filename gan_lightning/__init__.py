@@ -2,15 +2,15 @@
 
 from gan_lightning.callbacks import SampleGrid
 from gan_lightning.data import DATASETS, GANDataModule, MNISTDataModule
-from gan_lightning.ema import EMA
-from gan_lightning.latents import NOISES, Latents, LatentSpace, Prior
 from gan_lightning.models import MODELS, Discriminator, build_models
 from gan_lightning.models.heads import Critic, CriticOutput, ProjectionHead, QHead
-from gan_lightning.module import GAN
-from gan_lightning.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, get_objective
+from gan_lightning.training.ema import EMA
+from gan_lightning.training.gan import GAN
+from gan_lightning.training.latents import NOISES, Latents, LatentSpace, Prior
+from gan_lightning.training.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, get_objective
 
 # Importing the strategy registers `ddp_per_network` with Lightning, the default of every multi-device run.
-from gan_lightning.strategy import PerNetworkDDPStrategy
+from gan_lightning.training.strategy import PerNetworkDDPStrategy
 
 __version__ = "0.2.0"
 

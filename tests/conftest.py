@@ -92,7 +92,7 @@ def real_mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def fake_classifier(fake_mnist_dir, tmp_path_factory) -> dict:
     """A classifier trained for one epoch on the fake bars (trivially separable), saved to disk."""
-    from gan_lightning.classifier import train_classifier
+    from gan_lightning.metrics.classifier import train_classifier
 
     path = tmp_path_factory.mktemp("classifier") / "mnist_classifier.pt"
     return train_classifier(fake_mnist_dir, path, epochs=1, batch_size=32, seed=0)

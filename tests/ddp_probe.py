@@ -11,8 +11,8 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.cli import _resolve, build_parser, run
-from gan_lightning.strategy import ddp_wrappers
+from gan_lightning.commands.train import _resolve, build_parser, run
+from gan_lightning.training.strategy import ddp_wrappers
 
 
 def counting_allreduce(

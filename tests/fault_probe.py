@@ -10,8 +10,8 @@ import sys
 
 from lightning.pytorch import Callback
 
-from gan_lightning.cli import _resolve, build_parser, run
-from gan_lightning.command import run_command
+from gan_lightning.commands.base import run_command
+from gan_lightning.commands.train import _resolve, build_parser, run
 
 
 class KillRank(Callback):

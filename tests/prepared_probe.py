@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback
 
-from gan_lightning.cli import _resolve, build_parser, run
-from gan_lightning.command import run_command
+from gan_lightning.commands.base import run_command
+from gan_lightning.commands.train import _resolve, build_parser, run
 
 STEP = 7  # grey levels between consecutive indices: 0, 7, ..., 7 * 36 <= 255
 

@@ -11,8 +11,8 @@ from test_ddp import NEW, OLD, _train
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.cli import main
-from gan_lightning.errors import ConfigError
+from gan_lightning.commands.train import main
+from gan_lightning.core.errors import ConfigError
 
 from conftest import cpu_trainer
 
@@ -66,8 +66,10 @@ def test_accumulated_update_is_the_full_batchs_without_batchnorm(options, tmp_pa
         diffs[precision] = max_weight_difference(full, accumulated)
     torch.manual_seed(0)
     assert max_weight_difference(full, GAN("mlp", latent_dim=16, **options).double()) > 1e-4  # the weights moved
-    print(f"\nmlp {options or 'bce'}: batch 64 vs --accumulate 4 (4 x 16), max |weight difference| after one "
-          f"iteration: {diffs['32-true']:.3g} in float32, {diffs['64-true']:.3g} in float64")
+    print(
+        f"\nmlp {options or 'bce'}: batch 64 vs --accumulate 4 (4 x 16), max |weight difference| after one "
+        f"iteration: {diffs['32-true']:.3g} in float32, {diffs['64-true']:.3g} in float64"
+    )
     assert diffs["64-true"] < 1e-9
     # float32: Adam moves a weight by lr * g / (|g| + 1e-8), so rounding in gradients near 1e-9 shows at ~1e-5
     assert diffs["32-true"] < 1e-4

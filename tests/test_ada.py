@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
 from gan_lightning.augment import AdaptiveAugment, DiffAugment, build_augment, cutout
-from gan_lightning.objectives import NonSaturating
-from gan_lightning.options import declared
+from gan_lightning.core.options import declared
+from gan_lightning.training.objectives import NonSaturating
 
 from conftest import cpu_trainer
 
@@ -204,9 +204,9 @@ def test_ada_reads_the_verdict_at_each_losss_own_boundary(loss, p_moves):
     """bce's and hinge's boundary is logit 0, lsgan's 0.5 (these reals all look fake: p falls to 0); rpgan and
     wgan-gp only compare reals with fakes, and every real beats its fake, so D is sure of the reals and p rises,
     however negative the logits are."""
-    from gan_lightning.latents import LatentSpace
     from gan_lightning.models.heads import Critic
-    from gan_lightning.objectives import Batch, get_objective
+    from gan_lightning.training.latents import LatentSpace
+    from gan_lightning.training.objectives import Batch, get_objective
 
     ada = AdaptiveAugment("translation", target=0.6, interval=1, kimg=0.001)
     objective = get_objective(loss, augment=ada)

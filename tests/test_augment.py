@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gan_lightning.augment import DiffAugment, color, cutout, translation
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.errors import ConfigError
 
 ALL = "color,translation,cutout"
 
@@ -18,7 +18,7 @@ def rng(seed: int = 0) -> torch.Generator:
 def test_policy_parsing():
     assert DiffAugment(" color , cutout").policy == "color,cutout"
     for bad in ("", "colour", "color,,cutout", "color,color"):
-        with pytest.raises(ConfigError, match="color, translation, cutout"):
+        with pytest.raises(ConfigError, match="color, cutout, translation"):
             DiffAugment(bad)
 
 

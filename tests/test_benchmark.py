@@ -1,4 +1,4 @@
-"""gan_lightning.benchmark (run by scripts/benchmark.py): a tiny interleaved run prints a well-formed overhead ratio
+"""gan_lightning.bench.trainer (run by scripts/benchmark.py): a tiny interleaved run prints a well-formed overhead ratio
 last (speed is not asserted), and its plain PyTorch loop trains exactly as the Lightning module does."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from gan_lightning import benchmark as overhead
+from gan_lightning.bench import trainer as overhead
 
 from conftest import REPO, cpu_trainer
 

@@ -12,11 +12,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.errors import ConfigError
+from gan_lightning.commands.sample import load_gan
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.models import MODELS, build_models, builder_options
 from gan_lightning.models.cbn import ConditionalBatchNorm
-from gan_lightning.objectives import get_objective
-from gan_lightning.sampling import load_gan
+from gan_lightning.training.objectives import get_objective
 
 from conftest import cpu_trainer
 

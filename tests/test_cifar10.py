@@ -14,12 +14,12 @@ import torch
 import yaml
 from test_run_ux import status_of
 
-from gan_lightning.cli import PRESETS
+from gan_lightning.commands.sample import load_gan
+from gan_lightning.commands.train import PRESETS
+from gan_lightning.core.errors import DataError
 from gan_lightning.data import DATASETS, CIFAR10DataModule
 from gan_lightning.data import cifar10 as cifar
 from gan_lightning.data.loading import DeviceTensorLoader
-from gan_lightning.errors import DataError
-from gan_lightning.sampling import load_gan
 
 from conftest import CIFAR_NAMES, cifar_image, make_fake_cifar10
 

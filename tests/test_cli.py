@@ -10,7 +10,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gan_lightning import GAN
-from gan_lightning.cli import PRESETS, _resolve, build_parser, main
+from gan_lightning.commands.train import PRESETS, _resolve, build_parser, main
 
 from conftest import REPO
 
@@ -127,7 +127,7 @@ def test_fast_dev_run_writes_nothing(tmp_path, fake_mnist_dir):
 
 
 def test_eval_every_logs_sample_quality(tmp_path, fake_mnist_dir):
-    from gan_lightning.classifier import MNISTClassifier
+    from gan_lightning.metrics.classifier import MNISTClassifier
 
     clf = tmp_path / "clf.pt"
     meta = {"arch": "mnist_cnn", "num_features": 128, "num_classes": 10}

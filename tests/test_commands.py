@@ -6,9 +6,16 @@ import ast
 
 import pytest
 
-from gan_lightning import benchmark, classifier, cli, data_benchmark, evaluation, fid_benchmark, prepare, sampling
-from gan_lightning.command import Parser
-from gan_lightning.data import export
+from gan_lightning.bench import data as data_benchmark
+from gan_lightning.bench import fid as fid_benchmark
+from gan_lightning.bench import trainer as benchmark
+from gan_lightning.commands import evaluate as evaluation
+from gan_lightning.commands import export_mnist as export
+from gan_lightning.commands import prepare
+from gan_lightning.commands import sample as sampling
+from gan_lightning.commands import train as cli
+from gan_lightning.commands import train_classifier as classifier
+from gan_lightning.commands.base import Parser
 
 from conftest import REPO
 

@@ -16,11 +16,11 @@ from PIL import Image
 from test_compat import train_with_old_code
 
 from gan_lightning import GAN
-from gan_lightning.classifier import ARCH, MNISTClassifier
-from gan_lightning.cli import main as train_main
-from gan_lightning.evaluation import main as evaluate_main
-from gan_lightning.sampling import load_gan
-from gan_lightning.sampling import main as sample_main
+from gan_lightning.commands.evaluate import main as evaluate_main
+from gan_lightning.commands.sample import load_gan
+from gan_lightning.commands.sample import main as sample_main
+from gan_lightning.commands.train import main as train_main
+from gan_lightning.metrics.classifier import ARCH, MNISTClassifier
 
 OLD_COMMIT = "dcfb404"
 OLD_ITERATIONS = 2

@@ -14,9 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from test_run_ux import one_error_line, status_of, tree
 from torchvision.datasets import ImageFolder
 
+from gan_lightning.commands.sample import load_gan
+from gan_lightning.commands.sample import main as sample_main
 from gan_lightning.data import DATASETS, ImageFolderDataModule
-from gan_lightning.sampling import load_gan
-from gan_lightning.sampling import main as sample_main
 
 CLASSES = ["cat", "dog", "zebra"]  # sorted: labels 0, 1, 2
 TINY = ["--model", "dcgan", "--image-size", "32", "--ngf", "8", "--ndf", "8", "--latent-dim", "8",

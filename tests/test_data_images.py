@@ -10,9 +10,9 @@ import torch
 import torchvision.datasets
 from PIL import Image
 
+from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data import CelebADataModule, ImageFileDataset, ImageFolderDataModule
 from gan_lightning.data.images import list_image_files
-from gan_lightning.errors import ConfigError, DataError
 
 
 def write_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> Path:

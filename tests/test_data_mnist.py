@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data import MNISTDataModule, ResumableDataLoader
 from gan_lightning.data.loading import make_train_loader
-from gan_lightning.errors import ConfigError, DataError
 
 
 def test_batches_in_signed_range_with_labels(fake_mnist_dir):

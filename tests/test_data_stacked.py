@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data import DATASETS, MNISTDataModule, StackedMNISTDataModule, decode_codes, encode_digits
 from gan_lightning.data.loading import DeviceTensorLoader
-from gan_lightning.errors import ConfigError, DataError
 
 # The fake MNIST holds 600 digits: with val_fraction 1/6 the split is 500 train / 100 val digits.
 FAKE = dict(val_fraction=1 / 6, download=False, num_train=256, num_val=64)

@@ -85,7 +85,7 @@ def test_a_module_without_networks_falls_back_to_one_wrapper(tmp_path):
 
 
 def test_multi_process_runs_default_to_per_network_ddp():
-    from gan_lightning.cli import _default_strategy
+    from gan_lightning.commands.train import _default_strategy
 
     assert _default_strategy(2, "cpu", 1) == "ddp_per_network" and _default_strategy(1, "cpu", 1) == "auto"
     assert _default_strategy(1, "cpu", 2) == "ddp_per_network"  # one device on each of two nodes
@@ -93,6 +93,6 @@ def test_multi_process_runs_default_to_per_network_ddp():
 
 def test_the_train_command_registers_the_default_multi_device_strategy():
     """scripts/train.py imports only the command; `--devices 2` must still find `ddp_per_network` registered."""
-    code = ("import sys; from gan_lightning.cli import main; from lightning.pytorch.strategies import "
+    code = ("import sys; from gan_lightning.commands.train import main; from lightning.pytorch.strategies import "
             "StrategyRegistry; sys.exit(0 if 'ddp_per_network' in StrategyRegistry else 1)")  # fmt: skip
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

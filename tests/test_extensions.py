@@ -10,8 +10,8 @@ from test_module import TinyD, TinyG, changed, snapshot
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.errors import ConfigError
-from gan_lightning.objectives import mutual_information_loss
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.training.objectives import mutual_information_loss
 
 from conftest import cpu_trainer
 

@@ -26,11 +26,11 @@ import yaml
 from test_run_ux import TINY, Image_save, one_error_line, tree
 
 from gan_lightning.callbacks.ranks import collective_failed, process_fate
-from gan_lightning.cli import LightningNotices, main
-from gan_lightning.errors import WriteError
-from gan_lightning.evaluation import write_table
-from gan_lightning.files import append_text, atomic_write, write_text
-from gan_lightning.sampling import main as sample_main
+from gan_lightning.commands.evaluate import write_table
+from gan_lightning.commands.sample import main as sample_main
+from gan_lightning.commands.train import LightningNotices, main
+from gan_lightning.core.errors import WriteError
+from gan_lightning.core.files import append_text, atomic_write, write_text
 
 from conftest import REPO
 
@@ -193,7 +193,7 @@ def test_evaluation_table_on_a_full_disk(tmp_path, full_disk):
 def test_a_write_that_fails_inside_torch_save_names_the_disk(tmp_path, full_disk):
     full_disk("x.pt.partial", room=700)  # inside the archive: torch would otherwise say "unexpected pos"
     with pytest.raises(WriteError, match=r"\(No space left on device\)"):
-        atomic_write(tmp_path / "x.pt", lambda p: __import__("gan_lightning.files").files.save_torch(
+        atomic_write(tmp_path / "x.pt", lambda p: __import__("gan_lightning.core.files").files.save_torch(
             torch.zeros(10_000), p), "the tensor")  # fmt: skip
     assert tree(tmp_path) == []
 
@@ -254,8 +254,8 @@ def test_folder_smaller_than_one_batch_writes_nothing(tmp_path, capsys):
 
 
 def test_each_process_needs_a_whole_batch(fake_mnist_dir):
+    from gan_lightning.core.errors import DataError
     from gan_lightning.data import MNISTDataModule
-    from gan_lightning.errors import DataError
 
     dm = MNISTDataModule(fake_mnist_dir, batch_size=300, download=False)
     dm.check_batches(1)

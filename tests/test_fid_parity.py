@@ -11,9 +11,9 @@ import torch
 import torchvision
 from torch.utils.data import Dataset
 
-from gan_lightning import fid_benchmark
+from gan_lightning.bench import fid as fid_benchmark
+from gan_lightning.core.errors import DataError
 from gan_lightning.data.base import to_signed
-from gan_lightning.errors import DataError
 from gan_lightning.metrics import SampleQualityMetrics, build_extractor, load_extractor
 
 torch_fidelity = pytest.importorskip("torch_fidelity")

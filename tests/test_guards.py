@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gan_lightning.guards import AmpSkipCounter, FiniteGuard, NonFiniteLossError
+from gan_lightning.training.guards import AmpSkipCounter, FiniteGuard, NonFiniteLossError
 
 GOOD, NAN, INF = torch.tensor(1.0), torch.tensor(float("nan")), torch.tensor(float("inf"))
 

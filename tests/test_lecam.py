@@ -10,9 +10,9 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.objectives import Batch
 from gan_lightning.regularizers import REGULARIZERS, DOutputs, build_regularizers
 from gan_lightning.regularizers.lecam import LeCam
+from gan_lightning.training.objectives import Batch
 
 from conftest import cpu_trainer
 

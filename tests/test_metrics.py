@@ -14,10 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from gan_lightning import GAN
-from gan_lightning.classifier import MNISTClassifier, load_classifier, train_classifier
+from gan_lightning.core.errors import DataError
 from gan_lightning.data import MNISTDataModule
 from gan_lightning.data.base import to_signed
-from gan_lightning.errors import DataError
 from gan_lightning.metrics import (
     EXTRACTORS,
     MANIFOLD_METRICS,
@@ -28,6 +27,7 @@ from gan_lightning.metrics import (
     class_statistics,
     load_extractor,
 )
+from gan_lightning.metrics.classifier import MNISTClassifier, load_classifier, train_classifier
 from gan_lightning.metrics.extractors import _notice
 
 from conftest import cpu_trainer

@@ -10,12 +10,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from gan_lightning import classifier as classifier_module
-from gan_lightning.classifier import cached_classifier, mnist_fingerprint
+from gan_lightning.commands.evaluate import main as evaluate_main
+from gan_lightning.core.errors import DataError
 from gan_lightning.data import DATASETS
 from gan_lightning.data.base import to_signed
-from gan_lightning.errors import DataError
-from gan_lightning.evaluation import main as evaluate_main
 from gan_lightning.metrics import (
     SampleQualityMetrics,
     StackedMNISTFeatures,
@@ -23,6 +21,8 @@ from gan_lightning.metrics import (
     load_extractor,
     stacked_mode_statistics,
 )
+from gan_lightning.metrics import classifier as classifier_module
+from gan_lightning.metrics.classifier import cached_classifier, mnist_fingerprint
 
 from conftest import make_fake_mnist
 
@@ -93,7 +93,7 @@ def test_real_stacked_data_covers_the_modes_and_one_digit_covers_one(fake_classi
 def test_build_extractor_by_dataset(fake_classifier):
     path = fake_classifier["path"]
     assert isinstance(build_extractor(3, classifier=path, dataset="stacked_mnist"), StackedMNISTFeatures)
-    from gan_lightning.errors import ConfigError
+    from gan_lightning.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="MNIST-like"):
         build_extractor(3, classifier=path, dataset="celeba")
@@ -130,7 +130,7 @@ def test_cache_errors_are_one_line(tmp_path):
 
 # ------------------------------------------------------------------------------------- train and evaluate
 def _train(tmp_path, data_dir, *extra: str) -> int:
-    from gan_lightning.cli import main
+    from gan_lightning.commands.train import main
 
     argv = ["--data-dir", str(data_dir), "--max-steps", "4", "--batch-size", "16", "--latent-dim", "8",
             "--accelerator", "cpu", "--log-dir", str(tmp_path / "logs"), "--log-every", "1", *extra]  # fmt: skip
@@ -182,7 +182,7 @@ def test_evaluate_bad_run_dir_is_one_line(tmp_path, capsys):
 
 
 def test_folder_of_exported_digits_is_scored_against_mnist(tmp_path, fake_mnist_dir, fake_classifier, capsys):
-    from gan_lightning.data.export import main as export_main
+    from gan_lightning.commands.export_mnist import main as export_main
 
     assert export_main(["--data-dir", str(fake_mnist_dir), "--out", str(tmp_path / "png"), "--num", "120"]) == 0
     pngs = sorted((tmp_path / "png").rglob("*.png"))

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.models import MODELS, build_models
 from gan_lightning.models.dcgan import DCGANDiscriminator, DCGANGenerator
 

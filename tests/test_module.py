@@ -8,8 +8,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.errors import ConfigError
-from gan_lightning.objectives import NonSaturating
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.training.objectives import NonSaturating
 
 from conftest import cpu_trainer
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from gan_lightning.objectives import OBJECTIVES, get_objective, gradient_penalty
+from gan_lightning.training.objectives import OBJECTIVES, get_objective, gradient_penalty
 
 REAL = torch.tensor([2.0, -1.0])
 FAKE = torch.tensor([0.5, -3.0])
@@ -103,9 +103,9 @@ class LinearD(torch.nn.Module):
 
 
 def _phase_setup():
-    from gan_lightning.latents import LatentSpace
     from gan_lightning.models.heads import Critic
-    from gan_lightning.objectives import Batch
+    from gan_lightning.training.latents import LatentSpace
+    from gan_lightning.training.objectives import Batch
 
     G = torch.nn.Linear(3, 2)
     D = Critic(LinearD(torch.tensor([3.0, 4.0])))
@@ -165,13 +165,13 @@ def test_r1_gradient_reaches_d_parameters_and_not_g():
 def test_r1_under_bf16_autocast_matches_fp32():
     torch.manual_seed(0)
     from gan_lightning.models.heads import Critic
-    from gan_lightning.objectives import Batch, zero_centered_penalty
+    from gan_lightning.training.objectives import Batch, zero_centered_penalty
 
     D = Critic(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)))
     x = torch.randn(4, 1, 4, 4, requires_grad=True)
     expected = zero_centered_penalty(x, D(x).logits)
     G = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Unflatten(1, (1, 4, 4)))
-    from gan_lightning.latents import LatentSpace
+    from gan_lightning.training.latents import LatentSpace
 
     latents = LatentSpace(3).draw(4, torch.Generator().manual_seed(0))
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -6,7 +6,7 @@ import torch
 from test_module import image_loader, snapshot
 
 from gan_lightning import GAN
-from gan_lightning.cli import main
+from gan_lightning.commands.train import main
 
 from conftest import cpu_trainer
 

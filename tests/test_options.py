@@ -11,11 +11,11 @@ from test_stateful import AnchoredLogits
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.cli import _resolve, build_parser, train_options
-from gan_lightning.errors import ConfigError
-from gan_lightning.objectives import LeastSquares
-from gan_lightning.options import Option, Options
-from gan_lightning.runconfig import flags_with, load_config, run_config, write_config
+from gan_lightning.commands.runconfig import flags_with, load_config, run_config, write_config
+from gan_lightning.commands.train import _resolve, build_parser, train_options
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import Option, Options
+from gan_lightning.training.objectives import LeastSquares
 
 from conftest import cpu_trainer
 
@@ -158,7 +158,7 @@ def test_a_constructor_argument_that_cannot_be_read_back_is_one_line_not_a_silen
         def __init__(self, hidden: int = 32) -> None:
             super().__init__()
 
-    from gan_lightning.components import build_component, describe_component
+    from gan_lightning.core.injected import build_component, describe_component
 
     spec = describe_component(Narrow(hidden=7))
     assert spec["missing"] == ["hidden"]

@@ -16,13 +16,13 @@ import torch
 from PIL import Image
 from test_data_images import make_celeba, make_tree, write_image
 
-from gan_lightning.cli import main as train_main
+from gan_lightning.commands.prepare import main as prepare_main
+from gan_lightning.commands.train import main as train_main
+from gan_lightning.core.errors import DataError
 from gan_lightning.data import CelebADataModule, ImageFolderDataModule
 from gan_lightning.data import prepared as prepared_module
 from gan_lightning.data.images import list_image_files
 from gan_lightning.data.prepared import PreparedImages, default_prepared_dir, prepare_images
-from gan_lightning.errors import DataError
-from gan_lightning.prepare import main as prepare_main
 
 from conftest import REPO
 
@@ -275,7 +275,7 @@ def test_training_resumes_exactly_from_a_prepared_dataset(tmp_path):
 
 
 def test_the_loader_benchmark_reports_the_three_paths_at_each_worker_count(tmp_path, capsys):
-    from gan_lightning.data_benchmark import main as benchmark_main
+    from gan_lightning.bench.data import main as benchmark_main
 
     argv = ["--data-dir", str(tmp_path), "--num-images", "24", "--image-size", "16", "--batch-size", "4",
             "--batches", "2", "--workers", "0"]  # fmt: skip
@@ -291,8 +291,8 @@ def test_a_prepared_dataset_loads_in_the_main_process(tmp_path):
     """Nothing is left to decode: asked for workers, the prepared path still gathers in the main process."""
     from PIL import Image
 
+    from gan_lightning.commands.prepare import main as prepare_main
     from gan_lightning.data.folder import ImageFolderDataModule
-    from gan_lightning.prepare import main as prepare_main
 
     src = tmp_path / "imgs"
     src.mkdir()

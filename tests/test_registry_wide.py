@@ -11,8 +11,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN, MODELS, OBJECTIVES
-from gan_lightning.errors import ConfigError
-from gan_lightning.objectives import get_objective
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.training.objectives import get_objective
 
 from conftest import cpu_trainer
 

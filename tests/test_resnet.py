@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.models import ResNetDiscriminator, ResNetGenerator, build_models
 from gan_lightning.models.resnet import ResidualBlock, downsample, upsample
 

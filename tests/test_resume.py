@@ -13,8 +13,8 @@ from test_module import image_loader
 
 from gan_lightning import GAN
 from gan_lightning.callbacks import GANCheckpoint
-from gan_lightning.cli import main
-from gan_lightning.module import NonFiniteLossError
+from gan_lightning.commands.train import main
+from gan_lightning.training.gan import NonFiniteLossError
 
 from conftest import REPO, cpu_trainer
 

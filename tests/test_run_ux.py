@@ -16,9 +16,9 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gan_lightning.callbacks import CUSTOM_SCALARS, RunProgress
-from gan_lightning.cli import TrainParser, _resolve, build_parser, main
+from gan_lightning.commands.runconfig import run_config, write_config
+from gan_lightning.commands.train import TrainParser, _resolve, build_parser, main
 from gan_lightning.data.loading import resume_position
-from gan_lightning.runconfig import run_config, write_config
 
 from conftest import cpu_trainer, make_fake_mnist
 
@@ -192,8 +192,8 @@ def test_unwritable_log_dir(tmp_path, fake_mnist_dir, capsys):
 def test_unreadable_image_mid_run_stops_with_one_line_and_a_good_checkpoint(tmp_path, capsys):
     from lightning.pytorch import Callback
 
-    from gan_lightning.cli import run
-    from gan_lightning.command import run_command
+    from gan_lightning.commands.base import run_command
+    from gan_lightning.commands.train import run
 
     folder = tmp_path / "images"
     folder.mkdir()

@@ -10,8 +10,8 @@ from PIL import Image
 from test_extensions import labelled_loader
 
 from gan_lightning import GAN
-from gan_lightning.latents import NOISES, LatentSpace, slerp
-from gan_lightning.sampling import load_gan, main
+from gan_lightning.commands.sample import load_gan, main
+from gan_lightning.training.latents import NOISES, LatentSpace, slerp
 
 from conftest import cpu_trainer
 

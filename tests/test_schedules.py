@@ -13,10 +13,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.cli import main
-from gan_lightning.errors import ConfigError
-from gan_lightning.objectives import RelativisticPairing
-from gan_lightning.schedules import half_life, schedule_value, total_iterations
+from gan_lightning.commands.train import main
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.training.objectives import RelativisticPairing
+from gan_lightning.training.schedules import half_life, schedule_value, total_iterations
 
 from conftest import cpu_trainer
 

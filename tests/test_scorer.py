@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from gan_lightning import GAN
+from gan_lightning.commands.evaluate import Evaluator
 from gan_lightning.data import MNISTDataModule
-from gan_lightning.evaluation import Evaluator
 from gan_lightning.metrics import SampleQuality, load_extractor
 
 from conftest import cpu_trainer

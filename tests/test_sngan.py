@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from gan_lightning import GAN
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.models import build_models
 from gan_lightning.models.heads import spectral_norm_all
 

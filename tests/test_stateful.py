@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from gan_lightning import GAN
 from gan_lightning.callbacks import GANCheckpoint
 from gan_lightning.data.loading import make_train_loader
-from gan_lightning.objectives import NonSaturating
 from gan_lightning.regularizers import DOutputs, Regularizer, Term
+from gan_lightning.training.objectives import NonSaturating
 
 from conftest import cpu_trainer
 
@@ -113,7 +113,7 @@ def test_a_resume_may_switch_stateful_components_on_and_off(tmp_path, fake_mnist
     """ADA and LeCam are training settings: switched on at a resume they start fresh, switched off they are dropped."""
     import yaml
 
-    from gan_lightning.cli import main
+    from gan_lightning.commands.train import main
 
     base = ["--data-dir", str(fake_mnist_dir), "--no-download", "--accelerator", "cpu", "--batch-size", "16",
             "--latent-dim", "8", "--log-every", "1"]  # fmt: skip

@@ -11,12 +11,12 @@ import torch
 from test_extensions import labelled_loader
 
 from gan_lightning import GAN
-from gan_lightning.classifier import ARCH, MNISTClassifier
-from gan_lightning.errors import ConfigError
-from gan_lightning.evaluation import main as evaluate_main
-from gan_lightning.latents import LatentSpace, Prior, Truncation, normal_noise
-from gan_lightning.sampling import load_gan
-from gan_lightning.sampling import main as sample_main
+from gan_lightning.commands.evaluate import main as evaluate_main
+from gan_lightning.commands.sample import load_gan
+from gan_lightning.commands.sample import main as sample_main
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.metrics.classifier import ARCH, MNISTClassifier
+from gan_lightning.training.latents import LatentSpace, Prior, Truncation, normal_noise
 
 from conftest import cpu_trainer
 

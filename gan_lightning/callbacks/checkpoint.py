@@ -13,8 +13,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from gan_lightning.errors import ConfigError, WriteError
-from gan_lightning.files import reason, remove_quietly, save_torch
+from gan_lightning.core.errors import ConfigError, WriteError
+from gan_lightning.core.files import reason, remove_quietly, save_torch
 
 
 class CheckpointWriteError(WriteError):

@@ -10,8 +10,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid, save_image
 
-from gan_lightning.errors import ConfigError
-from gan_lightning.files import atomic_write, write_text
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.files import atomic_write, write_text
 
 
 class SampleGrid(Callback):

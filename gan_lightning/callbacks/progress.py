@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ProgressBar
 
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.errors import ConfigError
 
 
 class RunProgress(ProgressBar):

@@ -9,8 +9,8 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.data.loading import DeviceTensorLoader, make_train_loader, require_one_batch, to_signed
-from gan_lightning.errors import ConfigError
 
 
 def default_data_dir() -> str:

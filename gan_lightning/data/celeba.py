@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gan_lightning.core.errors import DataError
 from gan_lightning.data.folder import ImageFolderDataModule
 from gan_lightning.data.images import IMAGE_EXTENSIONS
-from gan_lightning.errors import DataError
 
 PARTITION_FILES = ("list_eval_partition.txt", "list_eval_partition.csv")  # official / Kaggle mirror
 TRAIN, VALID = 0, 1

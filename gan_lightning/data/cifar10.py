@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data.base import GANDataModule, TensorImageDataset, default_data_dir
 from gan_lightning.data.mnist import resize_uint8
-from gan_lightning.errors import ConfigError, DataError
 
 # torchvision.datasets.CIFAR10's layout (base_folder, filename, train_list, test_list, meta); tests compare them
 BASE_FOLDER = "cifar-10-batches-py"

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import find_classes
 
+from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.data.images import (
     CACHE_BYTES,
@@ -23,7 +24,6 @@ from gan_lightning.data.images import (
 )
 from gan_lightning.data.loading import seeded_split
 from gan_lightning.data.prepared import PreparedImageDataset, PreparedImages
-from gan_lightning.errors import ConfigError, DataError
 
 # Fixed, not `seed`: changing the training seed must not change which images are held out for the metrics.
 SPLIT_SEED = 12345

@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms
 
-from gan_lightning.errors import ConfigError, DataError
+from gan_lightning.core.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from gan_lightning.errors import DataError
+from gan_lightning.core.errors import DataError
 
 
 def to_signed(images: torch.Tensor) -> torch.Tensor:

@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data.base import GANDataModule, TensorImageDataset
 from gan_lightning.data.loading import seeded_split
-from gan_lightning.errors import ConfigError, DataError
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",

@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from gan_lightning.core.errors import DataError
 from gan_lightning.data.base import identity_collate
 from gan_lightning.data.images import bad_image_error, crop_transform, decode_image, uint8_to_signed
-from gan_lightning.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +114,11 @@ class PreparedImages:
         path = Path(path)
         manifest_file = path / MANIFEST
         if not manifest_file.is_file():
-            what = "is unfinished (rerun gan-prepare to complete it)" if (path / PROGRESS).is_file() else (
-                "is not a prepared dataset (no manifest.json); write one with gan-prepare")
+            what = (
+                "is unfinished (rerun gan-prepare to complete it)"
+                if (path / PROGRESS).is_file()
+                else ("is not a prepared dataset (no manifest.json); write one with gan-prepare")
+            )
             raise DataError(f"--prepared {path} {what}")
         manifest = json.loads(manifest_file.read_text())
         if manifest.get("format") != FORMAT:

@@ -11,15 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import Option, call_with
+from gan_lightning.core.registry import Registry
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.data.celeba import CelebADataModule
 from gan_lightning.data.cifar10 import CIFAR10DataModule
 from gan_lightning.data.folder import ImageFolderDataModule
 from gan_lightning.data.mnist import MNISTDataModule
 from gan_lightning.data.stacked_mnist import StackedMNISTDataModule
-from gan_lightning.errors import ConfigError
-from gan_lightning.options import Option, call_with
-from gan_lightning.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.data.base import TensorImageDataset
 from gan_lightning.data.mnist import MNISTDataModule
-from gan_lightning.errors import ConfigError
 
 STACK_SEED = 2024  # default composition seed; deliberately not the training seed (see StackedMNISTDataModule)
 

@@ -13,12 +13,12 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
+from gan_lightning.core.errors import ConfigError, DataError
+from gan_lightning.core.files import append_text
+from gan_lightning.core.options import Option
 from gan_lightning.data.base import to_signed
-from gan_lightning.errors import ConfigError, DataError
-from gan_lightning.files import append_text
 from gan_lightning.metrics.extractors import FeatureExtractor
 from gan_lightning.metrics.quality import Scorer
-from gan_lightning.options import Option
 
 Tensor = torch.Tensor
 PathLike = str | Path

@@ -17,16 +17,17 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-from gan_lightning.classifier import TRAIN_HINT, MNISTClassifier, load_classifier
-from gan_lightning.errors import ConfigError, DataError, first_line, load_weights_file
+from gan_lightning.core.errors import ConfigError, DataError, first_line
+from gan_lightning.core.files import load_weights_file
+from gan_lightning.core.options import call_with
+from gan_lightning.core.registry import Registry
+from gan_lightning.metrics.classifier import TRAIN_HINT, MNISTClassifier, load_classifier
 from gan_lightning.metrics.statistics import (
     CLASS_STATISTICS,
     STACKED_STATISTICS,
     class_statistics,
     stacked_mode_statistics,
 )
-from gan_lightning.options import call_with
-from gan_lightning.registry import Registry
 
 Tensor = torch.Tensor
 PathLike = str | Path

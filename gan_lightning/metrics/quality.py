@@ -15,10 +15,10 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 from torchmetrics.utilities import dim_zero_cat
 
-from gan_lightning.errors import ConfigError
-from gan_lightning.latents import Truncation
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.metrics.extractors import FeatureExtractor
 from gan_lightning.metrics.manifold import PRDC
+from gan_lightning.training.latents import Truncation
 
 Tensor = torch.Tensor
 PathLike = str | Path

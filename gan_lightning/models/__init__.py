@@ -6,7 +6,7 @@ import inspect
 
 from torch import nn
 
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.models import dcgan as _dcgan  # noqa: F401  (registers "dcgan", "dcgan_mnist")
 from gan_lightning.models import mlp as _mlp  # noqa: F401  (registers "mlp")
 from gan_lightning.models import resnet as _resnet  # noqa: F401  (registers "resnet")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan_lightning.errors import ConfigError
-from gan_lightning.options import Option
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import Option
 
 Tensor = torch.Tensor
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.models.base import Discriminator
 from gan_lightning.models.cbn import G_CONDITIONING, cbn_classes, condition_batchnorms, run_layers, split_input
 from gan_lightning.models.registry import MODELS, WIDTHS, describe
@@ -193,8 +193,15 @@ class DCGANDiscriminator(Discriminator):
 @MODELS.register("dcgan")
 @describe(options=(*WIDTHS, G_CONDITIONING), image_sizes=(32, 64, 128, 256, 512, 1024))
 def dcgan(
-    *, latent_dim: int, channels: int, image_size: int, ngf: int = 64, ndf: int = 64, g_conditioning: str = "input",
-    num_classes: int = 0, **_: object
+    *,
+    latent_dim: int,
+    channels: int,
+    image_size: int,
+    ngf: int = 64,
+    ndf: int = 64,
+    g_conditioning: str = "input",
+    num_classes: int = 0,
+    **_: object,
 ) -> tuple[nn.Module, Discriminator]:
     """DCGAN pair; at nz 100, ngf = ndf = 64, 3x64x64, G has 3,576,704 and D 2,765,568 parameters."""
     if ngf < 1 or ndf < 1:

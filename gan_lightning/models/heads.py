@@ -13,9 +13,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import Option
 from gan_lightning.models.base import Discriminator
-from gan_lightning.options import Option
 
 Tensor = torch.Tensor
 

@@ -11,9 +11,9 @@ from typing import Protocol, TypeVar
 
 from torch import nn
 
+from gan_lightning.core.options import Option, Options, declared
+from gan_lightning.core.registry import Registry
 from gan_lightning.models.base import Discriminator
-from gan_lightning.options import Option, Options, declared
-from gan_lightning.registry import Registry
 
 
 class ModelBuilder(Protocol):

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.models.base import Discriminator
 from gan_lightning.models.registry import MODELS, WIDTHS, describe
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.models.base import Discriminator
 from gan_lightning.models.cbn import (
     G_CONDITIONING,
@@ -127,8 +127,15 @@ class SNGANCNNDiscriminator(Discriminator):
 @MODELS.register("sngan_cnn")
 @describe(options=(*WIDTHS, G_CONDITIONING), image_sizes=(SIZE,))
 def sngan_cnn(
-    *, latent_dim: int, channels: int, image_size: int, ngf: int = 64, ndf: int = 64, g_conditioning: str = "input",
-    num_classes: int = 0, **_: object
+    *,
+    latent_dim: int,
+    channels: int,
+    image_size: int,
+    ngf: int = 64,
+    ndf: int = 64,
+    g_conditioning: str = "input",
+    num_classes: int = 0,
+    **_: object,
 ) -> tuple[nn.Module, Discriminator]:
     """SN-GAN's standard CNN, D spectrally normalised; at ngf = ndf = 64 (G width 512), latent 128, 3x32x32: G has
     3,828,739 and D 5,860,865 parameters."""
@@ -257,8 +264,15 @@ class SNGANResNetDiscriminator(Discriminator):
 @MODELS.register("sngan_resnet")
 @describe(options=(*WIDTHS, G_CONDITIONING), image_sizes=(SIZE,))
 def sngan_resnet(
-    *, latent_dim: int, channels: int, image_size: int, ngf: int = 64, ndf: int = 64, g_conditioning: str = "input",
-    num_classes: int = 0, **_: object
+    *,
+    latent_dim: int,
+    channels: int,
+    image_size: int,
+    ngf: int = 64,
+    ndf: int = 64,
+    g_conditioning: str = "input",
+    num_classes: int = 0,
+    **_: object,
 ) -> tuple[nn.Module, Discriminator]:
     """SN-GAN's CIFAR-10 ResNet, D spectrally normalised; G is 4 ngf wide and D 2 ndf, so the default ngf = ndf =
     64 gives the paper's 256 and 128; at latent 128, 3x32x32: G has 4,276,739 and D 1,053,824 parameters."""

@@ -8,7 +8,7 @@ latents and the step index, and returns a `Term`: the loss to add and the statis
 `train/<name>`, no list to edit). Under DDP each rank updates its own buffers and rank zero's are the ones saved:
 a regularizer whose state must agree across ranks all-reduces it itself (resume is exact on one process).
 
-A new regularizer is one file (`lecam.py` here is one): a subclass with `options` (see `gan_lightning.options`),
+A new regularizer is one file (`lecam.py` here is one): a subclass with `options` (see `gan_lightning.core.options`),
 `from_options` returning None when its options switch it off, and `@REGULARIZERS.register(name)`; the GAN then builds
 it from the command line like any other component; a file in this package is imported at the bottom of this one.
 R1, R2 and the WGAN-GP penalty stay in `objectives.Objective`, which needs them before D runs (their inputs must
@@ -23,9 +23,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from gan_lightning.latents import Latents
-from gan_lightning.options import Option
-from gan_lightning.registry import Registry
+from gan_lightning.core.options import Option
+from gan_lightning.core.registry import Registry
+from gan_lightning.training.latents import Latents
 
 Tensor = torch.Tensor
 

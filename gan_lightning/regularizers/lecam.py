@@ -14,8 +14,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from gan_lightning.errors import ConfigError
-from gan_lightning.options import Option
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import Option
 from gan_lightning.regularizers import REGULARIZERS, DOutputs, Regularizer, Term
 
 Tensor = torch.Tensor

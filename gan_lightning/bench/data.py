@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gan_lightning.command import Parser, run_command
+from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.data.celeba import CelebADataModule
 from gan_lightning.data.images import list_image_files, uint8_to_signed
 from gan_lightning.data.prepared import PreparedImages, default_prepared_dir, prepare_images
-from gan_lightning.errors import ConfigError
 
 WIDTH, HEIGHT = 178, 218  # CelebA's aligned-and-cropped images
 
@@ -80,8 +80,12 @@ def build_parser() -> Parser:
     """The loader benchmark's argument parser."""
     p = Parser(prog="benchmark_data.py", description="Training-loader images/s: lazy decoding vs a prepared dataset "
                "vs the in-memory limit, on a generated CelebA-layout folder of photo-like JPEGs.")  # fmt: skip
-    p.add_argument("--data-dir", default=None, help="CelebA-layout root (DIR/celeba/img_align_celeba); missing "
-                   "images are generated there and kept for the next run (default: a new temporary folder)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="CelebA-layout root (DIR/celeba/img_align_celeba); missing "
+        "images are generated there and kept for the next run (default: a new temporary folder)",
+    )
     p.add_argument("--num-images", type=int, default=20_000, help="images in the folder (default 20000)")
     p.add_argument("--image-size", type=int, default=64, help="training resolution (default 64)")
     p.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128)")

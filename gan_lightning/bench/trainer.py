@@ -55,12 +55,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from gan_lightning.command import CommandStopped, Parser, run_command
+from gan_lightning.commands.base import CommandStopped, Parser, run_command
+from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data.base import default_data_dir
-from gan_lightning.errors import ConfigError, DataError
 from gan_lightning.models import MODELS
-from gan_lightning.module import iteration_seed, networks_to_compile
-from gan_lightning.objectives import OBJECTIVES, Batch
+from gan_lightning.training.gan import iteration_seed, networks_to_compile
+from gan_lightning.training.objectives import OBJECTIVES, Batch
 
 # Adam implementations to time instead of the module's own choice (`--adam module`: fused on CPU and CUDA).
 ADAM_VARIANTS: dict[str, dict[str, bool | None]] = {
@@ -450,7 +450,7 @@ def _validate(bench: BenchConfig) -> None:
 
 def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
     """Run `cli.run` with the interleaving callback; returns the report (see `summarize`)."""
-    from gan_lightning import cli
+    from gan_lightning.commands import train as cli
 
     _validate(bench)
     for message in (".*log_every_n_steps.*", ".*does not have many workers.*", ".*GPU available but not used.*"):

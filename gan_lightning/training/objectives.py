@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_lightning.errors import ConfigError
-from gan_lightning.latents import Latents
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import Option, Options, call_with
+from gan_lightning.core.registry import Registry
 from gan_lightning.models.heads import CriticOutput, QHead
-from gan_lightning.options import Option, Options, call_with
-from gan_lightning.registry import Registry
 from gan_lightning.regularizers import DOutputs, Regularizer, Term, build_regularizers
+from gan_lightning.training.latents import Latents
 
 Tensor = torch.Tensor
 
@@ -146,7 +146,7 @@ class Objective(nn.Module):
 
     def init_options(self) -> dict[str, Any]:
         """The constructor options that rebuild this objective (recorded in checkpoints when it is injected)."""
-        from gan_lightning.components import describe_component
+        from gan_lightning.core.injected import describe_component
 
         augment = describe_component(self.augment) if self.augment is not None else None
         return {"gp_weight": self.gp_weight, "info_weight": self.info_weight, "r1": self.r1, "r2": self.r2,

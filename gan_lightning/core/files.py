@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from gan_lightning.errors import ConfigError, WriteError
+from gan_lightning.core.errors import ConfigError, DataError, WriteError
 
 
 def reason(err: OSError) -> str:
@@ -137,3 +139,30 @@ def append_text(path: str | Path, text: str, what: str) -> Path:
     except OSError as err:
         raise WriteError(f"could not append to {what} {path} ({reason(err)}); the earlier records are intact") from None
     return path
+
+
+def load_weights_file(path: str | Path, what: str, hint: str, map_location: str = "cpu") -> Any:
+    """`torch.load(path, weights_only=True)`, every failure turned into one line about `what` the file should be.
+
+    Every failure is a DataError: missing, a directory, truncated, not written by `torch.save`, or refused by the
+    weights-only unpickler (a pickled object whose loading would run code, or bytes it cannot parse).
+    """
+    import torch
+
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not {what}; {hint}")
+    if not path.is_file():
+        raise DataError(f"no {what} at {path}; {hint}")
+    try:
+        with warnings.catch_warnings():  # torch's notes on pickle protocols would add lines to a one-line error
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        text = str(err)
+        if "Weights only load failed" in text:
+            # torch's message cannot tell a pickled object (code would run) from a damaged or foreign file
+            lines = [x.strip() for x in text.split("Check the documentation")[0].splitlines() if x.strip()]
+            raise DataError(f"refusing to load {path}: not a plain weights file, so unpickling it would run code or "
+                              f"it is damaged ({lines[-1][:120]}); {hint}") from None  # fmt: skip
+        raise DataError(f"{path} is not a readable {what} (truncated, or not written by torch.save); {hint}") from None

@@ -13,7 +13,8 @@ import importlib
 import inspect
 from typing import Any
 
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.compat import current_path
+from gan_lightning.core.errors import ConfigError
 
 PLAIN = (bool, int, float, str, type(None))
 SPEC_KEY = "class"  # a recorded component is {"class": "package.module.Name", "options": {...}}
@@ -64,7 +65,7 @@ def _rebuild(value: Any, argument: str) -> Any:
 
 def build_component(spec: dict[str, Any], argument: str) -> Any:
     """The component `spec` records, rebuilt; one-line ConfigError naming `argument` to pass when it cannot be."""
-    path = spec[SPEC_KEY]
+    path = current_path(spec[SPEC_KEY])
     hint = f"pass {argument}=... to load_from_checkpoint (an instance of {path})"
     module_name, _, qualname = path.rpartition(".")
     if "<locals>" in path or module_name == "__main__":

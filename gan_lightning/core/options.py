@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gan_lightning.errors import ConfigError
+from gan_lightning.core.errors import ConfigError
 
 RESUME_RULES = ("refuse", "warn", "free", "transient")
 
@@ -41,7 +41,7 @@ class Option:
 
     name: str
     default: Any
-    help: str
+    help: str | Callable[[], str]  # a callable is read when the flags are built (a registry's names)
     type: Callable[[str], Any] | None = None
     choices: Sequence[Any] | Callable[[], Sequence[Any]] | None = None
     positive: bool = False
@@ -103,11 +103,12 @@ class Option:
 
     def help_text(self) -> str:
         """The `--help` line: the declaration's help plus its default."""
+        text = self.help() if callable(self.help) else self.help
         if self.default_text is not None:
-            return f"{self.help} (default: {self.default_text})"
+            return f"{text} (default: {self.default_text})"
         if self.is_flag and not self.default:
-            return self.help
-        return f"{self.help} (default {self.default})"
+            return text
+        return f"{text} (default {self.default})"
 
     def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, nargs: str | None = None) -> None:
         """Add the flag to an argparse parser; it parses to None when not given, so presets and configs can fill it.

@@ -16,11 +16,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from gan_lightning.command import Parser, run_command
+from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.data import DATASETS
 from gan_lightning.data.images import default_num_workers
 from gan_lightning.data.prepared import default_prepared_dir, prepare_images
-from gan_lightning.errors import ConfigError
 
 # The train command's own declarations of these options: the same flags, help and checks here.
 SHARED_OPTIONS = ("dataset", "data_dir", "image_size", "channels", "conditional", "skip_bad_images", "num_workers")
@@ -33,7 +33,7 @@ def preparable() -> list[str]:
 
 def build_parser() -> Parser:
     """The prepare command's argument parser."""
-    from gan_lightning.cli import train_options
+    from gan_lightning.commands.train import train_options
 
     p = Parser(prog="prepare_data.py", description="Decode, crop and resize an image folder or CelebA once into a "
                "packed uint8 dataset that training reads with --prepared DIR (no per-image decoding).")  # fmt: skip
@@ -47,7 +47,7 @@ def build_parser() -> Parser:
 
 def run(cfg: argparse.Namespace) -> None:
     """Prepare the dataset as configured, showing progress; print the flag training needs."""
-    from gan_lightning.cli import train_options
+    from gan_lightning.commands.train import train_options
 
     if cfg.dataset not in preparable():
         raise ConfigError(f"--dataset {cfg.dataset or '(none)'}: give --dataset {' or '.join(preparable())}; only "
@@ -73,8 +73,12 @@ def run(cfg: argparse.Namespace) -> None:
 
     def show(done: int, total: int) -> None:
         rate = done / max(time.monotonic() - began, 1e-9)
-        print(f"{start}prepare: {done}/{total} images ({done / total:.0%}), {rate:.0f}/s",
-              end="" if tty and done < total else "\n", file=sys.stderr, flush=True)
+        print(
+            f"{start}prepare: {done}/{total} images ({done / total:.0%}), {rate:.0f}/s",
+            end="" if tty and done < total else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
 
     how = prepare_images(dm.image_dir, files, out, image_size=image_size, channels=channels, labels=labels,
                          classes=dm.class_names, skip_bad_images=bool(cfg.skip_bad_images), num_workers=workers,

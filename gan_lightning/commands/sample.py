@@ -11,12 +11,12 @@ from typing import Any
 import torch
 from torchvision.utils import make_grid, save_image
 
-from gan_lightning.command import Parser, run_command
-from gan_lightning.compat import upgrade_checkpoint
-from gan_lightning.errors import ConfigError, DataError, WriteError, load_weights_file
-from gan_lightning.files import atomic_write, check_writable_dir, save_torch
-from gan_lightning.latents import truncation_options
-from gan_lightning.module import GAN
+from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.core.compat import upgrade_checkpoint
+from gan_lightning.core.errors import ConfigError, DataError, WriteError
+from gan_lightning.core.files import atomic_write, check_writable_dir, load_weights_file, save_torch
+from gan_lightning.training.gan import GAN
+from gan_lightning.training.latents import truncation_options
 
 Tensor = torch.Tensor
 

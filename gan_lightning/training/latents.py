@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gan_lightning.errors import ConfigError
-from gan_lightning.options import Option
-from gan_lightning.registry import Registry
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import Option
+from gan_lightning.core.registry import Registry
 
 Tensor = torch.Tensor
 
@@ -110,8 +110,9 @@ def _check_psi(psi: float) -> None:
 
 def _check_threshold(threshold: float) -> None:
     if not threshold > 0:  # also refuses NaN
-        raise ConfigError(f"--truncation-threshold must be positive (BigGAN uses 0.04 to 2 for N(0, 1)), got "
-                          f"{threshold}")
+        raise ConfigError(
+            f"--truncation-threshold must be positive (BigGAN uses 0.04 to 2 for N(0, 1)), got {threshold}"
+        )
 
 
 # Sampling-time options of sample.py and evaluate.py, not hyperparameters: any trained model can be truncated.

@@ -13,16 +13,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from gan_lightning.accumulate import check_divisible
-from gan_lightning.command import CommandStopped, Parser, one_line, run_command
+from gan_lightning.commands.base import CommandStopped, Parser, one_line, run_command
+from gan_lightning.core.errors import ConfigError, DataError, WriteError
+from gan_lightning.core.files import check_writable_dir, reason
+from gan_lightning.core.options import Option, Options, declared
 from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.data import registry as data_registry
-from gan_lightning.errors import ConfigError, DataError, WriteError
-from gan_lightning.files import check_writable_dir, reason
-from gan_lightning.guards import NonFiniteLossError
 from gan_lightning.models import default_image_size
-from gan_lightning.options import Option, Options, declared
-from gan_lightning.schedules import check_run_length, scheduled_targets
+from gan_lightning.training.accumulate import check_divisible
+from gan_lightning.training.guards import NonFiniteLossError
+from gan_lightning.training.schedules import check_run_length, scheduled_targets
 
 PRESETS: dict[str, dict[str, Any]] = {
     "cs231n_gan": {"model": "mlp", "loss": "bce", "noise": "uniform", "latent_dim": 96, "lr": 1e-3,
@@ -110,7 +110,7 @@ RUN_OPTIONS = (
 def option_groups() -> list[tuple[str, Options]]:
     """The train command's options by owner, as `--help` groups them: each declared once, by its component."""
     from gan_lightning import data, metrics
-    from gan_lightning.module import GAN
+    from gan_lightning.training.gan import GAN
 
     return [
         ("data", declared(data.registry)),
@@ -133,7 +133,7 @@ class TrainParser(Parser):
         cfg = super().parse_args(args, namespace)
         if not cfg.config:
             return cfg
-        from gan_lightning.runconfig import load_config
+        from gan_lightning.commands.runconfig import load_config
 
         try:
             values = load_config(cfg.config, known=set(vars(cfg)))
@@ -344,7 +344,7 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[Any]) -> dict[str, str]:
         SampleGrid,
         TrainingHealth,
     )
-    from gan_lightning.module import GAN
+    from gan_lightning.training.gan import GAN
 
     # Expected under manual optimization and a metrics-only val loader: not actionable for the user.
     warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
@@ -354,7 +354,7 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[Any]) -> dict[str, str]:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
     # the GAN moves its (images, labels) batches itself, cheaper than Lightning's generic walk: not actionable
     warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device` in `LightningModule`.*")
-    from gan_lightning.runconfig import (
+    from gan_lightning.commands.runconfig import (
         ResumeWithChanges,
         checkpoint_config,
         compare_for_resume,
@@ -390,20 +390,29 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[Any]) -> dict[str, str]:
     if ckpt_path is not None:
         extra.append(ResumeWithChanges())
     if cfg.eval_every:
-        from gan_lightning.classifier import cached_classifier
         from gan_lightning.metrics import SampleQuality, build_extractor
+        from gan_lightning.metrics.classifier import cached_classifier
 
         if cfg.classifier is None and DATASETS.get(cfg.dataset).extractor is not None:
             # No manual step: train the classifier once per MNIST copy and reuse it from the cache.
             cfg.classifier = str(cached_classifier(cfg.data_dir or default_data_dir()))
         # Loaded before the logger exists: a wrong path fails without writing anything.
         extractor = build_extractor(
-            cfg.channels, classifier=cfg.classifier, fid_weights=cfg.fid_weights, dataset=cfg.dataset,
+            cfg.channels,
+            classifier=cfg.classifier,
+            fid_weights=cfg.fid_weights,
+            dataset=cfg.dataset,
             fid_weights_unchecked=cfg.fid_weights_unchecked,
         )
         if extractor is not None:  # None: metrics are off, and build_extractor said why in one line
-            extra.append(SampleQuality(extractor, every_n_steps=cfg.eval_every, num_samples=cfg.eval_samples,
-                                       reference=f"{cfg.dataset}/val"))
+            extra.append(
+                SampleQuality(
+                    extractor,
+                    every_n_steps=cfg.eval_every,
+                    num_samples=cfg.eval_samples,
+                    reference=f"{cfg.dataset}/val",
+                )
+            )
     logger = GANLogger(cfg.log_dir, name=cfg.name, version=version, default_hp_metric=False)
     data_dir = str(Path(cfg.data_dir or default_data_dir()).resolve())
     run_info = {"dataset": cfg.dataset, "data_dir": data_dir, "config": config}

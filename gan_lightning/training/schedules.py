@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from gan_lightning.errors import ConfigError
-from gan_lightning.options import Option
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import Option
 
 SHAPES = ("constant", "linear", "cosine")
 TARGETS = ("lr", "gamma", "ema", "aug")

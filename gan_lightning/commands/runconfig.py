@@ -15,16 +15,16 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
-from gan_lightning.errors import ConfigError, DataError, load_weights_file
-from gan_lightning.files import append_text, write_text
+from gan_lightning.core.errors import ConfigError, DataError
+from gan_lightning.core.files import append_text, load_weights_file, write_text
 
 CONFIG_FILE = "config.yaml"
 CHANGES_FILE = "config_changes.yaml"
 
 
 def flags_with(rule: str) -> list[str]:
-    """The train command's options whose declared resume rule is `rule` (see `gan_lightning.options`)."""
-    from gan_lightning.cli import train_options
+    """The train command's options whose declared resume rule is `rule` (see `gan_lightning.core.options`)."""
+    from gan_lightning.commands.train import train_options
 
     return train_options().names(resume=rule)
 
@@ -127,7 +127,7 @@ def checkpoint_config(ckpt: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _effective_d_steps(config: Mapping[str, Any]) -> int:
-    from gan_lightning.objectives import OBJECTIVES
+    from gan_lightning.training.objectives import OBJECTIVES
 
     d_steps = config.get("d_steps")
     return int(d_steps) if d_steps else OBJECTIVES.get(config.get("loss") or "bce").default_d_steps

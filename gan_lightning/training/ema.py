@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from gan_lightning.errors import ConfigError
-from gan_lightning.options import Option, Options
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import Option, Options
 
 Tensor = torch.Tensor
 BN_STATS = ("recompute", "average", "copy")

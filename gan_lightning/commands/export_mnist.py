@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from gan_lightning.command import Parser, run_command
-from gan_lightning.errors import ConfigError
+from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.core.errors import ConfigError
 
 
 def export_mnist_pngs(data_dir: str, out_dir: str | Path, num: int, seed: int = 0) -> list[Path]:

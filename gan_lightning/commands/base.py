@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from gan_lightning.errors import ConfigError, DataError, WriteError
+from gan_lightning.core.errors import ConfigError, DataError, WriteError
 
 WRITE_FAILED = 4  # the exit status of a command whose output could not be written
 
@@ -42,7 +42,7 @@ def one_line(err: BaseException) -> str:
         return text
     last = text.splitlines()[-1].strip()
     head, sep, message = last.partition(": ")
-    # "gan_lightning.errors.DataError: cannot read image ..." -> the message after the exception's name
+    # "gan_lightning.core.errors.DataError: cannot read image ..." -> the message after the exception's name
     return message if sep and head.replace(".", "").replace("_", "").isalnum() else last
 
 

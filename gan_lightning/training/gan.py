@@ -12,22 +12,22 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
-from gan_lightning import accumulate, optim, schedules
 from gan_lightning.augment import AdaptiveAugment, DiffAugment, build_augment
-from gan_lightning.compat import FORMAT as CHECKPOINT_FORMAT
-from gan_lightning.compat import upgrade_checkpoint
-from gan_lightning.components import build_component, describe_component, is_spec
-from gan_lightning.ema import EMA
-from gan_lightning.errors import ConfigError
-from gan_lightning.guards import AmpSkipCounter, FiniteGuard, GlobalRNG, NonFiniteLossError, grad_norm
-from gan_lightning.latents import Latents, LatentSpace, Truncation
+from gan_lightning.core.compat import FORMAT as CHECKPOINT_FORMAT
+from gan_lightning.core.compat import upgrade_checkpoint
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.injected import build_component, describe_component, is_spec
+from gan_lightning.core.options import Option, Options, call_with, declared
 from gan_lightning.models import build_models, heads, model_options
 from gan_lightning.models.heads import Critic, spectral_norm_all
-from gan_lightning.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, build_objective
-from gan_lightning.optim import build_optimizers
-from gan_lightning.options import Option, Options, call_with, declared
 from gan_lightning.regularizers import REGULARIZERS
-from gan_lightning.schedules import Schedules, total_iterations
+from gan_lightning.training import accumulate, optim, schedules
+from gan_lightning.training.ema import EMA
+from gan_lightning.training.guards import AmpSkipCounter, FiniteGuard, GlobalRNG, NonFiniteLossError, grad_norm
+from gan_lightning.training.latents import Latents, LatentSpace, Truncation
+from gan_lightning.training.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, build_objective
+from gan_lightning.training.optim import build_optimizers
+from gan_lightning.training.schedules import Schedules, total_iterations
 
 Tensor = torch.Tensor
 __all__ = ["GAN", "NonFiniteLossError", "iteration_seed"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gan_lightning.options import Option
+from gan_lightning.core.options import Option
 
 # fmt: off
 options = (

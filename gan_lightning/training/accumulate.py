@@ -29,10 +29,10 @@ from typing import Any
 
 import torch
 
-from gan_lightning.errors import ConfigError
-from gan_lightning.latents import Latents
-from gan_lightning.objectives import Batch, PhaseLoss
-from gan_lightning.options import Option
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import Option
+from gan_lightning.training.latents import Latents
+from gan_lightning.training.objectives import Batch, PhaseLoss
 
 Tensor = torch.Tensor
 Phase = Callable[[Batch, Latents], PhaseLoss]  # a phase's loss on (real batch, latents), e.g. a bound `d_loss`

@@ -23,12 +23,12 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from gan_lightning.classifier import cached_classifier, default_cache_dir
-from gan_lightning.command import Parser, run_command
+from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.commands.sample import load_gan, read_checkpoint
+from gan_lightning.core.errors import ConfigError, DataError
+from gan_lightning.core.files import atomic_write, check_writable_dir, load_weights_file, write_text
+from gan_lightning.core.options import Options
 from gan_lightning.data import DATASETS, default_data_dir
-from gan_lightning.errors import ConfigError, DataError, load_weights_file
-from gan_lightning.files import atomic_write, check_writable_dir, write_text
-from gan_lightning.latents import Truncation, truncation_options
 from gan_lightning.metrics import (
     FeatureExtractor,
     Scorer,
@@ -39,10 +39,10 @@ from gan_lightning.metrics import (
 )
 from gan_lightning.metrics import options as metric_options
 from gan_lightning.metrics.callback import real_batches, real_labels
+from gan_lightning.metrics.classifier import cached_classifier, default_cache_dir
 from gan_lightning.metrics.quality import REFERENCE_FEATURES
-from gan_lightning.module import GAN
-from gan_lightning.options import Options
-from gan_lightning.sampling import load_gan, read_checkpoint
+from gan_lightning.training.gan import GAN
+from gan_lightning.training.latents import Truncation, truncation_options
 
 Tensor = torch.Tensor
 REFERENCE_SPLITS = ("train", "val")  # the DataModule's train_set / val_set (CIFAR-10: train / test)
@@ -88,9 +88,11 @@ def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int 
 def real_images(dataset: str, data_dir: str, image_size: int) -> Tensor:
     """The validation images (uint8, (N, C, S, S)) of an MNIST-like dataset: the reference set of every metric."""
     if reference_extractor(dataset) is None:
-        raise ConfigError(f"offline evaluation without --fid-weights scores MNIST-like runs "
-                          f"({', '.join(classifier_datasets())}); this run used --dataset {dataset}: pass "
-                          "--fid-weights PATH (the FID Inception), or --dataset mnist when its images are MNIST digits")
+        raise ConfigError(
+            f"offline evaluation without --fid-weights scores MNIST-like runs "
+            f"({', '.join(classifier_datasets())}); this run used --dataset {dataset}: pass "
+            "--fid-weights PATH (the FID Inception), or --dataset mnist when its images are MNIST digits"
+        )
     dm = DATASETS.get(dataset)(data_dir, batch_size=1, image_size=image_size, download=False)
     dm.setup("fit")
     return dm.val_set.images
@@ -374,8 +376,11 @@ def _short(run: str) -> str:
 # ---------------------------------------------------------------------------------------------------- command
 def build_parser() -> Parser:
     """The evaluate command's argument parser."""
-    p = Parser(prog="evaluate.py", description="Score checkpoints offline: MNIST-like data with the project "
-               "classifier, any data with the FID Inception (--fid-weights); every score with its protocol.")
+    p = Parser(
+        prog="evaluate.py",
+        description="Score checkpoints offline: MNIST-like data with the project "
+        "classifier, any data with the FID Inception (--fid-weights); every score with its protocol.",
+    )
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="runs (LOG_DIR/NAME/version_N) to score wholly")
     p.add_argument("--ckpt", help="score this one checkpoint instead (one JSON line)")
     p.add_argument("--classifier", help="MNIST classifier (default: trained once and cached for --data-dir's data)")
@@ -385,14 +390,28 @@ def build_parser() -> Parser:
         choices=DATASETS.names(),
         help="score against this dataset's images instead of the run's own (e.g. MNIST for a folder of MNIST PNGs)",
     )
-    p.add_argument("-n", "--num", type=int, default=5000, help="generated images per checkpoint (default 5000; the "
-                   "papers' FID protocol: 50000)")
+    p.add_argument(
+        "-n",
+        "--num",
+        type=int,
+        default=5000,
+        help="generated images per checkpoint (default 5000; the papers' FID protocol: 50000)",
+    )
     for name in ("fid_weights", "fid_weights_unchecked"):
         Options(metric_options)[name].add_to(p)
-    p.add_argument("--reference", choices=REFERENCE_SPLITS, default="val", help="the dataset split the samples are "
-                   "compared with (default val; the papers' FID protocol: train, the full training set)")
-    p.add_argument("--num-reference", type=int, default=None, help="use at most this many reference images "
-                   "(default all of the split)")
+    p.add_argument(
+        "--reference",
+        choices=REFERENCE_SPLITS,
+        default="val",
+        help="the dataset split the samples are "
+        "compared with (default val; the papers' FID protocol: train, the full training set)",
+    )
+    p.add_argument(
+        "--num-reference",
+        type=int,
+        default=None,
+        help="use at most this many reference images (default all of the split)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
     p.add_argument("--plot", help="RUN_DIR mode: also write the plot here; --ckpt with several --truncation values: "
                    "write the plot against psi here")  # fmt: skip

@@ -1,16 +1,14 @@
 """A small MNIST CNN whose features and class probabilities score generated digits (FID, KID, modes).
 
-Also the train_classifier command (`scripts/train_classifier.py`), which trains and saves one.
+Trained and saved by the train_classifier command (`gan_lightning.commands.train_classifier`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_lightning.command import Parser, run_command
-from gan_lightning.errors import DataError, first_line, load_weights_file
+from gan_lightning.core.errors import DataError, first_line
+from gan_lightning.core.files import load_weights_file
 
 ARCH = "mnist_cnn"
 CACHE_ENV = "GAN_CACHE_DIR"
@@ -97,9 +95,9 @@ def train_classifier(
     `out_path=None` trains without saving; `progress` shows a bar on stderr. Returns `val_accuracy`, `epochs`,
     `seconds`, `path`, and `model`.
     """
+    from gan_lightning.core.errors import ConfigError
     from gan_lightning.data import MNISTDataModule
     from gan_lightning.data.base import to_signed
-    from gan_lightning.errors import ConfigError
 
     if epochs < 1 or batch_size < 1:
         raise ConfigError(f"epochs and batch_size must be positive, got {epochs}, {batch_size}")
@@ -230,31 +228,3 @@ def cached_classifier(
     result = train_classifier(data_dir, path, epochs=epochs, progress=progress)
     print(f"classifier val accuracy {result['val_accuracy']:.4f}", file=sys.stderr)
     return path
-
-
-def build_parser() -> Parser:
-    """The train_classifier command's argument parser."""
-    p = Parser(prog="train_classifier.py", description="Train the MNIST classifier that scores generated digits.")
-    p.add_argument("--data-dir", default=None, help="MNIST root, DIR/MNIST/raw (default $GAN_DATA_DIR or ./data)")
-    p.add_argument("--out", default="checkpoints/mnist_classifier.pt", help="where to save (default %(default)s)")
-    p.add_argument("--epochs", type=int, default=2, help="passes over the 55,000 training digits (default 2)")
-    p.add_argument("--batch-size", type=int, default=128, help="default 128")
-    p.add_argument("--seed", type=int, default=0, help="default 0")
-    return p
-
-
-def run(cfg: argparse.Namespace) -> None:
-    """Train and save a classifier as configured, and report its validation accuracy."""
-    from gan_lightning.data.base import default_data_dir
-
-    data_dir = cfg.data_dir or default_data_dir()
-    result = train_classifier(
-        data_dir, cfg.out, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, progress=True
-    )
-    print(f"val accuracy: {result['val_accuracy']:.4f} ({result['seconds']:.0f} s of training)")
-    print(f"classifier:   {result['path']}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `scripts/train_classifier.py`: 0 on success, 2 on bad input or missing data."""
-    return run_command(build_parser(), run, argv)

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from gan_lightning.command import Parser, run_command
-from gan_lightning.errors import ConfigError
+from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.metrics.extractors import load_fid_inception
 
 

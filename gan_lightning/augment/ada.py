@@ -1,0 +1,107 @@
+"""Adaptive augmentation (ADA, Karras et al. 2020): a DiffAugment policy whose probability p is tuned to D's
+overfitting, as NVlabs' stylegan2-ada-pytorch does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from gan_lightning.augment.diffaugment import DiffAugment
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import Option
+
+Tensor = torch.Tensor
+
+
+class AdaptiveAugment(DiffAugment):
+    """ADA (Karras et al. 2020): each transform of the policy hits each image independently with probability `p`.
+
+    `p` starts at 0 and is tuned to D's overfitting, as NVlabs' stylegan2-ada-pytorch `training_loop.py` does:
+    the objective feeds D's verdicts on the real batch of every D update to `observe` (its logits, or for a
+    relativistic loss each real's logit minus its paired fake's), and over each `interval` updates
+    r_t = E[sign(D(x_real))] (0 when D cannot separate the reals, 1 when it is sure of every one) moves `p` by
+    sign(r_t - target) x (real images seen in the interval) / (kimg x 1000), clamped to [0, 1]: `p` can go from 0
+    to 1 in `kimg` thousand real images. With p below about 0.8 the generator does not learn to produce augmented
+    images (no "leak", Karras et al. section 2.2): D still sees enough un-augmented reals to pin down the clean
+    distribution. `p`, the interval's sign sum and count and the last r_t
+    are buffers, checkpointed with the module, so a resumed run continues exactly; under DDP the sums are
+    all-reduced before each adjustment, so every rank holds the same `p`.
+    """
+
+    # ADA's own order: geometric, then color, then cutout. Integer translation is ADA's 'xint' (zero-filled, not
+    # reflected), color its brightness/saturation/contrast, cutout its 'cutout'; no flips or rotations, which would
+    # teach an MNIST D that a mirrored digit is real at high p.
+    default_policy = "translation,color,cutout"
+    p_persistent = True  # tuned from D's outputs: state, checkpointed and resumed
+
+    # fmt: off
+    options = (
+        Option("ada_target", None, "adaptive augmentation (ADA): tune the probability p of each --diffaug transform "
+               f"(default policy {default_policy}) so E[sign(D(real))] stays at this target, e.g. 0.6", type=float,
+               minimum=0, below=1, metavar="TARGET", default_text="off"),
+        Option("ada_interval", 4, "ADA: adjust p every N D updates", positive=True, metavar="N"),
+        Option("ada_kimg", 500.0, "ADA: p can go from 0 to 1 in this many thousand real images", positive=True,
+               metavar="KIMG"),
+    )
+    # fmt: on
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> AdaptiveAugment | None:
+        """The adaptive augmentation `--ada-target` asks for (on `--diffaug`'s policy, else the default), or None."""
+        if options["ada_target"] is None:
+            return None
+        if options.get("diffaug_p", 1.0) != 1:
+            raise ConfigError("--diffaug-p does not apply with --ada-target: ADA tunes p itself; drop --diffaug-p")
+        return cls(options["diffaug"] or cls.default_policy, target=options["ada_target"],
+                   interval=options["ada_interval"], kimg=options["ada_kimg"])  # fmt: skip
+
+    def __init__(
+        self, policy: str = default_policy, target: float = 0.6, interval: int = 4, kimg: float = 500.0
+    ) -> None:
+        super().__init__(policy, p=0.0)
+        if interval < 1 or kimg <= 0:
+            raise ConfigError(f"ADA needs a positive interval and kimg, got interval={interval}, kimg={kimg}")
+        self.target, self.interval, self.kimg = float(target), int(interval), float(kimg)
+        self.register_buffer("sign_sum", torch.zeros(()))  # sum of sign(D(x_real)) over the current interval
+        self.register_buffer("count", torch.zeros(()))  # real logits seen in the current interval
+        self.register_buffer("rt", torch.zeros(()))  # r_t of the last completed interval (0 before the first)
+
+    def init_options(self) -> dict[str, Any]:
+        """The constructor options that rebuild this augmentation."""
+        return {"policy": self.policy, "target": self.target, "interval": self.interval, "kimg": self.kimg}
+
+    def forward(self, x: Tensor, rng: torch.Generator) -> Tensor:
+        """Images (B, C, H, W), each transform applied to each one with the tuned probability p."""
+        return self.per_image(x, rng)  # p moves on the device (observe): never the host copy's p = 1 shortcut
+
+    @torch.no_grad()
+    def observe(self, verdicts: Tensor) -> None:
+        """Record D's verdicts on a real batch (B,: positive = "real", `Objective.real_verdicts`)."""
+        self.sign_sum += verdicts.detach().float().sign().sum()
+        self.count += verdicts.numel()
+
+    @torch.no_grad()
+    def end_update(self, step: int) -> None:
+        """After D update `step` (all its micro-batches): at the end of every `interval` updates, move p."""
+        # the D-step index, not a counter buffer, says when an interval ends: no device sync per update
+        if (step + 1) % self.interval:
+            return
+        totals = torch.stack([self.sign_sum, self.count])  # (2,)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(totals)  # every rank's reals count: all ranks then move p by the same step
+        sign_sum, count = totals.unbind()
+        self.rt.copy_(sign_sum / count)
+        # the step scales with the reals actually seen (ADA's batch x interval), so kimg means the same at any batch
+        self.p.add_(torch.sign(self.rt - self.target) * count / (self.kimg * 1000)).clamp_(0, 1)
+        self.sign_sum.zero_()
+        self.count.zero_()
+
+    def stats(self) -> dict[str, Tensor]:
+        """The probability p and the last interval's r_t, logged as train/ada_p and train/ada_rt."""
+        return {"ada_p": self.p.clone(), "ada_rt": self.rt.clone()}
+
+    def __repr__(self) -> str:
+        return f"AdaptiveAugment({self.policy!r}, target={self.target}, interval={self.interval}, kimg={self.kimg})"

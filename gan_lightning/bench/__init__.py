@@ -1,0 +1,1 @@
+"""Benchmarks: the Trainer against a plain loop over the same objective phases, the data loaders, the FID extractor."""
