@@ -28,7 +28,7 @@ from gan_lightning.metrics import (
     load_extractor,
 )
 from gan_lightning.metrics.classifier import MNISTClassifier, load_classifier, train_classifier
-from gan_lightning.metrics.extractors import _notice
+from gan_lightning.metrics.extractors import notice_once
 
 from conftest import cpu_trainer
 
@@ -55,9 +55,9 @@ def score(metrics: SampleQualityMetrics, images: torch.Tensor) -> dict[str, floa
 
 @pytest.fixture
 def fresh_notices():
-    _notice.cache_clear()
+    notice_once.cache_clear()
     yield
-    _notice.cache_clear()
+    notice_once.cache_clear()
 
 
 # ------------------------------------------------------------------------------------------------- classifier
@@ -284,7 +284,7 @@ def test_callback_logs_to_tensorboard_and_jsonl(tmp_path, fake_mnist_dir, fake_c
     assert quality.metrics.num_real == len(dm.val_set)  # real features extracted once, not per evaluation
 
     # A fixed noise batch and a seeded KID: the same generator scores the same.
-    quality._last_step = -1
+    quality.last_step = -1
     again = quality.evaluate(trainer, gan)
     assert again == pytest.approx(quality.last)
 

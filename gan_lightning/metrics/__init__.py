@@ -1,4 +1,4 @@
-"""Sample-quality metrics, one package: feature extractors by name (`extractors.py`), mode statistics
+"""Sample-quality metrics, one package: feature extractors by name (`extractors/`), mode statistics
 (`statistics.py`), FID/KID/PRDC and the one scoring path `Scorer` (`quality.py`), k-NN precision/recall and
 density/coverage (`manifold.py`), and the training callback `SampleQuality` with the evaluation options
 (`callback.py`)."""

@@ -88,7 +88,7 @@ class SampleQuality(Callback):
         self.prefix = prefix
         self.reference = reference
         self.last: dict[str, float] = {}
-        self._last_step = -1
+        self.last_step = -1  # the iteration scored last: each is scored once
 
     def _real_source(self, trainer: Trainer) -> tuple[Tensor | Dataset, int, str]:
         """The real images, how many of them to use, and what they are (for the protocol)."""
@@ -112,9 +112,9 @@ class SampleQuality(Callback):
     def evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float] | None:
         """Score the generator now and log the results (rank zero only; once per iteration)."""
         step = pl_module.iteration
-        if not trainer.is_global_zero or step == self._last_step:
+        if not trainer.is_global_zero or step == self.last_step:
             return None
-        self._last_step = step
+        self.last_step = step
         self.metrics.to(pl_module.device)
         if not self.scorer.has_real:
             source, limit, reference = self._real_source(trainer)

@@ -1,0 +1,107 @@
+"""Frozen feature extractors chosen by name, and which one scores a dataset (`build_extractor`).
+
+The base class and registry are in `base.py`; each family is one file that registers itself (`mnist.py`: the MNIST
+classifier, per channel for Stacked MNIST; `inception.py`: the FID Inception of published scores and
+torchvision's), and this package imports every file in it. Each extractor loads from a local weights file whose
+SHA-256 every score records; nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.registry import import_submodules
+from gan_lightning.metrics.classifier import TRAIN_HINT
+from gan_lightning.metrics.extractors.base import (
+    EXTRACTORS,
+    FeatureExtractor,
+    PathLike,
+    WithClassProbabilities,
+    file_sha256,
+    load_extractor,
+    notice_once,
+)
+from gan_lightning.metrics.extractors.inception import (
+    FID_INCEPTION_FILES,
+    FID_INCEPTION_SHA256,
+    FID_WEIGHTS_HINT,
+    INCEPTION_SIZE,
+    FIDInceptionFeatures,
+    InceptionFeatures,
+    load_fid_inception,
+    load_inception,
+)
+from gan_lightning.metrics.extractors.mnist import MNISTClassifierFeatures, StackedMNISTFeatures
+
+__all__ = [
+    "EXTRACTORS",
+    "FID_INCEPTION_FILES",
+    "FID_INCEPTION_SHA256",
+    "FID_WEIGHTS_HINT",
+    "INCEPTION_SIZE",
+    "FIDInceptionFeatures",
+    "FeatureExtractor",
+    "InceptionFeatures",
+    "MNISTClassifierFeatures",
+    "StackedMNISTFeatures",
+    "WithClassProbabilities",
+    "build_extractor",
+    "classifier_datasets",
+    "file_sha256",
+    "load_extractor",
+    "load_fid_inception",
+    "load_inception",
+    "notice_once",
+    "reference_extractor",
+]
+
+
+def reference_extractor(dataset: str | None) -> str | None:
+    """The classifier-based extractor a dataset declares for its metrics (None: Inception, given weights)."""
+    from gan_lightning.data import DATASETS
+
+    return DATASETS.get(dataset).extractor if dataset in DATASETS else None
+
+
+def classifier_datasets() -> list[str]:
+    """The datasets whose metrics a classifier scores."""
+    from gan_lightning.data import DATASETS
+
+    return [name for name in DATASETS.names() if DATASETS.get(name).extractor is not None]
+
+
+def build_extractor(
+    channels: int,
+    *,
+    classifier: PathLike | None = None,
+    fid_weights: PathLike | None = None,
+    dataset: str | None = None,
+    fid_weights_unchecked: bool = False,
+) -> FeatureExtractor | None:
+    """The feature extractor for a dataset's metrics, or None (with a one-time notice) when there is none.
+
+    Datasets that declare a classifier extractor (`DatasetSpec.extractor`: MNIST, Stacked MNIST) use the MNIST
+    classifier at `classifier` (per channel for Stacked MNIST);
+    with `fid_weights` the FID Inception gives the features (any FID-Inception-shaped file with
+    `fid_weights_unchecked`) and the classifier, when given, still gives the modes.
+    Grey images of an unnamed dataset use the classifier when given. Nothing is ever downloaded.
+    """
+    classes = None
+    if classifier is not None:
+        name = reference_extractor(dataset) or ("mnist_classifier" if channels == 1 else None)
+        if name is None:
+            raise ConfigError(f"--classifier scores MNIST-like data ({', '.join(classifier_datasets())}); "
+                              f"--dataset {dataset} has {channels}-channel images: drop --classifier")  # fmt: skip
+        classes = load_extractor(name, classifier)
+    if fid_weights is not None:
+        inception = load_extractor("inception_fid", fid_weights, checked=not fid_weights_unchecked)
+        return WithClassProbabilities(inception, classes) if classes is not None else inception
+    if classes is not None:
+        return classes
+    if channels == 1:
+        notice_once(f"sample-quality metrics are off: pass --classifier PATH ({TRAIN_HINT}) or --fid-weights PATH")
+    else:
+        notice_once(f"sample-quality metrics are off for {channels}-channel images: {FID_WEIGHTS_HINT}")
+    return None
+
+
+import_submodules(__name__)  # every extractor file in this package registers itself
