@@ -10,21 +10,23 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.regularizers import REGULARIZERS, DOutputs, build_regularizers
+from gan_lightning.models.heads import CriticOutput
+from gan_lightning.regularizers import REGULARIZERS, PhaseContext, build_regularizers
 from gan_lightning.regularizers.lecam import LeCam
 from gan_lightning.training.objectives import Batch
 
 from conftest import cpu_trainer
 
 
-def outputs(real: list[float], fake: list[float], grad: bool = False) -> DOutputs:
+def outputs(real: list[float], fake: list[float], grad: bool = False, step: int = 0, phase: str = "d") -> PhaseContext:
     r, f = torch.tensor(real, requires_grad=grad), torch.tensor(fake, requires_grad=grad)
-    return DOutputs(r, f, None, None)
+    return PhaseContext(phase, step, real_out=CriticOutput(r, None), fake_out=CriticOutput(f, None))
 
 
-def update(lecam: LeCam, out: DOutputs, step: int):
+def update(lecam: LeCam, out: PhaseContext, step: int):
     """One whole D update: the term, then the anchors' one move."""
-    term = lecam.d_term(out, step=step)
+    out.step = step
+    term = lecam.d_term(out)
     lecam.end_update(step)
     return term
 
@@ -70,7 +72,7 @@ def test_gradient_reaches_both_logits_in_the_d_phase_and_the_g_phase_has_no_term
     # d/dreal 0.5 * mean((real - alpha_fake)^2) = 0.5 * 2 * (real + 0.5) / 2; fake likewise around alpha_real 1.75
     assert torch.equal(out.real_logits.grad, torch.tensor([0.25, 1.25]))
     assert torch.equal(out.fake_logits.grad, torch.tensor([-0.875, 0.125]))
-    term = lecam.g_term(outputs([0.0], [0.0], grad=True), step=1)
+    term = lecam.g_term(outputs([0.0], [0.0], grad=True, step=1, phase="g"))
     assert term.loss is None and term.stats == {}
 
 
@@ -80,8 +82,8 @@ def test_micro_batches_move_the_anchors_once_by_the_whole_updates_means():
     update(whole, outputs([1.0, 3.0], [-2.0, 0.0]), 0)
     update(split, outputs([1.0, 3.0], [-2.0, 0.0]), 0)
     update(whole, outputs([0.0, 2.0, 4.0, 6.0], [1.0, 1.0, 3.0, 3.0]), 1)  # means 3, 2
-    for half in (outputs([0.0, 2.0], [1.0, 1.0]), outputs([4.0, 6.0], [3.0, 3.0])):
-        split.d_term(half, step=1)
+    for half in (outputs([0.0, 2.0], [1.0, 1.0], step=1), outputs([4.0, 6.0], [3.0, 3.0], step=1)):
+        split.d_term(half)
     split.end_update(1)
     # 0.5 * 2 + 0.5 * 3 = 2.5 and 0.5 * -1 + 0.5 * 2 = 0.5: one move, not two
     assert (float(whole.alpha_real), float(whole.alpha_fake)) == (float(split.alpha_real), float(split.alpha_fake))

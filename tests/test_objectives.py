@@ -165,7 +165,8 @@ def test_r1_gradient_reaches_d_parameters_and_not_g():
 def test_r1_under_bf16_autocast_matches_fp32():
     torch.manual_seed(0)
     from gan_lightning.models.heads import Critic
-    from gan_lightning.training.objectives import Batch, zero_centered_penalty
+    from gan_lightning.regularizers.zero_centered import zero_centered_penalty
+    from gan_lightning.training.objectives import Batch
 
     D = Critic(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)))
     x = torch.randn(4, 1, 4, 4, requires_grad=True)

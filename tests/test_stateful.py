@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from gan_lightning import GAN
 from gan_lightning.callbacks import GANCheckpoint
 from gan_lightning.data.loading import make_train_loader
-from gan_lightning.regularizers import DOutputs, Regularizer, Term
+from gan_lightning.regularizers import PhaseContext, Regularizer, Term
 from gan_lightning.training.objectives import NonSaturating
 
 from conftest import cpu_trainer
@@ -30,14 +30,14 @@ class AnchoredLogits(Regularizer):
         self.register_buffer("g_steps_seen", torch.zeros((), dtype=torch.long))
         self.calls: list[tuple[str, int, bool]] = []
 
-    def d_term(self, out: DOutputs, step: int) -> Term:
-        self.calls.append(("d", step, out.real_logits.requires_grad))
+    def d_term(self, out: PhaseContext) -> Term:
+        self.calls.append(("d", out.step, out.real_logits.requires_grad))
         self.anchor.lerp_(out.fake_logits.detach().mean(), 1 - self.decay)
         loss = self.weight * (out.real_logits - self.anchor).square().mean()
         return Term(loss, {"toy_anchor": self.anchor.clone(), "toy_term": loss})
 
-    def g_term(self, out: DOutputs, step: int) -> Term:
-        self.calls.append(("g", step, out.fake_logits.requires_grad))
+    def g_term(self, out: PhaseContext) -> Term:
+        self.calls.append(("g", out.step, out.fake_logits.requires_grad))
         self.g_steps_seen += 1
         return Term(None, {"toy_g_steps": self.g_steps_seen.float()})
 

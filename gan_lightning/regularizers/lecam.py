@@ -14,9 +14,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.options import Option
-from gan_lightning.regularizers import REGULARIZERS, DOutputs, Regularizer, Term
+from gan_lightning.core.options import Option, Options
+from gan_lightning.regularizers.base import REGULARIZERS, PhaseContext, Regularizer, Term
 
 Tensor = torch.Tensor
 
@@ -64,8 +63,7 @@ class LeCam(Regularizer):
 
     def __init__(self, weight: float, decay: float = 0.99, start: int = 0, one_sided: bool = False) -> None:
         super().__init__()
-        if weight < 0 or not 0 <= decay < 1 or start < 0:
-            raise ConfigError(f"LeCam needs weight >= 0, 0 <= decay < 1 and start >= 0, got {weight}, {decay}, {start}")
+        Options(self.options).validate(lecam=weight, lecam_decay=decay, lecam_start=start)
         self.weight, self.decay, self.start, self.one_sided = float(weight), float(decay), int(start), bool(one_sided)
         self.register_buffer("alpha_real", torch.zeros(()))
         self.register_buffer("alpha_fake", torch.zeros(()))
@@ -85,9 +83,10 @@ class LeCam(Regularizer):
             dist.all_reduce(sums)  # every rank's logits count: all ranks keep the same anchors
         return sums  # (3,): real sum, fake sum, count
 
-    def d_term(self, out: DOutputs, step: int) -> Term:
+    def d_term(self, ctx: PhaseContext) -> Term:
         """weight x LeCam on this D update's live logits, against the anchors moved by their means (see above)."""
-        real, fake = out.real_logits.float(), out.fake_logits.float()  # (B,), (B,)
+        step = ctx.step
+        real, fake = ctx.real_logits.float(), ctx.fake_logits.float()  # (B,), (B,)
         sums = self._sums(real, fake)
         self.pending += sums
         keep = self._keep(step)

@@ -3,8 +3,8 @@
 An `Objective` owns both phases, as `StyleGAN2Loss` does in NVlabs' stylegan2-ada-pytorch: the LightningModule
 only says which phase runs (`d_loss` or `g_loss`) and steps the optimizer. Both phases see the real batch, so
 objectives that compare real and fake inside the G update can be written. A new adversarial loss is a subclass
-overriding `d_adversarial` / `g_adversarial` plus one `@OBJECTIVES.register(name)`; a new regularizer is a
-term added in `d_loss` or `g_loss`.
+overriding `d_adversarial` / `g_adversarial` plus one `@OBJECTIVES.register(name)`, in one file here or in a
+plugin; a new regularizer is one file in `gan_lightning.regularizers`, which each phase hands its `PhaseContext`.
 
 Every loss is written on logits with softplus forms, never on sigmoid probabilities, so a confident D cannot
 push log(0) into the graph. For a logit x: -log sigmoid(x) = softplus(-x), -log(1 - sigmoid(x)) = softplus(x).
@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.options import Option, Options, call_with
+from gan_lightning.core.options import Option, Options, call_with, declared
 from gan_lightning.core.registry import Registry
 from gan_lightning.models.heads import CriticOutput, QHead
-from gan_lightning.regularizers import DOutputs, Regularizer, Term, build_regularizers
+from gan_lightning.regularizers import PhaseContext, Regularizer, Term, build_regularizers, due
+from gan_lightning.regularizers.zero_centered import R1, R2
 from gan_lightning.training.latents import Latents
 
 Tensor = torch.Tensor
@@ -87,23 +88,19 @@ def mutual_information_loss(q_head: QHead, features: Tensor, latents: Latents) -
     return ce + 0.1 * nll, ce
 
 
-def zero_centered_penalty(x: Tensor, logits: Tensor) -> Tensor:
-    """E||grad_x D(x)||^2 over the batch (R1 on reals, R2 on fakes); `x` must require grad and produce `logits`."""
-    (grad,) = torch.autograd.grad(logits.float().sum(), x, create_graph=True)  # (B, C, H, W)
-    return grad.float().square().flatten(1).sum(1).mean()
-
-
 # ----------------------------------------------------------------------------------------------- objective
 class Objective(nn.Module):
     """Both phases of a GAN objective; subclasses define the adversarial terms on D's logits.
 
-    Regularizers: `gp_weight` weighs the WGAN-GP penalty (used when `gradient_penalty` is set); `r1` and `r2` are
-    the gammas of the zero-centred penalties gamma/2 E||grad D||^2 on reals and on fakes (Mescheder et al. 2018;
-    R3GAN uses both), applied every `reg_every` D steps and scaled by it (StyleGAN2's lazy regularization);
-    `info_weight` weighs InfoGAN's mutual-information term (used when D has a Q head). `augment(x, rng)`, when
-    given, transforms every image D sees, real or fake, in both phases and inside R1/R2 (DiffAugment); one with
-    `observe(verdicts)` receives D's verdicts on the real batch after each D update (`real_verdicts`; ADA
-    tunes its probability to their signs) and one with `stats()` has them logged.
+    Each phase computes D's outputs once and hands them, in a `PhaseContext`, to its `regularizers` (R1/R2,
+    LeCam, consistency, path length, a plugin's: `gan_lightning.regularizers`), which add their terms, each on
+    its own lazy interval. `r1`, `r2` and `reg_every` are shorthand for the R1 and R2 regularizers (the zero-centred
+    penalties gamma/2 E||grad D||^2 on reals and on fakes, every `reg_every` D steps and scaled by it).
+    `gp_weight` weighs the WGAN-GP penalty (used when `gradient_penalty` is set); `info_weight` weighs InfoGAN's
+    mutual-information term (used when D has a Q head). `augment(x, rng)`, when given, transforms every image D
+    sees, real or fake, in both phases and inside the regularizers (DiffAugment); one with `observe(verdicts)`
+    receives D's verdicts on the real batch after each D update (`real_verdicts`; ADA tunes its probability to
+    their signs) and one with `stats()` has them logged.
     """
 
     # fmt: off
@@ -112,10 +109,6 @@ class Objective(nn.Module):
         Option("d_steps", None, "D updates per G update, k in the GAN paper", type=int, positive=True,
                default_text="the loss's, 1; 5 for wgan-gp"),
         Option("gp_weight", 10.0, "wgan-gp gradient penalty weight", minimum=0),
-        Option("r1", 0.0, "R1 penalty gamma/2 E||grad D(x)||^2 on reals", minimum=0, metavar="GAMMA"),
-        Option("r2", 0.0, "R2 penalty gamma/2 E||grad D||^2 on fakes", minimum=0, metavar="GAMMA"),
-        Option("reg_every", 1, "lazy R1/R2: apply them every N D steps, scaled by N (StyleGAN2)", positive=True,
-               metavar="N"),
         Option("info_weight", 1.0, "InfoGAN mutual-information weight", minimum=0),
     )
     # fmt: on
@@ -138,29 +131,42 @@ class Objective(nn.Module):
         regularizers: Sequence[Regularizer] = (),
     ) -> None:
         super().__init__()
-        Options(Objective.options).validate(gp_weight=gp_weight, info_weight=info_weight, r1=r1, r2=r2,
-                                            reg_every=reg_every)  # fmt: skip
-        self.gp_weight, self.info_weight, self.r1, self.r2 = gp_weight, info_weight, r1, r2
-        self.reg_every, self.augment = reg_every, augment
-        self.regularizers = nn.ModuleList(regularizers)
+        Options(Objective.options).validate(gp_weight=gp_weight, info_weight=info_weight)
+        self.gp_weight, self.info_weight, self.augment = gp_weight, info_weight, augment
+        shorthand = [kind(gamma, reg_every) for kind, gamma in ((R1, r1), (R2, r2)) if gamma]
+        self.regularizers = nn.ModuleList([*regularizers, *shorthand])
 
     def init_options(self) -> dict[str, Any]:
         """The constructor options that rebuild this objective (recorded in checkpoints when it is injected)."""
         from gan_lightning.core.injected import describe_component
 
         augment = describe_component(self.augment) if self.augment is not None else None
-        return {"gp_weight": self.gp_weight, "info_weight": self.info_weight, "r1": self.r1, "r2": self.r2,
-                "reg_every": self.reg_every, "augment": augment,
-                "regularizers": [describe_component(r) for r in self.regularizers]}  # fmt: skip
+        # R1 and R2 are recorded among the regularizers, so the shorthand is off
+        return {"gp_weight": self.gp_weight, "info_weight": self.info_weight, "r1": 0.0, "r2": 0.0, "reg_every": 1,
+                "augment": augment, "regularizers": [describe_component(r) for r in self.regularizers]}  # fmt: skip
+
+    def regularizer(self, kind: type[Regularizer]) -> Regularizer | None:
+        """This objective's regularizer of class `kind`, or None."""
+        return next((r for r in self.regularizers if type(r) is kind), None)
+
+    @property
+    def r1(self) -> float:
+        """R1's gamma (0: off)."""
+        return getattr(self.regularizer(R1), "gamma", 0.0)
+
+    @property
+    def r2(self) -> float:
+        """R2's gamma (0: off)."""
+        return getattr(self.regularizer(R2), "gamma", 0.0)
 
     @property
     def differentiates_d_twice(self) -> bool:
         """Whether the D phase backpropagates through D's input gradients (WGAN-GP, R1, R2): a double backward.
 
-        `GAN(compile=True)` leaves D eager when this is true (torch.compile has no double backward); an objective
-        that adds a penalty of its own on D's input gradients must return True here as well.
+        `GAN(compile=True)` leaves D eager when this is true (torch.compile has no double backward); a regularizer
+        says so by listing `input_grads`, an objective with a penalty of its own must return True here.
         """
-        return bool((self.gradient_penalty and self.gp_weight) or self.r1 or self.r2)
+        return bool((self.gradient_penalty and self.gp_weight) or any(r.input_grads for r in self.regularizers))
 
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         """D's adversarial loss on its logits for a real and a fake batch."""
@@ -189,26 +195,14 @@ class Objective(nn.Module):
         """D on images `x` (B, C, H, W), augmented first when the objective has an augmentation."""
         return D(self.augment(x, rng) if self.augment is not None else x, labels)
 
-    def _penalty(
-        self, D: nn.Module, x: Tensor, out: CriticOutput, labels: Tensor | None, rng: torch.Generator
-    ) -> Tensor:
-        if not torch.is_autocast_enabled(x.device.type):
-            return zero_centered_penalty(x, out.logits)
-        # fp16 input gradients underflow without the loss scale, and bf16 ones are coarse: the penalty gets its own
-        # full-precision forward, and its backward too (with create_graph, autocast would cast the backward's ops)
-        # differentiate w.r.t. an fp32 copy: G's fakes are bf16/fp16 under autocast, and so would be their gradient
-        x32 = x.detach().float().requires_grad_(True)
-        with torch.autocast(x.device.type, enabled=False):
-            return zero_centered_penalty(x32, self.discriminate(D, x32, labels, rng).logits)
-
     def d_loss(
         self, G: nn.Module, D: nn.Module, real: Batch, latents: Latents, rng: torch.Generator, step: int = 0
     ) -> PhaseLoss:
         """The D phase (its `step`-th update): real batch vs fakes from `latents`, detached so G gets no gradient."""
-        lazy = step % self.reg_every == 0
-        r1, r2 = (self.r1, self.r2) if lazy else (0.0, 0.0)
-        real_x = real.images.detach().requires_grad_(bool(r1))  # (B, C, H, W)
-        fake_x = G(latents.input).detach().requires_grad_(bool(r2))  # (B, C, H, W)
+        due_now = [(reg, scale) for reg in self.regularizers if (scale := due(reg, "d", step))]
+        grads = {side for reg, _ in due_now for side in reg.input_grads}
+        real_x = real.images.detach().requires_grad_("real" in grads)  # (B, C, H, W)
+        fake_x = G(latents.input).detach().requires_grad_("fake" in grads)  # (B, C, H, W)
         real_out = self.discriminate(D, real_x, real.labels, rng)
         fake_out = self.discriminate(D, fake_x, latents.labels, rng)
         loss = self.d_adversarial(real_out.logits, fake_out.logits)
@@ -217,46 +211,47 @@ class Objective(nn.Module):
             loss = loss + self.gp_weight * gradient_penalty(critic, real_x, fake_x, rng)
         stats = {"d_loss": loss.detach(), "real_logits": real_out.logits.detach()}
         stats["fake_logits"] = fake_out.logits.detach()
-        if r1:
-            stats["r1"] = self._penalty(D, real_x, real_out, real.labels, rng)
-            loss = loss + self.reg_every * r1 / 2 * stats["r1"]
-        if r2:
-            stats["r2"] = self._penalty(D, fake_x, fake_out, latents.labels, rng)
-            loss = loss + self.reg_every * r2 / 2 * stats["r2"]
         if D.q_head is not None:  # Q learns to recover the codes, through D's body
             info, stats["info_ce"] = mutual_information_loss(D.q_head, fake_out.features, latents)
             loss = loss + self.info_weight * info
-        outputs = DOutputs(real_out.logits, fake_out.logits, real, latents)
-        loss = self._add_terms(loss, stats, [reg.d_term(outputs, step) for reg in self.regularizers])
+        ctx = PhaseContext("d", step, real_out, fake_out, real, latents, real_x, fake_x, G, D, rng, self.augment)
+        loss = add_terms(loss, stats, [(reg.d_term(ctx), scale) for reg, scale in due_now])
         if hasattr(self.augment, "observe"):  # an augmentation that tunes itself to D's verdicts (e.g. ADA)
             self.augment.observe(self.real_verdicts(real_out.logits, fake_out.logits))
         if hasattr(self.augment, "stats"):  # e.g. an adaptive augmentation's probability
             stats.update(self.augment.stats())
         return PhaseLoss(loss, {k: v.detach() for k, v in stats.items()})
 
-    @staticmethod
-    def _add_terms(loss: Tensor, stats: dict[str, Tensor], terms: list[Term]) -> Tensor:
-        for term in terms:
-            if term.loss is not None:
-                loss = loss + term.loss
-            stats.update(term.stats)
-        return loss
-
     def g_loss(
         self, G: nn.Module, D: nn.Module, real: Batch, latents: Latents, rng: torch.Generator, step: int = 0
     ) -> PhaseLoss:
         """The G phase (iteration `step`): fakes through D, whose parameters the caller has frozen."""
-        fake_out = self.discriminate(D, G(latents.input), latents.labels, rng)
-        real_logits = self.discriminate(D, real.images, real.labels, rng).logits.detach() if self.g_needs_real else None
-        adv = self.g_adversarial(fake_out.logits, real_logits)
+        fake_x = G(latents.input)  # (B, C, H, W)
+        fake_out = self.discriminate(D, fake_x, latents.labels, rng)
+        real_out = None
+        if self.g_needs_real:
+            real_out = CriticOutput(
+                *(t if t is None else t.detach() for t in self.discriminate(D, real.images, real.labels, rng))
+            )
+        adv = self.g_adversarial(fake_out.logits, None if real_out is None else real_out.logits)
         loss, stats = adv, {"g_loss": adv.detach()}
         if D.q_head is not None:  # G learns to make the codes recoverable
             info, _ = mutual_information_loss(D.q_head, fake_out.features, latents)
             stats["info_loss"] = info.detach()
             loss = loss + self.info_weight * info
-        outputs = DOutputs(real_logits, fake_out.logits, real, latents)
-        loss = self._add_terms(loss, stats, [reg.g_term(outputs, step) for reg in self.regularizers])
+        ctx = PhaseContext("g", step, real_out, fake_out, real, latents, real.images, fake_x, G, D, rng, self.augment)
+        due_now = [(reg, scale) for reg in self.regularizers if (scale := due(reg, "g", step))]
+        loss = add_terms(loss, stats, [(reg.g_term(ctx), scale) for reg, scale in due_now])
         return PhaseLoss(loss, {k: v.detach() for k, v in stats.items()})
+
+
+def add_terms(loss: Tensor, stats: dict[str, Tensor], terms: list[tuple[Term, int]]) -> Tensor:
+    """`loss` plus each regularizer term times its lazy scale; the terms' statistics go into `stats`."""
+    for term, scale in terms:
+        if term.loss is not None:
+            loss = loss + (term.loss if scale == 1 else scale * term.loss)
+        stats.update(term.stats)
+    return loss
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("loss")
@@ -272,8 +267,9 @@ def build_objective(
 ) -> Objective:
     """The objective the declared `options` name (`loss`), with its weights, the augmentation and every registered
     regularizer the options switch on."""
-    regularizers = build_regularizers(options)
-    return call_with(OBJECTIVES.get(options["loss"]), options, augment=augment, regularizers=regularizers)
+    kind = OBJECTIVES.get(options["loss"])
+    own = declared(kind).pick(options)  # R1/R2's gammas are the regularizers' options, not the shorthand's
+    return call_with(kind, own, augment=augment, regularizers=build_regularizers(options))
 
 
 @OBJECTIVES.register("bce")

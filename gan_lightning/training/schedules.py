@@ -32,6 +32,7 @@ import torch
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import Option
+from gan_lightning.regularizers.zero_centered import R1, R2
 
 SHAPES = ("constant", "linear", "cosine")
 TARGETS = ("lr", "gamma", "ema", "aug")
@@ -88,11 +89,11 @@ def _set_lr(gan: Any, value: float) -> None:
 
 
 def _set_r1(gan: Any, value: float) -> None:
-    gan.objective.r1 = value
+    gan.objective.regularizer(R1).gamma = value
 
 
 def _set_r2(gan: Any, value: float) -> None:
-    gan.objective.r2 = value
+    gan.objective.regularizer(R2).gamma = value
 
 
 def _set_ema_half_life(gan: Any, value: float) -> None:
