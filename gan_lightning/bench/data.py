@@ -143,4 +143,4 @@ def run(cfg: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scripts/benchmark_data.py`."""
-    return run_command(build_parser(), run, argv)
+    return run_command(build_parser, run, argv)

@@ -87,4 +87,4 @@ def run(cfg) -> int:  # noqa: ANN001
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scripts/benchmark_fid.py`."""
-    return run_command(build_parser(), run, argv)
+    return run_command(build_parser, run, argv)

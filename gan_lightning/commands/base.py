@@ -1,8 +1,12 @@
 """One convention for every command: `main(argv)` parses, runs, and turns user errors into one line.
 
 Each command module (train, sample, evaluate, train_classifier, the benchmark) defines `build_parser()` and
-`run(cfg) -> int | None`, and its `main(argv)` is `run_command(build_parser(), run, argv)`; the files in
-`scripts/` only call `main`. Exit statuses: 0 done, 2 bad input or data (one line on stderr, nothing written),
+`run(cfg) -> int | None`, and its `main(argv)` is `run_command(build_parser, run, argv)`; the files in
+`scripts/` only call `main`. Every command takes `--plugins MODULE[,MODULE]`: the plugins (those installed as
+entry points, `$GAN_LIGHTNING_PLUGINS` and these) are loaded before the parser is built, so their components'
+names and options are the command's own; a `--config` file's recorded plugins are loaded too.
+
+Exit statuses: 0 done, 2 bad input or data (one line on stderr, nothing written),
 4 an output could not be written (a full disk: one line naming what is intact), anything else a `CommandStopped`
 carries (3 non-finite loss, 5 another process of a multi-device run died or a collective failed, 130 signal).
 """
@@ -12,8 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
+import yaml
+
+from gan_lightning.core import plugins
 from gan_lightning.core.errors import ConfigError, DataError, WriteError
 
 WRITE_FAILED = 4  # the exit status of a command whose output could not be written
@@ -27,8 +35,17 @@ class CommandStopped(Exception):
         self.status = status
 
 
+PLUGINS_HELP = ("import these modules first: each registers components (models, losses, regularizers, "
+                "augmentations, datasets, extractors) as an installed plugin's entry point does")
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (the full usage is one `--help` away)."""
+    """An ArgumentParser whose errors are one line (the full usage is one `--help` away); every command's parser
+    takes `--plugins`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--plugins", metavar="MODULE[,MODULE]", default=None, help=PLUGINS_HELP)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -46,11 +63,48 @@ def one_line(err: BaseException) -> str:
     return message if sep and head.replace(".", "").replace("_", "").isalnum() else last
 
 
+def load_command_plugins(argv: Sequence[str]) -> None:
+    """Load the plugins a command line asks for: installed, `$GAN_LIGHTNING_PLUGINS`, `--plugins`, and those a
+    `--config` file (a run's config.yaml, or its directory) recorded."""
+    scan = argparse.ArgumentParser(add_help=False)
+    scan.add_argument("--plugins")
+    scan.add_argument("--config")
+    known, _ = scan.parse_known_args(argv)
+    plugins.load_plugins(plugins.split_names(known.plugins))
+    if known.config:
+        plugins.require(recorded_plugins(known.config), f"the run of --config {known.config}")
+
+
+def recorded_plugins(config: str) -> dict[str, str | None]:
+    """The plugins a run's `config.yaml` (or RUN_DIR) recorded; {} when it records none or cannot be read (the
+    command's own parser then says what is wrong with the file)."""
+    path = Path(config) / "config.yaml" if Path(config).is_dir() else Path(config)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    recorded = doc.get("plugins") if isinstance(doc, dict) else None
+    return dict(recorded) if isinstance(recorded, dict) else {}
+
+
 def run_command(
-    parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int | None], argv: Sequence[str] | None
+    parser: argparse.ArgumentParser | Callable[[], argparse.ArgumentParser],
+    run: Callable[[argparse.Namespace], int | None],
+    argv: Sequence[str] | None,
 ) -> int:
-    """Parse `argv`, call `run`, and map user errors to one stderr line and their exit status."""
+    """Load the plugins, build the parser (`parser` may be its builder), parse `argv`, call `run`, and map user
+    errors to one stderr line and their exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        load_command_plugins(argv)
+    except ConfigError as err:
+        prog = (parser if isinstance(parser, argparse.ArgumentParser) else parser()).prog
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    if not isinstance(parser, argparse.ArgumentParser):
+        parser = parser()
     cfg = parser.parse_args(argv)
+    vars(cfg).pop("plugins", None)  # loaded above; a run records the plugins its components come from instead
     try:
         return run(cfg) or 0
     except (ConfigError, DataError) as err:

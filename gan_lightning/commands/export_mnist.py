@@ -57,4 +57,4 @@ def run(cfg: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scripts/export_mnist.py`: 0 on success, 2 on bad input or missing data."""
-    return run_command(build_parser(), run, argv)
+    return run_command(build_parser, run, argv)

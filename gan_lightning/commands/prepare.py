@@ -89,4 +89,4 @@ def run(cfg: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scripts/prepare_data.py` and `gan-prepare`."""
-    return run_command(build_parser(), run, argv)
+    return run_command(build_parser, run, argv)

@@ -35,4 +35,4 @@ def run(cfg: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scripts/train_classifier.py`: 0 on success, 2 on bad input or missing data."""
-    return run_command(build_parser(), run, argv)
+    return run_command(build_parser, run, argv)

@@ -1,0 +1,122 @@
+"""Plugins: components from the user's own package, registered exactly as this package's own are.
+
+A plugin is a module whose import registers components (`@MODELS.register("tiny")`, `@REGULARIZERS.register(...)`,
+...). Three ways to name one, all loaded before any command builds its parser:
+
+- an installed package declares it as an entry point:
+  `[project.entry-points."gan_lightning.plugins"] myplug = "myplug.components"` (pyproject.toml);
+- `--plugins MODULE[,MODULE]` on any command, for a module that is importable but not packaged;
+- `GAN_LIGHTNING_PLUGINS=MODULE[,MODULE]` in the environment.
+
+In Python, a registry loads the entry-point plugins the first time it is asked for a name it does not know, so
+`GAN.load_from_checkpoint` finds an installed plugin's model without an explicit `load_plugins()`.
+
+A run records the plugins its components came from (`owners`) with their versions, in `config.yaml` and the
+checkpoint; loading either imports them again (`require`) and stops with one line naming any that is missing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from typing import Any
+
+from gan_lightning.core.errors import ConfigError
+
+ENTRY_POINT_GROUP = "gan_lightning.plugins"
+ENV_VAR = "GAN_LIGHTNING_PLUGINS"
+
+_loaded: dict[str, str | None] = {}  # plugin module -> its version (None when it declares none)
+_loading: list[str] = []  # the plugin modules being imported now, innermost last
+_entry_points_loaded = False
+
+
+class PluginError(ConfigError):
+    """A plugin that is missing or fails to import."""
+
+
+def loading() -> str | None:
+    """The plugin module being imported right now (what a registration belongs to), or None."""
+    return _loading[-1] if _loading else None
+
+
+def loaded() -> dict[str, str | None]:
+    """Every plugin module loaded in this process, with its version."""
+    return dict(_loaded)
+
+
+def split_names(text: str | None) -> list[str]:
+    """`a.b, c` -> ["a.b", "c"]: the form of `--plugins` and `$GAN_LIGHTNING_PLUGINS`."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+@contextmanager
+def _importing(module: str) -> Iterator[None]:
+    _loading.append(module)
+    try:
+        yield
+    finally:
+        _loading.pop()
+
+
+def load_plugin(module: str, version: str | None = None, source: str = "--plugins") -> None:
+    """Import the plugin `module` once; one-line PluginError naming it and `source` when the import fails."""
+    if module in _loaded:
+        return
+    with _importing(module):
+        try:
+            imported = importlib.import_module(module)
+        except Exception as err:  # a plugin's own bug must not become a traceback of ours
+            absent = isinstance(err, ModuleNotFoundError) and err.name is not None and module.startswith(err.name)
+            what = "cannot be found" if absent else f"failed to import ({type(err).__name__}: {err})"
+            raise PluginError(f"plugin {module} (from {source}) {what}; install it, put it on PYTHONPATH, or stop "
+                              "naming it") from None  # fmt: skip
+    _loaded[module] = version or getattr(imported, "__version__", None)
+
+
+def load_entry_points() -> None:
+    """Import every plugin installed under the `gan_lightning.plugins` entry-point group (once per process)."""
+    global _entry_points_loaded
+    if _entry_points_loaded or _loading:
+        return
+    _entry_points_loaded = True
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = entry.dist
+        source = f"the entry point {entry.name} of {dist.name if dist else 'an installed package'}"
+        load_plugin(entry.value.split(":")[0], dist.version if dist else None, source)
+
+
+def load_plugins(modules: Iterable[str] = ()) -> None:
+    """Load the installed entry-point plugins, those named by `$GAN_LIGHTNING_PLUGINS`, then `modules`."""
+    load_entry_points()
+    for module in split_names(os.environ.get(ENV_VAR)):
+        load_plugin(module, source=f"${ENV_VAR}")
+    for module in modules:
+        load_plugin(module)
+
+
+def owner(obj: Any) -> str | None:
+    """The loaded plugin module that defines `obj` (a class or function) or `obj`'s class, or None."""
+    module = obj.__module__ if isinstance(obj, type) or inspect.isroutine(obj) else type(obj).__module__
+    return next((p for p in _loaded if module == p or module.startswith(p + ".")), None)
+
+
+def owners(objects: Iterable[Any]) -> dict[str, str | None]:
+    """The plugins (with versions) that define any of `objects`: what a run that uses them needs loaded."""
+    found = {plugin for plugin in map(owner, objects) if plugin is not None}
+    return {plugin: _loaded[plugin] for plugin in sorted(found)}
+
+
+def require(recorded: Mapping[str, str | None] | None, what: str) -> None:
+    """Import the plugins `recorded` by a run or checkpoint (`what`); one line naming any that cannot be."""
+    for module, version in (recorded or {}).items():
+        try:
+            load_plugin(module, version, source=what)
+        except PluginError:
+            at = f" {version}" if version else ""
+            raise PluginError(f"{what} was made with the plugin {module}{at}, which cannot be imported here; "
+                              f"install it, or put it on PYTHONPATH and pass --plugins {module}") from None  # fmt: skip
