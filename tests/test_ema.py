@@ -116,10 +116,10 @@ def test_bad_options_fail_clearly():
 @pytest.mark.slow
 def test_ema_samples_score_no_worse_than_raw_on_real_mnist(tmp_path, real_mnist_dir):
     """dcgan_mnist with --ema-decay 0.999: the classifier's FID of EMA samples is no worse than of raw samples."""
-    from gan_lightning.commands.evaluate import evaluate
     from gan_lightning.commands.sample import load_gan
     from gan_lightning.commands.train import main
     from gan_lightning.metrics.classifier import train_classifier
+    from gan_lightning.metrics.evaluator import evaluate
 
     train_classifier(real_mnist_dir, tmp_path / "clf.pt", epochs=1)
     argv = ["--data-dir", str(real_mnist_dir), "--model", "dcgan_mnist", "--ema-decay", "0.999", "--max-steps",

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from gan_lightning import GAN
-from gan_lightning.commands.evaluate import code_purity, label_accuracy
+from gan_lightning.metrics.evaluator import code_purity, label_accuracy
 
 
 class ReadPixel(nn.Module):

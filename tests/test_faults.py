@@ -26,7 +26,7 @@ import yaml
 from test_run_ux import TINY, Image_save, one_error_line, tree
 
 from gan_lightning.callbacks.ranks import collective_failed, process_fate
-from gan_lightning.commands.evaluate import write_table
+from gan_lightning.commands.evaluate_report import write_table
 from gan_lightning.commands.sample import main as sample_main
 from gan_lightning.commands.train import LightningNotices, main
 from gan_lightning.core.errors import WriteError

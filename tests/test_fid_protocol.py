@@ -13,9 +13,9 @@ from test_fid_parity import random_fid_weights
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.commands.evaluate import Evaluator
 from gan_lightning.commands.evaluate import main as evaluate_main
 from gan_lightning.metrics import FIDInceptionFeatures, file_sha256
+from gan_lightning.metrics.evaluator import Evaluator
 
 from conftest import cpu_trainer
 

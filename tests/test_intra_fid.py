@@ -11,10 +11,10 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from gan_lightning import GAN
-from gan_lightning.commands.evaluate import Evaluator
 from gan_lightning.commands.evaluate import main as evaluate_main
 from gan_lightning.data import MNISTDataModule
 from gan_lightning.metrics import FeatureExtractor, SampleQuality, Scorer, load_extractor
+from gan_lightning.metrics.evaluator import Evaluator
 from gan_lightning.training.latents import LatentSpace
 
 from conftest import cpu_trainer

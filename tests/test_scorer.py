@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from gan_lightning import GAN
-from gan_lightning.commands.evaluate import Evaluator
 from gan_lightning.data import MNISTDataModule
 from gan_lightning.metrics import SampleQuality, load_extractor
+from gan_lightning.metrics.evaluator import Evaluator
 
 from conftest import cpu_trainer
 

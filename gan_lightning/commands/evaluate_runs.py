@@ -1,0 +1,110 @@
+"""Scoring whole runs: a run directory's checkpoints to score, the `Evaluator` each checkpoint's run needs (its
+dataset, data folder and options), and `evaluate_runs`, which scores them all and writes each run's tables and
+plots."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gan_lightning.commands.evaluate_report import plot_runs, plot_truncation, print_row, write_table
+from gan_lightning.commands.sample import load_gan, read_checkpoint
+from gan_lightning.core.errors import ConfigError, DataError
+from gan_lightning.core.files import check_writable_dir
+from gan_lightning.data import DATASETS, default_data_dir
+from gan_lightning.metrics.classifier import cached_classifier
+from gan_lightning.metrics.evaluator import Evaluator
+from gan_lightning.training.latents import Truncation
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """A run's checkpoints to score, oldest first: the kept `iter_*.ckpt` files, then `last.ckpt`."""
+    folder = run_dir / "checkpoints"
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a run directory (LOG_DIR/NAME/version_N)")
+    kept = sorted(folder.glob("iter_*.ckpt"))
+    last = folder / "last.ckpt"
+    found = kept + ([last] if last.is_file() else [])
+    if not found:
+        raise DataError(f"{run_dir} holds no checkpoints/iter_*.ckpt or checkpoints/last.ckpt to evaluate")
+    return found
+
+
+def evaluate_runs(
+    run_dirs: Sequence[str | Path],
+    classifier: str | None,
+    data_dir: str | None,
+    num_samples: int,
+    seed: int,
+    plot: str | Path | None = None,
+    dataset: str | None = None,
+    truncations: Sequence[float] | None = None,
+    truncation_threshold: float | None = None,
+    **reference: Any,
+) -> dict[str, list[dict[str, Any]]]:
+    """Score every checkpoint of each run; write `evaluation.{csv,json,png}` into each run directory.
+
+    Checks every run and checkpoint path before scoring anything, so a typo costs no time. The plot shows all
+    runs (one line each); `plot` writes one more copy there. `dataset` overrides the runs' own reference data.
+    `truncations`: score each checkpoint at each psi (rows gain a `truncation` field); with several, also write
+    `evaluation_truncation.png` (FID, precision and recall against psi) into each run directory;
+    `truncation_threshold` truncates every score BigGAN's way too (rows gain a `truncation_threshold` field).
+    `reference`: `Evaluator`'s keyword options (fid_weights, split, num_reference, ...).
+    """
+    runs = {Path(d): run_checkpoints(Path(d)) for d in run_dirs}
+    for run_dir in runs:
+        if not os.access(run_dir, os.W_OK):
+            raise ConfigError(f"cannot write the evaluation into {run_dir}: not writable")
+    if plot is not None:
+        check_writable_dir(Path(plot).parent, "--plot")
+    evaluators: dict[tuple[str, int], Evaluator] = {}
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for run_dir, paths in runs.items():
+        rows, seen = [], set()
+        for path in paths:
+            ckpt = read_checkpoint(path)
+            gan = load_gan(path, ckpt=ckpt)
+            iteration = int(ckpt.get("global_step", 0)) // gan.steps_per_iteration
+            if iteration in seen:  # last.ckpt duplicates the final kept checkpoint
+                continue
+            seen.add(iteration)
+            info = ckpt.get("gan_lightning_run", {})
+            reference_name = dataset or info.get("dataset", "mnist")
+            root = reference_dir(info, reference_name, data_dir)
+            key = (reference_name, gan.hparams.image_size)
+            if key not in evaluators:
+                evaluators[key] = run_evaluator(info, reference_name, root, gan.hparams.image_size, classifier,
+                                                reference)  # fmt: skip
+            for psi in truncations or (None,):
+                truncation = Truncation(psi, truncation_threshold)
+                results = evaluators[key](gan, num_samples, seed, truncation)
+                row = {"iteration": iteration, "checkpoint": path.name, **truncation.fields(), **results}
+                rows.append(row)
+                print_row(row, run=str(run_dir))
+        rows.sort(key=lambda r: r["iteration"])
+        tables[str(run_dir)] = rows
+        write_table(rows, run_dir)
+    for run_dir in runs:
+        plot_runs(tables, run_dir / "evaluation.png")
+        if truncations and len(truncations) > 1:
+            plot_truncation(tables, run_dir / "evaluation_truncation.png")
+    if plot is not None:
+        plot_runs(tables, Path(plot))
+    return tables
+
+
+def run_evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int, classifier: str | None,
+                  reference: dict[str, Any]) -> Evaluator:  # fmt: skip
+    """The Evaluator of a checkpoint's run: its dataset options, the classifier (cached) for MNIST-like data."""
+    if classifier is None and DATASETS.get(dataset).extractor is not None:
+        classifier = str(cached_classifier(root))
+    options = info.get("config", {}) if dataset == info.get("dataset") else {}
+    return Evaluator(classifier, dataset, root, image_size, options=options, **reference)
+
+
+def reference_dir(info: dict[str, Any], dataset: str, data_dir: str | None) -> str:
+    """Where the reference data lives: --data-dir, else the run's own folder when it trained on it, else default."""
+    own = info.get("data_dir") if dataset == info.get("dataset") else None
+    return data_dir or own or default_data_dir()

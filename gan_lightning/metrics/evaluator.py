@@ -1,0 +1,186 @@
+"""Scoring GANs against a dataset's reference images with everything the project measures (`Evaluator`): FID,
+KID, precision/recall, density/coverage and mode statistics through `Scorer`, with the classifier also label accuracy
+(conditional GANs) and code purity (InfoGAN); the reference statistics are cached across runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from gan_lightning.core.errors import ConfigError, DataError
+from gan_lightning.core.files import atomic_write, load_weights_file
+from gan_lightning.data import DATASETS
+from gan_lightning.metrics.callback import real_batches, real_labels
+from gan_lightning.metrics.classifier import default_cache_dir
+from gan_lightning.metrics.extractors import (
+    FeatureExtractor,
+    build_extractor,
+    classifier_datasets,
+    load_extractor,
+    reference_extractor,
+)
+from gan_lightning.metrics.quality import REFERENCE_FEATURES, Scorer
+from gan_lightning.training.gan import GAN
+from gan_lightning.training.latents import Truncation
+
+Tensor = torch.Tensor
+REFERENCE_SPLITS = ("train", "val")  # the DataModule's train_set / val_set (CIFAR-10: train / test)
+
+
+@torch.no_grad()
+def predict(classifier: torch.nn.Module, images: Tensor, batch_size: int = 1000) -> Tensor:
+    """The classifier's predicted class for each image in [-1, 1]."""
+    return torch.cat([classifier(chunk).argmax(1) for chunk in images.split(batch_size)])
+
+
+def label_accuracy(gan: GAN, classifier: torch.nn.Module, per_class: int, seed: int = 0,
+                   truncation: Truncation | float | None = None) -> float:  # fmt: skip
+    """Conditional GAN: the fraction of samples asked for label y that the classifier calls y."""
+    labels = torch.arange(gan.hparams.num_classes).repeat_interleave(per_class)
+    rng = torch.Generator(gan.device).manual_seed(seed)
+    latents = gan.latents.draw(len(labels), rng, gan.device, labels=labels)
+    images = gan.sample(latents=latents, rng=rng, truncation=truncation)
+    return (predict(classifier, images.cpu()) == labels).float().mean().item()
+
+
+def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int = 0,
+                truncation: Truncation | float | None = None) -> tuple[float, list[int]]:  # fmt: skip
+    """InfoGAN: how well categorical code values map to classes (mean share of each value's majority class).
+
+    Returns the purity and the majority class of each code value; 1.0 with 10 distinct classes means the code
+    learned the digits, unsupervised.
+    """
+    cat = torch.arange(gan.hparams.n_cat).repeat_interleave(per_code)
+    rng = torch.Generator(gan.device).manual_seed(seed)
+    latents = gan.latents.draw(len(cat), rng, gan.device, cat=cat)
+    images = gan.sample(latents=latents, rng=rng, truncation=truncation)
+    pred = predict(classifier, images.cpu()).view(gan.hparams.n_cat, per_code)
+    counts = torch.stack([torch.bincount(row, minlength=10) for row in pred])  # (n_cat, 10)
+    return (counts.max(1).values.sum() / pred.numel()).item(), counts.argmax(1).tolist()
+
+
+def real_images(dataset: str, data_dir: str, image_size: int) -> Tensor:
+    """The validation images (uint8, (N, C, S, S)) of an MNIST-like dataset: the reference set of every metric."""
+    if reference_extractor(dataset) is None:
+        raise ConfigError(
+            f"offline evaluation without --fid-weights scores MNIST-like runs "
+            f"({', '.join(classifier_datasets())}); this run used --dataset {dataset}: pass "
+            "--fid-weights PATH (the FID Inception), or --dataset mnist when its images are MNIST digits"
+        )
+    dm = DATASETS.get(dataset)(data_dir, batch_size=1, image_size=image_size, download=False)
+    dm.setup("fit")
+    return dm.val_set.images
+
+
+def reference_set(dataset: str, data_dir: str, image_size: int, split: str = "val",
+                  options: dict[str, Any] | None = None) -> Dataset:  # fmt: skip
+    """A dataset's `split` ("train" or "val") at `image_size`, built with the run's dataset `options`."""
+    if split not in REFERENCE_SPLITS:
+        raise ConfigError(f"--reference must be one of {', '.join(REFERENCE_SPLITS)}, got {split!r}")
+    spec = DATASETS.get(dataset)
+    given = {k: v for k, v in (options or {}).items() if k != "data_dir"}  # the run's; `data_dir` is decided here
+    dm = spec(data_dir, **{**given, "batch_size": 1, "image_size": image_size, "download": False})
+    dm.setup("fit")
+    source = getattr(dm, f"{split}_set", None)
+    if source is None or len(source) == 0:
+        raise DataError(f"--dataset {dataset} has no {split} images under {data_dir}; pick another --reference")
+    return source
+
+
+def reference_cache(extractor: FeatureExtractor, source: Tensor | Dataset, limit: int, name: str,
+                    cache_dir: str | Path | None = None) -> Path:  # fmt: skip
+    """Where the reference statistics of these images under this extractor are cached: keyed by a SHA-256 of the
+    images themselves (as the extractor receives them), the extractor's protocol (its weights' SHA-256 included),
+    the reference's name and count, and the KID/PRDC subset rule; any change gives another file. The labels are
+    hashed too: the per-class statistics (intra-class FID) depend on them."""
+    data = hashlib.sha256()
+    for batch in real_batches(source, limit, 500):
+        data.update(batch.cpu().numpy().tobytes())
+    labels = real_labels(source, limit)
+    if labels is not None:
+        data.update(labels.numpy().tobytes())
+    # format 2: the per-class sums of labelled references are in the file
+    key = {"data": data.hexdigest(), "reference": name, "num_reference": limit, **extractor.protocol(),
+           "kid_prdc_reference": REFERENCE_FEATURES, "format": 2}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / f"reference-{extractor.name or 'features'}-{digest}.pt"
+
+
+class Evaluator:
+    """Scores GANs against one dataset's reference images (`split`, at most `num_reference` of them); the real
+    features are extracted once for all, and their statistics cached across runs (`reference_cache`).
+
+    MNIST-like datasets use the MNIST classifier at `classifier_path` (it also reads labels and InfoGAN codes);
+    with `fid_weights` the FID Inception gives the features (and the classifier, when given, the mode statistics).
+    """
+
+    def __init__(
+        self,
+        classifier_path: str | Path | None,
+        dataset: str,
+        data_dir: str,
+        image_size: int,
+        *,
+        fid_weights: str | Path | None = None,
+        fid_weights_unchecked: bool = False,
+        split: str = "val",
+        num_reference: int | None = None,
+        options: dict[str, Any] | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        spec = DATASETS.get(dataset)
+        if fid_weights is None:
+            if spec.extractor is None:
+                raise ConfigError(f"--dataset {dataset} has no classifier to score it: pass evaluate.py --dataset "
+                                  "mnist (and --data-dir) when its images are MNIST digits, else --fid-weights PATH "
+                                  "(the FID Inception's weights file; see the README)")  # fmt: skip
+            extractor = load_extractor(spec.extractor, classifier_path)
+        else:
+            channels = spec.channels or (options or {}).get("channels") or 3
+            extractor = build_extractor(channels, classifier=classifier_path if spec.extractor else None,
+                                        fid_weights=fid_weights, dataset=dataset,
+                                        fid_weights_unchecked=fid_weights_unchecked)  # fmt: skip
+        classes = getattr(extractor, "classes", extractor)
+        self.classifier = getattr(classes, "classifier", None)  # reads labels and codes; None on RGB data
+        self.scorer = Scorer(extractor)  # the scoring path training-time metrics use too
+        source = reference_set(dataset, data_dir, image_size, split, options)
+        limit = len(source) if num_reference is None else min(num_reference, len(source))
+        name = f"{dataset}/{split}"
+        self.cache = reference_cache(extractor, source, limit, name, cache_dir)
+        self.cached = self.cache.is_file()
+        if self.cached:
+            self.scorer.load_real_state(load_weights_file(self.cache, "reference statistics", "delete it"))
+            self.scorer.reference = name
+        else:
+            self.scorer.add_real(real_batches(source, limit, 500), reference=name, total=limit,
+                                 labels=real_labels(source, limit))  # fmt: skip
+            state = self.scorer.real_state()
+            atomic_write(self.cache, lambda path: torch.save(state, path), "the reference statistics cache")
+
+    def __call__(
+        self, gan: GAN, num_samples: int = 5000, seed: int = 0, truncation: Truncation | float | None = None
+    ) -> dict[str, Any]:
+        """Every metric of `num_samples` samples from `gan` (fixed noise from `seed`, truncated as `truncation`, a
+        `Truncation` or psi, says), and under `protocol` how they were measured."""
+        results: dict[str, Any] = self.scorer.score(gan, num_samples, seed, truncation, per_class=True)
+        if gan.hparams.conditional and self.classifier is not None:
+            per_class = num_samples // gan.hparams.num_classes
+            results["label_accuracy"] = label_accuracy(gan, self.classifier, per_class, seed, truncation)
+        if gan.hparams.infogan and self.classifier is not None:
+            results["code_purity"], results["code_classes"] = code_purity(
+                gan, self.classifier, num_samples // 10, seed, truncation
+            )
+        results["protocol"] = self.scorer.protocol(num_samples, seed, truncation, gan.latents.num_classes)
+        return results
+
+
+def evaluate(gan: GAN, classifier_path: str, data_dir: str, num_samples: int = 5000, seed: int = 0,
+             dataset: str = "mnist", truncation: Truncation | float | None = None) -> dict[str, Any]:  # fmt: skip
+    """Sample-quality metrics of `gan` against `dataset`'s validation images, with the project's classifier."""
+    return Evaluator(classifier_path, dataset, data_dir, gan.hparams.image_size)(gan, num_samples, seed, truncation)
