@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from gan_lightning.bench import trainer as overhead
+from gan_lightning.bench.plain_loop import PlainLoop, snapshot
 
 from conftest import REPO, cpu_trainer
 
@@ -111,8 +112,8 @@ def test_plain_loop_trains_exactly_as_the_module(tmp_path, options):
         return make_train_loader(dataset, batch_size=10, seed=1, collate_fn=dataset.collate_fn)
 
     # copies of the networks before any update
-    plain = overhead.PlainLoop(module, module.configure_optimizers(), loader(), precision=precision)
-    before = overhead.snapshot(module.generator, module.discriminator)
+    plain = PlainLoop(module, module.configure_optimizers(), loader(), precision=precision)
+    before = snapshot(module.generator, module.discriminator)
     iterations = 3  # into a second epoch: both loops reshuffle with the sampler's seed + epoch
     trainer = cpu_trainer(tmp_path, precision=precision, max_steps=module.optimizer_steps(iterations))
     trainer.fit(module, train_dataloaders=loader())
@@ -120,8 +121,8 @@ def test_plain_loop_trains_exactly_as_the_module(tmp_path, options):
     for _ in range(iterations):
         plain.step(plain.next_batch())
 
-    lightning = overhead.snapshot(module.generator, module.discriminator)
-    ours = overhead.snapshot(plain.G, plain.D)
+    lightning = snapshot(module.generator, module.discriminator)
+    ours = snapshot(plain.G, plain.D)
     assert lightning.keys() == ours.keys()
     if cond or info:
         assert any(".projection." in k or ".q_head." in k for k in ours)  # the heads are compared too

@@ -1,28 +1,10 @@
 """Lightning overhead benchmark (`scripts/benchmark.py`): `scripts/train.py`'s training run versus a plain PyTorch
-loop doing the same work.
+loop doing the same work; this module is the command (the run, its report, parser and main).
 
 (a) is the real thing: `cli.run` builds the GAN, the data module, the TensorBoard logger, the sample-grid,
 checkpoint, progress-bar and health callbacks and the Trainer exactly as `scripts/train.py` does, and trains.
-(b) is a plain PyTorch loop over deep copies of the same networks (G, and D with its heads: the module's `Critic`),
-taken before Lightning's first update. It has no training step of its own: it runs the module's components, so
-it cannot drift from them. The module's latent space draws G's inputs, the module's objective computes both
-phases' losses (regularizers included), on a generator seeded per iteration by `iteration_seed` as the module's is, over
-the same `tensor_split(d_steps)` chunks as `GAN.training_step` (the last chunk feeds the G phase). What it does
-without Lightning: freezing the other network with `requires_grad_` (instead of `toggled_optimizer`),
-`loss.backward()`, `opt.step()` on optimizers of the module's class and settings (fused Adam, as
-`GAN.configure_optimizers` asks), and fetching batches from a second copy of the DataModule's own training loader
-(same dataset, batch size, collate and per-epoch permutation). What it leaves out is what is being measured:
-Lightning's loop, hooks, logging, progress bar and callbacks, and the module's own bookkeeping (finite-loss
-checks, step metrics).
-
-Both run in one process, interleaved: the plain loop runs in blocks between Lightning's blocks, so Trainer
-start-up is excluded and drifts of the machine hit both alike. The timing rides on the module's own
-`on_train_batch_start` hook (the callback passed to `cli.run` moves it there and leaves the callback list, so the
-measured run has exactly `scripts/train.py`'s callbacks). Lightning's time per iteration is the wall time from
-one batch start to the next (data fetch, hooks, training step, logging, progress bar, callbacks: the whole cycle)
-with the plain blocks cut out; the plain loop's is the time of one iteration including its own data fetch. On CUDA
-the device is synchronized before every clock reading. `--channels-last` and `--compile` apply to both loops (the
-plain loop compiles its own copies of the networks).
+(b) is the plain PyTorch loop of `plain_loop.py` over deep copies of the same networks, running the module's own
+components. Both run in one process, interleaved (`timing.py`).
 
 The report gives both loops' ms/iteration and images/s, and the fixed cost: the median over rounds of the
 difference of the two loops' mean time per iteration in adjacent blocks. The last line printed is
@@ -36,38 +18,28 @@ drifts). The GPU measurement of issue 12, for instance:
 from __future__ import annotations
 
 import argparse
-import copy
-import inspect
 import json
 import math
-import statistics
 import struct
 import sys
 import tempfile
-import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import nullcontext, redirect_stdout
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from gan_lightning.bench.plain_loop import ADAM_VARIANTS
+from gan_lightning.bench.timing import BenchConfig, Timings, interleave_callback, summarize
 from gan_lightning.commands.base import CommandStopped, Parser, run_command
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data.base import default_data_dir
 from gan_lightning.models import MODELS
-from gan_lightning.training.gan import iteration_seed, networks_to_compile
-from gan_lightning.training.objectives import OBJECTIVES, Batch
+from gan_lightning.training.objectives import OBJECTIVES
 
-# Adam implementations to time instead of the module's own choice (`--adam module`: fused on CPU and CUDA).
-ADAM_VARIANTS: dict[str, dict[str, bool | None]] = {
-    "default": {"foreach": None, "fused": None},  # torch's pick: foreach kernels on CUDA, the for-loop on CPU
-    "foreach": {"foreach": True, "fused": None},
-    "fused": {"foreach": None, "fused": True},
-}
 ADAM_CHOICES = ("module", *ADAM_VARIANTS)
 PRECISIONS = ("32-true", "bf16-mixed")
 # Dynamo keys compiled code on the module instance and on which parameters require grad: both loops' copies of G
@@ -75,35 +47,6 @@ PRECISIONS = ("32-true", "bf16-mixed")
 COMPILE_RECOMPILE_LIMIT = 64
 SYNTHETIC_IMAGES = 60_000  # as many as MNIST's training file, so epochs are as long as with the real data
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-@dataclass
-class BenchConfig:
-    model: str = "mlp"
-    batch_size: int = 128
-    loss: str = "bce"
-    d_steps: int | None = None
-    conditional: bool = False
-    infogan: bool = False
-    image_size: int | None = None
-    ngf: int | None = None
-    ndf: int | None = None
-    channels_last: bool = False
-    compile: bool = False
-    data_on_device: bool = False
-    iters: int = 20
-    rounds: int = 15
-    warmup: int = 20
-    accelerator: str = "auto"
-    device: int | None = None
-    precision: str = "32-true"
-    data_dir: str | None = None
-    synthetic: bool = False
-    threads: int | None = None
-    seed: int = 0
-    adam: str = "module"
-    adam_sweep: bool = False
-    json: str | None = None
 
 
 # -------------------------------------------------------------------------------------------------------- data
@@ -126,294 +69,8 @@ def write_synthetic_mnist(root: Path, n: int = SYNTHETIC_IMAGES, seed: int = 0) 
 
 
 def has_mnist(data_dir: str) -> bool:
+    """Whether `data_dir` holds MNIST's four raw files."""
     return all((Path(data_dir) / "MNIST" / "raw" / name).is_file() for name in MNIST_FILES)
-
-
-# -------------------------------------------------------------------------------------------------- plain loop
-def _unwrap(optimizer: Any) -> torch.optim.Optimizer:
-    """The torch optimizer inside a LightningOptimizer (or the optimizer itself)."""
-    return getattr(optimizer, "optimizer", optimizer)
-
-
-def rebuild_optimizer(opt: torch.optim.Optimizer, params: dict[int, torch.Tensor], **overrides: Any) -> Any:
-    """`opt`'s class and hyperparameters, per group, over the mapped copies of its parameters (fresh state)."""
-    missing = sum(id(p) not in params for g in opt.param_groups for p in g["params"])
-    if missing:
-        raise RuntimeError(f"{missing} optimizer parameters belong to neither the generator nor the discriminator")
-    groups = [
-        {**{k: v for k, v in g.items() if k != "params"}, **overrides, "params": [params[id(p)] for p in g["params"]]}
-        for g in opt.param_groups
-    ]
-    # The first group's settings as constructor arguments too: some (Adam's `fused`) are also read from there.
-    accepted = inspect.signature(type(opt)).parameters
-    return type(opt)(groups, **{k: v for k, v in groups[0].items() if k in accepted and k != "params"})
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (tuple, list)):
-        return type(batch)(_to_device(x, device) for x in batch)
-    return batch
-
-
-def _set_requires_grad(params: Iterable[torch.nn.Parameter], flag: bool) -> None:
-    for p in params:
-        p.requires_grad_(flag)
-
-
-class PlainLoop:
-    """`GAN.training_step` in plain PyTorch, over deep copies of `module`'s networks and the module's components.
-
-    `module` is a `gan_lightning.GAN` (its networks are copied as they are now; its latent space, objective and
-    `d_steps` are used as they are), `optimizers` the module's two optimizers (rebuilt, same class and settings,
-    fresh state, over the copies; `adam` picks another Adam implementation from ADAM_VARIANTS), `loader` a training
-    loader equal to the one Lightning iterates (its sampler's `set_epoch` is called per pass, as Lightning does).
-    """
-
-    def __init__(
-        self,
-        module: Any,
-        optimizers: Sequence[Any],
-        loader: Iterable[Any],
-        *,
-        precision: str = "32-true",
-        adam: str | None = None,
-    ) -> None:
-        self.module, self.device = module, module.device
-        self.G = copy.deepcopy(module.generator).train()
-        self.D = copy.deepcopy(module.discriminator).train()  # the Critic: D with its projection / Q heads
-        self.channels_last = bool(module.hparams.get("channels_last"))  # the copies keep the module's layout
-        if module.hparams.get("compile"):
-            # A copy would keep calling the original's compiled forward: compile the copies of what the module compiles.
-            compiled = {
-                id(net) for net in networks_to_compile(module.generator, module.discriminator, module.objective)
-            }
-            for net, dup in ((module.generator, self.G), (module.discriminator, self.D)):
-                if id(net) in compiled:
-                    dup.compile()
-        mapping = {
-            id(p): q
-            for net, dup in ((module.generator, self.G), (module.discriminator, self.D))
-            for p, q in zip(net.parameters(), dup.parameters(), strict=True)
-        }
-        optimizers = [_unwrap(o) for o in optimizers]
-        g_ids = {id(p) for p in module.generator.parameters()}
-        opt_g = next(o for o in optimizers if any(id(p) in g_ids for g in o.param_groups for p in g["params"]))
-        opt_d = next(o for o in optimizers if o is not opt_g)
-        overrides = ADAM_VARIANTS[adam] if adam is not None else {}
-        self.opt_g = rebuild_optimizer(opt_g, mapping, **overrides)
-        self.opt_d = rebuild_optimizer(opt_d, mapping, **overrides)
-        # What `toggled_optimizer` freezes in each phase: every parameter outside the stepping optimizer.
-        self.g_params = [p for g in self.opt_g.param_groups for p in g["params"]]
-        self.d_params = [p for g in self.opt_d.param_groups for p in g["params"]]
-        self.latents, self.objective, self.d_steps = module.latents, module.objective, module.d_steps
-        self.rng = torch.Generator(device=self.device)
-        self.iteration = 0
-        # As Lightning's bf16-mixed: no cast cache, whose bf16 weight copies would go stale across in-place steps.
-        self.autocast: Callable[[], Any] = (
-            (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False))
-            if precision == "bf16-mixed"
-            else nullcontext
-        )
-        self.loader = loader
-        self.epoch = 0
-        self._it: Iterator[Any] | None = None
-
-    def next_batch(self) -> Any:
-        """The next training batch on the device, starting a new epoch's permutation when one runs out."""
-        while True:
-            if self._it is None:
-                sampler = getattr(self.loader, "sampler", None)
-                if hasattr(sampler, "set_epoch"):
-                    sampler.set_epoch(self.epoch)
-                self._it = iter(self.loader)
-            try:
-                return _to_device(next(self._it), self.device)
-            except StopIteration:
-                self._it, self.epoch = None, self.epoch + 1
-
-    def _iteration_rng(self) -> torch.Generator:
-        # The module's own seeding (one process, rank 0): the plain loop draws what the module draws in the same
-        # iteration.
-        return self.rng.manual_seed(iteration_seed(self.module.hparams.seed, 0, self.iteration))
-
-    def step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """One iteration on a batch (images, or (images, labels)); returns the last (d_loss, g_loss), detached."""
-        real = Batch.of(batch)
-        if self.channels_last and real.images.ndim == 4:
-            real = real._replace(images=real.images.contiguous(memory_format=torch.channels_last))
-        G, D, latents, objective, device = self.G, self.D, self.latents, self.objective, self.device
-        rng = self._iteration_rng()
-        iteration = self.iteration
-        first_d_step = iteration * self.d_steps
-        self.iteration += 1
-        with self.autocast():
-            _set_requires_grad(self.g_params, False)
-            for i, chunk in enumerate(real.split(self.d_steps)):
-                # conditional fakes take the chunk's real labels, as in the module
-                drawn = latents.draw(len(chunk.images), rng, device, labels=chunk.labels)
-                d = objective.d_loss(G, D, chunk, drawn, rng, step=first_d_step + i)
-                self.opt_d.zero_grad(set_to_none=True)
-                d.loss.backward()
-                self.opt_d.step()
-                objective.end_d_update(first_d_step + i)
-            _set_requires_grad(self.g_params, True)
-            _set_requires_grad(self.d_params, False)
-            drawn = latents.draw(len(chunk.images), rng, device)
-            g = objective.g_loss(G, D, chunk, drawn, rng, step=iteration)  # on the last chunk
-            self.opt_g.zero_grad(set_to_none=True)
-            g.loss.backward()
-            self.opt_g.step()
-            _set_requires_grad(self.d_params, True)
-        return d.stats["d_loss"], g.stats["g_loss"]
-
-    def run(self, n: int, clock: Callable[[], float]) -> list[float]:
-        """`n` iterations (data fetch included); the seconds each one took."""
-        times = []
-        t0 = clock()
-        for _ in range(n):
-            self.step(self.next_batch())
-            t1 = clock()
-            times.append(t1 - t0)
-            t0 = t1
-        return times
-
-
-# ------------------------------------------------------------------------------------------------ interleaving
-@dataclass
-class Timings:
-    lightning: list[list[float]] = field(default_factory=list)  # per block, seconds per iteration
-    plain: list[list[float]] = field(default_factory=list)
-    threads_seen: set[int] = field(default_factory=set)
-    check: dict[str, Any] = field(default_factory=dict)
-    adam_sweep: dict[str, float] = field(default_factory=dict)
-    module: Any = None
-
-
-def make_clock(device: torch.device) -> Callable[[], float]:
-    """perf_counter, after synchronizing the device on CUDA."""
-    if device.type == "cuda":
-
-        def clock() -> float:
-            torch.cuda.synchronize(device)
-            return time.perf_counter()
-
-        return clock
-    return time.perf_counter
-
-
-def snapshot(generator: torch.nn.Module, discriminator: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Copies of both networks' floating-point parameters and buffers (BatchNorm statistics, D's heads included)."""
-    state = {f"G.{k}": v for k, v in generator.state_dict().items()}
-    state.update({f"D.{k}": v for k, v in discriminator.state_dict().items()})
-    return {k: v.detach().float().cpu().clone() for k, v in state.items() if v.is_floating_point()}
-
-
-def _identity(opt: torch.optim.Optimizer) -> dict[int, torch.Tensor]:
-    return {id(p): p for g in opt.param_groups for p in g["params"]}
-
-
-def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
-    """The callback that times Lightning's iterations and runs the plain loop's blocks between them.
-
-    It is passed to `cli.run` like any callback, but at train start it moves its per-batch work into the module's
-    own batch hooks (which Lightning calls every batch anyway) and leaves the Trainer's callback list: every
-    callback costs Lightning a dispatch per hook per batch, and `scripts/train.py` has no such callback.
-    """
-    from lightning.pytorch import Callback
-
-    warmup, iters, rounds = bench.warmup, bench.iters, bench.rounds
-    hooks = ("on_train_batch_start", "on_train_batch_end", "on_train_end")
-
-    class Interleave(Callback):
-        def __init__(self) -> None:
-            self.plain: PlainLoop | None = None
-            self.clock: Callable[[], float] = time.perf_counter
-            self.started = 0  # Lightning iterations started before the current one
-            self.prev: float | None = None
-            self.first: dict[str, torch.Tensor] = {}
-
-        def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-            if bench.adam != "module":  # the module's own optimizers, with another Adam implementation
-                configure = pl_module.configure_optimizers
-
-                def configure_optimizers() -> Any:
-                    return [rebuild_optimizer(o, _identity(o), **ADAM_VARIANTS[bench.adam]) for o in configure()]
-
-                pl_module.configure_optimizers = configure_optimizers
-
-        def _plain_loop(self, trainer: Any, pl_module: Any, adam: str | None = None) -> PlainLoop:
-            # A second copy of the DataModule's own training loader: the batches Lightning gets, in the same order.
-            loader = trainer.datamodule.train_dataloader()
-            return PlainLoop(pl_module, trainer.optimizers, loader, precision=bench.precision, adam=adam)
-
-        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            timings.module = pl_module
-            self.plain = self._plain_loop(trainer, pl_module)  # copies from before Lightning's first update
-            self.clock = make_clock(pl_module.device)
-            module_end = pl_module.on_train_end
-
-            def on_train_end() -> None:
-                self.finish(trainer, pl_module)
-                module_end()
-
-            # Instance attributes shadow the module's class hooks; a new list leaves the one being iterated intact.
-            pl_module.on_train_batch_start, pl_module.on_train_batch_end = self.batch_start, self.batch_end
-            pl_module.on_train_end = on_train_end
-            trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self]
-
-        def batch_start(self, batch: Any, batch_idx: int) -> None:
-            now = self.clock()
-            n, self.started = self.started, self.started + 1
-            done = n - 1 - warmup  # index of the timed iteration that just ended
-            if self.prev is not None and 0 <= done < rounds * iters:
-                if done % iters == 0:
-                    timings.lightning.append([])
-                timings.lightning[-1].append(now - self.prev)
-            timings.threads_seen.add(torch.get_num_threads())
-            assert self.plain is not None
-            if n == warmup:
-                self._check_first_iteration()
-                self.plain.run(warmup - 1, self.clock)
-            elif n > warmup and (n - warmup) % iters == 0 and len(timings.plain) < rounds:
-                timings.plain.append(self.plain.run(iters, self.clock))
-            self.prev = self.clock()
-
-        def batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-            if self.started == 1:  # the module's first iteration, to compare with the plain loop's
-                self.first = snapshot(timings.module.generator, timings.module.discriminator)
-
-        def _check_first_iteration(self) -> None:
-            # Same initial weights, batch and per-iteration seed: the plain loop's first iteration must land on the
-            # module's weights after its first iteration (up to rounding), which checks that both do the same work.
-            assert self.plain is not None
-            self.plain.step(self.plain.next_batch())
-            after = snapshot(self.plain.G, self.plain.D)
-            diff = max((after[k] - v).abs().max().item() for k, v in self.first.items()) if self.first else None
-            timings.check = {"max_abs_diff": diff, "tensors": len(after)}
-
-        def finish(self, trainer: Any, pl_module: Any) -> None:
-            # Before the Trainer's teardown, which may move the module off the accelerator.
-            for name in hooks:
-                vars(pl_module).pop(name, None)
-            if bench.adam_sweep:
-                loops = {name: self._plain_loop(trainer, pl_module, name) for name in ADAM_VARIANTS}
-                timings.adam_sweep = adam_sweep(bench, loops)
-
-    return Interleave()
-
-
-def adam_sweep(bench: BenchConfig, loops: dict[str, PlainLoop]) -> dict[str, float]:
-    """The plain loop's ms/iteration with each Adam implementation: interleaved blocks, median of block means."""
-    clock = make_clock(next(iter(loops.values())).device)
-    means: dict[str, list[float]] = {name: [] for name in loops}
-    for loop in loops.values():
-        loop.run(bench.warmup, clock)
-    for r in range(bench.rounds):
-        for name in loops if r % 2 == 0 else reversed(loops):
-            means[name].append(statistics.fmean(loops[name].run(bench.iters, clock)))
-    return {name: 1e3 * statistics.median(m) for name, m in means.items()}
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -498,40 +155,8 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
     return report
 
 
-def _stats(blocks: list[list[float]], images: int) -> dict[str, Any]:
-    flat = sorted(t for block in blocks for t in block)
-    means = [statistics.fmean(block) for block in blocks]
-    return {
-        "median_ms": 1e3 * statistics.median(flat),
-        "mean_ms": 1e3 * statistics.fmean(flat),
-        "p90_ms": 1e3 * flat[min(len(flat) - 1, int(0.9 * len(flat)))],
-        "block_mean_ms": [1e3 * m for m in means],
-        "median_block_mean_ms": 1e3 * statistics.median(means),
-        "images_per_s": images / statistics.median(means),
-        "iteration_ms": [[1e3 * t for t in block] for block in blocks],
-    }
-
-
-def summarize(bench: BenchConfig, timings: Timings, info: dict[str, Any]) -> dict[str, Any]:
-    images = info["images_per_iteration"]
-    a, b = _stats(timings.lightning, images), _stats(timings.plain, images)
-    ratios = [x / y for x, y in zip(a["block_mean_ms"], b["block_mean_ms"], strict=True)]
-    diffs = [x - y for x, y in zip(a["block_mean_ms"], b["block_mean_ms"], strict=True)]
-    return {
-        "config": {**vars(bench), **info},
-        "lightning": a,
-        "plain": b,
-        "round_ratios": ratios,
-        "round_diffs_ms": diffs,
-        # the fixed cost per iteration, paired like the ratio: median of adjacent blocks' difference
-        "overhead_ms": statistics.median(diffs),
-        "median_iteration_ratio": a["median_ms"] / b["median_ms"],
-        "first_iteration_check": timings.check,
-        "overhead_ratio": statistics.median(ratios),
-    }
-
-
 def format_report(report: dict[str, Any]) -> str:
+    """The report as the text the command prints before its last line."""
     c, a, b = report["config"], report["lightning"], report["plain"]
     diff = report["first_iteration_check"].get("max_abs_diff")
     variant = "conditional " if c["conditional"] else "infogan " if c["infogan"] else ""
