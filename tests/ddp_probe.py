@@ -11,7 +11,7 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.commands.train import _resolve, build_parser, run
+from gan_lightning.commands.train import build_parser, resolve, run
 from gan_lightning.training.strategy import ddp_wrappers
 
 
@@ -87,5 +87,5 @@ if __name__ == "__main__":
     if sys.argv[2] in ("--custom-networks", "--plain-module"):
         tiny_run(out, sys.argv[2], sys.argv[3])
     else:
-        cfg = _resolve(build_parser().parse_args(sys.argv[2:]))
+        cfg = resolve(build_parser().parse_args(sys.argv[2:]))
         run(cfg, callbacks=[DumpParameters(out)])

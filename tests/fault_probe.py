@@ -11,7 +11,7 @@ import sys
 from lightning.pytorch import Callback
 
 from gan_lightning.commands.base import run_command
-from gan_lightning.commands.train import _resolve, build_parser, run
+from gan_lightning.commands.train import build_parser, resolve, run
 
 
 class KillRank(Callback):
@@ -27,7 +27,7 @@ class KillRank(Callback):
 def train_with_faults(cfg) -> None:
     """train.py's `run`, plus the injected fault; returns None, so a run that ends normally exits 0 as train.py does."""
     faults = [KillRank(os.environ["FAULT_KILL"])] if os.environ.get("FAULT_KILL") else []
-    run(_resolve(cfg), callbacks=faults)
+    run(resolve(cfg), callbacks=faults)
 
 
 if __name__ == "__main__":

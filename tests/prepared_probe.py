@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch import Callback
 
 from gan_lightning.commands.base import run_command
-from gan_lightning.commands.train import _resolve, build_parser, run
+from gan_lightning.commands.train import build_parser, resolve, run
 
 STEP = 7  # grey levels between consecutive indices: 0, 7, ..., 7 * 36 <= 255
 
@@ -45,7 +45,7 @@ class RecordSamples(Callback):
 
 def train(cfg) -> None:
     """As the train command trains (its `run` returns paths, which are not an exit status), plus the recorder."""
-    run(_resolve(cfg), callbacks=[RecordSamples(Path(sys.argv[1]))])
+    run(resolve(cfg), callbacks=[RecordSamples(Path(sys.argv[1]))])
 
 
 if __name__ == "__main__":

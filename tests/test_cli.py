@@ -10,33 +10,33 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gan_lightning import GAN
-from gan_lightning.commands.train import PRESETS, _resolve, build_parser, main
+from gan_lightning.commands.train import PRESETS, build_parser, main, resolve
 
 from conftest import REPO
 
 TRAIN = [sys.executable, str(REPO / "scripts" / "train.py")]
 
 
-def resolve(*argv: str):
-    return _resolve(build_parser().parse_args(list(argv)))
+def resolved(*argv: str):
+    return resolve(build_parser().parse_args(list(argv)))
 
 
 def test_defaults_are_the_cs231n_gan():
-    cfg = resolve()
+    cfg = resolved()
     assert (cfg.dataset, cfg.model, cfg.loss, cfg.noise, cfg.latent_dim) == ("mnist", "mlp", "bce", "uniform", 96)
     assert (cfg.lr, cfg.beta1, cfg.beta2, cfg.batch_size) == (1e-3, 0.5, 0.999, 128)
     assert (cfg.image_size, cfg.channels, cfg.max_steps, cfg.name) == (28, 1, 5000, "mlp")
 
 
 def test_presets_set_flags_and_explicit_flags_win():
-    cfg = resolve("--preset", "dcgan_celeba")
+    cfg = resolved("--preset", "dcgan_celeba")
     assert (cfg.dataset, cfg.model, cfg.image_size, cfg.latent_dim, cfg.noise) == ("celeba", "dcgan", 64, 100, "normal")
     assert (cfg.lr, cfg.beta1, cfg.batch_size, cfg.channels) == (2e-4, 0.5, 128, 3)
-    cfg = resolve("--preset", "dcgan_celeba", "--lr", "1e-4", "--nz", "64")
+    cfg = resolved("--preset", "dcgan_celeba", "--lr", "1e-4", "--nz", "64")
     assert cfg.lr == 1e-4 and cfg.latent_dim == 64
-    assert resolve("--preset", "cs231n_lsgan").loss == "lsgan"
-    assert resolve("--preset", "cs231n_dcgan").model == "dcgan_mnist"
-    assert resolve("--model", "dcgan").image_size == 32  # MNIST resized to a power of two
+    assert resolved("--preset", "cs231n_lsgan").loss == "lsgan"
+    assert resolved("--preset", "cs231n_dcgan").model == "dcgan_mnist"
+    assert resolved("--model", "dcgan").image_size == 32  # MNIST resized to a power of two
 
 
 def test_help_lists_presets(capsys):

@@ -85,10 +85,10 @@ def test_a_module_without_networks_falls_back_to_one_wrapper(tmp_path):
 
 
 def test_multi_process_runs_default_to_per_network_ddp():
-    from gan_lightning.commands.train import _default_strategy
+    from gan_lightning.commands.train import default_strategy
 
-    assert _default_strategy(2, "cpu", 1) == "ddp_per_network" and _default_strategy(1, "cpu", 1) == "auto"
-    assert _default_strategy(1, "cpu", 2) == "ddp_per_network"  # one device on each of two nodes
+    assert default_strategy(2, "cpu", 1) == "ddp_per_network" and default_strategy(1, "cpu", 1) == "auto"
+    assert default_strategy(1, "cpu", 2) == "ddp_per_network"  # one device on each of two nodes
 
 
 def test_the_train_command_registers_the_default_multi_device_strategy():

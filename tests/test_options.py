@@ -11,8 +11,8 @@ from test_stateful import AnchoredLogits
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN
-from gan_lightning.commands.runconfig import flags_with, load_config, run_config, write_config
-from gan_lightning.commands.train import _resolve, build_parser, train_options
+from gan_lightning.commands.train import build_parser, resolve, train_options
+from gan_lightning.commands.train.runconfig import flags_with, load_config, run_config, write_config
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import Option, Options
 from gan_lightning.training.objectives import LeastSquares
@@ -68,11 +68,11 @@ def test_an_objective_built_directly_checks_its_declared_ranges(build, message):
 
 
 def test_every_recorded_option_is_written_to_config_yaml_and_replays(tmp_path):
-    cfg = _resolve(build_parser().parse_args(["--model", "dcgan", "--lr", "3e-4", "--r1", "0.5"]))
+    cfg = resolve(build_parser().parse_args(["--model", "dcgan", "--lr", "3e-4", "--r1", "0.5"]))
     config = run_config(cfg)
     assert set(config) == {o.name for o in OPTIONS if o.resume != "transient"}
     write_config(tmp_path, config)
-    replayed = _resolve(build_parser().parse_args(["--config", str(tmp_path)]))
+    replayed = resolve(build_parser().parse_args(["--config", str(tmp_path)]))
     assert run_config(replayed) == config
     assert load_config(tmp_path, known=set(vars(cfg))) == config
 

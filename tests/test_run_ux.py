@@ -16,8 +16,8 @@ import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gan_lightning.callbacks import CUSTOM_SCALARS, RunProgress
-from gan_lightning.commands.runconfig import run_config, write_config
-from gan_lightning.commands.train import TrainParser, _resolve, build_parser, main
+from gan_lightning.commands.train import TrainParser, build_parser, main, resolve
+from gan_lightning.commands.train.runconfig import run_config, write_config
 from gan_lightning.data.loading import resume_position
 
 from conftest import cpu_trainer, make_fake_mnist
@@ -212,7 +212,7 @@ def test_unreadable_image_mid_run_stops_with_one_line_and_a_good_checkpoint(tmp_
     argv = ["--dataset", "folder", "--data-dir", str(folder), "--channels", "1", "--image-size", "28",
             "--log-dir", str(logs), "--max-steps", "50", "--checkpoint-every", "1", "--num-workers", "0",
             *TINY]  # fmt: skip
-    train = lambda cfg: run(_resolve(cfg), callbacks=[CutFilesAfterIteration2()])  # noqa: E731
+    train = lambda cfg: run(resolve(cfg), callbacks=[CutFilesAfterIteration2()])  # noqa: E731
     assert run_command(build_parser(), train, argv) == 2
     err = one_error_line(capsys)
     ckpt = logs / "mlp" / "version_0" / "checkpoints" / "last.ckpt"
@@ -261,13 +261,13 @@ def test_resume_position_after_a_batch_size_change():
 # ------------------------------------------------------------------------------------------------- config
 def test_config_yaml_round_trip_resolves_to_the_same_configuration(tmp_path):
     argv = ["--preset", "modern_mnist", "--diffaug", "color,cutout", "--max-steps", "123", "--seed", "7"]
-    first = _resolve(build_parser().parse_args(argv))
+    first = resolve(build_parser().parse_args(argv))
     path = write_config(tmp_path, run_config(first))
     doc = yaml.safe_load(path.read_text())
     assert set(doc) == {"args", "environment", "written"} and doc["environment"]["torch"] == str(torch.__version__)
-    replayed = _resolve(build_parser().parse_args(["--config", str(path)]))
+    replayed = resolve(build_parser().parse_args(["--config", str(path)]))
     assert run_config(replayed) == run_config(first)
-    overridden = _resolve(build_parser().parse_args(["--config", str(tmp_path), "--lr", "0.01"]))
+    overridden = resolve(build_parser().parse_args(["--config", str(tmp_path), "--lr", "0.01"]))
     assert overridden.lr == 0.01 and overridden.r1 == first.r1 == 1.0  # explicit flags win, the rest replays
     assert isinstance(build_parser(), TrainParser)
 

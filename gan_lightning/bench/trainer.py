@@ -126,7 +126,7 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
             data_dir, data = str(write_synthetic_mnist(Path(tmp) / "data", seed=bench.seed)), "synthetic"
         else:
             data = f"MNIST from {Path(data_dir) / 'MNIST' / 'raw'}"
-        cfg = cli._resolve(cli.build_parser().parse_args(cli_argv(bench, data_dir, str(Path(tmp) / "logs"))))
+        cfg = cli.resolve(cli.build_parser().parse_args(cli_argv(bench, data_dir, str(Path(tmp) / "logs"))))
         with redirect_stdout(sys.stderr):  # progress bar and the (temporary) paths: stdout is the report
             cli.run(cfg, callbacks=[interleave_callback(bench, timings)])
     if len(timings.plain) != bench.rounds or len(timings.lightning) != bench.rounds:

@@ -15,6 +15,7 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
+from gan_lightning.commands.train.options import train_options
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.core.files import append_text, load_weights_file, write_text
 
@@ -24,8 +25,6 @@ CHANGES_FILE = "config_changes.yaml"
 
 def flags_with(rule: str) -> list[str]:
     """The train command's options whose declared resume rule is `rule` (see `gan_lightning.core.options`)."""
-    from gan_lightning.commands.train import train_options
-
     return train_options().names(resume=rule)
 
 
@@ -38,7 +37,7 @@ def run_config(cfg: argparse.Namespace) -> dict[str, Any]:
 def _git_commit() -> str | None:
     """The commit of the checkout this package runs from, or None outside a git checkout."""
     try:
-        root = Path(__file__).resolve().parents[1]
+        root = Path(__file__).resolve().parents[2]
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5)  # fmt: skip

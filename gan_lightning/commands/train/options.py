@@ -1,0 +1,59 @@
+"""The train command's options: the run's own (length, hardware, logging, checkpoints) and every component's."""
+
+from __future__ import annotations
+
+from gan_lightning.commands.train.presets import PRESETS
+from gan_lightning.core.options import Option, Options, declared
+
+# The run itself: its length, hardware, logging and checkpoints. Declared here because the command owns them.
+# fmt: off
+RUN_OPTIONS = (
+    Option("preset", None, "set every flag of a source configuration at once", type=str,
+           choices=lambda: sorted(PRESETS), resume="free", default_text="none"),
+    Option("config", None, "replay a run: RUN_DIR/config.yaml (or RUN_DIR) sets every flag; explicit flags "
+           "override it", type=str, metavar="FILE", resume="transient", default_text="none"),
+    Option("max_steps", None, "training length in generator updates, i.e. iterations (not Lightning's optimizer "
+           "steps, which are d_steps+1 per iteration)", type=int, positive=True, resume="free",
+           default_text="5000 unless --max-epochs is given"),
+    Option("max_epochs", None, "training length in epochs", type=int, positive=True, resume="free",
+           default_text="none"),
+    Option("accelerator", "auto", "cpu, gpu, mps or auto", resume="free"),
+    Option("devices", "auto", "number of devices, a list like 0,1, or auto", resume="free"),
+    Option("precision", "32-true", "numeric precision; 16-mixed uses a gradient scaler, bf16-mixed none",
+           choices=("32-true", "16-mixed", "bf16-mixed")),
+    Option("strategy", "auto", "Lightning strategy; auto picks ddp_per_network (G and D in separate DDP wrappers: "
+           "each phase all-reduces only its own network) when training on more than one device", resume="free"),
+    Option("num_nodes", 1, "machines, launched by Lightning's own launcher", positive=True, resume="free"),
+    Option("sync_batchnorm", False, "synchronise BatchNorm statistics across devices", resume="free"),
+    Option("log_dir", "lightning_logs", "TensorBoard root", resume="free"),
+    Option("name", None, "run name: logs go to LOG_DIR/NAME/version_N", type=str, resume="free",
+           default_text="the model"),
+    Option("sample_every", 500, "log a sample grid every N iterations", positive=True, resume="free"),
+    Option("log_every", 50, "log scalars every N iterations", positive=True, resume="free"),
+    Option("checkpoint_every", 1000, "write checkpoints/last.ckpt every N iterations and at the end", positive=True,
+           resume="free"),
+    Option("keep_checkpoints", False, "also keep checkpoints/iter_N.ckpt at every save, for `evaluate.py RUN_DIR` "
+           "to score the run's history", resume="free"),
+    Option("ckpt_path", None, "resume from a checkpoint file, or `last` for the newest run of --name", type=str,
+           resume="transient", default_text="none"),
+    Option("fast_dev_run", False, "run one batch through everything, write nothing", resume="transient"),
+)
+# fmt: on
+
+
+def option_groups() -> list[tuple[str, Options]]:
+    """The train command's options by owner, as `--help` groups them: each declared once, by its component."""
+    from gan_lightning import data, metrics
+    from gan_lightning.training.gan import GAN
+
+    return [
+        ("data", declared(data.registry)),
+        ("model, objective and optimization", GAN.declared_options()),
+        ("evaluation (offline: no weights are ever downloaded)", declared(metrics)),
+        ("run, hardware, logging and checkpoints", Options(RUN_OPTIONS)),
+    ]
+
+
+def train_options() -> Options:
+    """Every option of the train command."""
+    return Options(*(group for _, group in option_groups()))

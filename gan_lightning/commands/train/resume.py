@@ -1,0 +1,85 @@
+"""Resuming a run: the checkpoint `--ckpt-path` names, the flags it was trained with, and the command that resumes."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gan_lightning.commands.train.runconfig import (
+    checkpoint_config,
+    compare_for_resume,
+    read_training_checkpoint,
+    trained_d_steps,
+)
+from gan_lightning.core.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """Where a run starts: the checkpoint it resumes from (None for a fresh run), the logger version it continues,
+    the training flags changed since the checkpoint ({flag: (old, new)}) and Lightning's step count there."""
+
+    checkpoint: str | None = None
+    version: int | None = None
+    changes: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
+    global_step: int = 0
+
+
+def latest_version_dir(log_dir: str, name: str) -> Path | None:
+    """The newest `LOG_DIR/NAME/version_N` holding `checkpoints/last.ckpt`."""
+    root = Path(log_dir) / name
+    versions = [p for p in root.glob("version_*") if p.name[8:].isdigit() and (p / "checkpoints/last.ckpt").is_file()]
+    return max(versions, key=lambda p: int(p.name[8:]), default=None)
+
+
+def resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:
+    """(checkpoint path, logger version to continue) for `--ckpt-path`, failing early when it does not exist."""
+    if not cfg.ckpt_path:
+        return None, None
+    if cfg.ckpt_path == "last":
+        version_dir = latest_version_dir(cfg.log_dir, cfg.name)
+        if version_dir is None:
+            raise ConfigError(f"--ckpt-path last: no {cfg.log_dir}/{cfg.name}/version_*/checkpoints/last.ckpt; "
+                              "check --log-dir and --name")  # fmt: skip
+        return str(version_dir / "checkpoints/last.ckpt"), int(version_dir.name[8:])
+    path = Path(cfg.ckpt_path)
+    if path.is_dir():
+        raise ConfigError(f"--ckpt-path {path} is a directory; pass a checkpoint file (checkpoints/last.ckpt) or last")
+    if not path.is_file():
+        raise ConfigError(f"--ckpt-path {path}: no such checkpoint file")
+    # Continue logging in the run the checkpoint came from when it lives in the standard layout.
+    version_dir = path.parent.parent
+    same_run = (
+        path.parent.name == "checkpoints" and version_dir.resolve().parent == (Path(cfg.log_dir) / cfg.name).resolve()
+    )
+    return str(path), int(version_dir.name[8:]) if same_run and version_dir.name[8:].isdigit() else None
+
+
+def resume_from(cfg: argparse.Namespace, config: Mapping[str, Any]) -> Resume:
+    """The run's starting point: `--ckpt-path`'s checkpoint checked against the resolved `config`, whose network-
+    defining flags must match it (one ConfigError lists every difference)."""
+    ckpt_path, version = resume_target(cfg)
+    if ckpt_path is None:
+        return Resume(version=version)
+    ckpt = read_training_checkpoint(ckpt_path)
+    changes = compare_for_resume(checkpoint_config(ckpt), config, ckpt_path, trained_d_steps(ckpt))
+    global_step = int(ckpt.get("global_step", 0))
+    del ckpt  # Lightning reads it again; holding two copies of a large checkpoint helps nobody
+    return Resume(ckpt_path, version, changes, global_step)
+
+
+def resume_command(checkpoint: str) -> str:
+    """The command line that continues this run from `checkpoint`: the one that started it, with --ckpt-path."""
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip or arg == "--ckpt-path" or arg.startswith("--ckpt-path="):
+            skip = arg == "--ckpt-path"
+            continue
+        argv.append(arg)
+    script = sys.argv[0] if sys.argv and sys.argv[0].endswith(".py") else "scripts/train.py"
+    return shlex.join(["python", script, *argv, "--ckpt-path", checkpoint])

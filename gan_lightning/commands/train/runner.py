@@ -1,0 +1,115 @@
+"""The train command itself: `run(cfg)` trains a resolved configuration step by step; `main` is its entry point."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+
+from gan_lightning.callbacks import GANCheckpoint, GANLogger, RankWatch, RunProgress, SampleGrid, TrainingHealth
+from gan_lightning.commands.base import CommandStopped, run_command
+from gan_lightning.commands.train.fit import fit
+from gan_lightning.commands.train.parser import build_parser
+from gan_lightning.commands.train.resolution import resolve
+from gan_lightning.commands.train.resume import Resume, resume_from
+from gan_lightning.commands.train.runconfig import (
+    CONFIG_FILE,
+    ResumeWithChanges,
+    record_changes,
+    run_config,
+    warn_changes,
+    write_config,
+)
+from gan_lightning.commands.train.trainer import (
+    LightningNotices,
+    build_trainer,
+    checkpoint_callback,
+    evaluation_callbacks,
+    parse_devices,
+    quiet_expected_warnings,
+)
+from gan_lightning.core.files import check_writable_dir
+from gan_lightning.data import DATASETS
+from gan_lightning.training.gan import GAN
+
+
+def run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback] = ()) -> dict[str, str]:
+    """Train a resolved config (`resolve`) plus any extra `callbacks`; returns the log dir and last checkpoint path."""
+    with LightningNotices().installed():
+        return _run(cfg, callbacks)
+
+
+def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str, str]:
+    """`run`'s steps, ordered so that every check of the input precedes the first file written."""
+    quiet_expected_warnings()
+    devices = parse_devices(cfg.devices)
+    if not cfg.fast_dev_run:
+        check_writable_dir(cfg.log_dir, "--log-dir")
+    config = run_config(cfg)
+    resume = resume_from(cfg, config)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = GAN(**GAN.declared_options().pick(vars(cfg)))
+    datamodule = prepared_datamodule(cfg, model.d_steps)
+    extra = [*callbacks, *([ResumeWithChanges()] if resume.checkpoint else []), *evaluation_callbacks(cfg)]
+    logger = GANLogger(cfg.log_dir, name=cfg.name, version=resume.version, default_hp_metric=False)
+    checkpoint, watch = checkpoint_callback(cfg, config), RankWatch()
+    standard = [SampleGrid(every_n_steps=cfg.sample_every), checkpoint, RunProgress(), TrainingHealth(), watch]
+    trainer = build_trainer(cfg, devices, model, logger, [*standard, *extra])
+    datamodule.check_batches(trainer.world_size)  # per process, now that the number of processes is known
+    paths = {"log_dir": str(logger.log_dir), "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt")}
+    if trainer.is_global_zero and not cfg.fast_dev_run:
+        # Everything that could be wrong with the input has been checked by now: the run directory may appear.
+        record_config(paths["log_dir"], config, resume, model.steps_per_iteration)
+    fit(trainer, model, datamodule, resume.checkpoint, checkpoint, watch)
+    if trainer.is_global_zero and not cfg.fast_dev_run:
+        print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
+    _raise_if_signalled(trainer, checkpoint, model)
+    return paths
+
+
+def prepared_datamodule(cfg: argparse.Namespace, d_steps: int) -> pl.LightningDataModule:
+    """The dataset's DataModule, its data found and readable: one iteration consumes `d_steps` real minibatches,
+    one per D update."""
+    options = {k: v for k, v in vars(cfg).items() if k != "data_dir"}
+    datamodule = DATASETS.get(cfg.dataset)(cfg.data_dir, **{**options, "batch_size": cfg.batch_size * d_steps})
+    if os.environ.get("LOCAL_RANK", "0") == "0":
+        datamodule.prepare_data()  # fail on missing data here, before any directory is created
+    datamodule.setup("fit")  # ...and on unreadable data (Lightning's own call later finds it done)
+    return datamodule
+
+
+def record_config(run_dir: str, config: Mapping[str, Any], resume: Resume, steps_per_iteration: int) -> None:
+    """Write `config.yaml` for a new run, or for a resume with changed flags, which are also warned about and
+    appended to the run's `config_changes.yaml`."""
+    iteration = resume.global_step // steps_per_iteration
+    resumed_from = (
+        {"checkpoint": str(Path(resume.checkpoint).resolve()), "iteration": iteration} if resume.checkpoint else None
+    )
+    if resume.changes or not (Path(run_dir) / CONFIG_FILE).is_file():
+        write_config(run_dir, config, resumed_from)
+    if resume.changes:
+        warn_changes(resume.changes, iteration)
+        record_changes(run_dir, iteration, resume.changes, resumed_from["checkpoint"])
+
+
+def _raise_if_signalled(trainer: pl.Trainer, checkpoint: GANCheckpoint, model: GAN) -> None:
+    """Exit status 130 when a signal ended training early."""
+    if checkpoint.stop_requested or trainer.received_sigterm:
+        raise CommandStopped(
+            f"stopped by a signal after iteration {model.iteration}; resume with the same flags and --ckpt-path last",
+            status=130,
+        )
+
+
+def _resolve_and_run(cfg: argparse.Namespace) -> None:
+    """The train command's `run`: fill in presets and defaults, then train (the paths are printed, not returned)."""
+    run(resolve(cfg))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `scripts/train.py`: 0 on success, 2 bad input or data, 3 non-finite loss, 130 signal."""
+    return run_command(build_parser(), _resolve_and_run, argv)
