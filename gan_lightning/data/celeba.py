@@ -8,6 +8,7 @@ from pathlib import Path
 from gan_lightning.core.errors import DataError
 from gan_lightning.data.folder import ImageFolderDataModule
 from gan_lightning.data.images import IMAGE_EXTENSIONS
+from gan_lightning.data.registry import dataset
 
 PARTITION_FILES = ("list_eval_partition.txt", "list_eval_partition.csv")  # official / Kaggle mirror
 TRAIN, VALID = 0, 1
@@ -30,6 +31,7 @@ def read_partition(path: Path) -> dict[str, int]:
     return parts
 
 
+@dataset("celeba", native_size=64)
 class CelebADataModule(ImageFolderDataModule):
     """CelebA in `<data_dir>/celeba/img_align_celeba/*.jpg`, split by `list_eval_partition.txt` if present.
 

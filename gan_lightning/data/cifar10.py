@@ -20,6 +20,7 @@ import torch
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data.base import GANDataModule, TensorImageDataset, default_data_dir
 from gan_lightning.data.mnist import resize_uint8
+from gan_lightning.data.registry import dataset
 
 # torchvision.datasets.CIFAR10's layout (base_folder, filename, train_list, test_list, meta); tests compare them
 BASE_FOLDER = "cifar-10-batches-py"
@@ -93,6 +94,7 @@ def read_class_names(folder: Path) -> list[str]:
     return names
 
 
+@dataset("cifar10", channels=3, native_size=32, num_classes=10, data_on_device=True, download=True)
 class CIFAR10DataModule(GANDataModule):
     """CIFAR-10 from `<data_dir>/cifar-10-batches-py` (torchvision's layout); train = the five training batches
     (50,000 images), val = the test batch (10,000). Labels are the 10 classes; `class_names` are `batches.meta`'s.

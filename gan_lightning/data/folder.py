@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import find_classes
 
 from gan_lightning.core.errors import ConfigError, DataError
+from gan_lightning.core.options import Option
 from gan_lightning.data.base import GANDataModule
 from gan_lightning.data.images import (
     CACHE_BYTES,
@@ -24,6 +25,7 @@ from gan_lightning.data.images import (
 )
 from gan_lightning.data.loading import seeded_split
 from gan_lightning.data.prepared import PreparedImageDataset, PreparedImages
+from gan_lightning.data.registry import dataset
 
 # Fixed, not `seed`: changing the training seed must not change which images are held out for the metrics.
 SPLIT_SEED = 12345
@@ -60,6 +62,7 @@ def folder_classes(root: str | Path) -> list[str]:
     return classes
 
 
+@dataset("folder", needs_data_dir=True)
 class ImageFolderDataModule(GANDataModule):
     """Every image file under `data_dir` (recursively), resized and centre-cropped to `image_size`.
 
@@ -70,6 +73,15 @@ class ImageFolderDataModule(GANDataModule):
     (a directory written by `gan-prepare` from this folder), the same images come from its memory-mapped uint8 array
     instead of being decoded: same files, split, order, labels and pixels, refused in one line when out of date.
     """
+
+    # fmt: off
+    options = (
+        Option("skip_bad_images", False, "skip unreadable image files instead of failing", resume="free"),
+        Option("prepared", None, "read the images from this directory written by scripts/prepare_data.py (decoded, "
+               "cropped and packed once) instead of decoding files; refused when the folder changed since", type=str,
+               resume="free", metavar="DIR", default_text="none: decode the files"),
+    )
+    # fmt: on
 
     def __init__(
         self,

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data.base import GANDataModule, TensorImageDataset
 from gan_lightning.data.loading import seeded_split
+from gan_lightning.data.registry import dataset
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -50,6 +51,15 @@ def check_idx_file(path: Path) -> int:
     return dims[0] if dims else 0
 
 
+@dataset(
+    "mnist",
+    channels=1,
+    native_size=28,
+    num_classes=10,
+    data_on_device=True,
+    download=True,
+    extractor="mnist_classifier",
+)
 class MNISTDataModule(GANDataModule):
     """torchvision MNIST under `<data_dir>/MNIST/raw`; 60,000 training digits split 55,000 / 5,000 into
     train and val by default.

@@ -1,7 +1,8 @@
 """Datasets by name, each self-describing: `DATASETS.get(name)` is a `DatasetSpec` saying what the dataset is
 (channels, native size, classes, whether it can live on the accelerator, its reference feature extractor); calling
 it builds the DataModule. The command line, the metrics and `evaluate.py` read these declarations instead of
-knowing dataset names, so a new dataset is one DataModule file plus one `DATASETS.register(...)` line here.
+knowing dataset names. A new dataset is one file: a DataModule with its own `options`, registered by
+`@dataset(name, ...)` (files in this package are imported automatically; a plugin's when the plugin loads).
 """
 
 from __future__ import annotations
@@ -9,17 +10,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.options import Option, call_with
+from gan_lightning.core.options import Option, Options, call_with, declared
 from gan_lightning.core.registry import Registry
 from gan_lightning.data.base import GANDataModule
-from gan_lightning.data.celeba import CelebADataModule
-from gan_lightning.data.cifar10 import CIFAR10DataModule
-from gan_lightning.data.folder import ImageFolderDataModule
-from gan_lightning.data.mnist import MNISTDataModule
-from gan_lightning.data.stacked_mnist import StackedMNISTDataModule
 
 
 @dataclass(frozen=True)
@@ -29,8 +25,9 @@ class DatasetSpec:
     `channels` / `native_size` / `num_classes` are None when the dataset has none of its own (a folder: any channel
     count, no native size, no labels). `extractor` names the reference feature extractor for sample-quality metrics
     (`metrics.EXTRACTORS`), None for "Inception, when weights are given". `download` is the default of --download.
-    `read_classes(data_dir, **options)` is for datasets whose classes are found in the data, not fixed (a folder's
-    subfolders): it returns their names in label order, or None when the options give the run no classes.
+    `read_classes(data_dir, **options)` (default: the DataModule's classmethod of that name, if any) is for datasets
+    whose classes are found in the data, not fixed (a folder's subfolders): it returns their names in label order,
+    or None when the options give the run no classes.
     """
 
     datamodule: type[GANDataModule]
@@ -46,11 +43,12 @@ class DatasetSpec:
     def class_names(self, data_dir: str | None, **options: Any) -> list[str] | None:
         """The class names, in label order, that the data in `data_dir` has under `options` (those `read_classes`
         takes), or None when the dataset declares no names (then `num_classes`, if set, is all it says)."""
-        if self.read_classes is None:
+        read_classes = self.read_classes or getattr(self.datamodule, "read_classes", None)
+        if read_classes is None:
             return None
         if data_dir is None and self.needs_data_dir:
             raise ConfigError(f"{self.datamodule.__name__} needs --data-dir pointing at a directory of images")
-        return call_with(self.read_classes, options, data_dir=data_dir)
+        return call_with(read_classes, options, data_dir=data_dir)
 
     def accepts(self, option: str) -> bool:
         """Whether the DataModule takes `option` (the others do not apply to this dataset)."""
@@ -65,21 +63,23 @@ class DatasetSpec:
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
-# fmt: off
-DATASETS.register("mnist")(DatasetSpec(MNISTDataModule, channels=1, native_size=28, num_classes=10,
-                                       data_on_device=True, download=True, extractor="mnist_classifier"))
-DATASETS.register("stacked_mnist")(DatasetSpec(StackedMNISTDataModule, channels=3, native_size=28,
-                                               num_classes=1000, data_on_device=True, download=True,
-                                               extractor="stacked_mnist_classifier"))
-DATASETS.register("celeba")(DatasetSpec(CelebADataModule, native_size=64))
-DATASETS.register("cifar10")(DatasetSpec(CIFAR10DataModule, channels=3, native_size=32, num_classes=10,
-                                         data_on_device=True, download=True,
-                                         read_classes=CIFAR10DataModule.read_classes))
-DATASETS.register("folder")(DatasetSpec(ImageFolderDataModule, needs_data_dir=True,
-                                        read_classes=ImageFolderDataModule.read_classes))
-# fmt: on
+
+D = TypeVar("D", bound=type[GANDataModule])
+
+
+def dataset(name: str, **declaration: Any) -> Callable[[D], D]:
+    """Class decorator registering a DataModule as dataset `name` with what it declares about itself
+    (`DatasetSpec`'s fields): one file is one dataset, in this package or in a plugin."""
+
+    def decorator(datamodule: D) -> D:
+        DATASETS.register(name)(DatasetSpec(datamodule, **declaration))
+        return datamodule
+
+    return decorator
+
 
 # Options of every dataset; a dataset that does not take one (its DataModule has no such parameter) refuses it.
+# Options of one dataset only are declared by its DataModule (`options`), e.g. the image folder's.
 # fmt: off
 options = (
     Option("dataset", "mnist", "dataset", choices=DATASETS.names),
@@ -88,10 +88,6 @@ options = (
            default_text="$GAN_DATA_DIR or ./data"),
     Option("download", None, "download missing data", type=bool, resume="free",
            default_text="the dataset's: yes for MNIST, Stacked MNIST and CIFAR-10, no for CelebA"),
-    Option("skip_bad_images", False, "skip unreadable image files instead of failing", resume="free"),
-    Option("prepared", None, "read the images from this directory written by scripts/prepare_data.py (decoded, "
-           "cropped and packed once) instead of decoding files; refused when the folder changed since", type=str,
-           resume="free", metavar="DIR", default_text="none: decode the files"),
     Option("num_workers", None, "DataLoader worker processes", type=int, minimum=0, resume="free",
            default_text="per dataset"),
     Option("data_on_device", False, "keep the dataset as uint8 on the accelerator and batch by indexing (no "
@@ -100,3 +96,11 @@ options = (
            positive=True),
 )
 # fmt: on
+
+
+def dataset_options() -> Options:
+    """The options of every dataset (above) and those each registered DataModule declares itself."""
+    import sys
+
+    own = (declared(DATASETS.get(name).datamodule) for name in DATASETS.names())
+    return Options(declared(sys.modules[__name__]), *own)

@@ -8,6 +8,7 @@ import torch
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.data.base import TensorImageDataset
 from gan_lightning.data.mnist import MNISTDataModule
+from gan_lightning.data.registry import dataset
 
 STACK_SEED = 2024  # default composition seed; deliberately not the training seed (see StackedMNISTDataModule)
 
@@ -38,6 +39,15 @@ def stack_digits(digits: torch.Tensor, labels: torch.Tensor, sources: torch.Tens
     return TensorImageDataset(images, encode_digits(labels[sources]))
 
 
+@dataset(
+    "stacked_mnist",
+    channels=3,
+    native_size=28,
+    num_classes=1000,
+    data_on_device=True,
+    download=True,
+    extractor="stacked_mnist_classifier",
+)
 class StackedMNISTDataModule(MNISTDataModule):
     """Stacked MNIST: 3 x S x S uint8 images whose channels are three independently drawn MNIST digits.
 

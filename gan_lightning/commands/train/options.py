@@ -47,7 +47,7 @@ def option_groups() -> list[tuple[str, Options]]:
     from gan_lightning.training.gan import GAN
 
     return [
-        ("data", declared(data.registry)),
+        ("data", data.dataset_options()),
         ("model, objective and optimization", GAN.declared_options()),
         ("evaluation (offline: no weights are ever downloaded)", declared(metrics)),
         ("run, hardware, logging and checkpoints", Options(RUN_OPTIONS)),

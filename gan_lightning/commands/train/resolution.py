@@ -9,9 +9,7 @@ from typing import Any
 from gan_lightning.commands.train.options import train_options
 from gan_lightning.commands.train.presets import PRESETS
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.options import declared
-from gan_lightning.data import DATASETS
-from gan_lightning.data import registry as data_registry
+from gan_lightning.data import DATASETS, dataset_options
 from gan_lightning.models import default_image_size
 from gan_lightning.training.accumulate import check_divisible
 from gan_lightning.training.schedules import check_run_length, scheduled_targets
@@ -72,7 +70,7 @@ def check_dataset(cfg: argparse.Namespace, spec: Any, names: list[str] | None, n
     if cfg.data_on_device and not spec.data_on_device:
         raise ConfigError(f"--data-on-device holds datasets in device memory; --dataset {cfg.dataset} streams "
                           "from disk")  # fmt: skip
-    for option in declared(data_registry):
+    for option in dataset_options():
         value = getattr(cfg, option.name)
         if option.name != "dataset" and not spec.accepts(option.name) and value not in (None, False, option.default):
             raise ConfigError(f"{option.flag} does not apply to --dataset {cfg.dataset}; drop it")
