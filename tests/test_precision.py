@@ -10,7 +10,7 @@ from lightning.pytorch.plugins import MixedPrecision
 from test_module import image_loader, snapshot
 
 from gan_lightning import GAN
-from gan_lightning.training.gan import networks_to_compile
+from gan_lightning.training.steps import networks_to_compile
 
 from conftest import cpu_trainer
 

@@ -2,17 +2,16 @@
 over copies of the module's networks, with the optimizers rebuilt for them, and `snapshot` to compare its weights with
 the module's.
 
-It runs over deep copies of the same networks (G, and D with its heads: the module's `Critic`),
-taken before Lightning's first update. It has no training step of its own: it runs the module's components, so
-it cannot drift from them. The module's latent space draws G's inputs, the module's objective computes both
-phases' losses (regularizers included), on a generator seeded per iteration by `iteration_seed` as the module's is, over
-the same `tensor_split(d_steps)` chunks as `GAN.training_step` (the last chunk feeds the G phase). What it does
-without Lightning: freezing the other network with `requires_grad_` (instead of `toggled_optimizer`),
-`loss.backward()`, `opt.step()` on optimizers of the module's class and settings (fused Adam, as
-`GAN.configure_optimizers` asks), and fetching batches from a second copy of the DataModule's own training loader
+It runs over deep copies of the same networks (G, and D with its heads: the module's `Critic`), taken before
+Lightning's first update. It has no training step of its own: it runs the module's iteration
+(`training.steps.adversarial_iteration`, the D updates then the G update, with the module's latent space, objective,
+regularizers and `--accumulate` micro-batches) on a generator seeded per iteration by `iteration_seed` as the
+module's is. What it does without Lightning: freezing the other network with `requires_grad_` (instead of
+`toggled_optimizer`), `loss.backward()`, `opt.step()` on optimizers of the module's class and settings (fused Adam,
+as `GAN.configure_optimizers` asks), and fetching batches from a second copy of the DataModule's own training loader
 (same dataset, batch size, collate and per-epoch permutation). What it leaves out is what is being measured:
-Lightning's loop, hooks, logging, progress bar and callbacks, and the module's own bookkeeping (finite-loss
-checks, step metrics).
+Lightning's loop, hooks, logging, progress bar and callbacks, and the module's own bookkeeping (schedules, EMA,
+finite-loss checks, step metrics).
 """
 
 from __future__ import annotations
@@ -20,13 +19,17 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
+from functools import partial
 from typing import Any
 
 import torch
 
-from gan_lightning.training.gan import iteration_seed, networks_to_compile
+from gan_lightning.training.accumulate import Phase, accumulate
+from gan_lightning.training.batch import PhaseLoss
+from gan_lightning.training.latents import Latents
 from gan_lightning.training.objectives import Batch
+from gan_lightning.training.steps import adversarial_iteration, iteration_seed, networks_to_compile
 
 # Adam implementations to time instead of the module's own choice (`--adam module`: fused on CPU and CUDA).
 ADAM_VARIANTS: dict[str, dict[str, bool | None]] = {
@@ -63,9 +66,16 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _set_requires_grad(params: Iterable[torch.nn.Parameter], flag: bool) -> None:
+@contextmanager
+def frozen(params: Sequence[torch.nn.Parameter]) -> Iterator[None]:
+    """The other network's parameters frozen for one phase, as Lightning's `toggled_optimizer` does."""
     for p in params:
-        p.requires_grad_(flag)
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 class PlainLoop:
@@ -114,6 +124,7 @@ class PlainLoop:
         self.g_params = [p for g in self.opt_g.param_groups for p in g["params"]]
         self.d_params = [p for g in self.opt_d.param_groups for p in g["params"]]
         self.latents, self.objective, self.d_steps = module.latents, module.objective, module.d_steps
+        self.accumulate = int(module.hparams.get("accumulate", 1))
         self.rng = torch.Generator(device=self.device)
         self.iteration = 0
         # As Lightning's bf16-mixed: no cast cache, whose bf16 weight copies would go stale across in-place steps.
@@ -139,40 +150,32 @@ class PlainLoop:
             except StopIteration:
                 self._it, self.epoch = None, self.epoch + 1
 
-    def _iteration_rng(self) -> torch.Generator:
+    def _iteration_rng(self, iteration: int) -> torch.Generator:
         # The module's own seeding (one process, rank 0): the plain loop draws what the module draws in the same
         # iteration.
-        return self.rng.manual_seed(iteration_seed(self.module.hparams.seed, 0, self.iteration))
+        return self.rng.manual_seed(iteration_seed(self.module.hparams.seed, 0, iteration))
 
     def step(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """One iteration on a batch (images, or (images, labels)); returns the last (d_loss, g_loss), detached."""
         real = Batch.of(batch)
         if self.channels_last and real.images.ndim == 4:
             real = real._replace(images=real.images.contiguous(memory_format=torch.channels_last))
-        G, D, latents, objective, device = self.G, self.D, self.latents, self.objective, self.device
-        rng = self._iteration_rng()
-        iteration = self.iteration
-        first_d_step = iteration * self.d_steps
-        self.iteration += 1
+        iteration, self.iteration = self.iteration, self.iteration + 1
         with self.autocast():
-            _set_requires_grad(self.g_params, False)
-            for i, chunk in enumerate(real.split(self.d_steps)):
-                # conditional fakes take the chunk's real labels, as in the module
-                drawn = latents.draw(len(chunk.images), rng, device, labels=chunk.labels)
-                d = objective.d_loss(G, D, chunk, drawn, rng, step=first_d_step + i)
-                self.opt_d.zero_grad(set_to_none=True)
-                d.loss.backward()
-                self.opt_d.step()
-                objective.end_d_update(first_d_step + i)
-            _set_requires_grad(self.g_params, True)
-            _set_requires_grad(self.d_params, False)
-            drawn = latents.draw(len(chunk.images), rng, device)
-            g = objective.g_loss(G, D, chunk, drawn, rng, step=iteration)  # on the last chunk
-            self.opt_g.zero_grad(set_to_none=True)
-            g.loss.backward()
-            self.opt_g.step()
-            _set_requires_grad(self.d_params, True)
+            d, g = adversarial_iteration(
+                real, iteration, G=self.G, D=self.D, latents=self.latents, objective=self.objective,
+                d_steps=self.d_steps, rng=self._iteration_rng(iteration),
+                update_d=partial(self.update, self.opt_d), update_g=partial(self.update, self.opt_g),
+                d_phase=partial(frozen, self.g_params), g_phase=partial(frozen, self.d_params),
+            )  # fmt: skip
         return d.stats["d_loss"], g.stats["g_loss"]
+
+    def update(self, optimizer: torch.optim.Optimizer, phase: Phase, real: Batch, latents: Latents) -> PhaseLoss:
+        """zero_grad, backward of `phase`'s loss over the module's `--accumulate` micro-batches, one step."""
+        optimizer.zero_grad(set_to_none=True)
+        out = accumulate(phase, real, latents, self.accumulate, torch.Tensor.backward)
+        optimizer.step()
+        return out
 
     def run(self, n: int, clock: Callable[[], float]) -> list[float]:
         """`n` iterations (data fetch included); the seconds each one took."""

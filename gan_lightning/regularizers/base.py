@@ -28,8 +28,8 @@ from gan_lightning.core.registry import Registry
 
 if TYPE_CHECKING:
     from gan_lightning.models.heads import CriticOutput
+    from gan_lightning.training.batch import Batch
     from gan_lightning.training.latents import Latents
-    from gan_lightning.training.objectives import Batch
 
 Tensor = torch.Tensor
 

@@ -9,118 +9,38 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from gan_lightning.augment import AdaptiveAugment, DiffAugment, build_augment
+from gan_lightning.core import plugins
 from gan_lightning.core.compat import FORMAT as CHECKPOINT_FORMAT
 from gan_lightning.core.compat import upgrade_checkpoint
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.injected import build_component, describe_component, is_spec
 from gan_lightning.core.options import Option, Options, call_with, declared
-from gan_lightning.models import build_models, heads, model_options
+from gan_lightning.models import MODELS, build_models, heads, model_options
 from gan_lightning.models.heads import Critic, spectral_norm_all
 from gan_lightning.regularizers import REGULARIZERS
 from gan_lightning.training import accumulate, optim, schedules
 from gan_lightning.training.ema import EMA
-from gan_lightning.training.guards import AmpSkipCounter, FiniteGuard, GlobalRNG, NonFiniteLossError, grad_norm
-from gan_lightning.training.latents import Latents, LatentSpace, Truncation
+from gan_lightning.training.guards import AmpSkipCounter, FiniteGuard, GlobalRNG, NonFiniteLossError
+from gan_lightning.training.latents import NOISES, Latents, LatentSpace, Truncation
 from gan_lightning.training.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, build_objective
 from gan_lightning.training.optim import build_optimizers
 from gan_lightning.training.schedules import Schedules, total_iterations
+from gan_lightning.training.steps import (
+    adopt_component_state,
+    adversarial_iteration,
+    compile_networks,
+    generate,
+    iteration_seed,
+    move_tensors,
+    step_metrics,
+    training_batch,
+)
 
 Tensor = torch.Tensor
 __all__ = ["GAN", "NonFiniteLossError", "iteration_seed"]
-
-
-def step_metrics(stats: dict[str, Tensor], G: nn.Module, D: nn.Module, amp_skipped: Tensor | None) -> dict[str, Tensor]:
-    """Every statistic the components returned, under `train/`, plus D's mean probabilities and gradient norms.
-
-    D's logits become `p_real` / `p_fake` (mean sigmoid); any other non-scalar statistic is logged as its mean.
-    """
-    metrics = {"train/p_real": torch.sigmoid(stats["real_logits"]).mean(),
-               "train/p_fake": torch.sigmoid(stats["fake_logits"]).mean()}  # fmt: skip
-    metrics |= {f"train/{k}": v.float().mean() for k, v in stats.items() if k not in ("real_logits", "fake_logits")}
-    # the last step's gradients are still in .grad: D's from its last update, G's from this one
-    metrics |= {"train/grad_norm_d": grad_norm(D), "train/grad_norm_g": grad_norm(G)}
-    if amp_skipped is not None:
-        metrics["train/amp_skipped_steps"] = amp_skipped.float()
-    return metrics
-
-
-def networks_to_compile(G: nn.Module, D: nn.Module, objective: Any) -> list[nn.Module]:
-    """G and D, or only G when the objective's penalties backpropagate through D's input gradients: torch.compile
-    has no double backward ("does not currently support double backward"), which WGAN-GP, R1 and R2 need."""
-    return [G] if getattr(objective, "differentiates_d_twice", False) else [G, D]
-
-
-def compile_networks(G: nn.Module, D: nn.Module, objective: Any) -> None:
-    """torch.compile `networks_to_compile` in place: parameter names, so checkpoints, stay those of eager runs."""
-    nets = networks_to_compile(G, D, objective)
-    for net in nets:
-        net.compile()
-    if D not in nets:
-        rank_zero_info("compile: the generator only; the discriminator stays eager, because torch.compile has no "
-                       "double backward and the gradient penalties (WGAN-GP, R1, R2) need one")  # fmt: skip
-
-
-def training_batch(batch: Any, conditional: bool, channels_last: bool) -> Batch:
-    """A loader's batch as a `Batch`, checked for labels when training is conditional, NHWC when asked."""
-    real = Batch.of(batch)
-    if conditional and real.labels is None:
-        raise ConfigError("conditional training needs (images, labels) batches")
-    if channels_last and real.images.ndim == 4:
-        real = real._replace(images=real.images.contiguous(memory_format=torch.channels_last))
-    return real
-
-
-def move_tensors(batch: Any, device: torch.device) -> Any | None:
-    """A tuple or list of tensors moved tensor by tensor (None for any other batch)."""
-    if type(batch) in (tuple, list) and all(isinstance(t, Tensor) for t in batch):
-        # Lightning's generic walk costs more Python per batch than this whole module's bookkeeping; as Lightning,
-        # no non-blocking copies to the CPU or MPS
-        non_blocking = device.type not in ("cpu", "mps")
-        return type(batch)([t.to(device, non_blocking=non_blocking) for t in batch])
-    return None
-
-
-def generate(net: nn.Module, inputs: Tensor, batch_size: int, device: torch.device) -> Tensor:
-    """`net(inputs)` (B, ...) -> images (B, C, H, W) in eval mode, in chunks; the net's mode is restored after."""
-    was_training = net.training
-    net.eval()
-    try:
-        return torch.cat([net(chunk.to(device)) for chunk in inputs.split(batch_size)])
-    finally:
-        net.train(was_training)
-
-
-def adopt_component_state(saved: dict[str, Tensor], module: nn.Module, prefix: str = "objective.") -> None:
-    """Resuming with a stateful component (ADA, LeCam, ...) switched on or off: the objective's components are
-    training settings (resume rule "warn"), so a new one's buffers start fresh and a removed one's state is dropped,
-    with a warning, instead of a strict load refusing the checkpoint. Anything else (networks, learned parameters,
-    a component that is still there) must still match."""
-    current = module.state_dict()
-    buffers = {name for name, _ in module.named_buffers()}
-    submodules = {name for name, _ in module.named_modules()}
-    fresh = sorted(k for k in current.keys() - saved.keys() if k.startswith(prefix) and k in buffers)
-    gone = sorted(k for k in saved.keys() - current.keys()
-                  if k.startswith(prefix) and k.rsplit(".", 1)[0] not in submodules)  # fmt: skip
-    for key in fresh:
-        saved[key] = current[key]
-    for key in gone:
-        del saved[key]
-    if fresh or gone:
-        rank_zero_warn(f"the checkpoint's stateful components differ from this run's: starting fresh "
-                       f"{', '.join(fresh) or 'nothing'}; dropping {', '.join(gone) or 'nothing'}")  # fmt: skip
-
-
-def iteration_seed(seed: int, rank: int, iteration: int) -> int:
-    """The seed of one iteration's randomness on one rank.
-
-    A pure function of (seed, rank, iteration): a resumed run draws exactly what the uninterrupted run would have,
-    with no generator state to checkpoint, and DDP ranks draw differently.
-    """
-    return (seed * 1_000_003 + rank) * 1_000_000_007 + iteration
 
 
 # The module's own options: how it seeds, guards and speeds up training.
@@ -262,18 +182,15 @@ class GAN(LightningModule):
         real = training_batch(batch, bool(self.latents.num_classes), self.hparams.channels_last)
         opt_g, opt_d = self.optimizers()
         iteration = self.iteration  # completed so far; the D-step index of update i is iteration * d_steps + i
-        G, D, rng = self.generator, self.discriminator, self.iteration_rng(iteration)
         total = total_iterations(self.trainer.max_steps, self.steps_per_iteration)
         scheduled = self.schedules.apply(self, iteration, total)  # lr, gamma, EMA horizon, augmentation p
-        with self.toggled_optimizer(opt_d):
-            for step, chunk in enumerate(real.split(self.d_steps), start=iteration * self.d_steps):
-                # conditional fakes take the real labels: both sides of D (and any penalty) see the same classes
-                latents = self.latents.draw(len(chunk.images), rng, self.device, labels=chunk.labels)
-                d = self._update(opt_d, partial(self.objective.d_loss, G, D, rng=rng, step=step), chunk, latents)
-                self.objective.end_d_update(step)  # components with per-update state (ADA's p) move it once
-        with self.toggled_optimizer(opt_g):
-            latents = self.latents.draw(len(chunk.images), rng, self.device)
-            g = self._update(opt_g, partial(self.objective.g_loss, G, D, rng=rng, step=iteration), chunk, latents)
+        G = self.generator
+        d, g = adversarial_iteration(
+            real, iteration, G=G, D=self.discriminator, latents=self.latents, objective=self.objective,
+            d_steps=self.d_steps, rng=self.iteration_rng(iteration),
+            update_d=partial(self._update, opt_d), update_g=partial(self._update, opt_g),
+            d_phase=lambda: self.toggled_optimizer(opt_d), g_phase=lambda: self.toggled_optimizer(opt_g),
+        )  # fmt: skip
         iteration += 1
         if self.ema is not None:
             self.ema.update(G, iteration)
@@ -319,10 +236,20 @@ class GAN(LightningModule):
 
     # ----------------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Refuse to checkpoint a non-finite state; store the global RNG states (for randomness in custom nets)."""
+        """Refuse to checkpoint a non-finite state; store the global RNG states (for randomness in custom nets) and
+        the plugins whose components this GAN uses."""
         self.finite.check(self.trainer.strategy)
         self.global_rng.save(checkpoint)
         checkpoint["gan_lightning_format"] = CHECKPOINT_FORMAT
+        checkpoint[plugins.CHECKPOINT_KEY] = self.plugins()
+
+    def plugins(self) -> dict[str, str | None]:
+        """The plugins (with their versions) that define this GAN's networks, objective, regularizers, augmentation
+        transforms or named components (model, loss, noise): what loading it needs."""
+        augment = getattr(self.objective, "augment", None)
+        named = [registry.get(self.hparams[key]) for key, registry in (("model", MODELS), ("loss", OBJECTIVES),
+                                                                       ("noise", NOISES))]  # fmt: skip
+        return plugins.owners([*self.modules(), *getattr(augment, "transforms", ()), *named])
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Upgrade checkpoints of older releases in place; fit the objective's component state to this run's

@@ -14,47 +14,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import Option, Options, call_with, declared
 from gan_lightning.core.registry import Registry
 from gan_lightning.models.heads import CriticOutput, QHead
 from gan_lightning.regularizers import PhaseContext, Regularizer, Term, build_regularizers, due
-from gan_lightning.regularizers.zero_centered import R1, R2
+from gan_lightning.regularizers.zero_centered import R1, R2, REG_EVERY
+from gan_lightning.training.batch import Batch, PhaseLoss
 from gan_lightning.training.latents import Latents
 
 Tensor = torch.Tensor
-
-
-class Batch(NamedTuple):
-    """Real images (B, C, H, W) in [-1, 1] and their class labels (B,) when the data has them."""
-
-    images: Tensor
-    labels: Tensor | None = None
-
-    @classmethod
-    def of(cls, batch: Any) -> Batch:
-        """A loader's batch: images, or (images,) / (images, labels)."""
-        return cls(*batch) if isinstance(batch, (tuple, list)) else cls(batch)
-
-    def split(self, k: int) -> list[Batch]:
-        """Exactly `k` chunks (tensor_split; chunk() may give fewer, e.g. 8 rows into 5), one per D update."""
-        if len(self.images) < k:
-            raise ConfigError(f"a batch of {len(self.images)} images cannot feed d_steps={k} D updates")
-        labels = self.labels.tensor_split(k) if self.labels is not None else [None] * k
-        return [Batch(x, y) for x, y in zip(self.images.tensor_split(k), labels, strict=True)]
-
-
-class PhaseLoss(NamedTuple):
-    """A phase's total loss to backpropagate, and detached statistics to log."""
-
-    loss: Tensor
-    stats: dict[str, Tensor]
 
 
 # ------------------------------------------------------------------------------------------- regularizers
@@ -132,6 +106,7 @@ class Objective(nn.Module):
     ) -> None:
         super().__init__()
         Options(Objective.options).validate(gp_weight=gp_weight, info_weight=info_weight)
+        Options([REG_EVERY]).validate(reg_every=reg_every)
         self.gp_weight, self.info_weight, self.augment = gp_weight, info_weight, augment
         shorthand = [kind(gamma, reg_every) for kind, gamma in ((R1, r1), (R2, r2)) if gamma]
         self.regularizers = nn.ModuleList([*regularizers, *shorthand])
