@@ -64,7 +64,7 @@ def test_grid_samples_fixed_noise_in_eval_mode(tmp_path):
     assert gan.generator.training  # and back to training afterwards
     noise = grid.fixed_latents[""].clone()
     assert noise.shape == (4, 8)
-    torch.testing.assert_close(noise, SampleGrid(num_samples=4)._latents(gan)[""])  # same seed, same noise
+    torch.testing.assert_close(noise, SampleGrid(num_samples=4).latents_for(gan)[""])  # same seed, same noise
 
 
 def test_fixed_noise_survives_checkpoint(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data import CelebADataModule, ImageFileDataset, ImageFolderDataModule
-from gan_lightning.data.images import list_image_files
+from gan_lightning.data.images import decode_image, list_image_files
 
 
 def write_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> Path:
@@ -224,17 +225,21 @@ def test_every_image_bad_is_an_error_even_when_skipping(tmp_path: Path) -> None:
     assert dataset.num_skipped == 1
 
 
-def test_small_folders_are_decoded_once_and_large_ones_on_every_access(tmp_path, monkeypatch):
+def counting_decoder(decoded: list[str]) -> Callable[[str, str], Image.Image]:
+    """`decode_image`, recording each path it decodes in `decoded`."""
+    return lambda path, mode: decoded.append(path) or decode_image(path, mode)
+
+
+def test_small_folders_are_decoded_once_and_large_ones_on_every_access(tmp_path):
     from gan_lightning.data.images import dcgan_transform
 
     files = [write_image(tmp_path / f"{i}.png", (40, 30), seed=i) for i in range(4)]
     per_image = 3 * 16 * 16  # uint8 (C, S, S)
-    decoded = []
-    original = ImageFileDataset._decode
-    monkeypatch.setattr(ImageFileDataset, "_decode", lambda self, path: decoded.append(path) or original(self, path))
-    lazy = ImageFileDataset(files, image_size=16)
-    fits = ImageFileDataset(files, image_size=16, cache_bytes=4 * per_image)
-    too_small = ImageFileDataset(files, image_size=16, cache_bytes=4 * per_image - 1)
+    decoded: list[str] = []
+    decode = counting_decoder(decoded)
+    lazy = ImageFileDataset(files, image_size=16, decode=decode)
+    fits = ImageFileDataset(files, image_size=16, cache_bytes=4 * per_image, decode=decode)
+    too_small = ImageFileDataset(files, image_size=16, cache_bytes=4 * per_image - 1, decode=decode)
     assert (lazy.cached, fits.cached, too_small.cached) == (False, True, False)
     for ds in (lazy, fits, too_small):
         decoded.clear()
@@ -250,13 +255,13 @@ def test_small_folders_are_decoded_once_and_large_ones_on_every_access(tmp_path,
         assert torch.equal(ds[0][0], again[0][0])
 
 
-def test_the_cache_keeps_a_skipped_files_replacement_and_counts_the_skip_once(tmp_path, monkeypatch):
+def test_the_cache_keeps_a_skipped_files_replacement_and_counts_the_skip_once(tmp_path):
     files = [write_image(tmp_path / f"{i}.png", (16, 16), seed=i) for i in range(3)]
     files[1].write_bytes(b"not an image")
-    decoded = []
-    original = ImageFileDataset._decode
-    monkeypatch.setattr(ImageFileDataset, "_decode", lambda self, path: decoded.append(path) or original(self, path))
-    ds = ImageFileDataset(files, image_size=16, skip_bad_images=True, cache_bytes=1 << 20)
+    decoded: list[str] = []
+    ds = ImageFileDataset(
+        files, image_size=16, skip_bad_images=True, cache_bytes=1 << 20, decode=counting_decoder(decoded)
+    )
     replacement = ds[1][0]  # the next readable file, 2.png
     assert ds.num_skipped == 1 and torch.equal(replacement, ds[2][0])
     count = len(decoded)

@@ -29,22 +29,22 @@ def test_observing_keeps_the_losses_and_checking_releases_them():
     guard = FiniteGuard(check_every=1000)
     guard.observe(1, GOOD, GOOD)
     guard.observe(2, GOOD)  # any number of losses per iteration
-    assert len(guard._pending) == 2
+    assert guard.unchecked == (1, 2)
     guard.check()
-    assert guard._pending == [] and guard.first_bad is None
+    assert guard.unchecked == () and guard.first_bad is None
 
 
 def test_amp_skip_counter_counts_lowered_scales_without_new_buffers():
-    class Scaler:
-        def __init__(self) -> None:
-            self._scale = torch.tensor(8.0)
-
-    scaler, counter = Scaler(), AmpSkipCounter()
-    counter.step(scaler, lambda: scaler._scale.mul_(0.5))  # skipped: the scale halves
-    buffers = counter._scale_before, counter._lowered
-    counter.step(scaler, lambda: None)  # applied: the scale stays
-    counter.step(scaler, lambda: scaler._scale.mul_(2.0))  # applied: growth
-    assert int(counter.skipped) == 1
-    assert counter._scale_before is buffers[0] and counter._lowered is buffers[1]
+    scaler, counter = torch.amp.GradScaler("cpu", init_scale=8.0), AmpSkipCounter()
+    scaler.scale(GOOD)  # the scaler creates its scale tensor lazily, at its first use
+    # update(new_scale) sets the scale as the real update() does: lowered after inf/NaN gradients, grown otherwise
+    counter.step(scaler, lambda: scaler.update(4.0))  # skipped: the scale halves
+    buffers = counter.scale_before, counter.last_skipped
+    assert float(counter.scale_before) == 8.0 and bool(counter.last_skipped)
+    counter.step(scaler, lambda: scaler.update(4.0))  # applied: the scale stays
+    assert float(counter.scale_before) == 4.0 and not bool(counter.last_skipped)
+    counter.step(scaler, lambda: scaler.update(8.0))  # applied: growth
+    assert int(counter.skipped) == 1 and scaler.get_scale() == 8.0
+    assert counter.scale_before is buffers[0] and counter.last_skipped is buffers[1]
     counter.step(None, lambda: None)  # no scaler (32-true, bf16-mixed): just the step
     assert int(counter.skipped) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -13,6 +14,35 @@ from gan_lightning import GAN
 from gan_lightning.training.steps import networks_to_compile
 
 from conftest import cpu_trainer
+
+
+@pytest.fixture
+def eager_compile() -> Iterator[None]:
+    """Make eager torch.compile's default backend during the test: Dynamo traces, without Inductor's slow codegen."""
+    previous = torch.compiler.get_default_backend()
+    torch.compiler.set_default_backend("eager")
+    yield
+    torch.compiler.set_default_backend(previous)
+
+
+def compile_calls(monkeypatch: pytest.MonkeyPatch) -> list[torch.nn.Module]:
+    """The modules whose `nn.Module.compile` (in place) is called from now on; they are still compiled."""
+    calls: list[torch.nn.Module] = []
+    original = torch.nn.Module.compile
+
+    def compile(self: torch.nn.Module, *args: object, **kwargs: object) -> None:
+        calls.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "compile", compile)
+    return calls
+
+
+def compiled_calls(module: torch.nn.Module) -> list[bool]:
+    """Per later call of `module`, whether it ran under torch.compile (its pre-hooks run inside the compiled call)."""
+    calls: list[bool] = []
+    module.register_forward_pre_hook(lambda m, args: calls.append(torch.compiler.is_compiling()))
+    return calls
 
 
 def test_bf16_mixed_trains_on_cpu(tmp_path):
@@ -76,23 +106,28 @@ def test_compile_leaves_d_eager_exactly_when_a_penalty_needs_a_double_backward(l
     assert [id(n) for n in compiled] == [id(n) for n in expected]
 
 
-def test_compile_happens_once_per_module_with_one_notice(caplog):
+def test_compile_happens_once_per_module_with_one_notice(caplog, monkeypatch, eager_compile):
     gan = GAN("mlp", latent_dim=8, loss="rpgan", r1=1.0, compile=True)
+    compiled = compile_calls(monkeypatch)
     with caplog.at_level("INFO"):
         gan.configure_model()
-        compiled = gan.generator._compiled_call_impl
         gan.configure_model()  # Lightning calls it at every trainer entry point
-    assert compiled is not None and gan.generator._compiled_call_impl is compiled
-    assert gan.discriminator._compiled_call_impl is None
+    assert [id(m) for m in compiled] == [id(gan.generator)]
+    g_calls, d_calls = compiled_calls(gan.generator), compiled_calls(gan.discriminator)
+    gan.discriminator(gan.sample(2, ema=False))
+    assert g_calls == [True] and d_calls == [False]  # G runs compiled, in place; D eagerly
     assert sum("discriminator stays eager" in r.getMessage() for r in caplog.records) == 1
 
 
 @pytest.mark.slow
-def test_compile_trains_with_r1_and_r2(tmp_path):
+def test_compile_trains_with_r1_and_r2(tmp_path, monkeypatch):
     # torch.compile has no double backward: compiling D as well failed in R1's backward
     gan = GAN("mlp", latent_dim=8, loss="rpgan", r1=1.0, r2=1.0, compile=True)
+    compiled = compile_calls(monkeypatch)
+    g_calls, d_calls = compiled_calls(gan.generator), compiled_calls(gan.discriminator)
     trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2))
     trainer.fit(gan, image_loader())
     assert gan.iteration == 2
-    assert gan.generator._compiled_call_impl is not None and gan.discriminator._compiled_call_impl is None
+    assert [id(m) for m in compiled] == [id(gan.generator)]
+    assert g_calls and all(g_calls) and d_calls and not any(d_calls)
     assert all(torch.isfinite(p).all() for p in gan.parameters())

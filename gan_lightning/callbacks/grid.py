@@ -46,7 +46,8 @@ class SampleGrid(Callback):
         self.last_logged = -1
         self.rows_named = False
 
-    def _latents(self, pl_module: LightningModule) -> dict[str, torch.Tensor]:
+    def latents_for(self, pl_module: LightningModule) -> dict[str, torch.Tensor]:
+        """The grids' fixed inputs for `pl_module`, by tag suffix: a checkpoint's, else drawn once from `seed`."""
         rng = torch.Generator(pl_module.device).manual_seed(self.seed)
         grids = {k: (v.input, nrow) for k, (v, nrow) in pl_module.latents.grid(self.num_samples, rng).items()}
         self.nrow = {suffix: nrow for suffix, (_, nrow) in grids.items()}
@@ -57,7 +58,7 @@ class SampleGrid(Callback):
     def log_grid(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, torch.Tensor] | None:
         """Sample the fixed inputs and write the grids (rank zero only); returns them on rank zero."""
         step = pl_module.iteration
-        fixed = self._latents(pl_module)  # every rank, so the state in every rank's checkpoint agrees
+        fixed = self.latents_for(pl_module)  # every rank, so the state in every rank's checkpoint agrees
         if not trainer.is_global_zero or step == self.last_logged:
             return None
         self.last_logged = step

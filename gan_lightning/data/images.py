@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +119,8 @@ class ImageFileDataset(Dataset):
     after its first decode is not read again; otherwise nothing decoded is kept and memory does not grow with the
     dataset. A file that cannot be decoded raises `DataError`, or, with `skip_bad_images`, is replaced by the next
     readable file and recorded; the record is in shared memory, so `num_skipped` also counts files found bad inside
-    DataLoader worker processes.
+    DataLoader worker processes. `decode(path, mode)` turns a file into a PIL image in `mode` ("L" or "RGB") and
+    raises for a bad file: `decode_image` unless given, e.g. a reader for a format PIL lacks (picklable, for workers).
     """
 
     def __init__(
@@ -130,6 +131,7 @@ class ImageFileDataset(Dataset):
         skip_bad_images: bool = False,
         labels: Sequence[int] | torch.Tensor | None = None,
         cache_bytes: int = 0,
+        decode: Callable[[str, str], Image.Image] = decode_image,
     ) -> None:
         check_image_options(image_size, channels, 0.0)
         # One numpy string array instead of a list of Python strings: workers reading it do not touch
@@ -142,6 +144,7 @@ class ImageFileDataset(Dataset):
         self.image_size, self.channels = image_size, channels
         self.mode = "L" if channels == 1 else "RGB"
         self.skip_bad_images = skip_bad_images
+        self.decode = decode
         self.crop = crop_transform(image_size)  # then `uint8_to_signed`: `dcgan_transform`, bit for bit
         self._bad = torch.zeros(n, dtype=torch.bool).share_memory_()
         self.cached = n * channels * image_size * image_size <= cache_bytes  # uint8 images
@@ -173,9 +176,6 @@ class ImageFileDataset(Dataset):
         """The files found unreadable and skipped so far."""
         return [str(f) for f in self.files[self._bad.numpy()]]
 
-    def _decode(self, path: str) -> Image.Image:
-        return decode_image(path, self.mode)
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self._cache.get(index)
         if item is None:
@@ -192,7 +192,7 @@ class ImageFileDataset(Dataset):
                 continue
             path = str(self.files[candidate])
             try:
-                img = self._decode(path)
+                img = self.decode(path, self.mode)
             except Exception as err:  # PIL reports bad files as OSError, SyntaxError, ValueError, ...
                 if not self.skip_bad_images:
                     raise bad_image_error(path, f"{type(err).__name__}: {err}") from err

@@ -39,6 +39,11 @@ class FiniteGuard(nn.Module):
         self.first_bad: int | None = None
         self._pending: list[tuple[int, tuple[Tensor, ...]]] = []  # (iteration, losses) since the last check
 
+    @property
+    def unchecked(self) -> tuple[int, ...]:
+        """The iterations observed since the last check, whose losses the next check tests."""
+        return tuple(it for it, _ in self._pending)
+
     def observe(self, iteration: int, *losses: Tensor) -> None:
         """Keep `losses` (detached) of `iteration` for the next check (no device op, no host sync)."""
         self._pending.append((iteration, losses))
@@ -74,6 +79,16 @@ class AmpSkipCounter(nn.Module):
         self.register_buffer("skipped", torch.tensor(0), persistent=False)
         self._scale_before: Tensor | None = None  # reused every step: no allocation per step
         self._lowered: Tensor | None = None
+
+    @property
+    def scale_before(self) -> Tensor | None:
+        """The loss scale before the last counted step, on the scaler's device (None before the first one)."""
+        return self._scale_before
+
+    @property
+    def last_skipped(self) -> Tensor | None:
+        """Whether the last counted step was skipped, a 0-d bool on the scaler's device (None before the first)."""
+        return self._lowered
 
     def step(self, scaler: Any, step: Callable[..., Any], *args: Any) -> None:
         """`step(*args)`, an optimizer step ending in `scaler.update()`, counted as skipped when the scale dropped."""
