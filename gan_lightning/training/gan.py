@@ -23,10 +23,11 @@ from gan_lightning.models.heads import Critic, spectral_norm_all
 from gan_lightning.regularizers import REGULARIZERS
 from gan_lightning.training import accumulate, optim, schedules
 from gan_lightning.training.ema import EMA
-from gan_lightning.training.guards import AmpSkipCounter, FiniteGuard, GlobalRNG, NonFiniteLossError
+from gan_lightning.training.guards import AmpSkipCounter, FiniteGuard, NonFiniteLossError
 from gan_lightning.training.latents import NOISES, Latents, LatentSpace, Truncation
 from gan_lightning.training.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, build_objective
 from gan_lightning.training.optim import build_optimizers
+from gan_lightning.training.rng import GlobalRNG
 from gan_lightning.training.schedules import Schedules, total_iterations
 from gan_lightning.training.steps import (
     adopt_component_state,

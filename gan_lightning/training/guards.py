@@ -1,13 +1,10 @@
-"""Training safeguards, each with its own state: the non-finite guard, AMP skip counting, global RNG states;
-and the gradient norm the health checks watch."""
+"""Training safeguards, each with its own state: the non-finite loss guard and the AMP skipped-step counter."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -104,65 +101,3 @@ class AmpSkipCounter(nn.Module):
         # step found inf/NaN gradients and was skipped
         torch.lt(scaler._scale, self._scale_before, out=self._lowered)
         self.skipped.add_(self._lowered)
-
-
-class GlobalRNG:
-    """Saves the global RNG states in checkpoints and reapplies them when training resumes.
-
-    The project's own randomness (noise, data order, penalties) comes from seeded private streams; this covers
-    randomness in users' networks (dropout) and anything else that draws from the global generators.
-    """
-
-    KEY = "gan_rng"
-
-    def __init__(self) -> None:
-        self._pending: dict[str, Any] | None = None
-
-    def save(self, checkpoint: dict[str, Any]) -> None:
-        """Store the current global states in `checkpoint`."""
-        checkpoint[self.KEY] = capture_global_rng()
-
-    def load(self, checkpoint: dict[str, Any]) -> None:
-        """Remember a checkpoint's states; Lightning restores none by itself, and applying them now would be early."""
-        self._pending = checkpoint.get(self.KEY)
-
-    def restore(self) -> None:
-        """Apply the remembered states once (call at train start)."""
-        if self._pending is not None:
-            restore_global_rng(self._pending)
-            self._pending = None
-
-
-def capture_global_rng() -> dict[str, Any]:
-    """The torch, CUDA, numpy and Python global RNG states, as tensors and ints (loadable with weights_only)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": {
-            "name": name,
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": pos,
-            "gauss": (has_gauss, cached),
-        },
-        "python": random.getstate(),
-    }
-
-
-def restore_global_rng(state: dict[str, Any]) -> None:
-    """Reapply states from `capture_global_rng` (CUDA ones only onto the same number of devices)."""
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    np_state = state["numpy"]
-    keys = np_state["keys"].numpy().astype(np.uint32)
-    np.random.set_state((np_state["name"], keys, np_state["pos"], *np_state["gauss"]))
-    random.setstate(state["python"])
-
-
-def grad_norm(module: nn.Module) -> Tensor:
-    """The global L2 norm of `module`'s current gradients (0 when it has none), without a host sync."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))

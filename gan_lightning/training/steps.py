@@ -1,5 +1,6 @@
 """What the GAN module's training step is made of, as functions of their inputs: its batch, its logged metrics, the
-networks to compile, sampling in chunks, the seed of an iteration and resuming with changed stateful components."""
+networks to compile, gradient norms, sampling in chunks, the seed of an iteration and resuming with changed stateful
+components."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from torch import nn
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.training.batch import Batch, PhaseLoss
-from gan_lightning.training.guards import grad_norm
 
 if TYPE_CHECKING:
     from gan_lightning.training.accumulate import Phase
@@ -22,6 +22,14 @@ if TYPE_CHECKING:
     from gan_lightning.training.objectives import Objective
 
 Tensor = torch.Tensor
+
+
+def grad_norm(module: nn.Module) -> Tensor:
+    """The global L2 norm of `module`'s current gradients (0 when it has none), without a host sync."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 def step_metrics(stats: dict[str, Tensor], G: nn.Module, D: nn.Module, amp_skipped: Tensor | None) -> dict[str, Tensor]:
