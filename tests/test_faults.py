@@ -193,7 +193,7 @@ def test_evaluation_table_on_a_full_disk(tmp_path, full_disk):
 def test_a_write_that_fails_inside_torch_save_names_the_disk(tmp_path, full_disk):
     full_disk("x.pt.partial", room=700)  # inside the archive: torch would otherwise say "unexpected pos"
     with pytest.raises(WriteError, match=r"\(No space left on device\)"):
-        atomic_write(tmp_path / "x.pt", lambda p: __import__("gan_lightning.core.files").files.save_torch(
+        atomic_write(tmp_path / "x.pt", lambda p: __import__("gan_lightning.core.files").core.files.save_torch(
             torch.zeros(10_000), p), "the tensor")  # fmt: skip
     assert tree(tmp_path) == []
 

@@ -15,6 +15,7 @@ from gan_lightning.commands.train import build_parser, resolve, train_options
 from gan_lightning.commands.train.runconfig import flags_with, load_config, run_config, write_config
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import Option, Options
+from gan_lightning.regularizers.zero_centered import R1
 from gan_lightning.training.objectives import LeastSquares
 
 from conftest import cpu_trainer
@@ -67,13 +68,17 @@ def test_an_objective_built_directly_checks_its_declared_ranges(build, message):
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
-def test_every_recorded_option_is_written_to_config_yaml_and_replays(tmp_path):
+def test_config_yaml_records_the_options_of_the_components_in_use_and_replays_all(tmp_path):
     cfg = resolve(build_parser().parse_args(["--model", "dcgan", "--lr", "3e-4", "--r1", "0.5"]))
     config = run_config(cfg)
-    assert set(config) == {o.name for o in OPTIONS if o.resume != "transient"}
+    assert {"lr", "r1", "reg_every", "ngf", "ndf", "dataset", "max_steps"} <= set(config)
+    # LeCam and R2 are off and the MNIST data is no image folder: their options are not the run's
+    assert {"lecam", "lecam_decay", "r2", "skip_bad_images", "prepared"}.isdisjoint(config)
     write_config(tmp_path, config)
     replayed = resolve(build_parser().parse_args(["--config", str(tmp_path)]))
     assert run_config(replayed) == config
+    every = [o.name for o in OPTIONS if o.resume != "transient"]
+    assert [getattr(replayed, k) for k in every] == [getattr(cfg, k) for k in every]  # the unrecorded too
     assert load_config(tmp_path, known=set(vars(cfg))) == config
 
 
@@ -128,8 +133,9 @@ def test_injected_objective_and_networks_are_saved_reloaded_and_sampled(tmp_path
     trainer.save_checkpoint(path)
     loaded = GAN.load_from_checkpoint(path)
     assert type(loaded.objective) is LeastSquares and loaded.objective.r1 == 0.5  # not the default BCE
-    (regularizer,) = loaded.objective.regularizers
+    regularizer, r1 = loaded.objective.regularizers  # the r1 shorthand is the R1 regularizer
     assert type(regularizer) is AnchoredLogits and (regularizer.weight, regularizer.decay) == (0.5, 0.25)
+    assert type(r1) is R1 and r1.gamma == 0.5
     assert torch.equal(regularizer.anchor, objective.regularizers[0].anchor)  # its state came with the weights
     assert type(loaded.generator) is TinyG and type(loaded.discriminator.net) is TinyD
     z = torch.randn(5, 4)

@@ -60,7 +60,7 @@ class DiffAugment(nn.Module):
             raise ConfigError(f"--diffaug {policy!r} names a transform twice; use each of {choices} at most once")
         _check_probability(p)
         self.policy = ",".join(names)
-        self._transforms = [TRANSFORMS.get(name) for name in names]
+        self.transforms = [TRANSFORMS.get(name) for name in names]
         self.register_buffer("p", torch.tensor(float(p)), persistent=self.p_persistent)
         self._p = float(p)  # a host copy: the p = 1 test needs no device sync
 
@@ -77,13 +77,13 @@ class DiffAugment(nn.Module):
         """Augmented images (B, C, H, W), differentiable w.r.t. x; randomness from `rng` only."""
         if self._p < 1:
             return self.per_image(x, rng)
-        for transform in self._transforms:
+        for transform in self.transforms:
             x = transform(x, rng)
         return x
 
     def per_image(self, x: Tensor, rng: torch.Generator) -> Tensor:
         """Images (B, C, H, W), each transform applied to each one with probability p; randomness from `rng` only."""
-        for transform in self._transforms:
+        for transform in self.transforms:
             # the mask and the transform's parameters are drawn for every image whatever p is, so the stream's
             # position never depends on p; where() keeps the blend differentiable w.r.t. x on both branches
             hit = torch.rand(x.shape[0], generator=rng, device=rng.device).to(x.device) < self.p  # (B,)

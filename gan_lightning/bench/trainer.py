@@ -258,4 +258,4 @@ def run(cfg: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scripts/benchmark.py`: 0 on success, 2 bad input or data."""
-    return run_command(build_parser(), run, argv)
+    return run_command(build_parser, run, argv)

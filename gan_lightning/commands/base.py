@@ -23,6 +23,7 @@ import yaml
 
 from gan_lightning.core import plugins
 from gan_lightning.core.errors import ConfigError, DataError, WriteError
+from gan_lightning.core.files import load_weights_file
 
 WRITE_FAILED = 4  # the exit status of a command whose output could not be written
 
@@ -35,8 +36,10 @@ class CommandStopped(Exception):
         self.status = status
 
 
-PLUGINS_HELP = ("import these modules first: each registers components (models, losses, regularizers, "
-                "augmentations, datasets, extractors) as an installed plugin's entry point does")
+PLUGINS_HELP = (
+    "import these modules first: each registers components (models, losses, regularizers, "
+    "augmentations, datasets, extractors) as an installed plugin's entry point does"
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,15 +67,18 @@ def one_line(err: BaseException) -> str:
 
 
 def load_command_plugins(argv: Sequence[str]) -> None:
-    """Load the plugins a command line asks for: installed, `$GAN_LIGHTNING_PLUGINS`, `--plugins`, and those a
-    `--config` file (a run's config.yaml, or its directory) recorded."""
+    """Load the plugins a command line asks for: installed, `$GAN_LIGHTNING_PLUGINS`, `--plugins`, and those that
+    a `--config` file (a run's config.yaml, or its directory) or a `--ckpt` / `--ckpt-path` checkpoint recorded."""
     scan = argparse.ArgumentParser(add_help=False)
-    scan.add_argument("--plugins")
-    scan.add_argument("--config")
+    for flag in ("--plugins", "--config", "--ckpt", "--ckpt-path"):
+        scan.add_argument(flag)
     known, _ = scan.parse_known_args(argv)
     plugins.load_plugins(plugins.split_names(known.plugins))
     if known.config:
         plugins.require(recorded_plugins(known.config), f"the run of --config {known.config}")
+    for ckpt in (known.ckpt, known.ckpt_path):
+        if ckpt and Path(ckpt).is_file():
+            plugins.require(checkpoint_plugins(ckpt), f"the checkpoint {ckpt}")
 
 
 def recorded_plugins(config: str) -> dict[str, str | None]:
@@ -84,6 +90,17 @@ def recorded_plugins(config: str) -> dict[str, str | None]:
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     recorded = doc.get("plugins") if isinstance(doc, dict) else None
+    return dict(recorded) if isinstance(recorded, dict) else {}
+
+
+def checkpoint_plugins(path: str) -> dict[str, str | None]:
+    """The plugins a checkpoint recorded; {} when it records none or is not a readable checkpoint (the command
+    then says what is wrong with it)."""
+    try:
+        ckpt = load_weights_file(path, "checkpoint", "")
+    except DataError:
+        return {}
+    recorded = ckpt.get(plugins.CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
     return dict(recorded) if isinstance(recorded, dict) else {}
 
 

@@ -121,4 +121,4 @@ def _reference_options(cfg: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scripts/evaluate.py`: 0 on success, 2 on bad input or data."""
-    return run_command(build_parser(), run, argv)
+    return run_command(build_parser, run, argv)

@@ -12,6 +12,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.core import plugins
 from gan_lightning.core.compat import upgrade_checkpoint
 from gan_lightning.core.errors import ConfigError, DataError, WriteError
 from gan_lightning.core.files import atomic_write, check_writable_dir, load_weights_file, save_torch
@@ -28,6 +29,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict):
         raise DataError(f"{path} is not a gan_lightning checkpoint (it holds a {type(ckpt).__name__})")
     upgrade_checkpoint(ckpt)
+    plugins.require(ckpt.get(plugins.CHECKPOINT_KEY), f"the checkpoint {path}")
     hparams = ckpt.get("hyper_parameters", {})
     if "state_dict" not in ckpt or "model" not in hparams:
         raise DataError(f"{path} is not a gan_lightning checkpoint (no state_dict / model hyperparameters)")

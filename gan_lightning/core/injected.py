@@ -66,9 +66,9 @@ def _rebuild(value: Any, argument: str) -> Any:
 def build_component(spec: dict[str, Any], argument: str) -> Any:
     """The component `spec` records, rebuilt; one-line ConfigError naming `argument` to pass when it cannot be."""
     path = current_path(spec[SPEC_KEY])
-    hint = f"pass {argument}=... to load_from_checkpoint (an instance of {path})"
-    module_name, _, qualname = path.rpartition(".")
-    if "<locals>" in path or module_name == "__main__":
+    module = path.rpartition(".")[0]
+    hint = f"pass {argument}=... (an instance of {path}) to load_from_checkpoint"
+    if "<locals>" in path or module == "__main__":
         raise ConfigError(f"the checkpoint's {argument} is {path}, defined where it cannot be imported; {hint}")
     if spec.get("missing"):
         raise ConfigError(f"the checkpoint's {argument} {path} did not record its options "
@@ -90,4 +90,6 @@ def build_component(spec: dict[str, Any], argument: str) -> Any:
             return obj(**options)
         except TypeError as err:
             raise ConfigError(f"cannot rebuild the checkpoint's {argument} {path}: {err}; {hint}") from None
-    raise ConfigError(f"the checkpoint's {argument} is {path}, which cannot be imported here; {hint}")
+    raise ConfigError(f"the checkpoint's {argument} is {path}, which cannot be imported here; make {module} "
+                      "importable (install the package that defines it, or put it on PYTHONPATH; the commands also "
+                      f"take --plugins {module}), or in Python {hint}")  # fmt: skip

@@ -29,6 +29,7 @@ from gan_lightning.core.errors import ConfigError
 
 ENTRY_POINT_GROUP = "gan_lightning.plugins"
 ENV_VAR = "GAN_LIGHTNING_PLUGINS"
+CHECKPOINT_KEY = "gan_lightning_plugins"  # {plugin module: version} in a checkpoint; `plugins:` in config.yaml
 
 _loaded: dict[str, str | None] = {}  # plugin module -> its version (None when it declares none)
 _loading: list[str] = []  # the plugin modules being imported now, innermost last

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from gan_lightning.commands.train.presets import PRESETS
 from gan_lightning.core.options import Option, Options, declared
 
@@ -57,3 +60,25 @@ def option_groups() -> list[tuple[str, Options]]:
 def train_options() -> Options:
     """Every option of the train command."""
     return Options(*(group for _, group in option_groups()))
+
+
+def options_in_use(values: Mapping[str, Any]) -> Options:
+    """The options of the components a resolved configuration `values` uses: the run's, the data's, the model's and
+    the training core's, plus the chosen dataset's and model's own and those of every regularizer it switches on.
+    What `config.yaml` records, so a run replays wherever those components exist, other plugins installed or not."""
+    from gan_lightning.data import DATASETS
+    from gan_lightning.models import MODELS, builder_options
+    from gan_lightning.regularizers import REGULARIZERS
+
+    owners: dict[str, list[bool]] = {}  # option -> whether each component declaring it is in use
+    for name in DATASETS.names():
+        for option in declared(DATASETS.get(name).datamodule):
+            owners.setdefault(option.name, []).append(name == values["dataset"])
+    for name in MODELS.names():
+        for option in builder_options(name):
+            owners.setdefault(option, []).append(name == values["model"])
+    for name in REGULARIZERS.names():
+        kind = REGULARIZERS.get(name)
+        for option in declared(kind):
+            owners.setdefault(option.name, []).append(kind.from_options(values) is not None)
+    return Options(o for o in train_options() if any(owners.get(o.name, [True])))

@@ -15,7 +15,7 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
-from gan_lightning.commands.train.options import train_options
+from gan_lightning.commands.train.options import options_in_use, train_options
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.core.files import append_text, load_weights_file, write_text
 
@@ -29,9 +29,11 @@ def flags_with(rule: str) -> list[str]:
 
 
 def run_config(cfg: argparse.Namespace) -> dict[str, Any]:
-    """Every flag of a resolved configuration, minus the per-invocation ones (resume rule "transient")."""
-    transient = flags_with("transient")
-    return {k: v for k, v in sorted(vars(cfg).items()) if k not in transient}
+    """The flags of a resolved configuration that belong to the components it uses (`options_in_use`), minus the
+    per-invocation ones (resume rule "transient"): what `config.yaml` and the checkpoints record."""
+    values = vars(cfg)
+    return {o.name: values[o.name] for o in sorted(options_in_use(values), key=lambda o: o.name)
+            if o.resume != "transient"}  # fmt: skip
 
 
 def _git_commit() -> str | None:
@@ -69,11 +71,20 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write_config(run_dir: str | Path, config: Mapping[str, Any], resumed_from: Mapping[str, Any] | None = None) -> Path:
-    """Write `config.yaml` (the flags under `args`, versions and commit under `environment`, and for a resumed run
-    the checkpoint and iteration it continued from under `resumed_from`) into `run_dir`."""
+def write_config(
+    run_dir: str | Path,
+    config: Mapping[str, Any],
+    resumed_from: Mapping[str, Any] | None = None,
+    plugins: Mapping[str, str | None] | None = None,
+) -> Path:
+    """Write `config.yaml` (the flags under `args`, the plugins the run's components come from under `plugins`,
+    versions and commit under `environment`, and for a resumed run the checkpoint and iteration it continued from
+    under `resumed_from`) into `run_dir`."""
     written = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    doc: dict[str, Any] = {"args": dict(config), "environment": environment(), "written": written}
+    doc: dict[str, Any] = {"args": dict(config)}
+    if plugins:
+        doc["plugins"] = dict(plugins)
+    doc |= {"environment": environment(), "written": written}
     if resumed_from:
         doc["resumed_from"] = dict(resumed_from)
     text = "# Replay: python scripts/train.py --config THIS_FILE [flags that override it]\n" + yaml.safe_dump(
@@ -151,6 +162,9 @@ def compare_for_resume(
     Raises one ConfigError listing every network-defining difference, and a change of D steps per iteration
     (`old_d_steps`, else what `old` implies), which would change how Lightning's step counter maps to iterations.
     """
+    # an option one side does not record belongs to a component it did not use: it holds its declared default there
+    defaults = train_options().defaults()
+    old, new = ({k: side.get(k, defaults.get(k)) for k in {*old, *new}} for side in (old, new))
     refused = [f"--{k.replace('_', '-')} {old[k]} -> {new.get(k)}" for k in flags_with("refuse")
                if k in old and old[k] != new.get(k)]  # fmt: skip
     before = old_d_steps if old_d_steps is not None else (_effective_d_steps(old) if "loss" in old else None)

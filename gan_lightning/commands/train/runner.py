@@ -32,6 +32,7 @@ from gan_lightning.commands.train.trainer import (
     parse_devices,
     quiet_expected_warnings,
 )
+from gan_lightning.core import plugins
 from gan_lightning.core.files import check_writable_dir
 from gan_lightning.data import DATASETS
 from gan_lightning.training.gan import GAN
@@ -63,7 +64,8 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
     paths = {"log_dir": str(logger.log_dir), "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt")}
     if trainer.is_global_zero and not cfg.fast_dev_run:
         # Everything that could be wrong with the input has been checked by now: the run directory may appear.
-        record_config(paths["log_dir"], config, resume, model.steps_per_iteration)
+        used = {**model.plugins(), **plugins.owners([datamodule])}
+        record_config(paths["log_dir"], config, resume, model.steps_per_iteration, used)
     fit(trainer, model, datamodule, resume.checkpoint, checkpoint, watch)
     if trainer.is_global_zero and not cfg.fast_dev_run:
         print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
@@ -82,15 +84,16 @@ def prepared_datamodule(cfg: argparse.Namespace, d_steps: int) -> pl.LightningDa
     return datamodule
 
 
-def record_config(run_dir: str, config: Mapping[str, Any], resume: Resume, steps_per_iteration: int) -> None:
-    """Write `config.yaml` for a new run, or for a resume with changed flags, which are also warned about and
-    appended to the run's `config_changes.yaml`."""
+def record_config(run_dir: str, config: Mapping[str, Any], resume: Resume, steps_per_iteration: int,
+                  used_plugins: Mapping[str, str | None]) -> None:  # fmt: skip
+    """Write `config.yaml` (with the plugins the run's components come from) for a new run, or for a resume with
+    changed flags, which are also warned about and appended to the run's `config_changes.yaml`."""
     iteration = resume.global_step // steps_per_iteration
     resumed_from = (
         {"checkpoint": str(Path(resume.checkpoint).resolve()), "iteration": iteration} if resume.checkpoint else None
     )
     if resume.changes or not (Path(run_dir) / CONFIG_FILE).is_file():
-        write_config(run_dir, config, resumed_from)
+        write_config(run_dir, config, resumed_from, used_plugins)
     if resume.changes:
         warn_changes(resume.changes, iteration)
         record_changes(run_dir, iteration, resume.changes, resumed_from["checkpoint"])
@@ -112,4 +115,4 @@ def _resolve_and_run(cfg: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scripts/train.py`: 0 on success, 2 bad input or data, 3 non-finite loss, 130 signal."""
-    return run_command(build_parser(), _resolve_and_run, argv)
+    return run_command(build_parser, _resolve_and_run, argv)
