@@ -1,4 +1,5 @@
-"""Plain nn.Module generators and discriminators, chosen by name through `MODELS`."""
+"""Plain nn.Module generators and discriminators, chosen by name through `MODELS`: each file of this package
+registers its pairs itself (imported below), as a plugin's file does."""
 
 from __future__ import annotations
 
@@ -7,10 +8,7 @@ import inspect
 from torch import nn
 
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.models import dcgan as _dcgan  # noqa: F401  (registers "dcgan", "dcgan_mnist")
-from gan_lightning.models import mlp as _mlp  # noqa: F401  (registers "mlp")
-from gan_lightning.models import resnet as _resnet  # noqa: F401  (registers "resnet")
-from gan_lightning.models import sngan as _sngan  # noqa: F401  (registers "sngan_cnn", "sngan_resnet")
+from gan_lightning.core.registry import import_submodules
 from gan_lightning.models.base import Discriminator
 from gan_lightning.models.dcgan import (
     DCGANDiscriminator,
@@ -62,3 +60,5 @@ __all__ = [
     "ResNetGenerator",
     "build_models",
 ]
+
+import_submodules(__name__)  # every model file registers itself
