@@ -32,7 +32,7 @@ options = (
     Option("classifier", None, "MNIST feature extractor from scripts/train_classifier.py (for MNIST runs)", type=str,
            resume="free", default_text="trained once per MNIST copy and cached"),
     Option("fid_weights", None, "local weights file of the FID Inception (sha256 6726825d..., as published by "
-           "torch_fidelity and pytorch_fid; see the README): FID, KID and IS comparable with papers", type=str,
+           "torch_fidelity and pytorch_fid; see docs/evaluation.md): FID, KID and IS comparable with papers", type=str,
            resume="free", default_text="none"),
     Option("fid_weights_unchecked", False, "accept FID Inception weights whose sha256 is not the published one "
            "(tests, research; scores then are not comparable with papers)", resume="free"),

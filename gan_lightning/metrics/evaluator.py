@@ -139,7 +139,7 @@ class Evaluator:
             if spec.extractor is None:
                 raise ConfigError(f"--dataset {dataset} has no classifier to score it: pass evaluate.py --dataset "
                                   "mnist (and --data-dir) when its images are MNIST digits, else --fid-weights PATH "
-                                  "(the FID Inception's weights file; see the README)")  # fmt: skip
+                                  "(the FID Inception's weights file; see docs/evaluation.md)")  # fmt: skip
             extractor = load_extractor(spec.extractor, classifier_path)
         else:
             channels = spec.channels or (options or {}).get("channels") or 3

@@ -45,7 +45,7 @@ def stacked_mode_statistics(probs: Tensor) -> dict[str, float]:
 
     Each channel's argmax digit makes a 3-digit code (one of K**3 = 1000 modes); `modes` is the number of codes
     with at least one sample, `mode_kl` the KL divergence of the code histogram from uniform. Their floor on real
-    data depends on N: see the README's table.
+    data depends on N: see docs/evaluation.md's table.
     """
     n, c, k = probs.shape
     digits = probs.argmax(dim=2)  # (N, 3)

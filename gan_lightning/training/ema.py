@@ -8,7 +8,7 @@ training early on and reaches the full horizon of `decay` by itself.
 BatchNorm: averaged weights need statistics that match them. `bn_stats` picks how the EMA generator gets them:
 "recompute" (default) re-estimates them by running the averaged network in train mode on fresh latents before
 it is used, as SWA does; "average" averages the running statistics like the weights; "copy" copies the raw
-generator's. The choice is measured in the README (EMA section).
+generator's. The choice is measured in docs/measurements.md (EMA section).
 """
 
 from __future__ import annotations

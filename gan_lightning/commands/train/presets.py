@@ -11,15 +11,16 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "beta1": 0.5, "beta2": 0.999, "batch_size": 128},
     "cs231n_dcgan": {"model": "dcgan_mnist", "loss": "bce", "noise": "uniform", "latent_dim": 96, "lr": 1e-3,
                      "beta1": 0.5, "beta2": 0.999, "batch_size": 128},
-    # measured on this project's 2-core CPU: see README "Modern recipe"; R3GAN's loss with R1 + R2 and an EMA
+    # measured on this project's 2-core CPU (docs/measurements.md, "Modern recipe"): R3GAN's loss with R1 + R2, an EMA
     "modern_mnist": {"model": "dcgan_mnist", "loss": "rpgan", "r1": 1.0, "r2": 1.0, "ema_decay": 0.999,
                      "noise": "uniform", "latent_dim": 96, "lr": 1e-3, "beta1": 0.5, "beta2": 0.999,
                      "batch_size": 128},
     "dcgan_celeba": {"dataset": "celeba", "model": "dcgan", "loss": "bce", "image_size": 64, "latent_dim": 100,
                      "ngf": 64, "ndf": 64, "noise": "normal", "lr": 2e-4, "beta1": 0.5, "beta2": 0.999,
                      "batch_size": 128},
-    # CIFAR-10 reference configurations: sources, published FIDs and their protocols in README "Reference
-    # configurations (CIFAR-10)". Radford et al. 2015 (DCGAN paper: uniform 100-d z, Adam 2e-4, beta1 0.5, batch 128)
+    # CIFAR-10 reference configurations: sources, published FIDs and their protocols in
+    # docs/reference-configurations.md. Radford et al. 2015 (DCGAN paper: uniform 100-d z, Adam 2e-4, beta1 0.5,
+    # batch 128)
     "dcgan_cifar10": {"dataset": "cifar10", "model": "dcgan", "loss": "bce", "image_size": 32, "latent_dim": 100,
                       "ngf": 64, "ndf": 64, "noise": "uniform", "lr": 2e-4, "beta1": 0.5, "beta2": 0.999,
                       "batch_size": 128},

@@ -25,7 +25,7 @@ FID_INCEPTION_SHA256 = "6726825d"
 FID_LAYOUT = "FID Inception layout"  # what `weights_kind` calls a state_dict of torch-fidelity's network
 FID_WEIGHTS_HINT = (
     f"pass --fid-weights PATH to the FID Inception weights ({FID_INCEPTION_FILES[0]} of torch-fidelity or "
-    f"{FID_INCEPTION_FILES[1]} of pytorch-fid; see the README); nothing is downloaded"
+    f"{FID_INCEPTION_FILES[1]} of pytorch-fid; see docs/evaluation.md); nothing is downloaded"
 )
 # Accept FID-Inception-shaped weights whose hash is not the published one (random weights in tests, research).
 UNCHECKED_HINT = "pass --fid-weights-unchecked to use them anyway (numbers then are not comparable with papers)"
