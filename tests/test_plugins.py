@@ -70,7 +70,8 @@ def npy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 TRAIN = ("--dataset", "npy", "--npy-pattern", "part*.npy", "--model", "tiny", "--tiny-hidden", "16",
-         "--example-cr", "1", "--example-cr-transform", "hflip", "--mode-seeking", "0.1", "--diffaug", "hflip",
+         "--example-cr", "1", "--example-cr-transform", "hflip", "--example-cr-schedule", "linear",
+         "--example-cr-final", "0", "--mode-seeking", "0.1", "--diffaug", "hflip",
          "--batch-size", "8", "--log-every", "1", "--sample-every", "100", "--checkpoint-every", "2",
          "--accelerator", "cpu", "--seed", "0")  # fmt: skip
 
@@ -87,7 +88,8 @@ def run_dir(tmp_path_factory, plugin_path, npy_dir) -> Path:
 
 def test_every_plugin_component_shows_in_help(plugin_path):
     text = command("train.py", "--help", plugin_path=plugin_path).stdout
-    for flag in ("--example-cr ", "--example-cr-transform", "--mode-seeking ", "--mode-seeking-every",
+    for flag in ("--example-cr ", "--example-cr-transform", "--example-cr-schedule", "--mode-seeking ",
+                 "--mode-seeking-every",
                  "--tiny-hidden", "--npy-pattern"):  # fmt: skip
         assert flag in text
     assert "tiny" in text.split("--model {")[1].split("}")[0] and "npy" in text.split("--dataset {")[1].split("}")[0]
@@ -107,6 +109,9 @@ def test_a_plugin_run_trains_logs_and_records_its_components(run_dir):
     tags = set(events.Tags()["scalars"])
     assert {"train/example_cr", "train/mode_seeking_ratio"} <= tags
     assert all(np.isfinite(e.value) and e.value > 0 for e in events.Scalars("train/example_cr"))
+    # its weight is declared schedulable: --example-cr-schedule linear from 1 to 0 over the 4 iterations
+    weights = [e.value for e in events.Scalars("train/example_cr_weight")]
+    assert weights == pytest.approx([1.0, 0.75, 0.5, 0.25])
 
 
 def test_plugin_options_follow_their_resume_rules(run_dir, plugin_path, npy_dir, tmp_path):

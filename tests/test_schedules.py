@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from gan_lightning import GAN
 from gan_lightning.commands.train import main
 from gan_lightning.core.errors import ConfigError
+from gan_lightning.regularizers.lecam import LeCam
 from gan_lightning.training.objectives import RelativisticPairing
 from gan_lightning.training.schedules import half_life, schedule_value, total_iterations
 
@@ -121,6 +122,32 @@ def test_the_augmentation_schedule_drives_diffaugment(tmp_path):
     trainer.fit(gan, DataLoader(TensorDataset(torch.rand(64, 1, 28, 28) * 2 - 1), batch_size=16))
     assert float(gan.objective.augment.p) == pytest.approx(0.375)  # the last iteration's value, t = 3/4
     assert float(trainer.callback_metrics["train/aug_p"]) == pytest.approx(0.375)
+
+
+class FollowLeCam(Callback):
+    """Per iteration: the weight LeCam's D term used."""
+
+    def __init__(self) -> None:
+        self.weights: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        self.weights.append(pl_module.objective.regularizer(LeCam).weight)
+
+
+def test_a_component_option_declared_schedulable_follows_its_schedule(tmp_path):
+    """LeCam declares its weight with schedule="weight": --lecam-schedule / --lecam-final come from that declaration,
+    and the schedule writes the built regularizer's weight each iteration, logged as train/lecam_weight."""
+    assert {"lecam_schedule", "lecam_final"} <= set(GAN.declared_options().names())
+    gan = GAN("mlp", latent_dim=8, lecam=0.4, lecam_schedule="linear", lecam_final=0.0)
+    follow = FollowLeCam()
+    trainer = cpu_trainer(tmp_path, callbacks=[follow], log_every_n_steps=1, max_steps=gan.optimizer_steps(4))
+    trainer.fit(gan, DataLoader(TensorDataset(torch.rand(64, 1, 28, 28) * 2 - 1), batch_size=16))
+    assert follow.weights == pytest.approx([0.4, 0.3, 0.2, 0.1], rel=1e-12)
+    assert float(trainer.callback_metrics["train/lecam_weight"]) == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="--lecam-schedule linear needs --lecam-final"):
+        GAN("mlp", latent_dim=8, lecam=0.4, lecam_schedule="linear")
+    with pytest.raises(ConfigError, match="--lecam-schedule: nothing to schedule"):
+        GAN("mlp", latent_dim=8, lecam_schedule="linear", lecam_final=0.0)  # LeCam is off
 
 
 def test_without_schedules_nothing_is_set_or_logged(tmp_path):

@@ -37,6 +37,7 @@ class Option:
     `default=None` means "unset": the component picks (for example the objective's own D steps) and `default_text`
     says what happens. `choices` may be a callable, so a registry's names are read when the flags are built.
     `minimum` / `positive` / `below` bound numbers; `check(value)` may raise ConfigError for anything else.
+    `schedule="weight"` makes a component's float option schedulable: the schedule writes the component's `weight`.
     """
 
     name: str
@@ -52,6 +53,9 @@ class Option:
     metavar: str | None = None
     default_text: str | None = None
     check: Callable[[Any], None] | None = field(default=None, compare=False)
+    # the attribute of the built component that holds this value: the option can then be scheduled over the run
+    # (`--NAME-schedule`, `--NAME-final`; training/schedules.py)
+    schedule: str | None = None
 
     def __post_init__(self) -> None:
         if self.resume not in RESUME_RULES:

@@ -43,7 +43,7 @@ class LeCam(Regularizer):
     # fmt: off
     options = (
         Option("lecam", 0.0, "LeCam regularization weight (Tseng et al. 2021): D's real logits toward the moving "
-               "average of its fake ones and vice versa, e.g. 0.3", minimum=0, metavar="WEIGHT"),
+               "average of its fake ones and vice versa, e.g. 0.3", minimum=0, metavar="WEIGHT", schedule="weight"),
         Option("lecam_decay", 0.99, "LeCam: EMA decay of the anchors (D's mean real and fake logits)", minimum=0,
                below=1),
         Option("lecam_start", 0, "LeCam: for the first N D updates the anchors track the latest means, no term",

@@ -108,9 +108,10 @@ class GAN(LightningModule):
         """Every option of the GAN's components, each declared once by its component (this file's: `options`)."""
         objectives = (declared(OBJECTIVES.get(name)) for name in OBJECTIVES.names())
         regularizers = (declared(REGULARIZERS.get(name)) for name in REGULARIZERS.names())
-        return Options(model_options(), declared(LatentSpace, heads), *objectives, *regularizers,
-                       declared(optim, accumulate, schedules, DiffAugment, AdaptiveAugment, EMA,
-                                sys.modules[__name__]))  # fmt: skip
+        components = Options(*objectives, *regularizers, declared(DiffAugment, AdaptiveAugment))
+        return Options(model_options(), declared(LatentSpace, heads), components,
+                       schedules.schedule_options(components),
+                       declared(optim, accumulate, schedules, EMA, sys.modules[__name__]))  # fmt: skip
 
     # ---------------------------------------------------------------------------------------------- counting
     @property

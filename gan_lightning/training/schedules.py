@@ -13,6 +13,9 @@ the end of the run. Every `--T-final` is an absolute value of the quantity, as R
   itself, whose horizon would otherwise stay short until the very end. The ramp-up (`--ema-rampup`) still caps it.
 - `aug`: the augmentation's per-sample probability `p` (a buffer of the augmentation); an adaptive augmentation,
   one that sets `p` from what it `observe`s, is refused: its controller owns `p`.
+- any option a component (the objective, a regularizer, the augmentation) declares with `schedule="attribute"`:
+  `--NAME-schedule` / `--NAME-final` are made from that declaration, and the schedule writes the built component's
+  attribute (LeCam's `--lecam` weight, a plugin regularizer's weight), logged as `train/NAME_attribute`.
 
 The total is the run's iteration budget (the Trainer's `max_steps` in iterations): a run without one cannot have
 a non-constant schedule. The schedules are applied at the start of every iteration, before anything uses the
@@ -24,14 +27,14 @@ its schedules to the new total. Each scheduled value is logged as `train/<name>`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.options import Option
+from gan_lightning.core.options import Option, declared
 from gan_lightning.regularizers.zero_centered import R1, R2
 
 SHAPES = ("constant", "linear", "cosine")
@@ -136,7 +139,7 @@ class Schedules:
         ConfigError for a schedule without its final value or with nothing to schedule). A `--T-final` without a
         schedule is ignored, so a replayed run can switch its schedule off."""
         active = scheduled_targets(options)
-        for target in active:
+        for target in (t for t in active if t in TARGETS):
             shape, final = shape_and_final(options, target)
             if final is None:
                 raise ConfigError(f"--{target}-schedule {shape} needs --{target}-final (the value at the end)")
@@ -159,6 +162,11 @@ class Schedules:
             add("ema", "ema_half_life", half_life(ema.decay), half_life(options["ema_final"]), _set_ema_half_life)
         if "aug" in active:
             add("aug", "aug_p", _augmentation_p(getattr(objective, "augment", None)), options["aug_final"], _set_aug_p)
+        schedules += component_schedules(options, objective)
+        unknown = set(active) - {s.target for s in schedules} - set(TARGETS)
+        if unknown:  # a schedule of a component this run does not use (a regularizer switched off)
+            flags = ", ".join(f"--{t.replace('_', '-')}-schedule" for t in sorted(unknown))
+            raise ConfigError(f"{flags}: nothing to schedule; switch its component on (e.g. a positive weight)")
         return cls(schedules)
 
     def apply(self, gan: Any, iteration: int, total: int | None) -> dict[str, float]:
@@ -172,13 +180,63 @@ class Schedules:
 
 
 def scheduled_targets(options: Mapping[str, Any]) -> list[str]:
-    """The targets (lr, gamma, ema, aug) whose declared `options` ask for a schedule other than constant."""
-    return [target for target in TARGETS if shape_and_final(options, target)[0] != "constant"]
+    """The targets (lr, gamma, ema, aug, and any component option declared schedulable) whose declared `options`
+    ask for a schedule other than constant."""
+    return [key.removesuffix("_schedule") for key, shape in options.items()
+            if key.endswith("_schedule") and shape not in (None, "constant")]  # fmt: skip
 
 
 def shape_and_final(options: Mapping[str, Any], target: str) -> tuple[str, float | None]:
     """`target`'s schedule shape (`--T-schedule`) and end value (`--T-final`) in the declared `options`."""
     return options[f"{target}_schedule"], options[f"{target}_final"]
+
+
+def schedule_options(declared_options: Iterable[Option]) -> list[Option]:
+    """`--NAME-schedule` and `--NAME-final` for every option declared schedulable (`Option(schedule=attribute)`)."""
+    made = []
+    for option in declared_options:
+        if option.schedule is not None:
+            flag = option.flag
+            made.append(Option(f"{option.name}_schedule", "constant", f"{flag} schedule over the run, from {flag} to "
+                               f"{flag}-final", choices=SHAPES))  # fmt: skip
+            made.append(Option(f"{option.name}_final", None, f"{flag} at the end of the run (with {flag}-schedule "
+                               "linear or cosine)", type=float, default_text="none"))  # fmt: skip
+    return made
+
+
+@dataclass(frozen=True)
+class SetComponentValue:
+    """Writes a schedule's value into `attribute` of the objective's component at `path` (a picklable writer)."""
+
+    path: tuple[str | int, ...]  # from the GAN: ("objective",), ("objective", "regularizers", 0), ...
+    attribute: str
+
+    def __call__(self, gan: Any, value: float) -> None:
+        component = gan
+        for step in self.path:
+            component = component[step] if isinstance(step, int) else getattr(component, step)
+        setattr(component, self.attribute, value)
+
+
+def component_schedules(options: Mapping[str, Any], objective: Any) -> list[Schedule]:
+    """The schedules of the schedulable options of the objective, its regularizers and its augmentation."""
+    parts: list[tuple[tuple[str | int, ...], Any]] = [(("objective",), objective)]
+    parts += [(("objective", "regularizers", i), r) for i, r in enumerate(getattr(objective, "regularizers", ()))]
+    augment = getattr(objective, "augment", None)
+    parts += [(("objective", "augment"), augment)] if augment is not None else []
+    schedules = []
+    for path, component in parts:
+        for option in declared(type(component)):
+            shape = options.get(f"{option.name}_schedule", "constant")
+            if option.schedule is None or shape == "constant":
+                continue
+            final = options[f"{option.name}_final"]
+            if final is None:
+                raise ConfigError(f"{option.flag}-schedule {shape} needs {option.flag}-final (the value at the end)")
+            base = float(getattr(component, option.schedule))
+            write = SetComponentValue(path, option.schedule)
+            schedules.append(Schedule(option.name, f"{option.name}_{option.schedule}", shape, base, final, write))
+    return schedules
 
 
 def total_iterations(max_steps: int, steps_per_iteration: int) -> int | None:

@@ -69,6 +69,7 @@ def options_in_use(values: Mapping[str, Any]) -> Options:
     from gan_lightning.data import DATASETS
     from gan_lightning.models import MODELS, builder_options
     from gan_lightning.regularizers import REGULARIZERS
+    from gan_lightning.training.schedules import schedule_options
 
     owners: dict[str, list[bool]] = {}  # option -> whether each component declaring it is in use
     for name in DATASETS.names():
@@ -79,6 +80,7 @@ def options_in_use(values: Mapping[str, Any]) -> Options:
             owners.setdefault(option, []).append(name == values["model"])
     for name in REGULARIZERS.names():
         kind = REGULARIZERS.get(name)
-        for option in declared(kind):
+        own = declared(kind)
+        for option in (*own, *schedule_options(own)):
             owners.setdefault(option.name, []).append(kind.from_options(values) is not None)
     return Options(o for o in train_options() if any(owners.get(o.name, [True])))

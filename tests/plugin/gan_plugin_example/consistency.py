@@ -17,7 +17,7 @@ class ConsistencyRegularization(Regularizer):
 
     options = (
         Option("example_cr", 0.0, "consistency regularization weight lambda (Zhang et al. 2020), e.g. 10",
-               minimum=0, metavar="LAMBDA"),
+               minimum=0, metavar="LAMBDA", schedule="weight"),
         Option("example_cr_transform", "translation", "the transform T of consistency regularization",
                choices=lambda: TRANSFORMS.names()),
     )  # fmt: skip
