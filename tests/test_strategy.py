@@ -1,5 +1,6 @@
 """The module's update loop on Lightning's public API: every step through `manual_backward` and the hooks,
-per-phase freezing, the step counter, batch transfer and scalars on the iteration axis."""
+per-phase freezing, the step counter and scalars on the iteration axis
+(batch transfer: the DataModules', tests/test_reuse.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from test_callbacks import read_events
 from test_module import image_loader
 
 from gan_lightning import GAN
+from gan_lightning.training.objectives import NonSaturating
 
 from conftest import cpu_trainer
 
@@ -56,13 +58,18 @@ def test_fp16_skipped_steps_are_counted(tmp_path):
 def test_each_phase_freezes_the_other_network_and_keeps_user_frozen_parameters(tmp_path):
     seen = []
 
-    class Spy(GAN):
-        def _update(self, optimizer, *args):
-            seen.append((all(p.requires_grad for p in self.discriminator.parameters()),
-                         [p.requires_grad for p in self.generator.parameters()]))  # fmt: skip
-            return super()._update(optimizer, *args)
+    class Spy(NonSaturating):
+        """Records, as each phase's loss is computed, which parameters train: D's all, and each of G's."""
 
-    gan = Spy("mlp", latent_dim=8, d_steps=2)
+        def d_loss(self, G, D, *args, **kwargs):
+            seen.append((all(p.requires_grad for p in D.parameters()), [p.requires_grad for p in G.parameters()]))
+            return super().d_loss(G, D, *args, **kwargs)
+
+        def g_loss(self, G, D, *args, **kwargs):
+            seen.append((all(p.requires_grad for p in D.parameters()), [p.requires_grad for p in G.parameters()]))
+            return super().g_loss(G, D, *args, **kwargs)
+
+    gan = GAN("mlp", latent_dim=8, d_steps=2, objective=Spy())
     user_frozen = next(gan.generator.parameters())
     user_frozen.requires_grad_(False)
     cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2)).fit(gan, image_loader(n=32, batch_size=16))
@@ -71,16 +78,6 @@ def test_each_phase_freezes_the_other_network_and_keeps_user_frozen_parameters(t
     assert seen == [d_phase, d_phase, g_phase] * 2
     assert not user_frozen.requires_grad  # frozen before training, frozen after
     assert all(p.requires_grad for p in gan.discriminator.parameters())
-
-
-def test_batches_move_tensor_by_tensor_and_other_types_take_lightnings_walk():
-    gan = GAN("mlp", latent_dim=8)
-    images, labels = torch.zeros(2, 1, 28, 28), torch.zeros(2, dtype=torch.long)
-    moved = gan.transfer_batch_to_device((images, labels), torch.device("cpu"), 0)
-    assert type(moved) is tuple and moved[0] is images and moved[1] is labels  # .to(same device) is a no-op
-    assert type(gan.transfer_batch_to_device([images], torch.device("cpu"), 0)) is list
-    nested = gan.transfer_batch_to_device({"x": images, "meta": ["a"]}, torch.device("cpu"), 0)
-    assert nested["x"] is images and nested["meta"] == ["a"]
 
 
 def test_scalars_are_logged_on_the_iteration_axis_and_reach_callback_metrics(tmp_path):
