@@ -11,7 +11,7 @@ import torch.distributed as dist
 
 from gan_lightning.augment.diffaugment import DiffAugment
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.options import Option
+from gan_lightning.core.options import Option, Options
 
 Tensor = torch.Tensor
 
@@ -62,8 +62,7 @@ class AdaptiveAugment(DiffAugment):
         self, policy: str = default_policy, target: float = 0.6, interval: int = 4, kimg: float = 500.0
     ) -> None:
         super().__init__(policy, p=0.0)
-        if interval < 1 or kimg <= 0:
-            raise ConfigError(f"ADA needs a positive interval and kimg, got interval={interval}, kimg={kimg}")
+        Options(self.options).validate(ada_target=target, ada_interval=interval, ada_kimg=kimg)
         self.target, self.interval, self.kimg = float(target), int(interval), float(kimg)
         self.register_buffer("sign_sum", torch.zeros(()))  # sum of sign(D(x_real)) over the current interval
         self.register_buffer("count", torch.zeros(()))  # real logits seen in the current interval
