@@ -16,7 +16,8 @@ def _sig(x: float) -> float:
 
 
 def test_registry_names():
-    assert OBJECTIVES.names() == ["bce", "hinge", "lsgan", "minimax", "rpgan", "wgan-gp"]
+    # the built-in losses, among any others a loss file or plugin registers
+    assert {"bce", "hinge", "lsgan", "minimax", "rpgan", "wgan-gp"} <= set(OBJECTIVES.names())
     with pytest.raises(ValueError, match="unknown loss 'l2'; choose one of: bce, hinge"):
         get_objective("l2")
 
