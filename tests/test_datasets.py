@@ -26,10 +26,17 @@ def _celeba(root: Path) -> Path:
     return root
 
 
+def _fashion_mnist(root: Path) -> Path:
+    make_fake_mnist(root, n_train=60, n_test=20)
+    (root / "MNIST").rename(root / "FashionMNIST")  # MNIST's IDX files, in torchvision's FashionMNIST folder
+    return root
+
+
 # dataset -> writer of a tiny copy in the dataset's real file layout, returning the --data-dir to read it from
 LAYOUTS: dict[str, Callable[[Path], Path]] = {
     "mnist": lambda root: make_fake_mnist(root, n_train=60, n_test=20),
     "stacked_mnist": lambda root: make_fake_mnist(root, n_train=60, n_test=20),
+    "fashion_mnist": _fashion_mnist,
     "celeba": _celeba,
     "cifar10": lambda root: make_fake_cifar10(root, per_batch=4, n_test=4),
     "folder": _folder,
