@@ -10,7 +10,13 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.data.loading import DeviceTensorLoader, make_train_loader, require_one_batch, to_signed
+from gan_lightning.data.loading import (
+    DeviceTensorLoader,
+    make_train_loader,
+    move_tensors,
+    require_one_batch,
+    to_signed,
+)
 
 
 def default_data_dir() -> str:
@@ -128,6 +134,14 @@ class GANDataModule(LightningDataModule):
             rank=rank,
             **self._loader_kwargs(self.train_set),
         )
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move an (images, labels) batch tensor by tensor; other batch types take Lightning's generic walk.
+
+        The hook lives here, not on the GAN module: Lightning warns when a LightningModule overriding it is fitted
+        with a DataModule, so the module keeps Lightning's default and works with a user's own DataModule as is."""
+        moved = move_tensors(batch, device)
+        return moved if moved is not None else super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def val_dataloader(self) -> DataLoader:
         """Validation images in a fixed order (used by the sample-quality metrics)."""

@@ -23,6 +23,16 @@ def to_signed(images: torch.Tensor) -> torch.Tensor:
     return images.to(torch.float32, copy=True).div_(127.5).sub_(1.0)
 
 
+def move_tensors(batch: Any, device: torch.device) -> Any | None:
+    """A tuple or list of tensors moved tensor by tensor (None for any other batch)."""
+    if type(batch) in (tuple, list) and all(isinstance(t, torch.Tensor) for t in batch):
+        # Lightning's generic walk costs more Python per batch than this; as Lightning, no non-blocking copies to
+        # the CPU or MPS
+        non_blocking = device.type not in ("cpu", "mps")
+        return type(batch)([t.to(device, non_blocking=non_blocking) for t in batch])
+    return None
+
+
 def resume_position(state: dict[str, int], batch_size: int, num_batches: int) -> tuple[int, int]:
     """(epoch, batches to skip) for a loader of `batch_size` resuming from `state`.
 

@@ -35,7 +35,6 @@ from gan_lightning.training.steps import (
     compile_networks,
     generate,
     iteration_seed,
-    move_tensors,
     step_metrics,
     training_batch,
 )
@@ -200,11 +199,6 @@ class GAN(LightningModule):
         # Lightning writes step metrics only every `log_every_n_steps` batches: build them only then.
         if iteration % max(1, self.trainer.log_every_n_steps) == 0:
             self._log_step(d.stats | g.stats, scheduled)
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Move an (images, labels) batch tensor by tensor; other batch types take Lightning's generic walk."""
-        moved = move_tensors(batch, device)
-        return moved if moved is not None else super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def _update(self, optimizer: Any, phase: accumulate.Phase, real: Batch, latents: Latents) -> PhaseLoss:
         """zero_grad, backward of `phase`'s loss (over `accumulate` micro-batches) and one step through Lightning

@@ -73,16 +73,6 @@ def training_batch(batch: Any, conditional: bool, channels_last: bool) -> Batch:
     return real
 
 
-def move_tensors(batch: Any, device: torch.device) -> Any | None:
-    """A tuple or list of tensors moved tensor by tensor (None for any other batch)."""
-    if type(batch) in (tuple, list) and all(isinstance(t, Tensor) for t in batch):
-        # Lightning's generic walk costs more Python per batch than this whole module's bookkeeping; as Lightning,
-        # no non-blocking copies to the CPU or MPS
-        non_blocking = device.type not in ("cpu", "mps")
-        return type(batch)([t.to(device, non_blocking=non_blocking) for t in batch])
-    return None
-
-
 def generate(net: nn.Module, inputs: Tensor, batch_size: int, device: torch.device) -> Tensor:
     """`net(inputs)` (B, ...) -> images (B, C, H, W) in eval mode, in chunks; the net's mode is restored after."""
     was_training = net.training

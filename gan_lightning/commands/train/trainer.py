@@ -91,8 +91,6 @@ def quiet_expected_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     # Logging every N iterations carries on across epochs (Lightning counts steps, not batches of one epoch).
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-    # the GAN moves its (images, labels) batches itself, cheaper than Lightning's generic walk: not actionable
-    warnings.filterwarnings("ignore", message=".*overridden `transfer_batch_to_device` in `LightningModule`.*")
 
 
 def checkpoint_callback(cfg: argparse.Namespace, config: Mapping[str, Any]) -> GANCheckpoint:
