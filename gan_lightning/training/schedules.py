@@ -182,8 +182,8 @@ class Schedules:
 def scheduled_targets(options: Mapping[str, Any]) -> list[str]:
     """The targets (lr, gamma, ema, aug, and any component option declared schedulable) whose declared `options`
     ask for a schedule other than constant."""
-    return [key.removesuffix("_schedule") for key, shape in options.items()
-            if key.endswith("_schedule") and shape not in (None, "constant")]  # fmt: skip
+    split = (key.rpartition("_") + (shape,) for key, shape in options.items())  # (target, "_", kind, shape)
+    return [target for target, _, kind, shape in split if kind == "schedule" and shape not in (None, "constant")]
 
 
 def shape_and_final(options: Mapping[str, Any], target: str) -> tuple[str, float | None]:
