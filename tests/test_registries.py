@@ -12,6 +12,7 @@ import inspect
 import math
 import random
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -320,8 +321,30 @@ def mnist_classifier_file(path: Path) -> None:
     torch.save({"state_dict": model.state_dict(), "meta": meta}, path)
 
 
+class TinyEncoder(nn.Module):
+    """A random conv encoder of RGB images to 8 features, declaring the 16x16 input it takes; its BatchNorm and
+    dropout make the features differ in training mode, so an extractor that is not frozen in eval mode shows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_size = (16, 16)  # kept by torch.jit.script: the extractor resizes images to it
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1), nn.Flatten())  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # (B, 3, 16, 16) -> (B, 8)
+
+
+def torchscript_file(path: Path) -> None:
+    """A random `TinyEncoder` saved with torch.jit.save: any architecture's file format, the torchscript extractor's."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():  # recent torch deprecates TorchScript (a FutureWarning); archives still load
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(TinyEncoder()), str(path))
+
+
 # weights files this test can write in milliseconds; an extractor loading none of them is skipped, saying so
-WEIGHTS_WRITERS = {"a random MNIST classifier": mnist_classifier_file}
+WEIGHTS_WRITERS = {"a random MNIST classifier": mnist_classifier_file, "a tiny TorchScript network": torchscript_file}
 
 
 @pytest.fixture

@@ -1,0 +1,225 @@
+"""The `torchscript` feature extractor (`metrics/extractors/torchscript.py`): a user's own network saved with
+torch.jit.save gives the features its own forward gives on the same (resized) images, FID through `Scorer` is the
+Fréchet distance of those features' Gaussians, scores name the archive by its SHA-256, and unusable files are one-line
+DataErrors."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gan_lightning.core.errors import ConfigError, DataError
+from gan_lightning.metrics import EXTRACTORS, Scorer, file_sha256, load_extractor
+from gan_lightning.metrics.quality import ClassGaussians, frechet_distance
+from gan_lightning.training.latents import LatentSpace
+
+
+class Encoder(nn.Module):
+    """A small conv encoder to 6 features; `input_size` (H, W) or None declares the size it takes."""
+
+    def __init__(self, channels: int = 3, input_size: tuple[int, int] | None = (16, 16)) -> None:
+        super().__init__()
+        self.input_size = input_size  # a scripted attribute: the extractor resizes images to it when not None
+        self.body = nn.Sequential(nn.Conv2d(channels, 6, 3, stride=2, padding=1), nn.BatchNorm2d(6), nn.Tanh(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # (B, C, H, W) -> (B, 6)
+
+
+class FeatureMap(nn.Module):
+    """Returns its conv feature map (B, 4, H, W): not features (B, F)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Score(nn.Module):
+    """Returns one number per image (B,): not features (B, F)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(1, 2, 3))
+
+
+class Flattened(nn.Module):
+    """Flattens a conv map without pooling: its feature count depends on the image size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).flatten(1)  # (B, 2 * H/2 * W/2)
+
+
+def scripted(make: type[nn.Module], path: Path, seed: int = 0, **kwargs: object) -> torch.jit.ScriptModule:
+    """A `make(**kwargs)` with weights from `seed`, scripted, in eval mode, saved with torch.jit.save to `path`."""
+    torch.manual_seed(seed)
+    module = make(**kwargs)
+    with warnings.catch_warnings():  # recent torch deprecates TorchScript (a FutureWarning); archives still load
+        warnings.simplefilter("ignore", FutureWarning)
+        network = torch.jit.script(module.eval())
+        torch.jit.save(network, str(path))
+    return network
+
+
+def images(n: int, channels: int = 3, size: int = 28, seed: int = 0, scale: float = 1.0) -> torch.Tensor:
+    """Random images (n, channels, size, size) in [-scale, scale]."""
+    return (torch.rand(n, channels, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1) * scale
+
+
+def resized(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """What the extractor's protocol says it does to images for a network declaring `size`."""
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+class ImageSet:
+    """Stands in for a GAN in `Scorer.score`: its samples are fixed images, handed out in order."""
+
+    def __init__(self, samples: torch.Tensor) -> None:
+        self.samples, self.served = samples, 0
+        self.device = torch.device("cpu")
+        self.latents = LatentSpace(4)  # unconditional: no intra-class FID
+
+    def sample(self, latents: torch.Tensor, rng: torch.Generator, truncation: object = None) -> torch.Tensor:
+        batch = self.samples[self.served : self.served + len(latents)]
+        self.served += len(latents)
+        return batch
+
+
+def test_registered_and_frozen(tmp_path):
+    path = tmp_path / "encoder.pt"
+    scripted(Encoder, path)
+    extractor = load_extractor("torchscript", path)
+    assert "torchscript" in EXTRACTORS.names()
+    assert extractor.num_features == 6 and extractor.channels == 3 and extractor.input_size == (16, 16)
+    nn.Sequential(extractor).train()  # what Lightning does to everything attached to the module
+    assert not any(m.training for m in extractor.modules()) and not any(p.requires_grad for p in extractor.parameters())
+
+
+def test_features_are_the_networks_own_on_resized_images(tmp_path):
+    path = tmp_path / "encoder.pt"
+    network = scripted(Encoder, path)
+    extractor = load_extractor("torchscript", path)
+    rgb, grey = images(5), images(5, channels=1, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(rgb), network(resized(rgb, (16, 16))))  # (5, 6)
+        torch.testing.assert_close(extractor(grey), network(resized(grey.expand(-1, 3, -1, -1), (16, 16))))
+        features, probs = extractor.extract(rgb)
+    assert features.shape == (5, 6) and features.dtype == torch.float32 and probs is None
+    assert "bilinear resize to 16x16 with antialiasing" in extractor.protocol()["resize"]
+
+
+def test_without_a_declared_size_images_go_in_as_they_are(tmp_path):
+    path = tmp_path / "encoder.pt"
+    network = scripted(Encoder, path, input_size=None)
+    extractor = load_extractor("torchscript", path)
+    assert extractor.input_size is None and "at their own size" in extractor.protocol()["resize"]
+    with torch.no_grad():
+        for size in (8, 28, 32):
+            x = images(3, size=size)
+            torch.testing.assert_close(extractor(x), network(x))
+
+
+def test_grey_network_takes_grey_images_only(tmp_path):
+    path = tmp_path / "grey.pt"
+    network = scripted(Encoder, path, channels=1)
+    extractor = load_extractor("torchscript", path)
+    assert extractor.channels == 1 and "RGB" not in extractor.protocol()["resize"]
+    x = images(4, channels=1)
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(x), network(resized(x, (16, 16))))
+    with pytest.raises(ConfigError, match=r"takes images \(B, 1, H, W\)"):
+        extractor(images(4, channels=3))
+
+
+def test_scores_name_the_archive_by_its_sha256(tmp_path):
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    scripted(Encoder, first)
+    scripted(Encoder, second, seed=1)  # the same network with other weights
+    protocols = [load_extractor("torchscript", path).protocol() for path in (first, second)]
+    assert [p["extractor"] for p in protocols] == ["torchscript", "torchscript"]
+    assert [p["extractor_sha256"] for p in protocols] == [file_sha256(first), file_sha256(second)]
+    assert protocols[0]["extractor_sha256"] != protocols[1]["extractor_sha256"]
+    # built without load_extractor, the extractor still says which file it is
+    assert EXTRACTORS.get("torchscript")(first).protocol()["extractor_sha256"] == file_sha256(first)
+
+
+def test_fid_through_scorer_is_the_frechet_distance_of_the_features(tmp_path):
+    path = tmp_path / "encoder.pt"
+    network = scripted(Encoder, path)
+    real, fake = images(48, seed=2), images(48, seed=3, scale=0.5)  # two different image distributions
+    scorer = Scorer(load_extractor("torchscript", path), batch_size=16, kid_subset_size=16, kid_subsets=5)
+    scorer.add_real(real.split(16), reference="real images")
+    results = scorer.score(ImageSet(fake), num_samples=len(fake), seed=0)
+    gaussians = []
+    with torch.no_grad():
+        for x in (real, fake):
+            features = network(resized(x, (16, 16)))  # (48, 6), the network's own
+            sums = ClassGaussians(1, features.shape[1])
+            sums.add(features, torch.zeros(len(features), dtype=torch.long))
+            gaussians.append(sums.gaussian(0))  # mean (6,), unbiased covariance (6, 6)
+    expected = frechet_distance(*gaussians[0], *gaussians[1])
+    assert results["fid"] > 0 and expected > 0
+    assert results["fid"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    protocol = scorer.protocol(len(fake), seed=0)
+    assert protocol["extractor"] == "torchscript" and protocol["extractor_sha256"] == file_sha256(path)
+
+
+def write_nothing(path: Path) -> None:
+    """Leaves `path` missing."""
+
+
+def write_state_dict(path: Path) -> None:
+    """The encoder's state dict, as torch.save writes weights."""
+    torch.save(Encoder().state_dict(), path)
+
+
+def write_pickled_module(path: Path) -> None:
+    """The whole encoder pickled by torch.save: a Python object, not a TorchScript archive."""
+    torch.save(Encoder(), path)
+
+
+def write_junk(path: Path) -> None:
+    """Bytes torch never wrote."""
+    path.write_bytes(b"not a network")
+
+
+@pytest.mark.parametrize(
+    ("write", "says"),
+    [
+        (write_nothing, "no TorchScript network at"),
+        (write_state_dict, "holds a torch.save file"),
+        (write_pickled_module, "holds a torch.save file"),
+        (write_junk, "is not a TorchScript archive"),
+        (lambda path: scripted(FeatureMap, path), "not float features (B, F)"),
+        (lambda path: scripted(Score, path), "not float features (B, F)"),
+    ],
+    ids=["missing", "state-dict", "pickled-module", "junk", "feature-map", "one-number"],
+)
+def test_unusable_files_are_one_line(tmp_path, write, says):
+    path = tmp_path / "network.pt"
+    write(path)
+    with pytest.raises(DataError) as caught:
+        load_extractor("torchscript", path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and says in message
+
+
+def test_features_that_depend_on_the_image_size_are_one_line(tmp_path):
+    path = tmp_path / "flattened.pt"
+    scripted(Flattened, path)
+    extractor = load_extractor("torchscript", path)  # probed at one size (64), declaring no input_size
+    with pytest.raises(DataError) as caught:
+        extractor(images(2, size=28))
+    message = str(caught.value)
+    assert "\n" not in message and "input_size" in message and str(path) in message
