@@ -15,6 +15,7 @@ from gan_lightning.models.dcgan import DCGANDiscriminator, DCGANGenerator
 CASES: dict[str, list[tuple[int, int, int, dict[str, int]]]] = {
     "mlp": [(96, 1, 28, {}), (16, 1, 32, {}), (16, 3, 32, {})],
     "dcgan_mnist": [(96, 1, 28, {}), (16, 3, 28, {})],
+    "infogan_mnist": [(74, 1, 28, {}), (16, 3, 28, {})],
     "dcgan": [
         (16, 3, 32, {"ngf": 8, "ndf": 8}),
         (16, 1, 64, {"ngf": 8, "ndf": 4}),
@@ -41,6 +42,7 @@ def test_every_registered_model_has_shape_cases() -> None:
     [
         ("mlp", 96, 1, 28, 1_952_528, 267_009),
         ("dcgan_mnist", 96, 1, 28, 6_675_009, 1_102_721),
+        ("infogan_mnist", 74, 1, 28, 6_652_481, 6_559_169),  # by hand in models/infogan.py
         ("dcgan", 100, 3, 64, 3_576_704, 2_765_568),
         ("sngan_cnn", 128, 3, 32, 3_828_739, 5_860_865),  # by hand in test_sngan.py
         ("sngan_resnet", 128, 3, 32, 4_276_739, 1_053_824),
@@ -198,6 +200,7 @@ def test_dcgan_mnist_matches_cs231n_spec() -> None:
     ("name", "image_size", "fragments"),
     [
         ("dcgan_mnist", 32, ["28x28 only", "32", "--model dcgan"]),
+        ("infogan_mnist", 32, ["28x28 only", "32", "--model dcgan"]),
         ("dcgan", 48, ["48", "32, 64, 128"]),
         ("dcgan", 16, ["16", "powers of two"]),
     ],
