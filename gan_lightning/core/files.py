@@ -10,9 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gan_lightning.core.errors import ConfigError, DataError, WriteError
 
@@ -33,6 +34,39 @@ def check_writable_dir(path: str | Path, flag: str) -> None:
         raise ConfigError(f"{flag} {path} {what}, not a directory; pass a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{flag} {path}: {existing} is not writable; pass a directory you can write to")
+
+
+def make_dirs(path: str | Path, flag: str) -> list[Path]:
+    """Create the directory `path` and its missing parents; returns those this call created, deepest first (for
+    `remove_empty_dirs`). A directory that cannot be created is one line: ConfigError, or WriteError when the disk
+    is full."""
+    path, missing = Path(path), []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    made: list[Path] = []
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue  # another process made it at the same moment: not ours to remove
+        except OSError as err:
+            remove_empty_dirs(made[::-1])
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise WriteError(f"could not create {directory} for {flag} ({reason(err)})") from None
+            raise ConfigError(f"{flag} {missing[0]}: cannot create {directory} ({reason(err)}); pass a directory "
+                              "you can write to") from None  # fmt: skip
+        made.append(directory)
+    return made[::-1]
+
+
+def remove_empty_dirs(dirs: list[Path]) -> None:
+    """Remove each of `dirs` (deepest first) that is empty; one still in use by another process stays."""
+    for directory in dirs:
+        try:
+            directory.rmdir()
+        except OSError:
+            pass
 
 
 def remove_quietly(path: str | Path) -> None:
@@ -139,6 +173,65 @@ def append_text(path: str | Path, text: str, what: str) -> Path:
     except OSError as err:
         raise WriteError(f"could not append to {what} {path} ({reason(err)}); the earlier records are intact") from None
     return path
+
+
+def preallocate(f: BinaryIO, size: int) -> None:
+    """Make the open file `f` at least `size` bytes with every block allocated now, so a disk without room fails
+    here with ENOSPC, not later: a write into a sparse file's hole on a full disk fails, and through a memory map
+    it is a SIGBUS that kills the process."""
+    f.flush()
+    if hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+            return
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+    # no fallocate here (macOS, some network filesystems): zeros written allocate their blocks as well
+    end = f.seek(0, os.SEEK_END)
+    zeros = bytes(1 << 20)
+    while end < size:
+        end += f.write(zeros[: min(len(zeros), size - end)])
+    f.flush()
+
+
+@contextmanager
+def exclusive_lock(path: str | Path, busy: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if missing, removed on release) while the block runs;
+    one-line ConfigError `busy` at once when another process holds it. The kernel releases a killed holder's lock.
+    Where `fcntl` does not exist (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = Path(path)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # the directory was just removed by a run that held it and was refused
+            raise ConfigError(busy) from None
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise WriteError(f"could not create the lock file {path} ({reason(err)})") from None
+            raise ConfigError(f"cannot create the lock file {path} ({reason(err)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(busy) from None
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)  # a holder that finished removed this file after we opened it: lock the one there now
+    try:
+        yield
+    finally:
+        remove_quietly(path)  # before unlocking: a process that opens the path from now on gets a new file
+        os.close(fd)
 
 
 def load_weights_file(path: str | Path, what: str, hint: str, map_location: str = "cpu") -> Any:
