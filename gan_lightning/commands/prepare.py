@@ -5,7 +5,9 @@ training reads it with `--prepared DIR` instead of decoding every image every ep
     gan-train --preset dcgan_celeba --data-dir DIR --prepared OUT
 
 Rerunning it is always safe: an up-to-date dataset is left alone, an interrupted one is continued, one whose source
-folder changed since (files added, removed or modified) is rebuilt, each said in one line.
+folder changed since (files added, removed or modified) or that was damaged is rebuilt, each said in one line. A run
+that is refused (a bad image, an --out it cannot write, another run writing the same --out: exit 2) or whose disk
+fills up (exit 4) leaves no file of its own behind and a finished dataset already there intact.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from gan_lightning.commands.base import Parser, run_command
 from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.files import check_writable_dir
 from gan_lightning.data import DATASETS
 from gan_lightning.data.images import default_num_workers
 from gan_lightning.data.prepared import default_prepared_dir, prepare_images
@@ -63,9 +66,10 @@ def run(cfg: argparse.Namespace) -> None:
     dm = spec(cfg.data_dir, image_size=image_size, channels=channels, conditional=cfg.conditional,
               skip_bad_images=cfg.skip_bad_images, num_workers=0)  # fmt: skip
     dm.prepare_data()  # the dataset's own one line when its folder is missing
+    out = Path(cfg.out) if cfg.out else default_prepared_dir(dm.image_dir, image_size, channels)
+    check_writable_dir(out, "--out")  # before listing 200k files, and long before decoding them
     files = dm.source_files()
     labels = dm.file_labels(files)
-    out = Path(cfg.out) if cfg.out else default_prepared_dir(dm.image_dir, image_size, channels)
     workers = default_num_workers() if cfg.num_workers is None else cfg.num_workers
     began = time.monotonic()
     tty = sys.stderr.isatty()

@@ -11,8 +11,12 @@ A prepared dataset is a directory:
   (after an upgrade training warns and a rerun of gan-prepare re-decodes; a directory prepared before this record
   existed has none and is not checked). It is written last: a directory without it is unfinished.
 
-While preparing, `images.npy.partial` fills chunk by chunk and `progress.json` records the chunks done, so an
-interrupted run continues where it stopped; the last step renames the array into place and writes the manifest.
+While preparing, `images.npy.partial` (allocated whole before the first image is decoded, so a disk without room
+fails at once) fills chunk by chunk and `progress.json` records the chunks done, so an interrupted run continues
+where it stopped; the last step renames the arrays into place and writes the manifest. One run at a time writes a
+directory (a lock file in it); a refused or failed run leaves no file of its own behind, and a finished dataset
+there stays whole until the new one replaces it. Opening one checks the manifest against the arrays on disk
+(`prepared_check.py`).
 The split into train and validation images is not stored: the DataModule makes it from the file list, as it does
 for the files themselves, so the prepared and the lazy path give the same images in the same order.
 """
@@ -32,15 +36,37 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gan_lightning.core.errors import DataError
-from gan_lightning.data.base import identity_collate
-from gan_lightning.data.images import bad_image_error, crop_transform, decode_image, uint8_to_signed
+from gan_lightning.core.errors import DataError, WriteError
+from gan_lightning.core.files import check_writable_dir, exclusive_lock, make_dirs, reason, remove_empty_dirs
+from gan_lightning.data.images import bad_image_error, crop_transform, decode_image
+from gan_lightning.data.prepared_check import (
+    FORMAT,
+    IMAGES,
+    LABELS,
+    LOCK,
+    MANIFEST,
+    PARTIAL,
+    PROGRESS,
+    DamagedError,
+    check_arrays,
+    read_manifest,
+    source_changes,
+    source_record,
+)
+from gan_lightning.data.prepared_dataset import PreparedImageDataset
+from gan_lightning.data.prepared_files import (
+    LABELS_PARTIAL,
+    MANIFEST_PARTIAL,
+    RowFile,
+    remove_leftovers,
+    write_synced,
+    write_whole,
+)
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
-MANIFEST, IMAGES, LABELS, PROGRESS = "manifest.json", "images.npy", "labels.npy", "progress.json"
-PARTIAL = IMAGES + ".partial"
+# The layout and the dataset class live beside this module and are imported from here as before.
+__all__ = ["FORMAT", "IMAGES", "LABELS", "MANIFEST", "PARTIAL", "PROGRESS", "PreparedImageDataset"]
 CROP = "torchvision Resize(shorter side to size, bilinear, antialias) + CenterCrop(size), PIL convert L or RGB"
 CHUNK = 1024  # images decoded between two progress records: what an interruption may lose
 
@@ -69,38 +95,6 @@ def default_prepared_dir(image_dir: str | Path, image_size: int, channels: int) 
     return image_dir.parent / f"{image_dir.name}.prepared-{image_size}px-{channels}ch"
 
 
-def source_record(image_dir: str | Path, files: Sequence[Path]) -> list[list[Any]]:
-    """[relative path, size, mtime in ns] of every file: what a prepared dataset was made from."""
-    record = []
-    for f in files:
-        st = os.stat(f)
-        record.append([Path(f).relative_to(image_dir).as_posix(), st.st_size, st.st_mtime_ns])
-    return record
-
-
-def source_changes(old: list[list[Any]], new: list[list[Any]]) -> str | None:
-    """None when the two source records are equal, else what changed, e.g. "2 files added (e.g. x.jpg)"."""
-    if old == new:
-        return None
-    before = {name: (size, mtime) for name, size, mtime in old}
-    after = {name: (size, mtime) for name, size, mtime in new}
-    parts = []
-    for what, names in (
-        ("added", [n for n in after if n not in before]),
-        ("removed", [n for n in before if n not in after]),
-        ("modified", [n for n in after if n in before and after[n] != before[n]]),
-    ):
-        if names:
-            parts.append(f"{len(names)} file(s) {what} (e.g. {names[0]})")
-    return ", ".join(parts) or "the file order changed"
-
-
-def _write_json(path: Path, value: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)  # atomic: a reader sees the old record or the new one, never half of one
-
-
 @dataclass
 class PreparedImages:
     """An opened prepared dataset: its manifest, and its images memory-mapped (not read) until indexed."""
@@ -110,20 +104,18 @@ class PreparedImages:
 
     @classmethod
     def open(cls, path: str | Path) -> PreparedImages:
-        """Read `path`'s manifest; one-line DataError when it is not a finished prepared dataset."""
+        """Read `path`'s manifest and check it against the arrays on disk; one-line DataError when it is not a
+        finished, whole prepared dataset."""
         path = Path(path)
-        manifest_file = path / MANIFEST
-        if not manifest_file.is_file():
+        if not (path / MANIFEST).is_file():
             what = (
                 "is unfinished (rerun gan-prepare to complete it)"
                 if (path / PROGRESS).is_file()
                 else ("is not a prepared dataset (no manifest.json); write one with gan-prepare")
             )
             raise DataError(f"--prepared {path} {what}")
-        manifest = json.loads(manifest_file.read_text())
-        if manifest.get("format") != FORMAT:
-            raise DataError(f"--prepared {path} has format {manifest.get('format')}, this version reads {FORMAT}; "
-                            "rerun gan-prepare")  # fmt: skip
+        manifest = read_manifest(path)
+        check_arrays(path, manifest)  # now, not as a memory-map or index error in the middle of a run
         return cls(path, manifest)
 
     @property
@@ -202,130 +194,150 @@ def prepare_images(
 ) -> str:
     """Write `files` (under `image_dir`) as a prepared dataset in `out`; returns what was done, in a few words.
 
-    Up to date already: nothing is done. Prepared from another source or preprocessing: rebuilt. Interrupted
-    earlier from the same source and preprocessing: continued from the last finished chunk. `on_chunk(done, total)`
-    is called after each chunk is on disk (progress display). A file that cannot be decoded raises DataError, or
-    with `skip_bad_images` is recorded as bad (training replaces it as the lazy path does).
+    Up to date already: nothing is done. Prepared from another source or preprocessing, or damaged: rebuilt.
+    Interrupted earlier from the same source and preprocessing: continued from the last finished chunk.
+    `on_chunk(done, total)` is called after each chunk is on disk (progress display). A file that cannot be decoded
+    raises DataError, or with `skip_bad_images` is recorded as bad (training replaces it as the lazy path does).
+    An `out` that cannot be written is a ConfigError before anything is created, another run writing it a
+    ConfigError, and a failed write a WriteError; each leaves no file of this run behind.
     """
     image_dir, out = Path(image_dir), Path(out)
-    n = len(files)
+    check_writable_dir(out, "--out")  # before anything is created or decoded
     record = source_record(image_dir, files)
     target = {"preprocessing": preprocessing(image_size, channels), "files": record, "classes": classes,
               "skip_bad_images": skip_bad_images, "decoders": decoders()}  # fmt: skip
-    start, how = 0, "prepared"
-    if (out / MANIFEST).is_file():
-        manifest = json.loads((out / MANIFEST).read_text())
-        same = manifest.get("format") == FORMAT and manifest["preprocessing"] == target["preprocessing"]
-        changed = source_changes(manifest["source"]["files"], record) if same else "other preprocessing"
-        if not changed and manifest.get("decoders", target["decoders"]) != target["decoders"]:
-            changed = f"decoded with {_versions(manifest['decoders'])}, now {_versions(target['decoders'])}"
-        if same and not changed and manifest.get("classes") == classes and (
-                skip_bad_images or not manifest["bad"]):  # fmt: skip
-            return "up to date"
-        how = f"rebuilt ({changed or 'other classes or bad-file handling'} since it was prepared)"
-        (out / MANIFEST).unlink()  # from here on the directory is unfinished, whatever happens
-    out.mkdir(parents=True, exist_ok=True)
-    progress = json.loads((out / PROGRESS).read_text()) if (out / PROGRESS).is_file() else None
-    if progress is not None and progress["target"] == target and (out / PARTIAL).is_file():
-        start, how = progress["done"], f"resumed at image {progress['done']}"
-        bad = progress["bad"]
-        array = np.load(out / PARTIAL, mmap_mode="r+")
-    else:
-        if progress is not None:
+    made = make_dirs(out, "--out")
+    try:
+        with exclusive_lock(out / LOCK, f"--out {out} is being written by another gan-prepare run; wait for it to "
+                            "end, then rerun (a finished dataset is left as it is)"):  # fmt: skip
+            how = _rebuild_reason(out, target)
+            if how is None:
+                return "up to date"
+            work = _Preparation(image_dir, files, out, target, labels, skip_bad_images)
+            return work.run(how, num_workers, chunk, on_chunk)
+    finally:
+        remove_empty_dirs(made)  # a refused run leaves no directory behind; one holding files stays
+
+
+def _rebuild_reason(out: Path, target: dict[str, Any]) -> str | None:
+    """None when `out` holds a whole dataset of `target`; else how the run that follows is described."""
+    if not (out / MANIFEST).is_file():
+        return "prepared"
+    try:
+        manifest = read_manifest(out)
+        check_arrays(out, manifest)
+    except DamagedError as err:
+        return f"rebuilt (it was damaged: {err.problem})"
+    except DataError:
+        return "rebuilt (written by another version)"
+    same = manifest["preprocessing"] == target["preprocessing"]
+    changed = source_changes(manifest["source"]["files"], target["files"]) if same else "other preprocessing"
+    if not changed and manifest.get("decoders", target["decoders"]) != target["decoders"]:
+        changed = f"decoded with {_versions(manifest['decoders'])}, now {_versions(target['decoders'])}"
+    if not changed and manifest.get("classes") == target["classes"] and (
+            target["skip_bad_images"] or not manifest["bad"]):  # fmt: skip
+        return None
+    return f"rebuilt ({changed or 'other classes or bad-file handling'} since it was prepared)"
+
+
+class _Preparation:
+    """One gan-prepare run into a locked `out`: decode into the partial array, then publish it with the manifest."""
+
+    def __init__(self, image_dir: Path, files: Sequence[Path], out: Path, target: dict[str, Any],
+                 labels: Sequence[int] | None, skip_bad_images: bool) -> None:  # fmt: skip
+        pre = target["preprocessing"]
+        self.image_dir, self.files, self.out, self.target, self.skip = image_dir, files, out, target, skip_bad_images
+        self.shape = (len(files), pre["channels"], pre["image_size"], pre["image_size"])
+        self.labels = np.asarray(labels if labels is not None else np.zeros(len(files)), dtype=np.int64)
+
+    def _progress(self) -> dict[str, Any] | None:
+        """The interrupted run's record when it is of this target and its partial array is whole, else None."""
+        try:
+            progress = json.loads((self.out / PROGRESS).read_text())
+            done, bad = progress["done"], progress["bad"]
+            usable = progress["target"] == self.target and 0 <= done <= self.shape[0] and isinstance(bad, list)
+        except (OSError, ValueError, TypeError, KeyError):  # missing, cut or edited: started again
+            return None
+        return progress if usable and RowFile.whole(self.out / PARTIAL, self.shape) else None
+
+    def run(self, how: str, num_workers: int, chunk: int, on_chunk: Callable[[int, int], None] | None) -> str:
+        """Decode and write every image not yet on disk; returns `how` or, when continued, where from."""
+        out, n = self.out, self.shape[0]
+        progress = self._progress()
+        resumed = progress is not None
+        start, bad = (progress["done"], progress["bad"]) if resumed else (0, [])
+        if resumed:
+            how = f"resumed at image {start}"
+        elif (out / PROGRESS).is_file():
             how = "restarted (the source or options changed since the interrupted run)"
-        bad = []
-        array = np.lib.format.open_memmap(out / PARTIAL, mode="w+", dtype=np.uint8,
-                                          shape=(n, channels, image_size, image_size))  # fmt: skip
-        _write_json(out / PROGRESS, {"target": target, "done": 0, "bad": bad})
-    decoder = _Decoder(files, image_size, channels)
-    loader = DataLoader(decoder, batch_size=chunk, sampler=range(start, n), num_workers=num_workers,
-                        collate_fn=_list_collate)  # fmt: skip
-    done = start
-    for items in loader:
-        for offset, (image, reason) in enumerate(items):
-            if image is None:
-                if not skip_bad_images:
-                    del array
-                    raise bad_image_error(files[done + offset], reason)
-                log.warning("skipping unreadable image %s (%s)", files[done + offset], reason)
-                bad.append(done + offset)
-            else:
-                array[done + offset] = image.numpy()
-        done += len(items)
-        array.flush()  # the pixels are on disk before the record says so
-        _write_json(out / PROGRESS, {"target": target, "done": done, "bad": bad})
-        if on_chunk is not None:
-            on_chunk(done, n)
-    del array
-    np.save(out / LABELS, np.asarray(labels if labels is not None else np.zeros(n), dtype=np.int64))
-    os.replace(out / PARTIAL, out / IMAGES)
-    _write_json(out / MANIFEST, {"format": FORMAT, "count": n, "shape": [channels, image_size, image_size],
-                                 "preprocessing": target["preprocessing"], "classes": classes, "bad": bad,
-                                 "skip_bad_images": skip_bad_images, "decoders": target["decoders"],
-                                 "source": {"root": str(image_dir.resolve()), "files": record},
-                                 "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
-    (out / PROGRESS).unlink()
-    return how
+        try:
+            rows = RowFile.open(out / PARTIAL) if resumed else RowFile.create(out / PARTIAL, self.shape)
+            with rows:
+                if not resumed:
+                    self._record(0, bad)
+                decoder = _Decoder(self.files, self.shape[2], self.shape[1])
+                loader = DataLoader(decoder, batch_size=chunk, sampler=range(start, n), num_workers=num_workers,
+                                    collate_fn=_list_collate)  # fmt: skip
+                done = start
+                for items in loader:
+                    rows.write(done, self._block(items, done, bad))
+                    done += len(items)
+                    rows.sync()  # the pixels are on disk before the record says so
+                    self._record(done, bad)
+                    if on_chunk is not None:
+                        on_chunk(done, n)
+            self._publish(bad)
+        except (DataError, OSError) as err:
+            # A write failure keeps what an earlier, interrupted run had done (free space and rerun continues it);
+            # a bad image cannot be continued from (fixing it or skipping it changes the target).
+            keep = resumed and isinstance(err, OSError)
+            remove_leftovers(out, keep_partial=keep)
+            if isinstance(err, OSError):
+                raise self._write_error(err, keep) from None
+            raise
+        return how
 
+    def _block(self, items: list[tuple[torch.Tensor | None, str]], first: int, bad: list[int]) -> np.ndarray:
+        """The chunk's rows as one uint8 block (zeros for a file that cannot be decoded, recorded in `bad`)."""
+        block = np.zeros((len(items), *self.shape[1:]), dtype=np.uint8)
+        for offset, (image, why) in enumerate(items):
+            if image is not None:
+                block[offset] = image.numpy()
+                continue
+            if not self.skip:
+                raise bad_image_error(self.files[first + offset], why)
+            log.warning("skipping unreadable image %s (%s)", self.files[first + offset], why)
+            bad.append(first + offset)
+        return block
 
-class PreparedImageDataset(Dataset):
-    """Rows of a prepared dataset served as (C, S, S) float images in [-1, 1] with long labels: no decoding.
+    def _record(self, done: int, bad: list[int]) -> None:
+        write_whole(self.out / PROGRESS, json.dumps({"target": self.target, "done": done, "bad": bad}).encode())
 
-    `rows[i]` is the prepared row of item i. A bad row (a file that could not be decoded when prepared) is replaced
-    by the next good row of `rows`, cyclically, with that row's label, as `ImageFileDataset` replaces a bad file by
-    the next readable one; without `skip_bad_images` a bad row is a DataError here. `__getitems__` gathers a whole
-    batch with one indexing op of the memory map, and converts it with `uint8_to_signed`: the lazy path's bits.
-    """
+    def _publish(self, bad: list[int]) -> None:
+        """Write the labels and the manifest beside the array, then rename all three into place: every byte is on
+        disk before the first rename, so a disk that fills up here leaves a finished dataset that was there whole."""
+        out, target = self.out, self.target
+        labels, manifest = out / LABELS_PARTIAL, out / MANIFEST_PARTIAL
+        write_synced(labels, lambda f: np.save(f, self.labels))
+        text = json.dumps({"format": FORMAT, "count": self.shape[0], "shape": list(self.shape[1:]),
+                           "preprocessing": target["preprocessing"], "classes": target["classes"], "bad": bad,
+                           "skip_bad_images": self.skip, "decoders": target["decoders"],
+                           "source": {"root": str(self.image_dir.resolve()), "files": target["files"]},
+                           "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
+        write_synced(manifest, lambda f: f.write(text.encode()))
+        (out / MANIFEST).unlink(missing_ok=True)  # unfinished from here: an interruption now is resumed at the end
+        os.replace(out / PARTIAL, out / IMAGES)
+        os.replace(labels, out / LABELS)
+        os.replace(manifest, out / MANIFEST)
+        (out / PROGRESS).unlink()
 
-    def __init__(self, store: PreparedImages, rows: Sequence[int], labels: torch.Tensor,
-                 skip_bad_images: bool = False) -> None:  # fmt: skip
-        rows = np.asarray(rows, dtype=np.int64)
-        bad = np.zeros(store.manifest["count"], dtype=bool)
-        bad[np.asarray(store.manifest["bad"], dtype=np.int64)] = True
-        bad_here = bad[rows]
-        names = store.files
-        if bad_here.any() and not skip_bad_images:
-            first = rows[bad_here.argmax()]
-            raise bad_image_error(Path(store.manifest["source"]["root"]) / names[first], "recorded by gan-prepare")
-        n = len(rows)
-        if n and bad_here.all():
-            raise DataError(f"none of the {n} images could be read (first: {names[rows[0]]})")
-        served = np.arange(n)
-        for i in np.flatnonzero(bad_here):  # the next good position, cyclically
-            j = i
-            while bad_here[j]:
-                j = (j + 1) % n
-            served[i] = j
-        self.path = store.path
-        self.rows = rows[served]
-        self.labels = labels[torch.from_numpy(served)]
-        self.skipped_files = [names[r] for r in rows[bad_here]]
-        self._images: np.ndarray | None = None
-
-    collate_fn = staticmethod(identity_collate)  # `__getitems__` returns whole batches
-
-    @property
-    def num_skipped(self) -> int:
-        """How many of this set's files were found unreadable when prepared and are skipped."""
-        return len(self.skipped_files)
-
-    @property
-    def images(self) -> np.ndarray:
-        """The prepared (N, C, S, S) uint8 array, memory-mapped."""
-        if self._images is None:  # opened per process: a DataLoader worker maps the file, nothing is copied
-            self._images = np.load(self.path / IMAGES, mmap_mode="r")
-        return self._images
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_images": None}  # the map, not its contents, goes to spawned workers
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return uint8_to_signed(torch.from_numpy(np.array(self.images[self.rows[index]]))), self.labels[index]
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        # (B, C, S, S): one gather from the map, then the same float ops as a single image gets
-        images = torch.from_numpy(self.images[self.rows[indices]])
-        return uint8_to_signed(images), self.labels[torch.as_tensor(indices)]
+    def _write_error(self, err: OSError, kept: bool) -> WriteError:
+        """The one line for a failed write: the file, the operating system's reason, and what is intact."""
+        size = int(np.prod(self.shape, dtype=np.int64))
+        size_text = f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.0f} KiB"
+        failed = f"could not write {err.filename or self.out / PARTIAL} ({reason(err)}; the images take {size_text})"
+        if kept:
+            return WriteError(f"{failed}; the interrupted preparation in {self.out} is kept: free space, then rerun to "
+                              "continue it")  # fmt: skip
+        intact = f"; the prepared dataset already in {self.out} is intact" if (self.out / MANIFEST).is_file() else ""
+        return WriteError(f"{failed}; nothing partial was kept{intact}: free space, then rerun")
