@@ -192,6 +192,7 @@ def test_bad_source_files_are_handled_as_the_lazy_path_handles_them(tmp_path, ca
                          "--image-size", "16"]) == 2  # fmt: skip
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "3.png" in err and "--skip-bad-images" in err
+    assert not out.exists()  # refused: nothing left behind (tests/test_prepared_faults.py has the other faults)
     prepare(root, "--image-size", "16", "--skip-bad-images")
     kwargs = {"batch_size": 2, "num_workers": 0, "image_size": 16, "val_fraction": 0.0}
     with pytest.raises(DataError, match=r"cannot read image .*3\.png.*--skip-bad-images"):
