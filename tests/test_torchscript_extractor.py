@@ -1,22 +1,30 @@
 """The `torchscript` feature extractor (`metrics/extractors/torchscript.py`): a user's own network saved with
 torch.jit.save gives the features its own forward gives on the same (resized) images, FID through `Scorer` is the
 Fréchet distance of those features' Gaussians, scores name the archive by its SHA-256, and unusable files are one-line
-DataErrors."""
+DataErrors; `--extractor torchscript --extractor-weights PATH` scores with it in evaluate.py and during training."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
+from gan_lightning import GAN
+from gan_lightning.commands.evaluate import main as evaluate_main
+from gan_lightning.commands.train import main as train_main
 from gan_lightning.core.errors import ConfigError, DataError
-from gan_lightning.metrics import EXTRACTORS, Scorer, file_sha256, load_extractor
+from gan_lightning.metrics import EXTRACTORS, Scorer, build_extractor, file_sha256, load_extractor
 from gan_lightning.metrics.quality import ClassGaussians, frechet_distance
 from gan_lightning.training.latents import LatentSpace
+
+from conftest import cpu_trainer
 
 
 class Encoder(nn.Module):
@@ -223,3 +231,83 @@ def test_features_that_depend_on_the_image_size_are_one_line(tmp_path):
         extractor(images(2, size=28))
     message = str(caught.value)
     assert "\n" not in message and "input_size" in message and str(path) in message
+
+
+# ------------------------------------------------------------------------------------ from the command line
+def test_build_extractor_takes_an_extractor_by_name(tmp_path):
+    path = tmp_path / "encoder.pt"
+    scripted(Encoder, path)
+    extractor = build_extractor(3, extractor="torchscript", extractor_weights=path)
+    assert extractor.protocol()["extractor"] == "torchscript"
+    for half in ({"extractor": "torchscript"}, {"extractor_weights": path}):
+        with pytest.raises(ConfigError, match="go together"):
+            build_extractor(3, **half)
+    with pytest.raises(ConfigError, match="both choose the features"):
+        build_extractor(3, extractor="torchscript", extractor_weights=path, fid_weights=path)
+
+
+@pytest.fixture(scope="module")
+def rgb_run(tmp_path_factory):
+    """A folder of 8 RGB 16x16 PNGs, a run directory holding a one-iteration GAN's last.ckpt, and an encoder."""
+    base = tmp_path_factory.mktemp("rgb")
+    data = base / "images"
+    data.mkdir()
+    pixels = torch.randint(0, 256, (8, 16, 16, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    for i, image in enumerate(pixels):
+        Image.fromarray(image.numpy()).save(data / f"{i:03d}.png")
+    torch.manual_seed(0)
+    gan = GAN("mlp", latent_dim=8, channels=3, image_size=16)
+    fakes = torch.rand(32, 3, 16, 16) * 2 - 1
+    run = base / "run"
+    trainer = cpu_trainer(run, max_steps=gan.optimizer_steps(1))
+    trainer.fit(gan, DataLoader(TensorDataset(fakes, torch.zeros(32, dtype=torch.long)), batch_size=16))
+    (run / "checkpoints").mkdir(parents=True)
+    trainer.save_checkpoint(run / "checkpoints" / "last.ckpt")
+    encoder = base / "encoder.pt"
+    scripted(Encoder, encoder)
+    return {"data": data, "run": run, "encoder": encoder}
+
+
+def test_evaluate_scores_with_the_named_extractor(rgb_run, capsys):
+    run, encoder = rgb_run["run"], rgb_run["encoder"]
+    flags = ["--dataset", "folder", "--data-dir", str(rgb_run["data"]), "--extractor", "torchscript",
+             "--extractor-weights", str(encoder), "-n", "10", "--reference", "train"]  # fmt: skip
+    assert evaluate_main([str(run), *flags]) == 0
+    [row] = json.loads((run / "evaluation.json").read_text())
+    assert row["protocol"]["extractor"] == "torchscript"
+    assert row["protocol"]["extractor_sha256"] == file_sha256(encoder) and row["fid"] > 0
+    capsys.readouterr()
+    assert evaluate_main(["--ckpt", str(run / "checkpoints" / "last.ckpt"), *flags]) == 0
+    [printed] = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert printed["protocol"] == row["protocol"] and printed["fid"] == round(row["fid"], 4)
+
+
+def test_evaluate_refuses_a_half_or_unknown_extractor_in_one_line(rgb_run, capsys):
+    flags = ["--ckpt", str(rgb_run["run"] / "checkpoints" / "last.ckpt"), "--dataset", "folder", "--data-dir",
+             str(rgb_run["data"]), "-n", "10"]  # fmt: skip
+    capsys.readouterr()
+    assert evaluate_main([*flags, "--extractor", "torchscript"]) == 2
+    [err] = capsys.readouterr().err.strip().splitlines()
+    assert "--extractor NAME and --extractor-weights PATH go together" in err
+    with pytest.raises(SystemExit) as caught:  # argparse's own refusal, listing the registered names
+        evaluate_main([*flags, "--extractor", "vgg", "--extractor-weights", str(rgb_run["encoder"])])
+    assert caught.value.code == 2 and "torchscript" in capsys.readouterr().err
+
+
+def test_train_scores_with_the_named_extractor(tmp_path, fake_mnist_dir):
+    from gan_lightning.metrics.classifier import ARCH, MNISTClassifier
+
+    classifier = tmp_path / "classifier.pt"
+    meta = {"arch": ARCH, "num_features": 128, "num_classes": 10}
+    torch.save({"state_dict": MNISTClassifier().state_dict(), "meta": meta}, classifier)
+    encoder = tmp_path / "grey.pt"
+    scripted(Encoder, encoder, channels=1)
+    argv = ["--data-dir", str(fake_mnist_dir), "--max-steps", "2", "--batch-size", "16", "--latent-dim", "8",
+            "--accelerator", "cpu", "--log-dir", str(tmp_path), "--name", "ts", "--eval-every", "2",
+            "--eval-samples", "32", "--classifier", str(classifier), "--extractor", "torchscript",
+            "--extractor-weights", str(encoder)]  # fmt: skip
+    assert train_main(argv) == 0
+    [record] = [json.loads(line) for line in open(tmp_path / "ts" / "version_0" / "metrics.jsonl")]
+    assert record["protocol"]["extractor"] == "torchscript"
+    assert record["protocol"]["extractor_sha256"] == file_sha256(encoder)
+    assert record["protocol"]["classes_extractor"] == "mnist_classifier" and "modes" in record  # the classifier's

@@ -1,6 +1,7 @@
 """The evaluate command (`scripts/evaluate.py`): one checkpoint (`--ckpt`) or every checkpoint of whole runs
 (`RUN_DIR ...`), scored with the MNIST classifier (FID, KID, precision/recall, density/coverage, modes; label accuracy
-and InfoGAN code purity) or, given `--fid-weights`, the FID Inception. The scoring is `metrics/evaluator.py`'s, whole
+and InfoGAN code purity) or, given `--fid-weights`, the FID Inception, or any registered extractor (`--extractor NAME
+--extractor-weights PATH`: `torchscript`, your own network). The scoring is `metrics/evaluator.py`'s, whole
 runs `evaluate_runs.py`'s, the tables and plots `evaluate_report.py`'s.
 
 `evaluate.py RUN_DIR [RUN_DIR ...]` scores `checkpoints/iter_*.ckpt` (kept by `train.py --keep-checkpoints`) and
@@ -35,7 +36,8 @@ def build_parser() -> Parser:
     p = Parser(
         prog="evaluate.py",
         description="Score checkpoints offline: MNIST-like data with the project "
-        "classifier, any data with the FID Inception (--fid-weights); every score with its protocol.",
+        "classifier, any data with the FID Inception (--fid-weights) or any registered extractor (--extractor NAME "
+        "--extractor-weights PATH); every score with its protocol.",
     )
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="runs (LOG_DIR/NAME/version_N) to score wholly")
     p.add_argument("--ckpt", help="score this one checkpoint instead (one JSON line)")
@@ -53,7 +55,7 @@ def build_parser() -> Parser:
         default=5000,
         help="generated images per checkpoint (default 5000; the papers' FID protocol: 50000)",
     )
-    for name in ("fid_weights", "fid_weights_unchecked"):
+    for name in ("fid_weights", "fid_weights_unchecked", "extractor", "extractor_weights"):
         Options(metric_options)[name].add_to(p)
     p.add_argument(
         "--reference",
@@ -116,6 +118,7 @@ def _reference_options(cfg: argparse.Namespace) -> dict[str, Any]:
     if cfg.num_reference is not None and cfg.num_reference < 2:
         raise ConfigError(f"--num-reference must be at least 2, got {cfg.num_reference}")
     return {"fid_weights": cfg.fid_weights, "fid_weights_unchecked": cfg.fid_weights_unchecked,
+            "extractor": cfg.extractor, "extractor_weights": cfg.extractor_weights,
             "split": cfg.reference, "num_reference": cfg.num_reference}  # fmt: skip
 
 

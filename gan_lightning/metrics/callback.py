@@ -17,7 +17,7 @@ from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.core.files import append_text
 from gan_lightning.core.options import Option
 from gan_lightning.data.base import to_signed
-from gan_lightning.metrics.extractors import FeatureExtractor
+from gan_lightning.metrics.extractors import EXTRACTORS, FeatureExtractor
 from gan_lightning.metrics.quality import Scorer
 
 Tensor = torch.Tensor
@@ -36,6 +36,13 @@ options = (
            resume="free", default_text="none"),
     Option("fid_weights_unchecked", False, "accept FID Inception weights whose sha256 is not the published one "
            "(tests, research; scores then are not comparable with papers)", resume="free"),
+    Option("extractor", None, "the feature extractor of FID, KID and precision/recall, by name, from the weights "
+           "file --extractor-weights (e.g. torchscript: your own network saved with torch.jit.save); the "
+           "dataset's classifier, when given, still gives the mode statistics", type=str,
+           choices=lambda: EXTRACTORS.names(), resume="free",
+           default_text="the dataset's classifier, or the FID Inception with --fid-weights"),
+    Option("extractor_weights", None, "local weights file of --extractor", type=str, resume="free", metavar="PATH",
+           default_text="none"),
 )
 # fmt: on
 

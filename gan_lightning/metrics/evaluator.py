@@ -117,7 +117,8 @@ class Evaluator:
     features are extracted once for all, and their statistics cached across runs (`reference_cache`).
 
     MNIST-like datasets use the MNIST classifier at `classifier_path` (it also reads labels and InfoGAN codes);
-    with `fid_weights` the FID Inception gives the features (and the classifier, when given, the mode statistics).
+    with `fid_weights` the FID Inception gives the features (and the classifier, when given, the mode statistics),
+    with `extractor` and `extractor_weights` the extractor of that name does.
     """
 
     def __init__(
@@ -129,30 +130,34 @@ class Evaluator:
         *,
         fid_weights: str | Path | None = None,
         fid_weights_unchecked: bool = False,
+        extractor: str | None = None,
+        extractor_weights: str | Path | None = None,
         split: str = "val",
         num_reference: int | None = None,
         options: dict[str, Any] | None = None,
         cache_dir: str | Path | None = None,
     ) -> None:
         spec = DATASETS.get(dataset)
-        if fid_weights is None:
+        if fid_weights is None and extractor is None and extractor_weights is None:
             if spec.extractor is None:
                 raise ConfigError(f"--dataset {dataset} has no classifier to score it: pass evaluate.py --dataset "
                                   "mnist (and --data-dir) when its images are MNIST digits, else --fid-weights PATH "
-                                  "(the FID Inception's weights file; see docs/evaluation.md)")  # fmt: skip
-            extractor = load_extractor(spec.extractor, classifier_path)
+                                  "(the FID Inception's weights file; see docs/evaluation.md) or --extractor NAME "
+                                  "--extractor-weights PATH")  # fmt: skip
+            features = load_extractor(spec.extractor, classifier_path)
         else:
             channels = spec.channels or (options or {}).get("channels") or 3
-            extractor = build_extractor(channels, classifier=classifier_path if spec.extractor else None,
-                                        fid_weights=fid_weights, dataset=dataset,
-                                        fid_weights_unchecked=fid_weights_unchecked)  # fmt: skip
-        classes = getattr(extractor, "classes", extractor)
+            features = build_extractor(channels, classifier=classifier_path if spec.extractor else None,
+                                       fid_weights=fid_weights, dataset=dataset,
+                                       fid_weights_unchecked=fid_weights_unchecked, extractor=extractor,
+                                       extractor_weights=extractor_weights)  # fmt: skip
+        classes = getattr(features, "classes", features)
         self.classifier = getattr(classes, "classifier", None)  # reads labels and codes; None on RGB data
-        self.scorer = Scorer(extractor)  # the scoring path training-time metrics use too
+        self.scorer = Scorer(features)  # the scoring path training-time metrics use too
         source = reference_set(dataset, data_dir, image_size, split, options)
         limit = len(source) if num_reference is None else min(num_reference, len(source))
         name = f"{dataset}/{split}"
-        self.cache = reference_cache(extractor, source, limit, name, cache_dir)
+        self.cache = reference_cache(features, source, limit, name, cache_dir)
         self.cached = self.cache.is_file()
         if self.cached:
             self.scorer.load_real_state(load_weights_file(self.cache, "reference statistics", "delete it"))

@@ -118,6 +118,8 @@ def evaluation_callbacks(cfg: argparse.Namespace) -> list[pl.Callback]:
         fid_weights=cfg.fid_weights,
         dataset=cfg.dataset,
         fid_weights_unchecked=cfg.fid_weights_unchecked,
+        extractor=cfg.extractor,
+        extractor_weights=cfg.extractor_weights,
     )
     if extractor is None:  # metrics are off, and build_extractor said why in one line
         return []

@@ -76,15 +76,24 @@ def build_extractor(
     fid_weights: PathLike | None = None,
     dataset: str | None = None,
     fid_weights_unchecked: bool = False,
+    extractor: str | None = None,
+    extractor_weights: PathLike | None = None,
 ) -> FeatureExtractor | None:
     """The feature extractor for a dataset's metrics, or None (with a one-time notice) when there is none.
 
     Datasets that declare a classifier extractor (`DatasetSpec.extractor`: MNIST, Stacked MNIST) use the MNIST
     classifier at `classifier` (per channel for Stacked MNIST);
     with `fid_weights` the FID Inception gives the features (any FID-Inception-shaped file with
-    `fid_weights_unchecked`) and the classifier, when given, still gives the modes.
+    `fid_weights_unchecked`) and the classifier, when given, still gives the modes; `extractor` (a name in
+    `EXTRACTORS`) with its `extractor_weights` file gives the features the same way (`--fid-weights PATH` is
+    `--extractor inception_fid --extractor-weights PATH`).
     Grey images of an unnamed dataset use the classifier when given. Nothing is ever downloaded.
     """
+    if (extractor is None) != (extractor_weights is None):
+        raise ConfigError("--extractor NAME and --extractor-weights PATH go together: give both or neither")
+    if extractor is not None and fid_weights is not None:
+        raise ConfigError("--extractor and --fid-weights both choose the features: drop one (--fid-weights PATH is "
+                          "--extractor inception_fid --extractor-weights PATH)")  # fmt: skip
     classes = None
     if classifier is not None:
         name = reference_extractor(dataset) or ("mnist_classifier" if channels == 1 else None)
@@ -92,9 +101,13 @@ def build_extractor(
             raise ConfigError(f"--classifier scores MNIST-like data ({', '.join(classifier_datasets())}); "
                               f"--dataset {dataset} has {channels}-channel images: drop --classifier")  # fmt: skip
         classes = load_extractor(name, classifier)
-    if fid_weights is not None:
-        inception = load_extractor("inception_fid", fid_weights, checked=not fid_weights_unchecked)
-        return WithClassProbabilities(inception, classes) if classes is not None else inception
+    features = None
+    if extractor is not None:
+        features = load_extractor(extractor, extractor_weights)
+    elif fid_weights is not None:
+        features = load_extractor("inception_fid", fid_weights, checked=not fid_weights_unchecked)
+    if features is not None:
+        return WithClassProbabilities(features, classes) if classes is not None else features
     if classes is not None:
         return classes
     if channels == 1:
