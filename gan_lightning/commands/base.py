@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -42,11 +43,20 @@ PLUGINS_HELP = (
 )
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help lines wrapped between words only: a flag named in a help text (`--lecam-schedule`) is never split at
+    its hyphens across two lines, so it can be copied as printed. The description and epilog keep their lines."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (the full usage is one `--help` away); every command's parser
     takes `--plugins`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
         self.add_argument("--plugins", metavar="MODULE[,MODULE]", default=None, help=PLUGINS_HELP)
 

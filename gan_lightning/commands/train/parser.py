@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +34,6 @@ def build_parser() -> Parser:
         prog="train.py",
         description="Train a GAN with PyTorch Lightning; watch it with `tensorboard --logdir lightning_logs`.",
         epilog=preset_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for title, group in option_groups():
         arguments = p.add_argument_group(title)
