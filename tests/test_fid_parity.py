@@ -111,7 +111,12 @@ def test_project_equals_torch_fidelity(weights, images, project_scores):
     # KID subsets of the whole set are permutations of it: the unbiased MMD, whatever either library draws
     assert project_scores["kid"] == pytest.approx(reference["kernel_inception_distance_mean"], rel=1e-4)
     assert project_scores["inception_score"] == pytest.approx(reference["inception_score_mean"], rel=1e-6)
-    assert project_scores["inception_score_std"] == pytest.approx(reference["inception_score_std"], rel=1e-5)
+    # The std over splits is a difference of near-equal split scores (random weights: IS ~ 1, spread ~ 6e-4), so the
+    # float32 rounding the mean is allowed (rel 1e-6 of IS) is its bound too, as an absolute error; a wrong std (the
+    # population's instead of the sample's over 10 splits: 5%, 3e-5 here) is still 30x outside it
+    assert project_scores["inception_score_std"] == pytest.approx(
+        reference["inception_score_std"], abs=1e-6 * reference["inception_score_mean"]
+    )
 
 
 @pytest.mark.slow
