@@ -50,7 +50,7 @@ class PhaseProbe:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def _check(self, phase: str, result, own: nn.Module, other: nn.Module) -> None:
+    def check_phase(self, phase: str, result, own: nn.Module, other: nn.Module) -> None:
         assert torch.isfinite(result.loss), f"{phase} loss {result.loss}"
         assert not any(p.requires_grad for p in other.parameters()), f"{phase}: the other network is not frozen"
         params = trainable(own)
@@ -68,13 +68,13 @@ class PhaseProbe:
         if "d" not in self.seen:
             self.seen["d"] = (snapshot(G), snapshot(D))
         result = self.inner.d_loss(G, D, real, latents, rng, step=step)
-        self._check("D phase", result, own=D, other=G)
+        self.check_phase("D phase", result, own=D, other=G)
         return result
 
     def g_loss(self, G, D, real, latents, rng, step=0):
         self.seen.setdefault("g", (snapshot(G), snapshot(D)))
         result = self.inner.g_loss(G, D, real, latents, rng, step=step)
-        self._check("G phase", result, own=G, other=D)
+        self.check_phase("G phase", result, own=G, other=D)
         return result
 
 
