@@ -71,7 +71,7 @@ def test_celeba_partition_file_gives_the_split(tmp_path: Path) -> None:
     images, labels = batches[0]
     check_images(images, (4, 3, 64, 64))
     assert labels.dtype == torch.long and labels.tolist() == [0, 0, 0, 0]
-    val_images, _ = next(iter(dm.val_dataloader()))
+    val_images, _ = next(iter(dm.reference_dataloader()))
     check_images(val_images, (2, 3, 64, 64))
 
 
@@ -189,7 +189,7 @@ def test_image_folder_mixed_tree(tmp_path: Path, channels: int) -> None:
     assert len(dm.train_set) == 4 and len(dm.val_set) == 2
     images = torch.cat([images for images, _ in all_batches(dm.train_dataloader())])
     check_images(images, (4, channels, 32, 32))
-    val = torch.cat([images for images, _ in dm.val_dataloader()])
+    val = torch.cat([images for images, _ in dm.reference_dataloader()])
     assert val.shape == (2, channels, 32, 32)
 
 

@@ -25,7 +25,7 @@ def test_batches_in_signed_range_with_labels(fake_mnist_dir):
     # the fake digits draw class c as a bright bar at rows 2c+4..2c+5: labels must stay with their images
     rows = x[:, 0, :, 4:24].mean(dim=2).argmax(dim=1)
     assert torch.equal(rows // 2 - 2, y)
-    xv, _ = next(iter(dm.val_dataloader()))
+    xv, _ = next(iter(dm.reference_dataloader()))
     assert xv.shape == (32, 1, 28, 28)
 
 

@@ -43,7 +43,7 @@ def test_batches_are_three_channel_signed_with_codes(fake_mnist_dir):
     assert x.min() == -1 and x.max() == 1
     assert y.shape == (32,) and y.dtype == torch.long and 0 <= y.min() and y.max() <= 999
     assert torch.equal(_bar_digits(x), decode_codes(y))  # labels stay with their images through the loader
-    xv, yv = next(iter(dm.val_dataloader()))
+    xv, yv = next(iter(dm.reference_dataloader()))
     assert xv.shape == (32, 3, 28, 28) and torch.equal(_bar_digits(xv), decode_codes(yv))
 
 

@@ -56,7 +56,7 @@ def test_prepared_images_equal_the_lazy_path_bit_for_bit(tmp_path, channels):
     fast = ImageFolderDataModule(str(tmp_path / "tree"), prepared=str(out), **kwargs)
     assert_same_batches(lazy, fast)
     lazy_val = torch.stack([lazy.val_set[i][0] for i in range(len(lazy.val_set))])
-    fast_val = torch.cat([x for x, _ in fast.val_dataloader()])
+    fast_val = torch.cat([x for x, _ in fast.reference_dataloader()])
     assert torch.equal(lazy_val, fast_val)
     assert np.load(out / "images.npy").shape == (6, channels, 32, 32)  # every file, at the training size
 

@@ -47,3 +47,16 @@ def test_package_datamodules_move_batches_tensor_by_tensor_and_other_types_take_
     assert type(dm.transfer_batch_to_device([images], torch.device("cpu"), 0)) is list
     nested = dm.transfer_batch_to_device({"x": images, "meta": ["a"]}, torch.device("cpu"), 0)
     assert nested["x"] is images and nested["meta"] == ["a"]
+
+
+def test_a_package_datamodule_and_a_plain_trainer_fit_without_a_warning_the_package_causes(tmp_path, fake_mnist_dir):
+    """No validation-loop notice (the reference split is not a val_dataloader) and no transfer-hook warning."""
+    gan, dm = GAN("mlp", latent_dim=8), MNISTDataModule(str(fake_mnist_dir), batch_size=16, download=False)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=gan.optimizer_steps(2), logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(gan, dm)
+    assert gan.iteration == 2
+    ours = [str(w.message) for w in caught if "validation_step" in str(w.message) or "transfer_batch" in str(w.message)]
+    assert ours == []

@@ -143,8 +143,9 @@ class GANDataModule(LightningDataModule):
         moved = move_tensors(batch, device)
         return moved if moved is not None else super().transfer_batch_to_device(batch, device, dataloader_idx)
 
-    def val_dataloader(self) -> DataLoader:
-        """Validation images in a fixed order (used by the sample-quality metrics)."""
+    def reference_dataloader(self) -> DataLoader:
+        """Validation images in a fixed order, the metrics' reference set. Not Lightning's `val_dataloader` hook:
+        the GAN has no validation step, and Lightning notes every fit that a val loader without one is skipped."""
         if self.val_set is None:
             self.setup("validate")
         kwargs = self._loader_kwargs(self.val_set)

@@ -85,9 +85,8 @@ class LightningNotices(logging.Filter):
 
 def quiet_expected_warnings() -> None:
     """Ignore Lightning's warnings that every run of this command triggers by design."""
-    # Expected under manual optimization and a metrics-only val loader: not actionable for the user.
+    # Expected under manual optimization: not actionable for the user.
     warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
-    warnings.filterwarnings("ignore", message=".*no `validation_step`.*")
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     # Logging every N iterations carries on across epochs (Lightning counts steps, not batches of one epoch).
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
