@@ -156,7 +156,7 @@ def test_resume_with_ada_and_lecam_matches_the_uninterrupted_run(tmp_path, fake_
     train(tmp_path / "resumed", fake_mnist_dir, "--max-steps", "5", *extra)
     _, half = generator_weights(tmp_path / "resumed")
     assert float(half["state_dict"]["objective.augment.p"]) > 0
-    assert float(half["state_dict"]["objective.regularizers.0.alpha_real"]) != 0
+    assert float(half["state_dict"]["objective.regularizers.lecam.alpha_real"]) != 0
     assert float(half["state_dict"]["objective.augment.count"]) == 32  # 10 D updates = 3 intervals + 1
     train(tmp_path / "resumed", fake_mnist_dir, "--max-steps", "10", "--ckpt-path", "last", *extra)
     (_, straight), (_, resumed) = generator_weights(tmp_path / "straight"), generator_weights(tmp_path / "resumed")

@@ -24,6 +24,7 @@ from gan_lightning.commands.evaluate import main as evaluate_main
 from gan_lightning.commands.sample import load_gan
 from gan_lightning.commands.sample import main as sample_main
 from gan_lightning.commands.train import main as train_main
+from gan_lightning.core.compat import FORMAT
 from gan_lightning.metrics.classifier import ARCH, MNISTClassifier
 
 from conftest import REPO
@@ -229,7 +230,7 @@ def test_resume_old_checkpoint(old_ckpts, fake_mnist_dir, tmp_path, name):
     d_steps = ckpt["hyper_parameters"]["d_steps"] or 1
     assert d_steps == (2 if name == "plain" else 1)
     assert ckpt["global_step"] == more * (d_steps + 1)
-    assert ckpt["gan_lightning_format"] == 2
+    assert ckpt["gan_lightning_format"] == FORMAT  # written in the current format
     assert any(k.startswith("discriminator.net.") for k in ckpt["state_dict"])
     # it loads cleanly, and the optimizers went on from the old Adam states (a fresh start would count 1 step)
     GAN.load_from_checkpoint(tmp_path / name / "version_0" / "checkpoints" / "last.ckpt")

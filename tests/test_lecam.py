@@ -132,10 +132,10 @@ def test_options_switch_it_on_and_its_anchors_round_trip_through_a_checkpoint(tm
     _, gan = twins(lecam_decay=0.5)
     trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2))
     trainer.fit(gan, DataLoader(TensorDataset(torch.rand(16, 1, 28, 28) * 2 - 1), batch_size=8))
-    (trained,) = gan.objective.regularizers
+    (trained,) = gan.objective.regularizers.values()
     assert float(trained.alpha_real) != 0 and float(trained.alpha_fake) != 0
     trainer.save_checkpoint(tmp_path / "gan.ckpt")
-    (loaded,) = GAN.load_from_checkpoint(tmp_path / "gan.ckpt").objective.regularizers
+    (loaded,) = GAN.load_from_checkpoint(tmp_path / "gan.ckpt").objective.regularizers.values()
     assert (type(loaded), loaded.weight, loaded.decay) == (LeCam, 0.5, 0.5)
     assert torch.equal(loaded.alpha_real, trained.alpha_real) and torch.equal(loaded.alpha_fake, trained.alpha_fake)
 
@@ -153,3 +153,19 @@ def _anchors_on_rank(rank: int, world: int, init: str) -> None:
 
 def test_ranks_all_reduce_the_means_and_agree_on_the_anchors(tmp_path):
     mp.spawn(_anchors_on_rank, args=(2, f"file://{tmp_path / 'rendezvous'}"), nprocs=2)
+
+
+def test_switching_another_regularizer_on_at_a_resume_keeps_lecams_anchors(tmp_path):
+    """Regularizers are keyed by name: bCR, sorted before LeCam, switched on at a resume takes no key of LeCam's."""
+    gan = GAN("mlp", latent_dim=8, lecam=0.1)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2))
+    trainer.fit(gan, DataLoader(TensorDataset(torch.rand(32, 1, 28, 28) * 2 - 1), batch_size=16))
+    trainer.save_checkpoint(tmp_path / "gan.ckpt")
+    ckpt = torch.load(tmp_path / "gan.ckpt", map_location="cpu", weights_only=True)
+    anchors = ckpt["state_dict"]["objective.regularizers.lecam.alpha_real"]
+    assert anchors != 0
+    resumed = GAN("mlp", latent_dim=8, lecam=0.1, bcr_real=1.0)
+    assert list(resumed.objective.regularizers) == ["bcr", "lecam"]
+    resumed.on_load_checkpoint(ckpt)  # what Lightning calls before loading the state, as a resume does
+    resumed.load_state_dict(ckpt["state_dict"])
+    assert torch.equal(resumed.objective.regularizers["lecam"].alpha_real, anchors)

@@ -133,10 +133,11 @@ def test_injected_objective_and_networks_are_saved_reloaded_and_sampled(tmp_path
     trainer.save_checkpoint(path)
     loaded = GAN.load_from_checkpoint(path)
     assert type(loaded.objective) is LeastSquares and loaded.objective.r1 == 0.5  # not the default BCE
-    regularizer, r1 = loaded.objective.regularizers  # the r1 shorthand is the R1 regularizer
+    regularizer, r1 = loaded.objective.regularizers.values()  # the r1 shorthand is the R1 regularizer
     assert type(regularizer) is AnchoredLogits and (regularizer.weight, regularizer.decay) == (0.5, 0.25)
     assert type(r1) is R1 and r1.gamma == 0.5
-    assert torch.equal(regularizer.anchor, objective.regularizers[0].anchor)  # its state came with the weights
+    # its state came with the weights
+    assert torch.equal(regularizer.anchor, objective.regularizers["AnchoredLogits"].anchor)
     assert type(loaded.generator) is TinyG and type(loaded.discriminator.net) is TinyD
     z = torch.randn(5, 4)
     torch.testing.assert_close(loaded.sample(z=z), gan.sample(z=z))

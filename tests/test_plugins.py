@@ -103,7 +103,8 @@ def test_a_plugin_run_trains_logs_and_records_its_components(run_dir):
         1.0, "hflip", 0.1, 16)  # fmt: skip
     assert args["npy_pattern"] == "part*.npy" and config["plugins"] == {MODULE: "0.1.0"}
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["gan_lightning_plugins"] == {MODULE: "0.1.0"}
+    assert ckpt["gan_lightning_plugins"] == {MODULE: "0.1.0"}  # the GAN's: its model, regularizers, transform
+    assert ckpt["gan_lightning_run"]["plugins"] == {MODULE: "0.1.0"}  # the run's: its dataset too
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     tags = set(events.Tags()["scalars"])

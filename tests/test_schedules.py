@@ -146,6 +146,8 @@ def test_a_component_option_declared_schedulable_follows_its_schedule(tmp_path):
     assert float(trainer.callback_metrics["train/lecam_weight"]) == pytest.approx(0.1)
     with pytest.raises(ConfigError, match="--lecam-schedule linear needs --lecam-final"):
         GAN("mlp", latent_dim=8, lecam=0.4, lecam_schedule="linear")
+    with pytest.raises(ConfigError, match="--lecam-final must be >= 0"):  # the weight's own bound, at the end too
+        GAN("mlp", latent_dim=8, lecam=0.4, lecam_schedule="linear", lecam_final=-1.0)
     with pytest.raises(ConfigError, match="--lecam-schedule: nothing to schedule"):
         GAN("mlp", latent_dim=8, lecam_schedule="linear", lecam_final=0.0)  # LeCam is off
 

@@ -83,12 +83,12 @@ def test_state_is_checkpointed_and_resumes_bit_exactly(tmp_path):
     trainer = cpu_trainer(tmp_path / "b", max_steps=first.optimizer_steps(2), callbacks=[checkpoint],
                           enable_checkpointing=True)  # fmt: skip
     trainer.fit(first, loader())
-    assert first.objective.regularizers[0].anchor != 0  # there is state to restore
+    assert first.objective.regularizers["AnchoredLogits"].anchor != 0  # there is state to restore
     resumed = make_gan()  # fresh components: everything they hold must come from the checkpoint
     trainer = cpu_trainer(tmp_path / "c", max_steps=resumed.optimizer_steps(4))
     trainer.fit(resumed, loader(), ckpt_path=checkpoint.last_model_path)
     expected, actual = state(straight), state(resumed)
-    assert "objective.regularizers.0.anchor" in actual and "objective.augment.calls" in actual
+    assert "objective.regularizers.AnchoredLogits.anchor" in actual and "objective.augment.calls" in actual
     assert expected.keys() == actual.keys()
     for key, value in expected.items():
         assert torch.equal(value, actual[key]), key
@@ -101,7 +101,7 @@ def test_regularizer_gets_live_outputs_and_step_indices_and_its_stats_are_logged
     logger = TensorBoardLogger(tmp_path, name="run")
     trainer = cpu_trainer(tmp_path, logger=logger, log_every_n_steps=1, max_steps=gan.optimizer_steps(2))
     trainer.fit(gan, loader())
-    calls = gan.objective.regularizers[0].calls
+    calls = gan.objective.regularizers["AnchoredLogits"].calls
     assert calls == [("d", 0, True), ("d", 1, True), ("g", 0, True), ("d", 2, True), ("d", 3, True), ("g", 1, True)]
     tags = read_events(logger.log_dir).Tags()["scalars"]
     for tag in ("train/toy_anchor", "train/toy_term", "train/toy_g_steps", "train/toy_aug_calls"):
@@ -125,7 +125,7 @@ def test_a_resume_may_switch_stateful_components_on_and_off(tmp_path, fake_mnist
     run = tmp_path / "b" / "mlp" / "version_0"
     stateful = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert float(stateful["objective.augment.p"]) > 0  # the fresh controller moved p in the two resumed iterations
-    assert "objective.regularizers.0.alpha_real" in stateful
+    assert "objective.regularizers.lecam.alpha_real" in stateful
     assert set(yaml.safe_load((run / "config_changes.yaml").read_text())[0]["changes"]) >= {"ada_target", "lecam"}
     with pytest.warns(UserWarning, match="changed training flags"):
         assert main([*base, "--log-dir", str(tmp_path / "c"), "--max-steps", "6", "--ckpt-path",

@@ -110,8 +110,7 @@ def checkpoint_plugins(path: str) -> dict[str, str | None]:
         ckpt = load_weights_file(path, "checkpoint", "")
     except DataError:
         return {}
-    recorded = ckpt.get(plugins.CHECKPOINT_KEY) if isinstance(ckpt, dict) else None
-    return dict(recorded) if isinstance(recorded, dict) else {}
+    return plugins.recorded_in(ckpt) if isinstance(ckpt, dict) else {}
 
 
 def run_command(

@@ -13,7 +13,6 @@ from torchvision.utils import make_grid, save_image
 
 from gan_lightning.commands.base import Parser, run_command
 from gan_lightning.core import plugins
-from gan_lightning.core.compat import upgrade_checkpoint
 from gan_lightning.core.errors import ConfigError, DataError, WriteError
 from gan_lightning.core.files import atomic_write, check_writable_dir, load_weights_file, save_torch
 from gan_lightning.training.gan import GAN
@@ -23,13 +22,13 @@ Tensor = torch.Tensor
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint's dict, loaded without unpickling arbitrary objects (weights_only) and upgraded to this release."""
+    """A checkpoint's dict, loaded without unpickling arbitrary objects (weights_only); `load_gan` upgrades its
+    state to this release."""
     hint = "pass a gan_lightning checkpoint (checkpoints/last.ckpt)"
     ckpt = load_weights_file(path, "checkpoint", hint, map_location)
     if not isinstance(ckpt, dict):
         raise DataError(f"{path} is not a gan_lightning checkpoint (it holds a {type(ckpt).__name__})")
-    upgrade_checkpoint(ckpt)
-    plugins.require(ckpt.get(plugins.CHECKPOINT_KEY), f"the checkpoint {path}")
+    plugins.require(plugins.recorded_in(ckpt), f"the checkpoint {path}")
     hparams = ckpt.get("hyper_parameters", {})
     if "state_dict" not in ckpt or "model" not in hparams:
         raise DataError(f"{path} is not a gan_lightning checkpoint (no state_dict / model hyperparameters)")
@@ -42,6 +41,7 @@ def load_gan(path: str | Path, map_location: str | torch.device = "cpu", ckpt: d
     hparams = dict(ckpt["hyper_parameters"])
     accepted = {*GAN.declared_options().names(), *inspect.signature(GAN.__init__).parameters}
     gan = GAN(**{k: v for k, v in hparams.items() if k in accepted})
+    gan.upgrade_checkpoint(ckpt)
     try:
         gan.load_state_dict(ckpt["state_dict"])
     except RuntimeError:

@@ -4,7 +4,8 @@ Module paths: checkpoints record injected components by import path (`gan_lightn
 that moved into layers (`core/`, `training/`, `commands/`, `bench/`) are found under their new names
 (`current_path`).
 
-State dicts: format 1 (up to commit 716e44e) predates the composable core.
+State dicts: format 1 (up to commit 716e44e) predates the composable core; format 2 (up to the layered layout)
+kept the objective's regularizers in a list, their state keyed by position; format 3 keys it by name.
 Format 1 kept the heads and the EMA generator on the LightningModule itself; format 2 keeps the heads with the
 discriminator (`Critic`) and the EMA generator in its component. Parameter order, and so the optimizer states,
 is unchanged; only state-dict keys move.
@@ -12,9 +13,11 @@ is unchanged; only state-dict keys move.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-FORMAT = 2
+FORMAT = 3
+REGULARIZER_PREFIX = "objective.regularizers."
 _RENAMES = (  # format-1 prefix -> format-2 prefix, first match wins
     ("discriminator.", "discriminator.net."),
     ("class_embed.", "discriminator.projection.embed."),
@@ -62,9 +65,30 @@ def upgrade_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
     return upgraded
 
 
-def upgrade_checkpoint(checkpoint: dict[str, Any]) -> None:
-    """Upgrade a Lightning checkpoint dict of format 1 in place (no-op for format 2)."""
-    if checkpoint.get("gan_lightning_format", 1) >= FORMAT or "state_dict" not in checkpoint:
+def upgrade_checkpoint(checkpoint: dict[str, Any], regularizer_keys: Sequence[str] = ()) -> None:
+    """Upgrade a Lightning checkpoint dict of an earlier format in place (no-op for the current one).
+
+    `regularizer_keys` are the names of the loading objective's regularizers in order: format 2 kept them in a
+    list, state keyed by position (`objective.regularizers.0.`), which matches the same regularizers in the same
+    (registry) order; format 3 keys them by name (`objective.regularizers.lecam.`).
+    """
+    found = checkpoint.get("gan_lightning_format", 1)
+    if found >= FORMAT or "state_dict" not in checkpoint:
         return
-    checkpoint["state_dict"] = upgrade_state_dict(checkpoint["state_dict"])
+    state = checkpoint["state_dict"]
+    if found < 2:
+        state = upgrade_state_dict(state)
+    checkpoint["state_dict"] = name_regularizer_state(state, regularizer_keys)
     checkpoint["gan_lightning_format"] = FORMAT
+
+
+def name_regularizer_state(state_dict: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """Format-2 regularizer state keyed by position, renamed to `keys` (the regularizers' names, in order)."""
+    renamed = {}
+    for key, value in state_dict.items():
+        if key.startswith(REGULARIZER_PREFIX):
+            index, _, rest = key[len(REGULARIZER_PREFIX) :].partition(".")
+            if index.isdigit() and int(index) < len(keys):
+                key = f"{REGULARIZER_PREFIX}{keys[int(index)]}.{rest}"
+        renamed[key] = value
+    return renamed

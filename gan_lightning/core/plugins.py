@@ -9,10 +9,12 @@ A plugin is a module whose import registers components (`@MODELS.register("tiny"
 - `GAN_LIGHTNING_PLUGINS=MODULE[,MODULE]` in the environment.
 
 In Python, a registry loads the entry-point plugins the first time it is asked for a name it does not know, so
-`GAN.load_from_checkpoint` finds an installed plugin's model without an explicit `load_plugins()`.
+`GAN.load_from_checkpoint` finds an installed plugin's model without an explicit `load_plugins()`; a module passed
+as `--plugins` must be imported (or `load_plugins`-ed) by the Python caller itself.
 
-A run records the plugins its components came from (`owners`) with their versions, in `config.yaml` and the
-checkpoint; loading either imports them again (`require`) and stops with one line naming any that is missing.
+A run records the plugins its components came from with their versions (the registries' `origin` of each name it
+uses, and `owners` of its injected objects), in `config.yaml` and the checkpoint; the commands import them again
+(`require`) before reading either, and stop with one line naming any that is missing.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ CHECKPOINT_KEY = "gan_lightning_plugins"  # {plugin module: version} in a checkp
 _loaded: dict[str, str | None] = {}  # plugin module -> its version (None when it declares none)
 _loading: list[str] = []  # the plugin modules being imported now, innermost last
 _entry_points_loaded = False
+_scanning = False  # inside load_entry_points: a registry lookup made by a plugin being imported must not recurse
 
 
 class PluginError(ConfigError):
@@ -72,7 +75,12 @@ def load_plugin(module: str, version: str | None = None, source: str = "--plugin
         try:
             imported = importlib.import_module(module)
         except Exception as err:  # a plugin's own bug must not become a traceback of ours
-            absent = isinstance(err, ModuleNotFoundError) and err.name is not None and module.startswith(err.name)
+            # the plugin itself (or a package above it) is absent, not one of its own imports
+            absent = (
+                isinstance(err, ModuleNotFoundError)
+                and err.name is not None
+                and (module == err.name or module.startswith(err.name + "."))
+            )
             what = "cannot be found" if absent else f"failed to import ({type(err).__name__}: {err})"
             raise PluginError(f"plugin {module} (from {source}) {what}; install it, put it on PYTHONPATH, or stop "
                               "naming it") from None  # fmt: skip
@@ -80,15 +88,20 @@ def load_plugin(module: str, version: str | None = None, source: str = "--plugin
 
 
 def load_entry_points() -> None:
-    """Import every plugin installed under the `gan_lightning.plugins` entry-point group (once per process)."""
-    global _entry_points_loaded
-    if _entry_points_loaded or _loading:
+    """Import every plugin installed under the `gan_lightning.plugins` entry-point group (once per process; a
+    broken one raises each time it is asked for, so no registry silently lacks the plugins after it)."""
+    global _entry_points_loaded, _scanning
+    if _entry_points_loaded or _scanning:  # done, or this is a registry lookup made while scanning
         return
-    _entry_points_loaded = True
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        dist = entry.dist
-        source = f"the entry point {entry.name} of {dist.name if dist else 'an installed package'}"
-        load_plugin(entry.value.split(":")[0], dist.version if dist else None, source)
+    _scanning = True
+    try:
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = entry.dist
+            source = f"the entry point {entry.name} of {dist.name if dist else 'an installed package'}"
+            load_plugin(entry.value.split(":")[0], dist.version if dist else None, source)
+        _entry_points_loaded = True
+    finally:
+        _scanning = False
 
 
 def load_plugins(modules: Iterable[str] = ()) -> None:
@@ -113,11 +126,26 @@ def owners(objects: Iterable[Any]) -> dict[str, str | None]:
 
 
 def require(recorded: Mapping[str, str | None] | None, what: str) -> None:
-    """Import the plugins `recorded` by a run or checkpoint (`what`); one line naming any that cannot be."""
+    """Import the plugins `recorded` by a run or checkpoint (`what`); one line naming any that cannot be. The version
+    loaded is the installed one, whatever the record says."""
     for module, version in (recorded or {}).items():
         try:
-            load_plugin(module, version, source=what)
+            load_plugin(module, source=what)
         except PluginError:
             at = f" {version}" if version else ""
             raise PluginError(f"{what} was made with the plugin {module}{at}, which cannot be imported here; "
                               f"install it, or put it on PYTHONPATH and pass --plugins {module}") from None  # fmt: skip
+
+
+def versions(modules: Iterable[str | None]) -> dict[str, str | None]:
+    """The loaded plugins among `modules` (a registry's `origin` of each name a run uses), with their versions."""
+    return {m: _loaded[m] for m in sorted({m for m in modules if m is not None and m in _loaded})}
+
+
+def recorded_in(checkpoint: Mapping[str, Any]) -> dict[str, str | None]:
+    """The plugins a checkpoint records: its GAN's, and its run's (the dataset's) when a training run wrote it."""
+    run = checkpoint.get("gan_lightning_run")
+    run_plugins = run.get("plugins") if isinstance(run, Mapping) else None
+    gan_plugins = checkpoint.get(CHECKPOINT_KEY)
+    return {**(gan_plugins if isinstance(gan_plugins, Mapping) else {}),
+            **(run_plugins if isinstance(run_plugins, Mapping) else {})}  # fmt: skip

@@ -3,8 +3,8 @@ transform, dataset, feature extractor) is chosen by name, and a new one is one f
 
 A component file inside a registry's package needs no import line elsewhere: the package imports all its modules
 (`import_submodules`). A file in the user's own package registers the same way, loaded as a plugin
-(`gan_lightning.core.plugins`); each entry remembers the plugin that registered it, so a run can record which
-plugins it needs and an unknown name can say which plugin would provide it.
+(`gan_lightning.core.plugins`); each entry remembers the plugin that registered it (`origin`), so a run records
+which plugins it needs and a name registered twice says who took it first.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ class Registry(Generic[T]):
 
         def decorator(obj: T) -> T:
             if name in self._items:
-                raise KeyError(f"{self.kind} {name!r} is already registered")
+                by = self._origins.get(name) or "gan_lightning"
+                raise ValueError(f"{self.kind} {name!r} is already registered by {by}; register it under another name")
             self._items[name] = obj
             self._origins[name] = plugins.loading()
             return obj

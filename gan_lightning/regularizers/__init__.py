@@ -6,8 +6,16 @@ switch it off, and `@REGULARIZERS.register(name)`. Files in this package are imp
 """
 
 from gan_lightning.core.registry import import_submodules
-from gan_lightning.regularizers.base import REGULARIZERS, PhaseContext, Regularizer, Term, build_regularizers, due
+from gan_lightning.regularizers.base import (
+    REGULARIZERS,
+    PhaseContext,
+    Regularizer,
+    Term,
+    build_regularizers,
+    due,
+    regularizer_keys,
+)
 
-__all__ = ["REGULARIZERS", "PhaseContext", "Regularizer", "Term", "build_regularizers", "due"]
+__all__ = ["REGULARIZERS", "PhaseContext", "Regularizer", "Term", "build_regularizers", "due", "regularizer_keys"]
 
 import_submodules(__name__)  # every regularizer file registers itself

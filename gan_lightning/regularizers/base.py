@@ -16,7 +16,7 @@ State kept across iterations lives in buffers: saved in every checkpoint and res
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -120,6 +120,21 @@ def build_regularizers(options: Mapping[str, Any]) -> list[Regularizer]:
     """Every registered regularizer the declared `options` switch on, in registry order."""
     built = (REGULARIZERS.get(name).from_options(options) for name in REGULARIZERS.names())
     return [reg for reg in built if reg is not None]
+
+
+def regularizer_keys(regularizers: Sequence[Regularizer]) -> dict[str, Regularizer]:
+    """`regularizers` by name: the name each is registered under (its class's name when it is not registered), a
+    count appended to repeats. The names key their state in checkpoints, whatever else is switched on."""
+    registered = {REGULARIZERS.get(name): name for name in REGULARIZERS.names()}
+    keyed: dict[str, Regularizer] = {}
+    for reg in regularizers:
+        base = registered.get(type(reg), type(reg).__name__)
+        key, n = base, 1
+        while key in keyed:
+            n += 1
+            key = f"{base}_{n}"
+        keyed[key] = reg
+    return keyed
 
 
 def due(regularizer: Regularizer, phase: str, step: int) -> int:

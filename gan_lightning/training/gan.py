@@ -11,7 +11,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
-from gan_lightning.augment import AdaptiveAugment, DiffAugment, build_augment
+from gan_lightning.augment import TRANSFORMS, AdaptiveAugment, DiffAugment, build_augment
 from gan_lightning.core import plugins
 from gan_lightning.core.compat import FORMAT as CHECKPOINT_FORMAT
 from gan_lightning.core.compat import upgrade_checkpoint
@@ -240,19 +240,27 @@ class GAN(LightningModule):
         checkpoint[plugins.CHECKPOINT_KEY] = self.plugins()
 
     def plugins(self) -> dict[str, str | None]:
-        """The plugins (with their versions) that define this GAN's networks, objective, regularizers, augmentation
-        transforms or named components (model, loss, noise): what loading it needs."""
+        """The plugins (with their versions) this GAN's components come from: those that registered the names it
+        uses (model, loss, noise, regularizers, augmentation transforms) and those defining any of its modules
+        (injected networks or objectives). What loading it needs."""
         augment = getattr(self.objective, "augment", None)
-        named = [registry.get(self.hparams[key]) for key, registry in (("model", MODELS), ("loss", OBJECTIVES),
-                                                                       ("noise", NOISES))]  # fmt: skip
-        return plugins.owners([*self.modules(), *getattr(augment, "transforms", ()), *named])
+        named = [(MODELS, self.hparams.model), (OBJECTIVES, self.hparams.loss), (NOISES, self.hparams.noise)]
+        named += [(REGULARIZERS, key) for key in getattr(self.objective, "regularizers", {})]
+        named += [(TRANSFORMS, name) for name in getattr(augment, "policy", "").split(",") if name]
+        origins = plugins.versions(registry.origin(name) for registry, name in named)
+        return {**origins, **plugins.owners(self.modules())}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Upgrade checkpoints of older releases in place; fit the objective's component state to this run's
         components; keep the global RNG states to reapply on train start."""
-        upgrade_checkpoint(checkpoint)
+        self.upgrade_checkpoint(checkpoint)
         adopt_component_state(checkpoint["state_dict"], self)
         self.global_rng.load(checkpoint)
+
+    def upgrade_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """A checkpoint dict of an earlier release upgraded in place to this module's state-dict keys."""
+        regularizers = getattr(self.objective, "regularizers", {})
+        upgrade_checkpoint(checkpoint, list(regularizers.keys()) if isinstance(regularizers, nn.ModuleDict) else [])
 
     def on_train_start(self) -> None:
         """Reapply a resumed checkpoint's global RNG states (Lightning restores none)."""

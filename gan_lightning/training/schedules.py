@@ -26,6 +26,7 @@ its schedules to the new total. Each scheduled value is logged as `train/<name>`
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -199,8 +200,10 @@ def schedule_options(declared_options: Iterable[Option]) -> list[Option]:
             flag = option.flag
             made.append(Option(f"{option.name}_schedule", "constant", f"{flag} schedule over the run, from {flag} to "
                                f"{flag}-final", choices=SHAPES))  # fmt: skip
-            made.append(Option(f"{option.name}_final", None, f"{flag} at the end of the run (with {flag}-schedule "
-                               "linear or cosine)", type=float, default_text="none"))  # fmt: skip
+            # the value's own bounds (a weight >= 0, a probability <= 1) hold at the end of the run too
+            made.append(dataclasses.replace(option, name=f"{option.name}_final", default=None, help=f"{flag} at the "
+                                            f"end of the run (with {flag}-schedule linear or cosine)", type=float,
+                                            resume="warn", aliases=(), default_text="none", schedule=None))  # fmt: skip
     return made
 
 
@@ -208,20 +211,20 @@ def schedule_options(declared_options: Iterable[Option]) -> list[Option]:
 class SetComponentValue:
     """Writes a schedule's value into `attribute` of the objective's component at `path` (a picklable writer)."""
 
-    path: tuple[str | int, ...]  # from the GAN: ("objective",), ("objective", "regularizers", 0), ...
+    path: tuple[str, ...]  # from the GAN: ("objective",), ("objective", "regularizers", "lecam"), ...
     attribute: str
 
     def __call__(self, gan: Any, value: float) -> None:
         component = gan
         for step in self.path:
-            component = component[step] if isinstance(step, int) else getattr(component, step)
+            component = getattr(component, step)
         setattr(component, self.attribute, value)
 
 
 def component_schedules(options: Mapping[str, Any], objective: Any) -> list[Schedule]:
     """The schedules of the schedulable options of the objective, its regularizers and its augmentation."""
-    parts: list[tuple[tuple[str | int, ...], Any]] = [(("objective",), objective)]
-    parts += [(("objective", "regularizers", i), r) for i, r in enumerate(getattr(objective, "regularizers", ()))]
+    parts: list[tuple[tuple[str, ...], Any]] = [(("objective",), objective)]
+    parts += [(("objective", "regularizers", key), r) for key, r in getattr(objective, "regularizers", {}).items()]
     augment = getattr(objective, "augment", None)
     parts += [(("objective", "augment"), augment)] if augment is not None else []
     schedules = []

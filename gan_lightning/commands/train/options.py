@@ -69,6 +69,7 @@ def options_in_use(values: Mapping[str, Any]) -> Options:
     from gan_lightning.data import DATASETS
     from gan_lightning.models import MODELS, builder_options
     from gan_lightning.regularizers import REGULARIZERS
+    from gan_lightning.training.objectives import OBJECTIVES
     from gan_lightning.training.schedules import schedule_options
 
     owners: dict[str, list[bool]] = {}  # option -> whether each component declaring it is in use
@@ -78,6 +79,9 @@ def options_in_use(values: Mapping[str, Any]) -> Options:
     for name in MODELS.names():
         for option in builder_options(name):
             owners.setdefault(option, []).append(name == values["model"])
+    for name in OBJECTIVES.names():  # a loss's own options (the base Objective's are every loss's)
+        for option in declared(OBJECTIVES.get(name)):
+            owners.setdefault(option.name, []).append(name == values["loss"])
     for name in REGULARIZERS.names():
         kind = REGULARIZERS.get(name)
         own = declared(kind)

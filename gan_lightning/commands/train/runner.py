@@ -35,6 +35,7 @@ from gan_lightning.commands.train.trainer import (
 from gan_lightning.core import plugins
 from gan_lightning.core.files import check_writable_dir
 from gan_lightning.data import DATASETS
+from gan_lightning.metrics import EXTRACTORS
 from gan_lightning.training.gan import GAN
 
 
@@ -55,17 +56,17 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = GAN(**GAN.declared_options().pick(vars(cfg)))
     datamodule = prepared_datamodule(cfg, model.d_steps)
+    used_plugins = run_plugins(cfg, model, datamodule)
     extra = [*callbacks, *([ResumeWithChanges()] if resume.checkpoint else []), *evaluation_callbacks(cfg)]
     logger = GANLogger(cfg.log_dir, name=cfg.name, version=resume.version, default_hp_metric=False)
-    checkpoint, watch = checkpoint_callback(cfg, config), RankWatch()
+    checkpoint, watch = checkpoint_callback(cfg, config, used_plugins), RankWatch()
     standard = [SampleGrid(every_n_steps=cfg.sample_every), checkpoint, RunProgress(), TrainingHealth(), watch]
     trainer = build_trainer(cfg, devices, model, logger, [*standard, *extra])
     datamodule.check_batches(trainer.world_size)  # per process, now that the number of processes is known
     paths = {"log_dir": str(logger.log_dir), "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt")}
     if trainer.is_global_zero and not cfg.fast_dev_run:
         # Everything that could be wrong with the input has been checked by now: the run directory may appear.
-        used = {**model.plugins(), **plugins.owners([datamodule])}
-        record_config(paths["log_dir"], config, resume, model.steps_per_iteration, used)
+        record_config(paths["log_dir"], config, resume, model.steps_per_iteration, used_plugins)
     fit(trainer, model, datamodule, resume.checkpoint, checkpoint, watch)
     if trainer.is_global_zero and not cfg.fast_dev_run:
         print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
@@ -82,6 +83,13 @@ def prepared_datamodule(cfg: argparse.Namespace, d_steps: int) -> pl.LightningDa
         datamodule.prepare_data()  # fail on missing data here, before any directory is created
     datamodule.setup("fit")  # ...and on unreadable data (Lightning's own call later finds it done)
     return datamodule
+
+
+def run_plugins(cfg: argparse.Namespace, model: GAN, datamodule: pl.LightningDataModule) -> dict[str, str | None]:
+    """The plugins this run's components come from: the GAN's, the dataset's and the extractor's."""
+    named = plugins.versions([DATASETS.origin(cfg.dataset), *([EXTRACTORS.origin(cfg.extractor)] if cfg.extractor
+                                                               else [])])  # fmt: skip
+    return {**model.plugins(), **named, **plugins.owners([datamodule])}
 
 
 def record_config(run_dir: str, config: Mapping[str, Any], resume: Resume, steps_per_iteration: int,

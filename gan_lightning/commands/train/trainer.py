@@ -92,10 +92,13 @@ def quiet_expected_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
-def checkpoint_callback(cfg: argparse.Namespace, config: Mapping[str, Any]) -> GANCheckpoint:
-    """The run's checkpoint writer, recording the dataset, its resolved directory and the run's `config`."""
+def checkpoint_callback(
+    cfg: argparse.Namespace, config: Mapping[str, Any], used_plugins: Mapping[str, str | None] | None = None
+) -> GANCheckpoint:
+    """The run's checkpoint writer, recording the dataset, its resolved directory, the run's `config` and the
+    plugins its components come from."""
     data_dir = str(Path(cfg.data_dir or default_data_dir()).resolve())
-    run_info = {"dataset": cfg.dataset, "data_dir": data_dir, "config": config}
+    run_info = {"dataset": cfg.dataset, "data_dir": data_dir, "config": config, "plugins": dict(used_plugins or {})}
     return GANCheckpoint(every_n_iterations=cfg.checkpoint_every, keep=cfg.keep_checkpoints, run_info=run_info)
 
 

@@ -22,7 +22,7 @@ from torch import nn
 from gan_lightning.core.options import Option, Options, call_with, declared
 from gan_lightning.core.registry import Registry
 from gan_lightning.models.heads import CriticOutput, QHead
-from gan_lightning.regularizers import PhaseContext, Regularizer, Term, build_regularizers, due
+from gan_lightning.regularizers import PhaseContext, Regularizer, Term, build_regularizers, due, regularizer_keys
 from gan_lightning.regularizers.zero_centered import R1, R2, REG_EVERY
 from gan_lightning.training.batch import Batch, PhaseLoss
 from gan_lightning.training.latents import Latents
@@ -108,7 +108,8 @@ class Objective(nn.Module):
         Options([REG_EVERY]).validate(reg_every=reg_every)
         self.gp_weight, self.info_weight, self.augment = gp_weight, info_weight, augment
         shorthand = [kind(gamma, reg_every) for kind, gamma in ((R1, r1), (R2, r2)) if gamma]
-        self.regularizers = nn.ModuleList([*regularizers, *shorthand])
+        # keyed by name, so a regularizer's state keeps its checkpoint keys when others are switched on or off
+        self.regularizers = nn.ModuleDict(regularizer_keys([*regularizers, *shorthand]))
 
     def init_options(self) -> dict[str, Any]:
         """The constructor options that rebuild this objective (recorded in checkpoints when it is injected)."""
@@ -116,12 +117,13 @@ class Objective(nn.Module):
 
         augment = describe_component(self.augment) if self.augment is not None else None
         # R1 and R2 are recorded among the regularizers, so the shorthand is off
+        regularizers = [describe_component(r) for r in self.regularizers.values()]
         return {"gp_weight": self.gp_weight, "info_weight": self.info_weight, "r1": 0.0, "r2": 0.0, "reg_every": 1,
-                "augment": augment, "regularizers": [describe_component(r) for r in self.regularizers]}  # fmt: skip
+                "augment": augment, "regularizers": regularizers}  # fmt: skip
 
     def regularizer(self, kind: type[Regularizer]) -> Regularizer | None:
         """This objective's regularizer of class `kind`, or None."""
-        return next((r for r in self.regularizers if type(r) is kind), None)
+        return next((r for r in self.regularizers.values() if type(r) is kind), None)
 
     @property
     def r1(self) -> float:
@@ -140,7 +142,9 @@ class Objective(nn.Module):
         `GAN(compile=True)` leaves D eager when this is true (torch.compile has no double backward); a regularizer
         says so by listing `input_grads`, an objective with a penalty of its own must return True here.
         """
-        return bool((self.gradient_penalty and self.gp_weight) or any(r.input_grads for r in self.regularizers))
+        return bool(
+            (self.gradient_penalty and self.gp_weight) or any(r.input_grads for r in self.regularizers.values())
+        )
 
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         """D's adversarial loss on its logits for a real and a fake batch."""
@@ -153,7 +157,7 @@ class Objective(nn.Module):
     def end_d_update(self, step: int) -> None:
         """After D update `step` (every micro-batch of it): components with per-update state (`end_update`) move it
         once, so ADA's p and LeCam's anchors move once per update whatever `--accumulate` is."""
-        for part in (self.augment, *self.regularizers):
+        for part in (self.augment, *self.regularizers.values()):
             if hasattr(part, "end_update"):
                 part.end_update(step)
 
@@ -173,7 +177,7 @@ class Objective(nn.Module):
         self, G: nn.Module, D: nn.Module, real: Batch, latents: Latents, rng: torch.Generator, step: int = 0
     ) -> PhaseLoss:
         """The D phase (its `step`-th update): real batch vs fakes from `latents`, detached so G gets no gradient."""
-        due_now = [(reg, scale) for reg in self.regularizers if (scale := due(reg, "d", step))]
+        due_now = [(reg, scale) for reg in self.regularizers.values() if (scale := due(reg, "d", step))]
         grads = {side for reg, _ in due_now for side in reg.input_grads}
         real_x = real.images.detach().requires_grad_("real" in grads)  # (B, C, H, W)
         fake_x = G(latents.input).detach().requires_grad_("fake" in grads)  # (B, C, H, W)
@@ -214,7 +218,7 @@ class Objective(nn.Module):
             stats["info_loss"] = info.detach()
             loss = loss + self.info_weight * info
         ctx = PhaseContext("g", step, real_out, fake_out, real, latents, real.images, fake_x, G, D, rng, self.augment)
-        due_now = [(reg, scale) for reg in self.regularizers if (scale := due(reg, "g", step))]
+        due_now = [(reg, scale) for reg in self.regularizers.values() if (scale := due(reg, "g", step))]
         loss = add_terms(loss, stats, [(reg.g_term(ctx), scale) for reg, scale in due_now])
         return PhaseLoss(loss, {k: v.detach() for k, v in stats.items()})
 
