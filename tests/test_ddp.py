@@ -47,7 +47,8 @@ def _train(tmp_path, fake_mnist_dir, model: str, loss: str, strategy: str, *extr
 @pytest.mark.parametrize(
     "model,loss,extra",
     [
-        ("mlp", "bce", ()),
+        # the plain case is the rpgan one's mechanism without its penalties: in the slow suite, for time
+        pytest.param("mlp", "bce", (), marks=pytest.mark.slow),
         # BatchNorm and the gradient penalty: the same mechanism at twice the cost, in the slow suite
         pytest.param("dcgan_mnist", "bce", (), marks=pytest.mark.slow),
         pytest.param("mlp", "wgan-gp", (), marks=pytest.mark.slow),
@@ -78,6 +79,7 @@ def test_custom_networks_get_their_own_wrappers(tmp_path):
     assert ranks[0]["iteration"] == 4 and ranks[0]["allreduce_bytes"] > 0
 
 
+@pytest.mark.slow  # two gloo ranks for a fallback path: kept out of the default suite's time
 def test_a_module_without_networks_falls_back_to_one_wrapper(tmp_path):
     proc_out = tmp_path
     ranks = _ranks(proc_out, [*PROBE, str(tmp_path), "--plain-module", NEW])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -15,8 +15,13 @@ from gan_lightning.data.base import identity_collate
 from gan_lightning.data.images import bad_image_error, uint8_to_signed
 from gan_lightning.data.prepared_check import IMAGES
 
-if TYPE_CHECKING:
-    from gan_lightning.data.prepared import PreparedImages
+
+class PreparedStore(Protocol):
+    """What the dataset reads of an opened prepared directory (`prepared.PreparedImages`)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    files: list[str]
 
 
 class PreparedImageDataset(Dataset):
@@ -28,7 +33,7 @@ class PreparedImageDataset(Dataset):
     batch with one indexing op of the memory map, and converts it with `uint8_to_signed`: the lazy path's bits.
     """
 
-    def __init__(self, store: PreparedImages, rows: Sequence[int], labels: torch.Tensor,
+    def __init__(self, store: PreparedStore, rows: Sequence[int], labels: torch.Tensor,
                  skip_bad_images: bool = False) -> None:  # fmt: skip
         rows = np.asarray(rows, dtype=np.int64)
         bad = np.zeros(store.manifest["count"], dtype=bool)
