@@ -92,11 +92,21 @@ def train_with_old_code(tmp_path_factory: pytest.TempPathFactory, commit: str, r
     assert json.loads(lines["STATUS"]) == dict.fromkeys(runs, 0), done.stderr[-4000:]
 
 
-def train_flags(name: str, data_dir: Path, log_dir: Path, iterations: int) -> list[str]:
+def train_flags(name: str, data_dir: Path, log_dir: Path, iterations: int, runs: dict | None = None) -> list[str]:
+    """The train flags of old run `name` (its own from `runs`, default this module's RUNS), for old and new code."""
     return ["--data-dir", str(data_dir), "--no-download", "--accelerator", "cpu", "--batch-size", "16",
             "--latent-dim", "8", "--seed", "0", "--max-steps", str(iterations), "--log-dir", str(log_dir),
             "--name", name, "--sample-every", "1000", "--checkpoint-every", "1000", "--log-every", "1000",
-            *RUNS[name]]  # fmt: skip
+            *(RUNS if runs is None else runs)[name]]  # fmt: skip
+
+
+# After each old run the old code records the images it samples from fixed inputs (format-2 runs on: see DRIVER).
+SAMPLE_REFERENCE = """
+    gan = GAN.load_from_checkpoint(log_dir / "checkpoints" / "last.ckpt").eval()
+    inputs = torch.rand(4, gan.latents.input_dim, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        torch.save({"inputs": inputs, "images": gan.sample(latents=inputs)}, log_dir / "reference.pt")
+"""
 
 
 def export_old_tree(dest: Path, commit: str = OLD_COMMIT) -> None:

@@ -7,12 +7,14 @@ own `scripts/train.py` runs in a subprocess that imports the old package.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from test_compat import train_with_old_code
+from test_compat import SAMPLE_REFERENCE, train_with_old_code
+from test_compat import train_flags as compat_train_flags
 
 from gan_lightning import GAN
 from gan_lightning.commands.sample import load_gan
@@ -31,19 +33,8 @@ RUNS = {  # run name -> the train flags that differ between runs
     "conditional": ["--model", "mlp", "--conditional", "--diffaug", "color,translation"],
 }  # fmt: skip
 
-REFERENCE = """
-    gan = GAN.load_from_checkpoint(log_dir / "checkpoints" / "last.ckpt").eval()
-    inputs = torch.rand(4, gan.latents.input_dim, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    with torch.no_grad():
-        torch.save({"inputs": inputs, "images": gan.sample(latents=inputs)}, log_dir / "reference.pt")
-"""
 
-
-def train_flags(name: str, data_dir: Path, log_dir: Path, iterations: int) -> list[str]:
-    return ["--data-dir", str(data_dir), "--no-download", "--accelerator", "cpu", "--batch-size", "16",
-            "--latent-dim", "8", "--seed", "0", "--max-steps", str(iterations), "--log-dir", str(log_dir),
-            "--name", name, "--sample-every", "1000", "--checkpoint-every", "1000", "--log-every", "1000",
-            *RUNS[name]]  # fmt: skip
+train_flags = partial(compat_train_flags, runs=RUNS)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +42,7 @@ def old_runs(tmp_path_factory, fake_mnist_dir) -> dict[str, Path]:
     """Run name -> the run directory the old code wrote (config.yaml, checkpoints/last.ckpt, reference.pt)."""
     log_dir = tmp_path_factory.mktemp("old_logs_9b6b090")
     runs = {name: train_flags(name, fake_mnist_dir, log_dir, OLD_ITERATIONS) for name in RUNS}
-    train_with_old_code(tmp_path_factory, OLD_COMMIT, runs, REFERENCE)
+    train_with_old_code(tmp_path_factory, OLD_COMMIT, runs, SAMPLE_REFERENCE)
     return {name: log_dir / name / "version_0" for name in RUNS}
 
 

@@ -8,12 +8,14 @@ and its own `scripts/train.py` runs in a subprocess that imports the old package
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
-from test_compat import train_with_old_code
+from test_compat import SAMPLE_REFERENCE, train_with_old_code
+from test_compat import train_flags as compat_train_flags
 
 from gan_lightning import GAN
 from gan_lightning.commands.evaluate import main as evaluate_main
@@ -44,20 +46,8 @@ RUNS = {  # run name -> the train flags that differ between runs
     "infogan": ["--model", "mlp", "--infogan"],
 }
 
-# After each run the old code records the images it samples from fixed inputs (see test_compat.DRIVER).
-REFERENCE = """
-    gan = GAN.load_from_checkpoint(log_dir / "checkpoints" / "last.ckpt").eval()
-    inputs = torch.rand(4, gan.latents.input_dim, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    with torch.no_grad():
-        torch.save({"inputs": inputs, "images": gan.sample(latents=inputs)}, log_dir / "reference.pt")
-"""
 
-
-def train_flags(name: str, data_dir: Path, log_dir: Path, iterations: int) -> list[str]:
-    return ["--data-dir", str(data_dir), "--no-download", "--accelerator", "cpu", "--batch-size", "16",
-            "--latent-dim", "8", "--seed", "0", "--max-steps", str(iterations), "--log-dir", str(log_dir),
-            "--name", name, "--sample-every", "1000", "--checkpoint-every", "1000", "--log-every", "1000",
-            *RUNS[name]]  # fmt: skip
+train_flags = partial(compat_train_flags, runs=RUNS)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +55,7 @@ def old_runs(tmp_path_factory, fake_mnist_dir) -> dict[str, Path]:
     """Run name -> the run directory the old code wrote (checkpoints/last.ckpt, reference.pt)."""
     log_dir = tmp_path_factory.mktemp("old_logs_dcfb404")
     runs = {name: train_flags(name, fake_mnist_dir, log_dir, OLD_ITERATIONS) for name in RUNS}
-    train_with_old_code(tmp_path_factory, OLD_COMMIT, runs, REFERENCE)
+    train_with_old_code(tmp_path_factory, OLD_COMMIT, runs, SAMPLE_REFERENCE)
     return {name: log_dir / name / "version_0" for name in RUNS}
 
 
