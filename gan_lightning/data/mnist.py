@@ -93,10 +93,13 @@ class MNISTDataModule(GANDataModule):
         self.download = download
         self.data_on_device = data_on_device
 
+    # torchvision's dataset class, also the folder under --data-dir; the name in messages; a hint a subclass adds
+    torchvision_class, title, download_hint = "MNIST", "MNIST", ""
+
     @property
     def raw_dir(self) -> Path:
         """Where torchvision keeps the four IDX files."""
-        return Path(self.data_dir) / "MNIST" / "raw"
+        return Path(self.data_dir) / self.torchvision_class / "raw"
 
     def missing_files(self) -> list[str]:
         """The IDX files not present (uncompressed) under `raw_dir`."""
@@ -104,21 +107,23 @@ class MNISTDataModule(GANDataModule):
 
     def _missing_error(self, reason: str) -> DataError:
         return DataError(
-            f"MNIST not found in {self.raw_dir} ({reason}); expected the files {', '.join(MNIST_FILES)} there. "
-            f"Pass --data-dir DIR where DIR/MNIST/raw holds them (or set GAN_DATA_DIR)."
+            f"{self.title} not found in {self.raw_dir} ({reason}); expected the files {', '.join(MNIST_FILES)} "
+            f"there. Pass --data-dir DIR where DIR/{self.torchvision_class}/raw holds them (or set GAN_DATA_DIR)"
+            f"{self.download_hint}."
         )
 
     def prepare_data(self) -> None:
-        """Download MNIST only when its files are missing (runs on one process per node)."""
+        """Download the files only when they are missing (runs on one process per node)."""
         if not self.missing_files():
             return
         if not self.download:
             raise self._missing_error("downloading is disabled")
-        from torchvision.datasets import MNIST
+        import torchvision.datasets
 
-        try:
-            MNIST(self.data_dir, train=True, download=True)
-            MNIST(self.data_dir, train=False, download=True)
+        source = getattr(torchvision.datasets, self.torchvision_class)
+        try:  # torchvision checks each archive's MD5 and leaves the uncompressed IDX files in raw_dir
+            source(self.data_dir, train=True, download=True)
+            source(self.data_dir, train=False, download=True)
         except Exception as err:  # network errors come in many types; the user needs one message
             raise self._missing_error(f"download failed: {type(err).__name__}") from err
 
@@ -133,11 +138,11 @@ class MNISTDataModule(GANDataModule):
             if counts[images] != counts[labels]:
                 raise DataError(f"{self.raw_dir}: {images} holds {counts[images]} images but {labels} holds "
                                 f"{counts[labels]} labels; the files come from different releases")  # fmt: skip
-        from torchvision.datasets import MNIST
+        import torchvision.datasets
 
-        mnist = MNIST(self.data_dir, train=True, download=False)
-        images = resize_uint8(mnist.data.unsqueeze(1), self.image_size)  # (60000, 1, S, S) uint8
-        labels = mnist.targets.long()
+        train = getattr(torchvision.datasets, self.torchvision_class)(self.data_dir, train=True, download=False)
+        images = resize_uint8(train.data.unsqueeze(1), self.image_size)  # (60000, 1, S, S) uint8
+        labels = train.targets.long()
         # A fixed split seed: changing the training seed must not change the validation images.
         train_idx, val_idx = seeded_split(len(labels), self.val_fraction, seed=12345)
         self.train_set = TensorImageDataset(images[train_idx], labels[train_idx])
