@@ -1,4 +1,4 @@
-"""bCR and zCR (regularizers/consistency.py): the terms against hand-computed values on a linear D and G, gradients
+"""CR, bCR and zCR (regularizers/consistency.py): the terms against hand-computed values on a linear D and G, gradients
 into D in the D phase and into G in the G phase only, the noise perturbation, off by default, options, schedules.
 
 The nets: images are (B, 1, 1, 2) = [a, b]; D(x) = 3a + b (no bias); G(z) = A z with A = [[1, 2], [0, -1]], so
@@ -19,7 +19,7 @@ from gan_lightning import GAN
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.models.heads import Critic
 from gan_lightning.regularizers import REGULARIZERS, PhaseContext, build_regularizers
-from gan_lightning.regularizers.consistency import BalancedConsistency, LatentConsistency
+from gan_lightning.regularizers.consistency import BalancedConsistency, Consistency, LatentConsistency
 from gan_lightning.training.batch import Batch
 from gan_lightning.training.latents import Latents, LatentSpace
 from gan_lightning.training.objectives import get_objective
@@ -94,6 +94,25 @@ def test_bcr_matches_hand_computed_values():
     only_fake.consistency_transform = Mirror()
     term = only_fake.d_term(d_context(G, D))
     assert set(term.stats) == {"bcr_fake"} and term.loss.item() == 4 * 26.0
+
+
+def test_cr_matches_hand_computed_values_and_is_bcr_on_reals():
+    G, D = nets()
+    cr = Consistency(10.0)
+    cr.consistency_transform = Mirror()
+    term = cr.d_term(d_context(G, D))
+    # reals [1,0] [.5,.5] [-1,1] [0,2]: gaps 2(b - a) = -2, 0, 4, 4 -> mean square 9; fakes play no part
+    assert set(term.stats) == {"cr"} and term.stats["cr"].item() == 9.0 and term.loss.item() == 90.0
+    assert cr.g_term(g_context(G, D)) == (None, {})
+    grad_d = grads(term.loss, D)
+    # d/dw of 10 mean((w . (T x - x))^2) = 20 mean(gap * (T x - x)); T x - x = (b - a, a - b)
+    diff = torch.tensor([[-1.0, 1.0], [0.0, 0.0], [2.0, -2.0], [2.0, -2.0]])
+    gaps = torch.tensor([-2.0, 0.0, 4.0, 4.0])
+    expected = 20 * (gaps[:, None] * diff).mean(0)
+    torch.testing.assert_close(grad_d[0].flatten(), expected)
+    bcr = BalancedConsistency(10.0, 0.0)
+    bcr.consistency_transform = Mirror()
+    assert bcr.d_term(d_context(G, D)).loss.item() == term.loss.item()
 
 
 def test_bcr_applies_its_policy_from_the_phase_rng_only():
@@ -171,8 +190,12 @@ def test_the_objective_adds_the_terms_to_its_phases():
 
 def test_off_by_default_and_on_by_either_weight():
     defaults = GAN.declared_options().defaults()
-    assert {"bcr", "zcr"} <= set(REGULARIZERS.names())
-    assert not any(isinstance(r, (BalancedConsistency, LatentConsistency)) for r in build_regularizers(defaults))
+    assert {"cr", "bcr", "zcr"} <= set(REGULARIZERS.names())
+    kinds = (Consistency, BalancedConsistency, LatentConsistency)
+    assert not any(isinstance(r, kinds) for r in build_regularizers(defaults))
+    assert Consistency.from_options(defaults) is None
+    cr = Consistency.from_options({**defaults, "cr": 10.0, "cr_transform": "xflip,translation"})
+    assert (cr.weight, cr.transform) == (10.0, "xflip,translation")
     assert BalancedConsistency.from_options(defaults) is None and LatentConsistency.from_options(defaults) is None
     bcr = BalancedConsistency.from_options({**defaults, "bcr_fake": 10.0, "bcr_transform": "xflip,translation"})
     assert (bcr.real_weight, bcr.fake_weight, bcr.transform) == (0.0, 10.0, "xflip,translation")
@@ -191,6 +214,8 @@ def test_off_by_default_and_on_by_either_weight():
         (lambda: BalancedConsistency(1.0, 1.0, "translation,nope"), "--bcr-transform"),
         (lambda: BalancedConsistency(1.0, 1.0, "xflip,xflip"), "--bcr-transform"),
         (lambda: LatentConsistency(0.0, -0.5), "--zcr-gen"),
+        (lambda: Consistency(-1.0), "--cr"),
+        (lambda: Consistency(1.0, "nope"), "--cr-transform"),
         (lambda: LatentConsistency(1.0, 0.0, sigma=0.0), "--zcr-sigma"),
     ],
 )

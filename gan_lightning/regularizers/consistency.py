@@ -1,6 +1,11 @@
-"""Balanced and latent consistency regularization, bCR and zCR (Zhao et al. 2021, "Improved Consistency
-Regularization for GANs", AAAI), as PyTorch-StudioGAN trains them (`src/worker.py`, `LOSS.apply_bcr` /
-`LOSS.apply_zcr`; `src/utils/cr.py`; the `*-ICR.yaml` configs).
+"""Consistency regularization, CR (Zhang et al. 2020, "Consistency Regularization for Generative Adversarial
+Networks", ICLR), and its balanced and latent forms, bCR and zCR (Zhao et al. 2021, "Improved Consistency
+Regularization for GANs", AAAI), as PyTorch-StudioGAN trains them (`src/worker.py`, `LOSS.apply_cr`,
+`LOSS.apply_bcr` / `LOSS.apply_zcr`; `src/utils/cr.py`; the `*-CR.yaml` and `*-ICR.yaml` configs).
+
+CR (`--cr`, `--cr-transform`), D phase, on reals only (StudioGAN's CIFAR configs: lambda = 10):
+
+    lambda * mean_i (D(T(x_i)) - D(x_i))^2
 
 bCR (`--bcr-real`, `--bcr-fake`, `--bcr-transform`), D phase, T a transform policy:
 
@@ -50,17 +55,59 @@ if TYPE_CHECKING:
 Tensor = torch.Tensor
 
 
-def _check_policy(policy: str) -> None:
-    """One-line ConfigError naming --bcr-transform unless `policy` is a comma list of distinct transforms."""
+def _check_policy(policy: str, flag: str = "--bcr-transform") -> None:
+    """One-line ConfigError naming `flag` unless `policy` is a comma list of distinct transforms."""
     names = [name.strip() for name in policy.split(",")]
     if not all(names) or any(name not in TRANSFORMS for name in names) or len(set(names)) != len(names):
-        raise ConfigError(f"--bcr-transform {policy!r}: use a comma list of distinct transforms from "
+        raise ConfigError(f"{flag} {policy!r}: use a comma list of distinct transforms from "
                           f"{', '.join(TRANSFORMS)}")  # fmt: skip
 
 
 def _mean_square(a: Tensor, b: Tensor) -> Tensor:
     """mean((a - b)^2) over every element, in fp32 (under autocast D's logits and G's images may be half)."""
     return (a.float() - b.float()).square().mean()
+
+
+def consistency_gap(ctx: PhaseContext, transform: DiffAugment, images: Tensor, labels: Tensor | None,
+                    logits: Tensor) -> Tensor:  # fmt: skip
+    """mean_i (D(T(images_i)) - logits_i)^2: D on T of the phase's `images` against its `logits` on them."""
+    # detached: an R1/R2 input that requires grad must not get a second path through this branch
+    moved = transform(images.detach(), ctx.rng)  # (B, C, H, W)
+    return _mean_square(ctx.discriminate(moved, labels).logits, logits)
+
+
+@REGULARIZERS.register("cr")
+class Consistency(Regularizer):
+    """CR, D phase: lambda E[(D(T(x)) - D(x))^2] on reals (bCR with its fake side off)."""
+
+    # fmt: off
+    options = (
+        Option("cr", 0.0, "consistency regularization (CR, Zhang et al. 2020) on reals: weight lambda of "
+               "E[(D(T(x)) - D(x))^2], e.g. 10 (StudioGAN's CIFAR configs)", minimum=0, metavar="LAMBDA",
+               schedule="weight"),
+        Option("cr_transform", "translation", lambda: "CR: the transform T, a comma list of " + ", ".join(TRANSFORMS)
+               + " (StudioGAN's is xflip,translation: for flip-symmetric data only)", type=str, metavar="POLICY",
+               check=lambda policy: _check_policy(policy, "--cr-transform")),
+    )
+    # fmt: on
+
+    def __init__(self, weight: float, transform: str = "translation") -> None:
+        super().__init__()
+        Options(self.options).validate(cr=weight, cr_transform=transform)
+        self.weight, self.transform = float(weight), transform
+        self.consistency_transform = DiffAugment(transform)  # p = 1: every image is transformed
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Consistency | None:
+        """CR when `--cr` is positive, else None."""
+        return cls(options["cr"], options["cr_transform"]) if options["cr"] else None
+
+    def d_term(self, ctx: PhaseContext) -> Term:
+        """D on T of the phase's reals against its logits on them."""
+        if not self.weight:  # a schedule may reach 0
+            return Term(None, {})
+        gap = consistency_gap(ctx, self.consistency_transform, ctx.real_images, ctx.real.labels, ctx.real_logits)
+        return Term(self.weight * gap, {"cr": gap})
 
 
 @REGULARIZERS.register("bcr")
@@ -101,9 +148,7 @@ class BalancedConsistency(Regularizer):
         for side, weight, images, labels, logits in sides:
             if not weight:
                 continue
-            # detached: an R1/R2 input that requires grad must not get a second path through this branch
-            moved = self.consistency_transform(images.detach(), ctx.rng)  # (B, C, H, W)
-            gap = _mean_square(ctx.discriminate(moved, labels).logits, logits)
+            gap = consistency_gap(ctx, self.consistency_transform, images, labels, logits)
             stats[f"bcr_{side}"] = gap
             loss = weight * gap if loss is None else loss + weight * gap
         return Term(loss, stats)
