@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import struct
 from pathlib import Path
 
@@ -50,23 +49,10 @@ def cifar_image(label: int, rng: np.random.Generator) -> np.ndarray:
 
 def make_fake_cifar10(root: Path, per_batch: int = 6, n_test: int = 10, seed: int = 0,
                       names: list[str] = CIFAR_NAMES) -> Path:  # fmt: skip
-    """A tiny CIFAR-10 in torchvision's layout, root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}:
-    pickled dicts with the published keys ('data' uint8 (N, 3072) rows of R, G, B planes, 'labels', 'filenames',
-    'batch_label'; the meta's 'label_names'), labels cycling through the classes from a per-file offset."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    files = [(f"data_batch_{i}", per_batch, f"training batch {i} of 5") for i in range(1, 6)]
-    for index, (name, n, batch_label) in enumerate([*files, ("test_batch", n_test, "testing batch 1 of 1")]):
-        labels = [(index + i) % len(names) for i in range(n)]
-        data = np.stack([cifar_image(c, rng).reshape(-1) for c in labels]) if n else np.zeros((0, 3072), np.uint8)
-        entry = {"batch_label": batch_label, "labels": labels, "data": data,
-                 "filenames": [f"{name}_{i:05d}.png" for i in range(n)]}  # fmt: skip
-        with open(folder / name, "wb") as f:
-            pickle.dump(entry, f, protocol=2)  # the published files are protocol-2 pickles from Python 2
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"num_cases_per_batch": per_batch, "label_names": names, "num_vis": 3072}, f, protocol=2)
-    return root
+    """A tiny CIFAR-10 in torchvision's layout (`write_cifar10_like`) whose classes show (`cifar_image`)."""
+    from gan_lightning.bench.data import write_cifar10_like
+
+    return write_cifar10_like(root, per_batch, n_test, seed, names, cifar_image)
 
 
 @pytest.fixture(scope="session")

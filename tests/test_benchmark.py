@@ -66,6 +66,53 @@ def test_compiled_benchmark_runs_on_cpu(tmp_path):
     assert report["config"]["compile"]
 
 
+def test_a_cifar10_preset_runs_on_generated_cifar10(tmp_path):
+    out_json = tmp_path / "bench.json"
+    argv = ["--preset", "dcgan_cifar10", "--ngf", "8", "--ndf", "8", "--batch-size", "8", *TINY, "--json",
+            str(out_json)]  # fmt: skip
+    report = _report(subprocess.run(BENCH + argv, capture_output=True, text=True, timeout=600), out_json)
+    config = report["config"]
+    assert (config["preset"], config["model"], config["image_size"], config["channels"]) == ("dcgan_cifar10", "dcgan",
+                                                                                              32, 3)  # fmt: skip
+    assert config["data"].startswith("synthetic CIFAR-10") and config["batch_size"] == 8
+
+
+GPU_MEASURE = [sys.executable, str(REPO / "scripts" / "gpu_measure.py")]
+
+
+def test_gpu_measurement_covers_every_cifar10_preset_and_refuses_bad_input(tmp_path):
+    from gan_lightning.bench import gpu
+    from gan_lightning.commands.train.presets import PRESETS
+
+    cifar = {name for name, values in PRESETS.items() if values.get("dataset") == "cifar10"}
+    assert cifar and set(gpu.configurations()) == {"dcgan_64", *cifar}
+    out = tmp_path / "gpu.json"
+    for argv, message in ((["--configs", "nope"], "--configs nope: choose from dcgan_64"),
+                          (["--accelerator", "cpu", "--iters", "0"], "--iters must be positive")):  # fmt: skip
+        proc = subprocess.run([*GPU_MEASURE, "--out", str(out), *argv], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    if not torch.cuda.is_available():
+        proc = subprocess.run([*GPU_MEASURE, "--out", str(out)], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and "no CUDA device here" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_gpu_measurement_writes_one_json_on_cpu(tmp_path):
+    out = tmp_path / "gpu.json"
+    argv = ["--out", str(out), "--accelerator", "cpu", "--precision", "32-true", "--configs", "dcgan_cifar10",
+            "--variants", "loader", "data_on_device", "--iters", "2", "--rounds", "2", "--warmup", "1",
+            "--fid-batch-size", "2", "--loader-images", "300", "--workers", "0"]  # fmt: skip
+    proc = subprocess.run([*GPU_MEASURE, *argv], capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = result["training"]["dcgan_cifar10"]
+    assert set(rows) == {"loader", "data_on_device"}
+    for row in rows.values():
+        assert row["batch_size"] == 128 and row["lightning"]["images_per_s"] > 0 and row["plain"]["images_per_s"] > 0
+    assert result["fid_inception"]["images_per_s"] > 0 and result["prepared_loader"]["images_per_s"] > 0
+
+
 def test_bad_input_is_status_2_and_one_line(tmp_path, capsys):
     assert overhead.main(["--iters", "0"]) == 2
     assert overhead.main(["--data-dir", str(tmp_path)]) == 2  # no MNIST there

@@ -17,37 +17,13 @@ from gan_lightning.data.base import to_signed
 from gan_lightning.metrics import SampleQualityMetrics, build_extractor, load_extractor
 
 torch_fidelity = pytest.importorskip("torch_fidelity")
-from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # noqa: E402
 
 N = 16  # images per set: Inception runs at 299x299 whatever the input size, a fraction of a second per image
 
 
-class _RandomInit(FeatureExtractorInceptionV3):
-    """torch-fidelity's network keeping its random initialisation (its constructor insists on loading a file)."""
-
-    def load_state_dict(self, state_dict, strict=True, assign=False):  # noqa: ANN001, ANN201
-        return None
-
-
 def random_fid_weights(path, seed: int = 0) -> None:
-    """Save a seeded random FID Inception state_dict at `path`, in the published file's format (a plain
-    `torch.save`d state_dict with torch-fidelity's key names)."""
-    empty = path.with_name("empty.pth")
-    torch.save({}, empty)
-    torch.manual_seed(seed)
-    net = _RandomInit("random", ["2048"], feature_extractor_weights_path=str(empty))
-    # Calibrate BatchNorm on random images so activations neither vanish nor explode through 90 random layers:
-    # cumulative batch statistics of one pass become the running statistics.
-    for module in net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None
-            module.reset_running_stats()
-            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
-            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
-    net.train()
-    with torch.no_grad():
-        net(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)))
-    torch.save(net.state_dict(), path)
+    """Save a seeded random FID Inception state_dict at `path`, in the published file's format."""
+    fid_benchmark.write_random_fid_weights(path, seed)
 
 
 def image_sets(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

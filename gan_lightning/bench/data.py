@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,45 @@ def write_celeba_like(data_dir: str | Path, n: int, seed: int = 0) -> Path:
         if not path.is_file():
             Image.fromarray(photo_like(np.random.default_rng([seed, i]))).save(path, quality=90)
     return image_dir
+
+
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def random_cifar_image(label: int, rng: np.random.Generator) -> np.ndarray:
+    """A (3, 32, 32) uint8 image of uniform noise (the label plays no part)."""
+    return rng.integers(0, 256, (3, 32, 32), dtype=np.uint8)
+
+
+ImageMaker = Callable[[int, np.random.Generator], np.ndarray]
+
+
+def write_cifar10_like(
+    root: str | Path,
+    per_batch: int = 2000,
+    n_test: int = 1000,
+    seed: int = 0,
+    names: Sequence[str] = CIFAR10_NAMES,
+    image: ImageMaker = random_cifar_image,
+) -> Path:
+    """CIFAR-10 in torchvision's layout, root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}:
+    protocol-2 pickled dicts with the published keys ('data' uint8 (N, 3072) rows of R, G, B planes, 'labels',
+    'filenames', 'batch_label'; the meta's 'label_names'), labels cycling through the classes from a per-file
+    offset, each image `image(label, rng)` (3, 32, 32) uint8. Returns `root`."""
+    folder = Path(root) / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    files = [(f"data_batch_{i}", per_batch, f"training batch {i} of 5") for i in range(1, 6)]
+    for index, (name, n, batch_label) in enumerate([*files, ("test_batch", n_test, "testing batch 1 of 1")]):
+        labels = [(index + i) % len(names) for i in range(n)]
+        data = np.stack([image(c, rng).reshape(-1) for c in labels]) if n else np.zeros((0, 3072), np.uint8)
+        entry = {"batch_label": batch_label, "labels": labels, "data": data,
+                 "filenames": [f"{name}_{i:05d}.png" for i in range(n)]}  # fmt: skip
+        with open(folder / name, "wb") as f:
+            pickle.dump(entry, f, protocol=2)  # the published files are protocol-2 pickles from Python 2
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"num_cases_per_batch": per_batch, "label_names": list(names), "num_vis": 3072}, f, protocol=2)
+    return Path(root)
 
 
 def images_per_second(batches: Iterable[tuple[torch.Tensor, torch.Tensor]], limit: int) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -36,6 +37,38 @@ def build_parser() -> Parser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     return p
+
+
+def write_random_fid_weights(path: str | Path, seed: int = 0) -> Path:
+    """Save a seeded random FID Inception state_dict at `path` in the published file's format (a plain `torch.save`d
+    state_dict with torch-fidelity's key names), for tests and speed measurements where the real file is absent."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class RandomInit(FeatureExtractorInceptionV3):
+        """torch-fidelity's network keeping its random initialisation (its constructor insists on loading a file)."""
+
+        def load_state_dict(self, state_dict, strict=True, assign=False):  # noqa: ANN001, ANN201
+            return None
+
+    path = Path(path)
+    empty = path.with_name("empty.pth")
+    torch.save({}, empty)
+    with torch.random.fork_rng():  # the caller's global stream is left where it was
+        torch.manual_seed(seed)
+        net = RandomInit("random", ["2048"], feature_extractor_weights_path=str(empty))
+    # Calibrate BatchNorm on random images so activations neither vanish nor explode through 90 random layers:
+    # cumulative batch statistics of one pass become the running statistics.
+    for module in net.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None
+            module.reset_running_stats()
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.2, 0.2)
+    net.train()
+    with torch.no_grad():
+        net(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)))
+    torch.save(net.state_dict(), path)
+    return path
 
 
 def seconds(extract: Callable[[], torch.Tensor], device: torch.device) -> float:

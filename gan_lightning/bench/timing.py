@@ -28,9 +28,10 @@ from gan_lightning.bench.plain_loop import ADAM_VARIANTS, PlainLoop, rebuild_opt
 class BenchConfig:
     """A benchmark run's settings: the command's flags, one field each."""
 
-    model: str = "mlp"
-    batch_size: int = 128
-    loss: str = "bce"
+    model: str | None = "mlp"  # None with a preset: the preset's (likewise batch_size and loss)
+    batch_size: int | None = 128
+    loss: str | None = "bce"
+    preset: str | None = None
     d_steps: int | None = None
     conditional: bool = False
     infogan: bool = False

@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from gan_lightning.bench.data import write_cifar10_like
 from gan_lightning.bench.plain_loop import ADAM_VARIANTS
 from gan_lightning.bench.timing import BenchConfig, Timings, interleave_callback, summarize
 from gan_lightning.commands.base import CommandStopped, Parser, run_command
+from gan_lightning.commands.train.presets import PRESETS
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data.base import default_data_dir
 from gan_lightning.models import MODELS
@@ -79,12 +81,13 @@ def cli_argv(bench: BenchConfig, data_dir: str, log_dir: str) -> list[str]:
     iterations = bench.warmup + bench.rounds * bench.iters + 1  # +1: the last block's time ends at the next batch start
     devices = "1" if bench.device is None or bench.accelerator == "cpu" else f"{bench.device},"
     argv = [
-        "--model", bench.model, "--batch-size", str(bench.batch_size), "--loss", bench.loss,
         "--precision", bench.precision, "--accelerator", bench.accelerator, "--devices", devices,
         "--seed", str(bench.seed), "--data-dir", data_dir, "--no-download", "--log-dir", log_dir,
         "--max-steps", str(iterations),
     ]  # fmt: skip
-    for flag in ("d_steps", "image_size", "ngf", "ndf"):
+    if bench.preset is not None:  # the preset's dataset, model, loss, batch and recipe; explicit flags override
+        argv = ["--preset", bench.preset, *argv]
+    for flag in ("model", "batch_size", "loss", "d_steps", "image_size", "ngf", "ndf"):
         if getattr(bench, flag) is not None:
             argv += [f"--{flag.replace('_', '-')}", str(getattr(bench, flag))]
     for flag in ("conditional", "infogan", "channels_last", "compile", "data_on_device"):
@@ -101,8 +104,31 @@ def _validate(bench: BenchConfig) -> None:
         raise ConfigError(f"--device must be >= 0, got {bench.device}")
     if bench.synthetic and bench.data_dir is not None:
         raise ConfigError("--synthetic and --data-dir exclude each other")
-    if bench.data_dir is not None and not has_mnist(bench.data_dir):
+    if bench.preset is not None and bench.preset not in PRESETS:
+        raise ConfigError(f"--preset {bench.preset!r}: choose one of {', '.join(PRESETS)}")
+    if bench.data_dir is not None and bench_dataset(bench) == "mnist" and not has_mnist(bench.data_dir):
         raise DataError(f"no MNIST under {Path(bench.data_dir) / 'MNIST' / 'raw'}; fix --data-dir or use --synthetic")
+
+
+def bench_dataset(bench: BenchConfig) -> str:
+    """The dataset the run trains on: its preset's, else MNIST (real, or synthetic in its layout)."""
+    dataset = PRESETS[bench.preset].get("dataset", "mnist") if bench.preset else "mnist"
+    if dataset not in ("mnist", "cifar10"):
+        raise ConfigError(f"--preset {bench.preset} trains on {dataset}; the benchmark generates MNIST and CIFAR-10 "
+                          "only: pick a preset of those")  # fmt: skip
+    return dataset
+
+
+def bench_data(bench: BenchConfig, tmp: str) -> tuple[str, str]:
+    """(data dir, description): MNIST from --data-dir or the CLI's, else data generated in `tmp` in the layout."""
+    if bench_dataset(bench) == "cifar10":
+        if bench.data_dir is not None:
+            return bench.data_dir, f"CIFAR-10 from {bench.data_dir}"
+        return str(write_cifar10_like(Path(tmp) / "data", seed=bench.seed)), "synthetic CIFAR-10 (10,000 images)"
+    data_dir = bench.data_dir or default_data_dir()
+    if bench.synthetic or not has_mnist(data_dir):
+        return str(write_synthetic_mnist(Path(tmp) / "data", seed=bench.seed)), "synthetic"
+    return data_dir, f"MNIST from {Path(data_dir) / 'MNIST' / 'raw'}"
 
 
 def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
@@ -121,11 +147,7 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
     threads = torch.get_num_threads()
     timings = Timings()
     with tempfile.TemporaryDirectory(prefix="gan_bench_") as tmp:
-        data_dir = bench.data_dir or default_data_dir()
-        if bench.synthetic or not has_mnist(data_dir):
-            data_dir, data = str(write_synthetic_mnist(Path(tmp) / "data", seed=bench.seed)), "synthetic"
-        else:
-            data = f"MNIST from {Path(data_dir) / 'MNIST' / 'raw'}"
+        data_dir, data = bench_data(bench, tmp)
         cfg = cli.resolve(cli.build_parser().parse_args(cli_argv(bench, data_dir, str(Path(tmp) / "logs"))))
         with redirect_stdout(sys.stderr):  # progress bar and the (temporary) paths: stdout is the report
             cli.run(cfg, callbacks=[interleave_callback(bench, timings)])
@@ -139,7 +161,10 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
         "threads": threads,
         "data": data,
         "d_steps": module.d_steps,
-        "images_per_iteration": bench.batch_size * module.d_steps,
+        "preset": bench.preset,
+        "model": cfg.model,
+        "batch_size": cfg.batch_size,
+        "images_per_iteration": cfg.batch_size * module.d_steps,
         "latent_dim": cfg.latent_dim,
         "image_size": cfg.image_size,
         "channels": cfg.channels,
@@ -200,9 +225,11 @@ def build_parser() -> Parser:
         description="Time scripts/train.py's Lightning training against a plain PyTorch loop doing the same work, "
         "interleaved in one process. The last line printed is overhead_ratio=<lightning/plain>.",
     )
-    p.add_argument("--model", default="mlp", choices=MODELS.names(), help="architecture (default mlp)")
-    p.add_argument("--batch-size", type=int, default=128, help="images per D step (default 128)")
-    p.add_argument("--loss", default="bce", choices=OBJECTIVES.names(), help="adversarial loss (default bce)")
+    p.add_argument("--preset", help="a train.py preset (its dataset, model, loss, batch, recipe); the explicit flags "
+                   "below override it; MNIST and CIFAR-10 presets run on generated data in their layout")  # fmt: skip
+    p.add_argument("--model", choices=MODELS.names(), help="architecture (default mlp, or the preset's)")
+    p.add_argument("--batch-size", type=int, help="images per D step (default 128, or the preset's)")
+    p.add_argument("--loss", choices=OBJECTIVES.names(), help="adversarial loss (default bce, or the preset's)")
     p.add_argument("--d-steps", type=int, help="D updates per iteration (default: the loss's)")
     variant = p.add_mutually_exclusive_group()
     variant.add_argument("--conditional", action="store_true", help="class-conditional GAN (D's projection head)")
@@ -244,6 +271,8 @@ def build_parser() -> Parser:
 
 def run(cfg: argparse.Namespace) -> int:
     """Benchmark, print the report and, last, `overhead_ratio=<x.xxx>`; 0 on success."""
+    if cfg.preset is None:  # without a preset, the benchmark's own defaults
+        cfg.model, cfg.batch_size, cfg.loss = cfg.model or "mlp", cfg.batch_size or 128, cfg.loss or "bce"
     bench = BenchConfig(**vars(cfg))
     report = run_benchmark(bench)
     if bench.json:
