@@ -114,6 +114,31 @@ def test_optimizers_penalties_ema_and_augmentation_follow_their_schedules(tmp_pa
     assert logged["train/ema_half_life"] == pytest.approx(half_life(ema_decays[3]))
 
 
+class Betas(Callback):
+    """Per optimizer step: (lr, beta2) of the optimizer stepping."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[float, float]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        group = optimizer.param_groups[0]
+        self.seen.append((group["lr"], group["betas"][1]))
+
+
+def test_beta2_follows_its_schedule_and_a_schedule_length_holds_the_final_values(tmp_path):
+    """R3GAN's recipe: beta2 0.9 -> 0.99 and lr decayed over the first iterations of a longer run, then held."""
+    gan = GAN("mlp", latent_dim=8, lr=1e-3, beta1=0.0, beta2=0.9, beta2_schedule="linear", beta2_final=0.99,
+              lr_schedule="linear", lr_final=5e-4, schedule_length=2)  # fmt: skip
+    follow = Betas()
+    trainer = cpu_trainer(tmp_path, callbacks=[follow], log_every_n_steps=1, max_steps=gan.optimizer_steps(4))
+    trainer.fit(gan, DataLoader(TensorDataset(torch.rand(64, 1, 28, 28) * 2 - 1), batch_size=16))
+    # iterations 0, 1 of a 2-iteration schedule, then its end values at iterations 2 and 3 (D step, G step each)
+    expected = [(1e-3, 0.9), (7.5e-4, 0.945), (5e-4, 0.99), (5e-4, 0.99)]
+    assert follow.seen == [pytest.approx(e, rel=1e-12) for e in expected for _ in range(2)]
+    assert all(opt.param_groups[0]["betas"][0] == 0.0 for opt in trainer.optimizers)  # beta1 untouched
+    assert float(trainer.callback_metrics["train/beta2"]) == pytest.approx(0.99)
+
+
 def test_the_augmentation_schedule_drives_diffaugment(tmp_path):
     """--diffaug POLICY --diffaug-p 0 --aug-schedule linear: DiffAugment's own p follows the schedule."""
     gan = GAN("mlp", latent_dim=8, diffaug="translation", diffaug_p=0.0, aug_schedule="linear", aug_final=0.5)

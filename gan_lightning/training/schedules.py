@@ -6,6 +6,7 @@ behaviour without schedules), `linear` and `cosine` go from the option's value a
 the end of the run. Every `--T-final` is an absolute value of the quantity, as R3GAN's configurations give them:
 
 - `lr`: the learning rate of both optimizers (G's and D's share `--lr`).
+- `beta2`: Adam's beta2 of both optimizers (R3GAN's 0.9 -> 0.99).
 - `gamma`: R1's and R2's gamma; each penalty that is on runs from its own `--r1` / `--r2` to `--gamma-final`,
   one that is off stays off.
 - `ema`: an EMA decay (like `--ema-decay`); what is interpolated is the decay's half-life in iterations,
@@ -17,11 +18,12 @@ the end of the run. Every `--T-final` is an absolute value of the quantity, as R
   `--NAME-schedule` / `--NAME-final` are made from that declaration, and the schedule writes the built component's
   attribute (LeCam's `--lecam` weight, a plugin regularizer's weight), logged as `train/NAME_attribute`.
 
-The total is the run's iteration budget (the Trainer's `max_steps` in iterations): a run without one cannot have
-a non-constant schedule. The schedules are applied at the start of every iteration, before anything uses the
+`--schedule-length N` ends every schedule at iteration N, holding the final values after it (R3GAN decays over its
+first 20M images and trains on); without it, the total is the run's iteration budget (the Trainer's `max_steps` in
+iterations): a run with neither cannot have a non-constant schedule. The schedules are applied at the start of every iteration, before anything uses the
 values, and hold no state, so a resumed run continues exactly; a run resumed with another `--max-steps` stretches
-its schedules to the new total. Each scheduled value is logged as `train/<name>` (`lr`, `r1_gamma`, `r2_gamma`,
-`ema_half_life`, `aug_p`).
+its schedules to the new total. Each scheduled value is logged as `train/<name>` (`lr`, `beta2`, `r1_gamma`,
+`r2_gamma`, `ema_half_life`, `aug_p`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from gan_lightning.core.options import Option, declared
 from gan_lightning.regularizers.zero_centered import R1, R2
 
 SHAPES = ("constant", "linear", "cosine")
-TARGETS = ("lr", "gamma", "ema", "aug")
+TARGETS = ("lr", "beta2", "gamma", "ema", "aug")
 
 
 def _probability(value: float) -> None:
@@ -52,6 +54,13 @@ options = (
     Option("lr_schedule", "constant", "learning-rate schedule over the run, from --lr to --lr-final", choices=SHAPES),
     Option("lr_final", None, "learning rate of G and D at the end of the run (with --lr-schedule linear or cosine)",
            type=float, minimum=0, default_text="none"),
+    Option("beta2_schedule", "constant", "Adam beta2 schedule over the run, from --beta2 to --beta2-final (R3GAN: "
+           "0.9 -> 0.99)", choices=SHAPES),
+    Option("beta2_final", None, "Adam beta2 of G and D at the end of the run", type=float, minimum=0, below=1,
+           default_text="none"),
+    Option("schedule_length", None, "iterations over which every schedule runs, holding its final value after "
+           "(R3GAN decays over 20M images of a longer run)", type=int, positive=True, metavar="ITERATIONS",
+           default_text="the run's length"),
     Option("gamma_schedule", "constant", "R1/R2 gamma schedule over the run, from --r1 / --r2 to --gamma-final",
            choices=SHAPES),
     Option("gamma_final", None, "R1 and R2 gamma at the end of the run (penalties that are off stay off)",
@@ -90,6 +99,12 @@ def _set_lr(gan: Any, value: float) -> None:
     for optimizer in gan.trainer.optimizers:
         for group in optimizer.param_groups:
             group["lr"] = value
+
+
+def _set_beta2(gan: Any, value: float) -> None:
+    for optimizer in gan.trainer.optimizers:
+        for group in optimizer.param_groups:
+            group["betas"] = (group["betas"][0], value)
 
 
 def _set_r1(gan: Any, value: float) -> None:
@@ -131,8 +146,8 @@ class Schedule:
 class Schedules:
     """The GAN's non-constant schedules; `apply` sets their values at the start of an iteration."""
 
-    def __init__(self, schedules: list[Schedule]) -> None:
-        self.schedules = schedules
+    def __init__(self, schedules: list[Schedule], length: int | None = None) -> None:
+        self.schedules, self.length = schedules, length
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], objective: Any, ema: Any) -> Schedules:
@@ -151,6 +166,8 @@ class Schedules:
 
         if "lr" in active:
             add("lr", "lr", options["lr"], options["lr_final"], _set_lr)
+        if "beta2" in active:
+            add("beta2", "beta2", options["beta2"], options["beta2_final"], _set_beta2)
         if "gamma" in active:
             on = [(n, getattr(objective, n)) for n in ("r1", "r2") if getattr(objective, n, 0)]
             if not on:
@@ -168,11 +185,12 @@ class Schedules:
         if unknown:  # a schedule of a component this run does not use (a regularizer switched off)
             flags = ", ".join(f"--{t.replace('_', '-')}-schedule" for t in sorted(unknown))
             raise ConfigError(f"{flags}: nothing to schedule; switch its component on (e.g. a positive weight)")
-        return cls(schedules)
+        return cls(schedules, options.get("schedule_length"))
 
     def apply(self, gan: Any, iteration: int, total: int | None) -> dict[str, float]:
         """Set every scheduled value for `iteration` of `total` (None: no budget, refused when anything is
-        scheduled); returns the values by name, for the step's log."""
+        scheduled unless a schedule length is set: the schedules then end there); returns the values by name."""
+        total = self.length or total
         check_run_length([s.target for s in self.schedules], total)
         values = {s.name: s.value(iteration, total) for s in self.schedules}
         for s in self.schedules:
