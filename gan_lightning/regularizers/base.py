@@ -25,6 +25,7 @@ from torch import nn
 
 from gan_lightning.core.options import Option
 from gan_lightning.core.registry import Registry
+from gan_lightning.models.base import generate_images
 
 if TYPE_CHECKING:
     from gan_lightning.models.heads import CriticOutput
@@ -75,8 +76,8 @@ class PhaseContext:
         return self.D(x, labels)
 
     def generate(self, latents: Latents) -> Tensor:
-        """G's images (B, C, H, W) for `latents` (gradients flow into G in the G phase)."""
-        return self.G(latents.input)
+        """G's images (B, C, H, W) for `latents` (gradients flow into G in the G phase); draws from `rng`."""
+        return generate_images(self.G, latents.input, self.rng)
 
 
 class Term(NamedTuple):
@@ -96,6 +97,9 @@ class Regularizer(nn.Module):
     def from_options(cls, options: Mapping[str, Any]) -> Regularizer | None:
         """The regularizer the declared `options` ask for, or None when they switch it off."""
         return None
+
+    def check_models(self, G: nn.Module, D: nn.Module) -> None:
+        """One-line ConfigError when this regularizer cannot apply to these networks (checked when the GAN is built)."""
 
     def interval(self, phase: str) -> int:
         """Run on every N-th update of `phase` ("d" or "g"), the loss times N; 1: every update."""

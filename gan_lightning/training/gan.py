@@ -93,6 +93,8 @@ class GAN(LightningModule):
                                           n_cat=self.latents.n_cat, n_cont=self.latents.n_cont)  # fmt: skip
         if hp["spectral_norm"]:
             spectral_norm_all(self.discriminator)
+        for regularizer in getattr(self.objective, "regularizers", {}).values():
+            regularizer.check_models(self.generator, self.discriminator)  # e.g. path length needs a style-based G
         self.ema = EMA.from_options(generator, hp)
         self.schedules = Schedules.from_options(hp, self.objective, self.ema)
         self.finite = FiniteGuard(hp["finite_check_every"])
@@ -153,8 +155,8 @@ class GAN(LightningModule):
 
         Pass `latents` (a `Latents` or full generator inputs), or `n` and any parts (`z`, `labels`, `cat`, `cont`).
         `truncation` (psi in (0, 1], or a `Truncation` carrying psi and threshold) and `truncation_threshold`
-        truncate the noise, not the labels or codes (`LatentSpace.truncate`); latents drawn here and threshold
-        redraws come from `rng`, default the module's.
+        truncate the noise, not the labels or codes (`LatentSpace.truncate`; psi in W for a style-based G); latents
+        drawn here and threshold redraws come from `rng`, default the module's.
         """
         rng = self.rng if rng is None else rng
         if latents is None:
@@ -163,9 +165,12 @@ class GAN(LightningModule):
                 raise ValueError("sample() needs a positive n, or z / labels / codes / latents")
             latents = self.latents.draw(n, rng, self.device, **parts)
         truncation = Truncation.of(truncation, truncation_threshold)
-        latents = self.latents.truncate(latents, rng, truncation.psi, truncation.threshold)
+        G = self.sampling_generator(ema)
+        # a style-based G truncates toward its average w (StyleGAN's trick); the threshold still redraws z
+        in_w = getattr(G, "truncates_in_w", False)
+        latents = self.latents.truncate(latents, rng, None if in_w else truncation.psi, truncation.threshold)
         inputs = latents.input if isinstance(latents, Latents) else latents
-        return generate(self.sampling_generator(ema), inputs, batch_size, self.device)
+        return generate(G, inputs, batch_size, self.device, truncation.psi if in_w else None)
 
     def sampling_generator(self, ema: bool | None = None) -> nn.Module:
         """The generator to sample from: the EMA one (statistics up to date) by default when it exists."""

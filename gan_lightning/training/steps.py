@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from gan_lightning.core.errors import ConfigError
+from gan_lightning.models.base import generate_images
 from gan_lightning.training.batch import Batch, PhaseLoss
 
 if TYPE_CHECKING:
@@ -73,12 +74,17 @@ def training_batch(batch: Any, conditional: bool, channels_last: bool) -> Batch:
     return real
 
 
-def generate(net: nn.Module, inputs: Tensor, batch_size: int, device: torch.device) -> Tensor:
-    """`net(inputs)` (B, ...) -> images (B, C, H, W) in eval mode, in chunks; the net's mode is restored after."""
+def generate(
+    net: nn.Module, inputs: Tensor, batch_size: int, device: torch.device, truncation_psi: float | None = None
+) -> Tensor:
+    """`net(inputs)` (B, ...) -> images (B, C, H, W) in eval mode, in chunks; the net's mode is restored after.
+    `truncation_psi` goes to a generator that truncates in its own latent space (`generate_images`)."""
     was_training = net.training
     net.eval()
     try:
-        return torch.cat([net(chunk.to(device)) for chunk in inputs.split(batch_size)])
+        return torch.cat(
+            [generate_images(net, chunk.to(device), None, truncation_psi) for chunk in inputs.split(batch_size)]
+        )
     finally:
         net.train(was_training)
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from gan_lightning.core.options import Option, Options, call_with, declared
 from gan_lightning.core.registry import Registry
+from gan_lightning.models.base import generate_images
 from gan_lightning.models.heads import CriticOutput, QHead
 from gan_lightning.regularizers import PhaseContext, Regularizer, Term, build_regularizers, due, regularizer_keys
 from gan_lightning.regularizers.zero_centered import R1, R2, REG_EVERY
@@ -180,7 +181,7 @@ class Objective(nn.Module):
         due_now = [(reg, scale) for reg in self.regularizers.values() if (scale := due(reg, "d", step))]
         grads = {side for reg, _ in due_now for side in reg.input_grads}
         real_x = real.images.detach().requires_grad_("real" in grads)  # (B, C, H, W)
-        fake_x = G(latents.input).detach().requires_grad_("fake" in grads)  # (B, C, H, W)
+        fake_x = generate_images(G, latents.input, rng).detach().requires_grad_("fake" in grads)  # (B, C, H, W)
         real_out = self.discriminate(D, real_x, real.labels, rng)
         fake_out = self.discriminate(D, fake_x, latents.labels, rng)
         loss = self.d_adversarial(real_out.logits, fake_out.logits)
@@ -204,7 +205,7 @@ class Objective(nn.Module):
         self, G: nn.Module, D: nn.Module, real: Batch, latents: Latents, rng: torch.Generator, step: int = 0
     ) -> PhaseLoss:
         """The G phase (iteration `step`): fakes through D, whose parameters the caller has frozen."""
-        fake_x = G(latents.input)  # (B, C, H, W)
+        fake_x = generate_images(G, latents.input, rng)  # (B, C, H, W)
         fake_out = self.discriminate(D, fake_x, latents.labels, rng)
         real_out = None
         if self.g_needs_real:
