@@ -25,6 +25,12 @@ CASES: dict[str, list[tuple[int, int, int, dict[str, int]]]] = {
     "resnet": [(16, 1, 28, {"ngf": 8, "ndf": 8}), (16, 3, 32, {"ngf": 8, "ndf": 8}), (16, 3, 64, {"ngf": 4, "ndf": 4})],
     "sngan_cnn": [(16, 3, 32, {"ngf": 8, "ndf": 8}), (16, 1, 32, {"ngf": 4, "ndf": 4})],
     "sngan_resnet": [(16, 3, 32, {"ngf": 8, "ndf": 8}), (16, 1, 32, {"ngf": 4, "ndf": 4})],
+    "stylegan2": [
+        (16, 1, 32, {"ngf": 8, "ndf": 8}),
+        (16, 3, 8, {"ngf": 4, "ndf": 4}),
+        (16, 3, 64, {"ngf": 4, "ndf": 4}),
+    ],
+    "r3gan": [(16, 1, 32, {"ngf": 8, "ndf": 8}), (16, 3, 32, {"ngf": 8, "ndf": 4}), (16, 3, 16, {"ngf": 4, "ndf": 8})],
 }
 
 
@@ -57,6 +63,9 @@ def test_every_registered_model_has_shape_cases() -> None:
         ("dcgan", 100, 3, 64, 3_576_704, 2_765_568),
         ("sngan_cnn", 128, 3, 32, 3_828_739, 5_860_865),  # by hand in test_sngan.py
         ("sngan_resnet", 128, 3, 32, 4_276_739, 1_053_824),
+        # 8 blocks of 4w^2 + 292w at w = 64, plus G's basis, input Linear and output conv, D's in/out layers;
+        # R3GAN's CIFAR-10 widths are in test_r3gan.py
+        ("r3gan", 64, 3, 32, 285_888, 281_856),
     ],
 )
 def test_parameter_counts(
