@@ -20,10 +20,10 @@ the end of the run. Every `--T-final` is an absolute value of the quantity, as R
 
 `--schedule-length N` ends every schedule at iteration N, holding the final values after it (R3GAN decays over its
 first 20M images and trains on); without it, the total is the run's iteration budget (the Trainer's `max_steps` in
-iterations): a run with neither cannot have a non-constant schedule. The schedules are applied at the start of every iteration, before anything uses the
-values, and hold no state, so a resumed run continues exactly; a run resumed with another `--max-steps` stretches
-its schedules to the new total. Each scheduled value is logged as `train/<name>` (`lr`, `beta2`, `r1_gamma`,
-`r2_gamma`, `ema_half_life`, `aug_p`).
+iterations): a run with neither cannot have a non-constant schedule. The schedules are applied at the start of every
+iteration, before anything uses the values, and hold no state, so a resumed run continues exactly; a run resumed
+with another `--max-steps` stretches its schedules to the new total. Each scheduled value is logged as
+`train/<name>` (`lr`, `beta2`, `r1_gamma`, `r2_gamma`, `ema_half_life`, `aug_p`).
 """
 
 from __future__ import annotations
