@@ -241,6 +241,13 @@ def test_batch_larger_than_the_training_set_writes_nothing(tmp_path, fake_mnist_
     assert "fewer than one batch of 1000" in one_error_line(capsys) and tree(logs) == []
 
 
+@pytest.mark.parametrize("flags", [["--ada-target", "0.6", "--ada-kimg", "inf"], ["--lecam", "inf"]])
+def test_an_infinite_option_value_writes_nothing(tmp_path, fake_mnist_dir, capsys, flags):
+    logs = tmp_path / "logs"
+    assert main(["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), *TINY, *flags]) == 2
+    assert f"{flags[-2]} must be a finite number, got inf" in one_error_line(capsys) and tree(logs) == []
+
+
 def test_folder_smaller_than_one_batch_writes_nothing(tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()

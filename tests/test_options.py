@@ -57,6 +57,14 @@ def test_every_bounded_option_refuses_an_out_of_range_value_in_one_line(option):
             option.validate(float("nan"))
 
 
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o.value_type is float], ids=lambda o: o.name)
+def test_every_float_option_refuses_infinity_in_one_line(option):
+    for value in (float("inf"), float("-inf")):
+        with pytest.raises(ConfigError) as err:
+            option.validate(value)
+        assert str(err.value) == f"{option.flag} must be a finite number, got {value}"
+
+
 @pytest.mark.parametrize(("build", "message"), [
     (lambda: LeastSquares(r1=-1.0), "--r1 must be >= 0, got -1.0"),
     (lambda: LeastSquares(gp_weight=-2.0), "--gp-weight must be >= 0, got -2.0"),

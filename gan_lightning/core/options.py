@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +94,8 @@ class Option:
         choices = self.valid_choices()
         if choices is not None and value not in choices:
             raise ConfigError(f"unknown {self.name} {value!r}; choose one of: {', '.join(map(str, choices))}")
+        if isinstance(value, float) and math.isinf(value):  # inf passes every lower bound, then breaks the maths
+            raise ConfigError(f"{self.flag} must be a finite number, got {value}")
         low = "(0" if self.positive else None if self.minimum is None else f"[{self.minimum:g}"
         # written as "not inside" so that NaN, which fails every comparison, is out of range too
         out_of_range = (self.positive and not value > 0) or (self.minimum is not None and not value >= self.minimum)
