@@ -1,7 +1,9 @@
 """Differentiable augmentation of what D sees: registered transforms (`transforms.py`, and any file here or in a
-plugin that registers more), the DiffAugment policy that applies them (`diffaugment.py`) and its adaptive form,
-ADA (`ada.py`). The same kind of transform is applied to real and fake images, before D, in both phases, so D
-cannot tell real from fake by the augmentation; per-image randomness comes from the caller's `rng` only."""
+plugin that registers more) and the DiffAugment policy that applies them (`diffaugment.py`); StyleGAN2-ADA's
+pipeline of registered ops (`pipeline.py`: `ada_geometric.py`, `ada_color.py`, `ada_image.py`); and ADA's
+controller tuning either one's probability (`ada.py`). The same kind of transform is applied to real and fake
+images, before D, in both phases, so D cannot tell real from fake by the augmentation; per-image randomness comes
+from the caller's `rng` only."""
 
 from __future__ import annotations
 
@@ -10,16 +12,22 @@ from typing import Any
 
 from gan_lightning.augment.ada import AdaptiveAugment
 from gan_lightning.augment.diffaugment import DiffAugment
+from gan_lightning.augment.pipeline import PIPELINE_OPS, POLICIES, AugmentPipe, pipeline_op
 from gan_lightning.augment.transforms import TRANSFORMS, Transform, color, cutout, translation
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.registry import import_submodules
 
-__all__ = ["TRANSFORMS", "AdaptiveAugment", "DiffAugment", "Transform", "build_augment", "color", "cutout",
-           "translation"]  # fmt: skip
+__all__ = ["PIPELINE_OPS", "POLICIES", "TRANSFORMS", "AdaptiveAugment", "AugmentPipe", "DiffAugment", "Transform",
+           "build_augment", "color", "cutout", "pipeline_op", "translation"]  # fmt: skip
 
 
-def build_augment(options: Mapping[str, Any]) -> DiffAugment | None:
-    """The augmentation the declared `options` ask for: adaptive with `--ada-target`, else `--diffaug`'s, or None."""
-    return AdaptiveAugment.from_options(options) or DiffAugment.from_options(options)
+def build_augment(options: Mapping[str, Any]) -> AdaptiveAugment | AugmentPipe | DiffAugment | None:
+    """The augmentation the declared `options` ask for: adaptive with `--ada-target` (on `--augpipe`'s pipeline or
+    `--diffaug`'s policy), else `--augpipe`'s or `--diffaug`'s at a fixed p, or None."""
+    if options.get("diffaug") and options.get("augpipe"):
+        raise ConfigError("--diffaug and --augpipe both augment what D sees; pass one of them")
+    adaptive = AdaptiveAugment.from_options(options)
+    return adaptive or AugmentPipe.from_options(options) or DiffAugment.from_options(options)
 
 
 import_submodules(__name__)  # every transform file in this package registers itself

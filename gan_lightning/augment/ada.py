@@ -1,5 +1,5 @@
-"""Adaptive augmentation (ADA, Karras et al. 2020): a DiffAugment policy whose probability p is tuned to D's
-overfitting, as NVlabs' stylegan2-ada-pytorch does."""
+"""Adaptive augmentation (ADA, Karras et al. 2020): a controller that tunes the probability p of a DiffAugment policy
+or of StyleGAN2-ADA's pipeline (`pipeline.py`) to D's overfitting, as NVlabs' stylegan2-ada-pytorch does."""
 
 from __future__ import annotations
 
@@ -8,16 +8,20 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from gan_lightning.augment.diffaugment import DiffAugment
+from gan_lightning.augment.pipeline import AugmentPipe
 from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.injected import describe_component
 from gan_lightning.core.options import Option, Options
 
 Tensor = torch.Tensor
 
 
-class AdaptiveAugment(DiffAugment):
-    """ADA (Karras et al. 2020): each transform of the policy hits each image independently with probability `p`.
+class AdaptiveAugment(nn.Module):
+    """ADA (Karras et al. 2020): an augmentation (`augment`: a DiffAugment policy, or with `augpipe` StyleGAN2-ADA's
+    pipeline) applied per image with probability `p`, which this controller owns and tunes.
 
     `p` starts at 0 and is tuned to D's overfitting, as NVlabs' stylegan2-ada-pytorch `training_loop.py` does:
     the objective feeds D's verdicts on the real batch of every D update to `observe` (its logits, or for a
@@ -35,46 +39,65 @@ class AdaptiveAugment(DiffAugment):
     # reflected), color its brightness/saturation/contrast, cutout its 'cutout'; no flips or rotations, which would
     # teach an MNIST D that a mirrored digit is real at high p.
     default_policy = "translation,color,cutout"
-    p_persistent = True  # tuned from D's outputs: state, checkpointed and resumed
 
     # fmt: off
     options = (
         Option("ada_target", None, "adaptive augmentation (ADA): tune the probability p of each --diffaug transform "
-               f"(default policy {default_policy}) so E[sign(D(real))] stays at this target, e.g. 0.6", type=float,
-               minimum=0, below=1, metavar="TARGET", default_text="off"),
+               f"(default policy {default_policy}), or of --augpipe's ops, so E[sign(D(real))] stays at this target, "
+               "e.g. 0.6", type=float, minimum=0, below=1, metavar="TARGET", default_text="off"),
         Option("ada_interval", 4, "ADA: adjust p every N D updates", positive=True, metavar="N"),
         Option("ada_kimg", 500.0, "ADA: p can go from 0 to 1 in this many thousand real images", positive=True,
                metavar="KIMG"),
+        # declared by the pipeline; listed here too because the controller chooses between it and --diffaug
+        *AugmentPipe.options,
     )
     # fmt: on
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> AdaptiveAugment | None:
-        """The adaptive augmentation `--ada-target` asks for (on `--diffaug`'s policy, else the default), or None."""
+        """The adaptive augmentation `--ada-target` asks for (on `--augpipe`'s pipeline, else on `--diffaug`'s
+        policy, else the default policy), or None."""
         if options["ada_target"] is None:
             return None
         if options.get("diffaug_p", 1.0) != 1:
             raise ConfigError("--diffaug-p does not apply with --ada-target: ADA tunes p itself; drop --diffaug-p")
-        return cls(options["diffaug"] or cls.default_policy, target=options["ada_target"],
-                   interval=options["ada_interval"], kimg=options["ada_kimg"])  # fmt: skip
+        if options.get("augpipe_p") is not None:
+            raise ConfigError("--augpipe-p does not apply with --ada-target: ADA tunes p itself; drop --augpipe-p")
+        return cls(options["diffaug"], target=options["ada_target"], interval=options["ada_interval"],
+                   kimg=options["ada_kimg"], augpipe=options.get("augpipe"))  # fmt: skip
 
-    def __init__(
-        self, policy: str = default_policy, target: float = 0.6, interval: int = 4, kimg: float = 500.0
-    ) -> None:
-        super().__init__(policy, p=0.0)
+    def __init__(self, policy: str | None = None, target: float = 0.6, interval: int = 4, kimg: float = 500.0,
+                 augpipe: str | AugmentPipe | None = None) -> None:  # fmt: skip
+        super().__init__()
         Options(self.options).validate(ada_target=target, ada_interval=interval, ada_kimg=kimg)
+        if policy and augpipe:
+            raise ConfigError("--diffaug and --augpipe both choose what ADA augments; pass one")
+        self.augment: DiffAugment | AugmentPipe
+        if isinstance(augpipe, AugmentPipe):
+            self.augment = augpipe
+        else:
+            self.augment = AugmentPipe(augpipe) if augpipe else DiffAugment(policy or self.default_policy)
         self.target, self.interval, self.kimg = float(target), int(interval), float(kimg)
+        self.register_buffer("p", torch.zeros(()))  # the tuned probability; the augmentation's own p is unused
         self.register_buffer("sign_sum", torch.zeros(()))  # sum of sign(D(x_real)) over the current interval
         self.register_buffer("count", torch.zeros(()))  # real logits seen in the current interval
         self.register_buffer("rt", torch.zeros(()))  # r_t of the last completed interval (0 before the first)
 
+    @property
+    def policy(self) -> str:
+        """What it augments: the DiffAugment policy, or the pipeline's."""
+        return self.augment.policy
+
     def init_options(self) -> dict[str, Any]:
         """The constructor options that rebuild this augmentation."""
-        return {"policy": self.policy, "target": self.target, "interval": self.interval, "kimg": self.kimg}
+        tuning = {"target": self.target, "interval": self.interval, "kimg": self.kimg}
+        if isinstance(self.augment, AugmentPipe):
+            return {"policy": None, "augpipe": describe_component(self.augment), **tuning}
+        return {"policy": self.policy, "augpipe": None, **tuning}
 
     def forward(self, x: Tensor, rng: torch.Generator) -> Tensor:
-        """Images (B, C, H, W), each transform applied to each one with the tuned probability p."""
-        return self.per_image(x, rng)  # p moves on the device (observe): never the host copy's p = 1 shortcut
+        """Images (B, C, H, W), augmented per image with the tuned probability p."""
+        return self.augment.per_image(x, rng, self.p)
 
     @torch.no_grad()
     def observe(self, verdicts: Tensor) -> None:
@@ -103,4 +126,5 @@ class AdaptiveAugment(DiffAugment):
         return {"ada_p": self.p.clone(), "ada_rt": self.rt.clone()}
 
     def __repr__(self) -> str:
-        return f"AdaptiveAugment({self.policy!r}, target={self.target}, interval={self.interval}, kimg={self.kimg})"
+        what = f"augpipe={self.augment!r}" if isinstance(self.augment, AugmentPipe) else repr(self.policy)
+        return f"AdaptiveAugment({what}, target={self.target}, interval={self.interval}, kimg={self.kimg})"

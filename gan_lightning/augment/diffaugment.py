@@ -81,12 +81,14 @@ class DiffAugment(nn.Module):
             x = transform(x, rng)
         return x
 
-    def per_image(self, x: Tensor, rng: torch.Generator) -> Tensor:
-        """Images (B, C, H, W), each transform applied to each one with probability p; randomness from `rng` only."""
+    def per_image(self, x: Tensor, rng: torch.Generator, p: Tensor | None = None) -> Tensor:
+        """Images (B, C, H, W), each transform applied to each one with probability `p` (default this policy's);
+        randomness from `rng` only."""
+        p = self.p if p is None else p
         for transform in self.transforms:
             # the mask and the transform's parameters are drawn for every image whatever p is, so the stream's
             # position never depends on p; where() keeps the blend differentiable w.r.t. x on both branches
-            hit = torch.rand(x.shape[0], generator=rng, device=rng.device).to(x.device) < self.p  # (B,)
+            hit = torch.rand(x.shape[0], generator=rng, device=rng.device).to(x.device) < p  # (B,)
             x = torch.where(hit.view(-1, *([1] * (x.ndim - 1))), transform(x, rng), x)  # (B, C, H, W)
         return x
 
