@@ -13,6 +13,7 @@ from gan_lightning.core.errors import ConfigError
 from gan_lightning.data.loading import (
     DeviceTensorLoader,
     make_train_loader,
+    mirrored,
     move_tensors,
     require_one_batch,
     to_signed,
@@ -60,7 +61,9 @@ class GANDataModule(LightningDataModule):
     Training batches are `(images, labels)` with images (B, C, H, W) in [-1, 1]; datasets without labels
     give zeros. Under DDP each rank reads its own shard of every epoch's permutation. Subclasses whose training set
     is a `TensorImageDataset` may set `data_on_device`: the training loader then indexes uint8 tensors on the
-    accelerator instead of running a DataLoader.
+    accelerator instead of running a DataLoader. With `mirror` (`--mirror`, which the dataset registry sets on a
+    DataModule whose constructor does not take it) the training loader serves the training set twice, the second
+    copy mirrored left-right (`training_set`).
     """
 
     channels: int
@@ -75,6 +78,7 @@ class GANDataModule(LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool | None = None,
         seed: int = 0,
+        mirror: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -86,6 +90,7 @@ class GANDataModule(LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.seed = seed
+        self.mirror = mirror
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
@@ -109,30 +114,34 @@ class GANDataModule(LightningDataModule):
     def check_batches(self, world_size: int = 1) -> None:
         """Raise DataError unless each of `world_size` processes gets one whole training batch (after `setup`):
         the command calls it before the run directory exists, the loaders again when they are built."""
+        require_one_batch(len(self.training_set()), self.batch_size, world_size)
+
+    def training_set(self) -> Dataset:
+        """The images the training loader serves (after `setup`): `train_set`, followed under `mirror` by its
+        images mirrored left-right (item n + i is item i flipped, as StyleGAN2-ADA's dataset x-flips)."""
         if self.train_set is None:
             self.setup("fit")
-        require_one_batch(len(self.train_set), self.batch_size, world_size)
+        return mirrored(self.train_set) if self.mirror else self.train_set
 
     def train_dataloader(self) -> DataLoader | DeviceTensorLoader:
-        """Shuffled, rank-sharded, resumable loader of [-1, 1] images; with `data_on_device`, one indexing uint8
-        tensors on the accelerator."""
-        if self.train_set is None:
-            self.setup("fit")
+        """Shuffled, rank-sharded, resumable loader of [-1, 1] images (`training_set`); with `data_on_device`, one
+        indexing uint8 tensors on the accelerator."""
+        dataset = self.training_set()
         rank, world = self._rank_and_world()
         if self.data_on_device:
             trainer = self.trainer
             device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
             return DeviceTensorLoader(
                 self.train_set.images, self.train_set.labels, batch_size=self.batch_size, device=device,
-                seed=self.seed, num_replicas=world, rank=rank,
+                seed=self.seed, num_replicas=world, rank=rank, mirror=self.mirror,
             )  # fmt: skip
         return make_train_loader(
-            self.train_set,
+            dataset,
             batch_size=self.batch_size,
             seed=self.seed,
             num_replicas=world,
             rank=rank,
-            **self._loader_kwargs(self.train_set),
+            **self._loader_kwargs(dataset),
         )
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:

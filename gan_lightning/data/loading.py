@@ -154,12 +154,51 @@ def seeded_split(n: int, val_fraction: float, seed: int) -> tuple[torch.Tensor, 
     return perm[:n_train].sort().values, perm[n_train:].sort().values
 
 
+class MirroredDataset(Dataset):
+    """`dataset` followed by its images mirrored left-right, as StyleGAN2-ADA's `--mirror` (`xflip`): item i < n is
+    the dataset's item i, item n + i its item i with the image flipped along the width, same label."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset, self.n = dataset, len(dataset)
+        collate = getattr(dataset, "collate_fn", None)
+        if collate is not None:  # a dataset that batches itself (`__getitems__`) keeps its collate
+            self.collate_fn = collate
+
+    def __len__(self) -> int:
+        return 2 * self.n
+
+    def __getitem__(self, index: int) -> Any:
+        item = self.dataset[index % self.n]
+        if index < self.n:
+            return item
+        if isinstance(item, torch.Tensor):
+            return item.flip(-1)
+        image, *rest = item
+        return (image.flip(-1), *rest)
+
+
+class MirroredBatchDataset(MirroredDataset):
+    """A `MirroredDataset` over a dataset with `__getitems__`: one batched read, then the mirrored items flipped."""
+
+    def __getitems__(self, indices: list[int]) -> Any:
+        index = torch.as_tensor(indices)
+        flip = index >= self.n
+        images, *rest = self.dataset.__getitems__((index % self.n).tolist())
+        return (torch.where(flip.view(-1, *[1] * (images.ndim - 1)), images.flip(-1), images), *rest)
+
+
+def mirrored(dataset: Dataset) -> MirroredDataset:
+    """`dataset` doubled with left-right mirrored copies (`MirroredDataset`), batched when `dataset` batches."""
+    return MirroredBatchDataset(dataset) if hasattr(dataset, "__getitems__") else MirroredDataset(dataset)
+
+
 class DeviceTensorLoader:
     """Batches gathered by indexing uint8 tensors that live on the accelerator: no DataLoader, no host copies.
 
     For datasets that fit in device memory (MNIST is 47 MB as uint8). Each epoch is a permutation drawn from
     `seed + epoch`, sharded across ranks like `ResumableSampler`; `state_dict`/`load_state_dict` record and
-    restore the position mid-epoch, so resumption stays exact. Yields `(images in [-1, 1], labels)`.
+    restore the position mid-epoch, so resumption stays exact. Yields `(images in [-1, 1], labels)`. With `mirror`
+    the epoch permutes 2N items, item N + i being image i mirrored left-right (`MirroredDataset`).
     """
 
     def __init__(
@@ -172,10 +211,13 @@ class DeviceTensorLoader:
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        mirror: bool = False,
     ) -> None:
-        require_one_batch(len(images), batch_size, num_replicas)
+        self.size = len(images) * (2 if mirror else 1)  # items per epoch
+        require_one_batch(self.size, batch_size, num_replicas)
         self.images = images.to(device)  # (N, C, H, W) uint8
         self.labels = labels.to(device)
+        self.mirror = mirror
         self.batch_size, self.seed = batch_size, seed
         self.num_replicas, self.rank = num_replicas, rank
         self.epoch, self._batches, self._skip = 0, 0, 0
@@ -183,7 +225,7 @@ class DeviceTensorLoader:
         self.sampler = self
 
     def __len__(self) -> int:
-        return len(self.images) // self.num_replicas // self.batch_size
+        return self.size // self.num_replicas // self.batch_size
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose permutation the next pass uses (Lightning calls this each epoch)."""
@@ -192,13 +234,19 @@ class DeviceTensorLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         skip, self._skip = self._skip, 0
         rng = torch.Generator().manual_seed(self.seed + self.epoch)  # on the CPU: identical on every device
-        order = torch.randperm(len(self.images), generator=rng)[self.rank :: self.num_replicas]
+        order = torch.randperm(self.size, generator=rng)[self.rank :: self.num_replicas]
         order = order.to(self.images.device)
+        n = len(self.images)
         self._batches = skip
         for b in range(skip, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             self._batches = b + 1
-            yield to_signed(self.images[idx]), self.labels[idx]
+            if not self.mirror:
+                yield to_signed(self.images[idx]), self.labels[idx]
+                continue
+            images = to_signed(self.images[idx % n])  # (B, C, H, W)
+            flip = (idx >= n).view(-1, 1, 1, 1)
+            yield torch.where(flip, images.flip(-1), images), self.labels[idx % n]
 
     def state_dict(self) -> dict[str, int]:
         """Position in the data stream: the epoch, the batches already yielded in it, their size."""

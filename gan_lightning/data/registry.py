@@ -51,15 +51,21 @@ class DatasetSpec:
         return call_with(read_classes, options, data_dir=data_dir)
 
     def accepts(self, option: str) -> bool:
-        """Whether the DataModule takes `option` (the others do not apply to this dataset)."""
-        return option in inspect.signature(self.datamodule).parameters
+        """Whether the DataModule takes `option` (the others do not apply to this dataset): a parameter of its
+        constructor, or one every DataModule has (`SHARED`)."""
+        return option in inspect.signature(self.datamodule).parameters or option in SHARED
 
     def __call__(self, data_dir: str | None, **options: Any) -> GANDataModule:
         """The DataModule over `data_dir`, given the options it accepts (None: its own default)."""
         if data_dir is None and self.needs_data_dir:
             raise ConfigError(f"{self.datamodule.__name__} needs --data-dir pointing at a directory of images")
         given = {k: v for k, v in options.items() if v is not None and self.accepts(k)}
-        return self.datamodule(data_dir, **given)
+        parameters = inspect.signature(self.datamodule).parameters
+        datamodule = self.datamodule(data_dir, **{k: v for k, v in given.items() if k in parameters})
+        for name, value in given.items():  # a SHARED option its own constructor does not take or pass on
+            if name not in parameters:
+                setattr(datamodule, name, value)
+        return datamodule
 
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
@@ -78,6 +84,13 @@ def dataset(name: str, **declaration: Any) -> Callable[[D], D]:
     return decorator
 
 
+# Options every DataModule has through `GANDataModule` (its attribute of the same name), whatever its constructor
+# takes: set on the built DataModule, so a plugin's dataset has them too.
+SHARED = Options([
+    Option("mirror", False, "double the training set with left-right mirrored copies of its images (StyleGAN2-ADA's "
+           "--mirror); for flip-symmetric data (faces, scenes, objects), not digits or text"),
+])  # fmt: skip
+
 # Options of every dataset; a dataset that does not take one (its DataModule has no such parameter) refuses it.
 # Options of one dataset only are declared by its DataModule (`options`), e.g. the image folder's.
 # fmt: off
@@ -94,6 +107,7 @@ options = (
            "DataLoader); datasets held in memory only", resume="free"),
     Option("batch_size", 128, "images per D step, per device; the effective batch is batch-size x devices x nodes",
            positive=True),
+    *SHARED,
 )
 # fmt: on
 
