@@ -248,6 +248,17 @@ def test_an_infinite_option_value_writes_nothing(tmp_path, fake_mnist_dir, capsy
     assert f"{flags[-2]} must be a finite number, got inf" in one_error_line(capsys) and tree(logs) == []
 
 
+def test_batchnorm_micro_batches_of_one_image_write_nothing(tmp_path, fake_mnist_dir, capsys):
+    logs = tmp_path / "logs"
+    argv = ["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), *TINY, "--model", "dcgan_mnist",
+            "--batch-size", "8", "--accumulate", "8"]  # fmt: skip
+    assert main(argv) == 2
+    message = one_error_line(capsys)
+    assert "micro-batches of 1, but G uses BatchNorm" in message and "--accumulate 4 or less" in message
+    assert tree(logs) == []
+    assert main([*argv[:-2], "--accumulate", "4", "--model", "mlp"]) == 0  # no BatchNorm: one image each is fine
+
+
 def test_folder_smaller_than_one_batch_writes_nothing(tmp_path, capsys):
     folder = tmp_path / "images"
     folder.mkdir()

@@ -28,6 +28,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
+from torch import nn
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import Option
@@ -51,6 +52,22 @@ def check_divisible(size: int, n: int) -> None:
     if size % n:
         raise ConfigError(f"--accumulate {n}: a D or G update's batch of {size} images does not split into {n} "
                           f"equal micro-batches; use a --batch-size that is a multiple of {n}")  # fmt: skip
+
+
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def check_batchnorm_micro_batches(networks: dict[str, nn.Module], size: int, n: int) -> None:
+    """One-line ConfigError when `n` micro-batches of a `size`-image batch leave a single image per BatchNorm batch
+    in one of `networks` (by name): training-mode BatchNorm cannot normalise one value per channel."""
+    if n < 2 or size // n > 1:
+        return
+    with_bn = [name for name, net in networks.items() if any(isinstance(m, BATCHNORMS) for m in net.modules())]
+    if with_bn:
+        who = " and ".join(with_bn) + (" use" if len(with_bn) > 1 else " uses")
+        raise ConfigError(f"--accumulate {n} splits each batch of {size} images into micro-batches of {size // n}, "
+                          f"but {who} BatchNorm, which needs at least 2 images per batch; use --accumulate "
+                          f"{max(1, size // 2)} or less, or a larger --batch-size")  # fmt: skip
 
 
 def micro_batches(real: Batch, latents: Latents, n: int) -> list[tuple[Batch, Latents]]:

@@ -36,6 +36,7 @@ from gan_lightning.core import plugins
 from gan_lightning.core.files import check_writable_dir
 from gan_lightning.data import DATASETS
 from gan_lightning.metrics import EXTRACTORS
+from gan_lightning.training.accumulate import check_batchnorm_micro_batches
 from gan_lightning.training.gan import GAN
 
 
@@ -55,6 +56,8 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
     resume = resume_from(cfg, config)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     model = GAN(**GAN.declared_options().pick(vars(cfg)))
+    networks = {"G": model.generator, "D": model.discriminator}
+    check_batchnorm_micro_batches(networks, cfg.batch_size, cfg.accumulate)
     datamodule = prepared_datamodule(cfg, model.d_steps)
     used_plugins = run_plugins(cfg, model, datamodule)
     extra = [*callbacks, *([ResumeWithChanges()] if resume.checkpoint else []), *evaluation_callbacks(cfg)]
