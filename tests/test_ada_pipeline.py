@@ -53,10 +53,24 @@ def changed(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return (out != x).flatten(1).any(dim=1)
 
 
+# brownvc/R3GAN train.py, its augment_kwargs, as written there
+R3GAN_AUGMENT = dict(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=0.5, contrast=0.5, lumaflip=0.5, hue=0.5, saturation=0.5, cutout=1)  # noqa: E501  # fmt: skip
+
+
+def multipliers(pipe: AugmentPipe) -> dict[str, float]:
+    return {op.name: op.multiplier for stage in pipe.stages for op in stage}
+
+
 def test_the_policies_run_the_references_augpipe_specs_ops_in_its_order():
-    assert list(POLICIES) == list(AUGPIPE_SPECS)
-    for name, spec in AUGPIPE_SPECS.items():
+    assert list(POLICIES) == [*AUGPIPE_SPECS, "r3gan"]
+    for name, spec in {**AUGPIPE_SPECS, "r3gan": R3GAN_AUGMENT}.items():
         assert AugmentPipe(name).ops == list(spec), name
+        assert multipliers(AugmentPipe(name)) == spec, name
+    # OP=MULTIPLIER in a comma list; a malformed one is one line
+    assert multipliers(AugmentPipe("xflip,hue=0.25")) == {"xflip": 1.0, "hue": 0.25}
+    for bad in ("xflip,hue=", "xflip,hue=much", "hue=-1", "hue=inf"):
+        with pytest.raises(ConfigError, match="--augpipe"):
+            AugmentPipe(bad)
     # a comma list names the same ops in any order: they run in the reference's order, stage by stage
     assert AugmentPipe("cutout,hue,xint,xflip").ops == ["xflip", "xint", "hue", "cutout"]
     assert set(PIPELINE_OPS.names()) >= set(REFERENCE_OPS)

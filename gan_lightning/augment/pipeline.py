@@ -18,6 +18,7 @@ reference's order and shapes: the same seed gives the reference's draws.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -140,20 +141,37 @@ POLICIES: dict[str, tuple[str, ...]] = {
     "bg": BLIT + GEOM, "bgc": BLIT + GEOM + COLOR, "bgcf": BLIT + GEOM + COLOR + ("imgfilter",),
     "bgcfn": BLIT + GEOM + COLOR + ("imgfilter", "noise"),
     "bgcfnc": BLIT + GEOM + COLOR + ("imgfilter", "noise", "cutout"),
+    # R3GAN's train.py: bg, the colour ops at half probability, cutout; no filter, no noise
+    "r3gan": BLIT + GEOM + tuple(f"{op}=0.5" for op in COLOR) + ("cutout",),
 }  # fmt: skip
 
 
+def policy_entries(policy: str) -> dict[str, float]:
+    """Each op a policy runs with its probability multiplier: a name of `POLICIES`, or a comma list of ops, each
+    optionally `op=MULTIPLIER` (R3GAN's colour ops at 0.5); one-line ConfigError when bad."""
+    entries = POLICIES.get(policy) or [entry.strip() for entry in policy.split(",")]
+    hint = (f"use one of {', '.join(POLICIES)} or a comma list of {', '.join(PIPELINE_OPS)}, each optionally "
+            "OP=MULTIPLIER")  # fmt: skip
+    ops: dict[str, float] = {}
+    for entry in entries:
+        name, equals, multiplier = entry.partition("=")
+        name = name.strip()
+        if name not in PIPELINE_OPS:
+            raise ConfigError(f"--augpipe {policy!r}: {hint}")
+        if name in ops:
+            raise ConfigError(f"--augpipe {policy!r} names an op twice; {hint}, each op at most once")
+        try:
+            ops[name] = float(multiplier) if equals else 1.0
+        except ValueError:
+            raise ConfigError(f"--augpipe {policy!r}: {entry!r} has no number after '='; {hint}") from None
+        if not (ops[name] >= 0 and math.isfinite(ops[name])):
+            raise ConfigError(f"--augpipe {policy!r}: {name}'s multiplier must be a finite number >= 0")
+    return ops
+
+
 def policy_ops(policy: str) -> list[str]:
-    """The op names a policy (a name of `POLICIES` or a comma list of ops) runs; one-line ConfigError when bad."""
-    if policy in POLICIES:
-        return list(POLICIES[policy])
-    names = [name.strip() for name in policy.split(",")]
-    hint = f"use one of {', '.join(POLICIES)} or a comma list of {', '.join(PIPELINE_OPS)}"
-    if not all(names) or any(name not in PIPELINE_OPS for name in names):
-        raise ConfigError(f"--augpipe {policy!r}: {hint}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--augpipe {policy!r} names an op twice; {hint}, each op at most once")
-    return names
+    """The op names a policy runs (`policy_entries`)."""
+    return list(policy_entries(policy))
 
 
 def _check_policy(policy: str) -> None:
@@ -202,12 +220,15 @@ class AugmentPipe(nn.Module):
 
     def __init__(self, policy: str, p: float = 1.0, exact_blit: bool = True, **strengths: Any) -> None:
         super().__init__()
-        names = policy_ops(policy)
+        entries = policy_entries(policy)
+        names = list(entries)
         _check_probability(p)
         ops = []
         for name in names:
             kind = PIPELINE_OPS.get(name)
-            ops.append(kind(**{k: v for k, v in strengths.items() if k == name or k in Options(kind.params)}))
+            given = {name: entries[name]} if entries[name] != 1 else {}  # the policy's multiplier; strengths win
+            given |= {k: v for k, v in strengths.items() if k == name or k in Options(kind.params)}
+            ops.append(kind(**given))
         unused = set(strengths) - {k for op in ops for k in (op.name, *Options(op.params).names())}
         if unused:
             raise ConfigError(f"AugmentPipe({policy!r}): {', '.join(sorted(unused))} is no op or parameter of its "
