@@ -60,6 +60,27 @@ def make_dirs(path: str | Path, flag: str) -> list[Path]:
     return made[::-1]
 
 
+def claim_version(root: str | Path, flag: str = "--log-dir") -> tuple[int, list[Path]]:
+    """Claim the next free `root/version_N` by creating it exclusively (the next N on a clash), so runs started
+    together never share one; returns N and the directories this call created, deepest first (`remove_empty_dirs`
+    gives them back when the run stops before writing into them)."""
+    root = Path(root)
+    made = make_dirs(root, flag)
+    taken = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
+    version = max(taken, default=-1) + 1
+    while True:
+        try:
+            (root / f"version_{version}").mkdir()
+        except FileExistsError:  # another run claimed it between the listing and now
+            version += 1
+            continue
+        except OSError as err:
+            remove_empty_dirs(made)
+            raise ConfigError(f"{flag}: cannot create {root / f'version_{version}'} ({reason(err)}); pass a "
+                              "directory you can write to") from None  # fmt: skip
+        return version, [root / f"version_{version}", *made]
+
+
 def remove_empty_dirs(dirs: list[Path]) -> None:
     """Remove each of `dirs` (deepest first) that is empty; one still in use by another process stays."""
     for directory in dirs:

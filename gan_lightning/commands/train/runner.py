@@ -33,7 +33,7 @@ from gan_lightning.commands.train.trainer import (
     quiet_expected_warnings,
 )
 from gan_lightning.core import plugins
-from gan_lightning.core.files import check_writable_dir
+from gan_lightning.core.files import check_writable_dir, claim_version, remove_empty_dirs
 from gan_lightning.data import DATASETS
 from gan_lightning.metrics import EXTRACTORS
 from gan_lightning.training.accumulate import check_batchnorm_micro_batches
@@ -61,20 +61,48 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
     datamodule = prepared_datamodule(cfg, model.d_steps)
     used_plugins = run_plugins(cfg, model, datamodule)
     extra = [*callbacks, *([ResumeWithChanges()] if resume.checkpoint else []), *evaluation_callbacks(cfg)]
-    logger = GANLogger(cfg.log_dir, name=cfg.name, version=resume.version, default_hp_metric=False)
-    checkpoint, watch = checkpoint_callback(cfg, config, used_plugins), RankWatch()
-    standard = [SampleGrid(every_n_steps=cfg.sample_every), checkpoint, RunProgress(), TrainingHealth(), watch]
-    trainer = build_trainer(cfg, devices, model, logger, [*standard, *extra])
-    datamodule.check_batches(trainer.world_size)  # per process, now that the number of processes is known
+    version, claimed = run_version(cfg, resume)
+    try:
+        logger = GANLogger(cfg.log_dir, name=cfg.name, version=version, default_hp_metric=False)
+        checkpoint, watch = checkpoint_callback(cfg, config, used_plugins), RankWatch()
+        standard = [SampleGrid(every_n_steps=cfg.sample_every), checkpoint, RunProgress(), TrainingHealth(), watch]
+        trainer = build_trainer(cfg, devices, model, logger, [*standard, *extra])
+        datamodule.check_batches(trainer.world_size)  # per process, now that the number of processes is known
+    except BaseException:
+        remove_empty_dirs(claimed)  # refused: the claimed version directory goes, as nothing was written in it
+        raise
     paths = {"log_dir": str(logger.log_dir), "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt")}
     if trainer.is_global_zero and not cfg.fast_dev_run:
         # Everything that could be wrong with the input has been checked by now: the run directory may appear.
         record_config(paths["log_dir"], config, resume, model.steps_per_iteration, used_plugins)
-    fit(trainer, model, datamodule, resume.checkpoint, checkpoint, watch)
+    os.environ[VERSION_ENV] = str(logger.version)  # the DDP processes Lightning starts for the other ranks read it
+    try:
+        fit(trainer, model, datamodule, resume.checkpoint, checkpoint, watch)
+    finally:
+        os.environ.pop(VERSION_ENV, None)
     if trainer.is_global_zero and not cfg.fast_dev_run:
         print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
     _raise_if_signalled(trainer, checkpoint, model)
     return paths
+
+
+VERSION_ENV = "GAN_LIGHTNING_RUN_VERSION"
+
+
+def launching_process() -> bool:
+    """Whether this process starts the run: not one Lightning's DDP launcher or a cluster started for another rank."""
+    return all(os.environ.get(key, "0") == "0" for key in ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID"))
+
+
+def run_version(cfg: argparse.Namespace, resume: Resume) -> tuple[int | str | None, list[Path]]:
+    """The logger version of this run and the directories claimed for it: a resumed run's own; for a new run, the
+    next `version_N` created exclusively by the launching process (so runs started together with one --name never
+    share a directory), which the other ranks' processes read from it."""
+    if resume.version is not None or cfg.fast_dev_run:
+        return resume.version, []
+    if launching_process():
+        return claim_version(Path(cfg.log_dir) / cfg.name)
+    return (int(os.environ[VERSION_ENV]) if os.environ.get(VERSION_ENV) else None), []
 
 
 def prepared_datamodule(cfg: argparse.Namespace, d_steps: int) -> pl.LightningDataModule:
