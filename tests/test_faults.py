@@ -248,6 +248,14 @@ def test_an_infinite_option_value_writes_nothing(tmp_path, fake_mnist_dir, capsy
     assert f"{flags[-2]} must be a finite number, got inf" in one_error_line(capsys) and tree(logs) == []
 
 
+@pytest.mark.parametrize("flag", ["--fid-weights", "--extractor-weights"])
+def test_a_weights_file_that_does_not_exist_is_refused_without_evaluation(tmp_path, fake_mnist_dir, capsys, flag):
+    logs, missing = tmp_path / "logs", tmp_path / "nowhere.pth"
+    assert main(["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), *TINY, flag, str(missing)]) == 2
+    assert one_error_line(capsys).endswith(f"{flag} {missing}: no such file; pass the weights file's path")
+    assert tree(logs) == []
+
+
 def test_batchnorm_micro_batches_of_one_image_write_nothing(tmp_path, fake_mnist_dir, capsys):
     logs = tmp_path / "logs"
     argv = ["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), *TINY, "--model", "dcgan_mnist",

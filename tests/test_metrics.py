@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import math
+import warnings
 
 import pytest
 import torch
@@ -28,7 +29,7 @@ from gan_lightning.metrics import (
     load_extractor,
 )
 from gan_lightning.metrics.classifier import MNISTClassifier, load_classifier, train_classifier
-from gan_lightning.metrics.extractors import notice_once
+from gan_lightning.metrics.extractors import FeatureExtractor, notice_once
 
 from conftest import cpu_trainer
 
@@ -229,6 +230,27 @@ def test_diverged_samples_give_nan_not_a_crash(fake_classifier, fake_sets):
     results = metrics.compute()
     assert set(results) == {"fid", "kid", "kid_std", "modes", "class_kl", "inception_score", *MANIFOLD_METRICS}
     assert all(math.isnan(v) for v in results.values())
+
+
+class SilentExtractor(FeatureExtractor):
+    """All-zero features, as a network whose weights file left it dead gives."""
+
+    num_features, name = 8, "silent"
+
+    def extract(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return torch.zeros(x.shape[0], self.num_features), None
+
+
+def test_all_zero_features_say_the_scores_mean_nothing(fake_sets):
+    metrics = SampleQualityMetrics(SilentExtractor(), kid_subset_size=10)
+    metrics.update(to_signed(fake_sets["a"][:20]), real=True)
+    metrics.update(to_signed(fake_sets["b"][:20]), real=False)
+    with pytest.warns(UserWarning, match="every silent feature of the real images is 0") as caught:
+        results = metrics.compute()
+    assert results["fid"] == 0.0 and len(caught) == 1  # the score, and one warning saying what it is worth
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics.compute()  # said once
 
 
 def test_metrics_reject_uint8_images(fake_classifier, fake_sets):

@@ -4,7 +4,7 @@ command's evaluation options."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,17 @@ from gan_lightning.metrics.quality import Scorer
 Tensor = torch.Tensor
 PathLike = str | Path
 
+def _existing_file(flag: str) -> Callable[[str], None]:
+    """A check that `flag`'s path names a file: refused when given, whether or not evaluation is scheduled."""
+
+    def check(path: str) -> None:
+        if not Path(path).is_file():
+            what = "a directory" if Path(path).is_dir() else "no such file"
+            raise ConfigError(f"{flag} {path}: {what}; pass the weights file's path")
+
+    return check
+
+
 # fmt: off
 options = (
     Option("eval_every", None, "compute val/fid, val/kid (and for MNIST val/modes, val/class_kl, "
@@ -33,7 +44,7 @@ options = (
            resume="free", default_text="trained once per MNIST copy and cached"),
     Option("fid_weights", None, "local weights file of the FID Inception (sha256 6726825d..., as published by "
            "torch_fidelity and pytorch_fid; see docs/evaluation.md): FID, KID and IS comparable with papers", type=str,
-           resume="free", default_text="none"),
+           resume="free", default_text="none", check=_existing_file("--fid-weights")),
     Option("fid_weights_unchecked", False, "accept FID Inception weights whose sha256 is not the published one "
            "(tests, research; scores then are not comparable with papers)", resume="free"),
     Option("extractor", None, "the feature extractor of FID, KID and precision/recall, by name, from the weights "
@@ -42,7 +53,7 @@ options = (
            choices=lambda: EXTRACTORS.names(), resume="free",
            default_text="the dataset's classifier, or the FID Inception with --fid-weights"),
     Option("extractor_weights", None, "local weights file of --extractor", type=str, resume="free", metavar="PATH",
-           default_text="none"),
+           default_text="none", check=_existing_file("--extractor-weights")),
 )
 # fmt: on
 

@@ -129,6 +129,7 @@ class SampleQualityMetrics(nn.Module):
             warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
             self.kid = KernelInceptionDistance(subsets=kid_subsets, subset_size=kid_subset_size, **common)
         # one feature store and one k-NN pass for precision/recall (k=3) and density/coverage (k=5)
+        self.zero_features_noted = False
         self.manifold = PRDC(k_pr=3, k_dc=5, reset_real_features=False, sync_on_compute=False)
         self._fake_probs: list[Tensor] = []
 
@@ -184,6 +185,15 @@ class SampleQualityMetrics(nn.Module):
             statistics = self.extractor.statistic_names if self._fake_probs else ()
             keys = ["fid", "kid", "kid_std", *MANIFOLD_METRICS, *statistics]
             return dict.fromkeys(keys, float("nan"))
+        # features that are all zero (a weights file that loaded into the wrong network leaves it silent) make every
+        # distance exactly 0: say so rather than report a perfect score
+        for side, total in (("real", self.fid.real_features_sum), ("generated", self.fid.fake_features_sum)):
+            if not total.abs().max() > 0 and not self.zero_features_noted:
+                self.zero_features_noted = True
+                warnings.warn(f"every {self.extractor.name} feature of the {side} images is 0, so FID, KID and the "
+                              "distances are 0 whatever the images: the extractor's weights do not fit its network "
+                              "(e.g. a torchvision Inception file passed as --fid-weights); these scores mean "
+                              "nothing", stacklevel=2)  # fmt: skip
         results = {"fid": float(self.fid.compute())}
         # KID's subsets cannot be larger than either set.
         self.kid.subset_size = min(self.kid_subset_size, self.num_real, self.num_fake)
