@@ -155,7 +155,17 @@ def test_bad_truncation_is_one_line():
 
 
 # ------------------------------------------------------------------------------------------------- commands
-def test_sample_command_truncates_and_saves_the_truncated_latents(tmp_path, ckpt):
+def test_a_truncation_that_changes_nothing_says_so_in_one_line():
+    uniform, normal = LatentSpace(8, "uniform"), LatentSpace(8, "normal")
+    assert uniform.truncation_notice(None, 1.0) == ("--truncation-threshold 1 redraws nothing: the uniform prior never "
+                                                    "draws farther than 1 from its centre: the samples are the "
+                                                    "untruncated ones")  # fmt: skip
+    assert uniform.truncation_notice(None, 0.9) is None and normal.truncation_notice(None, 3.0) is None
+    assert normal.truncation_notice(1.0, None).startswith("--truncation 1 keeps the noise as drawn")
+    assert normal.truncation_notice(0.7, None) is None
+
+
+def test_sample_command_truncates_and_saves_the_truncated_latents(tmp_path, ckpt, capsys):
     base = ["--ckpt", str(ckpt), "-n", "6", "--seed", "2"]
     assert sample_main([*base, "--out", str(tmp_path / "t.pt"), "--truncation", "0.5",
                         "--save-latents", str(tmp_path / "z.pt")]) == 0  # fmt: skip
@@ -164,8 +174,11 @@ def test_sample_command_truncates_and_saves_the_truncated_latents(tmp_path, ckpt
     torch.testing.assert_close(torch.load(tmp_path / "z.pt", weights_only=True), 0.5 * drawn, rtol=0, atol=0)
     torch.testing.assert_close(torch.load(tmp_path / "t.pt", weights_only=True),
                                gan.sample(latents=drawn, truncation=0.5))  # fmt: skip
+    capsys.readouterr()
     assert sample_main([*base, "--out", str(tmp_path / "one.pt"), "--truncation", "1"]) == 0
+    assert "note: --truncation 1 keeps the noise as drawn" in capsys.readouterr().err
     assert sample_main([*base, "--out", str(tmp_path / "plain.pt")]) == 0
+    assert "note:" not in capsys.readouterr().err
     one, plain = (torch.load(tmp_path / f, weights_only=True) for f in ("one.pt", "plain.pt"))
     assert torch.equal(one, plain)
     out = tmp_path / "grid.png"

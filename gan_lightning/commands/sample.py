@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,9 @@ def run(cfg: argparse.Namespace) -> None:
     if cfg.save_latents:
         check_writable_dir(Path(cfg.save_latents).parent, "--save-latents")
     gan = load_gan(cfg.ckpt, cfg.device)
+    notice = gan.latents.truncation_notice(psi, threshold)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
     rng = torch.Generator(gan.device).manual_seed(cfg.seed)
     nrow = cfg.nrow
     if cfg.interpolate:

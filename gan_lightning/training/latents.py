@@ -186,6 +186,17 @@ class LatentSpace:
         """Noise (..., dim) between a and b at fractions t, as the prior walks (`Prior.interpolate`)."""
         return self._prior.interpolate(a, b, t)
 
+    def truncation_notice(self, psi: float | None, threshold: float | None) -> str | None:
+        """One line saying which of the given truncation settings changes nothing for this prior, or None."""
+        idle = []
+        if psi == 1:
+            idle.append("--truncation 1 keeps the noise as drawn")
+        width = self._prior.half_width
+        if threshold is not None and width is not None and threshold >= width:
+            idle.append(f"--truncation-threshold {threshold:g} redraws nothing: the {self.prior} prior never draws "
+                        f"farther than {width:g} from its centre")  # fmt: skip
+        return "; ".join(idle) + ": the samples are the untruncated ones" if idle else None
+
     def truncate(
         self, latents: Latents | Tensor, rng: torch.Generator, psi: float | None = None, threshold: float | None = None
     ) -> Latents | Tensor:
