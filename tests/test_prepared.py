@@ -97,6 +97,24 @@ def test_conditional_labels_are_preserved(tmp_path, capsys):
     assert "\n" not in str(err.value)
 
 
+def test_the_printed_training_command_runs_as_printed(tmp_path, capsys):
+    import shlex
+
+    root = make_classes(tmp_path / "animals")
+    capsys.readouterr()
+    out = prepare(root, "--conditional", "--image-size", "8", "--channels", "1")
+    printed = capsys.readouterr().out.strip().splitlines()[-1].split("train with ", 1)[1]
+    assert f"--prepared {out} --image-size 8 --channels 1 --conditional" in printed
+    logs = tmp_path / "logs"
+    argv = [*shlex.split(printed), "--log-dir", str(logs), "--max-steps", "1", "--batch-size", "4", "--latent-dim",
+            "8", "--accelerator", "cpu"]  # fmt: skip
+    assert train_main(argv) == 0, capsys.readouterr().err
+    assert prepare_main(["--data-dir", str(root)]) == 2  # no --dataset: what to give, not "--dataset (none)"
+    assert capsys.readouterr().err.strip().endswith("give --dataset celeba or folder: only image-file datasets are "
+                                                    "prepared (MNIST, the train command's default, is read into "
+                                                    "memory already)")  # fmt: skip
+
+
 def test_a_changed_source_is_refused_in_one_line_and_rebuilt_by_prepare(tmp_path, capsys):
     root = tmp_path / "photos"
     for i in range(6):

@@ -52,8 +52,11 @@ def run(cfg: argparse.Namespace) -> None:
     """Prepare the dataset as configured, showing progress; print the flag training needs."""
     from gan_lightning.commands.train import train_options
 
+    if cfg.dataset is None:  # the train command's default, mnist, is not an image-file dataset
+        raise ConfigError(f"give --dataset {' or '.join(preparable())}: only image-file datasets are prepared "
+                          "(MNIST, the train command's default, is read into memory already)")  # fmt: skip
     if cfg.dataset not in preparable():
-        raise ConfigError(f"--dataset {cfg.dataset or '(none)'}: give --dataset {' or '.join(preparable())}; only "
+        raise ConfigError(f"--dataset {cfg.dataset}: give --dataset {' or '.join(preparable())}; only "
                           "image-file datasets are prepared (MNIST is read into memory already)")  # fmt: skip
     spec = DATASETS.get(cfg.dataset)
     image_size = cfg.image_size or spec.native_size or 64
@@ -87,8 +90,10 @@ def run(cfg: argparse.Namespace) -> None:
     how = prepare_images(dm.image_dir, files, out, image_size=image_size, channels=channels, labels=labels,
                          classes=dm.class_names, skip_bad_images=bool(cfg.skip_bad_images), num_workers=workers,
                          on_chunk=show)  # fmt: skip
-    print(f"{out}: {how}, {len(files)} images at {image_size}px, {channels} channel(s); train with "
-          f"--dataset {cfg.dataset} --data-dir {cfg.data_dir or dm.data_dir} --prepared {out}")  # fmt: skip
+    # every flag the prepared array was made for, so the printed command runs as printed
+    flags = f"--dataset {cfg.dataset} --data-dir {cfg.data_dir or dm.data_dir} --prepared {out} --image-size "
+    flags += f"{image_size} --channels {channels}" + (" --conditional" if cfg.conditional else "")
+    print(f"{out}: {how}, {len(files)} images at {image_size}px, {channels} channel(s); train with {flags}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
