@@ -286,3 +286,26 @@ def test_the_folder_datamodule_shares_its_cache_budget_among_loading_processes(t
         assert len(dm.train_set) == 19 and not dm.val_set.cached  # validation images are read once
         cached[workers, ranks] = dm.train_set.cached
     assert cached == {(0, 1): True, (1, 1): True, (2, 1): True, (3, 1): False, (0, 2): True, (1, 3): False}
+
+
+def test_a_greyscale_folder_trains_one_channel_and_says_so(tmp_path: Path, capsys) -> None:
+    from gan_lightning.commands.train import build_parser, resolve
+
+    grey, rgb, mixed = tmp_path / "grey", tmp_path / "rgb", tmp_path / "mixed"
+    for i in range(3):
+        write_image(grey / f"{i}.png", (12, 10), mode="L", seed=i)
+        write_image(rgb / f"{i}.png", (12, 10), seed=i)
+        write_image(mixed / f"{i}.png", (12, 10), mode="L" if i else "RGB", seed=i)
+    assert ImageFolderDataModule.read_channels(str(grey)) == 1
+    assert ImageFolderDataModule.read_channels(str(rgb)) is None
+    assert ImageFolderDataModule.read_channels(str(mixed)) is None  # any colour image: RGB, as before
+
+    def channels(folder: Path, *flags: str) -> int:
+        return resolve(build_parser().parse_args(["--dataset", "folder", "--data-dir", str(folder), *flags])).channels
+
+    capsys.readouterr()
+    assert channels(grey) == 1
+    assert capsys.readouterr().err == (f"note: the images under {grey} are greyscale: training with --channels 1 "
+                                       "(pass --channels 3 for RGB)\n")  # fmt: skip
+    assert channels(grey, "--channels", "3") == 3 and channels(rgb) == 3 and channels(mixed) == 3
+    assert capsys.readouterr().err == ""

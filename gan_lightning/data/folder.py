@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import find_classes
 
@@ -60,6 +61,9 @@ def folder_classes(root: str | Path) -> list[str]:
         raise ConfigError(f"--conditional needs one subfolder of images per class in {root}; it has no "
                           "subfolders") from None  # fmt: skip
     return classes
+
+
+GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}  # PIL's single-channel modes (LA: grey with alpha)
 
 
 @dataset("folder", needs_data_dir=True)
@@ -121,6 +125,23 @@ class ImageFolderDataModule(GANDataModule):
     def read_classes(cls, data_dir: str, conditional: bool = False) -> list[str] | None:
         """The class names a run over `data_dir` has: its subfolders' with `conditional`, else None (no labels)."""
         return folder_classes(data_dir) if conditional else None
+
+    @classmethod
+    def read_channels(cls, data_dir: str, sample: int = 32) -> int | None:
+        """1 when the folder's images are greyscale (the first `sample` files, as their headers say), else None:
+        the command then trains one channel unless --channels says otherwise."""
+        root = Path(data_dir)
+        if not root.is_dir():
+            return None  # the missing folder is reported, in its own words, when the data is read
+        files = list_image_files(root)[:sample]
+        try:
+            modes = set()
+            for path in files:
+                with Image.open(path) as image:  # the header only: no pixels are decoded
+                    modes.add(image.mode)
+        except (OSError, ValueError):
+            return None  # an unreadable file is reported when the data is read
+        return 1 if files and modes <= GREY_MODES else None
 
     @property
     def image_dir(self) -> Path:

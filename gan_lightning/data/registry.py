@@ -50,6 +50,14 @@ class DatasetSpec:
             raise ConfigError(f"{self.datamodule.__name__} needs --data-dir pointing at a directory of images")
         return call_with(read_classes, options, data_dir=data_dir)
 
+    def inferred_channels(self, data_dir: str | None) -> int | None:
+        """The channel count the data in `data_dir` shows (the DataModule's classmethod `read_channels`, e.g. a
+        folder of greyscale images: 1), or None when the dataset declares its own or cannot tell."""
+        read_channels = getattr(self.datamodule, "read_channels", None)
+        if self.channels is not None or read_channels is None or data_dir is None:
+            return None
+        return read_channels(data_dir)
+
     def accepts(self, option: str) -> bool:
         """Whether the DataModule takes `option` (the others do not apply to this dataset): a parameter of its
         constructor, or one every DataModule has (`SHARED`)."""
