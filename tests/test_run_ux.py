@@ -293,6 +293,32 @@ def test_event_file_holds_the_custom_scalars_layout_and_no_epoch_chart(trained):
     assert [cat.title for cat in layout.category] == list(CUSTOM_SCALARS)
 
 
+def test_progress_lines_come_about_every_5_percent_whatever_the_logging_interval(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from gan_lightning import GAN
+
+    out = io.StringIO()
+    gan = GAN("mlp", latent_dim=8, image_size=8)
+    trainer = cpu_trainer(tmp_path, callbacks=[RunProgress(stream=out)], enable_progress_bar=True,
+                          log_every_n_steps=50, max_steps=gan.optimizer_steps(60))  # fmt: skip
+    trainer.fit(gan, DataLoader(TensorDataset(torch.rand(64, 1, 8, 8) * 2 - 1), batch_size=16))
+    lines = out.getvalue().splitlines()
+    assert [int(line.split()[1].split("/")[0]) for line in lines] == list(range(3, 61, 3))  # 20 lines of 60
+
+
+def test_classifier_training_progress_is_plain_lines_off_a_terminal(capsys):
+    from gan_lightning.metrics.classifier import PlainProgress
+
+    bar = PlainProgress(40, "training the MNIST classifier")
+    for _ in range(40):
+        bar.update(1)
+    bar.close()
+    err = capsys.readouterr().err
+    assert "\r" not in err and len(err.splitlines()) == 20
+    assert err.splitlines()[0].startswith("training the MNIST classifier: 2/40 steps (5%), ")
+
+
 def test_progress_lines_count_iterations_over_the_whole_run(tmp_path, fake_mnist_dir):
     from gan_lightning import GAN
     from gan_lightning.data import MNISTDataModule

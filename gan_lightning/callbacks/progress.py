@@ -68,8 +68,8 @@ class RunProgress(ProgressBar):
             self.bar = tqdm(total=self.total, initial=self.first, unit="it", desc="training", file=self.out,
                              dynamic_ncols=True, smoothing=0.05)  # fmt: skip
         elif self.line_every is None:
-            per_line = max(1, math.ceil((self.total or 2000) / 20))
-            self.line_every = self.log_every * math.ceil(per_line / self.log_every)  # fresh losses on each line
+            # about every 5% of the run; a line shows the losses of the latest logged step
+            self.line_every = max(1, math.ceil((self.total or 2000) / 20))
 
     def read_losses(self, trainer: Trainer) -> None:
         metrics = trainer.callback_metrics
