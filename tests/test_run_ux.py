@@ -291,6 +291,27 @@ def test_event_file_holds_the_custom_scalars_layout_and_no_epoch_chart(trained):
     assert charts["D and G losses"] == [r"train/d_loss$", r"train/g_loss$"]
     assert charts["D(x) and D(G(z))"] == [r"train/p_real$", r"train/p_fake$"]
     assert [cat.title for cat in layout.category] == list(CUSTOM_SCALARS)
+    # the trained run has no regularizer, schedule or adaptive augmentation: no chart that would stay empty
+    assert "regularizers and component statistics" not in charts
+
+
+def test_the_component_statistics_chart_is_there_when_a_component_logs(tmp_path):
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from gan_lightning import GAN
+    from gan_lightning.callbacks import GANLogger
+
+    gan = GAN("mlp", latent_dim=8, image_size=8, loss="rpgan", r1=1.0)
+    logger = GANLogger(str(tmp_path), name="r1", default_hp_metric=False)
+    trainer = cpu_trainer(tmp_path, logger=logger, log_every_n_steps=1, max_steps=gan.optimizer_steps(2))
+    trainer.fit(gan, DataLoader(TensorDataset(torch.rand(32, 1, 8, 8) * 2 - 1), batch_size=16))
+    ea = EventAccumulator(logger.log_dir, size_guidance={"tensors": 0})
+    ea.Reload()
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(ea.Tensors(metadata.CONFIG_SUMMARY_TAG)[0].tensor_proto.string_val[0])
+    charts = {c.title for cat in layout.category for c in cat.chart}
+    assert "regularizers and component statistics" in charts and "train/r1" in ea.Tags()["scalars"]
 
 
 def test_progress_lines_come_about_every_5_percent_whatever_the_logging_interval(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -25,6 +26,15 @@ CUSTOM_SCALARS = {
 }
 
 
+def layout_for(metrics: dict[str, Any]) -> dict[str, dict[str, list]]:
+    """`CUSTOM_SCALARS` without the chart of other statistics when the first logged step has none (no regularizer,
+    schedule or adaptive augmentation: the chart would stay empty)."""
+    if any(re.fullmatch(OTHER_TRAIN_STATS, key) for key in metrics):
+        return CUSTOM_SCALARS
+    gan = {title: chart for title, chart in CUSTOM_SCALARS["GAN"].items() if chart[1] != [OTHER_TRAIN_STATS]}
+    return {**CUSTOM_SCALARS, "GAN": gan}
+
+
 class GANLogger(TensorBoardLogger):
     """TensorBoard with the GAN up front: the custom-scalars layout above, and no `epoch` scalar.
 
@@ -33,14 +43,10 @@ class GANLogger(TensorBoardLogger):
     """
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        """Write the scalars without Lightning's `epoch`."""
+        """Write the scalars without Lightning's `epoch`; with the first ones, the custom-scalars layout."""
         metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+        if metrics and not getattr(self, "layout_written", False):
+            self.experiment.add_custom_scalars(layout_for(metrics))
+            self.layout_written = True
         if metrics:
             super().log_metrics(metrics, step)
-
-    def log_hyperparams(self, params: Any, metrics: Any = None) -> None:
-        """Lightning calls this once per fit, on rank zero, before the first step: the moment to add the layout."""
-        super().log_hyperparams(params, metrics)
-        if not getattr(self, "layout_written", False):
-            self.experiment.add_custom_scalars(CUSTOM_SCALARS)
-            self.layout_written = True
