@@ -45,9 +45,3 @@ def generate_images(
             raise ValueError(f"{type(G).__name__} does not truncate in its own latent space; truncate z instead")
         kwargs["truncation_psi"] = truncation_psi
     return G(inputs, **kwargs) if kwargs else G(inputs)
-
-
-def image_range(x: torch.Tensor) -> torch.Tensor:
-    """`x` clamped to the package's image range [-1, 1] with a straight-through gradient: D sees images in range,
-    and every pixel still passes its gradient back, as in a reference G whose output is unbounded in training."""
-    return x + (x.clamp(-1, 1) - x).detach()

@@ -10,10 +10,9 @@ conditional, a class embedding of 64 in G and of 768 in D. Here the width is `ng
 follows from `r3gan_group_channels`, so narrow test networks keep the block's form.
 
 Where this differs from the reference, on purpose:
-- G's images are clamped to [-1, 1], the range every generator of the package gives, with a straight-through
-  gradient (`models.base.image_range`): the reference's G is linear at its output (its aggregation 1x1 conv) and
-  unbounded in training, so inside the range ours is the reference's function and every pixel keeps its gradient.
-  `R3GANGenerator.unbounded` is the reference's output.
+- G ends in tanh, as every generator of the package (images in [-1, 1]); the reference's G is linear at its output
+  (its aggregation 1x1 conv). `R3GANGenerator.unbounded` is the reference's output. (A straight-through clamp let
+  MNIST's background drift without bound: every output below -1e21 after 1000 iterations.)
 - A residual branch's last layer starts at 1e-6 of its MSR scale, not at exactly 0 (see `r3gan_layers.BRANCH_SCALE`).
 - The reference runs G's last three and D's first three stages in bfloat16; here every stage is in the module's
   dtype, and the package's `--precision` decides.
@@ -39,7 +38,7 @@ from torch import nn
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import Option
-from gan_lightning.models.base import Discriminator, image_range
+from gan_lightning.models.base import Discriminator
 from gan_lightning.models.cbn import split_input
 from gan_lightning.models.r3gan_layers import (
     DiscriminativeBasis,
@@ -101,7 +100,7 @@ def stages(width: int, count: int, blocks: int, expansion: int, groups: int) -> 
 
 class R3GANGenerator(nn.Module):
     """Generative basis (4x4), then per stage: residual blocks, a 2x upsample before every stage but the first;
-    a 1x1 aggregation to the image channels, clamped to [-1, 1]."""
+    a 1x1 aggregation to the image channels and tanh."""
 
     def __init__(self, latent_dim: int, channels: int = 3, image_size: int = 32, width: int = 768, blocks: int = 2,
                  expansion: int = 2, group_channels: int = 16, num_classes: int = 0,
@@ -130,7 +129,7 @@ class R3GANGenerator(nn.Module):
 
     def forward(self, inputs: Tensor) -> Tensor:
         """Map inputs (B, latent_dim), the last `num_classes` columns one-hot labels, to images (B, C, S, S)."""
-        return image_range(self.unbounded(inputs))  # (B, C, S, S) in [-1, 1]
+        return torch.tanh(self.unbounded(inputs))  # (B, C, S, S) in [-1, 1]
 
 
 class R3GANBody(nn.Module):

@@ -10,9 +10,10 @@ a 3x3 conv and an FC layer.
 Fitted to the package's contracts:
 - G takes the latent space's input (B, latent_dim) whose last `num_classes` columns are one-hot labels; every other
   column is z (InfoGAN's codes included), so z_dim = latent_dim - num_classes.
-- G's images are the reference's synthesis output clamped to [-1, 1], the range every generator of the package
-  gives, with a straight-through gradient (`models.base.image_range`): the reference's G is unbounded in training
-  and clamps only when it writes images, so every pixel keeps its gradient here too; `synthesis()` is unclamped.
+- G's images are tanh of the reference's synthesis output, in [-1, 1] as every generator of the package gives (the
+  reference's G is unbounded and clamps only when it writes images); `synthesis()` is the reference's output, as
+  path length needs. A clamp would not do: a hard one gives out-of-range pixels no gradient, and a straight-through
+  one let MNIST's background drift without bound (measured: every output below -1e9 after 1000 iterations).
 - D's `body` is everything up to and including the epilogue's FC layer (B, C4), its `head` the epilogue's `out`
   layer to one logit: the reference's unconditional D. A conditional run gets the package's projection head on
   the body's features instead of the reference's, which maps the labels through a mapping network of its own and
@@ -30,7 +31,7 @@ from torch import nn
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import Option
-from gan_lightning.models.base import Discriminator, image_range
+from gan_lightning.models.base import Discriminator
 from gan_lightning.models.cbn import split_input
 from gan_lightning.models.registry import MODELS, WIDTHS, describe
 from gan_lightning.models.stylegan2_discriminator import ARCHITECTURES, StyleGAN2Discriminator
@@ -235,7 +236,7 @@ class StyleGAN2Generator(nn.Module):
         ws = self.mapping(z, c, truncation_psi, truncation_cutoff)  # (B, num_ws, w_dim)
         if rng is not None and self.training and self.style_mixing > 0:
             ws = self.mix_styles(ws, z, c, rng)  # (B, num_ws, w_dim)
-        return image_range(self.synthesis(ws, rng))  # (B, C, H, W)
+        return torch.tanh(self.synthesis(ws, rng))  # (B, C, H, W) in [-1, 1]
 
 
 def _fraction(value: float) -> None:

@@ -25,9 +25,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # StyleGAN2 at channel_max 16 (G) / 32 (D), w 32, two mapping layers, D 'orig', with StyleGAN2-ADA's 'auto' and
     # 'cifar' rules where they fit: logistic loss, lazy R1 every 16 D steps, Adam 0.0025 betas (0, 0.99), EMA
     # half-life mb * 10 / 32 kimg (312 iterations at batch 128) with ramp-up 0.05; no path length or style mixing
-    # (as 'cifar'); R1 gamma 0.01 as 'cifar'
+    # (as 'cifar'); R1 gamma 1 (paper256's; modern_mnist's gamma on MNIST)
     "stylegan2_mnist": {"model": "stylegan2", "ngf": 16, "ndf": 32, "w_dim": 32, "mapping_layers": 2,
-                        "mbstd_group": 4, "d_architecture": "orig", "style_mixing": 0.0, "loss": "bce", "r1": 0.01,
+                        "mbstd_group": 4, "d_architecture": "orig", "style_mixing": 0.0, "loss": "bce", "r1": 1.0,
                         "reg_every": 16, "lr": 0.0025, "beta1": 0.0, "beta2": 0.99, "ema_decay": 0.99778,
                         "ema_rampup": 0.05, "noise": "normal", "latent_dim": 64, "batch_size": 128},
     "dcgan_celeba": {"dataset": "celeba", "model": "dcgan", "loss": "bce", "image_size": 64, "latent_dim": 100,
