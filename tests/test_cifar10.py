@@ -208,8 +208,13 @@ SHRINK = ["--ngf", "8", "--ndf", "8", "--batch-size", "4", "--max-steps", "2", "
 
 
 def test_the_cifar_presets_are_there():
-    assert CIFAR_PRESETS == ["dcgan_cifar10", "r3gan_cifar10", "sngan_cifar10_cnn", "sngan_cifar10_resnet",
-                             "stylegan2_cifar10"]
+    assert CIFAR_PRESETS == [
+        "dcgan_cifar10",
+        "r3gan_cifar10",
+        "sngan_cifar10_cnn",
+        "sngan_cifar10_resnet",
+        "stylegan2_cifar10",
+    ]
 
 
 @pytest.mark.parametrize("preset", CIFAR_PRESETS)

@@ -23,6 +23,7 @@ from gan_lightning.metrics.quality import Scorer
 Tensor = torch.Tensor
 PathLike = str | Path
 
+
 def _existing_file(flag: str) -> Callable[[str], None]:
     """A check that `flag`'s path names a file: refused when given, whether or not evaluation is scheduled."""
 
