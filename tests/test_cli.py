@@ -39,6 +39,22 @@ def test_presets_set_flags_and_explicit_flags_win():
     assert resolved("--model", "dcgan").image_size == 32  # MNIST resized to a power of two
 
 
+def test_a_replayed_config_keeps_its_recipe_when_its_preset_has_changed_since(tmp_path, fake_cifar10_dir):
+    """An r3gan_cifar10 run recorded before that preset gained x-flips, --augpipe and the beta2 schedule replays
+    with what it recorded; the options it does not record take their declared defaults, not today's preset."""
+    import yaml
+
+    old = {"preset": "r3gan_cifar10", "dataset": "cifar10", "data_dir": str(fake_cifar10_dir), "model": "resnet",
+           "conditional": True, "loss": "rpgan", "r1": 0.05, "r2": 0.05, "diffaug": "translation,color,cutout",
+           "diffaug_p": 0.0, "aug_schedule": "cosine", "aug_final": 0.55, "beta1": 0.0, "beta2": 0.9,
+           "batch_size": 512, "latent_dim": 64, "noise": "normal", "max_steps": 39063}  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"args": old}))
+    cfg = resolved("--config", str(tmp_path / "config.yaml"))
+    assert (cfg.model, cfg.diffaug, cfg.beta2, cfg.max_steps) == ("resnet", "translation,color,cutout", 0.9, 39063)
+    assert (cfg.augpipe, cfg.mirror, cfg.beta2_schedule, cfg.schedule_length) == (None, False, "constant", None)
+    assert resolved("--preset", "r3gan_cifar10").augpipe == "r3gan"  # without --config the preset applies
+
+
 def test_help_lists_presets(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])

@@ -20,7 +20,10 @@ def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     """Fill flags left unset from the preset, the dataset's and the model's declarations, then the declared
     defaults; validate everything before any work."""
     options = train_options()
-    for key, value in (PRESETS.get(cfg.preset, {}) if cfg.preset else {}).items():
+    # a replayed run's config.yaml is already resolved: what it does not record keeps its declared default, not
+    # today's preset (a preset that gained options since would otherwise change an old run's recipe)
+    preset = PRESETS.get(cfg.preset, {}) if cfg.preset and not getattr(cfg, "config", None) else {}
+    for key, value in preset.items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, value)
     for key in ("dataset", "model"):
