@@ -272,3 +272,9 @@ def test_ada_tunes_the_pipes_p_in_a_real_run(tmp_path):
     trainer.save_checkpoint(tmp_path / "gan.ckpt")
     loaded = GAN.load_from_checkpoint(tmp_path / "gan.ckpt").objective.augment
     assert isinstance(loaded.augment, AugmentPipe) and torch.equal(loaded.p, gan.objective.augment.p)
+
+
+def test_augpipe_p_without_a_pipeline_is_refused_in_one_line():
+    with pytest.raises(ConfigError) as caught:
+        GAN("mlp", latent_dim=8, augpipe_p=0.5)
+    assert str(caught.value) == "--augpipe-p sets the probability of --augpipe's pipeline; add --augpipe POLICY or drop --augpipe-p"  # noqa: E501

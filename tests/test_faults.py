@@ -262,7 +262,7 @@ def test_batchnorm_micro_batches_of_one_image_write_nothing(tmp_path, fake_mnist
             "--batch-size", "8", "--accumulate", "8"]  # fmt: skip
     assert main(argv) == 2
     message = one_error_line(capsys)
-    assert "micro-batches of 1, but G uses BatchNorm" in message and "--accumulate 4 or less" in message
+    assert "micro-batches of 1, but G uses BatchNorm" in message and "--accumulate 4 or less (a divisor of 8)" in message
     assert tree(logs) == []
     assert main([*argv[:-2], "--accumulate", "4", "--model", "mlp"]) == 0  # no BatchNorm: one image each is fine
 

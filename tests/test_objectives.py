@@ -215,3 +215,25 @@ def test_spectral_norm_keeps_the_largest_singular_value_near_one():
     for m in layers:
         sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
         assert sigma.item() == pytest.approx(1.0, abs=0.05), m
+
+
+def test_a_lazy_regularizer_is_logged_at_every_logging_step(tmp_path):
+    """Lazy R1 every 16 D updates, logged every 5 iterations: the logging steps (iteration index 4, 9) are never
+    due, yet train/r1 is there, holding the value of its last due update (step 0)."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from gan_lightning import GAN
+
+    from conftest import cpu_trainer
+
+    torch.manual_seed(0)
+    gan = GAN("mlp", latent_dim=8, image_size=8, loss="rpgan", r1=1.0, reg_every=16)
+    logger = TensorBoardLogger(tmp_path, name="lazy")
+    trainer = cpu_trainer(tmp_path, logger=logger, log_every_n_steps=5, max_steps=gan.optimizer_steps(10))
+    trainer.fit(gan, DataLoader(TensorDataset(torch.rand(64, 1, 8, 8) * 2 - 1), batch_size=16))
+    events = EventAccumulator(logger.log_dir)
+    events.Reload()
+    r1 = [e.value for e in events.Scalars("train/r1")]
+    assert len(r1) == 2 and r1[0] == r1[1] > 0  # held from the one due update

@@ -212,6 +212,9 @@ class AugmentPipe(nn.Module):
     def from_options(cls, options: Mapping[str, Any]) -> AugmentPipe | None:
         """The fixed-p pipeline `--augpipe` with `--augpipe-p` ask for, or None (without --augpipe)."""
         if not options.get("augpipe"):
+            if options.get("augpipe_p") is not None:
+                raise ConfigError("--augpipe-p sets the probability of --augpipe's pipeline; add --augpipe POLICY or "
+                                  "drop --augpipe-p")  # fmt: skip
             return None
         if options.get("augpipe_p") is None:
             raise ConfigError(f"--augpipe {options['augpipe']} needs --ada-target T (p tuned from 0, as StyleGAN2-ADA "

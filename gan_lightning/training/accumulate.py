@@ -65,9 +65,10 @@ def check_batchnorm_micro_batches(networks: dict[str, nn.Module], size: int, n: 
     with_bn = [name for name, net in networks.items() if any(isinstance(m, BATCHNORMS) for m in net.modules())]
     if with_bn:
         who = " and ".join(with_bn) + (" use" if len(with_bn) > 1 else " uses")
+        fits = max(d for d in range(1, size + 1) if size % d == 0 and size // d >= 2) if size >= 2 else 1
         raise ConfigError(f"--accumulate {n} splits each batch of {size} images into micro-batches of {size // n}, "
                           f"but {who} BatchNorm, which needs at least 2 images per batch; use --accumulate "
-                          f"{max(1, size // 2)} or less, or a larger --batch-size")  # fmt: skip
+                          f"{fits} or less (a divisor of {size}), or a larger --batch-size")  # fmt: skip
 
 
 def micro_batches(real: Batch, latents: Latents, n: int) -> list[tuple[Batch, Latents]]:

@@ -147,6 +147,19 @@ class Objective(nn.Module):
             (self.gradient_penalty and self.gp_weight) or any(r.input_grads for r in self.regularizers.values())
         )
 
+    def hold_lazy_stats(self, phase: str, stats: dict[str, Tensor], ran: dict[Regularizer, dict[str, Tensor]]) -> None:
+        """Add to `stats` the last statistics of each lazy regularizer that skipped this update of `phase`, and
+        remember those of the ones that `ran`: a lazy penalty is logged at every logging step, not only when the
+        logging step happens to be one it runs on (every 50th iteration never is for one of every 4 or 16)."""
+        held = self.__dict__.setdefault("lazy_stats", {})  # a plain dict, not state: refilled on the next due step
+        for key, reg in self.regularizers.items():
+            if reg.interval(phase) == 1:
+                continue
+            if reg in ran:
+                held[(phase, key)] = {k: v.detach() for k, v in ran[reg].items()}
+            elif (phase, key) in held:
+                stats.update(held[(phase, key)])
+
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         """D's adversarial loss on its logits for a real and a fake batch."""
         raise NotImplementedError
@@ -194,7 +207,9 @@ class Objective(nn.Module):
             info, stats["info_ce"] = mutual_information_loss(D.q_head, fake_out.features, latents)
             loss = loss + self.info_weight * info
         ctx = PhaseContext("d", step, real_out, fake_out, real, latents, real_x, fake_x, G, D, rng, self.augment)
-        loss = add_terms(loss, stats, [(reg.d_term(ctx), scale) for reg, scale in due_now])
+        terms = [(reg, reg.d_term(ctx), scale) for reg, scale in due_now]
+        loss = add_terms(loss, stats, [(term, scale) for _, term, scale in terms])
+        self.hold_lazy_stats("d", stats, {reg: term.stats for reg, term, _ in terms})
         if hasattr(self.augment, "observe"):  # an augmentation that tunes itself to D's verdicts (e.g. ADA)
             self.augment.observe(self.real_verdicts(real_out.logits, fake_out.logits))
         if hasattr(self.augment, "stats"):  # e.g. an adaptive augmentation's probability
@@ -220,7 +235,9 @@ class Objective(nn.Module):
             loss = loss + self.info_weight * info
         ctx = PhaseContext("g", step, real_out, fake_out, real, latents, real.images, fake_x, G, D, rng, self.augment)
         due_now = [(reg, scale) for reg in self.regularizers.values() if (scale := due(reg, "g", step))]
-        loss = add_terms(loss, stats, [(reg.g_term(ctx), scale) for reg, scale in due_now])
+        terms = [(reg, reg.g_term(ctx), scale) for reg, scale in due_now]
+        loss = add_terms(loss, stats, [(term, scale) for _, term, scale in terms])
+        self.hold_lazy_stats("g", stats, {reg: term.stats for reg, term, _ in terms})
         return PhaseLoss(loss, {k: v.detach() for k, v in stats.items()})
 
 
