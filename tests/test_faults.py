@@ -262,7 +262,8 @@ def test_batchnorm_micro_batches_of_one_image_write_nothing(tmp_path, fake_mnist
             "--batch-size", "8", "--accumulate", "8"]  # fmt: skip
     assert main(argv) == 2
     message = one_error_line(capsys)
-    assert "micro-batches of 1, but G uses BatchNorm" in message and "--accumulate 4 or less (a divisor of 8)" in message
+    assert "micro-batches of 1, but G uses BatchNorm" in message
+    assert "--accumulate 4 or less (a divisor of 8)" in message
     assert tree(logs) == []
     # no BatchNorm: micro-batches of one image each are fine
     assert main([*argv, "--model", "mlp", "--max-steps", "1", "--sample-every", "1"]) == 0
