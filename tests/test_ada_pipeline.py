@@ -277,4 +277,5 @@ def test_ada_tunes_the_pipes_p_in_a_real_run(tmp_path):
 def test_augpipe_p_without_a_pipeline_is_refused_in_one_line():
     with pytest.raises(ConfigError) as caught:
         GAN("mlp", latent_dim=8, augpipe_p=0.5)
-    assert str(caught.value) == "--augpipe-p sets the probability of --augpipe's pipeline; add --augpipe POLICY or drop --augpipe-p"  # noqa: E501
+    expected = "--augpipe-p sets the probability of --augpipe's pipeline; add --augpipe POLICY or drop --augpipe-p"
+    assert str(caught.value) == expected
