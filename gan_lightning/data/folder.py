@@ -133,7 +133,8 @@ class ImageFolderDataModule(GANDataModule):
         root = Path(data_dir)
         if not root.is_dir():
             return None  # the missing folder is reported, in its own words, when the data is read
-        files = list_image_files(root)[:sample]
+        # regular files only: opening a named pipe or a device among the images would block or read forever
+        files = [path for path in list_image_files(root)[:sample] if path.is_file()]
         try:
             modes = set()
             for path in files:
