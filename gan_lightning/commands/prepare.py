@@ -60,11 +60,7 @@ def run(cfg: argparse.Namespace) -> None:
                           "image-file datasets are prepared (MNIST is read into memory already)")  # fmt: skip
     spec = DATASETS.get(cfg.dataset)
     image_size = cfg.image_size or spec.native_size or 64
-    inferred = spec.inferred_channels(cfg.data_dir) if cfg.channels is None else None
-    if inferred == 1:
-        print(f"note: the images under {cfg.data_dir} are greyscale: preparing --channels 1 (pass --channels 3 for "
-              "RGB)", file=sys.stderr)  # fmt: skip
-    channels = cfg.channels or spec.channels or inferred or 3
+    channels = spec.channels_for(cfg.data_dir, cfg.channels, "preparing")
     options = train_options()
     for name, value in (("image_size", image_size), ("channels", channels)):
         options[name].validate(value)

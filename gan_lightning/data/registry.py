@@ -8,6 +8,7 @@ knowing dataset names. A new dataset is one file: a DataModule with its own `opt
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -57,6 +58,17 @@ class DatasetSpec:
         if self.channels is not None or read_channels is None or data_dir is None:
             return None
         return read_channels(data_dir)
+
+    def channels_for(self, data_dir: str | None, given: int | None, doing: str) -> int:
+        """`given`, else the dataset's own channel count, else what its data shows (a greyscale folder: 1, said in
+        one line naming what is `doing` it), else 3."""
+        if given is not None:
+            return given
+        inferred = self.inferred_channels(data_dir)
+        if inferred == 1:
+            print(f"note: the images under {data_dir} are greyscale: {doing} --channels 1 (pass --channels 3 for RGB)",
+                  file=sys.stderr)  # fmt: skip
+        return self.channels or inferred or 3
 
     def accepts(self, option: str) -> bool:
         """Whether the DataModule takes `option` (the others do not apply to this dataset): a parameter of its

@@ -4,7 +4,6 @@ defaults, validated against each other and the dataset before any work."""
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from gan_lightning.commands.train.options import train_options
@@ -34,13 +33,9 @@ def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     # classes found in the data (a folder's subfolders) are read now: they size the networks
     names = spec.class_names(cfg.data_dir, conditional=bool(cfg.conditional))
     num_classes = len(names) if names else spec.num_classes
-    inferred = spec.inferred_channels(cfg.data_dir) if cfg.channels is None else None
-    if inferred == 1:
-        print(f"note: the images under {cfg.data_dir} are greyscale: training with --channels 1 (pass --channels 3 "
-              "for RGB)", file=sys.stderr)  # fmt: skip
     derived = {
         "image_size": default_image_size(cfg.model, spec.native_size),
-        "channels": spec.channels or inferred or 3,
+        "channels": spec.channels_for(cfg.data_dir, cfg.channels, "training with"),
         "download": spec.download,
         "num_classes": num_classes,
         "class_names": names,

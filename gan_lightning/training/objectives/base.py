@@ -111,6 +111,8 @@ class Objective(nn.Module):
         shorthand = [kind(gamma, reg_every) for kind, gamma in ((R1, r1), (R2, r2)) if gamma]
         # keyed by name, so a regularizer's state keeps its checkpoint keys when others are switched on or off
         self.regularizers = nn.ModuleDict(regularizer_keys([*regularizers, *shorthand]))
+        # (phase, regularizer key) -> its last statistics: not state, refilled on the regularizer's next due step
+        self.lazy_stats: dict[tuple[str, str], dict[str, Tensor]] = {}
 
     def init_options(self) -> dict[str, Any]:
         """The constructor options that rebuild this objective (recorded in checkpoints when it is injected)."""
@@ -151,7 +153,7 @@ class Objective(nn.Module):
         """Add to `stats` the last statistics of each lazy regularizer that skipped this update of `phase`, and
         remember those of the ones that `ran`: a lazy penalty is logged at every logging step, not only when the
         logging step happens to be one it runs on (every 50th iteration never is for one of every 4 or 16)."""
-        held = self.__dict__.setdefault("lazy_stats", {})  # a plain dict, not state: refilled on the next due step
+        held = self.lazy_stats
         for key, reg in self.regularizers.items():
             if reg.interval(phase) == 1:
                 continue
