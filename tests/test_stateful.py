@@ -127,8 +127,9 @@ def test_a_resume_may_switch_stateful_components_on_and_off(tmp_path, fake_mnist
     assert float(stateful["objective.augment.p"]) > 0  # the fresh controller moved p in the two resumed iterations
     assert "objective.regularizers.lecam.alpha_real" in stateful
     assert set(yaml.safe_load((run / "config_changes.yaml").read_text())[0]["changes"]) >= {"ada_target", "lecam"}
+    # the resumed run's recorded flags are reused: switching them off is explicit (`none` resets an option)
     with pytest.warns(UserWarning, match="changed training flags"):
         assert main([*base, "--log-dir", str(tmp_path / "c"), "--max-steps", "6", "--ckpt-path",
-                     str(run / "checkpoints" / "last.ckpt")]) == 0  # fmt: skip
+                     str(run / "checkpoints" / "last.ckpt"), "--ada-target", "none", "--lecam", "0"]) == 0  # fmt: skip
     dropped = torch.load(tmp_path / "c" / "mlp" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert not [k for k in dropped["state_dict"] if k.startswith("objective.")]

@@ -31,6 +31,25 @@ from gan_lightning.core.errors import ConfigError
 RESUME_RULES = ("refuse", "warn", "free", "transient")
 
 
+class Reset(str):
+    """The value of `--NAME none`: the option's declared default, whatever a preset or a recorded config says."""
+
+    __slots__ = ()
+
+
+RESET = Reset("none")
+
+
+def resetting(value_type: Callable[[str], Any]) -> Callable[[str], Any]:
+    """`value_type` that also reads the word `none` as `RESET`."""
+
+    def parse(text: str) -> Any:
+        return RESET if text.lower() == "none" else value_type(text)
+
+    parse.__name__ = getattr(value_type, "__name__", "value")  # argparse names the type in its errors
+    return parse
+
+
 @dataclass(frozen=True)
 class Option:
     """One option: its name (`reg_every`, flag `--reg-every`), type, default, help, valid values and resume rule.
@@ -117,17 +136,25 @@ class Option:
             return text
         return f"{text} (default {self.default})"
 
-    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, nargs: str | None = None) -> None:
+    def add_to(self, parser: argparse.ArgumentParser | argparse._ArgumentGroup, nargs: str | None = None,
+               resettable: bool = False) -> None:  # fmt: skip
         """Add the flag to an argparse parser; it parses to None when not given, so presets and configs can fill it.
 
-        `nargs="+"` lets a command take several values of the option at once (evaluate.py --truncation 0.5 1)."""
+        `nargs="+"` lets a command take several values of the option at once (evaluate.py --truncation 0.5 1).
+        `resettable`: where presets and recorded configs fill in values, every switch also gets `--no-NAME`, and an
+        option whose default is None (unset, or off) also takes the word `none`, parsed to `RESET`."""
         names = [self.flag, *self.aliases]
         if self.is_flag:
-            action: Any = argparse.BooleanOptionalAction if self.default is None else "store_true"
+            optional = self.default is None or resettable
+            action: Any = argparse.BooleanOptionalAction if optional else "store_true"
             parser.add_argument(*names, dest=self.name, action=action, default=None, help=self.help_text())
             return
         choices = self.valid_choices()
-        parser.add_argument(*names, dest=self.name, type=self.value_type, default=None, metavar=self.metavar,
+        value_type = self.value_type
+        if resettable and self.default is None:
+            value_type = resetting(value_type)
+            choices = None if choices is None else [*choices, RESET]
+        parser.add_argument(*names, dest=self.name, type=value_type, default=None, metavar=self.metavar,
                             choices=choices, nargs=nargs, help=self.help_text())  # fmt: skip
 
 

@@ -19,6 +19,7 @@ import types
 from collections.abc import Callable
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -115,3 +116,19 @@ class EMA(nn.Module):
     def _mark_loaded(self, module: nn.Module, incompatible_keys: object) -> None:
         # statistics loaded from disk are kept for "average" and "copy"; "recompute" re-estimates them on next use
         self._stale_bn = self._has_bn and self.bn_stats == "recompute"
+
+
+def adopt_ema_state(saved: dict[str, Tensor], ema: EMA | None, prefix: str = "ema.module.",
+                    source: str = "generator.") -> None:  # fmt: skip
+    """Resuming with the EMA switched on or off (a training setting, resume rule "warn"): a new EMA starts from
+    the checkpoint's generator weights (`source`), as one started at that iteration would; a removed one's weights
+    are dropped. Both with a warning, instead of a strict load refusing the checkpoint."""
+    had = any(k.startswith(prefix) for k in saved)
+    if ema is not None and not had:
+        for key, value in ema.module.state_dict().items():
+            saved[prefix + key] = saved.get(source + key, value).clone()
+        rank_zero_warn("the checkpoint has no EMA of G: this run's EMA starts from its generator's weights")
+    elif ema is None and had:
+        for key in [k for k in saved if k.startswith(prefix)]:
+            del saved[key]
+        rank_zero_warn("this run has no EMA: the checkpoint's EMA generator is dropped")

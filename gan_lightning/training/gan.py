@@ -22,7 +22,7 @@ from gan_lightning.models import MODELS, build_models, heads, model_options
 from gan_lightning.models.heads import Critic, spectral_norm_all
 from gan_lightning.regularizers import REGULARIZERS
 from gan_lightning.training import accumulate, optim, schedules
-from gan_lightning.training.ema import EMA
+from gan_lightning.training.ema import EMA, adopt_ema_state
 from gan_lightning.training.guards import AmpSkipCounter, FiniteGuard, NonFiniteLossError
 from gan_lightning.training.latents import NOISES, Latents, LatentSpace, Truncation
 from gan_lightning.training.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, build_objective
@@ -256,10 +256,11 @@ class GAN(LightningModule):
         return {**origins, **plugins.owners(self.modules())}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Upgrade checkpoints of older releases in place; fit the objective's component state to this run's
-        components; keep the global RNG states to reapply on train start."""
+        """Upgrade checkpoints of older releases in place; fit the objective's component state and the EMA to this
+        run's components; keep the global RNG states to reapply on train start."""
         self.upgrade_checkpoint(checkpoint)
         adopt_component_state(checkpoint["state_dict"], self)
+        adopt_ema_state(checkpoint["state_dict"], self.ema)
         self.global_rng.load(checkpoint)
 
     def upgrade_checkpoint(self, checkpoint: dict[str, Any]) -> None:

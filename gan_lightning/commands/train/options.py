@@ -30,14 +30,15 @@ RUN_OPTIONS = (
     Option("sync_batchnorm", False, "synchronise BatchNorm statistics across devices", resume="free"),
     Option("log_dir", "lightning_logs", "TensorBoard root", resume="free"),
     Option("name", None, "run name: logs go to LOG_DIR/NAME/version_N", type=str, resume="free",
-           default_text="the model"),
+           default_text="the preset, else the model"),
     Option("sample_every", 500, "log a sample grid every N iterations", positive=True, resume="free"),
     Option("log_every", 50, "log scalars every N iterations", positive=True, resume="free"),
     Option("checkpoint_every", 1000, "write checkpoints/last.ckpt every N iterations and at the end", positive=True,
            resume="free"),
     Option("keep_checkpoints", False, "also keep checkpoints/iter_N.ckpt at every save, for `evaluate.py RUN_DIR` "
            "to score the run's history", resume="free"),
-    Option("ckpt_path", None, "resume from a checkpoint file, or `last` for the newest run of --name", type=str,
+    Option("ckpt_path", None, "resume from a checkpoint file, or `last` for the newest run of --name, with the flags "
+           "its run recorded in config.yaml (explicit flags override them)", type=str,
            resume="transient", default_text="none"),
     Option("fast_dev_run", False, "run one batch through everything, write nothing", resume="transient"),
 )

@@ -9,6 +9,7 @@ from typing import Any
 from gan_lightning.commands.train.options import train_options
 from gan_lightning.commands.train.presets import PRESETS
 from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.options import RESET
 from gan_lightning.data import DATASETS, dataset_options
 from gan_lightning.models import default_image_size
 from gan_lightning.training.accumulate import check_divisible
@@ -19,11 +20,15 @@ def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     """Fill flags left unset from the preset, the dataset's and the model's declarations, then the declared
     defaults; validate everything before any work."""
     options = train_options()
+    # `--NAME none` asks for the declared default: neither the preset nor a recorded config fills it in
+    reset = {key for key, value in vars(cfg).items() if value is RESET}
+    for key in reset:
+        setattr(cfg, key, None)
     # a replayed run's config.yaml is already resolved: what it does not record keeps its declared default, not
     # today's preset (a preset that gained options since would otherwise change an old run's recipe)
     preset = PRESETS.get(cfg.preset, {}) if cfg.preset and not getattr(cfg, "config", None) else {}
     for key, value in preset.items():
-        if getattr(cfg, key) is None:
+        if getattr(cfg, key) is None and key not in reset:
             setattr(cfg, key, value)
     for key in ("dataset", "model"):
         if getattr(cfg, key) is None:
@@ -39,7 +44,7 @@ def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
         "download": spec.download,
         "num_classes": num_classes,
         "class_names": names,
-        "name": cfg.model,
+        "name": cfg.preset or cfg.model,
         "max_steps": 5000 if cfg.max_epochs is None else None,
     }
     for option in options:

@@ -6,11 +6,12 @@ import argparse
 import dataclasses
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from gan_lightning.commands.train.runconfig import (
+    CONFIG_FILE,
     checkpoint_config,
     compare_for_resume,
     read_training_checkpoint,
@@ -35,6 +36,21 @@ def latest_version_dir(log_dir: str, name: str) -> Path | None:
     root = Path(log_dir) / name
     versions = [p for p in root.glob("version_*") if p.name[8:].isdigit() and (p / "checkpoints/last.ckpt").is_file()]
     return max(versions, key=lambda p: int(p.name[8:]), default=None)
+
+
+def recorded_run_config(ckpt_path: str, log_dir: str, names: Sequence[str]) -> Path | None:
+    """The `config.yaml` of the run that `--ckpt-path` continues: for `last`, that of the newest resumable run of
+    the first of `names` (the --name candidates, most specific first) that has one; for a checkpoint in a run's
+    `checkpoints/` folder, its run's. None when there is none (the flags given are then the run's flags)."""
+    if ckpt_path == "last":
+        for name in names:
+            version_dir = latest_version_dir(log_dir, name)
+            if version_dir is not None:
+                return version_dir / CONFIG_FILE if (version_dir / CONFIG_FILE).is_file() else None
+        return None
+    path = Path(ckpt_path)
+    recorded = path.parent.parent / CONFIG_FILE
+    return recorded if path.parent.name == "checkpoints" and path.is_file() and recorded.is_file() else None
 
 
 def resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:

@@ -93,24 +93,25 @@ def write_config(
     return write_text(Path(run_dir) / CONFIG_FILE, text, "the run's config")
 
 
-def load_config(path: str | Path, known: set[str]) -> dict[str, Any]:
-    """The `args` of a `config.yaml` (or of `RUN_DIR/config.yaml`), checked against the flags in `known`."""
+def load_config(path: str | Path, known: set[str], flag: str = "--config") -> dict[str, Any]:
+    """The `args` of a `config.yaml` (or of `RUN_DIR/config.yaml`), checked against the flags in `known`; errors
+    name `flag`, the option that led to the file."""
     path = Path(path)
     if path.is_dir():
         path = path / CONFIG_FILE
     if not path.is_file():
-        raise ConfigError(f"--config {path}: no such file (a run directory's {CONFIG_FILE}, or the file itself)")
+        raise ConfigError(f"{flag} {path}: no such file (a run directory's {CONFIG_FILE}, or the file itself)")
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"--config {path} is not readable YAML ({first})") from None
+        raise ConfigError(f"{flag}: {path} is not readable YAML ({first})") from None
     args = doc.get("args") if isinstance(doc, dict) else None
     if not isinstance(args, dict):
-        raise ConfigError(f"--config {path} has no `args:` mapping; pass a config.yaml written by a training run")
+        raise ConfigError(f"{flag}: {path} has no `args:` mapping; pass a config.yaml written by a training run")
     unknown = sorted(set(args) - known)
     if unknown:
-        raise ConfigError(f"--config {path}: unknown flags {', '.join(unknown)} (written by another version?)")
+        raise ConfigError(f"{flag}: {path} has unknown flags {', '.join(unknown)} (written by another version?)")
     transient = flags_with("transient")
     return {k: v for k, v in args.items() if k not in transient}
 

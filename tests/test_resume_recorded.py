@@ -1,0 +1,136 @@
+"""Resuming takes the run's recorded flags from its config.yaml; explicit flags override them; runs are named after
+their preset."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import yaml
+
+from gan_lightning.commands.train import main
+
+
+def first_run(log_dir, data_dir, *extra: str) -> None:
+    argv = ["--preset", "cs231n_lsgan", "--data-dir", str(data_dir), "--no-download", "--batch-size", "32",
+            "--latent-dim", "16", "--accelerator", "cpu", "--seed", "0", "--log-dir", str(log_dir),
+            "--max-steps", "2", "--sample-every", "1000", *extra]  # fmt: skip
+    assert main(argv) == 0
+
+
+def checkpoint(run_dir):
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+
+
+def resume(*argv: str) -> list[str]:
+    """Run the train command; the warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(list(argv)) == 0
+    return [str(w.message) for w in caught]
+
+
+def test_a_run_is_named_after_its_preset(tmp_path, fake_mnist_dir):
+    first_run(tmp_path / "logs", fake_mnist_dir)
+    assert [p.name for p in (tmp_path / "logs").iterdir()] == ["cs231n_lsgan"]
+
+
+def test_ckpt_path_last_reuses_data_dir_and_every_recorded_flag(tmp_path, fake_mnist_dir, monkeypatch):
+    logs = tmp_path / "logs"
+    first_run(logs, fake_mnist_dir)
+    monkeypatch.chdir(tmp_path)  # the default --data-dir (./data here) holds no MNIST: only the recorded one works
+    caught = resume("--log-dir", str(logs), "--preset", "cs231n_lsgan", "--ckpt-path", "last", "--max-steps", "4")
+    assert not any("changed training flags" in m for m in caught), caught
+    run = logs / "cs231n_lsgan" / "version_0"
+    ckpt = checkpoint(run)
+    assert ckpt["global_step"] == 4 * 2  # one D and one G step per iteration
+    assert ckpt["hyper_parameters"]["loss"] == "lsgan"
+    assert ckpt["hyper_parameters"]["latent_dim"] == 16
+    assert not (run / "config_changes.yaml").exists()
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+
+
+def test_resume_from_a_path_without_the_preset_keeps_the_runs_loss(tmp_path, fake_mnist_dir, monkeypatch):
+    logs = tmp_path / "logs"
+    first_run(logs, fake_mnist_dir)
+    run = logs / "cs231n_lsgan" / "version_0"
+    monkeypatch.chdir(tmp_path)
+    # neither --preset, --data-dir, --log-dir nor --latent-dim: all come from the run's config.yaml
+    caught = resume("--ckpt-path", str(run / "checkpoints" / "last.ckpt"), "--max-steps", "3")
+    assert not any("changed training flags" in m for m in caught), caught
+    ckpt = checkpoint(run)
+    assert ckpt["global_step"] == 3 * 2
+    assert ckpt["hyper_parameters"]["loss"] == "lsgan"  # not the default bce
+    assert not (tmp_path / "lightning_logs").exists()  # it continued in its own run directory
+
+
+def test_explicit_flags_override_the_recorded_ones(tmp_path, fake_mnist_dir):
+    logs = tmp_path / "logs"
+    first_run(logs, fake_mnist_dir)
+    caught = resume("--log-dir", str(logs), "--name", "cs231n_lsgan", "--ckpt-path", "last", "--max-steps", "3",
+                    "--lr", "0.0005")  # fmt: skip
+    assert any("--lr 0.001 -> 0.0005" in m for m in caught), caught
+    run = logs / "cs231n_lsgan" / "version_0"
+    changes = yaml.safe_load((run / "config_changes.yaml").read_text())
+    assert changes[0]["changes"] == {"lr": {"old": 0.001, "new": 0.0005}}
+    assert yaml.safe_load((run / "config.yaml").read_text())["args"]["loss"] == "lsgan"
+
+
+def test_a_run_named_after_its_model_is_still_found(tmp_path, fake_mnist_dir):
+    logs = tmp_path / "logs"
+    first_run(logs, fake_mnist_dir, "--name", "mlp")  # where runs of a preset were written before they were named
+    resume("--log-dir", str(logs), "--preset", "cs231n_lsgan", "--ckpt-path", "last", "--max-steps", "3")
+    assert checkpoint(logs / "mlp" / "version_0")["global_step"] == 3 * 2
+    assert not (logs / "cs231n_lsgan").exists()
+
+
+def test_a_damaged_recorded_config_is_one_line(tmp_path, fake_mnist_dir, capsys):
+    logs = tmp_path / "logs"
+    first_run(logs, fake_mnist_dir)
+    run = logs / "cs231n_lsgan" / "version_0"
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text[: len(text) // 2] + "\n  : [")
+    before = sorted(p.relative_to(logs) for p in logs.rglob("*"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--log-dir", str(logs), "--preset", "cs231n_lsgan", "--ckpt-path", "last", "--max-steps", "3"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "config.yaml is not readable YAML" in err and "--ckpt-path" in err, err
+    assert sorted(p.relative_to(logs) for p in logs.rglob("*")) == before
+
+
+def test_recorded_switches_and_values_are_switched_off_explicitly(tmp_path, fake_mnist_dir):
+    logs = tmp_path / "logs"
+    first_run(logs, fake_mnist_dir, "--mirror", "--ema-decay", "0.9")
+    caught = resume("--log-dir", str(logs), "--preset", "cs231n_lsgan", "--ckpt-path", "last", "--max-steps", "3",
+                    "--no-mirror", "--ema-decay", "none")  # fmt: skip
+    [changed] = [m for m in caught if "changed training flags" in m]
+    assert "--mirror True -> False" in changed and "--ema-decay 0.9 -> None" in changed
+    args = yaml.safe_load((logs / "cs231n_lsgan" / "version_0" / "config.yaml").read_text())["args"]
+    assert args["mirror"] is False and args.get("ema_decay") is None and args["loss"] == "lsgan"
+
+
+def test_none_resets_an_option_a_preset_sets(tmp_path, fake_mnist_dir):
+    logs = tmp_path / "logs"
+    argv = ["--preset", "modern_mnist", "--data-dir", str(fake_mnist_dir), "--no-download", "--batch-size", "32",
+            "--accelerator", "cpu", "--log-dir", str(logs), "--max-steps", "1", "--ema-decay", "none"]  # fmt: skip
+    assert main(argv) == 0
+    args = yaml.safe_load((logs / "modern_mnist" / "version_0" / "config.yaml").read_text())["args"]
+    assert args.get("ema_decay") is None and args["loss"] == "rpgan"  # the rest of the preset still applies
+    assert not any(k.startswith("ema.") for k in checkpoint(logs / "modern_mnist" / "version_0")["state_dict"])
+
+
+def test_an_ema_switched_on_at_a_resume_starts_from_the_checkpoints_generator(tmp_path, fake_mnist_dir):
+    logs = tmp_path / "logs"
+    first_run(logs, fake_mnist_dir)
+    run = logs / "cs231n_lsgan" / "version_0"
+    before = checkpoint(run)["state_dict"]
+    caught = resume("--log-dir", str(logs), "--preset", "cs231n_lsgan", "--ckpt-path", "last", "--max-steps", "3",
+                    "--ema-decay", "0.9", "--ema-rampup", "0")  # fmt: skip
+    assert any("this run's EMA starts from its generator's weights" in m for m in caught), caught
+    after = checkpoint(run)["state_dict"]
+    for key in (k for k in before if k.startswith("generator.")):
+        # one update after one more G step: 0.9 x the checkpoint's G + 0.1 x the new G
+        expected = 0.9 * before[key] + 0.1 * after[key]
+        torch.testing.assert_close(after["ema.module." + key[len("generator.") :]], expected)
