@@ -234,15 +234,21 @@ def cached_classifier(
     once (a few CPU minutes, with a progress bar) and cached as `CACHE_DIR/mnist_classifier-<data hash>.pt`."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache_dir / f"mnist_classifier-{mnist_fingerprint(data_dir)}.pt"
+    notice = f"no cached MNIST classifier for this data: training one into {path} (once)"
     if path.is_file():
-        return path
+        try:
+            load_classifier(path)
+            return path
+        except DataError as err:  # a cache entry is derived data: a damaged one is trained again
+            problem = first_line(err).split("; ")[0]
+            notice = f"the cached MNIST classifier {path} is damaged ({problem}); training it again"
     if cache_dir.exists() and not cache_dir.is_dir():
         raise DataError(f"the classifier cache {cache_dir} is a file, not a directory; remove it or set {CACHE_ENV}")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"cannot create the classifier cache {cache_dir} ({err.strerror}); set {CACHE_ENV}") from None
-    print(f"no cached MNIST classifier for this data: training one into {path} (once)", file=sys.stderr)
+    print(notice, file=sys.stderr)
     result = train_classifier(data_dir, path, epochs=epochs, progress=progress)
     print(f"classifier val accuracy {result['val_accuracy']:.4f}", file=sys.stderr)
     return path

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,34 @@ def reference_cache(extractor: FeatureExtractor, source: Tensor | Dataset, limit
     return folder / f"reference-{extractor.name or 'features'}-{digest}.pt"
 
 
+REAL_STATE_KEYS = ("fid_sum", "fid_cov_sum", "fid_num", "features")
+
+
+def read_reference_cache(path: Path, limit: int) -> dict[str, Tensor] | None:
+    """The reference statistics cached at `path` for `limit` images, or None after a one-line notice when the file
+    is damaged (cut short, overwritten, inconsistent): a cache is derived data, so it is computed again."""
+    try:
+        state = load_weights_file(path, "reference statistics", "")
+        fid_sum, cov, num, features = (state[key] for key in REAL_STATE_KEYS)
+        dim = fid_sum.shape[0]
+        consistent = (fid_sum.shape == (dim,) and cov.shape == (dim, dim) and int(num) == limit
+                      and features.ndim == 2 and features.shape[1] == dim and 2 <= features.shape[0] <= limit
+                      and all(bool(t.isfinite().all()) for t in (fid_sum, cov, features)))  # fmt: skip
+        if "class_sum" in state:  # labelled references: the per-class sums of intra-class FID
+            sums, covs, counts = (state[k] for k in ("class_sum", "class_cov_sum", "class_num"))
+            classes = counts.shape[0]
+            consistent = (consistent and sums.shape == (classes, dim) and covs.shape == (classes, dim, dim)
+                          and int(counts.sum()) == limit)  # fmt: skip
+        if consistent:
+            return state
+        problem = "its statistics do not fit together"
+    except (DataError, KeyError, TypeError, AttributeError, IndexError, ValueError, RuntimeError) as err:
+        problem = str(err).split(";")[0] if isinstance(err, DataError) else f"{type(err).__name__}: {err}"[:120]
+    print(f"the cached reference statistics {path} are damaged ({problem}); computing them again",
+          file=sys.stderr)  # fmt: skip
+    return None
+
+
 class Evaluator:
     """Scores GANs against one dataset's reference images (`split`, at most `num_reference` of them); the real
     features are extracted once for all, and their statistics cached across runs (`reference_cache`).
@@ -158,9 +187,10 @@ class Evaluator:
         limit = len(source) if num_reference is None else min(num_reference, len(source))
         name = f"{dataset}/{split}"
         self.cache = reference_cache(features, source, limit, name, cache_dir)
-        self.cached = self.cache.is_file()
-        if self.cached:
-            self.scorer.load_real_state(load_weights_file(self.cache, "reference statistics", "delete it"))
+        state = read_reference_cache(self.cache, limit) if self.cache.is_file() else None
+        self.cached = state is not None
+        if state is not None:
+            self.scorer.load_real_state(state)
             self.scorer.reference = name
         else:
             self.scorer.add_real(real_batches(source, limit, 500), reference=name, total=limit,
