@@ -309,3 +309,26 @@ def test_a_greyscale_folder_trains_one_channel_and_says_so(tmp_path: Path, capsy
                                        "(pass --channels 3 for RGB)\n")  # fmt: skip
     assert channels(grey, "--channels", "3") == 3 and channels(rgb) == 3 and channels(mixed) == 3
     assert capsys.readouterr().err == ""
+
+
+def test_what_was_inferred_is_said_only_when_the_command_goes_ahead(tmp_path: Path, capsys) -> None:
+    from gan_lightning.commands.prepare import main as prepare_main
+    from gan_lightning.commands.train import main as train_main
+
+    grey = tmp_path / "grey"
+    for i in range(4):
+        write_image(grey / f"{i}.png", (12, 10), mode="L", seed=i)
+    (tmp_path / "file").write_text("x")
+    capsys.readouterr()
+    # refused: the one error line alone, no note about the channels before it
+    assert prepare_main(["--dataset", "folder", "--data-dir", str(grey), "--out", str(tmp_path / "file" / "o")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("prepare_data.py: error: --out")
+    argv = ["--dataset", "folder", "--data-dir", str(grey), "--prepared", str(tmp_path / "none"), "--image-size",
+            "16", "--log-dir", str(tmp_path / "logs"), "--max-steps", "1", "--batch-size", "2"]  # fmt: skip
+    assert train_main(argv) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("train.py: error: --prepared")
+    # going ahead: the note is said
+    assert prepare_main(["--dataset", "folder", "--data-dir", str(grey), "--out", str(tmp_path / "p")]) == 0
+    assert "note: the images under" in capsys.readouterr().err

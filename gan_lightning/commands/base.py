@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from gan_lightning.core import plugins
+from gan_lightning.core import notes, plugins
 from gan_lightning.core.errors import ConfigError, DataError, WriteError
 from gan_lightning.core.files import load_weights_file
 
@@ -132,7 +132,8 @@ def run_command(
     cfg = parser.parse_args(argv)
     vars(cfg).pop("plugins", None)  # loaded above; a run records the plugins its components come from instead
     try:
-        return run(cfg) or 0
+        with notes.held():  # a command refused in one line prints that line only
+            return run(cfg) or 0
     except (ConfigError, DataError) as err:
         print(f"{parser.prog}: error: {one_line(err)}", file=sys.stderr)
         return 2

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.core import notes
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.files import check_writable_dir
 from gan_lightning.data import DATASETS
@@ -79,6 +80,7 @@ def run(cfg: argparse.Namespace) -> None:
     start = "\r" if tty else ""  # a terminal shows one line that updates, a log one line per chunk
 
     def show(done: int, total: int) -> None:
+        notes.release()  # the first chunk is on disk: the input was good enough to start
         rate = done / max(time.monotonic() - began, 1e-9)
         print(
             f"{start}prepare: {done}/{total} images ({done / total:.0%}), {rate:.0f}/s",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.notes import note
 from gan_lightning.core.options import Option, Options, call_with, declared
 from gan_lightning.core.registry import Registry
 from gan_lightning.data.base import GANDataModule
@@ -66,8 +67,7 @@ class DatasetSpec:
             return given
         inferred = self.inferred_channels(data_dir)
         if inferred == 1:
-            print(f"note: the images under {data_dir} are greyscale: {doing} --channels 1 (pass --channels 3 for RGB)",
-                  file=sys.stderr)  # fmt: skip
+            note(f"the images under {data_dir} are greyscale: {doing} --channels 1 (pass --channels 3 for RGB)")
         return self.channels or inferred or 3
 
     def accepts(self, option: str) -> bool:
@@ -134,7 +134,5 @@ options = (
 
 def dataset_options() -> Options:
     """The options of every dataset (above) and those each registered DataModule declares itself."""
-    import sys
-
     own = (declared(DATASETS.get(name).datamodule) for name in DATASETS.names())
     return Options(declared(sys.modules[__name__]), *own)

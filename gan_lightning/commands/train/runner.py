@@ -32,7 +32,7 @@ from gan_lightning.commands.train.trainer import (
     parse_devices,
     quiet_expected_warnings,
 )
-from gan_lightning.core import plugins
+from gan_lightning.core import notes, plugins
 from gan_lightning.core.files import check_writable_dir, claim_version, remove_empty_dirs
 from gan_lightning.data import DATASETS
 from gan_lightning.metrics import EXTRACTORS
@@ -72,6 +72,7 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
         remove_empty_dirs(claimed)  # refused: the claimed version directory goes, as nothing was written in it
         raise
     paths = {"log_dir": str(logger.log_dir), "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt")}
+    notes.release()  # the input is checked: what was inferred from it is worth saying now
     if trainer.is_global_zero and not cfg.fast_dev_run:
         # Everything that could be wrong with the input has been checked by now: the run directory may appear.
         record_config(paths["log_dir"], config, resume, model.steps_per_iteration, used_plugins)
