@@ -240,7 +240,7 @@ def cached_classifier(
             load_classifier(path)
             return path
         except DataError as err:  # a cache entry is derived data: a damaged one is trained again
-            problem = first_line(err).split("; ")[0]
+            problem = first_line(err).split("; ")[0].replace(str(path), "it")
             notice = f"the cached MNIST classifier {path} is damaged ({problem}); training it again"
     if cache_dir.exists() and not cache_dir.is_dir():
         raise DataError(f"the classifier cache {cache_dir} is a file, not a directory; remove it or set {CACHE_ENV}")

@@ -135,7 +135,8 @@ def read_reference_cache(path: Path, limit: int) -> dict[str, Tensor] | None:
             return state
         problem = "its statistics do not fit together"
     except (DataError, KeyError, TypeError, AttributeError, IndexError, ValueError, RuntimeError) as err:
-        problem = str(err).split(";")[0] if isinstance(err, DataError) else f"{type(err).__name__}: {err}"[:120]
+        problem = (str(err).split(";")[0].replace(str(path), "it") if isinstance(err, DataError)
+                   else f"{type(err).__name__}: {err}"[:120])  # fmt: skip
     print(f"the cached reference statistics {path} are damaged ({problem}); computing them again",
           file=sys.stderr)  # fmt: skip
     return None
