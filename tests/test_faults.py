@@ -248,11 +248,12 @@ def test_an_infinite_option_value_writes_nothing(tmp_path, fake_mnist_dir, capsy
     assert f"{flags[-2]} must be a finite number, got inf" in one_error_line(capsys) and tree(logs) == []
 
 
-@pytest.mark.parametrize("flag", ["--fid-weights", "--extractor-weights"])
+@pytest.mark.parametrize("flag", ["--fid-weights", "--extractor-weights", "--classifier"])
 def test_a_weights_file_that_does_not_exist_is_refused_without_evaluation(tmp_path, fake_mnist_dir, capsys, flag):
     logs, missing = tmp_path / "logs", tmp_path / "nowhere.pth"
     assert main(["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), *TINY, flag, str(missing)]) == 2
-    assert one_error_line(capsys).endswith(f"{flag} {missing}: no such file; pass the weights file's path")
+    hint = "train one with: python scripts/train_classifier.py" if flag == "--classifier" else "pass the weights file"
+    assert f"{flag} {missing}: no such file; {hint}" in one_error_line(capsys)
     assert tree(logs) == []
 
 

@@ -24,13 +24,13 @@ Tensor = torch.Tensor
 PathLike = str | Path
 
 
-def _existing_file(flag: str) -> Callable[[str], None]:
+def _existing_file(flag: str, hint: str = "pass the weights file's path") -> Callable[[str], None]:
     """A check that `flag`'s path names a file: refused when given, whether or not evaluation is scheduled."""
 
     def check(path: str) -> None:
         if not Path(path).is_file():
             what = "a directory" if Path(path).is_dir() else "no such file"
-            raise ConfigError(f"{flag} {path}: {what}; pass the weights file's path")
+            raise ConfigError(f"{flag} {path}: {what}; {hint.replace('PATH', path)}")
 
     return check
 
@@ -42,7 +42,9 @@ options = (
            default_text="never"),
     Option("eval_samples", 1000, "generated images per evaluation", minimum=2, resume="free"),
     Option("classifier", None, "MNIST feature extractor from scripts/train_classifier.py (for MNIST runs)", type=str,
-           resume="free", default_text="trained once per MNIST copy and cached"),
+           resume="free", default_text="trained once per MNIST copy and cached",
+           check=_existing_file("--classifier", "train one with: python scripts/train_classifier.py --data-dir DIR "
+                                "--out PATH, or drop --classifier for the cached one")),
     Option("fid_weights", None, "local weights file of the FID Inception (sha256 6726825d..., as published by "
            "torch_fidelity and pytorch_fid; see docs/evaluation.md): FID, KID and IS comparable with papers", type=str,
            resume="free", default_text="none", check=_existing_file("--fid-weights")),
