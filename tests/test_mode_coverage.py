@@ -163,7 +163,12 @@ def test_evaluate_run_dirs_writes_table_and_plot(tmp_path, fake_mnist_dir, fake_
     argv = [str(r) for r in runs] + ["-n", "64", "--classifier", str(fake_classifier["path"])]
     assert evaluate_main(argv) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert len(lines) == 4  # two checkpoints per run; last.ckpt is the iteration-4 one again
+    scored = [line for line in lines if "summary" not in line]
+    assert len(scored) == 4  # two checkpoints per run; last.ckpt is the iteration-4 one again
+    # and the two runs' mean and spread at each iteration both scored, beside them
+    assert [(line["summary"], line["iteration"]) for line in lines if "summary" in line] == [("2 runs", 2),
+                                                                                            ("2 runs", 4)]  # fmt: skip
+    assert (tmp_path / "logs" / "evaluation_summary.csv").is_file()
     for run in runs:
         rows = list(csv.DictReader(open(run / "evaluation.csv")))
         assert [int(r["iteration"]) for r in rows] == [2, 4]

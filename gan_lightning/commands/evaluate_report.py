@@ -34,15 +34,15 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in row.items() if k != "protocol"}, **{f"protocol.{k}": v for k, v in protocol.items()}}
 
 
-def write_table(rows: list[dict[str, Any]], run_dir: Path) -> None:
-    """`evaluation.csv` and `evaluation.json` of a run's scored checkpoints, one row each."""
+def write_table(rows: list[dict[str, Any]], run_dir: Path, name: str = "evaluation") -> None:
+    """`NAME.csv` and `NAME.json` (default `evaluation`) of a run's scored checkpoints, one row each."""
     columns = list(dict.fromkeys(k for row in rows for k in _flat(row)))
     table = io.StringIO(newline="")
     writer = csv.DictWriter(table, fieldnames=columns)
     writer.writeheader()
     writer.writerows(_flat(rounded(r) | {k: json.dumps(v) for k, v in r.items() if isinstance(v, list)}) for r in rows)
-    write_text(run_dir / "evaluation.csv", table.getvalue(), "the evaluation table")
-    write_text(run_dir / "evaluation.json", json.dumps(rows, indent=1) + "\n", "the evaluation table")
+    write_text(run_dir / f"{name}.csv", table.getvalue(), "the evaluation table")
+    write_text(run_dir / f"{name}.json", json.dumps(rows, indent=1) + "\n", "the evaluation table")
 
 
 def plot_runs(tables: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -52,7 +52,7 @@ def plot_runs(tables: dict[str, list[dict[str, Any]]], path: Path) -> None:
         for row in rows:
             label = _short(run) + (f" psi={row['truncation']:g}" if "truncation" in row else "")
             series.setdefault(label, []).append((row["iteration"], row))
-    _plot(series, PLOTTED, "iteration", path)
+    plot_series(series, PLOTTED, "iteration", path)
 
 
 def plot_truncation(tables: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -62,12 +62,13 @@ def plot_truncation(tables: dict[str, list[dict[str, Any]]], path: Path) -> None
         for row in rows:
             label = _short(run) + (f" iter {row['iteration']}" if "iteration" in row else "")
             series.setdefault(label, []).append((row["truncation"], row))
-    _plot(series, PLOTTED_TRUNCATION, "truncation psi", path)
+    plot_series(series, PLOTTED_TRUNCATION, "truncation psi", path)
 
 
-def _plot(series: dict[str, list[tuple[float, dict[str, Any]]]], metrics: Sequence[str], xlabel: str,
-          path: Path) -> None:  # fmt: skip
-    """One panel per metric present, each series a line of (x, row) points sorted by x; written as a PNG."""
+def plot_series(series: dict[str, list[tuple[float, dict[str, Any]]]], metrics: Sequence[str], xlabel: str,
+                path: Path) -> None:  # fmt: skip
+    """One panel per metric present, each series a line of (x, row) points sorted by x (with a band of one
+    standard deviation where the rows hold `<metric>_std`); written as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed (and none on a cluster node)
@@ -79,8 +80,12 @@ def _plot(series: dict[str, list[tuple[float, dict[str, Any]]]], metrics: Sequen
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         for label, points in series.items():
-            xy = sorted((x, row[name]) for x, row in points if name in row)
-            ax.plot(*zip(*xy, strict=True), marker="o", label=label)
+            xy = sorted((x, row[name], row.get(f"{name}_std")) for x, row in points if name in row)
+            xs, ys, stds = zip(*xy, strict=True)
+            ax.plot(xs, ys, marker="o", label=label)
+            if all(s is not None for s in stds):
+                ax.fill_between(xs, [y - s for y, s in zip(ys, stds, strict=True)],
+                                [y + s for y, s in zip(ys, stds, strict=True)], alpha=0.2)  # fmt: skip
         ax.set_title(name)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gan_lightning.commands.evaluate_report import plot_runs, plot_truncation, print_row, write_table
+from gan_lightning.commands.evaluate_summary import summary_dir, write_summary
 from gan_lightning.commands.sample import load_gan, read_checkpoint
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.core.files import check_writable_dir
@@ -42,6 +43,7 @@ def evaluate_runs(
     dataset: str | None = None,
     truncations: Sequence[float] | None = None,
     truncation_threshold: float | None = None,
+    summary: str | Path | None = None,
     **reference: Any,
 ) -> dict[str, list[dict[str, Any]]]:
     """Score every checkpoint of each run; write `evaluation.{csv,json,png}` into each run directory.
@@ -51,7 +53,9 @@ def evaluate_runs(
     `truncations`: score each checkpoint at each psi (rows gain a `truncation` field); with several, also write
     `evaluation_truncation.png` (FID, precision and recall against psi) into each run directory;
     `truncation_threshold` truncates every score BigGAN's way too (rows gain a `truncation_threshold` field).
-    `reference`: `Evaluator`'s keyword options (fid_weights, split, num_reference, ...).
+    `reference`: `Evaluator`'s keyword options (fid_weights, split, num_reference, ...). With several runs, the
+    mean and standard deviation of every metric over them go to `evaluation_summary.{csv,json,png}` in `summary`
+    (default: the runs' closest common folder).
     """
     runs = {Path(d): run_checkpoints(Path(d)) for d in run_dirs}
     for run_dir in runs:
@@ -59,6 +63,9 @@ def evaluate_runs(
             raise ConfigError(f"cannot write the evaluation into {run_dir}: not writable")
     if plot is not None:
         check_writable_dir(Path(plot).parent, "--plot")
+    summary = Path(summary) if summary is not None else summary_dir(list(runs)) if len(runs) > 1 else None
+    if summary is not None:
+        check_writable_dir(summary, "--summary")
     evaluators: dict[tuple[str, int], Evaluator] = {}
     tables: dict[str, list[dict[str, Any]]] = {}
     for run_dir, paths in runs.items():
@@ -92,6 +99,8 @@ def evaluate_runs(
             plot_truncation(tables, run_dir / "evaluation_truncation.png")
     if plot is not None:
         plot_runs(tables, Path(plot))
+    if summary is not None:
+        write_summary(tables, summary)
     return tables
 
 

@@ -1,0 +1,76 @@
+"""Results across runs: `evaluate.py RUN_DIR RUN_DIR ...` reports every metric's mean and standard deviation over
+the runs, at each iteration they all scored."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from gan_lightning.commands.evaluate import main as evaluate_main
+from gan_lightning.commands.evaluate_summary import summarize
+from gan_lightning.commands.train import main as train_main
+
+PROTOCOL = {"num_generated": 10, "reference": "mnist/val"}
+
+
+def row(iteration: int, fid: float, modes: int, **extra) -> dict:
+    return {"iteration": iteration, "checkpoint": "x.ckpt", "fid": fid, "modes": modes, "code_classes": [1, 2],
+            "protocol": PROTOCOL, **extra}  # fmt: skip
+
+
+def test_mean_and_std_over_runs_at_the_iterations_all_of_them_scored():
+    tables = {"a": [row(1000, 20.0, 10), row(2000, 10.0, 10), row(3000, 8.0, 10)],
+              "b": [row(1000, 24.0, 9), row(2000, 14.0, 10)],
+              "c": [row(1000, 22.0, 8), row(2000, 15.0, 10)]}  # fmt: skip
+    first, second = summarize(tables)  # 3000: only run a has it
+    assert (first["iteration"], first["runs"], second["iteration"]) == (1000, 3, 2000)
+    assert first["fid"] == pytest.approx(22.0) and first["fid_std"] == pytest.approx(2.0)  # sample std, n - 1
+    assert first["modes"] == pytest.approx(9.0) and first["modes_std"] == pytest.approx(1.0)
+    assert second["fid"] == pytest.approx(13.0) and second["fid_std"] == pytest.approx(statistics.stdev([10, 14, 15]))
+    assert "code_classes" not in first and "checkpoint" not in first  # lists and names do not average
+    assert first["protocol"] == PROTOCOL
+
+
+def test_runs_scored_differently_or_alone_give_no_summary():
+    assert summarize({"a": [row(1000, 20.0, 10)]}) == []
+    other = {**PROTOCOL, "num_generated": 50}
+    assert summarize({"a": [row(1000, 20.0, 10)], "b": [row(1000, 20.0, 10, protocol=other)]}) == []
+    assert summarize({"a": [row(1000, 20.0, 10)], "b": [row(2000, 20.0, 10)]}) == []
+
+
+def test_psi_rows_are_summarized_apart():
+    tables = {run: [row(1000, fid, 10, truncation=0.5), row(1000, fid + 5, 10, truncation=1.0)]
+              for run, fid in (("a", 10.0), ("b", 12.0))}  # fmt: skip
+    rows = summarize(tables)
+    assert [(r["truncation"], r["fid"]) for r in rows] == [(0.5, 11.0), (1.0, 16.0)]
+
+
+def test_evaluate_writes_the_summary_of_three_seeds(tmp_path, fake_mnist_dir, fake_classifier, capsys):
+    logs = tmp_path / "logs"
+    for seed in range(3):
+        argv = ["--data-dir", str(fake_mnist_dir), "--no-download", "--batch-size", "32", "--latent-dim", "8",
+                "--accelerator", "cpu", "--log-dir", str(logs), "--name", "seeds", "--max-steps", "2",
+                "--sample-every", "1000", "--seed", str(seed)]  # fmt: skip
+        assert train_main(argv) == 0
+    runs = sorted((logs / "seeds").glob("version_*"))
+    capsys.readouterr()
+    code = evaluate_main([*map(str, runs), "--classifier", str(fake_classifier["path"]), "--data-dir",
+                          str(fake_mnist_dir), "-n", "40"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"wrote {logs / 'seeds' / 'evaluation_summary'}.csv, .json and .png" in out
+    [summary] = json.loads((logs / "seeds" / "evaluation_summary.json").read_text())
+    fids = [json.loads((run / "evaluation.json").read_text())[-1]["fid"] for run in runs]
+    assert len(set(fids)) == 3  # three different runs
+    assert summary["runs"] == 3 and summary["iteration"] == 2
+    assert summary["fid"] == pytest.approx(statistics.fmean(fids))
+    assert summary["fid_std"] == pytest.approx(statistics.stdev(fids))
+    assert (logs / "seeds" / "evaluation_summary.png").stat().st_size > 0
+    assert "fid_std" in (logs / "seeds" / "evaluation_summary.csv").read_text().splitlines()[0]
+
+
+def test_summary_with_one_checkpoint_is_refused(tmp_path, capsys):
+    assert evaluate_main(["--ckpt", str(tmp_path / "x.ckpt"), "--summary", str(tmp_path)]) == 2
+    assert "--summary summarizes several RUN_DIRs" in capsys.readouterr().err
