@@ -134,3 +134,23 @@ def test_an_ema_switched_on_at_a_resume_starts_from_the_checkpoints_generator(tm
         # one update after one more G step: 0.9 x the checkpoint's G + 0.1 x the new G
         expected = 0.9 * before[key] + 0.1 * after[key]
         torch.testing.assert_close(after["ema.module." + key[len("generator.") :]], expected)
+
+
+def test_ckpt_path_auto_starts_then_resumes_the_same_run_exactly(tmp_path, fake_mnist_dir):
+    def job(logs, max_steps: int) -> None:  # what a requeued job runs, unchanged, every time
+        first_run(logs, fake_mnist_dir, "--ckpt-path", "auto", "--max-steps", str(max_steps), "--d-steps", "2")
+
+    logs = tmp_path / "logs"
+    job(logs, 2)  # the first start: nothing to resume
+    run = logs / "cs231n_lsgan" / "version_0"
+    assert "resumes" not in yaml.safe_load((run / "config.yaml").read_text())
+    job(logs, 4)
+    job(logs, 6)
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]  # one run directory across restarts
+    resumes = yaml.safe_load((run / "config.yaml").read_text())["resumes"]
+    assert [r["iteration"] for r in resumes] == [2, 4]
+    assert all(r["checkpoint"] == str((run / "checkpoints" / "last.ckpt").resolve()) for r in resumes)
+    first_run(tmp_path / "straight", fake_mnist_dir, "--max-steps", "6", "--d-steps", "2")
+    restarted = checkpoint(run)["state_dict"]
+    straight = checkpoint(tmp_path / "straight" / "cs231n_lsgan" / "version_0")["state_dict"]
+    assert restarted.keys() == straight.keys() and all(torch.equal(restarted[k], straight[k]) for k in straight)

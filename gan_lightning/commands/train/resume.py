@@ -42,7 +42,7 @@ def recorded_run_config(ckpt_path: str, log_dir: str, names: Sequence[str]) -> P
     """The `config.yaml` of the run that `--ckpt-path` continues: for `last`, that of the newest resumable run of
     the first of `names` (the --name candidates, most specific first) that has one; for a checkpoint in a run's
     `checkpoints/` folder, its run's. None when there is none (the flags given are then the run's flags)."""
-    if ckpt_path == "last":
+    if ckpt_path in ("last", "auto"):
         for name in names:
             version_dir = latest_version_dir(log_dir, name)
             if version_dir is not None:
@@ -54,11 +54,14 @@ def recorded_run_config(ckpt_path: str, log_dir: str, names: Sequence[str]) -> P
 
 
 def resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:
-    """(checkpoint path, logger version to continue) for `--ckpt-path`, failing early when it does not exist."""
+    """(checkpoint path, logger version to continue) for `--ckpt-path`, failing early when it does not exist; for
+    `auto`, the newest run of --name when it has a checkpoint, else (None, None): a fresh run."""
     if not cfg.ckpt_path:
         return None, None
-    if cfg.ckpt_path == "last":
+    if cfg.ckpt_path in ("last", "auto"):
         version_dir = latest_version_dir(cfg.log_dir, cfg.name)
+        if version_dir is None and cfg.ckpt_path == "auto":  # nothing to resume yet: the job's first start
+            return None, None
         if version_dir is None:
             raise ConfigError(f"--ckpt-path last: no {cfg.log_dir}/{cfg.name}/version_*/checkpoints/last.ckpt; "
                               "check --log-dir and --name")  # fmt: skip

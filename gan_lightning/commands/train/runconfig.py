@@ -79,7 +79,7 @@ def write_config(
 ) -> Path:
     """Write `config.yaml` (the flags under `args`, the plugins the run's components come from under `plugins`,
     versions and commit under `environment`, and for a resumed run the checkpoint and iteration it continued from
-    under `resumed_from`) into `run_dir`."""
+    under `resumed_from`, appended to the run's earlier ones under `resumes`) into `run_dir`."""
     written = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     doc: dict[str, Any] = {"args": dict(config)}
     if plugins:
@@ -87,10 +87,22 @@ def write_config(
     doc |= {"environment": environment(), "written": written}
     if resumed_from:
         doc["resumed_from"] = dict(resumed_from)
+        # every resume of this run directory, oldest first: how often and from where a (requeued) job continued
+        doc["resumes"] = [*recorded_resumes(Path(run_dir) / CONFIG_FILE), {**resumed_from, "written": written}]
     text = "# Replay: python scripts/train.py --config THIS_FILE [flags that override it]\n" + yaml.safe_dump(
         doc, sort_keys=False
     )
     return write_text(Path(run_dir) / CONFIG_FILE, text, "the run's config")
+
+
+def recorded_resumes(path: Path) -> list[dict[str, Any]]:
+    """The `resumes` a run's existing config.yaml records ([] when none, or when it cannot be read)."""
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    resumes = doc.get("resumes") if isinstance(doc, dict) else None
+    return [r for r in resumes if isinstance(r, dict)] if isinstance(resumes, list) else []
 
 
 def load_config(path: str | Path, known: set[str], flag: str = "--config") -> dict[str, Any]:

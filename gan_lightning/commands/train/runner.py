@@ -126,13 +126,13 @@ def run_plugins(cfg: argparse.Namespace, model: GAN, datamodule: pl.LightningDat
 
 def record_config(run_dir: str, config: Mapping[str, Any], resume: Resume, steps_per_iteration: int,
                   used_plugins: Mapping[str, str | None]) -> None:  # fmt: skip
-    """Write `config.yaml` (with the plugins the run's components come from) for a new run, or for a resume with
-    changed flags, which are also warned about and appended to the run's `config_changes.yaml`."""
+    """Write `config.yaml` (with the plugins the run's components come from) for a new run, or for a resume (which
+    it records; changed flags are also warned about and appended to the run's `config_changes.yaml`)."""
     iteration = resume.global_step // steps_per_iteration
     resumed_from = (
         {"checkpoint": str(Path(resume.checkpoint).resolve()), "iteration": iteration} if resume.checkpoint else None
     )
-    if resume.changes or not (Path(run_dir) / CONFIG_FILE).is_file():
+    if resumed_from or not (Path(run_dir) / CONFIG_FILE).is_file():
         write_config(run_dir, config, resumed_from, used_plugins)
     if resume.changes:
         warn_changes(resume.changes, iteration)
