@@ -215,3 +215,16 @@ def test_a_checkpoint_of_own_networks_says_how_to_make_them_importable(tmp_path,
     assert "own_nets.OwnG" in line and "make own_nets importable" in line and "--plugins own_nets" in line
     done = command("sample.py", *args, "--plugins", "own_nets", plugin_path=str(tmp_path), cwd=REPO)
     assert done.returncode == 0 and (tmp_path / "own.png").is_file(), done.stderr[-2000:]
+
+
+def test_a_run_of_plugins_given_on_the_command_line_resumes_with_ckpt_path_last(npy_dir, tmp_path):
+    # the plugin importable but not installed: only --plugins loads it, and the resume does not repeat it
+    logs, path = tmp_path / "logs", str(PLUGIN)
+    first = command("train.py", *TRAIN, "--plugins", MODULE, "--data-dir", str(npy_dir), "--max-steps", "2",
+                    "--log-dir", str(logs), "--name", "plug", plugin_path=path)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = command("train.py", "--log-dir", str(logs), "--name", "plug", "--ckpt-path", "last", "--max-steps", "3",
+                      plugin_path=path)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    ckpt = torch.load(logs / "plug" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["hyper_parameters"]["model"] == "tiny" and not (logs / "plug" / "version_1").exists()

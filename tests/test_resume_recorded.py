@@ -79,10 +79,37 @@ def test_explicit_flags_override_the_recorded_ones(tmp_path, fake_mnist_dir):
 
 def test_a_run_named_after_its_model_is_still_found(tmp_path, fake_mnist_dir):
     logs = tmp_path / "logs"
-    first_run(logs, fake_mnist_dir, "--name", "mlp")  # where runs of a preset were written before they were named
-    resume("--log-dir", str(logs), "--preset", "cs231n_lsgan", "--ckpt-path", "last", "--max-steps", "3")
-    assert checkpoint(logs / "mlp" / "version_0")["global_step"] == 3 * 2
-    assert not (logs / "cs231n_lsgan").exists()
+    # where runs of a preset were written before they were named after it: the preset's model, not the default's
+    first_run(logs, fake_mnist_dir, "--preset", "cs231n_dcgan", "--name", "dcgan_mnist")
+    resume("--log-dir", str(logs), "--preset", "cs231n_dcgan", "--ckpt-path", "last", "--max-steps", "3")
+    assert checkpoint(logs / "dcgan_mnist" / "version_0")["global_step"] == 3 * 2
+    assert not (logs / "cs231n_dcgan").exists()
+
+
+def test_another_recipes_run_is_never_taken_for_this_one(tmp_path, fake_mnist_dir):
+    logs = tmp_path / "logs"
+    first_run(logs, fake_mnist_dir, "--name", "mlp")  # cs231n_lsgan's run, under the model's name
+    # another preset of the same model: `auto` starts its own run, `last` finds none of its own
+    first_run(logs, fake_mnist_dir, "--preset", "cs231n_gan", "--ckpt-path", "auto")
+    assert (logs / "cs231n_gan" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    assert checkpoint(logs / "mlp" / "version_0")["global_step"] == 2 * 2  # untouched
+    assert yaml.safe_load((logs / "cs231n_gan" / "version_0" / "config.yaml").read_text())["args"]["loss"] == "bce"
+    assert main(["--log-dir", str(logs), "--preset", "cs231n_lsgan", "--ckpt-path", "last", "--max-steps", "3"]) == 0
+    assert checkpoint(logs / "mlp" / "version_0")["global_step"] == 3 * 2  # its own preset's old-style run
+
+
+def test_a_run_started_with_relative_paths_resumes_from_anywhere(tmp_path, fake_mnist_dir, monkeypatch):
+    started, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    started.mkdir(), elsewhere.mkdir()
+    (started / "data").symlink_to(fake_mnist_dir)
+    monkeypatch.chdir(started)  # relative --data-dir and the default, relative, --log-dir
+    argv = ["--preset", "cs231n_lsgan", "--data-dir", "data", "--no-download", "--batch-size", "32", "--latent-dim",
+            "16", "--accelerator", "cpu", "--max-steps", "2", "--sample-every", "1000"]  # fmt: skip
+    assert main(argv) == 0
+    run = started / "lightning_logs" / "cs231n_lsgan" / "version_0"
+    monkeypatch.chdir(elsewhere)
+    resume("--ckpt-path", str(run / "checkpoints" / "last.ckpt"), "--max-steps", "3")
+    assert checkpoint(run)["global_step"] == 3 * 2 and not list(elsewhere.iterdir())
 
 
 def test_a_damaged_recorded_config_is_one_line(tmp_path, fake_mnist_dir, capsys):
@@ -109,6 +136,8 @@ def test_recorded_switches_and_values_are_switched_off_explicitly(tmp_path, fake
     assert "--mirror True -> False" in changed and "--ema-decay 0.9 -> None" in changed
     args = yaml.safe_load((logs / "cs231n_lsgan" / "version_0" / "config.yaml").read_text())["args"]
     assert args["mirror"] is False and args.get("ema_decay") is None and args["loss"] == "lsgan"
+    assert any("this run has no EMA" in m for m in caught), caught
+    assert not any(k.startswith("ema.") for k in checkpoint(logs / "cs231n_lsgan" / "version_0")["state_dict"])
 
 
 def test_none_resets_an_option_a_preset_sets(tmp_path, fake_mnist_dir):

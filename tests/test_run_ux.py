@@ -264,7 +264,9 @@ def test_config_yaml_round_trip_resolves_to_the_same_configuration(tmp_path):
     first = resolve(build_parser().parse_args(argv))
     path = write_config(tmp_path, run_config(first))
     doc = yaml.safe_load(path.read_text())
-    assert set(doc) == {"args", "environment", "written"} and doc["environment"]["torch"] == str(torch.__version__)
+    assert set(doc) == {"args", "environment", "cwd", "written"}
+    assert doc["environment"]["torch"] == str(torch.__version__)
+    assert doc["cwd"] == os.getcwd()  # what the relative paths among the flags are relative to
     replayed = resolve(build_parser().parse_args(["--config", str(path)]))
     assert run_config(replayed) == run_config(first)
     overridden = resolve(build_parser().parse_args(["--config", str(tmp_path), "--lr", "0.01"]))

@@ -117,12 +117,16 @@ def run_command(
     parser: argparse.ArgumentParser | Callable[[], argparse.ArgumentParser],
     run: Callable[[argparse.Namespace], int | None],
     argv: Sequence[str] | None,
+    recorded_runs: Callable[[Sequence[str]], Sequence[Path]] = lambda argv: (),
 ) -> int:
     """Load the plugins, build the parser (`parser` may be its builder), parse `argv`, call `run`, and map user
-    errors to one stderr line and their exit status."""
+    errors to one stderr line and their exit status. `recorded_runs(argv)`: the config.yaml files of runs the
+    command line continues without naming them (the train command's `--ckpt-path last`), whose plugins it needs."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         load_command_plugins(argv)
+        for config in recorded_runs(argv):
+            plugins.require(recorded_plugins(str(config)), f"the run {config.parent}")
     except ConfigError as err:
         prog = (parser if isinstance(parser, argparse.ArgumentParser) else parser()).prog
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)

@@ -6,15 +6,18 @@ import argparse
 import dataclasses
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gan_lightning.commands.train.options import train_options
+from gan_lightning.commands.train.presets import PRESETS
 from gan_lightning.commands.train.runconfig import (
     CONFIG_FILE,
     checkpoint_config,
     compare_for_resume,
     read_training_checkpoint,
+    recorded_doc,
     trained_d_steps,
 )
 from gan_lightning.core.errors import ConfigError
@@ -38,19 +41,30 @@ def latest_version_dir(log_dir: str, name: str) -> Path | None:
     return max(versions, key=lambda p: int(p.name[8:]), default=None)
 
 
-def recorded_run_config(ckpt_path: str, log_dir: str, names: Sequence[str]) -> Path | None:
-    """The `config.yaml` of the run that `--ckpt-path` continues: for `last`, that of the newest resumable run of
-    the first of `names` (the --name candidates, most specific first) that has one; for a checkpoint in a run's
-    `checkpoints/` folder, its run's. None when there is none (the flags given are then the run's flags)."""
-    if ckpt_path in ("last", "auto"):
-        for name in names:
-            version_dir = latest_version_dir(log_dir, name)
-            if version_dir is not None:
-                return version_dir / CONFIG_FILE if (version_dir / CONFIG_FILE).is_file() else None
-        return None
-    path = Path(ckpt_path)
-    recorded = path.parent.parent / CONFIG_FILE
-    return recorded if path.parent.name == "checkpoints" and path.is_file() and recorded.is_file() else None
+def resumed_run_dir(ckpt_path: str, log_dir: str, name: str | None, preset: str | None,
+                    model: str | None) -> Path | None:  # fmt: skip
+    """The run directory whose recorded flags (its config.yaml) a `--ckpt-path` resume takes, or None.
+
+    For `last` and `auto`: the newest run of --name with a checkpoint, --name defaulting to the preset, else the
+    model; for `last` with a preset and no --name, also a run of that same preset written under its model's name,
+    as runs were named before. For a checkpoint in a run's `checkpoints/` folder: that run. None when there is no
+    such run or it records no config.yaml (the flags given are then the run's flags)."""
+    if ckpt_path not in ("last", "auto"):
+        path = Path(ckpt_path)
+        run = path.parent.parent
+        return run if path.parent.name == "checkpoints" and path.is_file() and (run / CONFIG_FILE).is_file() else None
+    model = model or PRESETS.get(preset or "", {}).get("model") or train_options()["model"].default
+    candidates = [(name, None)] if name else [(preset or model, None)]
+    if not name and preset and ckpt_path == "last":
+        candidates.append((model, preset))  # only a run of this preset: another run of the model is not this one
+    for candidate, required_preset in candidates:
+        version_dir = latest_version_dir(log_dir, candidate)
+        if version_dir is None or not (version_dir / CONFIG_FILE).is_file():
+            continue
+        recorded = recorded_doc(version_dir / CONFIG_FILE).get("args") or {}
+        if required_preset is None or recorded.get("preset") == required_preset:
+            return version_dir
+    return None
 
 
 def resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import subprocess
 from collections.abc import Mapping
@@ -81,28 +82,41 @@ def write_config(
     versions and commit under `environment`, and for a resumed run the checkpoint and iteration it continued from
     under `resumed_from`, appended to the run's earlier ones under `resumes`) into `run_dir`."""
     written = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    previous = recorded_doc(Path(run_dir) / CONFIG_FILE) if resumed_from else {}
     doc: dict[str, Any] = {"args": dict(config)}
     if plugins:
         doc["plugins"] = dict(plugins)
-    doc |= {"environment": environment(), "written": written}
+    # the run's first start keeps its provenance; each resume records its own beside it. `cwd` makes the relative
+    # paths among the flags (--data-dir) mean the same when the run is resumed from elsewhere
+    doc |= {"environment": previous.get("environment") or environment(), "cwd": previous.get("cwd") or os.getcwd(),
+            "written": previous.get("written") or written}  # fmt: skip
     if resumed_from:
         doc["resumed_from"] = dict(resumed_from)
         # every resume of this run directory, oldest first: how often and from where a (requeued) job continued
-        doc["resumes"] = [*recorded_resumes(Path(run_dir) / CONFIG_FILE), {**resumed_from, "written": written}]
+        resumes = previous.get("resumes")
+        earlier = [r for r in resumes if isinstance(r, dict)] if isinstance(resumes, list) else []
+        doc["resumes"] = [*earlier, {**resumed_from, "written": written, "environment": environment()}]
     text = "# Replay: python scripts/train.py --config THIS_FILE [flags that override it]\n" + yaml.safe_dump(
         doc, sort_keys=False
     )
     return write_text(Path(run_dir) / CONFIG_FILE, text, "the run's config")
 
 
-def recorded_resumes(path: Path) -> list[dict[str, Any]]:
-    """The `resumes` a run's existing config.yaml records ([] when none, or when it cannot be read)."""
+def recorded_doc(path: Path) -> dict[str, Any]:
+    """A run's existing config.yaml as a mapping ({} when there is none, or it cannot be read)."""
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return []
-    resumes = doc.get("resumes") if isinstance(doc, dict) else None
-    return [r for r in resumes if isinstance(r, dict)] if isinstance(resumes, list) else []
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def recorded_data_dir(path: Path, data_dir: str | None) -> str | None:
+    """The `--data-dir` a run's config.yaml records, a relative one joined to the directory the run started in."""
+    cwd = recorded_doc(path).get("cwd")
+    if data_dir is None or Path(data_dir).is_absolute() or not isinstance(cwd, str):
+        return data_dir
+    return os.path.join(cwd, data_dir)
 
 
 def load_config(path: str | Path, known: set[str], flag: str = "--config") -> dict[str, Any]:

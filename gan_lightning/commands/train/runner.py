@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 from gan_lightning.callbacks import GANCheckpoint, GANLogger, RankWatch, RunProgress, SampleGrid, TrainingHealth
 from gan_lightning.commands.base import CommandStopped, run_command
 from gan_lightning.commands.train.fit import fit
-from gan_lightning.commands.train.parser import build_parser
+from gan_lightning.commands.train.parser import build_parser, resumed_configs
 from gan_lightning.commands.train.resolution import resolve
 from gan_lightning.commands.train.resume import Resume, resume_from
 from gan_lightning.commands.train.runconfig import (
@@ -155,4 +155,4 @@ def _resolve_and_run(cfg: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `scripts/train.py`: 0 on success, 2 bad input or data, 3 non-finite loss, 130 signal."""
-    return run_command(build_parser, _resolve_and_run, argv)
+    return run_command(build_parser, _resolve_and_run, argv, recorded_runs=resumed_configs)
