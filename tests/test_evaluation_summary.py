@@ -9,6 +9,7 @@ import statistics
 import pytest
 
 from gan_lightning.commands.evaluate import main as evaluate_main
+from gan_lightning.commands.evaluate_runs import summarize_runs
 from gan_lightning.commands.evaluate_summary import summarize
 from gan_lightning.commands.train import main as train_main
 
@@ -26,9 +27,9 @@ def test_mean_and_std_over_runs_at_the_iterations_all_of_them_scored():
               "c": [row(1000, 22.0, 8), row(2000, 15.0, 10)]}  # fmt: skip
     first, second = summarize(tables)  # 3000: only run a has it
     assert (first["iteration"], first["runs"], second["iteration"]) == (1000, 3, 2000)
-    assert first["fid"] == pytest.approx(22.0) and first["fid_std"] == pytest.approx(2.0)  # sample std, n - 1
-    assert first["modes"] == pytest.approx(9.0) and first["modes_std"] == pytest.approx(1.0)
-    assert second["fid"] == pytest.approx(13.0) and second["fid_std"] == pytest.approx(statistics.stdev([10, 14, 15]))
+    assert first["fid"] == pytest.approx(22.0) and first["fid_sd"] == pytest.approx(2.0)  # sample std, n - 1
+    assert first["modes"] == pytest.approx(9.0) and first["modes_sd"] == pytest.approx(1.0)
+    assert second["fid"] == pytest.approx(13.0) and second["fid_sd"] == pytest.approx(statistics.stdev([10, 14, 15]))
     assert "code_classes" not in first and "checkpoint" not in first  # lists and names do not average
     assert first["protocol"] == PROTOCOL
 
@@ -38,6 +39,24 @@ def test_runs_scored_differently_or_alone_give_no_summary():
     other = {**PROTOCOL, "num_generated": 50}
     assert summarize({"a": [row(1000, 20.0, 10)], "b": [row(1000, 20.0, 10, protocol=other)]}) == []
     assert summarize({"a": [row(1000, 20.0, 10)], "b": [row(2000, 20.0, 10)]}) == []
+
+
+def test_a_diverged_run_does_not_hide_the_others():
+    nan = float("nan")
+    [summary] = summarize({"a": [row(1000, nan, 3)], "b": [row(1000, 20.0, 9)], "c": [row(1000, 24.0, 9)]})
+    assert summary["fid"] == pytest.approx(22.0) and summary["fid_n"] == 2  # averaged over the finite ones
+    assert summary["modes"] == pytest.approx(7.0) and "modes_n" not in summary
+    [lone] = summarize({"a": [row(1000, nan, 3)], "b": [row(1000, 20.0, 9)]})
+    assert lone["fid"] == 20.0 and lone["fid_n"] == 1 and lone["fid_sd"] != lone["fid_sd"]  # NaN: one value
+
+
+def test_runs_of_different_recipes_are_averaged_only_when_asked(tmp_path, capsys):
+    tables = {str(tmp_path / "a" / "version_0"): [row(1000, 20.0, 10)],
+              str(tmp_path / "b" / "version_0"): [row(1000, 24.0, 9)]}  # fmt: skip
+    summarize_runs(tables, None, same_recipe=False)
+    assert "differ in more than their seed" in capsys.readouterr().out and not list(tmp_path.iterdir())
+    summarize_runs(tables, tmp_path / "out", same_recipe=False)
+    assert (tmp_path / "out" / "evaluation_summary.json").is_file()
 
 
 def test_psi_rows_are_summarized_apart():
@@ -66,9 +85,16 @@ def test_evaluate_writes_the_summary_of_three_seeds(tmp_path, fake_mnist_dir, fa
     assert len(set(fids)) == 3  # three different runs
     assert summary["runs"] == 3 and summary["iteration"] == 2
     assert summary["fid"] == pytest.approx(statistics.fmean(fids))
-    assert summary["fid_std"] == pytest.approx(statistics.stdev(fids))
+    assert summary["fid_sd"] == pytest.approx(statistics.stdev(fids))
     assert (logs / "seeds" / "evaluation_summary.png").stat().st_size > 0
-    assert "fid_std" in (logs / "seeds" / "evaluation_summary.csv").read_text().splitlines()[0]
+    assert "fid_sd" in (logs / "seeds" / "evaluation_summary.csv").read_text().splitlines()[0]
+    assert summary["kid_std"] == pytest.approx(
+        statistics.fmean(  # KID's own spread, averaged: not overwritten
+            json.loads((run / "evaluation.json").read_text())[-1]["kid_std"] for run in runs
+        )
+    )
+    assert evaluate_main([str(runs[0]), "--summary", str(tmp_path / "one")]) == 2  # nothing to average
+    assert "--summary averages several RUN_DIRs" in capsys.readouterr().err
 
 
 def test_summary_with_one_checkpoint_is_refused(tmp_path, capsys):

@@ -10,7 +10,8 @@ iterations; every run given on one plot) into each run directory. `--truncation 
 at each psi (a `truncation` column), plotting FID, precision and recall against psi when there are several;
 `--truncation-threshold T` truncates every score BigGAN's way (a `truncation_threshold` column). With several
 runs (seeds of one recipe), every metric's mean and standard deviation over them, at each iteration they all scored,
-go to `evaluation_summary.{csv,json,png}` (`--summary DIR`; default the runs' closest common folder).
+go to `evaluation_summary.{csv,json,png}` (by default, for the seeds of one recipe, in the runs' closest common folder;
+`--summary DIR` for any runs).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any
 from gan_lightning.commands.base import Parser, run_command
 from gan_lightning.commands.evaluate_report import plot_truncation, print_row
 from gan_lightning.commands.evaluate_runs import evaluate_runs, reference_dir, run_evaluator
-from gan_lightning.commands.evaluate_summary import SUMMARY, summarize, summary_dir
 from gan_lightning.commands.sample import load_gan, read_checkpoint
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.files import check_writable_dir
@@ -74,9 +74,9 @@ def build_parser() -> Parser:
         help="use at most this many reference images (default all of the split)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
-    p.add_argument("--summary", metavar="DIR", help="several RUN_DIRs (seeds of one recipe): write every metric's "
-                   "mean and standard deviation over them to DIR/evaluation_summary.{csv,json,png} (default: the "
-                   "runs' closest common folder)")  # fmt: skip
+    p.add_argument("--summary", metavar="DIR", help="several RUN_DIRs: write every metric's mean and standard "
+                   "deviation over them to DIR/evaluation_summary.{csv,json,png} (default: for the seeds of one "
+                   "recipe, the runs' closest common folder)")  # fmt: skip
     p.add_argument("--plot", help="RUN_DIR mode: also write the plot here; --ckpt with several --truncation values: "
                    "write the plot against psi here")  # fmt: skip
     Options(truncation_options)["truncation"].add_to(p, nargs="+")  # several psi: the same checkpoint scored at each
@@ -95,16 +95,11 @@ def run(cfg: argparse.Namespace) -> None:
         Options(truncation_options)["truncation"].validate(psi)
     Options(truncation_options)["truncation_threshold"].validate(threshold)
     if cfg.run_dirs:
-        summary = cfg.summary or (summary_dir(cfg.run_dirs) if len(cfg.run_dirs) > 1 else None)
-        tables = evaluate_runs(cfg.run_dirs, cfg.classifier, cfg.data_dir, cfg.num, cfg.seed, cfg.plot, cfg.dataset,
-                               truncations, threshold, summary, **_reference_options(cfg))  # fmt: skip
+        evaluate_runs(cfg.run_dirs, cfg.classifier, cfg.data_dir, cfg.num, cfg.seed, cfg.plot, cfg.dataset,
+                      truncations, threshold, cfg.summary, **_reference_options(cfg))  # fmt: skip
         plots = ".png and evaluation_truncation.png" if truncations and len(truncations) > 1 else ".png"
         for run_dir in cfg.run_dirs:
             print(f"wrote {Path(run_dir) / 'evaluation.csv'}, .json and {plots}")
-        if summary is not None and summarize(tables):
-            print(f"wrote {Path(summary) / SUMMARY}.csv, .json and .png")
-        elif summary is not None:
-            print("no summary: the runs share no scored iteration, or were scored under different protocols")
         return
     if cfg.summary is not None:
         raise ConfigError("--summary summarizes several RUN_DIRs; drop it with --ckpt")

@@ -68,7 +68,7 @@ def plot_truncation(tables: dict[str, list[dict[str, Any]]], path: Path) -> None
 def plot_series(series: dict[str, list[tuple[float, dict[str, Any]]]], metrics: Sequence[str], xlabel: str,
                 path: Path) -> None:  # fmt: skip
     """One panel per metric present, each series a line of (x, row) points sorted by x (with a band of one
-    standard deviation where the rows hold `<metric>_std`); written as a PNG."""
+    standard deviation where the rows hold `<metric>_sd`, as summaries across runs do); written as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed (and none on a cluster node)
@@ -80,7 +80,7 @@ def plot_series(series: dict[str, list[tuple[float, dict[str, Any]]]], metrics: 
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n), squeeze=False)
     for ax, name in zip(axes.flat, names, strict=False):
         for label, points in series.items():
-            xy = sorted((x, row[name], row.get(f"{name}_std")) for x, row in points if name in row)
+            xy = sorted((x, row[name], row.get(f"{name}_sd")) for x, row in points if name in row)
             xs, ys, stds = zip(*xy, strict=True)
             ax.plot(xs, ys, marker="o", label=label)
             if all(s is not None for s in stds):

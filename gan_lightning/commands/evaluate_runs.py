@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gan_lightning.commands.evaluate_report import plot_runs, plot_truncation, print_row, write_table
-from gan_lightning.commands.evaluate_summary import summary_dir, write_summary
+from gan_lightning.commands.evaluate_summary import SUMMARY, recipe, summary_dir, write_summary
 from gan_lightning.commands.sample import load_gan, read_checkpoint
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.core.files import check_writable_dir
@@ -63,9 +63,11 @@ def evaluate_runs(
             raise ConfigError(f"cannot write the evaluation into {run_dir}: not writable")
     if plot is not None:
         check_writable_dir(Path(plot).parent, "--plot")
-    summary = Path(summary) if summary is not None else summary_dir(list(runs)) if len(runs) > 1 else None
+    if summary is not None and len(runs) < 2:
+        raise ConfigError("--summary averages several RUN_DIRs (the seeds of one recipe); give two or more")
     if summary is not None:
-        check_writable_dir(summary, "--summary")
+        check_writable_dir(Path(summary), "--summary")
+    recipes = {}
     evaluators: dict[tuple[str, int], Evaluator] = {}
     tables: dict[str, list[dict[str, Any]]] = {}
     for run_dir, paths in runs.items():
@@ -78,6 +80,7 @@ def evaluate_runs(
                 continue
             seen.add(iteration)
             info = ckpt.get("gan_lightning_run", {})
+            recipes[run_dir] = recipe(info.get("config") or {})
             reference_name = dataset or info.get("dataset", "mnist")
             root = reference_dir(info, reference_name, data_dir)
             key = (reference_name, gan.hparams.image_size)
@@ -99,9 +102,23 @@ def evaluate_runs(
             plot_truncation(tables, run_dir / "evaluation_truncation.png")
     if plot is not None:
         plot_runs(tables, Path(plot))
-    if summary is not None:
-        write_summary(tables, summary)
+    if len(runs) > 1:
+        summarize_runs(tables, summary, same_recipe=len(set(recipes.values())) == 1)
     return tables
+
+
+def summarize_runs(tables: dict[str, list[dict[str, Any]]], summary: str | Path | None, same_recipe: bool) -> None:
+    """Write the mean and spread over the runs: into `summary` when given; else, for the seeds of one recipe,
+    into their common folder when it can be written. Says what it wrote, or why it wrote nothing."""
+    folder = Path(summary) if summary is not None else summary_dir(list(tables))
+    if summary is None and not same_recipe:
+        print("no summary: the runs differ in more than their seed; pass --summary DIR to average them anyway")
+    elif summary is None and not os.access(folder, os.W_OK):
+        print(f"no summary: {folder} is not writable; pass --summary DIR")
+    elif write_summary(tables, folder):
+        print(f"wrote {folder / SUMMARY}.csv, .json and .png")
+    else:
+        print("no summary: the runs share no scored iteration, or were scored under different protocols")
 
 
 def run_evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int, classifier: str | None,

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from collections.abc import Sequence
@@ -17,15 +18,17 @@ KEYS = ("iteration", "truncation", "truncation_threshold")  # what identifies a 
 
 
 def summary_dir(run_dirs: Sequence[str | Path]) -> Path:
-    """Where the summary of these runs goes by default: their closest common folder (LOG_DIR/NAME for the versions
-    of one name, LOG_DIR for several names)."""
+    """Where the summary of these runs goes by default: the closest folder holding them all (LOG_DIR/NAME for the
+    versions of one name, LOG_DIR for several names; `/` at worst)."""
     return Path(os.path.commonpath([Path(d).resolve().parent for d in run_dirs]))
 
 
 def summarize(tables: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One row per iteration (and psi) that every run scored, with `runs` (how many), each metric's mean under its
-    name and its sample standard deviation over the runs (n - 1) as `<metric>_std`, and the shared protocol. []
-    for fewer than two runs, or runs scored under different protocols (their numbers do not average)."""
+    name and its sample standard deviation over the runs (n - 1) as `<metric>_sd` (`_std` is taken: KID's own
+    spread over subsets is the metric `kid_std`), over the finite values only (`<metric>_n` counts them when some
+    run's is NaN), and the shared protocol. [] for fewer than two runs, or
+    runs scored under different protocols (their numbers do not average)."""
     if len(tables) < 2:
         return []
     by_key = [{tuple(row.get(k) for k in KEYS): row for row in rows} for rows in tables.values()]
@@ -39,8 +42,12 @@ def summarize(tables: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         out: dict[str, Any] = {k: v for k, v in zip(KEYS, key, strict=True) if v is not None}
         out["runs"] = len(rows)
         for name in metrics:
-            values = [float(row[name]) for row in rows]
-            out[name], out[f"{name}_std"] = statistics.fmean(values), statistics.stdev(values)
+            # a diverged run scores NaN: the others still average, and `<metric>_runs` says how many did
+            values = [float(row[name]) for row in rows if math.isfinite(row[name])]
+            out[name] = statistics.fmean(values) if values else math.nan
+            out[f"{name}_sd"] = statistics.stdev(values) if len(values) > 1 else math.nan
+            if len(values) < len(rows):
+                out[f"{name}_n"] = len(values)
         out["protocol"] = rows[0].get("protocol")
         summary.append(out)
     return summary
@@ -49,6 +56,15 @@ def summarize(tables: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 def is_number(value: Any) -> bool:
     """A metric value that averages: a real number (not a flag, a list or a name)."""
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def recipe(config: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """What makes runs the seeds of one recipe: every recorded flag that defines the networks or the training
+    (resume rules "refuse" and "warn"), except the seed."""
+    from gan_lightning.commands.train.runconfig import flags_with
+
+    keys = sorted({*flags_with("refuse"), *flags_with("warn")} - {"seed"})
+    return tuple((k, repr(config.get(k))) for k in keys)
 
 
 def write_summary(tables: dict[str, list[dict[str, Any]]], folder: Path) -> list[dict[str, Any]]:
