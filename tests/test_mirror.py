@@ -99,4 +99,4 @@ def test_mirror_is_a_flag_of_every_dataset_recorded_in_config_yaml():
     assert run_config(resolve(build_parser().parse_args(["--mirror"])))["mirror"] is True  # MNIST too: allowed
     assert run_config(resolve(build_parser().parse_args([])))["mirror"] is False
     help_text = " ".join(build_parser().format_help().split())
-    assert "--mirror double the training set" in help_text and "flip-symmetric data" in help_text
+    assert "--mirror, --no-mirror double the training set" in help_text and "flip-symmetric data" in help_text
