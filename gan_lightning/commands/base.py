@@ -91,15 +91,20 @@ def load_command_plugins(argv: Sequence[str]) -> None:
             plugins.require(checkpoint_plugins(ckpt), f"the checkpoint {ckpt}")
 
 
-def recorded_plugins(config: str) -> dict[str, str | None]:
-    """The plugins a run's `config.yaml` (or RUN_DIR) recorded; {} when it records none or cannot be read (the
-    command's own parser then says what is wrong with the file)."""
+def recorded_doc(config: str | Path) -> dict[str, Any]:
+    """A run's `config.yaml` (or that of RUN_DIR) as a mapping; {} when there is none or it cannot be read (the
+    command that needs it whole says what is wrong with the file)."""
     path = Path(config) / "config.yaml" if Path(config).is_dir() else Path(config)
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
-    recorded = doc.get("plugins") if isinstance(doc, dict) else None
+    return doc if isinstance(doc, dict) else {}
+
+
+def recorded_plugins(config: str | Path) -> dict[str, str | None]:
+    """The plugins a run's `config.yaml` (or RUN_DIR) recorded; {} when it records none or cannot be read."""
+    recorded = recorded_doc(config).get("plugins")
     return dict(recorded) if isinstance(recorded, dict) else {}
 
 
@@ -126,7 +131,7 @@ def run_command(
     try:
         load_command_plugins(argv)
         for config in recorded_runs(argv):
-            plugins.require(recorded_plugins(str(config)), f"the run {config.parent}")
+            plugins.require(recorded_plugins(config), f"the run {config.parent}")
     except ConfigError as err:
         prog = (parser if isinstance(parser, argparse.ArgumentParser) else parser()).prog
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gan_lightning.commands.base import Parser
-from gan_lightning.commands.train.options import option_groups, train_options
+from gan_lightning.commands.train.options import option_groups
 from gan_lightning.commands.train.presets import PRESETS, preset_help
 from gan_lightning.commands.train.resume import resumed_run_dir
 from gan_lightning.commands.train.runconfig import CONFIG_FILE, load_config, recorded_data_dir
@@ -30,8 +30,8 @@ class TrainParser(Parser):
         source, flag, run_dir = cfg.config, "--config", None
         if not source and cfg.ckpt_path:
             explicit = {k: None if v is RESET else v for k, v in vars(cfg).items()}
-            run_dir = resumed_run_dir(cfg.ckpt_path, explicit["log_dir"] or train_options()["log_dir"].default,
-                                      explicit["name"], explicit["preset"], explicit["model"])  # fmt: skip
+            run_dir = resumed_run_dir(cfg.ckpt_path, explicit["log_dir"], explicit["name"], explicit["preset"],
+                                      explicit["model"])  # fmt: skip
             source, flag = (run_dir / CONFIG_FILE if run_dir else None), "--ckpt-path"
         if not source:
             return cfg
@@ -62,8 +62,7 @@ def resumed_configs(argv: Sequence[str]) -> list[Path]:
     known, _ = scan.parse_known_args(argv)
     if known.config or known.ckpt_path not in ("last", "auto"):
         return []  # --config and checkpoint files name what holds their plugins themselves
-    log_dir = known.log_dir or train_options()["log_dir"].default
-    run_dir = resumed_run_dir(known.ckpt_path, log_dir, known.name, known.preset, known.model)
+    run_dir = resumed_run_dir(known.ckpt_path, known.log_dir, known.name, known.preset, known.model)
     return [run_dir / CONFIG_FILE] if run_dir else []
 
 

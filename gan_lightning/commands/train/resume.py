@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gan_lightning.commands.base import recorded_doc
 from gan_lightning.commands.train.options import train_options
 from gan_lightning.commands.train.presets import PRESETS
 from gan_lightning.commands.train.runconfig import (
@@ -17,7 +18,6 @@ from gan_lightning.commands.train.runconfig import (
     checkpoint_config,
     compare_for_resume,
     read_training_checkpoint,
-    recorded_doc,
     trained_d_steps,
 )
 from gan_lightning.core.errors import ConfigError
@@ -41,18 +41,20 @@ def latest_version_dir(log_dir: str, name: str) -> Path | None:
     return max(versions, key=lambda p: int(p.name[8:]), default=None)
 
 
-def resumed_run_dir(ckpt_path: str, log_dir: str, name: str | None, preset: str | None,
+def resumed_run_dir(ckpt_path: str, log_dir: str | None, name: str | None, preset: str | None,
                     model: str | None) -> Path | None:  # fmt: skip
     """The run directory whose recorded flags (its config.yaml) a `--ckpt-path` resume takes, or None.
 
-    For `last` and `auto`: the newest run of --name with a checkpoint, --name defaulting to the preset, else the
-    model; for `last` with a preset and no --name, also a run of that same preset written under its model's name,
-    as runs were named before. For a checkpoint in a run's `checkpoints/` folder: that run. None when there is no
-    such run or it records no config.yaml (the flags given are then the run's flags)."""
+    For `last` and `auto`: the newest run of --name with a checkpoint under --log-dir (given, else its default),
+    --name defaulting to the preset, else the model; for `last` with a preset and no --name, also a run of that
+    same preset written under its model's name, as runs were named before. For a checkpoint in a run's
+    `checkpoints/` folder: that run. None when there is no such run or it records no config.yaml (the flags given
+    are then the run's flags)."""
     if ckpt_path not in ("last", "auto"):
         path = Path(ckpt_path)
         run = path.parent.parent
         return run if path.parent.name == "checkpoints" and path.is_file() and (run / CONFIG_FILE).is_file() else None
+    log_dir = log_dir or train_options()["log_dir"].default
     model = model or PRESETS.get(preset or "", {}).get("model") or train_options()["model"].default
     candidates = [(name, None)] if name else [(preset or model, None)]
     if not name and preset and ckpt_path == "last":

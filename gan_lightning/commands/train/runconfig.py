@@ -16,6 +16,7 @@ import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
+from gan_lightning.commands.base import recorded_doc
 from gan_lightning.commands.train.options import options_in_use, train_options
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.core.files import append_text, load_weights_file, write_text
@@ -100,15 +101,6 @@ def write_config(
         doc, sort_keys=False
     )
     return write_text(Path(run_dir) / CONFIG_FILE, text, "the run's config")
-
-
-def recorded_doc(path: Path) -> dict[str, Any]:
-    """A run's existing config.yaml as a mapping ({} when there is none, or it cannot be read)."""
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def recorded_data_dir(path: Path, data_dir: str | None) -> str | None:
