@@ -5,7 +5,7 @@ from gan_lightning.callbacks.grid import SampleGrid
 from gan_lightning.callbacks.health import TrainingHealth, diagnose
 from gan_lightning.callbacks.progress import RunProgress
 from gan_lightning.callbacks.ranks import RankWatch, collective_failed
-from gan_lightning.callbacks.tensorboard import CUSTOM_SCALARS, GANLogger
+from gan_lightning.loggers.tensorboard import CUSTOM_SCALARS, GANLogger  # the default tracker's logger
 
 __all__ = [
     "CUSTOM_SCALARS",

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
 from torchvision.utils import make_grid, save_image
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.files import atomic_write, write_text
+from gan_lightning.loggers import log_image, log_text, run_dir
 
 
 class SampleGrid(Callback):
@@ -20,10 +19,11 @@ class SampleGrid(Callback):
     The inputs (noise, and the class rows of a conditional GAN or the code sweeps of an InfoGAN, from
     `LatentSpace.grid`) are drawn once from their own seed and stored in the checkpoint, so grids stay
     comparable across epochs and across a resume. Sampling runs in eval mode, without gradients, from the EMA
-    generator when there is one, on global rank zero only. Grids go to TensorBoard under the image tag `tag`
-    (plus `tag/codeJ` for further InfoGAN codes) and, with `save_png`, to `<log_dir>/samples/`. When the classes of
+    generator when there is one, on global rank zero only. Grids go to every logger of the run (`gan_lightning.loggers`)
+    under the image tag `tag` (plus `tag/codeJ` for further InfoGAN codes) and, with `save_png`, to the run
+    directory's `samples/`. When the classes of
     a conditional GAN have names, the first grid of each process also writes which class each row shows: a text
-    summary `tag/rows` in TensorBoard and `samples/<tag>_rows.txt` (one name per line, top row first) beside the PNGs.
+    summary `tag/rows` on the loggers and `samples/<tag>_rows.txt` (one name per line, top row first) beside the PNGs.
     """
 
     def __init__(
@@ -67,14 +67,11 @@ class SampleGrid(Callback):
             images = pl_module.sample(latents=latents).float().cpu()  # (N, C, H, W) in [-1, 1]
             grid = make_grid(images, nrow=self.nrow[suffix], normalize=True, value_range=(-1, 1))  # (C, H', W')
             grids[self.tag + suffix] = grid
-            # Only real TensorBoard loggers: under fast_dev_run Lightning swaps in a dummy and nothing is written.
-            for logger in trainer.loggers:
-                if isinstance(logger, TensorBoardLogger):
-                    logger.experiment.add_image(self.tag + suffix, grid, global_step=step)
-                    if self.save_png:
-                        name = (self.tag + suffix).replace("/", "_")
-                        path = Path(logger.log_dir) / "samples" / f"{name}_{step:07d}.png"
-                        atomic_write(path, lambda p, grid=grid: save_image(grid, p, format="png"), "the sample grid")
+            log_image(trainer, self.tag + suffix, grid, step)  # every logger of the run, none under fast_dev_run
+            folder = run_dir(trainer)
+            if self.save_png and folder is not None:
+                path = folder / "samples" / f"{(self.tag + suffix).replace('/', '_')}_{step:07d}.png"
+                atomic_write(path, lambda p, grid=grid: save_image(grid, p, format="png"), "the sample grid")
         if not self.rows_named:
             self.rows_named = True
             self._name_rows(trainer, pl_module, step)
@@ -86,15 +83,12 @@ class SampleGrid(Callback):
         names = pl_module.latents.class_names if pl_module.latents.num_classes else None
         if not names:
             return
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                rows = "| row (label) | class |\n|---|---|\n" + "\n".join(
-                    f"| {i} | {name} |" for i, name in enumerate(names)
-                )  # a markdown table: TensorBoard renders it
-                logger.experiment.add_text(f"{self.tag}/rows", rows, global_step=step)
-                if self.save_png:
-                    text = "".join(f"{name}\n" for name in names)
-                    write_text(Path(logger.log_dir) / "samples" / f"{self.tag}_rows.txt", text, "the grid's row names")
+        rows = "| row (label) | class |\n|---|---|\n" + "\n".join(f"| {i} | {name} |" for i, name in enumerate(names))
+        log_text(trainer, f"{self.tag}/rows", rows, step)  # a markdown table: the trackers render it
+        folder = run_dir(trainer)
+        if self.save_png and folder is not None:
+            text = "".join(f"{name}\n" for name in names)
+            write_text(folder / "samples" / f"{self.tag}_rows.txt", text, "the grid's row names")
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if pl_module.iteration % self.every_n_steps == 0:

@@ -6,8 +6,9 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
+
+from gan_lightning.loggers import log_text
 
 
 def diagnose(history: list[dict[str, float]], chance_d_loss: float | None, window: int = 10) -> str | None:
@@ -69,6 +70,4 @@ class TrainingHealth(Callback):
         self.warned.add(kind)
         text = f"iteration {pl_module.iteration}: {message}"
         rank_zero_warn(text)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_text("health", text, global_step=pl_module.iteration)
+        log_text(trainer, "health", text, pl_module.iteration)

@@ -10,13 +10,13 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.core.files import append_text
 from gan_lightning.core.options import Option
 from gan_lightning.data.base import to_signed
+from gan_lightning.loggers import log_text, run_dir
 from gan_lightning.metrics.extractors import EXTRACTORS, FeatureExtractor
 from gan_lightning.metrics.quality import Scorer
 
@@ -151,12 +151,12 @@ class SampleQuality(Callback):
         scalars = {f"{self.prefix}{name}": value for name, value in results.items()}
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
-            # Only real TensorBoard loggers: under fast_dev_run Lightning swaps in a dummy with no directory.
-            if isinstance(logger, TensorBoardLogger):
-                record = {"step": step, "global_step": trainer.global_step, **results, "protocol": protocol}
-                append_text(Path(logger.log_dir) / "metrics.jsonl", json.dumps(record) + "\n", "the metrics log")
-                table = "\n".join(["| field | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in protocol.items())])
-                logger.experiment.add_text(f"{self.prefix}protocol", table, global_step=step)
+        table = "\n".join(["| field | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in protocol.items())])
+        log_text(trainer, f"{self.prefix}protocol", table, step)
+        folder = run_dir(trainer)
+        if folder is not None:  # none under fast_dev_run: nothing is written
+            record = {"step": step, "global_step": trainer.global_step, **results, "protocol": protocol}
+            append_text(folder / "metrics.jsonl", json.dumps(record) + "\n", "the metrics log")
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if pl_module.iteration % self.every_n_steps == 0:

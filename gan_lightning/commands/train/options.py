@@ -28,7 +28,7 @@ RUN_OPTIONS = (
            "each phase all-reduces only its own network) when training on more than one device", resume="free"),
     Option("num_nodes", 1, "machines, launched by Lightning's own launcher", positive=True, resume="free"),
     Option("sync_batchnorm", False, "synchronise BatchNorm statistics across devices", resume="free"),
-    Option("log_dir", "lightning_logs", "TensorBoard root", resume="free"),
+    Option("log_dir", "lightning_logs", "where runs go: LOG_DIR/NAME/version_N", resume="free"),
     Option("name", None, "run name: logs go to LOG_DIR/NAME/version_N", type=str, resume="free",
            default_text="the preset, else the model"),
     Option("sample_every", 500, "log a sample grid every N iterations", positive=True, resume="free"),
@@ -48,14 +48,14 @@ RUN_OPTIONS = (
 
 def option_groups() -> list[tuple[str, Options]]:
     """The train command's options by owner, as `--help` groups them: each declared once, by its component."""
-    from gan_lightning import data, metrics
+    from gan_lightning import data, loggers, metrics
     from gan_lightning.training.gan import GAN
 
     return [
         ("data", data.dataset_options()),
         ("model, objective and optimization", GAN.declared_options()),
         ("evaluation (offline: no weights are ever downloaded)", declared(metrics)),
-        ("run, hardware, logging and checkpoints", Options(RUN_OPTIONS)),
+        ("run, hardware, logging and checkpoints", Options(RUN_OPTIONS, declared(loggers))),
     ]
 
 

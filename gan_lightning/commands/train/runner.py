@@ -10,7 +10,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from gan_lightning.callbacks import GANCheckpoint, GANLogger, RankWatch, RunProgress, SampleGrid, TrainingHealth
+from gan_lightning.callbacks import GANCheckpoint, RankWatch, RunProgress, SampleGrid, TrainingHealth
 from gan_lightning.commands.base import CommandStopped, run_command
 from gan_lightning.commands.train.fit import fit
 from gan_lightning.commands.train.parser import build_parser, resumed_configs
@@ -35,6 +35,7 @@ from gan_lightning.commands.train.trainer import (
 from gan_lightning.core import notes, plugins
 from gan_lightning.core.files import check_writable_dir, claim_version, remove_empty_dirs
 from gan_lightning.data import DATASETS
+from gan_lightning.loggers import RunLocation, build_loggers, tracker_of
 from gan_lightning.metrics import EXTRACTORS
 from gan_lightning.training.accumulate import check_batchnorm_micro_batches
 from gan_lightning.training.gan import GAN
@@ -63,24 +64,34 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
     extra = [*callbacks, *([ResumeWithChanges()] if resume.checkpoint else []), *evaluation_callbacks(cfg)]
     version, claimed = run_version(cfg, resume)
     try:
-        logger = GANLogger(cfg.log_dir, name=cfg.name, version=version, default_hp_metric=False)
-        checkpoint, watch = checkpoint_callback(cfg, config, used_plugins), RankWatch()
+        location = RunLocation(Path(cfg.log_dir), cfg.name, version)
+        # under fast_dev_run Lightning swaps every logger for a dummy: only TensorBoard's is built, and writes nothing
+        loggers = build_loggers("tensorboard" if cfg.fast_dev_run else cfg.logger, location, config)
+        if location.version is None:  # fast_dev_run: TensorBoard's own next version, for the paths printed
+            location = RunLocation(location.log_dir, location.name, loggers[0].version)
+        checkpoint = checkpoint_callback(cfg, config, used_plugins, location.run_dir / "checkpoints")
+        watch = RankWatch()
         standard = [SampleGrid(every_n_steps=cfg.sample_every), checkpoint, RunProgress(), TrainingHealth(), watch]
-        trainer = build_trainer(cfg, devices, model, logger, [*standard, *extra])
+        trainer = build_trainer(cfg, devices, model, loggers, [*standard, *extra], root_dir=location.run_dir)
         datamodule.check_batches(trainer.world_size)  # per process, now that the number of processes is known
     except BaseException:
         remove_empty_dirs(claimed)  # refused: the claimed version directory goes, as nothing was written in it
         raise
-    paths = {"log_dir": str(logger.log_dir), "checkpoint": str(Path(logger.log_dir) / "checkpoints" / "last.ckpt")}
+    paths = {"log_dir": str(location.run_dir), "checkpoint": str(location.run_dir / "checkpoints" / "last.ckpt")}
     notes.release()  # the input is checked: what was inferred from it is worth saying now
     if trainer.is_global_zero and not cfg.fast_dev_run:
         # Everything that could be wrong with the input has been checked by now: the run directory may appear.
         record_config(paths["log_dir"], config, resume, model.steps_per_iteration, used_plugins)
-    os.environ[VERSION_ENV] = str(logger.version)  # the DDP processes Lightning starts for the other ranks read it
+        for logger in loggers:
+            tracker_of(logger).started(logger, location, config)  # e.g. the config as a tracker's parameters
+    os.environ[VERSION_ENV] = str(location.version)  # the DDP processes Lightning starts for the other ranks read it
     try:
         fit(trainer, model, datamodule, resume.checkpoint, checkpoint, watch)
     finally:
         os.environ.pop(VERSION_ENV, None)
+        if trainer.is_global_zero and not cfg.fast_dev_run:
+            for logger in loggers:
+                tracker_of(logger).finished(logger)
     if trainer.is_global_zero and not cfg.fast_dev_run:
         print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
     _raise_if_signalled(trainer, checkpoint, model)

@@ -93,13 +93,17 @@ def quiet_expected_warnings() -> None:
 
 
 def checkpoint_callback(
-    cfg: argparse.Namespace, config: Mapping[str, Any], used_plugins: Mapping[str, str | None] | None = None
+    cfg: argparse.Namespace,
+    config: Mapping[str, Any],
+    used_plugins: Mapping[str, str | None] | None = None,
+    dirpath: Path | None = None,
 ) -> GANCheckpoint:
-    """The run's checkpoint writer, recording the dataset, its resolved directory, the run's `config` and the
-    plugins its components come from."""
+    """The run's checkpoint writer into `dirpath` (the run directory's `checkpoints/`, whichever loggers run),
+    recording the dataset, its resolved directory, the run's `config` and the plugins its components come from."""
     data_dir = str(Path(cfg.data_dir or default_data_dir()).resolve())
     run_info = {"dataset": cfg.dataset, "data_dir": data_dir, "config": config, "plugins": dict(used_plugins or {})}
-    return GANCheckpoint(every_n_iterations=cfg.checkpoint_every, keep=cfg.keep_checkpoints, run_info=run_info)
+    return GANCheckpoint(every_n_iterations=cfg.checkpoint_every, keep=cfg.keep_checkpoints, run_info=run_info,
+                         dirpath=dirpath)  # fmt: skip
 
 
 def evaluation_callbacks(cfg: argparse.Namespace) -> list[pl.Callback]:
@@ -133,10 +137,15 @@ def evaluation_callbacks(cfg: argparse.Namespace) -> list[pl.Callback]:
 
 
 def build_trainer(
-    cfg: argparse.Namespace, devices: int | str | list[int], model: Any, logger: Any, callbacks: Sequence[pl.Callback]
+    cfg: argparse.Namespace,
+    devices: int | str | list[int],
+    model: Any,
+    logger: Any,
+    callbacks: Sequence[pl.Callback],
+    root_dir: Path | None = None,
 ) -> pl.Trainer:
-    """The Trainer for `model` on `devices` (`parse_devices`) as the flags configure it; a machine that cannot run
-    it is a one-line ConfigError."""
+    """The Trainer for `model` on `devices` (`parse_devices`) as the flags configure it, its root directory the run
+    directory `root_dir`; a machine that cannot run it is a one-line ConfigError."""
     strategy = cfg.strategy if cfg.strategy != "auto" else default_strategy(devices, cfg.accelerator, cfg.num_nodes)
     try:
         return pl.Trainer(
@@ -150,6 +159,7 @@ def build_trainer(
             max_steps=model.optimizer_steps(cfg.max_steps) if cfg.max_steps else -1,
             max_epochs=cfg.max_epochs,
             logger=logger,
+            default_root_dir=root_dir,
             callbacks=list(callbacks),
             log_every_n_steps=cfg.log_every,
             fast_dev_run=cfg.fast_dev_run,

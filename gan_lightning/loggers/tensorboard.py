@@ -1,11 +1,15 @@
-"""TensorBoard with the GAN up front: a custom-scalars layout and no `epoch` chart."""
+"""TensorBoard, the default tracker, with the GAN up front: a custom-scalars layout and no `epoch` chart."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from lightning.pytorch.loggers import TensorBoardLogger
+import torch
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+
+from gan_lightning.loggers.base import LOGGERS, RunLocation, Tracker
 
 # The first screen of TensorBoard's custom-scalars tab: the GAN's own charts, several curves per chart.
 # TensorBoard matches these with Python's `re`: everything under train/ but the charts above it.
@@ -50,3 +54,25 @@ class GANLogger(TensorBoardLogger):
             self.layout_written = True
         if metrics:
             super().log_metrics(metrics, step)
+
+
+@LOGGERS.register("tensorboard")
+class TensorBoardTracker(Tracker):
+    """TensorBoard (the default): the run directory is its version folder; grids and texts as its own summaries."""
+
+    logger_class = TensorBoardLogger
+
+    def build(self, run: RunLocation, config: Mapping[str, Any]) -> Logger:
+        """`GANLogger` in `log_dir/name/version_N`."""
+        return GANLogger(str(run.log_dir), name=run.name, version=run.version, default_hp_metric=False)
+
+    def image(self, logger: Logger, tag: str, grid: torch.Tensor, step: int) -> None:
+        """`add_image` of the (C, H, W) grid."""
+        logger.experiment.add_image(tag, grid, global_step=step)
+
+    def text(self, logger: Logger, tag: str, text: str, step: int) -> None:
+        """`add_text`: TensorBoard renders the markdown."""
+        logger.experiment.add_text(tag, text, global_step=step)
+
+    def started(self, logger: Logger, run: RunLocation, config: Mapping[str, Any]) -> None:
+        """Nothing: the run's config.yaml sits in TensorBoard's own folder, and the module's hparams.yaml beside it."""

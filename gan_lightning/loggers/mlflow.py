@@ -1,0 +1,73 @@
+"""MLflow (`pip install -e ".[mlflow]"`): one MLflow run per run directory, resumed with it.
+
+The tracking store is `MLFLOW_TRACKING_URI` when set, else SQLite in `LOG_DIR/mlflow.db` with artifacts in
+`LOG_DIR/mlartifacts`: MLflow's recommended local backend (its older `./mlruns` file store is in maintenance mode and
+refused by default). `mlflow ui --backend-store-uri sqlite:///LOG_DIR/mlflow.db` shows it. The experiment is the
+run's name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.loggers import Logger, MLFlowLogger
+
+from gan_lightning.core.files import write_text
+from gan_lightning.loggers.base import LOGGERS, RunLocation, Tracker, flat_config
+
+RUN_ID_FILE = "mlflow_run_id"  # in the run directory: a restart continues the same MLflow run
+
+
+class GANMLFlowLogger(MLFlowLogger):
+    """MLFlowLogger whose parameters are written once: MLflow refuses to change a logged parameter, and a resumed
+    run may carry changed flags (config_changes.yaml records those, and is logged as an artifact)."""
+
+    def log_hyperparams(self, params: Any) -> None:
+        """Log the parameters this MLflow run does not hold yet."""
+        held = self.experiment.get_run(self.run_id).data.params
+        params = {k: v for k, v in flat_config(dict(vars(params) if hasattr(params, "__dict__") else params)).items()
+                  if k not in held}  # fmt: skip
+        if params:
+            super().log_hyperparams(params)
+
+
+@LOGGERS.register("mlflow")
+class MLflowTracker(Tracker):
+    """MLflow: scalars as metrics, grids and texts as artifacts under `images/` and `text/`."""
+
+    logger_class = MLFlowLogger
+    requires = "mlflow"
+    extra = "mlflow"
+
+    def build(self, run: RunLocation, config: Mapping[str, Any]) -> Logger:
+        """A logger continuing the MLflow run this run directory recorded, else starting one."""
+        recorded = run.run_dir / RUN_ID_FILE
+        run_id = recorded.read_text().strip() if recorded.is_file() else None
+        root = Path(run.log_dir).resolve()
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+        # artifacts beside the store, not in the working directory (MLflow's default for a new experiment)
+        artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
+        return GANMLFlowLogger(experiment_name=run.name, run_name=f"{run.name}/version_{run.version}",
+                               tracking_uri=uri, run_id=run_id or None, artifact_location=artifacts)  # fmt: skip
+
+    def image(self, logger: Logger, tag: str, grid: torch.Tensor, step: int) -> None:
+        """`images/<tag>_<step>.png`, an artifact of the run."""
+        array = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, C)
+        name = f"images/{tag.replace('/', '_')}_{step:07d}.png"
+        logger.experiment.log_image(logger.run_id, array.squeeze(-1) if array.shape[-1] == 1 else array, name)
+
+    def text(self, logger: Logger, tag: str, text: str, step: int) -> None:
+        """`text/<tag>_<step>.md`, an artifact of the run."""
+        logger.experiment.log_text(logger.run_id, text, f"text/{tag.replace('/', '_')}_{step:07d}.md")
+
+    def started(self, logger: Logger, run: RunLocation, config: Mapping[str, Any]) -> None:
+        """Record the MLflow run's id in the run directory, and log the run's config as parameters."""
+        write_text(run.run_dir / RUN_ID_FILE, f"{logger.run_id}\n", "the MLflow run id")
+        logger.log_hyperparams(flat_config(config))
+        changes = run.run_dir / "config_changes.yaml"
+        if changes.is_file():
+            logger.experiment.log_artifact(logger.run_id, str(changes))

@@ -1,0 +1,177 @@
+"""`--logger`: every tracker receives the run's scalars, a sample grid, a text and its config, read back through the
+tracker's own reader (TensorBoard's EventAccumulator, the csv module, `wandb leet inspect`, MlflowClient); a resume
+continues the same tracker run; a tracker whose package is missing is one line, exit status 2."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.loggers import Logger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from gan_lightning.commands.train import main
+from gan_lightning.loggers import LOGGERS, RunLocation, flat_config
+
+HAS_WANDB = importlib.util.find_spec("wandb") is not None
+HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
+needs_wandb = pytest.mark.skipif(not HAS_WANDB, reason='W&B not installed: pip install -e ".[wandb]"')
+needs_mlflow = pytest.mark.skipif(not HAS_MLFLOW, reason='MLflow not installed: pip install -e ".[mlflow]"')
+
+
+def train(tmp_path: Path, data: Path, loggers: str, *extra: str) -> int:
+    argv = ["--data-dir", str(data), "--log-dir", str(tmp_path / "logs"), "--name", "run", "--batch-size", "16",
+            "--max-steps", "4", "--log-every", "1", "--sample-every", "2", "--num-workers", "0", "--logger", loggers,
+            "--preset", "cs231n_gan", *extra]  # fmt: skip
+    return main(argv)
+
+
+@pytest.fixture
+def offline_wandb(monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.mark.parametrize("name", LOGGERS.names())
+def test_every_tracker_declares_its_logger(name, tmp_path):
+    kind = LOGGERS.get(name)
+    assert issubclass(kind.logger_class, Logger)
+    assert kind.requires is None or kind.extra, f"{name} needs a package but names no extra to install it"
+    if kind.requires and importlib.util.find_spec(kind.requires) is None:
+        pytest.skip(f"{kind.requires} not installed")
+    logger = kind().build(RunLocation(tmp_path, "r", 0), {"model": "mlp"})
+    assert isinstance(logger, kind.logger_class)
+
+
+def test_flat_config_names_each_flag_by_its_section():
+    assert flat_config({"model": "mlp", "resumes": {"n": 1, "at": {"it": 4}}, "p": [1, 2]}) == {
+        "model": "mlp", "resumes/n": 1, "resumes/at/it": 4, "p": "[1, 2]"}  # fmt: skip
+
+
+def read_csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def wandb_records(log: Path) -> list[dict]:
+    """A W&B run's records, read from its transaction log by W&B's own reader."""
+    out = subprocess.run([shutil.which("wandb") or "wandb", "leet", "inspect", "--json", str(log)],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def wandb_history(records: list[dict]) -> dict[str, list]:
+    """Each history key's values in order."""
+    values: dict[str, list] = {}
+    for record in records:
+        for key, value in record.get("history", {}).get("item", {}).items():
+            values.setdefault(key, []).append(value)
+    return values
+
+
+def test_one_run_reaches_every_tracker_and_each_reads_it_back(tmp_path, fake_mnist_dir, offline_wandb):
+    names = ["tensorboard", "csv"] + ["wandb"] * HAS_WANDB + ["mlflow"] * HAS_MLFLOW
+    assert train(tmp_path, fake_mnist_dir, ",".join(names)) == 0
+    run_dir = tmp_path / "logs" / "run" / "version_0"
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/d_loss")] == [1, 2, 3, 4]
+    assert [e.step for e in events.Images("samples")] == [2, 4]
+
+    rows = read_csv_rows(run_dir / "csv" / "version_0" / "metrics.csv")
+    assert [int(r["step"]) for r in rows if r["train/d_loss"]] == [1, 2, 3, 4]
+    assert sorted(p.name for p in (run_dir / "csv" / "version_0" / "images").iterdir()) == [
+        "samples_0000002.png", "samples_0000004.png"]  # fmt: skip
+    tb_losses = [e.value for e in events.Scalars("train/d_loss")]
+    assert [float(r["train/d_loss"]) for r in rows if r["train/d_loss"]] == pytest.approx(tb_losses)
+
+    if HAS_WANDB:
+        (log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+        records = wandb_records(log)
+        history = wandb_history(records)
+        assert history["train/d_loss"] == pytest.approx(tb_losses)
+        assert history["trainer/global_step"][:4] == [1, 2, 2, 3]  # the grid of iteration 2 follows its scalars
+        assert [len(f) for f in history["samples.filenames"]] == [1, 1]  # the grids of iterations 2 and 4
+        config = [r["config"]["update"] for r in records if r.get("type") == "config"]
+        assert any(update.get("model") == "mlp" for update in config)
+
+    if HAS_MLFLOW:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
+        run_id = (run_dir / "mlflow_run_id").read_text().strip()
+        assert [m.value for m in client.get_metric_history(run_id, "train/d_loss")] == pytest.approx(tb_losses)
+        assert [a.path for a in client.list_artifacts(run_id, "images")] == [
+            "images/samples_0000002.png", "images/samples_0000004.png"]  # fmt: skip
+        assert client.get_run(run_id).data.params["model"] == "mlp"
+
+
+@pytest.mark.slow
+def test_a_resume_continues_each_trackers_run(tmp_path, fake_mnist_dir, offline_wandb):
+    names = ["csv"] + ["wandb"] * HAS_WANDB + ["mlflow"] * HAS_MLFLOW
+    assert train(tmp_path, fake_mnist_dir, ",".join(names)) == 0
+    run_dir = tmp_path / "logs" / "run" / "version_0"
+    first_id = (run_dir / "mlflow_run_id").read_text() if HAS_MLFLOW else None
+    # a changed training flag on resume: MLflow refuses to change a logged parameter, so only new ones are logged
+    assert train(tmp_path, fake_mnist_dir, ",".join(names), "--ckpt-path", "last", "--max-steps", "6",
+                 "--lr", "0.0002") == 0  # fmt: skip
+    assert not (tmp_path / "logs" / "run" / "version_1").exists()
+    first = read_csv_rows(run_dir / "csv" / "version_0" / "metrics.csv")
+    second = read_csv_rows(run_dir / "csv" / "version_1" / "metrics.csv")
+    assert [int(r["step"]) for r in first if r["train/d_loss"]] == [1, 2, 3, 4]
+    assert [int(r["step"]) for r in second if r["train/d_loss"]] == [5, 6]
+    if HAS_WANDB:
+        assert len(list(run_dir.glob("wandb/offline-run-*"))) == 2
+        ids = {next(r["run"]["run_id"] for r in wandb_records(log) if r.get("type") == "run")
+               for log in run_dir.glob("wandb/offline-run-*/run-*.wandb")}  # fmt: skip
+        assert len(ids) == 1, f"a resume started another W&B run: {ids}"
+    if HAS_MLFLOW:
+        from mlflow.tracking import MlflowClient
+
+        assert (run_dir / "mlflow_run_id").read_text() == first_id
+        client = MlflowClient(f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
+        steps = [m.step for m in client.get_metric_history(first_id.strip(), "train/d_loss")]
+        assert steps == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("flag, expected", [
+    ("nothing", "--logger: unknown logger 'nothing'; choose from"),
+    ("csv,csv", "--logger names a logger twice: csv,csv"),
+])  # fmt: skip
+def test_bad_logger_is_one_line_exit_2(flag, expected, tmp_path, fake_mnist_dir, capsys):
+    assert train(tmp_path, fake_mnist_dir, flag) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_missing_tracker_package_is_one_line_naming_the_extra(tmp_path, fake_mnist_dir):
+    # the package hidden from this process (sys.modules[name] = None is how Python marks a module unimportable)
+    code = ("import sys; sys.modules['wandb'] = None; from gan_lightning.commands.train import main; "
+            f"sys.exit(main(['--data-dir', {str(fake_mnist_dir)!r}, '--log-dir', {str(tmp_path / 'logs')!r}, "
+            "'--max-steps', '1', '--logger', 'tensorboard,wandb']))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2, out.stderr
+    assert len(lines) == 1
+    assert "--logger wandb needs the wandb package, which is not installed" in lines[0]
+    assert 'pip install -e ".[wandb]"' in lines[0]
+    assert not (tmp_path / "logs").exists()
+
+
+def test_tensorboard_only_run_keeps_its_layout(tmp_path, fake_mnist_dir):
+    assert train(tmp_path, fake_mnist_dir, "tensorboard") == 0
+    run_dir = tmp_path / "logs" / "run" / "version_0"
+    assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events.")) == [
+        "checkpoints", "config.yaml", "hparams.yaml", "samples"]  # fmt: skip
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] > 0
