@@ -60,6 +60,9 @@ def test_resume_matches_uninterrupted_run(tmp_path, fake_mnist_dir, model, half,
     assert not (tmp_path / "resumed" / "run" / "version_1").exists()  # the resumed run logs into the same version
     diff = max((straight[k] - resumed[k]).abs().max().item() for k in straight)
     assert diff == 0.0, f"resumed generator differs by {diff}"  # bit-identical on CPU
+    # the global generators continue too (a user's dropout draws from them)
+    assert torch.equal(ckpt_a["gan_rng"]["torch"], ckpt_b["gan_rng"]["torch"])
+    assert ckpt_a["gan_rng"]["python"] == ckpt_b["gan_rng"]["python"]
     # not vacuous: the resumed half trained (weights moved since the half-way checkpoint); a resume that silently
     # restarted from a fresh seeded init, or did not train, would fail one of these
     assert any(not torch.equal(at_half[k], straight[k]) for k in straight)

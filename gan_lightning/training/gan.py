@@ -268,8 +268,10 @@ class GAN(LightningModule):
         regularizers = getattr(self.objective, "regularizers", {})
         upgrade_checkpoint(checkpoint, list(regularizers.keys()) if isinstance(regularizers, nn.ModuleDict) else [])
 
-    def on_train_start(self) -> None:
-        """Reapply a resumed checkpoint's global RNG states (Lightning restores none)."""
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """Reapply a resumed checkpoint's global RNG states (Lightning restores none), once, before the first
+        iteration: after the resumed data loader's iterator has drawn its base seed from the global generator,
+        which an uninterrupted run did at the epoch's start, before the checkpoint's states were captured."""
         self.global_rng.restore()
 
     def ddp_networks(self) -> list[nn.Module]:
