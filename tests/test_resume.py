@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -133,3 +134,33 @@ def test_checkpoint_refuses_non_finite_state(tmp_path):
     with pytest.raises(NonFiniteLossError):
         trainer.save_checkpoint(tmp_path / "bad.ckpt")
     assert not (tmp_path / "bad.ckpt").exists()
+
+
+def test_sigusr1_then_an_auto_restart_continues_bit_exactly(tmp_path, fake_mnist_dir):
+    # Slurm's warning ahead of a time limit, outside Slurm: save at the iteration's end and stop (nothing to requeue)
+    flags = ["--data-dir", str(fake_mnist_dir), "--no-download", "--batch-size", "16", "--latent-dim", "8",
+             "--accelerator", "cpu", "--seed", "0", "--name", "run", "--max-steps", "60", "--sample-every", "5",
+             "--checkpoint-every", "1000"]  # fmt: skip
+    cmd = [sys.executable, str(REPO / "scripts" / "train.py"), *flags, "--log-dir", str(tmp_path / "job")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    proc = subprocess.Popen([*cmd, "--ckpt-path", "auto"], stderr=subprocess.PIPE, text=True, env=env)
+    samples = tmp_path / "job" / "run" / "version_0" / "samples"
+    deadline = time.time() + 120
+    while not (samples.is_dir() and any(samples.iterdir())):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    ckpt_path = tmp_path / "job" / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    stopped_at = torch.load(ckpt_path, weights_only=True)["global_step"] // 2
+    assert 5 <= stopped_at < 60, "the signal did not stop the run part-way"
+    done = subprocess.run([*cmd, "--ckpt-path", "auto"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    assert main([*flags, "--log-dir", str(tmp_path / "straight")]) == 0
+    resumed = torch.load(ckpt_path, weights_only=True)
+    straight = torch.load(tmp_path / "straight" / "run" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == straight["global_step"] == 120
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+    assert not (tmp_path / "job" / "run" / "version_1").exists()

@@ -1,4 +1,4 @@
-"""Resumable checkpoints at iteration boundaries: every N iterations, at the end, and on SIGINT/SIGTERM."""
+"""Resumable checkpoints at iteration boundaries: every N iterations, at the end, and on SIGINT/SIGTERM/SIGUSR1."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from gan_lightning.core.errors import ConfigError, WriteError
 from gan_lightning.core.files import reason, remove_quietly, save_torch
+
+# Slurm's signal ahead of a time limit (`--signal=USR1@90`): stop at the iteration's end, save, requeue the job
+STOP_AND_REQUEUE = (signal.SIGUSR1,) if hasattr(signal, "SIGUSR1") else ()
 
 
 class CheckpointWriteError(WriteError):
@@ -42,11 +45,13 @@ class DirectCheckpointIO(TorchCheckpointIO):
 
 
 class GANCheckpoint(ModelCheckpoint):
-    """Writes `checkpoints/last.ckpt` every `every_n_iterations`, after the final iteration, and on SIGINT/SIGTERM.
+    """Writes `checkpoints/last.ckpt` every `every_n_iterations`, after the final iteration, and on a stop signal.
 
     Every save happens at the end of a whole iteration, never between the D and the G update, and before
     Lightning closes the epoch, so the checkpoint records the data loader mid-epoch and resumes exactly. The
     first Ctrl-C (or SIGTERM) finishes the current iteration, saves and stops; a second Ctrl-C aborts at once.
+    SIGUSR1 does the same and sets `requeue_requested` (Slurm's warning before a time limit: the train command
+    then requeues the job, `commands/train/cluster.py`).
     It stays a `ModelCheckpoint` (so the Trainer adds no default one and `trainer.checkpoint_callback` finds it),
     but decides when to save itself and saves through `trainer.save_checkpoint`, Lightning's public call: write
     to `last.ckpt.partial`, then rename, so a run killed mid-write leaves the previous `last.ckpt` intact.
@@ -66,6 +71,7 @@ class GANCheckpoint(ModelCheckpoint):
         self.keep = keep
         self.run_info = dict(run_info or {})
         self.stop_requested = False
+        self.requeue_requested = False
         self.saved_at_step: int | None = None
         self.saved_iteration: int | None = None  # of the newest last.ckpt this process wrote or resumed from
         self.previous_handlers: dict[int, Any] = {}
@@ -89,16 +95,18 @@ class GANCheckpoint(ModelCheckpoint):
                 f"nothing partial was kept; {left}")  # fmt: skip
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self.stop_requested = False
+        self.stop_requested = self.requeue_requested = False
         if trainer.ckpt_path and self.saved_iteration is None:
             self.saved_iteration = pl_module.iteration  # resumed: the checkpoint read is the last good one
         if threading.current_thread() is threading.main_thread():  # signal handlers only work there
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in (signal.SIGINT, signal.SIGTERM, *STOP_AND_REQUEUE):
                 self.previous_handlers[sig] = signal.signal(sig, self.request_stop)
 
     def request_stop(self, signum: int, frame: Any) -> None:
-        """Signal handler: stop after the current iteration; a second Ctrl-C interrupts immediately."""
+        """Signal handler: stop after the current iteration (and ask for a requeue on SIGUSR1); a second Ctrl-C
+        interrupts immediately."""
         self.stop_requested = True
+        self.requeue_requested = self.requeue_requested or signum in STOP_AND_REQUEUE
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -117,6 +125,7 @@ class GANCheckpoint(ModelCheckpoint):
             # A signal may reach one rank only, or ranks at different moments: all must agree, or one rank
             # would enter the checkpoint's collectives while the others run the next iteration's all-reduce.
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+            self.requeue_requested = trainer.strategy.reduce_boolean_decision(self.requeue_requested, all=False)
         if stop:
             self.stop_requested = True  # every rank reports the stop, not only the one the signal reached
             trainer.should_stop = True

@@ -12,6 +12,7 @@ import lightning.pytorch as pl
 
 from gan_lightning.callbacks import GANCheckpoint, RankWatch, RunProgress, SampleGrid, TrainingHealth
 from gan_lightning.commands.base import CommandStopped, run_command
+from gan_lightning.commands.train.cluster import requeue, slurm_job_id
 from gan_lightning.commands.train.fit import fit
 from gan_lightning.commands.train.parser import build_parser, resumed_configs
 from gan_lightning.commands.train.resolution import resolve
@@ -151,12 +152,20 @@ def record_config(run_dir: str, config: Mapping[str, Any], resume: Resume, steps
 
 
 def _raise_if_signalled(trainer: pl.Trainer, checkpoint: GANCheckpoint, model: GAN) -> None:
-    """Exit status 130 when a signal ended training early."""
-    if checkpoint.stop_requested or trainer.received_sigterm:
-        raise CommandStopped(
-            f"stopped by a signal after iteration {model.iteration}; resume with the same flags and --ckpt-path last",
-            status=130,
+    """Exit status 130 when a signal ended training early; after SIGUSR1 in a Slurm job, rank zero requeues it."""
+    if not (checkpoint.stop_requested or trainer.received_sigterm):
+        return
+    if checkpoint.requeue_requested and slurm_job_id() is not None:
+        message = f"stopped after iteration {model.iteration} ahead of the time limit; " + (
+            requeue() if trainer.is_global_zero else ""
         )
+        raise CommandStopped(message if trainer.is_global_zero else "", status=130)
+    if slurm_job_id():
+        how = "a requeued job resumes with --ckpt-path auto"
+    else:
+        how = "resume with the same flags and --ckpt-path last"
+    message = f"stopped by a signal after iteration {model.iteration}; {how}"
+    raise CommandStopped(message if trainer.is_global_zero else "", status=130)  # one line per run, not per rank
 
 
 def _resolve_and_run(cfg: argparse.Namespace) -> None:

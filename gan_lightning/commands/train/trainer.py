@@ -15,6 +15,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from gan_lightning.callbacks import DirectCheckpointIO, GANCheckpoint
+from gan_lightning.commands.train.cluster import cluster_plugins
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.data import DATASETS, default_data_dir
 
@@ -155,7 +156,7 @@ def build_trainer(
             strategy=strategy,
             sync_batchnorm=cfg.sync_batchnorm,
             precision=cfg.precision,
-            plugins=[DirectCheckpointIO()],
+            plugins=[DirectCheckpointIO(), *cluster_plugins()],
             max_steps=model.optimizer_steps(cfg.max_steps) if cfg.max_steps else -1,
             max_epochs=cfg.max_epochs,
             logger=logger,
