@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from gan_lightning.commands.train import main
 from gan_lightning.loggers import LOGGERS, RunLocation, flat_config
+from gan_lightning.metrics.classifier import MNISTClassifier
 
 HAS_WANDB = importlib.util.find_spec("wandb") is not None
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
@@ -79,7 +80,11 @@ def wandb_history(records: list[dict]) -> dict[str, list]:
 
 def test_one_run_reaches_every_tracker_and_each_reads_it_back(tmp_path, fake_mnist_dir, offline_wandb):
     names = ["tensorboard", "csv"] + ["wandb"] * HAS_WANDB + ["mlflow"] * HAS_MLFLOW
-    assert train(tmp_path, fake_mnist_dir, ",".join(names)) == 0
+    classifier = tmp_path / "clf.pt"  # random weights: the scores' values do not matter here, their delivery does
+    meta = {"arch": "mnist_cnn", "num_features": 128, "num_classes": 10}
+    torch.save({"state_dict": MNISTClassifier().state_dict(), "meta": meta}, classifier)
+    evaluation = ["--eval-every", "4", "--eval-samples", "64", "--classifier", str(classifier)]
+    assert train(tmp_path, fake_mnist_dir, ",".join(names), *evaluation) == 0
     run_dir = tmp_path / "logs" / "run" / "version_0"
     assert (run_dir / "config.yaml").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
 
@@ -87,6 +92,8 @@ def test_one_run_reaches_every_tracker_and_each_reads_it_back(tmp_path, fake_mni
     events.Reload()
     assert [e.step for e in events.Scalars("train/d_loss")] == [1, 2, 3, 4]
     assert [e.step for e in events.Images("samples")] == [2, 4]
+    fid = [e.value for e in events.Scalars("val/fid")]
+    assert len(fid) == 1 and "val/protocol/text_summary" in events.Tags()["tensors"]
 
     rows = read_csv_rows(run_dir / "csv" / "version_0" / "metrics.csv")
     assert [int(r["step"]) for r in rows if r["train/d_loss"]] == [1, 2, 3, 4]
@@ -94,6 +101,9 @@ def test_one_run_reaches_every_tracker_and_each_reads_it_back(tmp_path, fake_mni
         "samples_0000002.png", "samples_0000004.png"]  # fmt: skip
     tb_losses = [e.value for e in events.Scalars("train/d_loss")]
     assert [float(r["train/d_loss"]) for r in rows if r["train/d_loss"]] == pytest.approx(tb_losses)
+    assert [float(r["val/fid"]) for r in rows if r.get("val/fid")] == pytest.approx(fid)
+    texts = read_csv_rows(run_dir / "csv" / "version_0" / "texts.csv")
+    assert [(t["step"], t["tag"]) for t in texts] == [("4", "val/protocol")] and "extractor" in texts[0]["text"]
 
     if HAS_WANDB:
         (log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
@@ -102,6 +112,8 @@ def test_one_run_reaches_every_tracker_and_each_reads_it_back(tmp_path, fake_mni
         assert history["train/d_loss"] == pytest.approx(tb_losses)
         assert history["trainer/global_step"][:4] == [1, 2, 2, 3]  # the grid of iteration 2 follows its scalars
         assert [len(f) for f in history["samples.filenames"]] == [1, 1]  # the grids of iterations 2 and 4
+        assert history["val/fid"] == pytest.approx(fid)
+        assert history["val/protocol._type"] == ["table-file"]
         config = [r["config"]["update"] for r in records if r.get("type") == "config"]
         assert any(update.get("model") == "mlp" for update in config)
 
@@ -113,6 +125,8 @@ def test_one_run_reaches_every_tracker_and_each_reads_it_back(tmp_path, fake_mni
         assert [m.value for m in client.get_metric_history(run_id, "train/d_loss")] == pytest.approx(tb_losses)
         assert [a.path for a in client.list_artifacts(run_id, "images")] == [
             "images/samples_0000002.png", "images/samples_0000004.png"]  # fmt: skip
+        assert [m.value for m in client.get_metric_history(run_id, "val/fid")] == pytest.approx(fid)
+        assert [a.path for a in client.list_artifacts(run_id, "text")] == ["text/val_protocol_0000004.md"]
         assert client.get_run(run_id).data.params["model"] == "mlp"
 
 
