@@ -57,7 +57,8 @@ def test_evaluate_writes_the_protocol_beside_every_score(setup, capsys):
     expected = {
         "num_generated": 10, "reference": "folder/train", "num_reference": N_TRAIN, "extractor": "inception_fid",
         "extractor_sha256": file_sha256(weights), "resize": FIDInceptionFeatures.resize, "seed": 3,
-        "truncation": None, "truncation_threshold": None, "kid_prdc_reference": N_TRAIN, "kid_subsets": 50,
+        "truncation": None, "truncation_threshold": None, "kid_prdc_reference": N_TRAIN, "kid_prdc_generated": 10,
+        "kid_subsets": 50,
         "kid_subset_size": N_TRAIN,
     }  # fmt: skip
     [row] = json.loads((run / "evaluation.json").read_text())

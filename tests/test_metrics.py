@@ -301,7 +301,7 @@ def test_callback_logs_to_tensorboard_and_jsonl(tmp_path, fake_mnist_dir, fake_c
         "num_generated": 200, "reference": "MNISTDataModule.val_set", "num_reference": len(dm.val_set),
         "extractor": "mnist_classifier", "extractor_sha256": sha, "resize": MNISTClassifierFeatures.resize,
         "seed": 4321, "truncation": None, "truncation_threshold": None, "kid_prdc_reference": len(dm.val_set),
-        "kid_subsets": 50, "kid_subset_size": 50} for line in lines)  # fmt: skip
+        "kid_prdc_generated": 200, "kid_subsets": 50, "kid_subset_size": 50} for line in lines)  # fmt: skip
     assert ea.Tags()["tensors"] == ["val/protocol/text_summary"]  # TensorBoard text beside the scalars
     assert ea.Scalars("val/fid")[-1].value == pytest.approx(quality.last["fid"], rel=1e-6)
     assert quality.last["fid"] > 0 and 0 <= quality.last["modes"] <= 10

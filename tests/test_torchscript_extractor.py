@@ -21,7 +21,7 @@ from gan_lightning.commands.evaluate import main as evaluate_main
 from gan_lightning.commands.train import main as train_main
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.metrics import EXTRACTORS, Scorer, build_extractor, file_sha256, load_extractor
-from gan_lightning.metrics.quality import ClassGaussians, frechet_distance
+from gan_lightning.metrics.gaussians import ClassGaussians, frechet_distance
 from gan_lightning.training.latents import LatentSpace
 
 from conftest import cpu_trainer

@@ -12,11 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
+from torchmetrics.image.kid import poly_mmd
 from torchmetrics.utilities import dim_zero_cat
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.metrics.extractors import FeatureExtractor
+from gan_lightning.metrics.gaussians import ClassGaussians, frechet_distance
 from gan_lightning.metrics.manifold import PRDC
 from gan_lightning.training.latents import Truncation
 
@@ -37,63 +38,33 @@ class _Precomputed(nn.Module):
 
 
 MANIFOLD_METRICS = ("precision", "recall", "density", "coverage")
-# KID and precision/recall/density/coverage compare against at most this many reference images (a seeded random
-# subset; FID uses them all): 50,000 reference features per metric would cost GBs of memory and hours of k-NN.
+# KID and precision/recall/density/coverage compare at most this many reference images (a seeded random subset) with
+# at most this many generated ones (the first: the generated stream is i.i.d.); FID sees them all through running
+# sums. So scoring memory is bounded whatever the sample count; a named protocol may raise it (pr50k3_full: 50,000).
 REFERENCE_FEATURES = 10_000
+# Images per extractor forward pass: a CPU Inception holds about 20 MB of activations per image at 299x299 (a batch
+# of 500 peaked at 7.9 GB), a GPU's memory is larger and its throughput wants big batches.
+EXTRACT_BATCH = {"cpu": 64}
+EXTRACT_BATCH_DEFAULT = 500
 # Per-class reference statistics (intra-class FID) hold num_classes (D, D) float64 sums: kept only up to this size
 # (CIFAR-10 under the Inception, 10 x 2048^2 x 8 bytes = 335 MB, fits; 1000 Stacked MNIST modes do not).
 CLASS_STATISTICS_BYTES = 2**30
 
 
-def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> float:
-    """FID between N(mu1, sigma1) and N(mu2, sigma2), torchmetrics' formula (its `FrechetInceptionDistance`)."""
-    trace_sqrt = torch.linalg.eigvals(sigma1 @ sigma2).sqrt().real.sum()
-    return float((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt)
-
-
-class ClassGaussians:
-    """Per-class feature sums of `num_classes` classes, in float64 as torchmetrics' FID keeps them: each class's
-    mean and covariance, for intra-class FID."""
-
-    def __init__(self, num_classes: int, num_features: int, device: torch.device | str = "cpu") -> None:
-        self.sum = torch.zeros(num_classes, num_features, dtype=torch.float64, device=device)
-        self.cov_sum = torch.zeros(num_classes, num_features, num_features, dtype=torch.float64, device=device)
-        self.num = torch.zeros(num_classes, dtype=torch.long, device=device)
-
-    @property
-    def num_classes(self) -> int:
-        """How many classes the sums keep."""
-        return len(self.num)
-
-    def add(self, features: Tensor, labels: Tensor) -> None:
-        """Add features (B, D) of images of classes `labels` (B,)."""
-        features, labels = features.to(self.sum), labels.to(self.sum.device)
-        self.sum.index_add_(0, labels, features)
-        self.num += torch.bincount(labels, minlength=self.num_classes)
-        for c in labels.unique().tolist():
-            f = features[labels == c]  # (n_c, D)
-            self.cov_sum[c] += f.T @ f
-
-    def gaussian(self, c: int) -> tuple[Tensor, Tensor]:
-        """Class c's mean (D,) and unbiased covariance (D, D)."""
-        n = int(self.num[c])
-        mean = self.sum[c] / n
-        return mean, (self.cov_sum[c] - n * torch.outer(mean, mean)) / (n - 1)
-
-    def state(self) -> dict[str, Tensor]:
-        """The sums, cacheable."""
-        return {"class_sum": self.sum, "class_cov_sum": self.cov_sum, "class_num": self.num}
-
-    @classmethod
-    def from_state(cls, state: dict[str, Tensor], device: torch.device | str) -> ClassGaussians:
-        """Sums saved by `state()`."""
-        out = cls.__new__(cls)
-        out.sum, out.cov_sum, out.num = (state[k].to(device) for k in ("class_sum", "class_cov_sum", "class_num"))
-        return out
-
-    def to(self, device: torch.device | str) -> ClassGaussians:
-        """These sums on `device`."""
-        return ClassGaussians.from_state(self.state(), device)
+def kernel_distance(real: Tensor, fake: Tensor, subsets: int, subset_size: int, seed: int) -> dict[str, float]:
+    """`kid` and `kid_std`: the polynomial-kernel MMD of `subsets` random subsets of `subset_size` (at most either
+    set's size) drawn from real (N, D) and fake (M, D) features, as torchmetrics' `KernelInceptionDistance.compute`
+    draws and computes them (same values), from a fixed `seed` in a forked RNG so the caller's stream is untouched."""
+    size = min(subset_size, len(real), len(fake))
+    scores = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _ in range(subsets):
+            f_real = real[torch.randperm(len(real))[:size]]
+            f_fake = fake[torch.randperm(len(fake))[:size]]
+            scores.append(poly_mmd(f_real, f_fake))
+    values = torch.stack(scores)
+    return {"kid": float(values.mean()), "kid_std": float(values.std(unbiased=False))}
 
 
 class SampleQualityMetrics(nn.Module):
@@ -105,6 +76,9 @@ class SampleQualityMetrics(nn.Module):
     `feature` network, so FID, KID and the class statistics share one forward pass (Inception on a CPU is slow).
     KID averages `kid_subsets` subsets of `kid_subset_size` (half torchmetrics' 100 subsets, for CPU speed; `kid_std`
     shows their spread), drawn from a fixed seed in a forked RNG: repeatable, and the training RNG is left alone.
+    Memory is bounded whatever the sample count: FID keeps float64 running sums, KID and PRDC share one store of at
+    most `max_features` real and generated features each, and the extractor sees `batch_size_on(device)` images
+    at a time.
     """
 
     def __init__(
@@ -114,23 +88,30 @@ class SampleQualityMetrics(nn.Module):
         kid_subset_size: int = 1000,
         kid_subsets: int = 50,
         seed: int = 0,
+        max_features: int = REFERENCE_FEATURES,
+        extract_batch: int | None = None,
     ) -> None:
         super().__init__()
         if kid_subset_size < 2 or kid_subsets < 1:
             raise ConfigError(f"need kid_subset_size >= 2 and kid_subsets >= 1, got {kid_subset_size}, {kid_subsets}")
+        if max_features < 10 or (extract_batch is not None and extract_batch < 1):
+            raise ConfigError(f"need max_features >= 10 and a positive extract_batch, got {max_features}, "
+                              f"{extract_batch}")  # fmt: skip
         self.extractor = extractor
         self.kid_subset_size = kid_subset_size
         self.seed = seed
+        self.max_features = max_features
+        self.extract_batch = extract_batch
+        self.fake_kept = 0  # generated features KID and PRDC hold (at most max_features)
         feature = _Precomputed(extractor.num_features)
         # sync_on_compute=False: only global rank zero evaluates, and a cross-rank gather would wait forever.
         common = {"feature": feature, "reset_real_features": False, "sync_on_compute": False}
         self.fid = FrechetInceptionDistance(**common)
-        with warnings.catch_warnings():  # "KID keeps all features in memory": a few MB at our sample counts
-            warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-            self.kid = KernelInceptionDistance(subsets=kid_subsets, subset_size=kid_subset_size, **common)
-        # one feature store and one k-NN pass for precision/recall (k=3) and density/coverage (k=5)
+        self.kid_subsets = kid_subsets
+        # one feature store for KID's subsets and for one k-NN pass of precision/recall (k=3), density/coverage (k=5)
         self.zero_features_noted = False
-        self.manifold = PRDC(k_pr=3, k_dc=5, reset_real_features=False, sync_on_compute=False)
+        self.manifold = PRDC(k_pr=3, k_dc=5, reset_real_features=False, sync_on_compute=False,
+                             max_samples=max(max_features, 6))  # fmt: skip
         self._fake_probs: list[Tensor] = []
 
     @property
@@ -143,27 +124,51 @@ class SampleQualityMetrics(nn.Module):
         """Generated images seen since the last `reset()`."""
         return int(self.fid.fake_features_num_samples)
 
+    def batch_size_on(self, device: torch.device) -> int:
+        """Images per extractor forward pass on `device`: `extract_batch`, else the device's default."""
+        return self.extract_batch or EXTRACT_BATCH.get(device.type, EXTRACT_BATCH_DEFAULT)
+
     @torch.no_grad()
     def update(self, images: Tensor, real: bool, keep: Tensor | None = None) -> Tensor:
-        """Add a batch of float images (B, C, H, W) in [-1, 1], real or generated; `keep` (B,) bool: the images KID
-        and precision/recall/density/coverage also see (FID sees all). Returns their features (B, D)."""
+        """Add a batch of float images (B, C, H, W) in [-1, 1], real or generated; `keep` (B,) bool: the real images
+        KID and precision/recall/density/coverage also see (FID sees all; of the generated, the first
+        `max_features`). The extractor runs on slices of `batch_size_on(device)`. Returns the features (B, D)."""
         if not images.is_floating_point():
             raise ValueError(f"expected float images in [-1, 1], got {images.dtype} (uint8 data: use to_signed)")
-        features, probs = self.extractor.extract(images.to(self.fid.device, torch.float32))
+        images = images.to(self.fid.device, torch.float32)
+        parts = [self.extractor.extract(part) for part in images.split(self.batch_size_on(images.device))]
+        features = torch.cat([f for f, _ in parts])  # (B, D)
+        probs = None if parts[0][1] is None else torch.cat([p for _, p in parts])
         self.fid.update(features, real=real)
-        sample = features if keep is None else features[keep.to(features.device)]
+        if real:
+            sample = features if keep is None else features[keep.to(features.device)]
+        else:
+            sample = features[: max(self.max_features - self.fake_kept, 0)]
+            self.fake_kept += len(sample)
         if len(sample):
-            self.kid.update(sample, real=real)
             self.manifold.update(sample, real=real)
         if probs is not None and not real:
             self._fake_probs.append(probs)
         return features
 
+    def frechet(self) -> float:
+        """FID from the running float64 sums, in float64 (torchmetrics' `compute` casts its result to the features'
+        float32): the value of the same formula over every feature held at once, to float64 rounding."""
+        fid = self.fid
+        gaussians = []
+        for total, cov_sum, n in (
+            (fid.real_features_sum, fid.real_features_cov_sum, fid.real_features_num_samples),
+            (fid.fake_features_sum, fid.fake_features_cov_sum, fid.fake_features_num_samples),
+        ):
+            mean = total / n
+            gaussians += [mean, (cov_sum - n * torch.outer(mean, mean)) / (n - 1)]
+        return frechet_distance(*gaussians)
+
     def real_state(self) -> dict[str, Tensor]:
         """What the metrics keep of the real images (FID's sums, the KID/PRDC features): cacheable."""
         return {
             "fid_sum": self.fid.real_features_sum, "fid_cov_sum": self.fid.real_features_cov_sum,
-            "fid_num": self.fid.real_features_num_samples, "features": dim_zero_cat(self.kid.real_features),
+            "fid_num": self.fid.real_features_num_samples, "features": dim_zero_cat(self.manifold.real_features),
         }  # fmt: skip
 
     def load_real_state(self, state: dict[str, Tensor]) -> None:
@@ -172,7 +177,6 @@ class SampleQualityMetrics(nn.Module):
         self.fid.real_features_sum = state["fid_sum"].to(device)
         self.fid.real_features_cov_sum = state["fid_cov_sum"].to(device)
         self.fid.real_features_num_samples = state["fid_num"].to(device)
-        self.kid.real_features = [state["features"].to(device)]
         self.manifold.real_features = [state["features"].to(device)]
 
     def compute(self) -> dict[str, float]:
@@ -194,13 +198,9 @@ class SampleQualityMetrics(nn.Module):
                               "distances are 0 whatever the images: the extractor's weights do not fit its network "
                               "(e.g. a torchvision Inception file passed as --fid-weights); these scores mean "
                               "nothing", stacklevel=2)  # fmt: skip
-        results = {"fid": float(self.fid.compute())}
-        # KID's subsets cannot be larger than either set.
-        self.kid.subset_size = min(self.kid_subset_size, self.num_real, self.num_fake)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            kid, kid_std = self.kid.compute()
-        results.update(kid=float(kid), kid_std=float(kid_std))
+        results = {"fid": self.frechet()}
+        real, fake = (dim_zero_cat(f) for f in (self.manifold.real_features, self.manifold.fake_features))
+        results.update(kernel_distance(real, fake, self.kid_subsets, self.kid_subset_size, self.seed))
         if min(self.num_real, self.num_fake) > self.manifold.k:  # k-NN balls need more points than k
             results.update(self.manifold.compute())
         if self._fake_probs:
@@ -209,9 +209,10 @@ class SampleQualityMetrics(nn.Module):
 
     def reset(self) -> None:
         """Forget the generated images; the cached real features stay."""
-        for metric in (self.fid, self.kid, self.manifold):
+        for metric in (self.fid, self.manifold):
             metric.reset()
         self._fake_probs = []
+        self.fake_kept = 0
 
 
 class Scorer:
@@ -240,15 +241,16 @@ class Scorer:
     def add_real(self, batches: Iterable[Tensor], reference: str | None = None, total: int | None = None,
                  seed: int = 0, labels: Tensor | None = None) -> None:  # fmt: skip
         """Extract and keep the features of real images, (B, C, H, W) batches in [-1, 1]; `reference` names them
-        (e.g. "cifar10/train") in the protocol. With `total` (their number) above `REFERENCE_FEATURES`, KID and
-        PRDC see a random subset of that size drawn with `seed`; FID sees all. `labels` (N,), the images' classes
+        (e.g. "cifar10/train") in the protocol. With `total` (their number) above the metrics' `max_features`, KID
+        and PRDC see a random subset of that size drawn with `seed`; FID sees all. `labels` (N,), the images' classes
         in batch order: also keep per-class statistics (intra-class FID)."""
         if reference is not None:
             self.reference = reference
         keep = None
-        if total is not None and total > REFERENCE_FEATURES:
+        cap = self.metrics.max_features
+        if total is not None and total > cap:
             keep = torch.zeros(total, dtype=torch.bool)
-            keep[torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:REFERENCE_FEATURES]] = True
+            keep[torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:cap]] = True
         classes = None
         if labels is not None and len(labels):
             num_classes, dim = int(labels.max()) + 1, self.metrics.extractor.num_features
@@ -287,12 +289,13 @@ class Scorer:
         per class on either side."""
         metrics = self.metrics
         truncation = Truncation.of(truncation)
-        sampled = min(metrics.num_real, REFERENCE_FEATURES)
+        sampled = min(metrics.num_real, metrics.max_features)
         fields = {
             "num_generated": num_samples, "reference": self.reference, "num_reference": metrics.num_real,
             **metrics.extractor.protocol(), "seed": seed, "truncation": truncation.psi,
             "truncation_threshold": truncation.threshold, "kid_prdc_reference": sampled,
-            "kid_subsets": metrics.kid.subsets, "kid_subset_size": min(metrics.kid_subset_size, sampled, num_samples),
+            "kid_prdc_generated": min(num_samples, metrics.max_features),
+            "kid_subsets": metrics.kid_subsets, "kid_subset_size": min(metrics.kid_subset_size, sampled, num_samples),
         }  # fmt: skip
         if self.intra_fid_applies(num_classes, num_samples):
             fields["intra_fid_generated_per_class"] = num_samples // num_classes
