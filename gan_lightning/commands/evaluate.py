@@ -31,6 +31,7 @@ from gan_lightning.core.options import Options
 from gan_lightning.data import DATASETS
 from gan_lightning.metrics import options as metric_options
 from gan_lightning.metrics.evaluator import REFERENCE_SPLITS
+from gan_lightning.metrics.protocols import PROTOCOLS
 from gan_lightning.training.latents import Truncation, truncation_options
 
 
@@ -51,11 +52,14 @@ def build_parser() -> Parser:
         choices=DATASETS.names(),
         help="score against this dataset's images instead of the run's own (e.g. MNIST for a folder of MNIST PNGs)",
     )
+    p.add_argument("--protocol", choices=PROTOCOLS.names(), help="a named protocol: sets -n, --reference, the "
+                   "extractor and the KID/PRDC sizes as the papers' metric of that name (docs/evaluation.md); "
+                   "contradicting flags are refused")  # fmt: skip
     p.add_argument(
         "-n",
         "--num",
         type=int,
-        default=5000,
+        default=None,
         help="generated images per checkpoint (default 5000; the papers' FID protocol: 50000)",
     )
     for name in ("fid_weights", "fid_weights_unchecked", "extractor", "extractor_weights"):
@@ -63,7 +67,7 @@ def build_parser() -> Parser:
     p.add_argument(
         "--reference",
         choices=REFERENCE_SPLITS,
-        default="val",
+        default=None,
         help="the dataset split the samples are "
         "compared with (default val; the papers' FID protocol: train, the full training set)",
     )
@@ -86,6 +90,7 @@ def build_parser() -> Parser:
 
 def run(cfg: argparse.Namespace) -> None:
     """Evaluate as configured: one JSON line per checkpoint, and the run tables and plots."""
+    expand_protocol(cfg)
     if cfg.num < 10:
         raise ConfigError(f"--num must be at least 10, got {cfg.num}")
     if bool(cfg.ckpt) == bool(cfg.run_dirs):
@@ -122,12 +127,41 @@ def run(cfg: argparse.Namespace) -> None:
         print(f"wrote {cfg.plot}")
 
 
+def expand_protocol(cfg: argparse.Namespace) -> None:
+    """Fill in `--protocol`'s settings (printing them), refusing explicit flags that contradict it; without one,
+    the defaults (5000 generated images against the validation split)."""
+    if cfg.protocol is None:
+        cfg.num = 5000 if cfg.num is None else cfg.num
+        cfg.reference = cfg.reference or "val"
+        return
+    protocol = PROTOCOLS.get(cfg.protocol)
+    flag = f"--protocol {protocol.name}"
+    for given, expected, name in ((cfg.num, protocol.num, "-n"), (cfg.reference, protocol.split, "--reference"),
+                                  (cfg.num_reference, protocol.num_reference, "--num-reference")):  # fmt: skip
+        if given is not None and given != expected:
+            raise ConfigError(f"{flag} scores with {name} {expected if expected is not None else 'all'}, not {given}: "
+                              f"drop {name} (or drop {flag} to choose freely)")  # fmt: skip
+    if cfg.extractor not in (None, protocol.extractor):
+        raise ConfigError(f"{flag} scores in {protocol.extractor}'s features, not {cfg.extractor}'s: drop --extractor")
+    if protocol.extractor == "inception_fid" and not (cfg.fid_weights or cfg.extractor_weights):
+        raise ConfigError(f"{flag} scores with the FID Inception: pass --fid-weights PATH (its weights file; "
+                          "docs/evaluation.md says where to get it)")  # fmt: skip
+    cfg.num, cfg.reference, cfg.num_reference = protocol.num, protocol.split, protocol.num_reference
+    if protocol.extractor != "inception_fid" or not cfg.fid_weights:
+        cfg.extractor = protocol.extractor
+    cfg.protocol = protocol
+    print(
+        f"protocol {protocol.name}: {protocol.description}; "
+        + ", ".join(f"{k} {v}" for k, v in protocol.fields().items() if k not in ("protocol_name", "description"))
+    )
+
+
 def _reference_options(cfg: argparse.Namespace) -> dict[str, Any]:
     if cfg.num_reference is not None and cfg.num_reference < 2:
         raise ConfigError(f"--num-reference must be at least 2, got {cfg.num_reference}")
     return {"fid_weights": cfg.fid_weights, "fid_weights_unchecked": cfg.fid_weights_unchecked,
             "extractor": cfg.extractor, "extractor_weights": cfg.extractor_weights,
-            "split": cfg.reference, "num_reference": cfg.num_reference}  # fmt: skip
+            "split": cfg.reference, "num_reference": cfg.num_reference, "protocol": cfg.protocol}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from gan_lightning.metrics.extractors import (
     load_extractor,
     reference_extractor,
 )
+from gan_lightning.metrics.protocols import Protocol
 from gan_lightning.metrics.quality import REFERENCE_FEATURES, Scorer
 from gan_lightning.training.gan import GAN
 from gan_lightning.training.latents import Truncation
@@ -94,7 +95,7 @@ def reference_set(dataset: str, data_dir: str, image_size: int, split: str = "va
 
 
 def reference_cache(extractor: FeatureExtractor, source: Tensor | Dataset, limit: int, name: str,
-                    cache_dir: str | Path | None = None) -> Path:  # fmt: skip
+                    cache_dir: str | Path | None = None, max_features: int = REFERENCE_FEATURES) -> Path:  # fmt: skip
     """Where the reference statistics of these images under this extractor are cached: keyed by a SHA-256 of the
     images themselves (as the extractor receives them), the extractor's protocol (its weights' SHA-256 included),
     the reference's name and count, and the KID/PRDC subset rule; any change gives another file. The labels are
@@ -107,7 +108,7 @@ def reference_cache(extractor: FeatureExtractor, source: Tensor | Dataset, limit
         data.update(labels.numpy().tobytes())
     # format 2: the per-class sums of labelled references are in the file
     key = {"data": data.hexdigest(), "reference": name, "num_reference": limit, **extractor.protocol(),
-           "kid_prdc_reference": REFERENCE_FEATURES, "format": 2}  # fmt: skip
+           "kid_prdc_reference": max_features, "format": 2}  # fmt: skip
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return folder / f"reference-{extractor.name or 'features'}-{digest}.pt"
@@ -166,6 +167,7 @@ class Evaluator:
         num_reference: int | None = None,
         options: dict[str, Any] | None = None,
         cache_dir: str | Path | None = None,
+        protocol: Protocol | None = None,
     ) -> None:
         spec = DATASETS.get(dataset)
         if fid_weights is None and extractor is None and extractor_weights is None:
@@ -183,11 +185,13 @@ class Evaluator:
                                        extractor_weights=extractor_weights)  # fmt: skip
         classes = getattr(features, "classes", features)
         self.classifier = getattr(classes, "classifier", None)  # reads labels and codes; None on RGB data
-        self.scorer = Scorer(features)  # the scoring path training-time metrics use too
+        self.protocol_name = protocol.name if protocol is not None else None
+        # the scoring path training-time metrics use too
+        self.scorer = Scorer(features, **(protocol.scoring() if protocol is not None else {}))
         source = reference_set(dataset, data_dir, image_size, split, options)
         limit = len(source) if num_reference is None else min(num_reference, len(source))
         name = f"{dataset}/{split}"
-        self.cache = reference_cache(features, source, limit, name, cache_dir)
+        self.cache = reference_cache(features, source, limit, name, cache_dir, self.scorer.metrics.max_features)
         state = read_reference_cache(self.cache, limit) if self.cache.is_file() else None
         self.cached = state is not None
         if state is not None:
@@ -213,6 +217,8 @@ class Evaluator:
                 gan, self.classifier, num_samples // 10, seed, truncation
             )
         results["protocol"] = self.scorer.protocol(num_samples, seed, truncation, gan.latents.num_classes)
+        if self.protocol_name is not None:
+            results["protocol"] = {"protocol_name": self.protocol_name, **results["protocol"]}
         return results
 
 

@@ -1,0 +1,65 @@
+"""Named evaluation protocols, the names papers cite: each fixes the sample count, the reference images, the feature
+extractor (and so its resize) and the KID/PRDC sizes that define a score, so two scores under one name compare.
+
+`evaluate.py --protocol fid50k_full` expands the name, prints the expansion and records it with every score; an
+explicit flag that contradicts it is refused in one line. A protocol of your own is one `Protocol` registered in a
+plugin (`PROTOCOLS.register(name)(Protocol(...))`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gan_lightning.core.registry import Registry
+
+PAPERS_FEATURES = 50_000
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a named score is measured: `num` generated images against the reference `split` (all of it, or the
+    first `num_reference`), in `extractor`'s features; KID and precision/recall/density/coverage on at most
+    `max_features` features a side, KID as the mean over `kid_subsets` subsets of `kid_subset_size`."""
+
+    name: str
+    description: str
+    num: int
+    split: str
+    extractor: str
+    num_reference: int | None = None
+    max_features: int = 10_000
+    kid_subsets: int = 50
+    kid_subset_size: int = 1000
+
+    def fields(self) -> dict[str, Any]:
+        """The expansion, as printed and recorded (`protocol_name` first)."""
+        fields = asdict(self)
+        return {"protocol_name": fields.pop("name"), **fields}
+
+    def scoring(self) -> dict[str, int]:
+        """The scorer's options this protocol sets."""
+        return {"max_features": self.max_features, "kid_subsets": self.kid_subsets,
+                "kid_subset_size": self.kid_subset_size}  # fmt: skip
+
+
+PROTOCOLS: Registry[Protocol] = Registry("evaluation protocol")
+
+
+def _register(protocol: Protocol) -> None:
+    PROTOCOLS.register(protocol.name)(protocol)
+
+
+# StyleGAN2-ADA's metric_main names: `_full` is the whole training set as the reference.
+_register(Protocol("fid50k_full", "FID of 50,000 generated images against the whole training set, FID Inception "
+                   "(StyleGAN2-ADA's fid50k_full)", 50_000, "train", "inception_fid"))  # fmt: skip
+_register(Protocol("fid10k_test", "FID of 10,000 generated images against the held-out split (CIFAR-10's test "
+                   "set), FID Inception", 10_000, "val", "inception_fid"))  # fmt: skip
+_register(Protocol("kid50k_full", "KID of 50,000 generated images against the whole training set, 100 subsets of "
+                   "1,000 on up to 50,000 features a side, FID Inception (StyleGAN2-ADA's kid50k_full; it keeps up "
+                   "to 1,000,000 reference features)", 50_000, "train", "inception_fid", max_features=PAPERS_FEATURES,
+                   kid_subsets=100))  # fmt: skip
+_register(Protocol("pr50k3_full", "precision and recall with k = 3 of 50,000 generated images against up to 50,000 "
+                   "training images (StyleGAN2-ADA's pr50k3_full, which takes up to 200,000 reference images in "
+                   "VGG16 features; here the FID Inception's)", 50_000, "train", "inception_fid",
+                   max_features=PAPERS_FEATURES))  # fmt: skip
