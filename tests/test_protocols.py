@@ -70,7 +70,8 @@ def test_a_plugins_protocol_is_printed_and_recorded_with_every_score(setup):  # 
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("protocol fid10_train_example: FID of 10 generated images against the training "
                                   "split, FID Inception; num 10, split train, extractor inception_fid, "
-                                  "num_reference None, max_features 10000, kid_subsets 5, kid_subset_size 1000\n")  # fmt: skip
+                                  "num_reference None, max_features 10000, kid_subsets 5, "
+                                  "kid_subset_size 1000\n")  # fmt: skip
     [row] = json.loads((run / "evaluation.json").read_text())
     protocol = row["protocol"]
     assert protocol["protocol_name"] == "fid10_train_example"
