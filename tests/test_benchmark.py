@@ -179,3 +179,16 @@ def test_plain_loop_trains_exactly_as_the_module(tmp_path, options):
     )
     differing = [k for k in ours if not torch.equal(ours[k], lightning[k])]
     assert not differing, {k: (ours[k] - lightning[k]).abs().max().item() for k in differing}
+
+
+@pytest.mark.slow  # a process per count, each importing torch: about a minute on 2 busy cores
+def test_memory_benchmark_measures_each_count_in_its_own_process():
+    cmd = [sys.executable, str(REPO / "scripts" / "benchmark_memory.py"), "--counts", "30", "60", "--num-reference",
+           "40", "--image-size", "4", "--features", "16", "--threads", "1", "--protocol", "kid50k_full"]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    *rows, summary = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["count"] for r in rows] == [30, 60] and [r["kid_prdc_generated"] for r in rows] == [30, 60]
+    assert all(r["peak_rss_gb"] > 0 and r["ratio"] > 0 and math.isfinite(r["fid"]) for r in rows)
+    assert summary == {"peak_rss_gb": {"30": rows[0]["peak_rss_gb"], "60": rows[1]["peak_rss_gb"]},
+                       "min_ratio": min(r["ratio"] for r in rows)}  # fmt: skip
