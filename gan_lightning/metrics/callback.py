@@ -48,8 +48,9 @@ options = (
     Option("fid_weights", None, "local weights file of the FID Inception (sha256 6726825d..., as published by "
            "torch_fidelity and pytorch_fid; see docs/evaluation.md): FID, KID and IS comparable with papers", type=str,
            resume="free", default_text="none", check=_existing_file("--fid-weights")),
-    Option("fid_weights_unchecked", False, "accept FID Inception weights whose sha256 is not the published one "
-           "(tests, research; scores then are not comparable with papers)", resume="free"),
+    Option("fid_weights_unchecked", False, "accept weights of the FID Inception (or of an --extractor that checks its "
+           "file, e.g. clip) whose sha256 is not the published one (tests, research; scores then are not comparable "
+           "with papers)", resume="free"),
     Option("extractor", None, "the feature extractor of FID, KID and precision/recall, by name, from the weights "
            "file --extractor-weights (e.g. torchscript: your own network saved with torch.jit.save); the "
            "dataset's classifier, when given, still gives the mode statistics", type=str,

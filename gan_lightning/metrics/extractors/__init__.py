@@ -103,7 +103,7 @@ def build_extractor(
         classes = load_extractor(name, classifier)
     features = None
     if extractor is not None:
-        features = load_extractor(extractor, extractor_weights)
+        features = load_extractor(extractor, extractor_weights, checked=not fid_weights_unchecked)
     elif fid_weights is not None:
         features = load_extractor("inception_fid", fid_weights, checked=not fid_weights_unchecked)
     if features is not None:
