@@ -77,16 +77,19 @@ class Projection(FeatureExtractor):
 
 
 class NoiseImages:
-    """A stand-in generator: its seeded noise reshaped to (B, 3, S, S) images in [-1, 1]; `gan.sample`'s interface."""
+    """A stand-in generator with `gan.sample`'s interface: 128-d seeded noise (a GAN's latent size; `Scorer` draws
+    all latents of a score at once) through a fixed random linear map to (B, 3, S, S) images in [-1, 1]."""
 
     device = torch.device("cpu")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, latent_dim: int = 128) -> None:
         self.size = size
-        self.latents = LatentSpace(3 * size * size, "uniform")
+        self.latents = LatentSpace(latent_dim, "normal")
+        self.weight = torch.randn(latent_dim, 3 * size * size, generator=torch.Generator().manual_seed(2))
 
     def sample(self, latents: torch.Tensor, **_: Any) -> torch.Tensor:
-        return latents.view(-1, 3, self.size, self.size).clamp(-1, 1)
+        images = (latents @ self.weight / self.weight.shape[0] ** 0.5).tanh()  # (B, 3 * S * S)
+        return images.view(-1, 3, self.size, self.size)
 
 
 def extractor_for(name: str, size: int, features: int = 2048) -> FeatureExtractor:
@@ -105,9 +108,8 @@ def measure(cfg: Any, count: int) -> dict[str, Any]:
     extractor = extractor_for(cfg.extractor, cfg.image_size, cfg.features)
     scorer = Scorer(extractor, **PROTOCOLS.get(cfg.protocol).scoring())
     generator = NoiseImages(cfg.image_size)
-    reference = generator.sample(generator.latents.draw(cfg.num_reference, torch.Generator().manual_seed(1)).input)
-    scorer.add_real(reference.split(500), reference="noise", total=cfg.num_reference)
-    del reference
+    references = generator.latents.draw(cfg.num_reference, torch.Generator().manual_seed(1)).input.split(500)
+    scorer.add_real((generator.sample(z) for z in references), reference="noise", total=cfg.num_reference)
     # the scoring path of `Scorer.score`, timed in its two parts: extraction into the running statistics per image,
     # then the metrics once (FID's matrix square root, KID's subsets, the k-NN pass: fixed costs, not per image)
     metrics, step = scorer.metrics, scorer.metrics.batch_size_on(torch.device("cpu"))
