@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,10 @@ class GANCheckpoint(ModelCheckpoint):
     Every save happens at the end of a whole iteration, never between the D and the G update, and before
     Lightning closes the epoch, so the checkpoint records the data loader mid-epoch and resumes exactly. The
     first Ctrl-C (or SIGTERM) finishes the current iteration, saves and stops; a second Ctrl-C aborts at once.
-    SIGUSR1 does the same and sets `requeue_requested` (Slurm's warning before a time limit: the train command
-    then requeues the job, `commands/train/cluster.py`).
+    SIGUSR1 does the same and sets `requeue_requested` (Slurm's warning before a time limit); rank zero then calls
+    `requeue()` right after `last.ckpt` is in place, before the slower work at the end of training (a final
+    evaluation, other ranks exiting), and keeps its one-line answer in `requeue_message` (the train command passes
+    `commands/train/cluster.py`'s `requeue`).
     It stays a `ModelCheckpoint` (so the Trainer adds no default one and `trainer.checkpoint_callback` finds it),
     but decides when to save itself and saves through `trainer.save_checkpoint`, Lightning's public call: write
     to `last.ckpt.partial`, then rename, so a run killed mid-write leaves the previous `last.ckpt` intact.
@@ -63,6 +66,7 @@ class GANCheckpoint(ModelCheckpoint):
         dirpath: str | Path | None = None,
         keep: bool = False,
         run_info: dict[str, Any] | None = None,
+        requeue: Callable[[], str] | None = None,
     ) -> None:
         if every_n_iterations < 1:
             raise ConfigError(f"every_n_iterations must be positive, got {every_n_iterations}")
@@ -72,6 +76,8 @@ class GANCheckpoint(ModelCheckpoint):
         self.run_info = dict(run_info or {})
         self.stop_requested = False
         self.requeue_requested = False
+        self.requeue = requeue
+        self.requeue_message: str | None = None
         self.saved_at_step: int | None = None
         self.saved_iteration: int | None = None  # of the newest last.ckpt this process wrote or resumed from
         self.previous_handlers: dict[int, Any] = {}
@@ -125,7 +131,8 @@ class GANCheckpoint(ModelCheckpoint):
             # A signal may reach one rank only, or ranks at different moments: all must agree, or one rank
             # would enter the checkpoint's collectives while the others run the next iteration's all-reduce.
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-            self.requeue_requested = trainer.strategy.reduce_boolean_decision(self.requeue_requested, all=False)
+            if stop:  # a second collective only when stopping: every rank agrees on it by now
+                self.requeue_requested = trainer.strategy.reduce_boolean_decision(self.requeue_requested, all=False)
         if stop:
             self.stop_requested = True  # every rank reports the stop, not only the one the signal reached
             trainer.should_stop = True
@@ -174,5 +181,7 @@ class GANCheckpoint(ModelCheckpoint):
         self.saved_at_step = trainer.global_step
         self.saved_iteration = iteration
         if trainer.is_global_zero:
+            if self.stop_requested and self.requeue_requested and self.requeue and self.requeue_message is None:
+                self.requeue_message = self.requeue()  # the state is on disk: the restart finds it
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(self)

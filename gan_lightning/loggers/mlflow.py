@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch.loggers import Logger, MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from gan_lightning.core.files import write_text
 from gan_lightning.loggers.base import LOGGERS, RunLocation, Tracker, flat_config
@@ -26,6 +27,7 @@ class GANMLFlowLogger(MLFlowLogger):
     """MLFlowLogger whose parameters are written once: MLflow refuses to change a logged parameter, and a resumed
     run may carry changed flags (config_changes.yaml records those, and is logged as an artifact)."""
 
+    @rank_zero_only  # as Lightning's own: other ranks hold a dummy experiment
     def log_hyperparams(self, params: Any) -> None:
         """Log the parameters this MLflow run does not hold yet."""
         held = self.experiment.get_run(self.run_id).data.params

@@ -6,23 +6,29 @@ W&B reads its own environment: `WANDB_MODE=offline` keeps the run on disk (`wand
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from lightning.pytorch.loggers import Logger, WandbLogger
 
+from gan_lightning.core.files import write_text
 from gan_lightning.loggers.base import LOGGERS, RunLocation, Tracker
+
+RUN_ID_FILE = "wandb_run_id"  # in the run directory: a restart continues the same W&B run
 
 
 def run_id(run: RunLocation) -> str:
-    """A W&B run id that is the same at every restart of one run directory and differs between directories."""
-    digest = hashlib.sha1(str(run.run_dir.resolve()).encode()).hexdigest()[:8]
-    name = re.sub(r"[^A-Za-z0-9_.-]", "-", run.name)[:48]
-    return f"{name}-v{run.version}-{digest}"
+    """The W&B run id of this run directory: the one it recorded, else a new one (random: a deleted and recreated
+    `version_N`, or the same path on another machine, must not append to an old W&B run)."""
+    recorded = run.run_dir / RUN_ID_FILE
+    if recorded.is_file() and recorded.read_text().strip():
+        return recorded.read_text().strip()
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", run.name)[:40]
+    return f"{name}-v{run.version}-{uuid.uuid4().hex[:8]}"
 
 
 @LOGGERS.register("wandb")
@@ -34,7 +40,8 @@ class WandbTracker(Tracker):
     extra = "wandb"
 
     def build(self, run: RunLocation, config: Mapping[str, Any]) -> Logger:
-        """A WandbLogger writing under the run directory, its id fixed by the directory (restarts resume it)."""
+        """A WandbLogger writing under the run directory, its id the one the directory recorded (a restart resumes
+        the W&B run) or a new one."""
         project = os.environ.get("WANDB_PROJECT", "gan_lightning")
         name = f"{run.name}/version_{run.version}"
         return WandbLogger(name=name, save_dir=str(run.run_dir), id=run_id(run), project=project)
@@ -46,6 +53,11 @@ class WandbTracker(Tracker):
     def text(self, logger: Logger, tag: str, text: str, step: int) -> None:
         """`log_text`: a one-column table holding the markdown."""
         logger.log_text(key=tag, columns=["text"], data=[[text]], step=step)
+
+    def started(self, logger: Logger, run: RunLocation, config: Mapping[str, Any]) -> None:
+        """Record the W&B run's id in the run directory, and hand W&B the run's config."""
+        write_text(run.run_dir / RUN_ID_FILE, f"{logger.version}\n", "the W&B run id")
+        super().started(logger, run, config)
 
     def finished(self, logger: Logger) -> None:
         """`finish` the W&B run: Lightning leaves it open until the process exits, so a second run in one process

@@ -108,7 +108,7 @@ def reference_cache(extractor: FeatureExtractor, source: Tensor | Dataset, limit
         data.update(labels.numpy().tobytes())
     # format 2: the per-class sums of labelled references are in the file
     key = {"data": data.hexdigest(), "reference": name, "num_reference": limit, **extractor.protocol(),
-           "kid_prdc_reference": max_features, "format": 2}  # fmt: skip
+           "kid_prdc_reference": min(limit, max_features), "format": 2}  # fmt: skip
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return folder / f"reference-{extractor.name or 'features'}-{digest}.pt"

@@ -342,7 +342,8 @@ class Scorer:
         fake = ClassGaussians(num_classes, extractor.num_features, gan.device)
         for chunk, chunk_labels in zip(latents.split(self.batch_size), labels.split(self.batch_size), strict=True):
             images = gan.sample(latents=chunk, rng=rng, truncation=truncation)  # (b, C, H, W) in [-1, 1]
-            features, _ = extractor.extract(images.float())
+            step = self.metrics.batch_size_on(images.device)
+            features = torch.cat([extractor.extract(part)[0] for part in images.float().split(step)])  # (b, D)
             fake.add(features, chunk_labels)
         if not torch.isfinite(fake.cov_sum).all():  # a diverged generator: LAPACK would crash on NaNs
             return [float("nan")] * num_classes

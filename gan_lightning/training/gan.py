@@ -271,8 +271,10 @@ class GAN(LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Reapply a resumed checkpoint's global RNG states (Lightning restores none), once, before the first
         iteration: after the resumed data loader's iterator has drawn its base seed from the global generator,
-        which an uninterrupted run did at the epoch's start, before the checkpoint's states were captured."""
-        self.global_rng.restore()
+        which an uninterrupted run did at the epoch's start, before the checkpoint's states were captured. Only for a
+        fit that resumes (`ckpt_path`): weights loaded with `load_from_checkpoint` and fitted afresh keep the seed."""
+        if self.trainer.ckpt_path:
+            self.global_rng.restore()
 
     def ddp_networks(self) -> list[nn.Module]:
         """The networks `PerNetworkDDPStrategy` wraps separately: each phase all-reduces only its own gradients."""

@@ -12,7 +12,7 @@ import lightning.pytorch as pl
 
 from gan_lightning.callbacks import GANCheckpoint, RankWatch, RunProgress, SampleGrid, TrainingHealth
 from gan_lightning.commands.base import CommandStopped, run_command
-from gan_lightning.commands.train.cluster import requeue, slurm_job_id
+from gan_lightning.commands.train.cluster import slurm_job_id
 from gan_lightning.commands.train.fit import fit
 from gan_lightning.commands.train.parser import build_parser, resumed_configs
 from gan_lightning.commands.train.resolution import resolve
@@ -68,7 +68,7 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
         location = RunLocation(Path(cfg.log_dir), cfg.name, version)
         # under fast_dev_run Lightning swaps every logger for a dummy: only TensorBoard's is built, and writes nothing
         loggers = build_loggers("tensorboard" if cfg.fast_dev_run else cfg.logger, location, config)
-        if location.version is None:  # fast_dev_run: TensorBoard's own next version, for the paths printed
+        if cfg.fast_dev_run:  # TensorBoard's own next version, for the paths printed (nothing is written)
             location = RunLocation(location.log_dir, location.name, loggers[0].version)
         checkpoint = checkpoint_callback(cfg, config, used_plugins, location.run_dir / "checkpoints")
         watch = RankWatch()
@@ -152,14 +152,13 @@ def record_config(run_dir: str, config: Mapping[str, Any], resume: Resume, steps
 
 
 def _raise_if_signalled(trainer: pl.Trainer, checkpoint: GANCheckpoint, model: GAN) -> None:
-    """Exit status 130 when a signal ended training early; after SIGUSR1 in a Slurm job, rank zero requeues it."""
+    """Exit status 130 when a signal ended training early (after SIGUSR1 in a Slurm job, rank zero has requeued it
+    as soon as last.ckpt was written, and says so)."""
     if not (checkpoint.stop_requested or trainer.received_sigterm):
         return
-    if checkpoint.requeue_requested and slurm_job_id() is not None:
-        message = f"stopped after iteration {model.iteration} ahead of the time limit; " + (
-            requeue() if trainer.is_global_zero else ""
-        )
-        raise CommandStopped(message if trainer.is_global_zero else "", status=130)
+    if checkpoint.requeue_message is not None:
+        message = f"stopped after iteration {model.iteration} ahead of the time limit; {checkpoint.requeue_message}"
+        raise CommandStopped(message, status=130)
     if slurm_job_id():
         how = "a requeued job resumes with --ckpt-path auto"
     else:

@@ -15,7 +15,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from gan_lightning.callbacks import DirectCheckpointIO, GANCheckpoint
-from gan_lightning.commands.train.cluster import cluster_plugins
+from gan_lightning.commands.train.cluster import cluster_plugins, requeue, slurm_job_id
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.data import DATASETS, default_data_dir
 
@@ -104,7 +104,7 @@ def checkpoint_callback(
     data_dir = str(Path(cfg.data_dir or default_data_dir()).resolve())
     run_info = {"dataset": cfg.dataset, "data_dir": data_dir, "config": config, "plugins": dict(used_plugins or {})}
     return GANCheckpoint(every_n_iterations=cfg.checkpoint_every, keep=cfg.keep_checkpoints, run_info=run_info,
-                         dirpath=dirpath)  # fmt: skip
+                         dirpath=dirpath, requeue=requeue if slurm_job_id() else None)  # fmt: skip
 
 
 def evaluation_callbacks(cfg: argparse.Namespace) -> list[pl.Callback]:

@@ -61,6 +61,8 @@ def load_clip(name: str, path: PathLike, checked: bool = True) -> CLIPFeatures:
         with warnings.catch_warnings():  # torch.jit.load's notes about the archive's format
             warnings.simplefilter("ignore")
             net = FeatureExtractorCLIP(model, ["clip"], feature_extractor_weights_path=str(path))
+        if not isinstance(net.model.visual, VisionTransformer):
+            raise ValueError("a ResNet CLIP, not a ViT")
     except Exception as err:  # not a TorchScript archive, or not CLIP's keys and shapes
         raise DataError(f"cannot load a CLIP image tower from {path} ({type(err).__name__}: {first_line(err)}); "
                         f"pass OpenAI's {model} archive") from None  # fmt: skip
