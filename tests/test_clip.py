@@ -47,6 +47,7 @@ def test_features_equal_torch_fidelitys_own_extractor(archive):
     with torch.no_grad():
         assert torch.equal(ours.extract(signed(grey))[0], reference(grey.expand(-1, 3, -1, -1))[0])
     assert ours.protocol()["extractor"] == "clip" and ours.protocol()["extractor_sha256"] == file_sha256(archive)
+    assert torch.equal(ours(signed(images)), expected)  # the module's forward: what the evaluator's wrappers call
 
 
 def test_fid_in_clip_features_equals_the_frechet_distance_by_hand(archive):

@@ -37,12 +37,12 @@ class CLIPFeatures(FeatureExtractor):
         self.num_features = int(net.model.visual.proj.shape[1])
         self.freeze()
 
-    def extract(self, x: Tensor) -> tuple[Tensor, None]:
-        """Embeddings (B, D) of images (B, 1 or 3, H, W) in [-1, 1]."""
+    def forward(self, x: Tensor) -> Tensor:
+        """Embeddings (B, D) of images (B, 1 or 3, H, W) in [-1, 1]; `extract` adds no class probabilities."""
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # (B, 3, H, W)
         pixels = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # the uint8 images torch-fidelity reads
-        return self.net(pixels)[0], None  # (B, D)
+        return self.net(pixels)[0]  # (B, D)
 
 
 def load_clip(name: str, path: PathLike, checked: bool = True) -> CLIPFeatures:
