@@ -10,7 +10,7 @@ from torchvision.utils import make_grid, save_image
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.files import atomic_write, write_text
-from gan_lightning.loggers import log_image, log_text, run_dir
+from gan_lightning.loggers import file_name, log_image, log_text, run_dir
 
 
 class SampleGrid(Callback):
@@ -70,7 +70,7 @@ class SampleGrid(Callback):
             log_image(trainer, self.tag + suffix, grid, step)  # every logger of the run, none under fast_dev_run
             folder = run_dir(trainer)
             if self.save_png and folder is not None:
-                path = folder / "samples" / f"{(self.tag + suffix).replace('/', '_')}_{step:07d}.png"
+                path = folder / "samples" / file_name(self.tag + suffix, step, "png")
                 atomic_write(path, lambda p, grid=grid: save_image(grid, p, format="png"), "the sample grid")
         if not self.rows_named:
             self.rows_named = True

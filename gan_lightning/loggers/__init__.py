@@ -10,6 +10,7 @@ from gan_lightning.loggers.base import (
     RunLocation,
     Tracker,
     build_loggers,
+    file_name,
     flat_config,
     log_image,
     log_text,
@@ -19,7 +20,7 @@ from gan_lightning.loggers.base import (
 )
 from gan_lightning.loggers.tensorboard import CUSTOM_SCALARS, GANLogger
 
-__all__ = ["CUSTOM_SCALARS", "LOGGERS", "GANLogger", "RunLocation", "Tracker", "build_loggers", "flat_config",
-           "log_image", "log_text", "options", "run_dir", "tracker_of"]  # fmt: skip
+__all__ = ["CUSTOM_SCALARS", "LOGGERS", "GANLogger", "RunLocation", "Tracker", "build_loggers", "file_name",
+           "flat_config", "log_image", "log_text", "options", "run_dir", "tracker_of"]  # fmt: skip
 
 import_submodules(__name__)  # every tracker file registers itself

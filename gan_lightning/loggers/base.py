@@ -20,6 +20,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
 from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.files import write_text
 from gan_lightning.core.options import Option
 from gan_lightning.core.registry import Registry
 
@@ -81,6 +82,24 @@ def flat_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
             plain = isinstance(value, (int, float, str, bool)) or value is None
             flat[f"{prefix}{key}"] = value if plain else str(value)
     return flat
+
+
+def file_name(tag: str, step: int, extension: str) -> str:
+    """The file of a grid or text logged as `tag` at iteration `step`: `<tag with / as _>_<step>.<extension>`."""
+    return f"{tag.replace('/', '_')}_{step:07d}.{extension}"
+
+
+def recorded_run_id(run: RunLocation, file: str) -> str | None:
+    """The tracker's own run id this run directory recorded in `file` (a restart continues that tracker run), or
+    None before the first start has recorded one."""
+    path = run.run_dir / file
+    recorded = path.read_text().strip() if path.is_file() else ""
+    return recorded or None
+
+
+def record_run_id(run: RunLocation, file: str, run_id: str) -> None:
+    """Record the tracker's own run id in the run directory's `file`, for `recorded_run_id` at a restart."""
+    write_text(run.run_dir / file, f"{run_id}\n", f"the run's {file}")
 
 
 def logger_names(text: str) -> list[str]:

@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from torchvision.utils import save_image
 
 from gan_lightning.core.files import append_text, atomic_write
-from gan_lightning.loggers.base import LOGGERS, RunLocation, Tracker
+from gan_lightning.loggers.base import LOGGERS, RunLocation, Tracker, file_name
 
 
 @LOGGERS.register("csv")
@@ -29,7 +29,7 @@ class CSVTracker(Tracker):
 
     def image(self, logger: Logger, tag: str, grid: torch.Tensor, step: int) -> None:
         """`images/<tag>_<step>.png` in the logger's folder."""
-        path = Path(logger.log_dir) / "images" / f"{tag.replace('/', '_')}_{step:07d}.png"
+        path = Path(logger.log_dir) / "images" / file_name(tag, step, "png")
         atomic_write(path, lambda p: save_image(grid, p, format="png"), "the CSV logger's sample grid")
 
     def text(self, logger: Logger, tag: str, text: str, step: int) -> None:

@@ -17,8 +17,15 @@ import torch
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from gan_lightning.core.files import write_text
-from gan_lightning.loggers.base import LOGGERS, RunLocation, Tracker, flat_config
+from gan_lightning.loggers.base import (
+    LOGGERS,
+    RunLocation,
+    Tracker,
+    file_name,
+    flat_config,
+    record_run_id,
+    recorded_run_id,
+)
 
 RUN_ID_FILE = "mlflow_run_id"  # in the run directory: a restart continues the same MLflow run
 
@@ -47,29 +54,27 @@ class MLflowTracker(Tracker):
 
     def build(self, run: RunLocation, config: Mapping[str, Any]) -> Logger:
         """A logger continuing the MLflow run this run directory recorded, else starting one."""
-        recorded = run.run_dir / RUN_ID_FILE
-        run_id = recorded.read_text().strip() if recorded.is_file() else None
         root = Path(run.log_dir).resolve()
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
         # artifacts beside the store, not in the working directory (MLflow's default for a new experiment)
         artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
-        return GANMLFlowLogger(experiment_name=run.name, run_name=f"{run.name}/version_{run.version}",
-                               tracking_uri=uri, run_id=run_id or None, artifact_location=artifacts)  # fmt: skip
+        return GANMLFlowLogger(experiment_name=run.name, run_name=f"{run.name}/version_{run.version}", tracking_uri=uri,
+                               run_id=recorded_run_id(run, RUN_ID_FILE), artifact_location=artifacts)  # fmt: skip
 
     def image(self, logger: Logger, tag: str, grid: torch.Tensor, step: int) -> None:
         """`images/<tag>_<step>.png`, an artifact of the run."""
         array = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, C)
-        name = f"images/{tag.replace('/', '_')}_{step:07d}.png"
+        name = f"images/{file_name(tag, step, 'png')}"
         logger.experiment.log_image(logger.run_id, array.squeeze(-1) if array.shape[-1] == 1 else array, name)
 
     def text(self, logger: Logger, tag: str, text: str, step: int) -> None:
         """`text/<tag>_<step>.md`, an artifact of the run."""
-        logger.experiment.log_text(logger.run_id, text, f"text/{tag.replace('/', '_')}_{step:07d}.md")
+        logger.experiment.log_text(logger.run_id, text, f"text/{file_name(tag, step, 'md')}")
 
     def started(self, logger: Logger, run: RunLocation, config: Mapping[str, Any]) -> None:
         """Record the MLflow run's id in the run directory, and log the run's config as parameters."""
-        write_text(run.run_dir / RUN_ID_FILE, f"{logger.run_id}\n", "the MLflow run id")
-        logger.log_hyperparams(flat_config(config))
+        record_run_id(run, RUN_ID_FILE, logger.run_id)
+        super().started(logger, run, config)
         changes = run.run_dir / "config_changes.yaml"
         if changes.is_file():
             logger.experiment.log_artifact(logger.run_id, str(changes))

@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from lightning.pytorch.loggers import Logger, WandbLogger
 
-from gan_lightning.core.files import write_text
-from gan_lightning.loggers.base import LOGGERS, RunLocation, Tracker
+from gan_lightning.loggers.base import LOGGERS, RunLocation, Tracker, record_run_id, recorded_run_id
 
 RUN_ID_FILE = "wandb_run_id"  # in the run directory: a restart continues the same W&B run
 
@@ -24,9 +23,9 @@ RUN_ID_FILE = "wandb_run_id"  # in the run directory: a restart continues the sa
 def run_id(run: RunLocation) -> str:
     """The W&B run id of this run directory: the one it recorded, else a new one (random: a deleted and recreated
     `version_N`, or the same path on another machine, must not append to an old W&B run)."""
-    recorded = run.run_dir / RUN_ID_FILE
-    if recorded.is_file() and recorded.read_text().strip():
-        return recorded.read_text().strip()
+    recorded = recorded_run_id(run, RUN_ID_FILE)
+    if recorded is not None:
+        return recorded
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", run.name)[:40]
     return f"{name}-v{run.version}-{uuid.uuid4().hex[:8]}"
 
@@ -56,7 +55,7 @@ class WandbTracker(Tracker):
 
     def started(self, logger: Logger, run: RunLocation, config: Mapping[str, Any]) -> None:
         """Record the W&B run's id in the run directory, and hand W&B the run's config."""
-        write_text(run.run_dir / RUN_ID_FILE, f"{logger.version}\n", "the W&B run id")
+        record_run_id(run, RUN_ID_FILE, logger.version)
         super().started(logger, run, config)
 
     def finished(self, logger: Logger) -> None:
