@@ -18,7 +18,7 @@ from torchmetrics.utilities import dim_zero_cat
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.metrics.extractors import FeatureExtractor
 from gan_lightning.metrics.gaussians import ClassGaussians, frechet_distance
-from gan_lightning.metrics.manifold import PRDC
+from gan_lightning.metrics.manifold import PRDC, prdc
 from gan_lightning.training.latents import Truncation
 
 Tensor = torch.Tensor
@@ -129,16 +129,21 @@ class SampleQualityMetrics(nn.Module):
         return self.extract_batch or EXTRACT_BATCH.get(device.type, EXTRACT_BATCH_DEFAULT)
 
     @torch.no_grad()
+    def extract(self, images: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The extractor's features (B, D) and class probabilities (or None) of float images (B, C, H, W) in
+        [-1, 1], run on slices of `batch_size_on(device)`."""
+        parts = [self.extractor.extract(part) for part in images.split(self.batch_size_on(images.device))]
+        features = torch.cat([f for f, _ in parts])  # (B, D)
+        return features, None if parts[0][1] is None else torch.cat([p for _, p in parts])
+
+    @torch.no_grad()
     def update(self, images: Tensor, real: bool, keep: Tensor | None = None) -> Tensor:
         """Add a batch of float images (B, C, H, W) in [-1, 1], real or generated; `keep` (B,) bool: the real images
         KID and precision/recall/density/coverage also see (FID sees all; of the generated, the first
         `max_features`). The extractor runs on slices of `batch_size_on(device)`. Returns the features (B, D)."""
         if not images.is_floating_point():
             raise ValueError(f"expected float images in [-1, 1], got {images.dtype} (uint8 data: use to_signed)")
-        images = images.to(self.fid.device, torch.float32)
-        parts = [self.extractor.extract(part) for part in images.split(self.batch_size_on(images.device))]
-        features = torch.cat([f for f, _ in parts])  # (B, D)
-        probs = None if parts[0][1] is None else torch.cat([p for _, p in parts])
+        features, probs = self.extract(images.to(self.fid.device, torch.float32))
         self.fid.update(features, real=real)
         if real:
             sample = features if keep is None else features[keep.to(features.device)]
@@ -202,7 +207,9 @@ class SampleQualityMetrics(nn.Module):
         real, fake = (dim_zero_cat(f) for f in (self.manifold.real_features, self.manifold.fake_features))
         results.update(kernel_distance(real, fake, self.kid_subsets, self.kid_subset_size, self.seed))
         if min(self.num_real, self.num_fake) > self.manifold.k:  # k-NN balls need more points than k
-            results.update(self.manifold.compute())
+            # the same concatenated store as KID's: another copy of every feature would double the peak memory
+            manifold = self.manifold
+            results.update(prdc(real, fake, k_pr=manifold.k_pr, k_dc=manifold.k_dc, chunk_size=manifold.chunk_size))
         if self._fake_probs:
             results.update(self.extractor.statistics(torch.cat(self._fake_probs)))
         return results
@@ -342,9 +349,7 @@ class Scorer:
         fake = ClassGaussians(num_classes, extractor.num_features, gan.device)
         for chunk, chunk_labels in zip(latents.split(self.batch_size), labels.split(self.batch_size), strict=True):
             images = gan.sample(latents=chunk, rng=rng, truncation=truncation)  # (b, C, H, W) in [-1, 1]
-            step = self.metrics.batch_size_on(images.device)
-            features = torch.cat([extractor.extract(part)[0] for part in images.float().split(step)])  # (b, D)
-            fake.add(features, chunk_labels)
+            fake.add(self.metrics.extract(images.float())[0], chunk_labels)
         if not torch.isfinite(fake.cov_sum).all():  # a diverged generator: LAPACK would crash on NaNs
             return [float("nan")] * num_classes
         real = self.real_classes.to(gan.device)
