@@ -14,6 +14,7 @@ in minutes; `--extractor inception` is the FID Inception with random weights in 
 
 from __future__ import annotations
 
+import argparse
 import json
 import resource
 import subprocess
@@ -51,15 +52,8 @@ def build_parser() -> Parser:
     p.add_argument("--features", type=int, default=2048, help="projection: its feature width (default 2048, the "
                    "FID Inception's)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--one", type=int, default=None, help=argparse_hidden())
+    p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # the count a child process measures
     return p
-
-
-def argparse_hidden() -> str:
-    """Help of the flag the parent passes to each child process."""
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 class Projection(FeatureExtractor):
@@ -145,10 +139,13 @@ def run(cfg: Any) -> None:
         return
     if min(cfg.counts) < 10 or cfg.num_reference < 10:
         raise ConfigError("--counts and --num-reference must be at least 10")
+    # the child gets this run's settings from `cfg`, whoever called `main` (the command line or `main(argv)`)
+    settings = ["--extractor", cfg.extractor, "--protocol", cfg.protocol, "--num-reference", str(cfg.num_reference),
+                "--image-size", str(cfg.image_size), "--features", str(cfg.features),
+                *(["--threads", str(cfg.threads)] if cfg.threads else [])]  # fmt: skip
     rows = []
     for count in cfg.counts:
-        argv = [a for a in sys.argv[1:]]
-        out = subprocess.run([sys.executable, "-m", "gan_lightning.bench.memory", *argv, "--one", str(count)],
+        out = subprocess.run([sys.executable, "-m", "gan_lightning.bench.memory", *settings, "--one", str(count)],
                              capture_output=True, text=True)  # fmt: skip
         if out.returncode != 0:
             raise ConfigError(f"the count {count} failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
