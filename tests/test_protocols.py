@@ -14,19 +14,22 @@ from test_fid_protocol import setup  # noqa: F401  (the RGB folder, random Incep
 from gan_lightning.commands.evaluate import main as evaluate_main
 from gan_lightning.metrics import EXTRACTORS
 from gan_lightning.metrics.evaluator import REFERENCE_SPLITS
+from gan_lightning.metrics.extractors.resizers import RESIZES
 from gan_lightning.metrics.protocols import PROTOCOLS
 
 from conftest import REPO
 
 DOCUMENTED = {  # docs/evaluation.md's table
     "fid50k_full": {"num": 50_000, "split": "train", "extractor": "inception_fid", "num_reference": None,
-                    "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000},
+                    "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": None},
     "fid10k_test": {"num": 10_000, "split": "val", "num_reference": None, "extractor": "inception_fid",
-                    "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000},
+                    "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": None},
     "kid50k_full": {"num": 50_000, "split": "train", "num_reference": None, "extractor": "inception_fid",
-                    "max_features": 50_000, "kid_subsets": 100, "kid_subset_size": 1000},
+                    "max_features": 50_000, "kid_subsets": 100, "kid_subset_size": 1000, "resize": None},
     "pr50k3_full": {"num": 50_000, "split": "train", "num_reference": None, "extractor": "inception_fid",
-                    "max_features": 50_000, "kid_subsets": 50, "kid_subset_size": 1000},
+                    "max_features": 50_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": None},
+    "fd_dinov2_50k": {"num": 50_000, "split": "train", "num_reference": None, "extractor": "dinov2",
+                      "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": "pil_bicubic"},
 }  # fmt: skip
 
 
@@ -37,6 +40,7 @@ def test_every_protocol_is_well_formed(name):
     assert protocol.num >= 10 and protocol.split in REFERENCE_SPLITS and protocol.extractor in EXTRACTORS
     assert protocol.kid_subset_size <= protocol.max_features and protocol.kid_subsets >= 1
     assert protocol.num_reference is None or protocol.num_reference >= 2
+    assert protocol.resize is None or protocol.resize in RESIZES
 
 
 @pytest.mark.parametrize("name", sorted(DOCUMENTED))
@@ -71,7 +75,7 @@ def test_a_plugins_protocol_is_printed_and_recorded_with_every_score(setup):  # 
     assert done.stdout.startswith("protocol fid10_train_example: FID of 10 generated images against the training "
                                   "split, FID Inception; num 10, split train, extractor inception_fid, "
                                   "num_reference None, max_features 10000, kid_subsets 5, "
-                                  "kid_subset_size 1000\n")  # fmt: skip
+                                  "kid_subset_size 1000, resize None\n")  # fmt: skip
     [row] = json.loads((run / "evaluation.json").read_text())
     protocol = row["protocol"]
     assert protocol["protocol_name"] == "fid10_train_example"

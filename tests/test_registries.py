@@ -28,6 +28,7 @@ from gan_lightning.data import DATASETS, GANDataModule, dataset_options
 from gan_lightning.data.registry import DatasetSpec
 from gan_lightning.metrics import EXTRACTORS, FeatureExtractor, file_sha256, load_extractor
 from gan_lightning.metrics.extractors.clip import write_random_clip_archive
+from gan_lightning.metrics.extractors.dinov2 import write_random_dinov2_file
 from gan_lightning.regularizers import REGULARIZERS, PhaseContext, Regularizer, due
 from gan_lightning.training.batch import Batch
 from gan_lightning.training.latents import NOISES, LatentSpace, Prior
@@ -360,7 +361,8 @@ def torchscript_file(path: Path) -> None:
 
 # weights files this test can write in milliseconds; an extractor loading none of them is skipped, saying so
 WEIGHTS_WRITERS = {"a random MNIST classifier": mnist_classifier_file, "a tiny TorchScript network": torchscript_file,
-                   "a tiny random CLIP archive": write_random_clip_archive}  # fmt: skip
+                   "a tiny random CLIP archive": write_random_clip_archive,
+                   "a tiny random DINOv2 ViT in Meta's format": write_random_dinov2_file}  # fmt: skip
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def build_parser() -> Parser:
         default=None,
         help="generated images per checkpoint (default 5000; the papers' FID protocol: 50000)",
     )
-    for name in ("fid_weights", "fid_weights_unchecked", "extractor", "extractor_weights"):
+    for name in ("fid_weights", "fid_weights_unchecked", "extractor", "extractor_weights", "extractor_resize"):
         Options(metric_options)[name].add_to(p)
     p.add_argument(
         "--reference",
@@ -143,10 +143,17 @@ def expand_protocol(cfg: argparse.Namespace) -> None:
                               f"drop {name} (or drop {flag} to choose freely)")  # fmt: skip
     if cfg.extractor not in (None, protocol.extractor):
         raise ConfigError(f"{flag} scores in {protocol.extractor}'s features, not {cfg.extractor}'s: drop --extractor")
+    if cfg.extractor_resize not in (None, protocol.resize):
+        raise ConfigError(f"{flag} resizes with {protocol.resize or 'the extractor its own way'}, not "
+                          f"{cfg.extractor_resize}: drop --extractor-resize")  # fmt: skip
+    if protocol.extractor != "inception_fid" and not cfg.extractor_weights:
+        raise ConfigError(f"{flag} scores in {protocol.extractor}'s features: pass --extractor-weights PATH (its "
+                          "weights file; docs/evaluation.md says where to get it)")  # fmt: skip
     if protocol.extractor == "inception_fid" and not (cfg.fid_weights or cfg.extractor_weights):
         raise ConfigError(f"{flag} scores with the FID Inception: pass --fid-weights PATH (its weights file; "
                           "docs/evaluation.md says where to get it)")  # fmt: skip
     cfg.num, cfg.reference, cfg.num_reference = protocol.num, protocol.split, protocol.num_reference
+    cfg.extractor_resize = protocol.resize
     if protocol.extractor != "inception_fid" or not cfg.fid_weights:
         cfg.extractor = protocol.extractor
     cfg.protocol = protocol
@@ -161,7 +168,8 @@ def _reference_options(cfg: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--num-reference must be at least 2, got {cfg.num_reference}")
     return {"fid_weights": cfg.fid_weights, "fid_weights_unchecked": cfg.fid_weights_unchecked,
             "extractor": cfg.extractor, "extractor_weights": cfg.extractor_weights,
-            "split": cfg.reference, "num_reference": cfg.num_reference, "protocol": cfg.protocol}  # fmt: skip
+            "extractor_resize": cfg.extractor_resize, "split": cfg.reference, "num_reference": cfg.num_reference,
+            "protocol": cfg.protocol}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from gan_lightning.core.options import Option
 from gan_lightning.data.base import to_signed
 from gan_lightning.loggers import log_text, run_dir
 from gan_lightning.metrics.extractors import EXTRACTORS, FeatureExtractor
+from gan_lightning.metrics.extractors.resizers import RESIZES
 from gan_lightning.metrics.quality import Scorer
 
 Tensor = torch.Tensor
@@ -58,6 +59,10 @@ options = (
            default_text="the dataset's classifier, or the FID Inception with --fid-weights"),
     Option("extractor_weights", None, "local weights file of --extractor", type=str, resume="free", metavar="PATH",
            default_text="none", check=_existing_file("--extractor-weights")),
+    Option("extractor_resize", None, "how images are resized to --extractor's input, for extractors that offer a "
+           "choice (dinov2): tf_bilinear (torch-fidelity's), pil_bicubic (dgm-eval's) or clean (clean-fid's); "
+           "recorded in every score's protocol", type=str, choices=lambda: RESIZES.names(), resume="free",
+           metavar="NAME", default_text="the extractor's own (dinov2: pil_bicubic)"),
 )
 # fmt: on
 

@@ -163,6 +163,7 @@ class Evaluator:
         fid_weights_unchecked: bool = False,
         extractor: str | None = None,
         extractor_weights: str | Path | None = None,
+        extractor_resize: str | None = None,
         split: str = "val",
         num_reference: int | None = None,
         options: dict[str, Any] | None = None,
@@ -170,7 +171,7 @@ class Evaluator:
         protocol: Protocol | None = None,
     ) -> None:
         spec = DATASETS.get(dataset)
-        if fid_weights is None and extractor is None and extractor_weights is None:
+        if fid_weights is None and extractor is None and extractor_weights is None and extractor_resize is None:
             if spec.extractor is None:
                 raise ConfigError(f"--dataset {dataset} has no classifier to score it: pass evaluate.py --dataset "
                                   "mnist (and --data-dir) when its images are MNIST digits, else --fid-weights PATH "
@@ -182,7 +183,8 @@ class Evaluator:
             features = build_extractor(channels, classifier=classifier_path if spec.extractor else None,
                                        fid_weights=fid_weights, dataset=dataset,
                                        fid_weights_unchecked=fid_weights_unchecked, extractor=extractor,
-                                       extractor_weights=extractor_weights)  # fmt: skip
+                                       extractor_weights=extractor_weights,
+                                       extractor_resize=extractor_resize)  # fmt: skip
         classes = getattr(features, "classes", features)
         self.classifier = getattr(classes, "classifier", None)  # reads labels and codes; None on RGB data
         self.protocol_name = protocol.name if protocol is not None else None

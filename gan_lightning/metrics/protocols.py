@@ -20,7 +20,8 @@ PAPERS_FEATURES = 50_000
 class Protocol:
     """How a named score is measured: `num` generated images against the reference `split` (all of it, or the
     first `num_reference`), in `extractor`'s features; KID and precision/recall/density/coverage on at most
-    `max_features` features a side, KID as the mean over `kid_subsets` subsets of `kid_subset_size`."""
+    `max_features` features a side, KID as the mean over `kid_subsets` subsets of `kid_subset_size`; `resize` names
+    the extractor's input resize where it offers a choice (None: its only one)."""
 
     name: str
     description: str
@@ -31,6 +32,7 @@ class Protocol:
     max_features: int = 10_000
     kid_subsets: int = 50
     kid_subset_size: int = 1000
+    resize: str | None = None
 
     def fields(self) -> dict[str, Any]:
         """The expansion, as printed and recorded (`protocol_name` first)."""
@@ -63,3 +65,8 @@ _register(Protocol("pr50k3_full", "precision and recall with k = 3 of 50,000 gen
                    "training images (StyleGAN2-ADA's pr50k3_full, which takes up to 200,000 reference images in "
                    "VGG16 features; here the FID Inception's)", 50_000, "train", "inception_fid",
                    max_features=PAPERS_FEATURES))  # fmt: skip
+# dgm-eval's FD-DINOv2 (Stein et al. 2023): 50,000 generated images against the training set, the class token of
+# DINOv2 ViT-L/14 at 224 px, torchvision's bicubic resize of the PIL image; the Frechet distance is reported as `fid`.
+_register(Protocol("fd_dinov2_50k", "FD-DINOv2 of 50,000 generated images against the whole training set: Frechet "
+                   "distance in DINOv2 ViT-L/14 class tokens, images resized as dgm-eval does (reported as fid)",
+                   50_000, "train", "dinov2", resize="pil_bicubic"))  # fmt: skip

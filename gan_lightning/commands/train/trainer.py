@@ -127,6 +127,7 @@ def evaluation_callbacks(cfg: argparse.Namespace) -> list[pl.Callback]:
         fid_weights_unchecked=cfg.fid_weights_unchecked,
         extractor=cfg.extractor,
         extractor_weights=cfg.extractor_weights,
+        extractor_resize=cfg.extractor_resize,
     )
     if extractor is None:  # metrics are off, and build_extractor said why in one line
         return []

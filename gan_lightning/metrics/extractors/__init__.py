@@ -78,6 +78,7 @@ def build_extractor(
     fid_weights_unchecked: bool = False,
     extractor: str | None = None,
     extractor_weights: PathLike | None = None,
+    extractor_resize: str | None = None,
 ) -> FeatureExtractor | None:
     """The feature extractor for a dataset's metrics, or None (with a one-time notice) when there is none.
 
@@ -86,7 +87,8 @@ def build_extractor(
     with `fid_weights` the FID Inception gives the features (any FID-Inception-shaped file with
     `fid_weights_unchecked`) and the classifier, when given, still gives the modes; `extractor` (a name in
     `EXTRACTORS`) with its `extractor_weights` file gives the features the same way (`--fid-weights PATH` is
-    `--extractor inception_fid --extractor-weights PATH`).
+    `--extractor inception_fid --extractor-weights PATH`); `extractor_resize` names its input resize, where it
+    offers a choice.
     Grey images of an unnamed dataset use the classifier when given. Nothing is ever downloaded.
     """
     if (extractor is None) != (extractor_weights is None):
@@ -94,6 +96,9 @@ def build_extractor(
     if extractor is not None and fid_weights is not None:
         raise ConfigError("--extractor and --fid-weights both choose the features: drop one (--fid-weights PATH is "
                           "--extractor inception_fid --extractor-weights PATH)")  # fmt: skip
+    if extractor_resize is not None and extractor is None:
+        raise ConfigError(f"--extractor-resize {extractor_resize} chooses how --extractor's input is resized: give "
+                          "--extractor NAME --extractor-weights PATH too, or drop it")  # fmt: skip
     classes = None
     if classifier is not None:
         name = reference_extractor(dataset) or ("mnist_classifier" if channels == 1 else None)
@@ -103,7 +108,9 @@ def build_extractor(
         classes = load_extractor(name, classifier)
     features = None
     if extractor is not None:
-        features = load_extractor(extractor, extractor_weights, checked=not fid_weights_unchecked)
+        features = load_extractor(
+            extractor, extractor_weights, checked=not fid_weights_unchecked, resize=extractor_resize
+        )
     elif fid_weights is not None:
         features = load_extractor("inception_fid", fid_weights, checked=not fid_weights_unchecked)
     if features is not None:

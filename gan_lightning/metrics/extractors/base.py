@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import call_with
 from gan_lightning.core.registry import Registry
 
@@ -110,10 +112,15 @@ def file_sha256(path: PathLike) -> str:
     return _sha256(os.fspath(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-def load_extractor(name: str, path: PathLike, checked: bool = True) -> FeatureExtractor:
+def load_extractor(name: str, path: PathLike, checked: bool = True, resize: str | None = None) -> FeatureExtractor:
     """The extractor registered as `name`, built from the weights file `path`, its protocol filled in; `checked=False`
-    lets an extractor that checks its file's hash accept other weights of the right layout."""
-    extractor = call_with(EXTRACTORS.get(name), {"checked": checked}, path=path)
+    lets an extractor that checks its file's hash accept other weights of the right layout; `resize` (a name in
+    `RESIZES`) is for extractors whose factory takes one, the others refuse it in one line."""
+    factory = EXTRACTORS.get(name)
+    if resize is not None and "resize" not in inspect.signature(factory).parameters:
+        raise ConfigError(f"--extractor-resize {resize}: the {name} extractor resizes its input one fixed way (its "
+                          "protocol's `resize` says which); drop --extractor-resize")  # fmt: skip
+    extractor = call_with(factory, {"checked": checked, "resize": resize}, path=path)
     extractor.name = extractor.name or name  # an extractor that loaded as another kind says so itself
     extractor.weights_sha256 = file_sha256(path)
     return extractor
