@@ -106,7 +106,7 @@ def dgm_eval_pixels(images: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-def test_features_equal_metas_forward_on_dgm_evals_input(weights, channels):
+def test_features_equal_a_forward_written_from_metas_definition_on_dgm_evals_input(weights, channels):
     ours = load_extractor("dinov2", weights, checked=False)
     images = uint8_images(3, 2, (28, 28), channels)
     state = torch.load(weights, weights_only=True)
@@ -118,6 +118,21 @@ def test_features_equal_metas_forward_on_dgm_evals_input(weights, channels):
     protocol = ours.protocol()
     assert protocol["extractor"] == "dinov2" and protocol["extractor_sha256"] == file_sha256(weights)
     assert protocol["resize"].startswith("pil_bicubic: ")
+    assert protocol["extractor_architecture"] == "ViT/14, width 64, 2 blocks"  # not ViT-L/14's: said with the score
+
+
+def test_each_resize_feeds_the_network_its_own_pixels(weights):
+    images = uint8_images(2, 5, (28, 28))
+    mean, std = (
+        torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+        torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+    )
+    seen = {}
+    for name in RESIZES.names():
+        pixels = load_extractor("dinov2", weights, checked=False, resize=name).pixels(signed(images))
+        torch.testing.assert_close(pixels, (RESIZES.get(name)(images, 224).float() / 255 - mean) / std)
+        seen[name] = pixels
+    assert not torch.equal(seen["pil_bicubic"], seen["clean"]) and not torch.equal(seen["clean"], seen["tf_bilinear"])
 
 
 def dgm_eval_fd(a: np.ndarray, b: np.ndarray) -> float:
@@ -151,6 +166,13 @@ def test_a_foreign_or_other_sized_file_is_one_line(weights, tmp_path):
     torch.save(state, tmp_path / "reg.pth")
     with pytest.raises(DataError, match="with registers"):
         load_extractor("dinov2", tmp_path / "reg.pth", checked=False)
+    chunked = {k.replace("blocks.", "blocks.0.", 1): v for k, v in state.items() if k != "register_tokens"}
+    torch.save(chunked, tmp_path / "chunked.pth")  # Meta's training checkpoints: blocks.<chunk>.<i>
+    with pytest.raises(DataError, match="not keyed blocks.<i>"):
+        load_extractor("dinov2", tmp_path / "chunked.pth", checked=False)
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")
+    with pytest.raises(DataError, match="holds a Tensor, not a state_dict"):
+        load_extractor("dinov2", tmp_path / "tensor.pth", checked=False)
     del state["blocks.1.mlp.fc2.weight"], state["register_tokens"]
     torch.save(state, tmp_path / "cut.pth")
     with pytest.raises(DataError, match=r"do not fit a DINOv2 ViT \(Missing key"):

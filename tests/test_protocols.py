@@ -3,6 +3,7 @@ its own, and an explicit flag that contradicts one is refused in one line before
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -41,6 +42,8 @@ def test_every_protocol_is_well_formed(name):
     assert protocol.kid_subset_size <= protocol.max_features and protocol.kid_subsets >= 1
     assert protocol.num_reference is None or protocol.num_reference >= 2
     assert protocol.resize is None or protocol.resize in RESIZES
+    if protocol.resize is not None:  # only an extractor that takes a resize can be given one
+        assert "resize" in inspect.signature(EXTRACTORS.get(protocol.extractor)).parameters
 
 
 @pytest.mark.parametrize("name", sorted(DOCUMENTED))

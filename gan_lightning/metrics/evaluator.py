@@ -149,7 +149,8 @@ class Evaluator:
 
     MNIST-like datasets use the MNIST classifier at `classifier_path` (it also reads labels and InfoGAN codes);
     with `fid_weights` the FID Inception gives the features (and the classifier, when given, the mode statistics),
-    with `extractor` and `extractor_weights` the extractor of that name does.
+    with `extractor` and `extractor_weights` the extractor of that name does, its input resized by
+    `extractor_resize` where it offers a choice.
     """
 
     def __init__(

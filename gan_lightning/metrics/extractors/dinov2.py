@@ -53,14 +53,19 @@ def interpolate_pos_embed(pos_embed: Tensor, grid: int, offset: float = 0.1) -> 
     return torch.cat((cls, x.permute(0, 2, 3, 1).reshape(1, grid * grid, dim).to(pos_embed.dtype)), dim=1)
 
 
-def dinov2_layout(state: dict[str, Tensor]) -> dict[str, int]:
+def dinov2_layout(state: Any) -> dict[str, int]:
     """Width, depth, patch, MLP width and position grid of a DINOv2 ViT state_dict in Meta's keys; ValueError
     naming what does not fit."""
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"it holds a {type(state).__name__}, not a state_dict of tensors")
     for key in ("cls_token", "pos_embed", "mask_token", "patch_embed.proj.weight", "norm.weight"):
         if key not in state:
             raise ValueError(f"no {key!r}, so not a DINOv2 ViT state_dict in Meta's keys")
     if "register_tokens" in state or any(".mlp.w12." in k for k in state):
         raise ValueError("a DINOv2 with registers or SwiGLU (ViT-g); FD-DINOv2 uses ViT-L/14 without registers")
+    if "blocks.0.mlp.fc1.weight" not in state:  # Meta's training checkpoints group blocks as blocks.<chunk>.<i>
+        raise ValueError("its blocks are not keyed blocks.<i> (a training checkpoint with block chunks?); pass the "
+                         "published backbone file")  # fmt: skip
     depth = len({m.group(1) for k in state if (m := re.match(r"blocks\.(\d+)\.", k))})
     positions = state["pos_embed"].shape[1] - 1
     grid = int(round(positions**0.5))
@@ -71,8 +76,9 @@ def dinov2_layout(state: dict[str, Tensor]) -> dict[str, int]:
             "mlp_dim": int(state["blocks.0.mlp.fc1.weight"].shape[0]), "grid": grid}  # fmt: skip
 
 
-def build_vit(layout: dict[str, int], img_size: int) -> Any:
-    """timm's VisionTransformer of a DINOv2 layout at `img_size`: class token, LayerScale, heads of width 64."""
+def build_vit(layout: dict[str, int], img_size: int, initialise: bool = True) -> Any:
+    """timm's VisionTransformer of a DINOv2 layout at `img_size`: class token, LayerScale, heads of width 64;
+    `initialise=False` skips timm's random initialisation (weights loaded next overwrite it)."""
     try:
         from timm.models.vision_transformer import VisionTransformer
     except ImportError:
@@ -80,22 +86,29 @@ def build_vit(layout: dict[str, int], img_size: int) -> Any:
     dim = layout["embed_dim"]
     return VisionTransformer(img_size=img_size, patch_size=layout["patch_size"], embed_dim=dim, depth=layout["depth"],
                              num_heads=max(dim // 64, 1), mlp_ratio=layout["mlp_dim"] / dim, init_values=1.0,
-                             num_classes=0, global_pool="token")  # fmt: skip
+                             num_classes=0, global_pool="token", weight_init="" if initialise else "skip")  # fmt: skip
 
 
 class DINOv2Features(FeatureExtractor):
     """The class token (B, D) of a DINOv2 ViT after its final norm: D = 1024 for ViT-L/14."""
 
-    def __init__(self, net: torch.nn.Module, num_features: int, resize: str = RESIZE_DEFAULT) -> None:
+    def __init__(self, net: torch.nn.Module, layout: dict[str, int], resize: str = RESIZE_DEFAULT) -> None:
         super().__init__()
         self.net = net
-        self.num_features = num_features
+        self.num_features = layout["embed_dim"]
+        # Which ViT: a score under fd_dinov2_50k with --fid-weights-unchecked may come from a smaller one
+        self.architecture = (f"ViT/{layout['patch_size']}, width {layout['embed_dim']}, {layout['depth']} blocks"
+                             + (" (ViT-L/14)" if layout == VIT_L_14 else ""))  # fmt: skip
         self.resize_name = resize
         self.resize = (f"{resize}: uint8 RGB (grey repeated), {RESIZES.get(resize).description}, to {INPUT_SIZE}x"
                        f"{INPUT_SIZE}, /255, ImageNet mean/std")  # fmt: skip
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.freeze()
+
+    def protocol(self) -> dict[str, str | None]:
+        """The extractor's protocol and its network's `extractor_architecture`."""
+        return {**super().protocol(), "extractor_architecture": self.architecture}
 
     def pixels(self, x: Tensor) -> Tensor:
         """The network's input (B, 3, 224, 224) from images (B, 1 or 3, H, W) in [-1, 1], as dgm-eval makes it."""
@@ -126,7 +139,7 @@ def load_dinov2(path: PathLike, checked: bool = True, resize: str | None = None)
             f"{path} is a DINOv2 ViT of another layout ({layout}), not ViT-L/14; {hint}, or "
             "--fid-weights-unchecked to use these weights anyway (scores then are not comparable)"
         )
-    net = build_vit(layout, INPUT_SIZE)
+    net = build_vit(layout, INPUT_SIZE, initialise=False)
     grid = INPUT_SIZE // layout["patch_size"]
     state = {k: v for k, v in state.items() if k != "mask_token"}  # masked-image training only
     state["pos_embed"] = interpolate_pos_embed(state["pos_embed"], grid)
@@ -135,7 +148,7 @@ def load_dinov2(path: PathLike, checked: bool = True, resize: str | None = None)
     except RuntimeError as err:  # torch's first line names the class; the next, what differs
         detail = ([line.strip() for line in str(err).splitlines()[1:] if line.strip()] or [first_line(err)])[0]
         raise DataError(f"{path}: its tensors do not fit a DINOv2 ViT ({detail[:120]}); {hint}") from None
-    return DINOv2Features(net.float(), layout["embed_dim"], resize)
+    return DINOv2Features(net.float(), layout, resize)
 
 
 @EXTRACTORS.register("dinov2")

@@ -15,6 +15,7 @@ model), so the name is part of every score's protocol. Three are the ones the fi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ class Resize:
     description: str
 
     def __call__(self, images: Tensor, size: int) -> Tensor:
+        """The images (B, 3, H, W) uint8 resized to (B, 3, size, size), float on 0..255."""
         return self.fn(images, size)
 
 
@@ -54,6 +56,7 @@ def _bicubic(x: float) -> float:
     return 0.0
 
 
+@functools.lru_cache(maxsize=32)  # the same few sizes at every batch; callers copy them to their device
 def pil_weights(in_size: int, out_size: int) -> torch.Tensor:
     """Pillow's bicubic resampling weights (out_size, in_size), float64, each row summing to one: its
     `precompute_coeffs` for the box (0, in_size), support widened by the scale when shrinking (antialiasing)."""
