@@ -221,6 +221,23 @@ def test_real_data_scores_well_against_itself(fake_classifier, fake_sets):
     assert single["inception_score"] < 1.1
 
 
+def test_compute_joins_the_feature_store_once_and_scores_the_same_again(fake_classifier, fake_sets):
+    metrics = SampleQualityMetrics(MNISTClassifierFeatures(fake_classifier["model"]), kid_subset_size=50)
+    real, fake = to_signed(fake_sets["a"]), to_signed(fake_sets["b"])
+    for part in real.split(70):  # batches, as the evaluator and the callback feed it
+        metrics.update(part, real=True)
+    for part in fake.split(70):
+        metrics.update(part, real=False)
+    expected = [torch.cat([metrics.extract(x)[0] for x in images.split(70)]) for images in (real, fake)]
+    first = metrics.compute()
+    # each side is kept as one tensor (its batches released), holding the same features in the same order
+    assert [len(metrics.manifold.real_features), len(metrics.manifold.fake_features)] == [1, 1]
+    for joined, features in zip(metrics.stored_features(), expected, strict=True):
+        torch.testing.assert_close(joined, features)
+    assert metrics.compute() == first
+    assert torch.equal(metrics.real_state()["features"], metrics.stored_features()[0])
+
+
 def test_diverged_samples_give_nan_not_a_crash(fake_classifier, fake_sets):
     metrics = SampleQualityMetrics(MNISTClassifierFeatures(fake_classifier["model"]), kid_subset_size=50)
     metrics.update(to_signed(fake_sets["a"]), real=True)

@@ -204,7 +204,7 @@ class SampleQualityMetrics(nn.Module):
                               "(e.g. a torchvision Inception file passed as --fid-weights); these scores mean "
                               "nothing", stacklevel=2)  # fmt: skip
         results = {"fid": self.frechet()}
-        real, fake = (dim_zero_cat(f) for f in (self.manifold.real_features, self.manifold.fake_features))
+        real, fake = self.stored_features()
         results.update(kernel_distance(real, fake, self.kid_subsets, self.kid_subset_size, self.seed))
         if min(self.num_real, self.num_fake) > self.manifold.k:  # k-NN balls need more points than k
             # the same concatenated store as KID's: another copy of every feature would double the peak memory
@@ -213,6 +213,18 @@ class SampleQualityMetrics(nn.Module):
         if self._fake_probs:
             results.update(self.extractor.statistics(torch.cat(self._fake_probs)))
         return results
+
+    def stored_features(self) -> tuple[Tensor, Tensor]:
+        """The KID/PRDC store's real (N, F) and generated (M, F) features, each side joined once and kept so."""
+        for name in ("real_features", "fake_features"):
+            batches = getattr(self.manifold, name)
+            if isinstance(batches, list) and len(batches) != 1:  # a DDP-synced store is one tensor already
+                setattr(self.manifold, name, [dim_zero_cat(batches)])
+            del batches  # its batches go before the other side is joined: at most one side exists twice
+        real, fake = (
+            f[0] if isinstance(f, list) else f for f in (self.manifold.real_features, self.manifold.fake_features)
+        )
+        return real, fake
 
     def reset(self) -> None:
         """Forget the generated images; the cached real features stay."""
