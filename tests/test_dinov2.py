@@ -199,8 +199,8 @@ def test_evaluate_scores_in_dinov2_features_with_the_resize_recorded(setup, weig
     (["--protocol", "fd_dinov2_50k", "--extractor-resize", "clean"],
      "--protocol fd_dinov2_50k resizes with pil_bicubic, not clean: drop --extractor-resize"),
     (["--protocol", "fd_dinov2_50k", "--extractor", "clip"], "scores in dinov2's features, not clip's"),
-    (["--extractor", "clip", "--extractor-resize", "clean", "--fid-weights-unchecked"],
-     "--extractor-resize clean: the clip extractor resizes its input one fixed way"),
+    (["--extractor", "inception_torchvision", "--extractor-resize", "clean"],
+     "--extractor-resize clean: the inception_torchvision extractor resizes its input one fixed way"),
     (["--extractor", "dinov2", "--extractor-resize", "bilinear"], "argument --extractor-resize: invalid choice"),
 ])  # fmt: skip
 def test_a_contradicting_or_unknown_resize_is_one_line(setup, weights, flags, message, capsys):  # noqa: F811

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 
 from gan_lightning import GAN
-from gan_lightning.core.errors import DataError
+from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data import MNISTDataModule
 from gan_lightning.data.base import to_signed
 from gan_lightning.metrics import (
@@ -167,6 +167,9 @@ def test_inception_from_a_local_weights_file(tmp_path, monkeypatch):
     extractor = build_extractor(3, fid_weights=path)  # torchvision's file, what --fid-weights took before
     assert extractor.num_features == 2048 and extractor.num_classes is None
     assert extractor.protocol()["extractor"] == "inception_torchvision"  # its scores say they are not the papers'
+    with pytest.raises(ConfigError) as caught:  # torchvision's network resizes one fixed way
+        build_extractor(3, fid_weights=path, extractor_resize="clean")
+    assert "\n" not in str(caught.value) and "drop --extractor-resize" in str(caught.value)
     nn.Sequential(extractor).train()
     assert not any(m.training for m in extractor.modules())
     assert not any(p.requires_grad for p in extractor.parameters())

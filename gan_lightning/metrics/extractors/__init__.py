@@ -97,9 +97,10 @@ def build_extractor(
     if extractor is not None and fid_weights is not None:
         raise ConfigError("--extractor and --fid-weights both choose the features: drop one (--fid-weights PATH is "
                           "--extractor inception_fid --extractor-weights PATH)")  # fmt: skip
-    if extractor_resize is not None and extractor is None:
-        raise ConfigError(f"--extractor-resize {extractor_resize} chooses how --extractor's input is resized: give "
-                          "--extractor NAME --extractor-weights PATH too, or drop it")  # fmt: skip
+    if extractor_resize is not None and extractor is None and fid_weights is None:
+        raise ConfigError(f"--extractor-resize {extractor_resize} chooses how the feature network's input is "
+                          "resized: give --fid-weights PATH or --extractor NAME --extractor-weights PATH too, or drop "
+                          "it")  # fmt: skip
     classes = None
     if classifier is not None:
         name = reference_extractor(dataset) or ("mnist_classifier" if channels == 1 else None)
@@ -113,7 +114,9 @@ def build_extractor(
             extractor, extractor_weights, checked=not fid_weights_unchecked, resize=extractor_resize
         )
     elif fid_weights is not None:
-        features = load_extractor("inception_fid", fid_weights, checked=not fid_weights_unchecked)
+        features = load_extractor(
+            "inception_fid", fid_weights, checked=not fid_weights_unchecked, resize=extractor_resize
+        )
     if features is not None:
         return WithClassProbabilities(features, classes) if classes is not None else features
     if classes is not None:

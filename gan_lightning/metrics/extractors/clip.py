@@ -16,13 +16,18 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch_fidelity.feature_extractor_clip import MODEL_METADATA, FeatureExtractorCLIP, VisionTransformer
+from torchvision.transforms.functional import normalize
 
 from gan_lightning.core.errors import DataError, first_line
 from gan_lightning.metrics.extractors.base import EXTRACTORS, FeatureExtractor, PathLike, file_sha256
+from gan_lightning.metrics.extractors.resizers import RESIZES
 
 Tensor = torch.Tensor
 # our name -> torch-fidelity's, whose metadata holds the published file's SHA-256
 MODELS = {"clip": "clip-vit-b-32", "clip_vit_l_14": "clip-vit-l-14"}
+# CLIP's mean and std on the 0..255 scale, as torch-fidelity normalises
+CLIP_MEAN = (255 * 0.48145466, 255 * 0.4578275, 255 * 0.40821073)
+CLIP_STD = (255 * 0.26862954, 255 * 0.26130258, 255 * 0.27577711)
 
 
 class CLIPFeatures(FeatureExtractor):
@@ -31,23 +36,36 @@ class CLIPFeatures(FeatureExtractor):
     resize = ("uint8 RGB (grey repeated), torch-fidelity's TF1 bilinear resize to the CLIP tower's resolution, CLIP's "
               "mean/std")  # fmt: skip
 
-    def __init__(self, net: FeatureExtractorCLIP) -> None:
+    def __init__(self, net: FeatureExtractorCLIP, resize: str | None = None) -> None:
         super().__init__()
         self.net = net
         self.num_features = int(net.model.visual.proj.shape[1])
+        # tf_bilinear is torch-fidelity's own resize: its path, recorded as always
+        self.resize_name = None if resize in (None, "tf_bilinear") else resize
+        if self.resize_name is not None:
+            self.resize = (f"{resize}: uint8 RGB (grey repeated), {RESIZES.get(resize).description}, to the CLIP "
+                           "tower's resolution, float into CLIP's mean/std")  # fmt: skip
         self.freeze()
+
+    def from_pixels(self, pixels: Tensor) -> Tensor:
+        """Embeddings (B, D) of float pixels (B, 3, R, R) on 0..255: torch-fidelity's forward after its resize."""
+        x = normalize(pixels, CLIP_MEAN, CLIP_STD)
+        return self.net.model.visual(x).float()  # (B, D)
 
     def forward(self, x: Tensor) -> Tensor:
         """Embeddings (B, D) of images (B, 1 or 3, H, W) in [-1, 1]; `extract` adds no class probabilities."""
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # (B, 3, H, W)
         pixels = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # the uint8 images torch-fidelity reads
+        if self.resize_name is not None:
+            return self.from_pixels(RESIZES.get(self.resize_name)(pixels, self.net.resolution).float())
         return self.net(pixels)[0]  # (B, D)
 
 
-def load_clip(name: str, path: PathLike, checked: bool = True) -> CLIPFeatures:
+def load_clip(name: str, path: PathLike, checked: bool = True, resize: str | None = None) -> CLIPFeatures:
     """The CLIP tower `name` (a key of `MODELS`) from OpenAI's archive at `path`, its SHA-256 checked unless
-    `checked=False`; a one-line `DataError` for a missing, foreign or unreadable file."""
+    `checked=False`, its input resized by `resize` (default torch-fidelity's TF1 bilinear); a one-line `DataError`
+    for a missing, foreign or unreadable file."""
     path, model = Path(path), MODELS[name]
     if not path.is_file():
         raise DataError(f"{path}: no such file; pass OpenAI's {model} archive ({MODEL_METADATA[model]['filename']}.pt; "
@@ -66,17 +84,17 @@ def load_clip(name: str, path: PathLike, checked: bool = True) -> CLIPFeatures:
     except Exception as err:  # not a TorchScript archive, or not CLIP's keys and shapes
         raise DataError(f"cannot load a CLIP image tower from {path} ({type(err).__name__}: {first_line(err)}); "
                         f"pass OpenAI's {model} archive") from None  # fmt: skip
-    return CLIPFeatures(net)
+    return CLIPFeatures(net, resize)
 
 
 @EXTRACTORS.register("clip")
-def _clip(path: PathLike, checked: bool = True) -> FeatureExtractor:
-    return load_clip("clip", path, checked)
+def _clip(path: PathLike, checked: bool = True, resize: str | None = None) -> FeatureExtractor:
+    return load_clip("clip", path, checked, resize)
 
 
 @EXTRACTORS.register("clip_vit_l_14")
-def _clip_vit_l_14(path: PathLike, checked: bool = True) -> FeatureExtractor:
-    return load_clip("clip_vit_l_14", path, checked)
+def _clip_vit_l_14(path: PathLike, checked: bool = True, resize: str | None = None) -> FeatureExtractor:
+    return load_clip("clip_vit_l_14", path, checked, resize)
 
 
 class _Archive(nn.Module):

@@ -11,9 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_lightning.core.errors import DataError, first_line
+from gan_lightning.core.errors import ConfigError, DataError, first_line
 from gan_lightning.core.files import load_weights_file
 from gan_lightning.metrics.extractors.base import EXTRACTORS, FeatureExtractor, PathLike, file_sha256, notice_once
+from gan_lightning.metrics.extractors.resizers import RESIZES
 
 Tensor = torch.Tensor
 
@@ -39,6 +40,8 @@ class FIDInceptionFeatures(FeatureExtractor):
     Images go in as torch-fidelity takes them: quantised to uint8 the way generator outputs are saved as PNGs
     (x * 127.5 + 128, clamped, truncated; a real uint8 image comes back exactly), grey repeated to RGB, then
     torch-fidelity's TF1-compatible bilinear resize to 299x299 (no antialiasing) and (x - 128) / 128 inside.
+    Another `resize` (a name in `RESIZES`; `clean` is clean-fid's) brings the uint8 images to 299x299 instead, and
+    its float pixels, unquantised, go through torch-fidelity's layers.
     """
 
     num_features = 2048
@@ -48,7 +51,12 @@ class FIDInceptionFeatures(FeatureExtractor):
               "TF1-compatible bilinear resize to 299x299 without antialiasing")  # fmt: skip
     is_splits = 10  # the Inception Score's protocol (Salimans et al. 2016): mean and std over 10 splits
 
-    def __init__(self, weights_path: PathLike) -> None:
+    # the network's stages in torch-fidelity's forward order, pixels (B, 3, 299, 299) to pool features (B, 2048, 1, 1)
+    STAGES = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+              "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+              "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool")  # fmt: skip
+
+    def __init__(self, weights_path: PathLike, resize: str | None = None) -> None:
         super().__init__()
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
@@ -59,7 +67,21 @@ class FIDInceptionFeatures(FeatureExtractor):
         # channels-last convolutions take oneDNN's fast path on CPU (see scripts/benchmark_fid.py); the features move
         # by float rounding only, as between devices
         self.net.to(memory_format=torch.channels_last)
+        # tf_bilinear is torch-fidelity's own resize: the published path, recorded as always
+        self.resize_name = None if resize in (None, "tf_bilinear") else resize
+        if self.resize_name is not None:
+            self.resize = (f"{resize}: uint8 quantisation (x * 127.5 + 128, clamped, truncated), grey repeated to RGB, "
+                           f"{RESIZES.get(resize).description}, to 299x299, float into the network")  # fmt: skip
         self.freeze()
+
+    def from_pixels(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        """Pool features (B, 2048) and unbiased logits (B, 1008) of float pixels (B, 3, 299, 299) on 0..255: the
+        layers of torch-fidelity's forward after its resize."""
+        x = (pixels - 128) / 128
+        for stage in self.STAGES:
+            x = getattr(self.net, stage)(x)
+        features = torch.flatten(x, 1)  # (B, 2048)
+        return features, features.mm(self.net.fc.weight.T)  # (B, 2048), (B, 1008)
 
     @staticmethod
     def to_uint8(x: Tensor) -> Tensor:
@@ -74,6 +96,8 @@ class FIDInceptionFeatures(FeatureExtractor):
 
     def extract(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Pool features (B, 2048) and unbiased logits (B, 1008), from one pass."""
+        if self.resize_name is not None:
+            return self.from_pixels(RESIZES.get(self.resize_name)(self.to_uint8(x), INCEPTION_SIZE).float())
         features, logits = self.net(self.to_uint8(x))  # resized to (B, 3, 299, 299) inside
         return features, logits
 
@@ -156,24 +180,30 @@ def weights_kind(state: Any) -> str:
     return f"unknown weights ({len(state) if isinstance(state, dict) else 0} entries)"
 
 
-def load_fid_inception(weights_path: PathLike, checked: bool = True, torchvision_ok: bool = True) -> FeatureExtractor:
+def load_fid_inception(
+    weights_path: PathLike, checked: bool = True, torchvision_ok: bool = True, resize: str | None = None
+) -> FeatureExtractor:
     """The FID Inception from a local file carrying the published SHA-256, else a one-line `DataError` naming what
     the file is. `checked=False` accepts any file with the FID Inception's layout (random weights in tests).
 
     A torchvision Inception file, what `--fid-weights` took before, still loads as `InceptionFeatures`, with a
     one-time notice that its FIDs are not comparable with published ones; `torchvision_ok=False` refuses it (a
-    caller that needs torch-fidelity's network itself).
+    caller that needs torch-fidelity's network itself). `resize` names the resize to 299x299 (default
+    torch-fidelity's TF1 bilinear).
     """
     path = Path(weights_path)
     if path.is_file() and file_sha256(path).startswith(FID_INCEPTION_SHA256):
-        return FIDInceptionFeatures(path)
+        return FIDInceptionFeatures(path, resize)
     state = load_weights_file(path, "FID Inception weights", FID_WEIGHTS_HINT)  # weights only: no code runs
     kind = weights_kind(state)
     if kind == FID_LAYOUT and not checked:
-        return FIDInceptionFeatures(path)
+        return FIDInceptionFeatures(path, resize)
     expected = f"expected the FID Inception, SHA-256 {FID_INCEPTION_SHA256}... ({' or '.join(FID_INCEPTION_FILES)})"
     if kind.startswith("torchvision's") and not torchvision_ok:
         raise DataError(f"{path} is not the FID Inception's layout: it holds {kind}; {expected}")
+    if kind.startswith("torchvision's") and resize not in (None, "tf_bilinear"):
+        raise ConfigError(f"--extractor-resize {resize}: {path} holds {kind}, which resizes one fixed way; drop "
+                          f"--extractor-resize, or pass the FID Inception ({FID_INCEPTION_FILES[0]})")  # fmt: skip
     if kind.startswith("torchvision's"):
         notice_once(f"--fid-weights {path} holds {kind}: FIDs with it are not comparable with published ones; "
                     f"{FID_WEIGHTS_HINT}")  # fmt: skip
@@ -187,8 +217,8 @@ def load_fid_inception(weights_path: PathLike, checked: bool = True, torchvision
 
 
 @EXTRACTORS.register("inception_fid")
-def _inception_fid(path: PathLike, checked: bool = True) -> FeatureExtractor:
-    return load_fid_inception(path, checked)
+def _inception_fid(path: PathLike, checked: bool = True, resize: str | None = None) -> FeatureExtractor:
+    return load_fid_inception(path, checked, resize=resize)
 
 
 @EXTRACTORS.register("inception_torchvision")
