@@ -59,10 +59,10 @@ options = (
            default_text="the dataset's classifier, or the FID Inception with --fid-weights"),
     Option("extractor_weights", None, "local weights file of --extractor", type=str, resume="free", metavar="PATH",
            default_text="none", check=_existing_file("--extractor-weights")),
-    Option("extractor_resize", None, "how images are resized to --extractor's input, for extractors that offer a "
-           "choice (dinov2): tf_bilinear (torch-fidelity's), pil_bicubic (dgm-eval's) or clean (clean-fid's); "
+    Option("extractor_resize", None, "how images are resized to the feature network's input (the FID Inception, "
+           "clip, dinov2): tf_bilinear (torch-fidelity's), pil_bicubic (dgm-eval's) or clean (clean-fid's); "
            "recorded in every score's protocol", type=str, choices=lambda: RESIZES.names(), resume="free",
-           metavar="NAME", default_text="the extractor's own (dinov2: pil_bicubic)"),
+           metavar="NAME", default_text="the extractor's own (Inception, CLIP: tf_bilinear; dinov2: pil_bicubic)"),
 )
 # fmt: on
 
