@@ -169,7 +169,7 @@ def test_inception_from_a_local_weights_file(tmp_path, monkeypatch):
     assert extractor.protocol()["extractor"] == "inception_torchvision"  # its scores say they are not the papers'
     with pytest.raises(ConfigError) as caught:  # torchvision's network resizes one fixed way
         build_extractor(3, fid_weights=path, extractor_resize="clean")
-    assert "\n" not in str(caught.value) and "drop --extractor-resize" in str(caught.value)
+    assert "\n" not in str(caught.value) and "takes no other resize than its own, not clean" in str(caught.value)
     nn.Sequential(extractor).train()
     assert not any(m.training for m in extractor.modules())
     assert not any(p.requires_grad for p in extractor.parameters())

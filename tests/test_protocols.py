@@ -22,13 +22,13 @@ from conftest import REPO
 
 DOCUMENTED = {  # docs/evaluation.md's table
     "fid50k_full": {"num": 50_000, "split": "train", "extractor": "inception_fid", "num_reference": None,
-                    "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": None},
+                    "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": "tf_bilinear"},
     "fid10k_test": {"num": 10_000, "split": "val", "num_reference": None, "extractor": "inception_fid",
-                    "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": None},
+                    "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": "tf_bilinear"},
     "kid50k_full": {"num": 50_000, "split": "train", "num_reference": None, "extractor": "inception_fid",
-                    "max_features": 50_000, "kid_subsets": 100, "kid_subset_size": 1000, "resize": None},
+                    "max_features": 50_000, "kid_subsets": 100, "kid_subset_size": 1000, "resize": "tf_bilinear"},
     "pr50k3_full": {"num": 50_000, "split": "train", "num_reference": None, "extractor": "inception_fid",
-                    "max_features": 50_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": None},
+                    "max_features": 50_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": "tf_bilinear"},
     "fd_dinov2_50k": {"num": 50_000, "split": "train", "num_reference": None, "extractor": "dinov2",
                       "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": "pil_bicubic"},
 }  # fmt: skip

@@ -54,17 +54,18 @@ def _register(protocol: Protocol) -> None:
 
 # StyleGAN2-ADA's metric_main names: `_full` is the whole training set as the reference.
 _register(Protocol("fid50k_full", "FID of 50,000 generated images against the whole training set, FID Inception "
-                   "(StyleGAN2-ADA's fid50k_full)", 50_000, "train", "inception_fid"))  # fmt: skip
+                   "(StyleGAN2-ADA's fid50k_full)", 50_000, "train", "inception_fid",
+                   resize="tf_bilinear"))  # fmt: skip
 _register(Protocol("fid10k_test", "FID of 10,000 generated images against the held-out split (CIFAR-10's test "
-                   "set), FID Inception", 10_000, "val", "inception_fid"))  # fmt: skip
+                   "set), FID Inception", 10_000, "val", "inception_fid", resize="tf_bilinear"))  # fmt: skip
 _register(Protocol("kid50k_full", "KID of 50,000 generated images against the whole training set, 100 subsets of "
                    "1,000 on up to 50,000 features a side, FID Inception (StyleGAN2-ADA's kid50k_full; it keeps up "
                    "to 1,000,000 reference features)", 50_000, "train", "inception_fid", max_features=PAPERS_FEATURES,
-                   kid_subsets=100))  # fmt: skip
+                   kid_subsets=100, resize="tf_bilinear"))  # fmt: skip
 _register(Protocol("pr50k3_full", "precision and recall with k = 3 of 50,000 generated images against up to 50,000 "
                    "training images (StyleGAN2-ADA's pr50k3_full, which takes up to 200,000 reference images in "
                    "VGG16 features; here the FID Inception's)", 50_000, "train", "inception_fid",
-                   max_features=PAPERS_FEATURES))  # fmt: skip
+                   max_features=PAPERS_FEATURES, resize="tf_bilinear"))  # fmt: skip
 # dgm-eval's FD-DINOv2 (Stein et al. 2023): 50,000 generated images against the training set, the class token of
 # DINOv2 ViT-L/14 at 224 px, torchvision's bicubic resize of the PIL image; the Frechet distance is reported as `fid`.
 _register(Protocol("fd_dinov2_50k", "FD-DINOv2 of 50,000 generated images against the whole training set: Frechet "

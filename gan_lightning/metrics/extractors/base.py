@@ -18,6 +18,7 @@ from torch import nn
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import call_with
 from gan_lightning.core.registry import Registry
+from gan_lightning.metrics.extractors.resizers import RESIZES
 
 Tensor = torch.Tensor
 PathLike = str | Path
@@ -117,6 +118,8 @@ def load_extractor(name: str, path: PathLike, checked: bool = True, resize: str 
     lets an extractor that checks its file's hash accept other weights of the right layout; `resize` (a name in
     `RESIZES`) is for extractors whose factory takes one, the others refuse it in one line."""
     factory = EXTRACTORS.get(name)
+    if resize is not None:
+        RESIZES.get(resize)  # an unknown name fails with the choices before any file is read
     if resize is not None and "resize" not in inspect.signature(factory).parameters:
         raise ConfigError(f"--extractor-resize {resize}: the {name} extractor resizes its input one fixed way (its "
                           "protocol's `resize` says which); drop --extractor-resize")  # fmt: skip

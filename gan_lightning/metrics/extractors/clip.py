@@ -49,7 +49,7 @@ class CLIPFeatures(FeatureExtractor):
 
     def from_pixels(self, pixels: Tensor) -> Tensor:
         """Embeddings (B, D) of float pixels (B, 3, R, R) on 0..255: torch-fidelity's forward after its resize."""
-        x = normalize(pixels, CLIP_MEAN, CLIP_STD)
+        x = normalize(pixels.to(self.net.feature_extractor_internal_dtype), CLIP_MEAN, CLIP_STD)
         return self.net.model.visual(x).float()  # (B, D)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -77,11 +77,11 @@ class FIDInceptionFeatures(FeatureExtractor):
     def from_pixels(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
         """Pool features (B, 2048) and unbiased logits (B, 1008) of float pixels (B, 3, 299, 299) on 0..255: the
         layers of torch-fidelity's forward after its resize."""
-        x = (pixels - 128) / 128
+        x = (pixels.to(self.net.feature_extractor_internal_dtype) - 128) / 128
         for stage in self.STAGES:
             x = getattr(self.net, stage)(x)
         features = torch.flatten(x, 1)  # (B, 2048)
-        return features, features.mm(self.net.fc.weight.T)  # (B, 2048), (B, 1008)
+        return features.float(), features.mm(self.net.fc.weight.T).float()  # (B, 2048), (B, 1008)
 
     @staticmethod
     def to_uint8(x: Tensor) -> Tensor:
@@ -201,9 +201,10 @@ def load_fid_inception(
     expected = f"expected the FID Inception, SHA-256 {FID_INCEPTION_SHA256}... ({' or '.join(FID_INCEPTION_FILES)})"
     if kind.startswith("torchvision's") and not torchvision_ok:
         raise DataError(f"{path} is not the FID Inception's layout: it holds {kind}; {expected}")
-    if kind.startswith("torchvision's") and resize not in (None, "tf_bilinear"):
-        raise ConfigError(f"--extractor-resize {resize}: {path} holds {kind}, which resizes one fixed way; drop "
-                          f"--extractor-resize, or pass the FID Inception ({FID_INCEPTION_FILES[0]})")  # fmt: skip
+    if kind.startswith("torchvision's") and resize is not None:
+        raise ConfigError(f"{path} holds {kind}, which takes no other resize than its own, not {resize} (asked by "
+                          f"--extractor-resize or --protocol); pass the FID Inception ({FID_INCEPTION_FILES[0]}), or "
+                          "drop --extractor-resize")  # fmt: skip
     if kind.startswith("torchvision's"):
         notice_once(f"--fid-weights {path} holds {kind}: FIDs with it are not comparable with published ones; "
                     f"{FID_WEIGHTS_HINT}")  # fmt: skip

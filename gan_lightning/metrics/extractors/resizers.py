@@ -83,7 +83,7 @@ def _fixed_point(weights: Tensor) -> Tensor:
 def _separable(x: Tensor, rows: Tensor, cols: Tensor, between: Callable[[Tensor], Tensor]) -> Tensor:
     """Pillow's two passes: horizontal (W) first, then vertical (H), `between` applied after each pass."""
     x = between(torch.einsum("bchw,vw->bchv", x, cols))  # (B, C, H, S)
-    return between(torch.einsum("bchv,uh->bcuv", x, rows))  # (B, C, S, S)
+    return between(torch.einsum("bchv,uh->bcuv", x, rows)).contiguous()  # (B, C, S, S)
 
 
 def _with_pillow(images: Tensor, size: int, mode: str) -> Tensor:
