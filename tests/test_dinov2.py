@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms as TF
 from PIL import Image
-from scipy import linalg
 from test_fid_protocol import setup  # noqa: F401  (an RGB folder, a trained checkpoint)
 
 from gan_lightning.commands.evaluate import main as evaluate_main
@@ -136,10 +135,15 @@ def test_each_resize_feeds_the_network_its_own_pixels(weights):
 
 
 def dgm_eval_fd(a: np.ndarray, b: np.ndarray) -> float:
-    """dgm-eval's `compute_FD_with_reps`: np.cov statistics, scipy's sqrtm of the product, its real part."""
+    """dgm-eval's `compute_FD_with_reps`: np.cov statistics and |mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrt(S1 S2)).
+    dgm-eval takes the trace of scipy's sqrtm of S1 S2 (scipy is not installed here); it equals the trace of the
+    square root of the symmetric S1^1/2 S2 S1^1/2, computed here from two eigendecompositions in numpy, another
+    route than the eigenvalues of the product that the scorer takes."""
     (mu1, s1), (mu2, s2) = ((x.mean(0), np.cov(x, rowvar=False)) for x in (a, b))
-    covmean = linalg.sqrtm(s1.dot(s2)).real
-    return float((mu1 - mu2).dot(mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    w, v = np.linalg.eigh(s1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh(root1 @ s2 @ root1), 0, None)).sum()
+    return float((mu1 - mu2).dot(mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * trace_sqrt)
 
 
 def test_fd_dinov2_equals_dgm_evals_computation(weights):
