@@ -26,6 +26,14 @@ PathLike = str | Path
 log = logging.getLogger("gan_lightning.metrics")
 
 
+def to_uint8(x: Tensor) -> Tensor:
+    """Images (B, 1 or 3, H, W) in [-1, 1] as uint8 RGB (B, 3, H, W), quantised as generated images are saved to PNG
+    (x * 127.5 + 128, clamped, truncated; a real uint8 image comes back exactly), grey repeated."""
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)  # (B, 3, H, W)
+    return (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
 class FeatureExtractor(nn.Module):
     """A frozen network mapping images (B, C, H, W) in [-1, 1] to features (B, num_features).
 
@@ -120,9 +128,9 @@ def load_extractor(name: str, path: PathLike, checked: bool = True, resize: str 
     factory = EXTRACTORS.get(name)
     if resize is not None:
         RESIZES.get(resize)  # an unknown name fails with the choices before any file is read
-    if resize is not None and "resize" not in inspect.signature(factory).parameters:
-        raise ConfigError(f"--extractor-resize {resize}: the {name} extractor resizes its input one fixed way (its "
-                          "protocol's `resize` says which); drop --extractor-resize")  # fmt: skip
+        if "resize" not in inspect.signature(factory).parameters:
+            raise ConfigError(f"--extractor-resize {resize}: the {name} extractor resizes its input one fixed way "
+                              "(its protocol's `resize` says which); drop --extractor-resize")  # fmt: skip
     extractor = call_with(factory, {"checked": checked, "resize": resize}, path=path)
     extractor.name = extractor.name or name  # an extractor that loaded as another kind says so itself
     extractor.weights_sha256 = file_sha256(path)

@@ -19,7 +19,7 @@ from torch_fidelity.feature_extractor_clip import MODEL_METADATA, FeatureExtract
 from torchvision.transforms.functional import normalize
 
 from gan_lightning.core.errors import DataError, first_line
-from gan_lightning.metrics.extractors.base import EXTRACTORS, FeatureExtractor, PathLike, file_sha256
+from gan_lightning.metrics.extractors.base import EXTRACTORS, FeatureExtractor, PathLike, file_sha256, to_uint8
 from gan_lightning.metrics.extractors.resizers import RESIZES
 
 Tensor = torch.Tensor
@@ -54,9 +54,7 @@ class CLIPFeatures(FeatureExtractor):
 
     def forward(self, x: Tensor) -> Tensor:
         """Embeddings (B, D) of images (B, 1 or 3, H, W) in [-1, 1]; `extract` adds no class probabilities."""
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)  # (B, 3, H, W)
-        pixels = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # the uint8 images torch-fidelity reads
+        pixels = to_uint8(x)  # (B, 3, H, W): the uint8 images torch-fidelity reads
         if self.resize_name is not None:
             return self.from_pixels(RESIZES.get(self.resize_name)(pixels, self.net.resolution).float())
         return self.net(pixels)[0]  # (B, D)

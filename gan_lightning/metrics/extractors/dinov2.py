@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from gan_lightning.core.errors import ConfigError, DataError, first_line
 from gan_lightning.core.files import load_weights_file
-from gan_lightning.metrics.extractors.base import EXTRACTORS, FeatureExtractor, PathLike
+from gan_lightning.metrics.extractors.base import EXTRACTORS, FeatureExtractor, PathLike, to_uint8
 from gan_lightning.metrics.extractors.resizers import RESIZES
 
 Tensor = torch.Tensor
@@ -112,10 +112,7 @@ class DINOv2Features(FeatureExtractor):
 
     def pixels(self, x: Tensor) -> Tensor:
         """The network's input (B, 3, 224, 224) from images (B, 1 or 3, H, W) in [-1, 1], as dgm-eval makes it."""
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)  # (B, 3, H, W)
-        pixels = (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)  # the PNG a generated image is saved as
-        x = RESIZES.get(self.resize_name)(pixels, INPUT_SIZE).float() / 255  # (B, 3, 224, 224)
+        x = RESIZES.get(self.resize_name)(to_uint8(x), INPUT_SIZE).float() / 255  # (B, 3, 224, 224)
         return (x - self.mean) / self.std
 
     def forward(self, x: Tensor) -> Tensor:

@@ -13,7 +13,14 @@ from torch import nn
 
 from gan_lightning.core.errors import ConfigError, DataError, first_line
 from gan_lightning.core.files import load_weights_file
-from gan_lightning.metrics.extractors.base import EXTRACTORS, FeatureExtractor, PathLike, file_sha256, notice_once
+from gan_lightning.metrics.extractors.base import (
+    EXTRACTORS,
+    FeatureExtractor,
+    PathLike,
+    file_sha256,
+    notice_once,
+    to_uint8,
+)
 from gan_lightning.metrics.extractors.resizers import RESIZES
 
 Tensor = torch.Tensor
@@ -83,12 +90,7 @@ class FIDInceptionFeatures(FeatureExtractor):
         features = torch.flatten(x, 1)  # (B, 2048)
         return features.float(), features.mm(self.net.fc.weight.T).float()  # (B, 2048), (B, 1008)
 
-    @staticmethod
-    def to_uint8(x: Tensor) -> Tensor:
-        """Images (B, 1 or 3, H, W) in [-1, 1] as the uint8 RGB images (B, 3, H, W) torch-fidelity reads."""
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)  # (B, 3, H, W)
-        return (x * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    to_uint8 = staticmethod(to_uint8)  # the uint8 RGB images torch-fidelity reads
 
     def forward(self, x: Tensor) -> Tensor:
         """Pool features (B, 2048) of images (B, 1 or 3, H, W) in [-1, 1]."""
