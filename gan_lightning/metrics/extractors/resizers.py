@@ -99,40 +99,41 @@ def _with_pillow(images: Tensor, size: int, mode: str) -> Tensor:
     return out.to(images.device)
 
 
-def pil_bicubic(images: Tensor, size: int) -> Tensor:
-    """Pillow's `Image.resize((size, size), BICUBIC)` of uint8 images (B, C, H, W), bit for bit, as float64 0..255:
+def _pillow_bicubic(images: Tensor, size: int, mode: str) -> Tensor:
+    """Pillow's `resize((size, size), BICUBIC)` of each channel in `mode` ("L": uint8, its fixed-point weights and
+    rounding after each pass; "F": float32, double sums stored as float32 after each pass), as float64 0..255:
     batched for square images (horizontal pass, then vertical), Pillow itself for others."""
     h, w = images.shape[-2:]
     if (h, w) == (size, size):
         return images.double()
     if h != w:
-        return _with_pillow(images, size, "L")
-    device = images.device
-    rows, cols = (_fixed_point(pil_weights(n, size)).to(device) for n in (h, w))
-    half = float(1 << (PRECISION_BITS - 1))
+        return _with_pillow(images, size, mode)
+    rows, cols = (pil_weights(n, size).to(images.device) for n in (h, w))
+    if mode == "F":
+        return _separable(images.double(), rows, cols, _as_float32)
+    # uint8 values times 2**22-scale integers sum below 2**53: float64 holds mode "L" exactly
+    return _separable(images.double(), _fixed_point(rows), _fixed_point(cols), _clip8)
 
-    def clip8(acc: Tensor) -> Tensor:  # Pillow's `clip8`: round via the half offset, shift, clamp to uint8
-        return torch.floor((acc + half) / (1 << PRECISION_BITS)).clamp_(0, 255)
 
-    # sums of uint8 values times 2**22-scale integers stay below 2**53: float64 holds them exactly
-    return _separable(images.double(), rows, cols, clip8)
+def _as_float32(acc: Tensor) -> Tensor:
+    """Mode "F" between passes: double sums stored as float32."""
+    return acc.float().double()
+
+
+def _clip8(acc: Tensor) -> Tensor:
+    """Pillow's `clip8` between passes of mode "L": round by the half offset, shift out the fixed point, clamp."""
+    return torch.floor((acc + float(1 << (PRECISION_BITS - 1))) / (1 << PRECISION_BITS)).clamp_(0, 255)
+
+
+def pil_bicubic(images: Tensor, size: int) -> Tensor:
+    """Pillow's `Image.resize((size, size), BICUBIC)` of uint8 images (B, C, H, W), bit for bit, as float64 0..255."""
+    return _pillow_bicubic(images, size, "L")
 
 
 def clean(images: Tensor, size: int) -> Tensor:
-    """clean-fid's resize: Pillow's bicubic per channel on float32 images (mode "F"), clipped to 0..255; batched for
-    square images (to float32 rounding: Pillow sums each pixel's taps in another order), Pillow itself for others."""
-    h, w = images.shape[-2:]
-    if (h, w) == (size, size):
-        return images.float()
-    if h != w:
-        return _with_pillow(images, size, "F").float().clamp_(0, 255)
-    device = images.device
-    rows, cols = (pil_weights(n, size).to(device) for n in (h, w))
-
-    def to_float32(acc: Tensor) -> Tensor:  # mode "F" stores each pass as float32; its sums are in double
-        return acc.float().double()
-
-    return _separable(images.double(), rows, cols, to_float32).float().clamp_(0, 255)
+    """clean-fid's resize: Pillow's bicubic per channel on float32 images (mode "F"), clipped to 0..255 (batched, to
+    float32 rounding: Pillow sums each pixel's taps in another order)."""
+    return _pillow_bicubic(images, size, "F").float().clamp_(0, 255)
 
 
 def tf_bilinear(images: Tensor, size: int) -> Tensor:
