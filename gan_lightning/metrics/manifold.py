@@ -168,7 +168,7 @@ class PRDC(Metric):
         self.add_state("real_features", default=[], dist_reduce_fx="cat")
         self.add_state("fake_features", default=[], dist_reduce_fx="cat")
 
-    def _stored(self, real: bool) -> int:
+    def stored(self, real: bool) -> int:
         """Rows stored so far in the real or fake set."""
         state = self.real_features if real else self.fake_features
         # a list between syncs; one gathered tensor while compute() holds the DDP-synced states
@@ -181,7 +181,7 @@ class PRDC(Metric):
         stored = self.real_features or self.fake_features
         if stored and stored[0].shape[1] != features.shape[1]:
             raise ValueError(f"feature dim {features.shape[1]} differs from the stored {stored[0].shape[1]}")
-        room = self.max_samples - self._stored(real)
+        room = self.max_samples - self.stored(real)
         if features.shape[0] > room:
             if not self._warned_cap:
                 warnings.warn(
@@ -199,10 +199,10 @@ class PRDC(Metric):
 
     def _features(self) -> tuple[Tensor, Tensor]:
         """The (N, F) real and (M, F) fake features, gathered over ranks once compute() has synced."""
-        if self._stored(True) == 0 or self._stored(False) == 0:
+        if self.stored(True) == 0 or self.stored(False) == 0:
             raise ValueError(
                 f"{type(self).__name__} needs both real and fake features; got "
-                f"{self._stored(True)} real and {self._stored(False)} fake rows"
+                f"{self.stored(True)} real and {self.stored(False)} fake rows"
             )
         # after a DDP sync the states are already single tensors; dim_zero_cat accepts both forms
         return dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features)

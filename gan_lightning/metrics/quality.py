@@ -102,7 +102,6 @@ class SampleQualityMetrics(nn.Module):
         self.seed = seed
         self.max_features = max_features
         self.extract_batch = extract_batch
-        self.fake_kept = 0  # generated features KID and PRDC hold (at most max_features)
         feature = _Precomputed(extractor.num_features)
         # sync_on_compute=False: only global rank zero evaluates, and a cross-rank gather would wait forever.
         common = {"feature": feature, "reset_real_features": False, "sync_on_compute": False}
@@ -123,6 +122,11 @@ class SampleQualityMetrics(nn.Module):
     def num_fake(self) -> int:
         """Generated images seen since the last `reset()`."""
         return int(self.fid.fake_features_num_samples)
+
+    @property
+    def fake_kept(self) -> int:
+        """Generated features KID and PRDC hold (at most `max_features`): the store's own count."""
+        return self.manifold.stored(real=False)
 
     def batch_size_on(self, device: torch.device) -> int:
         """Images per extractor forward pass on `device`: `extract_batch`, else the device's default."""
@@ -149,7 +153,6 @@ class SampleQualityMetrics(nn.Module):
             sample = features if keep is None else features[keep.to(features.device)]
         else:
             sample = features[: max(self.max_features - self.fake_kept, 0)]
-            self.fake_kept += len(sample)
         if len(sample):
             self.manifold.update(sample, real=real)
         if probs is not None and not real:
@@ -231,7 +234,6 @@ class SampleQualityMetrics(nn.Module):
         for metric in (self.fid, self.manifold):
             metric.reset()
         self._fake_probs = []
-        self.fake_kept = 0
 
 
 class Scorer:
