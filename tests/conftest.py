@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_MNIST_ROOT = Path(os.environ.get("GAN_TEST_MNIST", REPO.parent / "shared" / "data"))
+
+
+def run_all(argvs: Sequence[Sequence[str]], timeout: float = 600, **kwargs) -> list[subprocess.CompletedProcess]:
+    """Run independent commands at once (each mostly waits on its own single-threaded imports), in order of `argvs`."""
+    with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
+        runs = [
+            pool.submit(subprocess.run, list(argv), capture_output=True, text=True, timeout=timeout, **kwargs)
+            for argv in argvs
+        ]
+        return [run.result() for run in runs]
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

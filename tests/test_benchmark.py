@@ -15,7 +15,7 @@ import torch
 from gan_lightning.bench import trainer as overhead
 from gan_lightning.bench.plain_loop import PlainLoop, snapshot
 
-from conftest import REPO, cpu_trainer
+from conftest import REPO, cpu_trainer, run_all
 
 BENCH = [sys.executable, str(REPO / "scripts" / "benchmark.py")]
 TINY = ["--iters", "3", "--rounds", "2", "--warmup", "2", "--synthetic", "--accelerator", "cpu"]
@@ -87,13 +87,13 @@ def test_gpu_measurement_covers_every_cifar10_preset_and_refuses_bad_input(tmp_p
     cifar = {name for name, values in PRESETS.items() if values.get("dataset") == "cifar10"}
     assert cifar and set(gpu.configurations()) == {"dcgan_64", *cifar}
     out = tmp_path / "gpu.json"
-    for argv, message in ((["--configs", "nope"], "--configs nope: choose from dcgan_64"),
-                          (["--accelerator", "cpu", "--iters", "0"], "--iters must be positive")):  # fmt: skip
-        proc = subprocess.run([*GPU_MEASURE, "--out", str(out), *argv], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    refusals = {"--configs nope: choose from dcgan_64": ["--configs", "nope"],
+                "--iters must be positive": ["--accelerator", "cpu", "--iters", "0"]}  # fmt: skip
     if not torch.cuda.is_available():
-        proc = subprocess.run([*GPU_MEASURE, "--out", str(out)], capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2 and "no CUDA device here" in proc.stderr
+        refusals["no CUDA device here"] = []
+    procs = run_all([[*GPU_MEASURE, "--out", str(out), *argv] for argv in refusals.values()], timeout=120)
+    for message, proc in zip(refusals, procs, strict=True):
+        assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not out.exists()
 
 

@@ -18,7 +18,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import REPO
+from conftest import REPO, run_all
 
 tomllib = pytest.importorskip("tomllib", reason="reading the plugin's pyproject.toml needs Python 3.11")
 
@@ -40,13 +40,23 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     return os.pathsep.join([str(PLUGIN), str(site)])
 
 
-def command(script: str, *args: str, plugin_path: str | None = None, cwd: Path | None = None):
-    """`python scripts/<script> args` in a fresh process, with or without the plugin on its path."""
+def plugin_env(plugin_path: str | None = None) -> dict:
+    """This process's environment with the plugin on the path, or with no plugin anywhere."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GAN_LIGHTNING_PLUGINS")}
     if plugin_path:
         env["PYTHONPATH"] = plugin_path
-    return subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=600)  # fmt: skip
+    return env
+
+
+def script(name: str, *args: str) -> list[str]:
+    """The argv of `python scripts/<name> args`."""
+    return [sys.executable, str(REPO / "scripts" / name), *args]
+
+
+def command(name: str, *args: str, plugin_path: str | None = None, cwd: Path | None = None):
+    """`python scripts/<name> args` in a fresh process, with or without the plugin on its path."""
+    return subprocess.run(script(name, *args), capture_output=True, text=True, env=plugin_env(plugin_path), cwd=cwd,
+                          timeout=600)  # fmt: skip
 
 
 def one_line(proc: subprocess.CompletedProcess) -> str:
@@ -151,12 +161,15 @@ def test_sample_and_evaluate_load_a_plugin_checkpoint(run_dir, plugin_path, tmp_
 
 def test_without_the_plugin_every_command_names_it_in_one_line(run_dir, tmp_path, fake_mnist_dir):
     ckpt = str(run_dir / "checkpoints" / "last.ckpt")
-    runs = [
-        command("sample.py", "--ckpt", ckpt, "--out", str(tmp_path / "x.png")),
-        command("evaluate.py", "--ckpt", ckpt, "--data-dir", str(fake_mnist_dir)),
-        command("train.py", "--config", str(run_dir), "--log-dir", str(tmp_path)),
-        command("train.py", "--ckpt-path", ckpt, "--log-dir", str(tmp_path)),
-    ]
+    runs = run_all(
+        [
+            script("sample.py", "--ckpt", ckpt, "--out", str(tmp_path / "x.png")),
+            script("evaluate.py", "--ckpt", ckpt, "--data-dir", str(fake_mnist_dir)),
+            script("train.py", "--config", str(run_dir), "--log-dir", str(tmp_path)),
+            script("train.py", "--ckpt-path", ckpt, "--log-dir", str(tmp_path)),
+        ],
+        env=plugin_env(),
+    )
     for proc in runs:
         assert MODULE in one_line(proc)
     assert not any(tmp_path.iterdir())  # refused before anything was written

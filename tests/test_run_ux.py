@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from gan_lightning.commands.train import TrainParser, build_parser, main, resolv
 from gan_lightning.commands.train.runconfig import run_config, write_config
 from gan_lightning.data.loading import resume_position
 
-from conftest import cpu_trainer, make_fake_mnist
+from conftest import cpu_trainer, make_fake_mnist, run_all
 
 TINY = ["--batch-size", "16", "--latent-dim", "8", "--accelerator", "cpu", "--log-every", "1"]
 
@@ -364,10 +363,11 @@ def test_progress_lines_count_iterations_over_the_whole_run(tmp_path, fake_mnist
 
 
 # ------------------------------------------------------------------------------------------------ commands
-@pytest.mark.parametrize("command", ["gan-train", "gan-sample", "gan-evaluate", "gan-train-classifier"])
-def test_installed_commands_exist_and_answer_help(command):
-    path = Path(sys.executable).parent / command
-    found = str(path) if path.exists() else shutil.which(command)
-    assert found, f"{command} is not installed: run the README's `pip install -e .`"
-    proc = subprocess.run([found, "--help"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and "usage:" in proc.stdout
+def test_installed_commands_exist_and_answer_help():
+    commands = ["gan-train", "gan-sample", "gan-evaluate", "gan-train-classifier"]
+    beside = Path(sys.executable).parent
+    found = {c: str(beside / c) if (beside / c).exists() else shutil.which(c) for c in commands}
+    missing = [c for c, path in found.items() if not path]
+    assert not missing, f"{missing} not installed: run the README's `pip install -e .`"
+    for command, proc in zip(commands, run_all([[found[c], "--help"] for c in commands], timeout=120), strict=True):
+        assert proc.returncode == 0 and "usage:" in proc.stdout, (command, proc.stderr[-2000:])
