@@ -31,7 +31,7 @@ from gan_lightning.commands.base import Parser, run_command
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.metrics import FeatureExtractor
 from gan_lightning.metrics.protocols import PROTOCOLS
-from gan_lightning.metrics.quality import Scorer
+from gan_lightning.metrics.scorer import Scorer
 from gan_lightning.training.latents import LatentSpace
 
 

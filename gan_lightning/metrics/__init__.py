@@ -1,7 +1,7 @@
 """Sample-quality metrics, one package: feature extractors by name (`extractors/`), mode statistics
-(`statistics.py`), FID/KID/PRDC and the one scoring path `Scorer` (`quality.py`), k-NN precision/recall and
-density/coverage (`manifold.py`), and the training callback `SampleQuality` with the evaluation options
-(`callback.py`)."""
+(`statistics.py`), FID/KID/PRDC (`quality.py`) and the one scoring path `Scorer` (`scorer.py`), k-NN
+precision/recall and density/coverage (`manifold.py`), and the training callback `SampleQuality` with the
+evaluation options (`callback.py`)."""
 
 from gan_lightning.metrics.callback import SampleQuality, options
 from gan_lightning.metrics.extractors import (
@@ -25,7 +25,8 @@ from gan_lightning.metrics.extractors import (
     reference_extractor,
 )
 from gan_lightning.metrics.manifold import PRDC, DensityCoverage, PrecisionRecall
-from gan_lightning.metrics.quality import MANIFOLD_METRICS, SampleQualityMetrics, Scorer
+from gan_lightning.metrics.quality import MANIFOLD_METRICS, SampleQualityMetrics
+from gan_lightning.metrics.scorer import Scorer
 from gan_lightning.metrics.statistics import (
     CLASS_STATISTICS,
     CONFIDENCE,

@@ -19,7 +19,7 @@ from gan_lightning.data.base import to_signed
 from gan_lightning.loggers import log_text, run_dir
 from gan_lightning.metrics.extractors import EXTRACTORS, FeatureExtractor
 from gan_lightning.metrics.extractors.resizers import RESIZES
-from gan_lightning.metrics.quality import Scorer
+from gan_lightning.metrics.scorer import Scorer
 
 Tensor = torch.Tensor
 PathLike = str | Path

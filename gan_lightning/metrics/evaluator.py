@@ -26,7 +26,8 @@ from gan_lightning.metrics.extractors import (
     reference_extractor,
 )
 from gan_lightning.metrics.protocols import Protocol
-from gan_lightning.metrics.quality import REFERENCE_FEATURES, Scorer
+from gan_lightning.metrics.quality import REFERENCE_FEATURES
+from gan_lightning.metrics.scorer import Scorer
 from gan_lightning.training.gan import GAN
 from gan_lightning.training.latents import Truncation
 
