@@ -41,7 +41,8 @@ class DumpParameters(Callback):
             "world_size": trainer.world_size,
             "iteration": getattr(pl_module, "iteration", trainer.global_step),
             "strategy": type(trainer.strategy).__name__,
-            "find_unused": getattr(trainer.strategy, "_ddp_kwargs", {}),
+            # per wrapper: whether DDP searches the graph for unused parameters after every backward
+            "find_unused": [w.find_unused_parameters for w in self.wrappers],
             # per wrapper: the trainable parameters it all-reduces (numel)
             "wrapped": [sum(p.numel() for p in w.module.parameters() if p.requires_grad) for w in self.wrappers],
             "allreduce_bytes": self.comm["bytes"],

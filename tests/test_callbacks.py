@@ -122,9 +122,10 @@ def test_health_warning_written_once_to_tensorboard(tmp_path):
     from gan_lightning.callbacks import TrainingHealth
 
     class Stalled(GAN):
-        def _log_step(self, *_):  # whatever the real step's statistics, log a stalled D
+        def training_step(self, batch, batch_idx):  # whatever the real step logged, log a stalled D over it
+            super().training_step(batch, batch_idx)
             metrics = {"d_loss": 2 * math.log(2), "g_loss": 5.0 - 0.1 * self.iteration, "p_real": 0.5, "p_fake": 0.5}
-            self.log_dict({f"train/{k}": torch.tensor(v) for k, v in metrics.items()})
+            self.log_dict({f"train/{k}": torch.tensor(v) for k, v in metrics.items()}, on_step=True, on_epoch=False)
 
     logger = TensorBoardLogger(tmp_path, name="health")
     health = TrainingHealth(window=5)

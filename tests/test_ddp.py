@@ -59,8 +59,8 @@ def _train(tmp_path, fake_mnist_dir, model: str, loss: str, strategy: str, *extr
 def test_per_network_ddp_halves_the_traffic_and_keeps_ranks_identical(tmp_path, fake_mnist_dir, model, loss, extra):
     old = _train(tmp_path, fake_mnist_dir, model, loss, OLD, *extra)
     new = _train(tmp_path, fake_mnist_dir, model, loss, NEW, *extra)
-    assert old[0]["strategy"] == "DDPStrategy" and old[0]["find_unused"]["find_unused_parameters"]
-    assert new[0]["strategy"] == "PerNetworkDDPStrategy" and not new[0]["find_unused"].get("find_unused_parameters")
+    assert old[0]["strategy"] == "DDPStrategy" and old[0]["find_unused"] == [True]
+    assert new[0]["strategy"] == "PerNetworkDDPStrategy" and new[0]["find_unused"] == [False, False]
     # the same checkpoint keys as a single-device run: the wrappers are not submodules
     assert new[0]["state_dict_keys"] == old[0]["state_dict_keys"]
     (whole,), (g, d) = old[0]["wrapped"], new[0]["wrapped"]
@@ -83,7 +83,7 @@ def test_custom_networks_get_their_own_wrappers(tmp_path):
 def test_a_module_without_networks_falls_back_to_one_wrapper(tmp_path):
     proc_out = tmp_path
     ranks = _ranks(proc_out, [*PROBE, str(tmp_path), "--plain-module", NEW])
-    assert len(ranks[0]["wrapped"]) == 1 and ranks[0]["find_unused"]["find_unused_parameters"]
+    assert len(ranks[0]["wrapped"]) == 1 and ranks[0]["find_unused"] == [True]
 
 
 def test_multi_process_runs_default_to_per_network_ddp():

@@ -37,7 +37,7 @@ def _bad_value(option: Option):
     return None
 
 
-def test_every_option_has_a_flag_a_help_line_and_a_resume_rule(capsys):
+def test_every_option_has_a_flag_and_its_help_line(capsys):  # a resume rule: Option refuses to exist without one
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines; compare word sequences

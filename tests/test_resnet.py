@@ -43,7 +43,8 @@ def test_every_block_starts_as_its_shortcut():
 
 def test_nothing_normalises():
     G, D = build_models("resnet", latent_dim=128, channels=3, image_size=64)
-    norms = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+    norms = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+             nn.InstanceNorm3d, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.RMSNorm)  # fmt: skip
     assert not any(isinstance(m, norms) for m in [*G.modules(), *D.modules()])
 
 
