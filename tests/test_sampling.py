@@ -55,10 +55,20 @@ def test_ema_switch(tmp_path, ckpt):
     torch.testing.assert_close(ema, gan.sample(latents=z, ema=True))
 
 
-def test_interpolation_grid_endpoints(tmp_path, ckpt):
-    out = tmp_path / "interp.png"
-    assert main(["--ckpt", str(ckpt), "--out", str(out), "--interpolate", "--pairs", "3", "--steps", "5"]) == 0
-    assert Image.open(out).size == (5 * 28 + 6 * 2, 3 * 28 + 4 * 2)
+def test_interpolation_rows_walk_from_seeded_endpoints_to_seeded_endpoints(tmp_path, ckpt):
+    walk = ["--ckpt", str(ckpt), "--interpolate", "--pairs", "3", "--steps", "5", "--seed", "7"]
+    assert main([*walk, "--out", str(tmp_path / "interp.png")]) == 0
+    assert Image.open(tmp_path / "interp.png").size == (5 * 28 + 6 * 2, 3 * 28 + 4 * 2)  # 3 rows of 5, 2 px padding
+    assert main([*walk, "--out", str(tmp_path / "interp.pt"), "--save-latents", str(tmp_path / "z.pt")]) == 0
+    images, z = (torch.load(tmp_path / f, weights_only=True) for f in ("interp.pt", "z.pt"))
+    gan = load_gan(ckpt)
+    rng = torch.Generator().manual_seed(7)
+    start, end = (gan.latents.draw(3, rng).input for _ in range(2))  # the seeded endpoints, row by row
+    rows = z.view(3, 5, -1)
+    torch.testing.assert_close(rows[:, 0], start, rtol=0, atol=1e-6)
+    torch.testing.assert_close(rows[:, -1], end, rtol=0, atol=1e-6)
+    assert all(not torch.allclose(rows[:, i], rows[:, i + 1]) for i in range(4))  # every step moves
+    torch.testing.assert_close(images, gan.sample(latents=z, ema=True))  # each image is its latent's sample
 
 
 def test_slerp_keeps_norm_and_hits_endpoints():
