@@ -65,7 +65,8 @@ class FeatureExtractor(nn.Module):
         return super().train(False)
 
     def extract(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Features (B, num_features) and class probabilities (B, ...), or None without a classifier head."""
+        """Features (B, num_features) and the class outputs `statistics` takes (B, ...): probabilities for the
+        classifiers, logits for the FID Inception; None without a classifier head."""
         return self(x), None
 
     def statistics(self, probs: Tensor) -> dict[str, float]:
