@@ -17,8 +17,9 @@ REAL_MNIST_ROOT = Path(os.environ.get("GAN_TEST_MNIST", REPO.parent / "shared" /
 
 
 def run_all(argvs: Sequence[Sequence[str]], timeout: float = 600, **kwargs) -> list[subprocess.CompletedProcess]:
-    """Run independent commands at once (each mostly waits on its own single-threaded imports), in order of `argvs`."""
-    with ThreadPoolExecutor(max_workers=len(argvs)) as pool:
+    """Run independent commands at once (each mostly waits on its own single-threaded imports), in order of `argvs`;
+    `timeout` is each command's, running beside the others."""
+    with ThreadPoolExecutor(max_workers=max(1, len(argvs))) as pool:
         runs = [
             pool.submit(subprocess.run, list(argv), capture_output=True, text=True, timeout=timeout, **kwargs)
             for argv in argvs

@@ -91,7 +91,7 @@ def test_gpu_measurement_covers_every_cifar10_preset_and_refuses_bad_input(tmp_p
                 "--iters must be positive": ["--accelerator", "cpu", "--iters", "0"]}  # fmt: skip
     if not torch.cuda.is_available():
         refusals["no CUDA device here"] = []
-    procs = run_all([[*GPU_MEASURE, "--out", str(out), *argv] for argv in refusals.values()], timeout=120)
+    procs = run_all([[*GPU_MEASURE, "--out", str(out), *argv] for argv in refusals.values()], timeout=300)
     for message, proc in zip(refusals, procs, strict=True):
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not out.exists()

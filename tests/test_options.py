@@ -37,7 +37,8 @@ def _bad_value(option: Option):
     return None
 
 
-def test_every_option_has_a_flag_and_its_help_line(capsys):  # a resume rule: Option refuses to exist without one
+# (their resume rules: test_resume_rules_come_from_the_declarations)
+def test_every_option_has_a_flag_and_its_help_line(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines; compare word sequences

@@ -369,5 +369,5 @@ def test_installed_commands_exist_and_answer_help():
     found = {c: str(beside / c) if (beside / c).exists() else shutil.which(c) for c in commands}
     missing = [c for c, path in found.items() if not path]
     assert not missing, f"{missing} not installed: run the README's `pip install -e .`"
-    for command, proc in zip(commands, run_all([[found[c], "--help"] for c in commands], timeout=120), strict=True):
+    for command, proc in zip(commands, run_all([[found[c], "--help"] for c in commands], timeout=300), strict=True):
         assert proc.returncode == 0 and "usage:" in proc.stdout, (command, proc.stderr[-2000:])
