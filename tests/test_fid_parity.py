@@ -8,8 +8,8 @@ import json
 
 import pytest
 import torch
-import torchvision
 from torch.utils.data import Dataset
+from weights_files import torchvision_inception_file
 
 from gan_lightning.bench import fid as fid_benchmark
 from gan_lightning.core.errors import DataError
@@ -136,8 +136,7 @@ def test_the_fid_benchmark_times_both_extractors_and_refuses_other_weights(tmp_p
     assert result["plain_images_per_s"] > 0 and result["ours_images_per_s"] > 0
     assert result["max_abs_feature_diff"] < 1e-3 * result["feature_scale"]  # the same network, rounding apart
     torchvision_file = tmp_path / "inception_v3_google.pth"
-    torch.save(torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(),
-               torchvision_file)  # fmt: skip
+    torchvision_inception_file(torchvision_file)
     assert fid_benchmark.main(["--fid-weights", str(torchvision_file), "--fid-weights-unchecked"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not the FID Inception's layout" in err

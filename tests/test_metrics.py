@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
+from weights_files import torchvision_inception_file
 
 from gan_lightning import GAN
 from gan_lightning.core.errors import ConfigError, DataError
@@ -155,15 +156,12 @@ def test_missing_inception_weights_is_a_data_error(tmp_path):
 
 
 def test_inception_from_a_local_weights_file(tmp_path, monkeypatch):
-    from torchvision.models import inception_v3
-
     def no_downloads(*args, **kwargs):
         raise AssertionError("attempted a download")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_downloads)
-    torch.manual_seed(0)
     path = tmp_path / "inception.pth"
-    torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), path)
+    torchvision_inception_file(path)
     extractor = build_extractor(3, fid_weights=path)  # torchvision's file, what --fid-weights took before
     assert extractor.num_features == 2048 and extractor.num_classes is None
     assert extractor.protocol()["extractor"] == "inception_torchvision"  # its scores say they are not the papers'

@@ -47,12 +47,13 @@ def torchscript_file(path: Path) -> None:
 
 
 def torchvision_inception_file(path: Path) -> None:
-    """A random torchvision Inception v3 state_dict (the file format of `inception_torchvision`)."""
+    """A random torchvision Inception v3 state_dict with its auxiliary head, as torchvision publishes it (the file
+    format of `inception_torchvision`, and of what --fid-weights took before the FID Inception)."""
     from torchvision.models import inception_v3
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        torch.save(inception_v3(weights=None, aux_logits=False, init_weights=False).state_dict(), path)
+        torch.save(inception_v3(weights=None, aux_logits=True, init_weights=False).state_dict(), path)
 
 
 # weights files this test can write in a second or two, cheapest first; one of ours loading none of them fails, a
