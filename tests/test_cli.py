@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from weights_files import mnist_classifier_file
 
 from gan_lightning import GAN
 from gan_lightning.commands.train import PRESETS, build_parser, main, resolve
@@ -143,11 +144,8 @@ def test_fast_dev_run_writes_nothing(tmp_path, fake_mnist_dir):
 
 
 def test_eval_every_logs_sample_quality(tmp_path, fake_mnist_dir):
-    from gan_lightning.metrics.classifier import MNISTClassifier
-
     clf = tmp_path / "clf.pt"
-    meta = {"arch": "mnist_cnn", "num_features": 128, "num_classes": 10}
-    torch.save({"state_dict": MNISTClassifier().state_dict(), "meta": meta}, clf)
+    mnist_classifier_file(clf)
     argv = ["--data-dir", str(fake_mnist_dir), "--max-steps", "2", "--batch-size", "16", "--latent-dim", "8",
             "--accelerator", "cpu", "--log-dir", str(tmp_path), "--name", "ev", "--eval-every", "2",
             "--eval-samples", "64", "--classifier", str(clf)]  # fmt: skip

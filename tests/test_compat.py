@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from weights_files import mnist_classifier_file
 
 from gan_lightning import GAN
 from gan_lightning.commands.evaluate import main as evaluate_main
@@ -25,7 +26,6 @@ from gan_lightning.commands.sample import load_gan
 from gan_lightning.commands.sample import main as sample_main
 from gan_lightning.commands.train import main as train_main
 from gan_lightning.core.compat import FORMAT
-from gan_lightning.metrics.classifier import ARCH, MNISTClassifier
 
 from conftest import REPO
 
@@ -252,9 +252,7 @@ def test_resume_old_checkpoint(old_ckpts, fake_mnist_dir, tmp_path, name):
 @pytest.mark.parametrize("name", ["conditional", "infogan"])
 def test_evaluate_old_checkpoint(old_ckpts, fake_mnist_dir, tmp_path, capsys, name):
     classifier = tmp_path / "classifier.pt"  # untrained, in the format load_classifier reads
-    model = MNISTClassifier()
-    meta = {"arch": ARCH, "num_features": model.num_features, "num_classes": model.num_classes}
-    torch.save({"state_dict": model.state_dict(), "meta": meta}, classifier)
+    mnist_classifier_file(classifier)
     argv = ["--ckpt", str(old_ckpts[name]), "--classifier", str(classifier), "--data-dir", str(fake_mnist_dir),
             "-n", "100"]  # fmt: skip
     assert evaluate_main(argv) == 0

@@ -16,13 +16,13 @@ import torch
 from PIL import Image
 from test_compat import SAMPLE_REFERENCE, train_with_old_code
 from test_compat import train_flags as compat_train_flags
+from weights_files import mnist_classifier_file
 
 from gan_lightning import GAN
 from gan_lightning.commands.evaluate import main as evaluate_main
 from gan_lightning.commands.sample import load_gan
 from gan_lightning.commands.sample import main as sample_main
 from gan_lightning.commands.train import main as train_main
-from gan_lightning.metrics.classifier import ARCH, MNISTClassifier
 
 OLD_COMMIT = "dcfb404"
 OLD_ITERATIONS = 2
@@ -95,9 +95,7 @@ def test_old_checkpoint_resumes(old_runs, fake_mnist_dir, tmp_path, name):
 
 def test_evaluate_an_old_conditional_checkpoint(old_runs, fake_mnist_dir, tmp_path, capsys):
     classifier = tmp_path / "classifier.pt"  # untrained, in the format load_classifier reads
-    model = MNISTClassifier()
-    meta = {"arch": ARCH, "num_features": model.num_features, "num_classes": model.num_classes}
-    torch.save({"state_dict": model.state_dict(), "meta": meta}, classifier)
+    mnist_classifier_file(classifier)
     argv = ["--ckpt", str(old_runs["conditional"] / "checkpoints" / "last.ckpt"), "--classifier", str(classifier),
             "--data-dir", str(fake_mnist_dir), "-n", "100"]  # fmt: skip
     assert evaluate_main(argv) == 0

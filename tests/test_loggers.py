@@ -16,10 +16,10 @@ import pytest
 import torch
 from lightning.pytorch.loggers import Logger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from weights_files import mnist_classifier_file
 
 from gan_lightning.commands.train import main
 from gan_lightning.loggers import LOGGERS, RunLocation, flat_config
-from gan_lightning.metrics.classifier import MNISTClassifier
 
 HAS_WANDB = importlib.util.find_spec("wandb") is not None
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
@@ -82,8 +82,7 @@ def test_one_run_reaches_every_installed_tracker_and_each_reads_it_back(tmp_path
     # W&B and MLflow are optional extras (not in `dev`): their checks below run where they are installed
     names = ["tensorboard", "csv"] + ["wandb"] * HAS_WANDB + ["mlflow"] * HAS_MLFLOW
     classifier = tmp_path / "clf.pt"  # random weights: the scores' values do not matter here, their delivery does
-    meta = {"arch": "mnist_cnn", "num_features": 128, "num_classes": 10}
-    torch.save({"state_dict": MNISTClassifier().state_dict(), "meta": meta}, classifier)
+    mnist_classifier_file(classifier)
     evaluation = ["--eval-every", "4", "--eval-samples", "64", "--classifier", str(classifier)]
     assert train(tmp_path, fake_mnist_dir, ",".join(names), *evaluation) == 0
     run_dir = tmp_path / "logs" / "run" / "version_0"

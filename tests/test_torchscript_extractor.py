@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from weights_files import mnist_classifier_file
 
 from gan_lightning import GAN
 from gan_lightning.commands.evaluate import main as evaluate_main
@@ -295,11 +296,8 @@ def test_evaluate_refuses_a_half_or_unknown_extractor_in_one_line(rgb_run, capsy
 
 
 def test_train_scores_with_the_named_extractor(tmp_path, fake_mnist_dir):
-    from gan_lightning.metrics.classifier import ARCH, MNISTClassifier
-
     classifier = tmp_path / "classifier.pt"
-    meta = {"arch": ARCH, "num_features": 128, "num_classes": 10}
-    torch.save({"state_dict": MNISTClassifier().state_dict(), "meta": meta}, classifier)
+    mnist_classifier_file(classifier)
     encoder = tmp_path / "grey.pt"
     scripted(Encoder, encoder, channels=1)
     argv = ["--data-dir", str(fake_mnist_dir), "--max-steps", "2", "--batch-size", "16", "--latent-dim", "8",

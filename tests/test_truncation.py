@@ -9,13 +9,13 @@ import json
 import pytest
 import torch
 from test_extensions import labelled_loader
+from weights_files import mnist_classifier_file
 
 from gan_lightning import GAN
 from gan_lightning.commands.evaluate import main as evaluate_main
 from gan_lightning.commands.sample import load_gan
 from gan_lightning.commands.sample import main as sample_main
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.metrics.classifier import ARCH, MNISTClassifier
 from gan_lightning.training.latents import LatentSpace, Prior, Truncation, normal_noise
 
 from conftest import cpu_trainer
@@ -43,10 +43,7 @@ def ckpt(tmp_path_factory):
 def classifier(tmp_path_factory):
     """An untrained MNIST classifier in the format evaluate.py reads: features enough to score with."""
     path = tmp_path_factory.mktemp("clf") / "classifier.pt"
-    torch.manual_seed(0)
-    model = MNISTClassifier()
-    meta = {"arch": ARCH, "num_features": model.num_features, "num_classes": model.num_classes}
-    torch.save({"state_dict": model.state_dict(), "meta": meta}, path)
+    mnist_classifier_file(path)
     return path
 
 

@@ -15,11 +15,12 @@ from gan_lightning.metrics.extractors.dinov2 import write_random_dinov2_file
 
 
 def mnist_classifier_file(path: Path) -> None:
-    """A random MNIST classifier in `train_classifier`'s file format."""
+    """A random MNIST classifier in `train_classifier`'s file format (what evaluate.py and --classifier read)."""
     from gan_lightning.metrics.classifier import ARCH, MNISTClassifier
 
-    torch.manual_seed(0)
-    model = MNISTClassifier()
+    with torch.random.fork_rng():  # the same weights every time, and the caller's random stream untouched
+        torch.manual_seed(0)
+        model = MNISTClassifier()
     meta = {"arch": ARCH, "num_features": model.num_features, "num_classes": model.num_classes}
     torch.save({"state_dict": model.state_dict(), "meta": meta}, path)
 
