@@ -1,0 +1,43 @@
+"""Every MNIST-family preset (the small ones this CPU trains, Stacked MNIST's included) trains two iterations on
+generated MNIST through the real command and records its recipe; a new preset needs no edit here. The CIFAR-10
+presets have their own test on the CIFAR-10 layout (test_cifar10.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from gan_lightning.commands.sample import load_gan
+from gan_lightning.commands.train import PRESETS, main
+
+MNIST_FAMILY = {"mnist": 1, "stacked_mnist": 3}  # dataset -> image channels
+MNIST_PRESETS = sorted(name for name, values in PRESETS.items() if values.get("dataset", "mnist") in MNIST_FAMILY)
+
+
+def test_the_mnist_presets_are_found():
+    assert {"cs231n_gan", "modern_mnist", "modern_stacked_mnist", "r3gan_mnist", "stylegan2_mnist"} <= set(
+        MNIST_PRESETS
+    )
+
+
+@pytest.mark.parametrize("preset", MNIST_PRESETS)
+def test_every_mnist_preset_trains_two_iterations(preset, fake_mnist_dir, tmp_path):
+    logs = tmp_path / "logs"
+    argv = ["--preset", preset, "--data-dir", str(fake_mnist_dir), "--no-download", "--log-dir", str(logs),
+            "--batch-size", "8", "--max-steps", "2", "--accelerator", "cpu", "--log-every", "1"]  # fmt: skip
+    assert main(argv) == 0
+    run_dir = next(logs.glob("*/version_0"))
+    args = yaml.safe_load((run_dir / "config.yaml").read_text())["args"]
+    recipe = {k: v for k, v in PRESETS[preset].items() if k != "batch_size"}  # the batch is shrunk above
+    assert {k: args[k] for k in recipe} == recipe
+    assert (args["batch_size"], args["max_steps"]) == (8, 2)
+    dataset = PRESETS[preset].get("dataset", "mnist")
+    assert (args["dataset"], args["channels"]) == (dataset, MNIST_FAMILY[dataset])
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    gan = load_gan(checkpoint)
+    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] == gan.optimizer_steps(2)
+    images = gan.sample(4)
+    side = args["image_size"]
+    assert images.shape == (4, MNIST_FAMILY[dataset], side, side)
+    assert torch.isfinite(images).all() and images.abs().max() <= 1
