@@ -41,8 +41,8 @@ class TinyEncoder(nn.Module):
 
 def torchscript_file(path: Path) -> None:
     """A random `TinyEncoder` saved with torch.jit.save: any architecture's file format, the torchscript extractor's."""
-    torch.manual_seed(0)
-    with warnings.catch_warnings():  # recent torch deprecates TorchScript (a FutureWarning); archives still load
+    with torch.random.fork_rng(), warnings.catch_warnings():  # recent torch deprecates TorchScript (a FutureWarning)
+        torch.manual_seed(0)
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(torch.jit.script(TinyEncoder()), str(path))
 
