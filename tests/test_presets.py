@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
+from test_cifar10 import CIFAR_PRESETS
 
 from gan_lightning.commands.sample import load_gan
 from gan_lightning.commands.train import PRESETS, main
 
 MNIST_FAMILY = {"mnist": 1, "stacked_mnist": 3}  # dataset -> image channels
 MNIST_PRESETS = sorted(name for name, values in PRESETS.items() if values.get("dataset", "mnist") in MNIST_FAMILY)
-CIFAR_PRESETS = {name for name, values in PRESETS.items() if values.get("dataset") == "cifar10"}
 UNTRAINED = {"dcgan_celeba"}  # CelebA's recipe is the DCGAN tutorial's; test_cli checks how it resolves
 
 
@@ -21,7 +21,7 @@ def test_the_mnist_presets_are_found_and_every_preset_is_trained_by_a_test():
     assert {"cs231n_gan", "modern_mnist", "modern_stacked_mnist", "r3gan_mnist", "stylegan2_mnist"} <= set(
         MNIST_PRESETS
     )
-    assert set(PRESETS) == set(MNIST_PRESETS) | CIFAR_PRESETS | UNTRAINED
+    assert set(PRESETS) == set(MNIST_PRESETS) | set(CIFAR_PRESETS) | UNTRAINED
 
 
 @pytest.mark.parametrize("preset", MNIST_PRESETS)

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# measured on this project's 2-core CPU (docs/measurements.md, "Modern recipe"): R3GAN's loss with R1 + R2, an EMA
+_MODERN_MNIST: dict[str, Any] = {"model": "dcgan_mnist", "loss": "rpgan", "r1": 1.0, "r2": 1.0, "ema_decay": 0.999,
+                                 "noise": "uniform", "latent_dim": 96, "lr": 1e-3, "beta1": 0.5, "beta2": 0.999,
+                                 "batch_size": 128}  # fmt: skip
+
 PRESETS: dict[str, dict[str, Any]] = {
     "cs231n_gan": {"model": "mlp", "loss": "bce", "noise": "uniform", "latent_dim": 96, "lr": 1e-3,
                    "beta1": 0.5, "beta2": 0.999, "batch_size": 128},
@@ -11,15 +16,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "beta1": 0.5, "beta2": 0.999, "batch_size": 128},
     "cs231n_dcgan": {"model": "dcgan_mnist", "loss": "bce", "noise": "uniform", "latent_dim": 96, "lr": 1e-3,
                      "beta1": 0.5, "beta2": 0.999, "batch_size": 128},
-    # measured on this project's 2-core CPU (docs/measurements.md, "Modern recipe"): R3GAN's loss with R1 + R2, an EMA
-    "modern_mnist": {"model": "dcgan_mnist", "loss": "rpgan", "r1": 1.0, "r2": 1.0, "ema_decay": 0.999,
-                     "noise": "uniform", "latent_dim": 96, "lr": 1e-3, "beta1": 0.5, "beta2": 0.999,
-                     "batch_size": 128},
+    "modern_mnist": _MODERN_MNIST,
     # modern_mnist on Stacked MNIST at twice its batch: the setting that reached 1000 modes with mode KL <= 0.05 at
-    # 2000 and 3000 iterations (docs/measurements.md, "Stacked MNIST"), where batch 128 did not at 3000
-    "modern_stacked_mnist": {"dataset": "stacked_mnist", "model": "dcgan_mnist", "loss": "rpgan", "r1": 1.0,
-                             "r2": 1.0, "ema_decay": 0.999, "noise": "uniform", "latent_dim": 96, "lr": 1e-3,
-                             "beta1": 0.5, "beta2": 0.999, "batch_size": 256},
+    # 2000 and 3000 iterations at seeds 0-2 (docs/measurements.md, "Stacked MNIST"), where batch 128 did not at 3000
+    "modern_stacked_mnist": {"dataset": "stacked_mnist", **_MODERN_MNIST, "batch_size": 256},
     # Small baselines that fit a 2-core CPU at 1.3-1.7x modern_mnist's cost per iteration (docs/measurements.md,
     # "Modern baselines on MNIST"), MNIST padded to 32 px. R3GAN's network at width 16, one block per stage, with
     # modern_mnist's optimizer, loss, penalties and EMA (R3GAN's CIFAR-10 lr 2e-4, betas (0, 0.9) and gamma 0.05 are
