@@ -77,3 +77,11 @@ def test_usage_errors_are_one_line_too(capsys, name):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"{name}.py: error: ") and err.endswith("(see --help)\n")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_speaks_of_a_model_only_where_there_is_one(name):
+    # options shared with the train command must not describe defaults in terms of a --model this command lacks
+    text = " ".join(COMMANDS[name].build_parser().format_help().split())
+    if "--model" not in text:
+        assert "the model" not in text and "model builds" not in text

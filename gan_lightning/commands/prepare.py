@@ -13,6 +13,7 @@ fills up (exit 4) leaves no file of its own behind and a finished dataset alread
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -43,7 +44,10 @@ def build_parser() -> Parser:
                "packed uint8 dataset that training reads with --prepared DIR (no per-image decoding).")  # fmt: skip
     options = train_options()
     for name in SHARED_OPTIONS:
-        options[name].add_to(p)
+        option = options[name]
+        if name == "image_size":  # there is no model here to pick a size it builds
+            option = dataclasses.replace(option, default_text="the dataset's native size (64 for folders)")
+        option.add_to(p)
     p.add_argument("--out", default=None, metavar="DIR", help="where to write it (default: beside the image folder, "
                    "IMAGE_DIR.prepared-<size>px-<channels>ch)")  # fmt: skip
     return p
