@@ -20,6 +20,7 @@ import torch
 from gan_lightning.commands.base import Parser, run_command
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.metrics.extractors import load_fid_inception
+from gan_lightning.metrics.extractors.base import to_uint8
 
 
 def build_parser() -> Parser:
@@ -98,7 +99,7 @@ def run(cfg) -> int:  # noqa: ANN001
     plain = plain.eval().to(cfg.device)
     g = torch.Generator().manual_seed(0)
     images = torch.rand(cfg.batch_size, 3, cfg.image_size, cfg.image_size, generator=g).mul(2).sub(1).to(cfg.device)
-    as_uint8 = ours.to_uint8(images)  # what the project's extractor feeds torch-fidelity's network
+    as_uint8 = to_uint8(images)  # what the project's extractor feeds torch-fidelity's network
     runs = {"plain": lambda: plain(as_uint8)[0], "ours": lambda: ours.extract(images)[0]}
     times: dict[str, list[float]] = {name: [] for name in runs}
     with torch.inference_mode():

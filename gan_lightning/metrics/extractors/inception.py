@@ -90,8 +90,6 @@ class FIDInceptionFeatures(FeatureExtractor):
         features = torch.flatten(x, 1)  # (B, 2048)
         return features.float(), features.mm(self.net.fc.weight.T).float()  # (B, 2048), (B, 1008)
 
-    to_uint8 = staticmethod(to_uint8)  # the uint8 RGB images torch-fidelity reads
-
     def forward(self, x: Tensor) -> Tensor:
         """Pool features (B, 2048) of images (B, 1 or 3, H, W) in [-1, 1]."""
         return self.extract(x)[0]
@@ -99,8 +97,8 @@ class FIDInceptionFeatures(FeatureExtractor):
     def extract(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Pool features (B, 2048) and unbiased logits (B, 1008), from one pass."""
         if self.resize_name is not None:
-            return self.from_pixels(RESIZES.get(self.resize_name)(self.to_uint8(x), INCEPTION_SIZE).float())
-        features, logits = self.net(self.to_uint8(x))  # resized to (B, 3, 299, 299) inside
+            return self.from_pixels(RESIZES.get(self.resize_name)(to_uint8(x), INCEPTION_SIZE).float())
+        features, logits = self.net(to_uint8(x))  # the uint8 RGB torch-fidelity reads; resized to 299 px inside
         return features, logits
 
     def statistics(self, probs: Tensor) -> dict[str, float]:
