@@ -157,3 +157,31 @@ def test_checkpoint_round_trip(tmp_path):
     assert out.shape == (10, 1, 28, 28) and out.min() >= -1 and out.max() <= 1
     ckpt = torch.load(path, weights_only=True)  # nothing in it needs arbitrary code to load
     assert set(ckpt["gan_rng"]) == {"torch", "cuda", "numpy", "python"}
+
+
+@pytest.mark.parametrize("loss", ["rpgan", "ragan", "bce", "hinge"])
+def test_conditional_g_phase_pairs_fakes_with_the_reals_labels_when_the_loss_compares_them(loss):
+    # relativistic G losses compare each fake with a real of the chunk (R3GAN passes the real labels to its G
+    # phase); the D phase always does; a non-relativistic G phase draws its own labels
+    from gan_lightning.training.batch import Batch
+    from gan_lightning.training.latents import LatentSpace
+    from gan_lightning.training.objectives import get_objective
+    from gan_lightning.training.steps import adversarial_iteration
+
+    labels = torch.arange(64) % 10
+    real = Batch(torch.zeros(64, 1, 4, 4), labels)
+    seen: dict[str, torch.Tensor] = {}
+
+    def record(phase_name):
+        def update(phase, chunk, drawn):
+            seen[phase_name] = drawn.labels
+            return None
+
+        return update
+
+    objective = get_objective(loss)
+    adversarial_iteration(real, 0, G=nn.Identity(), D=nn.Identity(), latents=LatentSpace(4, num_classes=10),
+                          objective=objective, d_steps=1, rng=torch.Generator().manual_seed(0),
+                          update_d=record("d"), update_g=record("g"))  # fmt: skip
+    assert torch.equal(seen["d"], labels)
+    assert torch.equal(seen["g"], labels) == objective.g_needs_real

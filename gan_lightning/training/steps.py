@@ -118,7 +118,10 @@ def adversarial_iteration(
             d = update_d(partial(objective.d_loss, G, D, rng=rng, step=step), chunk, drawn)
             objective.end_d_update(step)  # components with per-update state (ADA's p) move it once
     with g_phase():  # D frozen
-        drawn = latents.draw(len(chunk.images), rng, rng.device)
+        # a relativistic G loss pairs each fake with a real of the chunk, so a conditional one takes their labels
+        # (R3GAN's G phase); otherwise fresh labels
+        labels = chunk.labels if objective.g_needs_real else None
+        drawn = latents.draw(len(chunk.images), rng, rng.device, labels=labels)
         g = update_g(partial(objective.g_loss, G, D, rng=rng, step=iteration), chunk, drawn)
     return d, g
 
