@@ -13,6 +13,8 @@ from gan_lightning.commands.evaluate_runs import summarize_runs
 from gan_lightning.commands.evaluate_summary import summarize
 from gan_lightning.commands.train import main as train_main
 
+from conftest import make_fake_mnist
+
 PROTOCOL = {"num_generated": 10, "reference": "mnist/val"}
 
 
@@ -100,3 +102,25 @@ def test_evaluate_writes_the_summary_of_three_seeds(tmp_path, fake_mnist_dir, fa
 def test_summary_with_one_checkpoint_is_refused(tmp_path, capsys):
     assert evaluate_main(["--ckpt", str(tmp_path / "x.ckpt"), "--summary", str(tmp_path)]) == 2
     assert "--summary summarizes several RUN_DIRs" in capsys.readouterr().err
+
+
+def test_runs_on_different_data_are_each_scored_against_their_own(tmp_path, fake_mnist_dir, fake_classifier, capsys):
+    # two runs of one dataset and size on different folders: scored together, each keeps its own reference images
+    other = make_fake_mnist(tmp_path / "other", seed=1)
+    runs = []
+    for name, data in (("a", fake_mnist_dir), ("b", other)):
+        argv = ["--data-dir", str(data), "--no-download", "--batch-size", "32", "--latent-dim", "8", "--accelerator",
+                "cpu", "--log-dir", str(tmp_path / "logs"), "--name", name, "--max-steps", "1", "--sample-every",
+                "1000"]  # fmt: skip
+        assert train_main(argv) == 0
+        runs.append(tmp_path / "logs" / name / "version_0")
+    score = ["--classifier", str(fake_classifier["path"]), "-n", "40"]
+
+    def last(run):
+        return json.loads((run / "evaluation.json").read_text())[-1]
+
+    assert evaluate_main([str(runs[1]), *score]) == 0
+    alone = last(runs[1])
+    assert evaluate_main([*map(str, runs), *score, "--summary", str(tmp_path / "summary")]) == 0
+    together = last(runs[1])
+    assert together["fid"] == alone["fid"] and together["precision"] == alone["precision"]

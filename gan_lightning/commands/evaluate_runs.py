@@ -4,6 +4,7 @@ plots."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,7 +69,7 @@ def evaluate_runs(
     if summary is not None:
         check_writable_dir(Path(summary), "--summary")
     recipes = {}
-    evaluators: dict[tuple[str, int], Evaluator] = {}
+    evaluators: dict[str, Evaluator] = {}
     tables: dict[str, list[dict[str, Any]]] = {}
     for run_dir, paths in runs.items():
         rows, seen = [], set()
@@ -83,7 +84,8 @@ def evaluate_runs(
             recipes[run_dir] = recipe(info.get("config") or {})
             reference_name = dataset or info.get("dataset", "mnist")
             root = reference_dir(info, reference_name, data_dir)
-            key = (reference_name, gan.hparams.image_size)
+            # runs share an Evaluator only when their reference images are the same: same data, size and options
+            key = reference_key(info, reference_name, root, gan.hparams.image_size)
             if key not in evaluators:
                 evaluators[key] = run_evaluator(info, reference_name, root, gan.hparams.image_size, classifier,
                                                 reference)  # fmt: skip
@@ -126,8 +128,24 @@ def run_evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int
     """The Evaluator of a checkpoint's run: its dataset options, the classifier (cached) for MNIST-like data."""
     if classifier is None and DATASETS.get(dataset).extractor is not None:
         classifier = str(cached_classifier(root))
-    options = info.get("config", {}) if dataset == info.get("dataset") else {}
-    return Evaluator(classifier, dataset, root, image_size, options=options, **reference)
+    return Evaluator(classifier, dataset, root, image_size, options=dataset_options(info, dataset), **reference)
+
+
+# DataModule options that change how images are loaded, not which: the held-out split never follows the training seed
+LOADING = ("data_dir", "batch_size", "num_workers", "pin_memory", "seed", "download", "data_on_device")
+
+
+def dataset_options(info: dict[str, Any], dataset: str) -> dict[str, Any]:
+    """The run's recorded options for its reference data: its own when it trained on `dataset`, else none."""
+    return info.get("config", {}) if dataset == info.get("dataset") else {}
+
+
+def reference_key(info: dict[str, Any], dataset: str, root: str, image_size: int) -> str:
+    """What decides a run's reference images: the dataset, its folder, the size and the options its DataModule
+    takes (a `folder` run on other photos, or a conditional or prepared one, gets its own reference)."""
+    spec = DATASETS.get(dataset)
+    options = {k: v for k, v in dataset_options(info, dataset).items() if spec.accepts(k) and k not in LOADING}
+    return json.dumps([dataset, str(Path(root).resolve()), image_size, options], sort_keys=True, default=str)
 
 
 def reference_dir(info: dict[str, Any], dataset: str, data_dir: str | None) -> str:
