@@ -108,3 +108,18 @@ def test_one_iteration_isolates_phases(tmp_path, model, loss, mode):
         assert torch.isfinite(trainer.callback_metrics[name])
     assert all(p.requires_grad for p in gan.generator.parameters())  # toggling restored everything
     assert all(p.requires_grad for p in gan.discriminator.parameters())
+
+
+@pytest.mark.parametrize("model", MODELS.names())
+def test_spectral_norm_reaches_every_weight_of_d_or_is_refused(model):
+    # --spectral-norm promises every weight layer of D: a model whose D has layers it cannot normalise says so
+    size = tiny_gan(model).hparams.image_size
+    try:
+        gan = GAN(model, image_size=size, latent_dim=8, ngf=8, ndf=8, spectral_norm=True)
+    except ConfigError as error:
+        assert "--spectral-norm" in str(error) and "\n" not in str(error)
+        return
+    weights = [m for m in gan.discriminator.modules() if isinstance(getattr(m, "weight", None), nn.Parameter)]
+    unnormalised = [type(m).__name__ for m in weights if m.weight.dim() >= 2]
+    assert not unnormalised, f"{model}: D's {unnormalised} escape spectral normalisation"
+    assert any(hasattr(m, "parametrizations") for m in gan.discriminator.modules())
