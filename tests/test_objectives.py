@@ -182,6 +182,18 @@ def test_r1_under_bf16_autocast_matches_fp32():
     torch.testing.assert_close(result.stats["r1"], expected.detach(), rtol=1e-5, atol=1e-7)
 
 
+def test_wgan_gp_under_bf16_autocast_matches_fp32():
+    torch.manual_seed(0)
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    real, fake = torch.randn(4, 1, 4, 4), torch.randn(4, 1, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        result = gradient_penalty(critic, real, fake.bfloat16(), torch.Generator().manual_seed(3))
+    # its own fp32 forward and double backward: the fp32 value of the same (bf16) fakes, not a bf16 approximation
+    expected = gradient_penalty(critic, real, fake.bfloat16().float(), torch.Generator().manual_seed(3))
+    assert result.dtype == torch.float32 and result.requires_grad
+    torch.testing.assert_close(result, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_rpgan_matches_hand_computed_values():
     rp = get_objective("rpgan")
     # D: softplus(-(real - fake)) per pair; G: softplus(-(fake - real)); pairs (2, 0.5) and (-1, -3)

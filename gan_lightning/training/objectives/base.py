@@ -37,14 +37,18 @@ def gradient_penalty(
 ) -> Tensor:
     """WGAN-GP penalty E[(||grad_x D(x_hat)||_2 - 1)^2] at random interpolates x_hat of real and fake.
 
-    `create_graph=True` so the penalty itself is differentiated with respect to D's parameters.
+    `create_graph=True` so the penalty itself is differentiated with respect to D's parameters. Under autocast it
+    runs in full precision, as R1/R2 do (`regularizers/zero_centered.py`).
     """
     alpha = torch.rand(real.shape[0], *([1] * (real.ndim - 1)), device=real.device, dtype=real.dtype, generator=rng)
-    # under autocast G's fakes may be bf16/fp16 while the data is fp32: interpolate in the data's dtype
-    x_hat = torch.lerp(real.detach(), fake.detach().to(real.dtype), alpha).requires_grad_(True)
-    scores = critic(x_hat)
-    (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)
-    return (grad.float().flatten(1).norm(2, dim=1) - 1).square().mean()
+    # under autocast G's fakes may be bf16/fp16 while the data is fp32: interpolate in fp32
+    x_hat = torch.lerp(real.detach().float(), fake.detach().float(), alpha.float()).requires_grad_(True)
+    # fp16 input gradients underflow without the loss scale and bf16 ones are coarse: forward and double backward
+    # in fp32
+    with torch.autocast(real.device.type, enabled=False):
+        scores = critic(x_hat)
+        (grad,) = torch.autograd.grad(scores.float().sum(), x_hat, create_graph=True)
+        return (grad.flatten(1).norm(2, dim=1) - 1).square().mean()
 
 
 def mutual_information_loss(q_head: QHead, features: Tensor, latents: Latents) -> tuple[Tensor, Tensor]:
