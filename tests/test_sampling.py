@@ -147,3 +147,35 @@ def test_refuses_checkpoints_that_need_arbitrary_code(tmp_path, capsys):
     assert "refusing to load" in captured.err and "pwned" not in captured.out
     assert main(["--ckpt", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "x.png")]) == 2
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--select", "0,a", "--save-latents", "LAT"], "--select takes comma-separated integers"),
+        (["--select", "0,9", "--save-latents", "LAT"], "--select indices must lie in [0, 4)"),
+        (["--select", "0"], "give --save-latents too"),
+        (["--nrow", "-1"], "--nrow must be positive"),
+        (["--arithmetic", "DAMAGED", "+", "DAMAGED"], "damaged.pt: not a plain weights file"),
+    ],
+)
+def test_bad_sampling_input_is_one_line_before_any_file(tmp_path, ckpt, capsys, flags, message):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "damaged.pt").write_bytes(b"not a tensor file")
+    swap = {"LAT": str(tmp_path / "out" / "lat.pt"), "DAMAGED": str(tmp_path / "in" / "damaged.pt")}
+    (tmp_path / "out").mkdir()
+    argv = ["--ckpt", str(ckpt), "--out", str(tmp_path / "out" / "grid.png"), "-n", "4"]
+    assert main([*argv, *(swap.get(f, f) for f in flags)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_labels_that_are_not_integers_are_one_line(tmp_path, capsys):
+    gan = GAN("mlp", latent_dim=8, conditional=True)
+    trainer = cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(1))
+    trainer.fit(gan, labelled_loader())
+    trainer.save_checkpoint(tmp_path / "c.ckpt")
+    assert main(["--ckpt", str(tmp_path / "c.ckpt"), "--out", str(tmp_path / "c.png"), "--labels", "1,"]) == 2
+    assert "--labels takes comma-separated integers" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()

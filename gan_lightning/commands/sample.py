@@ -93,12 +93,17 @@ def _parse_arithmetic(terms: Sequence[str]) -> tuple[list[Path], list[int]]:
 
 
 def _load_latents(path: Path, dim: int) -> Tensor:
-    if not path.is_file():
-        raise DataError(f"no latent file at {path}; save one with --save-latents")
-    latents = torch.load(path, map_location="cpu", weights_only=True)
+    latents = load_weights_file(path, "latent file", "save one with sample.py --save-latents")
     if not isinstance(latents, Tensor) or latents.ndim != 2 or latents.shape[1] != dim:
         raise DataError(f"{path} must hold a (N, {dim}) tensor of generator inputs, as --save-latents writes")
     return latents
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{flag} takes comma-separated integers, e.g. 0,3,7; got {text!r}") from None
 
 
 def build_parser() -> Parser:
@@ -130,9 +135,12 @@ def build_parser() -> Parser:
 
 def run(cfg: argparse.Namespace) -> None:
     """Generate as configured, write the output and say where."""
-    for name in ("num", "pairs", "steps"):
-        if getattr(cfg, name) < 1:
+    for name in ("num", "pairs", "steps", "nrow"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise ConfigError(f"--{name} must be positive, got {getattr(cfg, name)}")
+    if cfg.select and not cfg.save_latents:
+        raise ConfigError("--select keeps some of the latents --save-latents writes: give --save-latents too")
+    select = _int_list(cfg.select, "--select") if cfg.select else None
     for option in truncation_options:
         option.validate(getattr(cfg, option.name))
     psi, threshold = cfg.truncation, cfg.truncation_threshold
@@ -166,7 +174,7 @@ def run(cfg: argparse.Namespace) -> None:
             if not gan.hparams.conditional:
                 raise ConfigError(f"{flag} needs a conditional checkpoint (trained with --conditional)")
             if cfg.labels:
-                given = torch.tensor([int(x) for x in cfg.labels.split(",")])
+                given = torch.tensor(_int_list(cfg.labels, "--labels"))
             else:
                 given = torch.tensor([gan.latents.label_of(name) for name in cfg.class_names.split(",")])
             if given.min() < 0 or given.max() >= gan.hparams.num_classes:
@@ -175,6 +183,8 @@ def run(cfg: argparse.Namespace) -> None:
         # truncated here rather than inside gan.sample, so --save-latents keeps the inputs the images came from
         latents = gan.latents.truncate(gan.latents.draw(cfg.num, rng, gan.device, labels=labels), rng, psi, threshold)
         latents = latents.input
+    if select is not None and not all(0 <= i < len(latents) for i in select):
+        raise ConfigError(f"--select indices must lie in [0, {len(latents)}), the images generated")
     images = gan.sample(latents=latents.to(gan.device), ema=cfg.ema).cpu()  # (N, C, H, W) in [-1, 1]
     if out.suffix == ".pt":
         atomic_write(out, lambda p: save_torch(images, p), "the samples")
@@ -192,8 +202,8 @@ def run(cfg: argparse.Namespace) -> None:
                 raise WriteError(f"{err}; {i} of {len(images)} images were written before it") from None
     if cfg.save_latents:
         keep = latents.cpu()
-        if cfg.select:
-            keep = keep[[int(i) for i in cfg.select.split(",")]]
+        if select is not None:
+            keep = keep[select]
         atomic_write(cfg.save_latents, lambda p: save_torch(keep, p), "the latents")
     print(f"wrote {out}")
 
