@@ -85,3 +85,15 @@ def test_help_speaks_of_a_model_only_where_there_is_one(name):
     text = " ".join(COMMANDS[name].build_parser().format_help().split())
     if "--model" not in text:
         assert "the model" not in text and "model builds" not in text
+
+
+@pytest.mark.parametrize("name", ["train_classifier", "export_mnist"])
+def test_an_out_that_cannot_be_written_is_refused_before_the_work(tmp_path, capsys, name):
+    # a path under a regular file: refused up front, not after minutes of training or a partial export
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = ["--data-dir", str(tmp_path), "--out", str(blocker / ("c.pt" if name == "train_classifier" else "png"))]
+    assert COMMANDS[name].main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {blocker}" in err and "is a file" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

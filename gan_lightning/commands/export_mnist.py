@@ -11,6 +11,7 @@ from PIL import Image
 
 from gan_lightning.commands.base import Parser, run_command
 from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.files import check_writable_dir
 
 
 def export_mnist_pngs(data_dir: str, out_dir: str | Path, num: int, seed: int = 0) -> list[Path]:
@@ -22,6 +23,7 @@ def export_mnist_pngs(data_dir: str, out_dir: str | Path, num: int, seed: int = 
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConfigError(f"{out_dir} exists and is not an empty directory; choose a new --out")
+    check_writable_dir(out_dir, "--out")
     dm = MNISTDataModule(data_dir, download=False)
     dm.setup("fit")
     train = dm.train_set
