@@ -52,11 +52,14 @@ def write_random_fid_weights(path: str | Path, seed: int = 0) -> Path:
             return None
 
     path = Path(path)
-    empty = path.with_name("empty.pth")
+    empty = path.with_name(f"{path.name}.empty")  # the file the constructor insists on; removed once built
     torch.save({}, empty)
-    with torch.random.fork_rng():  # the caller's global stream is left where it was
-        torch.manual_seed(seed)
-        net = RandomInit("random", ["2048"], feature_extractor_weights_path=str(empty))
+    try:
+        with torch.random.fork_rng():  # the caller's global stream is left where it was
+            torch.manual_seed(seed)
+            net = RandomInit("random", ["2048"], feature_extractor_weights_path=str(empty))
+    finally:
+        empty.unlink(missing_ok=True)
     # Calibrate BatchNorm on random images so activations neither vanish nor explode through 90 random layers:
     # cumulative batch statistics of one pass become the running statistics.
     for module in net.modules():

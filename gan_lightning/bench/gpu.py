@@ -13,7 +13,7 @@ What it measures, in this order, each on the same card:
 A measurement that would start after `--budget-s` is recorded as skipped. Synthetic data stands in for every
 dataset (the card's machine has no downloads); the numbers are speeds, not sample quality.
 
-    python scripts/gpu_measure.py --out gpu.json             # about 7 minutes on one H100
+    python scripts/gpu_measure.py --out gpu.json             # starts no measurement after --budget-s
 """
 
 from __future__ import annotations

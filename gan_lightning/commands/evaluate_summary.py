@@ -42,7 +42,7 @@ def summarize(tables: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         out: dict[str, Any] = {k: v for k, v in zip(KEYS, key, strict=True) if v is not None}
         out["runs"] = len(rows)
         for name in metrics:
-            # a diverged run scores NaN: the others still average, and `<metric>_runs` says how many did
+            # a diverged run scores NaN: the others still average, and `<metric>_n` says how many did
             values = [float(row[name]) for row in rows if math.isfinite(row[name])]
             out[name] = statistics.fmean(values) if values else math.nan
             out[f"{name}_sd"] = statistics.stdev(values) if len(values) > 1 else math.nan

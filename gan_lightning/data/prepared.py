@@ -65,7 +65,7 @@ from gan_lightning.data.prepared_files import (
 
 log = logging.getLogger(__name__)
 
-# The layout and the dataset class live beside this module and are imported from here as before.
+# The layout and the dataset class live beside this module; these names are the prepared format's public ones.
 __all__ = ["FORMAT", "IMAGES", "LABELS", "MANIFEST", "PARTIAL", "PROGRESS", "PreparedImageDataset"]
 CROP = "torchvision Resize(shorter side to size, bilinear, antialias) + CenterCrop(size), PIL convert L or RGB"
 CHUNK = 1024  # images decoded between two progress records: what an interruption may lose
@@ -325,7 +325,7 @@ class _Preparation:
                            "source": {"root": str(self.image_dir.resolve()), "files": target["files"]},
                            "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
         write_synced(manifest, lambda f: f.write(text.encode()))
-        (out / MANIFEST).unlink(missing_ok=True)  # unfinished from here: an interruption now is resumed at the end
+        (out / MANIFEST).unlink(missing_ok=True)  # unfinished from here: an interruption now makes a rerun start over
         os.replace(out / PARTIAL, out / IMAGES)
         os.replace(labels, out / LABELS)
         os.replace(manifest, out / MANIFEST)

@@ -21,9 +21,7 @@ from gan_lightning.metrics.classifier import default_cache_dir
 from gan_lightning.metrics.extractors import (
     FeatureExtractor,
     build_extractor,
-    classifier_datasets,
     load_extractor,
-    reference_extractor,
 )
 from gan_lightning.metrics.protocols import Protocol
 from gan_lightning.metrics.quality import REFERENCE_FEATURES
@@ -65,19 +63,6 @@ def code_purity(gan: GAN, classifier: torch.nn.Module, per_code: int, seed: int 
     pred = predict(classifier, images.cpu()).view(gan.hparams.n_cat, per_code)
     counts = torch.stack([torch.bincount(row, minlength=10) for row in pred])  # (n_cat, 10)
     return (counts.max(1).values.sum() / pred.numel()).item(), counts.argmax(1).tolist()
-
-
-def real_images(dataset: str, data_dir: str, image_size: int) -> Tensor:
-    """The validation images (uint8, (N, C, S, S)) of an MNIST-like dataset: the reference set of every metric."""
-    if reference_extractor(dataset) is None:
-        raise ConfigError(
-            f"offline evaluation without --fid-weights scores MNIST-like runs "
-            f"({', '.join(classifier_datasets())}); this run used --dataset {dataset}: pass "
-            "--fid-weights PATH (the FID Inception), or --dataset mnist when its images are MNIST digits"
-        )
-    dm = DATASETS.get(dataset)(data_dir, batch_size=1, image_size=image_size, download=False)
-    dm.setup("fit")
-    return dm.val_set.images
 
 
 def reference_set(dataset: str, data_dir: str, image_size: int, split: str = "val",

@@ -36,8 +36,8 @@ MANIFOLD_METRICS = ("precision", "recall", "density", "coverage")
 # at most this many generated ones (the first: the generated stream is i.i.d.); FID sees them all through running
 # sums. So scoring memory is bounded whatever the sample count; a named protocol may raise it (pr50k3_full: 50,000).
 REFERENCE_FEATURES = 10_000
-# Images per extractor forward pass: a CPU Inception holds about 20 MB of activations per image at 299x299 (a batch
-# of 500 peaked at 7.9 GB), a GPU's memory is larger and its throughput wants big batches.
+# Images per extractor forward pass: a CPU Inception holds about 20 MB of activations per image at 299x299, so a
+# CPU batch stays small; a GPU's memory is larger and its throughput wants big batches.
 EXTRACT_BATCH = {"cpu": 64}
 EXTRACT_BATCH_DEFAULT = 500
 

@@ -11,8 +11,8 @@ follows from `r3gan_group_channels`, so narrow test networks keep the block's fo
 
 Where this differs from the reference, on purpose:
 - G ends in tanh, as every generator of the package (images in [-1, 1]); the reference's G is linear at its output
-  (its aggregation 1x1 conv). `R3GANGenerator.unbounded` is the reference's output. (A straight-through clamp let
-  MNIST's background drift without bound: every output below -1e21 after 1000 iterations.)
+  (its aggregation 1x1 conv). `R3GANGenerator.unbounded` is the reference's output. (A straight-through clamp would not
+  do: it never pulls an out-of-range background back, so the background can drift without bound.)
 - A residual branch's last layer starts at 1e-6 of its MSR scale, not at exactly 0 (see `r3gan_layers.BRANCH_SCALE`).
 - The reference runs G's last three and D's first three stages in bfloat16; here every stage is in the module's
   dtype, and the package's `--precision` decides.

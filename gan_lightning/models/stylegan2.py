@@ -13,7 +13,7 @@ Fitted to the package's contracts:
 - G's images are tanh of the reference's synthesis output, in [-1, 1] as every generator of the package gives (the
   reference's G is unbounded and clamps only when it writes images); `synthesis()` is the reference's output, as
   path length needs. A clamp would not do: a hard one gives out-of-range pixels no gradient, and a straight-through
-  one let MNIST's background drift without bound (measured: every output below -1e9 after 1000 iterations).
+  one never pulls an out-of-range background back, so it can drift without bound.
 - D's `body` is everything up to and including the epilogue's FC layer (B, C4), its `head` the epilogue's `out`
   layer to one logit: the reference's unconditional D. A conditional run gets the package's projection head on
   the body's features instead of the reference's, which maps the labels through a mapping network of its own and

@@ -47,7 +47,7 @@ def resumed_run_dir(ckpt_path: str, log_dir: str | None, name: str | None, prese
 
     For `last` and `auto`: the newest run of --name with a checkpoint under --log-dir (given, else its default),
     --name defaulting to the preset, else the model; for `last` with a preset and no --name, also a run of that
-    same preset written under its model's name, as runs were named before. For a checkpoint in a run's
+    same preset written under its model's name (older versions named a preset's runs so). For a checkpoint in a run's
     `checkpoints/` folder: that run. None when there is no such run or it records no config.yaml (the flags given
     are then the run's flags)."""
     if ckpt_path not in ("last", "auto"):
