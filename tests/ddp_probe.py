@@ -37,6 +37,7 @@ class DumpParameters(Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         record = {
             "params": {k: v.detach().cpu() for k, v in pl_module.named_parameters()},
+            "buffers": {k: v.detach().cpu() for k, v in pl_module.named_buffers()},
             "state_dict_keys": sorted(pl_module.state_dict()),
             "world_size": trainer.world_size,
             "iteration": getattr(pl_module, "iteration", trainer.global_step),

@@ -73,6 +73,17 @@ def test_per_network_ddp_halves_the_traffic_and_keeps_ranks_identical(tmp_path, 
     assert all(r["allreduce_bytes"] == rank0["allreduce_bytes"] for r, rank0 in ((old[1], old[0]), (new[1], new[0])))
 
 
+def test_path_lengths_running_mean_is_the_same_on_every_rank(tmp_path, fake_mnist_dir):
+    # each rank draws its own images and directions; the mean that moves a is all-reduced, so the ranks agree and
+    # the checkpoint (rank zero's) holds every rank's a
+    flags = ("--image-size", "8", "--ngf", "8", "--ndf", "8", "--w-dim", "8", "--mapping-layers", "1",
+             "--pl-weight", "2", "--pl-every", "1", "--noise", "normal")  # fmt: skip
+    ranks = _train(tmp_path, fake_mnist_dir, "stylegan2", "bce", NEW, *flags)
+    key = "objective.regularizers.path_length.pl_mean"
+    assert ranks[0]["buffers"][key] > 0
+    assert torch.equal(ranks[0]["buffers"][key], ranks[1]["buffers"][key])
+
+
 def test_custom_networks_get_their_own_wrappers(tmp_path):
     ranks = _ranks(tmp_path, [*PROBE, str(tmp_path), "--custom-networks", NEW])
     assert ranks[0]["strategy"] == "PerNetworkDDPStrategy" and len(ranks[0]["wrapped"]) == 2

@@ -59,12 +59,17 @@ def test_the_penalty_matches_hand_computed_lengths_and_running_mean():
     expected = ((lengths - mean) ** 2).mean()
     torch.testing.assert_close(term.stats["pl_penalty"], expected)
     torch.testing.assert_close(term.loss, 2.0 * expected)
+    assert reg.pl_mean == 0  # the buffer moves once the G update is over
+    reg.end_g_update(0)
     torch.testing.assert_close(reg.pl_mean, mean)
     assert "pl_mean" in reg.state_dict()  # a buffer: resumed with the run
     # the second call moves a again by 1% toward the new batch's mean
     term = reg.g_term(g_context(G, seed=4))
+    reg.end_g_update(1)
     y = torch.randn((2, 1, 1, 2), generator=torch.Generator().manual_seed(4)) / math.sqrt(2)
     second = (y.view(2, 2) @ A).norm(dim=1).mean()
+    torch.testing.assert_close(reg.pl_mean, mean + 0.01 * (second - mean))
+    reg.end_g_update(2)  # an update where the penalty was not due leaves a where it was
     torch.testing.assert_close(reg.pl_mean, mean + 0.01 * (second - mean))
     (grad,) = torch.autograd.grad(term.loss, [G.scale])
     # l = scale ||A^T y||: d/dscale of 2 mean((l - a)^2), a's own dependence on l included, at scale = 1
@@ -72,6 +77,20 @@ def test_the_penalty_matches_hand_computed_lengths_and_running_mean():
     new = (y.view(2, 2) @ A).norm(dim=1)
     expected_grad = 2.0 * (2 * (new - a) * (new - 0.01 * new.mean())).mean()
     torch.testing.assert_close(grad, expected_grad)
+
+
+def test_the_running_mean_moves_once_per_update_by_every_micro_batch():
+    # --accumulate 2: two micro-batches of one G update, each penalty with a moved by its own mean; a itself moves
+    # once, by the mean of all their lengths
+    G, reg = LinearStyleG(), PathLength(2.0, every=1, decay=0.01, batch_shrink=2)
+    terms = [reg.g_term(g_context(G, seed=seed)) for seed in (3, 4)]
+    ys = [torch.randn((2, 1, 1, 2), generator=torch.Generator().manual_seed(seed)) / math.sqrt(2) for seed in (3, 4)]
+    lengths = [(y.view(2, 2) @ A).norm(dim=1) for y in ys]
+    for term, own in zip(terms, lengths, strict=True):
+        torch.testing.assert_close(term.stats["pl_mean"], 0.01 * own.mean())
+    reg.end_g_update(0)
+    torch.testing.assert_close(reg.pl_mean, 0.01 * torch.cat(lengths).mean())
+    assert "pending" not in reg.state_dict()  # zero between updates: checkpoints keep their keys
 
 
 def test_laziness_and_options():
@@ -96,7 +115,22 @@ def test_stylegan2_trains_with_path_length_and_style_mixing():
     latents = gan.latents.draw(4, torch.Generator().manual_seed(0))
     real = Batch(torch.rand(4, 1, 8, 8) * 2 - 1, None)
     loss = gan.objective.g_loss(gan.generator, gan.discriminator, real, latents, torch.Generator().manual_seed(1))
+    gan.objective.end_g_update(0)
     assert torch.isfinite(loss.loss) and loss.stats["pl_penalty"] >= 0 and reg.pl_mean > 0
     mapping = [p for p in gan.generator.mapping.parameters()]
     grads = torch.autograd.grad(loss.stats["pl_penalty"] * 0 + loss.loss, mapping, allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_a_resumed_run_with_path_length_and_accumulation_continues_exactly(tmp_path, fake_mnist_dir):
+    from test_resume import generator_weights, train
+
+    flags = ("--model", "stylegan2", "--image-size", "8", "--ngf", "8", "--ndf", "8", "--w-dim", "8",
+             "--mapping-layers", "1", "--pl-weight", "2", "--pl-every", "2", "--accumulate", "2")  # fmt: skip
+    train(tmp_path / "straight", fake_mnist_dir, "--max-steps", "6", *flags)
+    train(tmp_path / "resumed", fake_mnist_dir, "--max-steps", "3", *flags)
+    train(tmp_path / "resumed", fake_mnist_dir, "--max-steps", "6", "--ckpt-path", "last", *flags)
+    (straight, ckpt_a), (resumed, ckpt_b) = (generator_weights(tmp_path / run) for run in ("straight", "resumed"))
+    key = "objective.regularizers.path_length.pl_mean"
+    assert ckpt_a["state_dict"][key] > 0 and torch.equal(ckpt_a["state_dict"][key], ckpt_b["state_dict"][key])
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)

@@ -116,6 +116,9 @@ class Regularizer(nn.Module):
     def end_update(self, step: int) -> None:
         """After D update `step` and all its micro-batches: move per-update state once (LeCam's anchors)."""
 
+    def end_g_update(self, step: int) -> None:
+        """After G update `step` and all its micro-batches: move per-update state once (path length's mean)."""
+
 
 REGULARIZERS: Registry[type[Regularizer]] = Registry("regularizer")
 

@@ -12,6 +12,10 @@ batch:
 
 lazily, every `pl_every` G updates with the loss times `pl_every` (StyleGAN2's G_reg_interval 4). It makes a fixed
 step in W change the image by a fixed amount wherever it is taken: smoother, better-conditioned generators.
+
+Where the reference moves a per micro-batch and per GPU, here a moves once per G update by the mean over every
+micro-batch (`--accumulate`) and device (all-reduced), so all ranks hold the same a and a resumed run continues
+exactly; each micro-batch's penalty uses a moved by its own mean, as the reference's.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from gan_lightning.core.errors import ConfigError
@@ -73,6 +78,8 @@ class PathLength(Regularizer):
         Options(self.options).validate(pl_weight=weight, pl_every=every, pl_decay=decay, pl_batch_shrink=batch_shrink)
         self.weight, self.every, self.decay, self.batch_shrink = float(weight), int(every), float(decay), batch_shrink
         self.register_buffer("pl_mean", torch.zeros(()))  # a: resumed with the run
+        # this G update's sum of lengths and their count, over micro-batches and devices: zero between updates
+        self.register_buffer("pending", torch.zeros(2), persistent=False)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> PathLength | None:
@@ -109,7 +116,25 @@ class PathLength(Regularizer):
         y = torch.randn(images.shape, generator=ctx.rng, device=ctx.rng.device).to(images.device)  # (n, C, H, W)
         lengths = path_lengths(images, ws, y / math.sqrt(images.shape[2] * images.shape[3]))  # (n,)
         # as the reference: the penalty's a is the updated mean, graph included (its gradient reaches this batch's l)
-        pl_mean = self.pl_mean.lerp(lengths.mean(), self.decay)
-        self.pl_mean.copy_(pl_mean.detach())
+        pl_mean = self.pl_mean.lerp(self._batch_mean(lengths), self.decay)
         penalty = (lengths - pl_mean).square().mean()
         return Term(self.weight * penalty, {"pl_penalty": penalty, "pl_mean": pl_mean.detach()})
+
+    def _batch_mean(self, lengths: Tensor) -> Tensor:
+        """The mean length over every device's batch (the gradient through this device's), counted in `pending`."""
+        sums = torch.stack([lengths.detach().sum(), lengths.new_tensor(len(lengths))])
+        mean = lengths.mean()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(sums)  # every rank's lengths count: all ranks then hold the same a
+            mean = mean + (sums[0] / sums[1] - mean).detach()
+        self.pending += sums.detach()
+        return mean
+
+    @torch.no_grad()
+    def end_g_update(self, step: int) -> None:
+        """After G update `step` (all its micro-batches): move a once, by the whole update's mean length (not on
+        updates where the penalty was not due)."""
+        count = self.pending[1]
+        moved = self.pl_mean.lerp(self.pending[0] / count.clamp(min=1), self.decay)
+        self.pl_mean.copy_(torch.where(count > 0, moved, self.pl_mean))  # no device sync to read the count
+        self.pending.zero_()

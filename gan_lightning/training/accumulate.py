@@ -4,15 +4,17 @@ step once. Lightning's `accumulate_grad_batches` does not apply under manual opt
 The phase's real chunk and the latents drawn for the whole chunk (drawn first, then split, so an accumulated run
 sees the same noise as the full-batch run) are cut into N equal micro-batches; each micro-batch's loss / N is
 backpropagated at once, so only one micro-batch's graph is alive at a time, and the gradients add up to the
-full batch's. For networks without BatchNorm and losses that are means over the batch (all of this package's,
-penalties included) the update is the full batch's up to float rounding. What differs:
+full batch's. For networks without BatchNorm and losses that are means over the batch (this package's but
+`ragan`, penalties included) the update is the full batch's up to float rounding. What differs:
 
 - BatchNorm normalises each micro-batch with its own statistics, so with BatchNorm the update is not the full
   batch's (as StyleGAN2-ADA's `--batch-gpu` and StudioGAN's `acml_steps`); its running statistics see N updates.
+  So does anything else computed across the batch: `ragan`'s mean logit, StyleGAN2's minibatch standard
+  deviation, path length's first 1/`pl_batch_shrink` (of each micro-batch).
 - The objective runs once per micro-batch: stateful regularizers and augmentations see every micro-batch (with
-  the same step index) and move their state once per update (`Objective.end_d_update`), and randomness drawn
-  inside the objective (augmentation parameters, the WGAN-GP interpolation) comes from the same per-iteration
-  stream in another order than the full batch's.
+  the same step index) and move their state once per update (`Objective.end_d_update`, `end_g_update`), and
+  randomness drawn inside the objective (augmentation parameters, the WGAN-GP interpolation) comes from the same
+  per-iteration stream in another order than the full batch's.
 - Logged statistics: scalars are the mean over the micro-batches (the full batch's mean loss), per-sample ones
   (D's logits) are concatenated.
 

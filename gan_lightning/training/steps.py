@@ -123,6 +123,7 @@ def adversarial_iteration(
         labels = chunk.labels if objective.g_needs_real else None
         drawn = latents.draw(len(chunk.images), rng, rng.device, labels=labels)
         g = update_g(partial(objective.g_loss, G, D, rng=rng, step=iteration), chunk, drawn)
+        objective.end_g_update(iteration)
     return d, g
 
 

@@ -181,6 +181,13 @@ class Objective(nn.Module):
             if hasattr(part, "end_update"):
                 part.end_update(step)
 
+    def end_g_update(self, step: int) -> None:
+        """After G update `step` (every micro-batch of it): regularizers with per-update G state (`end_g_update`,
+        path length's running mean) move it once."""
+        for part in self.regularizers.values():
+            if hasattr(part, "end_g_update"):
+                part.end_g_update(step)
+
     def real_verdicts(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         """D's verdict on each real image (B,), centred on its decision boundary: positive means "real".
 
