@@ -9,7 +9,13 @@ from torch import nn
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.models import build_models, builder_options, default_image_size
-from gan_lightning.models.stylegan2_layers import MinibatchStdLayer, downsample2d, setup_filter, upsample2d
+from gan_lightning.models.stylegan2_layers import (
+    MinibatchStdLayer,
+    downsample2d,
+    modulated_conv2d,
+    setup_filter,
+    upsample2d,
+)
 
 CIFAR = dict(channels=3, image_size=32, ngf=512, ndf=512, w_dim=512, mapping_layers=2, channel_base=32768,
              mbstd_group=32, d_architecture="orig")  # fmt: skip
@@ -205,3 +211,17 @@ def test_infogan_codes_are_noise_columns():
     changed = inputs.clone()
     changed[:, -1] += 1.0
     assert not torch.allclose(G(inputs), G(changed))
+
+
+def test_modulated_conv_in_fp16_does_not_overflow_on_large_weights_and_styles():
+    # the reference's fp16 guard: weights and styles scaled to a max of 1 first, which demodulation divides out
+    torch.manual_seed(0)
+    x, weight = torch.randn(2, 8, 8, 8), torch.randn(4, 8, 3, 3) * 300  # (B, I, H, W), (O, I, 3, 3)
+    styles = torch.randn(2, 8) * 300 + 600  # (B, I): x * styles * weight summed over 72 taps would pass 65504
+    expected = modulated_conv2d(x, weight, styles, padding=1)
+    with torch.autocast("cpu", dtype=torch.float16):
+        half = modulated_conv2d(x, weight, styles, padding=1)
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), expected, rtol=0, atol=1e-2)
+    # in fp32 the guard is off: demodulated outputs have unit scale whatever the weights' and styles'
+    assert 0.5 < expected.std() < 2

@@ -164,6 +164,13 @@ class Conv2dLayer(nn.Module):
         return bias_act(x, b, act=self.activation, gain=ACT_GAIN[self.activation] * gain, clamp=clamp)
 
 
+def runs_in_fp16(x: Tensor) -> bool:
+    """Whether a convolution of `x` computes in float16: `x` is, or autocast casts to it."""
+    device = x.device.type
+    autocast = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
+    return x.dtype == torch.float16 or autocast
+
+
 def modulated_conv2d(
     x: Tensor,
     weight: Tensor,
@@ -182,6 +189,11 @@ def modulated_conv2d(
     1/sqrt(sum_{i,k} (w_oik s_i)^2) are computed as (s^2) @ sum_k w^2, without the (B, O, I, k, k) weight tensor.
     """
     b = x.shape[0]
+    if demodulate and runs_in_fp16(x):
+        # as the reference: fp16 overflows on large weights or styles; scaling each output's weights and each
+        # sample's styles to a max of 1 changes nothing after demodulation, which divides any such scale out
+        weight = weight * (weight[0].numel() ** -0.5 / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
     x = x * styles.to(x.dtype).reshape(b, -1, 1, 1)  # (B, I, H, W)
     x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding)  # (B, O, H', W')
     if demodulate:
