@@ -97,3 +97,9 @@ def test_an_out_that_cannot_be_written_is_refused_before_the_work(tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"--out {blocker}" in err and "is a file" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_prepare_help_gives_no_default_it_refuses():
+    # the train command's --dataset defaults to mnist, which prepare_data.py refuses: its help must not claim it
+    text = " ".join(prepare.build_parser().format_help().split())
+    assert "(default mnist)" not in text and "celeba or folder can be prepared" in text

@@ -47,6 +47,8 @@ def build_parser() -> Parser:
         option = options[name]
         if name == "image_size":  # there is no model here to pick a size it builds
             option = dataclasses.replace(option, default_text="the dataset's native size (64 for folders)")
+        if name == "dataset":  # training's default, mnist, is in memory already: nothing to prepare
+            option = dataclasses.replace(option, default_text=f"none; {' or '.join(preparable())} can be prepared")
         option.add_to(p)
     p.add_argument("--out", default=None, metavar="DIR", help="where to write it (default: beside the image folder, "
                    "IMAGE_DIR.prepared-<size>px-<channels>ch)")  # fmt: skip
