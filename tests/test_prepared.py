@@ -324,3 +324,30 @@ def test_a_prepared_dataset_loads_in_the_main_process(tmp_path):
     assert dm.train_dataloader().num_workers == 0
     lazy = ImageFolderDataModule(str(src), batch_size=8, num_workers=2, image_size=8)
     assert lazy.train_dataloader().num_workers == 2
+
+
+def test_relative_data_and_prepared_paths_resume_and_score_from_anywhere(tmp_path, monkeypatch, capsys):
+    from weights_files import torchscript_file
+
+    from gan_lightning.commands.evaluate import main as evaluate_main
+
+    started, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for i in range(20):
+        write_image(started / "photos" / f"{i:02d}.png", (24, 20), mode="L", seed=i)
+    prepare(started / "photos", "--image-size", "16", "--channels", "1")  # project/photos-prepared
+    torchscript_file(tmp_path / "features.pt")
+    monkeypatch.chdir(started)
+    train(Path("logs"), Path("photos"), 2, "--prepared", "photos-prepared")  # both paths relative to the project
+    ckpt = started / "logs" / "run" / "version_0" / "checkpoints" / "last.ckpt"
+    monkeypatch.chdir(elsewhere)
+    assert train_main(["--ckpt-path", str(ckpt), "--max-steps", "3"]) == 0
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 3 * 3
+    capsys.readouterr()
+    argv = ["--ckpt", str(ckpt), "--extractor", "torchscript", "--extractor-weights", str(tmp_path / "features.pt"),
+            "-n", "10"]  # fmt: skip
+    assert evaluate_main(argv) == 2  # 20 images hold one back for validation: too few, said in one line
+    assert "has 1 val image(s)" in capsys.readouterr().err
+    assert evaluate_main([*argv, "--reference", "train"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["fid"] >= 0
+    assert not list(elsewhere.iterdir())

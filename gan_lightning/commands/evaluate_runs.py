@@ -137,7 +137,12 @@ LOADING = ("data_dir", "batch_size", "num_workers", "pin_memory", "seed", "downl
 
 def dataset_options(info: dict[str, Any], dataset: str) -> dict[str, Any]:
     """The run's recorded options for its reference data: its own when it trained on `dataset`, else none."""
-    return info.get("config", {}) if dataset == info.get("dataset") else {}
+    if dataset != info.get("dataset"):
+        return {}
+    options = dict(info.get("config", {}))
+    if info.get("prepared"):  # resolved where the run started; the config holds it as typed
+        options["prepared"] = info["prepared"]
+    return options
 
 
 def reference_key(info: dict[str, Any], dataset: str, root: str, image_size: int) -> str:

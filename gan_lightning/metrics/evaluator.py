@@ -179,6 +179,9 @@ class Evaluator:
         self.scorer = Scorer(features, **(protocol.scoring() if protocol is not None else {}))
         source = reference_set(dataset, data_dir, image_size, split, options)
         limit = len(source) if num_reference is None else min(num_reference, len(source))
+        if limit < 2:  # a covariance needs two
+            raise DataError(f"--dataset {dataset} has {limit} {split} image(s) under {data_dir}: too few to score "
+                            f"against; pick another --reference or give more images")  # fmt: skip
         name = f"{dataset}/{split}"
         self.cache = reference_cache(features, source, limit, name, cache_dir, self.scorer.metrics.max_features)
         state = read_reference_cache(self.cache, limit) if self.cache.is_file() else None

@@ -103,12 +103,13 @@ def write_config(
     return write_text(Path(run_dir) / CONFIG_FILE, text, "the run's config")
 
 
-def recorded_data_dir(path: Path, data_dir: str | None) -> str | None:
-    """The `--data-dir` a run's config.yaml records, a relative one joined to the directory the run started in."""
+def recorded_path(path: Path, value: str | None) -> str | None:
+    """A path a run's config.yaml records (`--data-dir`, `--prepared`), a relative one joined to the directory the
+    run started in."""
     cwd = recorded_doc(path).get("cwd")
-    if data_dir is None or Path(data_dir).is_absolute() or not isinstance(cwd, str):
-        return data_dir
-    return os.path.join(cwd, data_dir)
+    if value is None or Path(value).is_absolute() or not isinstance(cwd, str):
+        return value
+    return os.path.join(cwd, value)
 
 
 def load_config(path: str | Path, known: set[str], flag: str = "--config") -> dict[str, Any]:

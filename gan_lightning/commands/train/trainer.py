@@ -103,6 +103,8 @@ def checkpoint_callback(
     recording the dataset, its resolved directory, the run's `config` and the plugins its components come from."""
     data_dir = str(Path(cfg.data_dir or default_data_dir()).resolve())
     run_info = {"dataset": cfg.dataset, "data_dir": data_dir, "config": config, "plugins": dict(used_plugins or {})}
+    if getattr(cfg, "prepared", None):  # resolved, as data_dir: evaluation reads it from wherever it runs
+        run_info["prepared"] = str(Path(cfg.prepared).resolve())
     return GANCheckpoint(every_n_iterations=cfg.checkpoint_every, keep=cfg.keep_checkpoints, run_info=run_info,
                          dirpath=dirpath, requeue=requeue if slurm_job_id() else None)  # fmt: skip
 
