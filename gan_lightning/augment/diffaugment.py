@@ -11,7 +11,7 @@ from torch import nn
 
 from gan_lightning.augment.transforms import TRANSFORMS
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.options import Option
+from gan_lightning.core.options import Option, probability
 
 Tensor = torch.Tensor
 
@@ -20,9 +20,7 @@ def _check_policy(policy: str) -> None:
     DiffAugment(policy)
 
 
-def _check_probability(p: float) -> None:
-    if not 0 <= p <= 1:  # also refuses NaN
-        raise ConfigError(f"--diffaug-p is a probability in [0, 1], got {p}")
+_check_probability = probability("--diffaug-p")
 
 
 class DiffAugment(nn.Module):

@@ -28,7 +28,7 @@ from torch import nn
 
 from gan_lightning.augment.resample import lowpass_filter, resample
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.options import Option, Options
+from gan_lightning.core.options import Option, Options, probability
 from gan_lightning.core.registry import Registry
 
 Tensor = torch.Tensor
@@ -178,9 +178,7 @@ def _check_policy(policy: str) -> None:
     policy_ops(policy)
 
 
-def _check_probability(p: float) -> None:
-    if not 0 <= p <= 1:  # also refuses NaN
-        raise ConfigError(f"--augpipe-p is a probability in [0, 1], got {p}")
+_check_probability = probability("--augpipe-p")
 
 
 class AugmentPipe(nn.Module):

@@ -214,6 +214,16 @@ class Options(Sequence[Option]):
         return {k: v for k, v in values.items() if k in self._by_name}
 
 
+def probability(flag: str) -> Callable[[float], None]:
+    """An Option `check` refusing, in one line naming `flag`, a value outside [0, 1] (NaN included)."""
+
+    def check(p: float) -> None:
+        if not 0 <= p <= 1:  # also refuses NaN
+            raise ConfigError(f"{flag} is a probability in [0, 1], got {p}")
+
+    return check
+
+
 def call_with(fn: Callable[..., Any], options: Mapping[str, Any], **fixed: Any) -> Any:
     """`fn(**fixed, **the options its signature names)`: a component takes exactly the options it uses."""
     params = inspect.signature(fn).parameters
