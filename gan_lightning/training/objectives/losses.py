@@ -20,9 +20,11 @@ class NonSaturating(Objective):
     name, chance_d_loss = "bce", 2 * math.log(2)
 
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """E[softplus(-D(x))] + E[softplus(D(G(z)))]: BCE on logits."""
         return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
     def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        """E[softplus(-D(G(z)))] = -E[log sigmoid(D(G(z)))]."""
         return F.softplus(-fake_logits).mean()
 
 
@@ -33,6 +35,7 @@ class Minimax(NonSaturating):
     name = "minimax"
 
     def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        """-E[softplus(D(G(z)))] = E[log(1 - sigmoid(D(G(z))))]."""
         return -F.softplus(fake_logits).mean()
 
 
@@ -43,9 +46,11 @@ class LeastSquares(Objective):
     name, chance_d_loss = "lsgan", 0.25
 
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]."""
         return 0.5 * (real_logits - 1).square().mean() + 0.5 * fake_logits.square().mean()
 
     def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        """1/2 E[(D(G(z)) - 1)^2]."""
         return 0.5 * (fake_logits - 1).square().mean()
 
     def real_verdicts(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
@@ -60,9 +65,11 @@ class Hinge(Objective):
     name, chance_d_loss = "hinge", 2.0
 
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]."""
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
     def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        """-E[D(G(z))]."""
         return -fake_logits.mean()
 
 
@@ -73,6 +80,7 @@ class WassersteinGP(Hinge):
     name, chance_d_loss, default_d_steps, gradient_penalty = "wgan-gp", None, 5, True
 
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """E[D(G(z))] - E[D(x)] (the gradient penalty is added by the D phase)."""
         return fake_logits.mean() - real_logits.mean()
 
     def real_verdicts(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
@@ -90,9 +98,11 @@ class RelativisticPairing(Objective):
     name, chance_d_loss, g_needs_real = "rpgan", math.log(2), True
 
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        """E[softplus(D(G(z_i)) - D(x_i))], fake i paired with real i."""
         return F.softplus(fake_logits - real_logits).mean()
 
     def g_adversarial(self, fake_logits: Tensor, real_logits: Tensor | None) -> Tensor:
+        """E[softplus(D(x_i) - D(G(z_i)))], fake i paired with real i."""
         return F.softplus(real_logits - fake_logits).mean()
 
     def real_verdicts(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
