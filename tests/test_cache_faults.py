@@ -100,3 +100,35 @@ def test_a_damaged_cached_classifier_is_trained_again(tmp_path, monkeypatch, cap
     assert notice.startswith(f"the cached MNIST classifier {path} is damaged") and notice.endswith("training it again")
     assert not any("Traceback" in line for line in err)
     assert torch.load(path, weights_only=True)["meta"]["num_classes"] == 10  # a whole classifier again
+
+
+def test_a_reference_of_image_files_is_keyed_by_what_it_decodes_from(tmp_path):
+    # finding a cached reference must not decode the split again (162k CelebA images per evaluation): the key is the
+    # files' paths, sizes and modification times and the decoding, and it changes when any of them does
+    import os
+
+    from test_data_images import write_image
+    from weights_files import torchscript_file
+
+    from gan_lightning.data import ImageFileDataset
+    from gan_lightning.metrics.evaluator import reference_cache
+    from gan_lightning.metrics.extractors import load_extractor
+
+    def refuse(path, mode):
+        raise AssertionError(f"decoded {path}")
+
+    files = [write_image(tmp_path / "photos" / f"{i}.png", (12, 10), seed=i) for i in range(4)]
+    torchscript_file(tmp_path / "net.pt")
+    extractor = load_extractor("torchscript", tmp_path / "net.pt")
+
+    def key(dataset, limit=4):
+        return reference_cache(extractor, dataset, limit, "folder/val", tmp_path / "cache")
+
+    first = key(ImageFileDataset(files, image_size=8, decode=refuse))
+    assert key(ImageFileDataset(files, image_size=8, decode=refuse)) == first
+    assert key(ImageFileDataset(files, image_size=8, decode=refuse), limit=3) != first
+    assert key(ImageFileDataset(files, image_size=16, decode=refuse)) != first
+    assert key(ImageFileDataset(files, image_size=8)) != first  # another decoder
+    stat = os.stat(files[2])
+    os.utime(files[2], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # the file was rewritten
+    assert key(ImageFileDataset(files, image_size=8, decode=refuse)) != first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -111,6 +113,14 @@ def dcgan_transform(image_size: int, channels: int) -> transforms.Compose:
     )
 
 
+def decoders() -> dict[str, str]:
+    """The libraries whose decode and resize made the pixels: a release that changes a resize filter changes them."""
+    import PIL
+    import torchvision
+
+    return {"Pillow": PIL.__version__, "torchvision": torchvision.__version__}
+
+
 class ImageFileDataset(Dataset):
     """Image files decoded on access into (C, S, S) float images in [-1, 1], with long labels.
 
@@ -152,6 +162,15 @@ class ImageFileDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def fingerprint(self, limit: int) -> str:
+        """What the first `limit` images decode from, without decoding them: each file's path, size and modification
+        time, the crop, the decoder and the decoding libraries' versions (SHA-256); what caches of them key on."""
+        files = [[f, (st := os.stat(f)).st_size, st.st_mtime_ns] for f in self.files[:limit].tolist()]
+        decode = f"{getattr(self.decode, '__module__', '')}.{getattr(self.decode, '__qualname__', repr(self.decode))}"
+        key = {"files": files, "image_size": self.image_size, "channels": self.channels, "decode": decode,
+               "skip_bad_images": self.skip_bad_images, "decoders": decoders()}  # fmt: skip
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
     def check_headers(self) -> None:
         """Find unreadable files before training: DataError for the first, or with `skip_bad_images` mark all."""

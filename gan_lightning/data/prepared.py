@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gan_lightning.core.errors import DataError, WriteError
 from gan_lightning.core.files import check_writable_dir, exclusive_lock, make_dirs, reason, remove_empty_dirs
-from gan_lightning.data.images import bad_image_error, crop_transform, decode_image
+from gan_lightning.data.images import bad_image_error, crop_transform, decode_image, decoders
 from gan_lightning.data.prepared_check import (
     FORMAT,
     IMAGES,
@@ -74,14 +74,6 @@ CHUNK = 1024  # images decoded between two progress records: what an interruptio
 def preprocessing(image_size: int, channels: int) -> dict[str, Any]:
     """The record of what a prepared image is: its size, channels and the crop that made it."""
     return {"image_size": image_size, "channels": channels, "crop": CROP}
-
-
-def decoders() -> dict[str, str]:
-    """The libraries whose decode and resize made the pixels: a release that changes a resize filter changes them."""
-    import PIL
-    import torchvision
-
-    return {"Pillow": PIL.__version__, "torchvision": torchvision.__version__}
 
 
 def _versions(record: dict[str, str]) -> str:

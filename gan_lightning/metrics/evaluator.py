@@ -85,10 +85,16 @@ def reference_cache(extractor: FeatureExtractor, source: Tensor | Dataset, limit
     """Where the reference statistics of these images under this extractor are cached: keyed by a SHA-256 of the
     images themselves (as the extractor receives them), the extractor's protocol (its weights' SHA-256 included),
     the reference's name and count, and the KID/PRDC subset rule; any change gives another file. The labels are
-    hashed too: the per-class statistics (intra-class FID) depend on them."""
+    hashed too: the per-class statistics (intra-class FID) depend on them. Images decoded from files on access
+    are keyed by what they decode from (`fingerprint`: paths, sizes, modification times, decoding), so a cached
+    reference is found without decoding the split again."""
     data = hashlib.sha256()
-    for batch in real_batches(source, limit, 500):
-        data.update(batch.cpu().numpy().tobytes())
+    fingerprint = getattr(source, "fingerprint", None)
+    if callable(fingerprint):
+        data.update(fingerprint(limit).encode())
+    else:
+        for batch in real_batches(source, limit, 500):
+            data.update(batch.cpu().numpy().tobytes())
     labels = real_labels(source, limit)
     if labels is not None:
         data.update(labels.numpy().tobytes())
