@@ -27,8 +27,8 @@ DOCUMENTED = {  # docs/evaluation.md's table
                     "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": "tf_bilinear"},
     "kid50k_full": {"num": 50_000, "split": "train", "num_reference": None, "extractor": "inception_fid",
                     "max_features": 50_000, "kid_subsets": 100, "kid_subset_size": 1000, "resize": "tf_bilinear"},
-    "pr50k3_full": {"num": 50_000, "split": "train", "num_reference": None, "extractor": "inception_fid",
-                    "max_features": 50_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": "tf_bilinear"},
+    "pr50k3_full": {"num": 50_000, "split": "train", "num_reference": 200_000, "extractor": "vgg16",
+                    "max_features": 200_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": None},
     "fd_dinov2_50k": {"num": 50_000, "split": "train", "num_reference": None, "extractor": "dinov2",
                       "max_features": 10_000, "kid_subsets": 50, "kid_subset_size": 1000, "resize": "pil_bicubic"},
 }  # fmt: skip

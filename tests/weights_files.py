@@ -12,6 +12,7 @@ from torch import nn
 from gan_lightning.bench.fid import write_random_fid_weights
 from gan_lightning.metrics.extractors.clip import write_random_clip_archive
 from gan_lightning.metrics.extractors.dinov2 import write_random_dinov2_file
+from gan_lightning.metrics.extractors.vgg16 import write_random_vgg16_archive
 
 
 def mnist_classifier_file(path: Path) -> None:
@@ -62,5 +63,6 @@ def torchvision_inception_file(path: Path) -> None:
 WEIGHTS_WRITERS = {"a random MNIST classifier": mnist_classifier_file, "a tiny TorchScript network": torchscript_file,
                    "a tiny random CLIP archive": write_random_clip_archive,
                    "a tiny random DINOv2 ViT in Meta's format": write_random_dinov2_file,
+                   "a tiny random network with NVlabs' VGG16 call signature": write_random_vgg16_archive,
                    "a random FID Inception in the published format": write_random_fid_weights,
                    "a random torchvision Inception v3": torchvision_inception_file}  # fmt: skip

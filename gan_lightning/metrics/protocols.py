@@ -14,6 +14,7 @@ from typing import Any
 from gan_lightning.core.registry import Registry
 
 PAPERS_FEATURES = 50_000
+PR_REFERENCE = 200_000  # StyleGAN2-ADA's max_real of pr50k3_full
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,14 @@ _register(Protocol("kid50k_full", "KID of 50,000 generated images against the wh
                    "1,000 on up to 50,000 features a side, FID Inception (StyleGAN2-ADA's kid50k_full; it keeps up "
                    "to 1,000,000 reference features)", 50_000, "train", "inception_fid", max_features=PAPERS_FEATURES,
                    kid_subsets=100, resize="tf_bilinear"))  # fmt: skip
-_register(Protocol("pr50k3_full", "precision and recall with k = 3 of 50,000 generated images against up to 50,000 "
-                   "training images (StyleGAN2-ADA's pr50k3_full, which takes up to 200,000 reference images in "
-                   "VGG16 features; here the FID Inception's)", 50_000, "train", "inception_fid",
-                   max_features=PAPERS_FEATURES, resize="tf_bilinear"))  # fmt: skip
+# StyleGAN2-ADA's pr50k3_full (metric_main.py: compute_pr(max_real=200000, num_gen=50000, nhood_size=3)): NVlabs'
+# VGG16 features of the dataset's first 200,000 images against 50,000 generated; every reference feature kept, so
+# the radii and ball tests see all of them (the k-NN distances are chunked: O(chunk x 200,000) memory).
+_register(Protocol("pr50k3_full", "precision and recall with k = 3 of 50,000 generated images against the first "
+                   "200,000 training images (all of them when fewer), every feature kept, in the 4096 fc2 features "
+                   "of NVlabs' VGG16 (vgg16.pt), distances in float32 (StyleGAN2-ADA's pr50k3_full, which rounds "
+                   "features and distances to float16)", 50_000, "train", "vgg16",
+                   num_reference=PR_REFERENCE, max_features=PR_REFERENCE))  # fmt: skip
 # dgm-eval's FD-DINOv2 (Stein et al. 2023): 50,000 generated images against the training set, the class token of
 # DINOv2 ViT-L/14 at 224 px, torchvision's bicubic resize of the PIL image; the Frechet distance is reported as `fid`.
 _register(Protocol("fd_dinov2_50k", "FD-DINOv2 of 50,000 generated images against the whole training set: Frechet "

@@ -34,7 +34,7 @@ class _Precomputed(nn.Module):
 MANIFOLD_METRICS = ("precision", "recall", "density", "coverage")
 # KID and precision/recall/density/coverage compare at most this many reference images (a seeded random subset) with
 # at most this many generated ones (the first: the generated stream is i.i.d.); FID sees them all through running
-# sums. So scoring memory is bounded whatever the sample count; a named protocol may raise it (pr50k3_full: 50,000).
+# sums. So scoring memory is bounded whatever the sample count; a named protocol may raise it (pr50k3_full: 200,000).
 REFERENCE_FEATURES = 10_000
 # Images per extractor forward pass: a CPU Inception holds about 20 MB of activations per image at 299x299, so a
 # CPU batch stays small; a GPU's memory is larger and its throughput wants big batches.

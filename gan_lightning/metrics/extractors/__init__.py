@@ -2,9 +2,10 @@
 
 The base class and registry are in `base.py`; each family is one file that registers itself (`mnist.py`: the MNIST
 classifier, per channel for Stacked MNIST; `inception.py`: the FID Inception of published scores and
-torchvision's; `clip.py`, `dinov2.py`: CLIP and DINOv2 ViTs; `torchscript.py`: your own network), and this package
-imports every file in it; `resizers.py` names the resizes that bring images to an extractor's input. Each
-extractor loads from a local weights file whose SHA-256 every score records; nothing is ever downloaded.
+torchvision's; `clip.py`, `dinov2.py`: CLIP and DINOv2 ViTs; `vgg16.py`: NVlabs' VGG16 of StyleGAN2-ADA's
+precision and recall; `torchscript.py`: your own network), and this package imports every file in it;
+`resizers.py` names the resizes that bring images to an extractor's input. Each extractor loads from a local
+weights file whose SHA-256 every score records; nothing is ever downloaded.
 """
 
 from __future__ import annotations
