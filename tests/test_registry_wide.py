@@ -5,12 +5,15 @@ A new registry entry is covered here with no test edits: the combinations come f
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from gan_lightning import GAN, MODELS, OBJECTIVES
+from gan_lightning.commands.train import main as train_main
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.training.objectives import get_objective
 
@@ -111,15 +114,23 @@ def test_one_iteration_isolates_phases(tmp_path, model, loss, mode):
 
 
 @pytest.mark.parametrize("model", MODELS.names())
-def test_spectral_norm_reaches_every_weight_of_d_or_is_refused(model):
-    # --spectral-norm promises every weight layer of D: a model whose D has layers it cannot normalise says so
+def test_spectral_norm_reaches_every_weight_of_d_or_a_new_run_is_refused(model, tmp_path, fake_mnist_dir, capsys):
+    # --spectral-norm promises every weight layer of D: a model whose D has layers it cannot normalise is refused by
+    # the train command in one line, before any file (a GAN built in Python warns)
     size = tiny_gan(model).hparams.image_size
-    try:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         gan = GAN(model, image_size=size, latent_dim=8, ngf=8, ndf=8, spectral_norm=True)
-    except ConfigError as error:
-        assert "--spectral-norm" in str(error) and "\n" not in str(error)
-        return
     weights = [m for m in gan.discriminator.modules() if isinstance(getattr(m, "weight", None), nn.Parameter)]
-    unnormalised = [type(m).__name__ for m in weights if m.weight.dim() >= 2]
-    assert not unnormalised, f"{model}: D's {unnormalised} escape spectral normalisation"
-    assert any(hasattr(m, "parametrizations") for m in gan.discriminator.modules())
+    unnormalised = sorted({type(m).__name__ for m in weights if m.weight.dim() >= 2})
+    if not unnormalised:
+        assert any(hasattr(m, "parametrizations") for m in gan.discriminator.modules())
+        assert not [w for w in caught if "spectral_norm" in str(w.message)]
+        return
+    assert [w for w in caught if f"leaves D's {', '.join(unnormalised)} layers" in str(w.message)]
+    argv = ["--model", model, "--spectral-norm", "--image-size", str(size), "--data-dir", str(fake_mnist_dir),
+            "--no-download", "--max-steps", "1", "--log-dir", str(tmp_path / "logs")]  # fmt: skip
+    assert train_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "drop --spectral-norm" in err and ", ".join(unnormalised) in err
+    assert not (tmp_path / "logs").exists()

@@ -51,21 +51,34 @@ options = (Option("spectral_norm", False, "spectral normalisation of every weigh
                   resume="refuse"),)  # fmt: skip
 
 
+SN_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
+
+
 def spectral_norm_all(module: nn.Module) -> nn.Module:
     """Spectral normalisation (Miyato et al. 2018) of every Conv, Linear and Embedding weight in `module`, in place;
-    layers already normalised (the SN-GAN discriminators are built with it) are left as they are. A module with
-    weight layers of its own kind (StyleGAN2's equalised-learning-rate layers) is refused: one-line ConfigError."""
-    layers = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)
-    # a layer that scales its weight in forward (equalised learning rate) would not be bounded by normalising it
-    own = sorted({type(m).__name__ for m in module.modules() if not isinstance(m, layers)
-                  and isinstance(getattr(m, "weight", None), nn.Parameter) and m.weight.dim() >= 2})  # fmt: skip
-    if own:
-        raise ConfigError(f"--spectral-norm normalises torch's Conv, Linear and Embedding layers; this "
-                          f"discriminator's {', '.join(own)} are its own kind: drop --spectral-norm")  # fmt: skip
-    for layer in [m for m in module.modules() if isinstance(m, layers)]:
+    layers already normalised (the SN-GAN discriminators are built with it) are left as they are, and so are
+    weight layers of other kinds (`unnormalisable_layers`)."""
+    for layer in [m for m in module.modules() if isinstance(m, SN_LAYERS)]:
         if not parametrize.is_parametrized(layer, "weight"):
             spectral_norm(layer)
     return module
+
+
+def unnormalisable_layers(module: nn.Module) -> list[str]:
+    """The class names of `module`'s weight layers `spectral_norm_all` leaves alone: not torch's Conv, Linear or
+    Embedding, e.g. StyleGAN2's equalised-learning-rate layers, which scale their weight in forward (normalising
+    the stored weight would not bound the layer)."""
+    return sorted({type(m).__name__ for m in module.modules() if not isinstance(m, SN_LAYERS)
+                   and isinstance(getattr(m, "weight", None), nn.Parameter) and m.weight.dim() >= 2})  # fmt: skip
+
+
+def check_spectral_norm(module: nn.Module) -> None:
+    """One-line ConfigError when `--spectral-norm` would leave weight layers of `module` unnormalised (a new run's
+    check; a checkpoint made before it keeps loading as it was trained)."""
+    own = unnormalisable_layers(module)
+    if own:
+        raise ConfigError(f"--spectral-norm normalises torch's Conv, Linear and Embedding layers; this "
+                          f"discriminator's {', '.join(own)} are its own kind: drop --spectral-norm")  # fmt: skip
 
 
 class CriticOutput(NamedTuple):

@@ -4,6 +4,7 @@ the latent space (`latents.py`), the objective (`objectives.py`), the EMA genera
 from __future__ import annotations
 
 import sys
+import warnings
 from functools import partial
 from typing import Any
 
@@ -19,7 +20,7 @@ from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.injected import build_component, describe_component, is_spec
 from gan_lightning.core.options import Option, Options, call_with, declared
 from gan_lightning.models import MODELS, build_models, heads, model_options
-from gan_lightning.models.heads import Critic, spectral_norm_all
+from gan_lightning.models.heads import Critic, spectral_norm_all, unnormalisable_layers
 from gan_lightning.regularizers import REGULARIZERS
 from gan_lightning.training import accumulate, optim, schedules
 from gan_lightning.training.ema import EMA, adopt_ema_state
@@ -93,6 +94,8 @@ class GAN(LightningModule):
                                           n_cat=self.latents.n_cat, n_cont=self.latents.n_cont)  # fmt: skip
         if hp["spectral_norm"]:
             spectral_norm_all(self.discriminator)
+            if own := unnormalisable_layers(self.discriminator):  # the train command refuses these for a new run
+                warnings.warn(f"spectral_norm leaves D's {', '.join(own)} layers unnormalised", stacklevel=2)
         for regularizer in getattr(self.objective, "regularizers", {}).values():
             regularizer.check_models(self.generator, self.discriminator)  # e.g. path length needs a style-based G
         self.ema = EMA.from_options(generator, hp)

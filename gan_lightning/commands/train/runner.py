@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from gan_lightning.core.files import check_writable_dir, claim_version, remove_e
 from gan_lightning.data import DATASETS
 from gan_lightning.loggers import RunLocation, build_loggers, tracker_of
 from gan_lightning.metrics import EXTRACTORS
+from gan_lightning.models.heads import check_spectral_norm
 from gan_lightning.training.accumulate import check_batchnorm_micro_batches
 from gan_lightning.training.gan import GAN
 
@@ -57,7 +59,11 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
     config = run_config(cfg)
     resume = resume_from(cfg, config)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = GAN(**GAN.declared_options().pick(vars(cfg)))
+    with warnings.catch_warnings():  # said in the one line below instead; a resumed run continues as it was trained
+        warnings.filterwarnings("ignore", message="spectral_norm leaves")
+        model = GAN(**GAN.declared_options().pick(vars(cfg)))
+    if cfg.spectral_norm and not resume.checkpoint:
+        check_spectral_norm(model.discriminator)
     networks = {"G": model.generator, "D": model.discriminator}
     check_batchnorm_micro_batches(networks, cfg.batch_size, cfg.accumulate)
     datamodule = prepared_datamodule(cfg, model.d_steps)
