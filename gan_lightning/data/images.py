@@ -79,6 +79,11 @@ def check_image_options(image_size: int, channels: int, val_fraction: float) -> 
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
 
 
+# What `crop_transform` and `uint8_to_signed` do, in words: recorded where pixels are kept (prepared datasets, cached
+# reference statistics), so that a change to them here invalidates what was made with the old ones.
+CROP = "torchvision Resize(shorter side to size, bilinear, antialias) + CenterCrop(size), PIL convert L or RGB"
+
+
 def crop_transform(image_size: int) -> transforms.Compose:
     """The geometric half of `dcgan_transform`: shorter side to `image_size`, centre crop, as a uint8 tensor."""
     return transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size),
@@ -166,10 +171,13 @@ class ImageFileDataset(Dataset):
     def fingerprint(self, limit: int) -> str:
         """What the first `limit` images decode from, without decoding them: each file's path, size and modification
         time, the crop, the decoder and the decoding libraries' versions (SHA-256); what caches of them key on."""
-        files = [[f, (st := os.stat(f)).st_size, st.st_mtime_ns] for f in self.files[:limit].tolist()]
+        # the inode and change time too: a copy that keeps the size and modification time (cp -p, rsync -a) changes
+        # them, and tools cannot set a change time back
+        files = [[os.path.abspath(f), (st := os.stat(f)).st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+                 for f in self.files[:limit].tolist()]  # fmt: skip
         decode = f"{getattr(self.decode, '__module__', '')}.{getattr(self.decode, '__qualname__', repr(self.decode))}"
-        key = {"files": files, "image_size": self.image_size, "channels": self.channels, "decode": decode,
-               "skip_bad_images": self.skip_bad_images, "decoders": decoders()}  # fmt: skip
+        key = {"files": files, "image_size": self.image_size, "channels": self.channels, "crop": CROP,
+               "decode": decode, "skip_bad_images": self.skip_bad_images, "decoders": decoders()}  # fmt: skip
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
     def check_headers(self) -> None:

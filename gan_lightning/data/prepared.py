@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from gan_lightning.core.errors import DataError, WriteError
 from gan_lightning.core.files import check_writable_dir, exclusive_lock, make_dirs, reason, remove_empty_dirs
-from gan_lightning.data.images import bad_image_error, crop_transform, decode_image, decoders
+from gan_lightning.data.images import CROP, bad_image_error, crop_transform, decode_image, decoders
 from gan_lightning.data.prepared_check import (
     FORMAT,
     IMAGES,
@@ -67,7 +67,6 @@ log = logging.getLogger(__name__)
 
 # The layout and the dataset class live beside this module; these names are the prepared format's public ones.
 __all__ = ["FORMAT", "IMAGES", "LABELS", "MANIFEST", "PARTIAL", "PROGRESS", "PreparedImageDataset"]
-CROP = "torchvision Resize(shorter side to size, bilinear, antialias) + CenterCrop(size), PIL convert L or RGB"
 CHUNK = 1024  # images decoded between two progress records: what an interruption may lose
 
 
