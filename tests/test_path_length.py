@@ -123,6 +123,8 @@ def test_stylegan2_trains_with_path_length_and_style_mixing():
 
 
 def test_a_resumed_run_with_path_length_and_accumulation_continues_exactly(tmp_path, fake_mnist_dir):
+    # a regression guard through the real command: a is checkpointed and the per-update state is not (the once-per-
+    # update rule itself is the micro-batch test above; all ranks agreeing is tests/test_ddp.py's)
     from test_resume import generator_weights, train
 
     flags = ("--model", "stylegan2", "--image-size", "8", "--ngf", "8", "--ndf", "8", "--w-dim", "8",

@@ -131,8 +131,9 @@ def run_evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int
     return Evaluator(classifier, dataset, root, image_size, options=dataset_options(info, dataset), **reference)
 
 
-# DataModule options that change how images are loaded, not which: the held-out split never follows the training seed
-LOADING = ("data_dir", "batch_size", "num_workers", "pin_memory", "seed", "download", "data_on_device")
+# DataModule options that change how images are loaded, not which: the held-out split never follows the training seed,
+# and --mirror flips the training loader's images, not the split a reference is drawn from
+LOADING = ("data_dir", "batch_size", "num_workers", "pin_memory", "seed", "download", "data_on_device", "mirror")
 
 
 def dataset_options(info: dict[str, Any], dataset: str) -> dict[str, Any]:

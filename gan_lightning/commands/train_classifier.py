@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 from gan_lightning.commands.base import Parser, run_command
-from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.files import check_writable_dir
+from gan_lightning.core.files import check_writable_file
 from gan_lightning.metrics.classifier import train_classifier
 
 
@@ -29,10 +27,7 @@ def run(cfg: argparse.Namespace) -> None:
     from gan_lightning.data.base import default_data_dir
 
     data_dir = cfg.data_dir or default_data_dir()
-    out = Path(cfg.out)
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a directory; give the file to write, e.g. {out / 'mnist_classifier.pt'}")
-    check_writable_dir(out.parent, "--out")  # before minutes of training, not after
+    check_writable_file(cfg.out, "--out")  # before minutes of training, not after
     result = train_classifier(
         data_dir, cfg.out, epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed, progress=True
     )

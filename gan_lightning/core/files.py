@@ -36,6 +36,21 @@ def check_writable_dir(path: str | Path, flag: str) -> None:
         raise ConfigError(f"{flag} {path}: {existing} is not writable; pass a directory you can write to")
 
 
+def check_writable_file(path: str | Path, flag: str) -> None:
+    """Fail with one line unless the file `path` can be written: not a directory, and its folder is, or can be
+    created as, a directory this process can write into."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a directory; give the path of the file to write")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is a file, not a folder; pass another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {path}: {existing} is not writable; pass a path you can write to")
+
+
 def make_dirs(path: str | Path, flag: str) -> list[Path]:
     """Create the directory `path` and its missing parents; returns those this call created, deepest first (for
     `remove_empty_dirs`). A directory that cannot be created is one line: ConfigError, or WriteError when the disk

@@ -15,7 +15,9 @@ step in W change the image by a fixed amount wherever it is taken: smoother, bet
 
 Where the reference moves a per micro-batch and per GPU, here a moves once per G update by the mean over every
 micro-batch (`--accumulate`) and device (all-reduced), so all ranks hold the same a and a resumed run continues
-exactly; each micro-batch's penalty uses a moved by its own mean, as the reference's.
+exactly. The penalty's a is the update's starting a moved by this micro-batch's mean over the devices (the
+reference: its GPU's a, already moved by earlier micro-batches, moved by its GPU's mean): the same with one micro-batch
+on one device, within O(decay^2) otherwise.
 """
 
 from __future__ import annotations

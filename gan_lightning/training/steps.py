@@ -118,7 +118,7 @@ def adversarial_iteration(
             d = update_d(partial(objective.d_loss, G, D, rng=rng, step=step), chunk, drawn)
             objective.end_d_update(step)  # components with per-update state (ADA's p) move it once
     with g_phase():  # D frozen
-        # a relativistic G loss pairs each fake with a real of the chunk, so a conditional one takes their labels
+        # a relativistic G loss compares the fakes with this chunk's reals, so a conditional one takes their labels
         # (R3GAN's G phase); otherwise fresh labels
         labels = chunk.labels if objective.g_needs_real else None
         drawn = latents.draw(len(chunk.images), rng, rng.device, labels=labels)

@@ -124,6 +124,7 @@ class RandomVGG16(nn.Module):
 
     def forward(self, img: Tensor, resize_images: bool = True, return_lpips: bool = False,
                 return_features: bool = False) -> Tensor:  # fmt: skip
+        """Features (B, F) of uint8 RGB images with `return_features`, else one score per image (B,)."""
         features = self.body(img.float() / 127.5 - 1)  # (B, 3, H, W) uint8 -> (B, F)
         return features if return_features else features.sum(1)
 
