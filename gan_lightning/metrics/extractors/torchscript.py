@@ -171,22 +171,29 @@ def what_it_holds(path: Path, err: BaseException) -> str:
     return f"is not a TorchScript archive ({cause})"
 
 
-@EXTRACTORS.register("torchscript")
-def load_torchscript(path: PathLike) -> TorchScriptFeatures:
-    """The TorchScript network of a local `torch.jit.save` archive as a frozen extractor; one-line DataError when
-    the file is missing, not such an archive, or its network does not give features (B, F)."""
+def load_archive(path: PathLike, what: str, hint: str) -> tuple[nn.Module, str]:
+    """The network of a local TorchScript archive on the CPU and the file's SHA-256; one-line DataError (naming
+    `what` the file should hold, then `hint`) when it is missing, a directory or not such an archive."""
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"{path} is a directory, not a TorchScript network; {TORCHSCRIPT_HINT}")
+        raise DataError(f"{path} is a directory, not a {what} archive; {hint}")
     if not path.is_file():
-        raise DataError(f"no TorchScript network at {path}; {TORCHSCRIPT_HINT}")
+        raise DataError(f"no {what} at {path}; {hint}")
     sha256 = file_sha256(path)  # before loading, so the hash is of the bytes that were loaded
     try:
         with warnings.catch_warnings():  # the deprecation notice (module docstring) is not the scorer's to act on
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*deprecated", category=FutureWarning)
             net = torch.jit.load(str(path), map_location="cpu")  # no Python object unpickled (module docstring)
     except Exception as err:  # torch reports every unreadable file as RuntimeError or ValueError, with long text
-        raise DataError(f"{path} {what_it_holds(path, err)}; {TORCHSCRIPT_HINT}") from None
-    extractor = TorchScriptFeatures(net, path)
+        raise DataError(f"{path} {what_it_holds(path, err)}; {hint}") from None
+    return net, sha256
+
+
+@EXTRACTORS.register("torchscript")
+def load_torchscript(path: PathLike) -> TorchScriptFeatures:
+    """The TorchScript network of a local `torch.jit.save` archive as a frozen extractor; one-line DataError when
+    the file is missing, not such an archive, or its network does not give features (B, F)."""
+    net, sha256 = load_archive(path, "TorchScript network", TORCHSCRIPT_HINT)
+    extractor = TorchScriptFeatures(net, Path(path))
     extractor.weights_sha256 = sha256  # also when built without `load_extractor`, which sets the same
     return extractor

@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 from gan_lightning.core.errors import ConfigError, DataError
-from gan_lightning.metrics.extractors.base import EXTRACTORS, FeatureExtractor, PathLike, file_sha256, to_uint8
-from gan_lightning.metrics.extractors.torchscript import described, reason, what_it_holds
+from gan_lightning.metrics.extractors.base import EXTRACTORS, FeatureExtractor, PathLike, to_uint8
+from gan_lightning.metrics.extractors.torchscript import described, load_archive, reason
 
 Tensor = torch.Tensor
 
@@ -92,17 +92,7 @@ def load_vgg16(path: PathLike, checked: bool = True) -> VGG16Features:
     """NVlabs' scripted VGG16 from a local `vgg16.pt` as a frozen extractor; `checked=False` accepts any TorchScript
     archive with its call signature. One-line DataError for a missing, damaged or foreign file."""
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path} is a directory, not NVlabs' VGG16; {VGG16_HINT}")
-    if not path.is_file():
-        raise DataError(f"no VGG16 at {path}; {VGG16_HINT}")
-    sha256 = file_sha256(path)  # before loading, so the hash is of the bytes that were loaded
-    try:
-        with warnings.catch_warnings():  # torch's TorchScript deprecation notice is not the scorer's to act on
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*deprecated", category=FutureWarning)
-            net = torch.jit.load(str(path), map_location="cpu")  # no Python object unpickled (torchscript.py)
-    except Exception as err:  # torch reports every unreadable file as RuntimeError or ValueError, with long text
-        raise DataError(f"{path} {what_it_holds(path, err)}; {VGG16_HINT}") from None
+    net, sha256 = load_archive(path, "VGG16", VGG16_HINT)
     published = sha256 == VGG16_SHA256
     if checked and not published:
         raise DataError(f"{path} is a TorchScript archive but not NVlabs' vgg16.pt (SHA-256 {sha256[:16]}..., "
