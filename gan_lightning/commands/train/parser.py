@@ -12,7 +12,7 @@ from gan_lightning.commands.base import Parser
 from gan_lightning.commands.train.options import option_groups
 from gan_lightning.commands.train.presets import PRESETS, preset_help
 from gan_lightning.commands.train.resume import resumed_run_dir
-from gan_lightning.commands.train.runconfig import CONFIG_FILE, load_config, recorded_path
+from gan_lightning.commands.train.runconfig import CONFIG_FILE, load_config, recorded_paths
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import RESET
 
@@ -41,7 +41,7 @@ class TrainParser(Parser):
             self.error(str(err))
         if run_dir is not None:  # continue the run where it was found, its relative paths as it started
             values |= {"log_dir": str(run_dir.parent.parent), "name": run_dir.parent.name,
-                       **{key: recorded_path(source, values.get(key)) for key in ("data_dir", "prepared")}}  # fmt: skip
+                       **recorded_paths(source, values, ("data_dir", "prepared"))}  # fmt: skip
         if cfg.preset and cfg.preset != values.get("preset"):
             # a preset named now replaces the recorded one's recipe; values the run set itself, over its preset, stay
             for key, value in PRESETS.get(values.get("preset") or "", {}).items():

@@ -8,7 +8,7 @@ import datetime
 import os
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +103,16 @@ def write_config(
     return write_text(Path(run_dir) / CONFIG_FILE, text, "the run's config")
 
 
-def recorded_path(path: Path, value: str | None) -> str | None:
-    """A path a run's config.yaml records (`--data-dir`, `--prepared`), a relative one joined to the directory the
-    run started in."""
+def recorded_paths(path: Path, values: Mapping[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The paths under `keys` (`data_dir`, `prepared`) of the `values` a run's config.yaml records, relative ones
+    joined to the directory the run started in."""
     cwd = recorded_doc(path).get("cwd")
-    if value is None or Path(value).is_absolute() or not isinstance(cwd, str):
-        return value
-    return os.path.join(cwd, value)
+    joined = {}
+    for key in keys:
+        value = values.get(key)
+        relative = value is not None and not Path(value).is_absolute() and isinstance(cwd, str)
+        joined[key] = os.path.join(cwd, value) if relative else value
+    return joined
 
 
 def load_config(path: str | Path, known: set[str], flag: str = "--config") -> dict[str, Any]:
