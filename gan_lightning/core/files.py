@@ -23,12 +23,17 @@ def reason(err: OSError) -> str:
     return err.strerror or str(err) or type(err).__name__
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path` itself when it exists, else its nearest ancestor that does: where creating it would start."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_writable_dir(path: str | Path, flag: str) -> None:
     """Fail with one line unless `path` is, or can be created as, a directory this process can write into."""
     path = Path(path)
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(path)
     if not existing.is_dir():
         what = "is a file" if existing == path else f"is inside {existing}, which is a file"
         raise ConfigError(f"{flag} {path} {what}, not a directory; pass a directory")
@@ -42,9 +47,7 @@ def check_writable_file(path: str | Path, flag: str) -> None:
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{flag} {path} is a directory; give the path of the file to write")
-    existing = path.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(path.parent)
     if not existing.is_dir():
         raise ConfigError(f"{flag} {path}: {existing} is a file, not a folder; pass another path")
     if not os.access(existing, os.W_OK | os.X_OK):
