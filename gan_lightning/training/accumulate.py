@@ -34,6 +34,7 @@ from torch import nn
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import Option
+from gan_lightning.training.ema import BATCHNORMS
 from gan_lightning.training.latents import Latents
 from gan_lightning.training.objectives import Batch, PhaseLoss
 
@@ -54,9 +55,6 @@ def check_divisible(size: int, n: int) -> None:
     if size % n:
         raise ConfigError(f"--accumulate {n}: a D or G update's batch of {size} images does not split into {n} "
                           f"equal micro-batches; use a --batch-size that is a multiple of {n}")  # fmt: skip
-
-
-BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def check_batchnorm_micro_batches(networks: dict[str, nn.Module], size: int, n: int) -> None:

@@ -21,13 +21,14 @@ from collections.abc import Callable
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import Option, Options
 
 Tensor = torch.Tensor
 BN_STATS = ("recompute", "average", "copy")
+# torch's BatchNorm layers, by their public classes (the lazy ones become these at their first forward)
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 class EMA(nn.Module):
@@ -60,7 +61,7 @@ class EMA(nn.Module):
         Options(self.options).validate(ema_decay=decay, ema_rampup=rampup, ema_bn_stats=bn_stats)
         self.decay, self.rampup, self.bn_stats = decay, rampup or None, bn_stats  # a rampup of 0 or None: off
         self.module = copy.deepcopy(generator).requires_grad_(False)
-        self._has_bn = any(isinstance(m, _BatchNorm) for m in self.module.modules())
+        self._has_bn = any(isinstance(m, BATCHNORMS) for m in self.module.modules())
         self._stale_bn = False  # whether recomputed statistics are out of date (not saved: recomputed on demand)
         self.register_load_state_dict_post_hook(self._mark_loaded)
 
@@ -87,14 +88,14 @@ class EMA(nn.Module):
     @torch.no_grad()
     def recompute_bn(self, draw_inputs: Callable[[int], Tensor], batches: int = 16, batch_size: int = 256) -> None:
         """Re-estimate BatchNorm statistics of the averaged weights from `batches` batches of generator inputs."""
-        bns = [m for m in self.module.modules() if isinstance(m, _BatchNorm)]
+        bns = [m for m in self.module.modules() if isinstance(m, BATCHNORMS)]
         momenta = [bn.momentum for bn in bns]
         for bn in bns:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average over the batches below
             if isinstance(bn, nn.SyncBatchNorm):
                 # under --sync-batchnorm this runs on rank zero alone: a synchronised forward would wait for the others
-                bn.forward = types.MethodType(_BatchNorm.forward, bn)
+                bn.forward = types.MethodType(nn.BatchNorm2d.forward, bn)  # BatchNorm's unsynchronised forward
         was_training = self.module.training
         self.module.train()
         try:
