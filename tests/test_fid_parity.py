@@ -1,6 +1,6 @@
 """The FID Inception against the reference implementations, offline: torch-fidelity's network with random weights
 saved as the weights file, the project's FID, KID and IS against torch-fidelity's `calculate_metrics` on the same
-images and file; pytorch-fid's FID on the same file is measured and printed (its resize differs)."""
+images and file."""
 
 from __future__ import annotations
 
@@ -93,24 +93,6 @@ def test_project_equals_torch_fidelity(weights, images, project_scores):
     assert project_scores["inception_score_std"] == pytest.approx(
         reference["inception_score_std"], abs=1e-6 * reference["inception_score_mean"]
     )
-
-
-@pytest.mark.slow
-def test_pytorch_fid_difference(weights, images, project_scores, monkeypatch):
-    """pytorch-fid on the same weights file: its resize (PyTorch bilinear on floats) differs from torch-fidelity's
-    TF1-compatible one, so its number is printed, not asserted equal."""
-    inception = pytest.importorskip("pytorch_fid.inception")
-    from pytorch_fid.fid_score import calculate_frechet_distance
-
-    monkeypatch.setattr(inception, "load_state_dict_from_url", lambda *a, **k: torch.load(weights))
-    net = inception.InceptionV3([inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
-    with torch.no_grad():
-        feats = [net(x.float() / 255)[0].flatten(1).double().numpy() for x in images]
-    stats = [(f.mean(0), __import__("numpy").cov(f, rowvar=False)) for f in feats]
-    fid = calculate_frechet_distance(*stats[1], *stats[0])
-    print(f"\npytorch-fid FID {fid:.6f} vs project {project_scores['fid']:.6f} "
-          f"(relative difference {abs(fid - project_scores['fid']) / project_scores['fid']:.2e})")  # fmt: skip
-    assert fid > 0
 
 
 def test_a_foreign_weights_file_is_one_line(tmp_path, weights):
