@@ -64,22 +64,59 @@ def test_translation_shifts_each_image_by_up_to_an_eighth_with_zero_fill():
 def test_cutout_zeroes_one_half_size_square():
     x = torch.ones(32, 2, 8, 8)
     out = cutout(x, rng())
+    full = 0
     for img in out:
         assert torch.equal(img[0], img[1])  # the same square in every channel
         zeros = torch.nonzero(img[0] == 0)
         rows, cols = zeros[:, 0], zeros[:, 1]
-        h, w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
-        assert len(zeros) == h * w and h <= 4 and w <= 4  # one rectangle, a 4x4 square clipped at the border
+        top, bottom, left, right = int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+        h, w = bottom - top + 1, right - left + 1
+        assert len(zeros) == h * w  # one filled rectangle
+        # a 4x4 square, shorter only where the border clips it
+        assert h == 4 or (h < 4 and (top == 0 or bottom == 7)), (top, bottom)
+        assert w == 4 or (w < 4 and (left == 0 or right == 7)), (left, right)
+        full += (h, w) == (4, 4)
         assert set(img.unique().tolist()) <= {0.0, 1.0}
+    assert full > 0  # centres drawn anywhere: some squares lie wholly inside
 
 
-def test_color_bounds_on_a_constant_image():
-    # On a constant grey image saturation and contrast have no deviation to scale: only brightness moves it.
-    x = torch.full((256, 3, 4, 4), 0.2)
+def test_color_scales_brightness_saturation_and_contrast_per_image():
+    # color's output is x + b, then the pixels' deviation from their channel mean scaled by s, then the deviation
+    # from the image mean by c: out = c*s*(x - chan_mean) + c*(chan_mean - mean) + mean + b. Each image's b, c and
+    # c*s are read back from the output by least squares, and the output must be that formula exactly.
+    x = torch.rand(256, 3, 4, 4) * 2 - 1
     out = color(x, rng())
-    shift = out[:, 0, 0, 0] - 0.2
-    assert torch.allclose(out, out[:, :1, :1, :1].expand_as(out))
-    assert shift.min() >= -0.5 and shift.max() <= 0.5 and shift.std() > 0.2  # U(-0.5, 0.5) per sample
+    chan_mean, mean = x.mean(1, keepdim=True), x.mean((1, 2, 3), keepdim=True)
+    d, e = x - chan_mean, (chan_mean - mean).expand_as(x)
+    d_out = out - out.mean(1, keepdim=True)
+    e_out = (out.mean(1, keepdim=True) - out.mean((1, 2, 3), keepdim=True)).expand_as(x)
+    cs = (d_out * d).sum((1, 2, 3)) / (d * d).sum((1, 2, 3))
+    c = (e_out * e).sum((1, 2, 3)) / (e * e).sum((1, 2, 3))
+    b = (out - x).mean((1, 2, 3))
+    view = (-1, 1, 1, 1)
+    assert torch.allclose(out, cs.view(view) * d + c.view(view) * e + mean + b.view(view), atol=1e-5)
+    s = cs / c
+    # brightness U(-0.5, 0.5), saturation U(0, 2), contrast U(0.5, 1.5), each drawn per image over its whole range
+    for value, low, high in ((b, -0.5, 0.5), (s, 0.0, 2.0), (c, 0.5, 1.5)):
+        span = high - low
+        assert value.min() >= low - 1e-4 and value.max() <= high + 1e-4
+        assert value.min() < low + 0.05 * span and value.max() > high - 0.05 * span
+
+
+def test_xflip_and_rotate90_are_one_of_their_pixel_permutations_per_image():
+    x = torch.rand(64, 2, 5, 5)
+    cases = {
+        "xflip": lambda img: [img, img.flip(2)],
+        "rotate90": lambda img: [torch.rot90(img, k, (1, 2)) for k in range(4)],
+    }
+    for name, candidates in cases.items():
+        out = TRANSFORMS.get(name)(x, rng())
+        drawn = []
+        for img, result in zip(x, out, strict=True):
+            matches = [i for i, candidate in enumerate(candidates(img)) if torch.equal(result, candidate)]
+            assert len(matches) == 1, name
+            drawn.append(matches[0])
+        assert set(drawn) == set(range(len(candidates(x[0])))), name  # every orientation among 64 draws
 
 
 def test_each_sample_gets_its_own_transform():
