@@ -107,19 +107,32 @@ def test_a_generator_without_mapping_and_synthesis_is_refused_in_one_line():
     assert "--model stylegan2" in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_stylegan2_trains_with_path_length_and_style_mixing():
-    torch.manual_seed(0)
-    gan = GAN("stylegan2", image_size=8, latent_dim=8, ngf=8, ndf=8, w_dim=8, mapping_layers=2, pl_weight=2.0,
-              style_mixing=1.0, noise="normal")  # fmt: skip
+def test_stylegan2_g_loss_adds_the_lazy_path_length_penalty_and_trains_the_mapping_through_it():
+    def build(pl_weight: float) -> GAN:
+        torch.manual_seed(0)  # the same weights in both
+        return GAN("stylegan2", image_size=8, latent_dim=8, ngf=8, ndf=8, w_dim=8, mapping_layers=2,
+                   pl_weight=pl_weight, style_mixing=1.0, noise="normal")  # fmt: skip
+
+    gan, without = build(2.0), build(0.0)
     reg = gan.objective.regularizer(PathLength)
     latents = gan.latents.draw(4, torch.Generator().manual_seed(0))
     real = Batch(torch.rand(4, 1, 8, 8) * 2 - 1, None)
-    loss = gan.objective.g_loss(gan.generator, gan.discriminator, real, latents, torch.Generator().manual_seed(1))
+    loss, plain = (
+        model.objective.g_loss(model.generator, model.discriminator, real, latents, torch.Generator().manual_seed(1))
+        for model in (gan, without)
+    )
     gan.objective.end_g_update(0)
-    assert torch.isfinite(loss.loss) and loss.stats["pl_penalty"] >= 0 and reg.pl_mean > 0
-    mapping = [p for p in gan.generator.mapping.parameters()]
-    grads = torch.autograd.grad(loss.stats["pl_penalty"] * 0 + loss.loss, mapping, allow_unused=True)
-    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert reg.pl_mean > 0 and loss.stats["pl_penalty"] > 0
+    # the penalty, weighted 2.0 and scaled by its lazy interval 4 as StyleGAN2's gain does, on top of the same
+    # adversarial loss (PL's own draws come after the adversarial ones)
+    added = loss.loss - plain.loss
+    assert added.item() == pytest.approx(2.0 * 4 * loss.stats["pl_penalty"].item(), rel=1e-5)
+    # the penalty moves the mapping network: its gradient differs from the adversarial loss's alone
+    grads, plain_grads = (
+        torch.autograd.grad(result.loss, list(model.generator.mapping.parameters()))
+        for result, model in ((loss, gan), (plain, without))
+    )
+    assert any(not torch.allclose(g, h) for g, h in zip(grads, plain_grads, strict=True))
 
 
 def test_a_resumed_run_with_path_length_and_accumulation_continues_exactly(tmp_path, fake_mnist_dir):
