@@ -64,6 +64,7 @@ def test_hinge_and_wasserstein():
     assert hinge.g_adversarial(FAKE, None).item() == pytest.approx(1.25)
     wgan = get_objective("wgan-gp")
     assert wgan.d_adversarial(REAL, FAKE).item() == pytest.approx(-1.25 - 0.5)
+    assert wgan.g_adversarial(FAKE, None).item() == pytest.approx(1.25)  # -mean([0.5, -3])
     assert wgan.default_d_steps == 5 and wgan.gradient_penalty
 
 
@@ -204,6 +205,20 @@ def test_rpgan_matches_hand_computed_values():
     assert rp.g_needs_real and rp.chance_d_loss == pytest.approx(math.log(2))
     huge = torch.tensor([1e4, -1e4])
     assert torch.isfinite(rp.d_adversarial(huge, -huge)) and torch.isfinite(rp.g_adversarial(-huge, huge))
+
+
+def test_ragan_matches_hand_computed_values():
+    ra = get_objective("ragan")
+
+    def softplus(t: float) -> float:
+        return math.log1p(math.exp(t))
+
+    # mean real 0.5, mean fake -1.25: reals minus mean fake [3.25, 0.25], fakes minus mean real [0, -3.5]
+    expected_d = (softplus(-3.25) + softplus(-0.25)) / 2 + (softplus(0.0) + softplus(-3.5)) / 2
+    expected_g = (softplus(-0.0) + softplus(3.5)) / 2 + (softplus(3.25) + softplus(0.25)) / 2
+    assert ra.d_adversarial(REAL, FAKE).item() == pytest.approx(expected_d)
+    assert ra.g_adversarial(FAKE, REAL).item() == pytest.approx(expected_g)
+    assert ra.g_needs_real and ra.chance_d_loss == pytest.approx(2 * math.log(2))
 
 
 def test_rpgan_g_phase_sees_the_real_batch():
