@@ -77,7 +77,7 @@ def test_the_policies_run_the_references_augpipe_specs_ops_in_its_order():
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("name", REFERENCE_OPS)
+@pytest.mark.parametrize("name", PIPELINE_OPS.names())
 def test_each_op_at_p_zero_is_the_identity_and_draws_what_it_draws_at_p_one(name, channels):
     x = images(8, channels)
     stream, other = rng(3), rng(3)
@@ -93,7 +93,7 @@ def test_each_op_at_p_zero_is_the_identity_and_draws_what_it_draws_at_p_one(name
 IDENTITY_ODDS = {"xflip": 1 / 2, "lumaflip": 1 / 2, "rotate90": 1 / 4, "xint": (1 / SIZE / 0.25) ** 2}
 
 
-@pytest.mark.parametrize("name", REFERENCE_OPS)
+@pytest.mark.parametrize("name", PIPELINE_OPS.names())
 def test_each_op_at_p_one_transforms_every_image_but_its_own_identity_draws(name):
     n = 256
     x = images(n)

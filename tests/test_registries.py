@@ -20,19 +20,23 @@ from torch import nn
 from weights_files import WEIGHTS_WRITERS
 
 from gan_lightning import GAN, MODELS
-from gan_lightning.augment import TRANSFORMS, AdaptiveAugment, DiffAugment
+from gan_lightning.augment import PIPELINE_OPS, TRANSFORMS, AdaptiveAugment, DiffAugment
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.core.options import RESUME_RULES, Option, declared
 from gan_lightning.data import DATASETS, GANDataModule, dataset_options
 from gan_lightning.data.registry import DatasetSpec
+from gan_lightning.loggers import LOGGERS
 from gan_lightning.metrics import EXTRACTORS, FeatureExtractor, file_sha256, load_extractor
+from gan_lightning.metrics.extractors.resizers import RESIZES
+from gan_lightning.metrics.protocols import PROTOCOLS
 from gan_lightning.regularizers import REGULARIZERS, PhaseContext, Regularizer, due
 from gan_lightning.training.batch import Batch
 from gan_lightning.training.latents import NOISES, LatentSpace, Prior
 from gan_lightning.training.objectives import OBJECTIVES, get_objective
 
 REGISTRIES = {"model": MODELS, "loss": OBJECTIVES, "regularizer": REGULARIZERS, "transform": TRANSFORMS,
-              "dataset": DATASETS, "extractor": EXTRACTORS, "noise": NOISES}  # fmt: skip
+              "dataset": DATASETS, "extractor": EXTRACTORS, "noise": NOISES, "pipeline op": PIPELINE_OPS,
+              "resize": RESIZES, "protocol": PROTOCOLS, "logger": LOGGERS}  # fmt: skip
 
 
 def rng(seed: int = 0) -> torch.Generator:
@@ -66,6 +70,25 @@ def test_registered_names_work_as_command_line_values(kind):
     for name in names:
         assert re.fullmatch(r"[a-z0-9][a-z0-9_\-]*", name), f"{kind} {name!r}: lowercase letters, digits, _ and -"
         assert name in REGISTRIES[kind] and REGISTRIES[kind].get(name) is not None
+
+
+@pytest.mark.parametrize("name", RESIZES.names())
+def test_resize_contract(name):
+    """uint8 (B, 3, H, W) in, float (B, 3, S, S) on the 0..255 scale out, each image on its own, deterministic."""
+    resize = RESIZES.get(name)
+    assert resize.description.strip()
+    x = (torch.rand(2, 3, 16, 16, generator=rng()) * 256).to(torch.uint8)
+    same = resize(x, 16)
+    assert same.is_floating_point() and torch.equal(same, x.to(same.dtype))  # at its own size: the image itself
+    flat = torch.full_like(x, 100)
+    for size in (8, 24):
+        out = resize(x, size)
+        assert out.shape == (2, 3, size, size) and out.is_floating_point()
+        assert torch.equal(out, resize(x, size))
+        torch.testing.assert_close(resize(x[1:], size), out[1:])  # no image depends on another
+        assert abs(out.mean().item() - x.float().mean().item()) < 5  # the 0..255 scale, not 0..1
+        # interpolation weights sum to one: a constant image stays that constant
+        assert torch.equal(resize(flat, size), torch.full_like(out, 100.0))
 
 
 # ------------------------------------------------------------------------------------------------- transforms
