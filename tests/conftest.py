@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 import subprocess
 from collections.abc import Sequence
@@ -114,3 +115,35 @@ def cpu_trainer(tmp_path: Path, **kwargs):
     )  # fmt: skip
     defaults.update(kwargs)
     return pl.Trainer(**defaults)
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """`mounted(options)`: a fresh tmpfs mounted with `options` (e.g. "ro" or "size=3m"); skipped without root."""
+    mounts = []
+
+    def mount(options: str) -> Path:
+        point = tmp_path / f"mount{len(mounts)}"
+        point.mkdir()
+        if shutil.which("mount") is None or os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True)
+        if made.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()})")
+        mounts.append(point)
+        return point
+
+    yield mount
+    for point in mounts:
+        subprocess.run(["umount", str(point)], check=False)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path, mounted) -> Path:
+    """A directory this process cannot write into: mode 0o555, or for root (whom modes do not stop) a read-only
+    tmpfs."""
+    if os.geteuid() == 0:
+        return mounted("ro,size=1m")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    return locked

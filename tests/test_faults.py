@@ -206,16 +206,12 @@ def ckpt(tmp_path_factory, fake_mnist_dir) -> Path:
 
 
 @pytest.mark.parametrize("where", ["inside a file", "in a read-only directory"])
-def test_sample_out_that_cannot_be_created_is_one_line_before_any_work(tmp_path, ckpt, capsys, where):
+def test_sample_out_that_cannot_be_created_is_one_line_before_any_work(tmp_path, ckpt, capsys, where, request):
     if where == "inside a file":
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "grids" / "g.png"
     else:
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o555)
-        if os.access(locked, os.W_OK):
-            pytest.skip("this user can write into read-only directories (root)")
-        out = locked / "grids" / "g.png"
+        out = request.getfixturevalue("read_only_dir") / "grids" / "g.png"
     assert sample_main(["--ckpt", str(ckpt), "--out", str(out)]) == 2
     assert "--out" in one_error_line(capsys) and not out.parent.exists()
 

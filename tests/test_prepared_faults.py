@@ -79,27 +79,6 @@ def test_a_bad_image_leaves_no_output_directory_and_a_finished_dataset_intact(tm
     PreparedImages.open(finished)  # still whole
 
 
-@pytest.fixture
-def mounted(tmp_path):
-    """`mounted(options)`: a fresh tmpfs mounted with `options` (e.g. "ro" or "size=3m"); skipped without root."""
-    mounts = []
-
-    def mount(options: str) -> Path:
-        point = tmp_path / f"mount{len(mounts)}"
-        point.mkdir()
-        if shutil.which("mount") is None or os.geteuid() != 0:
-            pytest.skip("mounting a tmpfs needs root")
-        made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True)
-        if made.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()})")
-        mounts.append(point)
-        return point
-
-    yield mount
-    for point in mounts:
-        subprocess.run(["umount", str(point)], check=False)
-
-
 @pytest.mark.parametrize("where", ["read-only filesystem", "inside a file"])
 def test_an_out_that_cannot_be_written_is_one_line_before_decoding(tmp_path, capsys, monkeypatch, mounted, where):
     root = photos(tmp_path / "photos")

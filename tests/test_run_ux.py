@@ -180,10 +180,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, fake_mn
     assert tree(tmp_path) == before and tree(trained) == run_before  # no run directory, no file touched
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into any directory")
-def test_unwritable_log_dir(tmp_path, fake_mnist_dir, capsys):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o555)
+def test_unwritable_log_dir(read_only_dir, fake_mnist_dir, capsys):
+    locked = read_only_dir
     assert main(["--data-dir", str(fake_mnist_dir), "--log-dir", str(locked / "logs"), *TINY]) == 2
     assert "is not writable" in one_error_line(capsys) and tree(locked) == []
 
