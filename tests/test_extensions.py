@@ -79,9 +79,10 @@ def test_infogan_codes_grids_and_q_head_gradients(tmp_path):
     assert changed(q_before, q_head) == {k for k, _ in q_head.named_parameters()}
 
 
-def test_infogan_mutual_information_loss_falls(tmp_path, real_mnist_dir):
-    # On real digits the categorical code becomes recoverable within a few hundred iterations; on unstructured
-    # data G's adversarial gradient drowns the information term that early.
+def test_infogan_mutual_information_loss_falls(tmp_path, fake_mnist_dir):
+    # On data with classes (the fake set's ten bars, as real digits) the categorical code becomes recoverable
+    # within a few hundred iterations; on unstructured data G's adversarial gradient drowns the information term
+    # that early.
     from gan_lightning.data import MNISTDataModule
 
     torch.manual_seed(0)
@@ -96,9 +97,9 @@ def test_infogan_mutual_information_loss_falls(tmp_path, real_mnist_dir):
 
     before = categorical_ce()
     assert before == pytest.approx(math.log(10), abs=0.1)  # chance
-    dm = MNISTDataModule(real_mnist_dir, batch_size=64, download=False)
+    dm = MNISTDataModule(fake_mnist_dir, batch_size=64, download=False)
     cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(400)).fit(gan, dm)
-    assert categorical_ce() < 0.75 * before
+    assert categorical_ce() < 0.5 * before
 
 
 def test_ema_used_for_sampling_saved_and_restored(tmp_path):
