@@ -26,7 +26,7 @@ class AdaptiveAugment(nn.Module):
     `p` starts at 0 and is tuned to D's overfitting, as NVlabs' stylegan2-ada-pytorch `training_loop.py` does:
     the objective feeds D's verdicts on the real batch of every D update to `observe` (its logits, or for a
     relativistic loss each real's logit minus its paired fake's), and over each `interval` updates
-    r_t = E[sign(D(x_real))] (0 when D cannot separate the reals, 1 when it is sure of every one) moves `p` by
+    r_t = E[sign(verdict)] (0 when D cannot separate the reals, 1 when it is sure of every one) moves `p` by
     sign(r_t - target) x (real images seen in the interval) / (kimg x 1000), clamped to [0, 1]: `p` can go from 0
     to 1 in `kimg` thousand real images. With p below about 0.8 the generator does not learn to produce augmented
     images (no "leak", Karras et al. section 2.2): D still sees enough un-augmented reals to pin down the clean
@@ -43,8 +43,9 @@ class AdaptiveAugment(nn.Module):
     # fmt: off
     options = (
         Option("ada_target", None, "adaptive augmentation (ADA): tune the probability p of each --diffaug transform "
-               f"(default policy {default_policy}), or of --augpipe's ops, so E[sign(D(real))] stays at this target, "
-               "e.g. 0.6", type=float, minimum=0, below=1, metavar="TARGET", default_text="off"),
+               f"(default policy {default_policy}), or of --augpipe's ops, so the mean sign of D's verdicts on reals "
+               "(the loss's real_verdicts: the real logit for bce) stays at this target, e.g. 0.6", type=float,
+               minimum=0, below=1, metavar="TARGET", default_text="off"),
         Option("ada_interval", 4, "ADA: adjust p every N D updates", positive=True, metavar="N"),
         Option("ada_kimg", 500.0, "ADA: p can go from 0 to 1 in this many thousand real images", positive=True,
                metavar="KIMG"),
