@@ -116,7 +116,7 @@ def test_extractor_stays_in_eval_mode_and_frozen(fake_classifier):
 
 
 def test_extractor_registry():
-    # the built-in extractors at least: a new extractor is one file (README), with no list here to edit
+    # the built-in extractors at least: a new extractor is one file (docs/extending.md), with no list here to edit
     assert {"inception_fid", "inception_torchvision", "mnist_classifier", "stacked_mnist_classifier"} <= set(
         EXTRACTORS.names()
     )

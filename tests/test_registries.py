@@ -1,7 +1,7 @@
 """Registry-wide contract tests (timm's tests/test_models.py style): every entry of every registry, parametrised over
 the registry's `names()` at collection time, so a new component file is tested here with no test edit.
 
-What each kind promises is README's "Add your own component": transforms `f(x, rng) -> x`, regularizers on a
+What each kind promises is docs/extending.md: transforms `f(x, rng) -> x`, regularizers on a
 `PhaseContext`, datasets declaring themselves, noise priors, objectives on logits, feature extractors from a local
 weights file. `test_registry_wide.py` runs every model x objective through a real training iteration.
 """
