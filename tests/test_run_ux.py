@@ -180,6 +180,18 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, tmp_path, fake_mn
     assert tree(tmp_path) == before and tree(trained) == run_before  # no run directory, no file touched
 
 
+def test_an_srun_launch_lightning_refuses_is_one_line_before_any_file(tmp_path, fake_mnist_dir, monkeypatch, capsys):
+    # srun --ntasks=2 without --ntasks-per-node: Lightning's Slurm environment raises, which must not be a traceback
+    for name in [k for k in os.environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    logs = tmp_path / "logs"
+    assert status_of(["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), *TINY, "--max-steps", "2"]) == 2
+    line = one_error_line(capsys)
+    assert "Slurm" in line and "--ntasks-per-node" in line and not logs.exists()
+
+
 def test_unwritable_log_dir(read_only_dir, fake_mnist_dir, capsys):
     locked = read_only_dir
     assert main(["--data-dir", str(fake_mnist_dir), "--log-dir", str(locked / "logs"), *TINY]) == 2

@@ -152,6 +152,10 @@ def build_trainer(
     directory `root_dir`; a machine that cannot run it is a one-line ConfigError."""
     strategy = cfg.strategy if cfg.strategy != "auto" else default_strategy(devices, cfg.accelerator, cfg.num_nodes)
     try:
+        cluster = cluster_plugins()
+    except RuntimeError as err:  # Lightning's SLURMEnvironment refusing the launch (e.g. srun --ntasks alone)
+        raise ConfigError(f"cannot run under this Slurm allocation: {str(err).splitlines()[0]}") from None
+    try:
         return pl.Trainer(
             accelerator=cfg.accelerator,
             devices=devices,
@@ -159,7 +163,7 @@ def build_trainer(
             strategy=strategy,
             sync_batchnorm=cfg.sync_batchnorm,
             precision=cfg.precision,
-            plugins=[DirectCheckpointIO(), *cluster_plugins()],
+            plugins=[DirectCheckpointIO(), *cluster],
             max_steps=model.optimizer_steps(cfg.max_steps) if cfg.max_steps else -1,
             max_epochs=cfg.max_epochs,
             logger=logger,
