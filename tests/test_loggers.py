@@ -130,6 +130,21 @@ def test_one_run_reaches_every_installed_tracker_and_each_reads_it_back(tmp_path
         assert client.get_run(run_id).data.params["model"] == "mlp"
 
 
+@pytest.mark.skipif(not HAS_MLFLOW, reason="mlflow is not installed (the [mlflow] extra)")
+def test_mlflow_logs_the_modules_hyperparameters_lightning_passes(tmp_path):
+    from lightning.pytorch.utilities.parsing import AttributeDict
+    from mlflow.tracking import MlflowClient
+
+    from gan_lightning.loggers.mlflow import GANMLFlowLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = GANMLFlowLogger(experiment_name="x", tracking_uri=uri, artifact_location=str(tmp_path / "artifacts"))
+    logger.log_hyperparams(AttributeDict(latent_dim=8, loss="bce"))  # what save_hyperparameters hands a logger
+    logger.log_hyperparams({"latent_dim": 16, "seed": 0})  # a held parameter is not logged again (MLflow refuses)
+    params = MlflowClient(uri).get_run(logger.run_id).data.params
+    assert params == {"latent_dim": "8", "loss": "bce", "seed": "0"}
+
+
 @pytest.mark.slow
 def test_a_resume_continues_each_trackers_run(tmp_path, fake_mnist_dir, offline_wandb):
     names = ["csv"] + ["wandb"] * HAS_WANDB + ["mlflow"] * HAS_MLFLOW

@@ -38,8 +38,9 @@ class GANMLFlowLogger(MLFlowLogger):
     def log_hyperparams(self, params: Any) -> None:
         """Log the parameters this MLflow run does not hold yet."""
         held = self.experiment.get_run(self.run_id).data.params
-        params = {k: v for k, v in flat_config(dict(vars(params) if hasattr(params, "__dict__") else params)).items()
-                  if k not in held}  # fmt: skip
+        # Lightning passes an AttributeDict (a dict with a __dict__ of its own): read it as the mapping it is
+        params = dict(params) if isinstance(params, Mapping) else vars(params)
+        params = {k: v for k, v in flat_config(params).items() if k not in held}
         if params:
             super().log_hyperparams(params)
 
