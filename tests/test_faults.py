@@ -13,6 +13,7 @@ import errno
 import io
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,7 +31,7 @@ from gan_lightning.commands.evaluate_report import write_table
 from gan_lightning.commands.sample import main as sample_main
 from gan_lightning.commands.train import LightningNotices, main
 from gan_lightning.core.errors import WriteError
-from gan_lightning.core.files import append_text, atomic_write, write_text
+from gan_lightning.core.files import atomic_write, write_text
 
 from conftest import REPO
 
@@ -172,12 +173,28 @@ def test_atomic_write_keeps_the_previous_file_and_leaves_no_partial(tmp_path, fu
     assert path.read_text() == "old\n" and tree(tmp_path) == ["table.json"]
 
 
-def test_a_failed_append_leaves_only_whole_records(tmp_path, full_disk):
+APPEND_PAST_A_LIMIT = """
+import resource, signal, sys
+from gan_lightning.core.errors import WriteError
+from gan_lightning.core.files import append_text
+path = sys.argv[1]
+append_text(path, '{"step": 1}\\n', "the metrics log")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, write() then fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    append_text(path, '{"step": 2, "fid": 3.5}\\n', "the metrics log")
+except WriteError as err:
+    print(err)
+"""
+
+
+def test_a_failed_append_leaves_only_whole_records(tmp_path):
+    # A real partial write: the file may grow to 16 bytes, so the second record's first 4 bytes land before the
+    # write fails (a file-size limit, as a full disk, in a process of its own)
     path = tmp_path / "metrics.jsonl"
-    append_text(path, '{"step": 1}\n', "the metrics log")
-    full_disk("metrics.jsonl", room=5)
-    with pytest.raises(WriteError, match="could not append to the metrics log .*; the earlier records are intact"):
-        append_text(path, '{"step": 2, "fid": 3.5}\n', "the metrics log")
+    done = subprocess.run([sys.executable, "-c", APPEND_PAST_A_LIMIT, str(path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"could not append to the metrics log .*; the earlier records are intact\n", done.stdout)
     assert path.read_text() == '{"step": 1}\n'
 
 

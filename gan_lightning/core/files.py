@@ -199,16 +199,22 @@ def append_text(path: str | Path, text: str, what: str) -> Path:
     """Append `text` (whole records, e.g. JSON lines) to `path`; a failed append is truncated back to the records
     already there and raises one-line `WriteError`."""
     path = Path(path)
+    data = text.encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as f:
-            size = f.tell()
+        # unbuffered: a buffered file would flush (and fail) again inside truncate, leaving the partial record
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            size = os.fstat(fd).st_size
             try:
-                f.write(text)
-                f.flush()
+                written = 0
+                while written < len(data):
+                    written += os.write(fd, data[written:])
             except OSError:
-                f.truncate(size)
+                os.ftruncate(fd, size)
                 raise
+        finally:
+            os.close(fd)
     except OSError as err:
         raise WriteError(f"could not append to {what} {path} ({reason(err)}); the earlier records are intact") from None
     return path
