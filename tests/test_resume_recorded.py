@@ -3,6 +3,7 @@ their preset."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -183,3 +184,36 @@ def test_ckpt_path_auto_starts_then_resumes_the_same_run_exactly(tmp_path, fake_
     restarted = checkpoint(run)["state_dict"]
     straight = checkpoint(tmp_path / "straight" / "cs231n_lsgan" / "version_0")["state_dict"]
     assert restarted.keys() == straight.keys() and all(torch.equal(restarted[k], straight[k]) for k in straight)
+
+
+def test_auto_inside_a_slurm_job_resumes_only_that_jobs_run(tmp_path, fake_mnist_dir, monkeypatch):
+    # Two jobs under one --name (array tasks, or two submissions): a requeued job continues its own run, and a job's
+    # first start never takes over another job's (possibly live) run directory
+    logs = tmp_path / "logs"
+    run = logs / "cs231n_lsgan"
+    for name in [k for k in os.environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(name)
+
+    def job(job_id: str | None, max_steps: int) -> list[str]:
+        if job_id is None:
+            monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+        else:
+            monkeypatch.setenv("SLURM_JOB_ID", job_id)
+        return resume("--preset", "cs231n_lsgan", "--data-dir", str(fake_mnist_dir), "--no-download", "--batch-size",
+                      "32", "--latent-dim", "16", "--accelerator", "cpu", "--log-dir", str(logs), "--max-steps",
+                      str(max_steps), "--sample-every", "1000", "--ckpt-path", "auto")  # fmt: skip
+
+    def recorded(version: int) -> dict:
+        return yaml.safe_load((run / f"version_{version}" / "config.yaml").read_text())
+
+    job("111", 2)
+    assert recorded(0)["slurm_job"] == "111"
+    notices = job("222", 2)  # another job's first start: a run of its own, and a notice naming the other one
+    assert recorded(1)["slurm_job"] == "222" and "resumed_from" not in recorded(1)
+    assert any("job 111's" in n and "version_0" in n for n in notices)
+    job("111", 3)  # job 111 requeued: its own run, not the newer version_1
+    assert checkpoint(run / "version_0")["global_step"] == 3 * 2 and recorded(0)["resumed_from"]
+    assert checkpoint(run / "version_1")["global_step"] == 2 * 2
+    job(None, 3)  # outside Slurm: the newest run of --name, as ever
+    assert checkpoint(run / "version_1")["global_step"] == 3 * 2
+    assert sorted(p.name for p in run.iterdir()) == ["version_0", "version_1"]

@@ -38,8 +38,9 @@ RUN_OPTIONS = (
     Option("keep_checkpoints", False, "also keep checkpoints/iter_N.ckpt at every save, for `evaluate.py RUN_DIR` "
            "to score the run's history", resume="free"),
     Option("ckpt_path", None, "resume from a checkpoint file, `last` for the newest run of --name, or `auto`: that "
-           "run when it has a checkpoint, else start it (one command for a job's first start and its restarts); "
-           "with the flags the run recorded in config.yaml (explicit flags override them)", type=str,
+           "run when it has a checkpoint, else start it (one command for a job's first start and its restarts; in "
+           "a Slurm job, only a run this job wrote); with the flags the run recorded in config.yaml (explicit flags "
+           "override them)", type=str,
            resume="transient", default_text="none"),
     Option("fast_dev_run", False, "run one batch through everything, write nothing", resume="transient"),
 )

@@ -10,7 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_warn
+
 from gan_lightning.commands.base import recorded_doc
+from gan_lightning.commands.train.cluster import slurm_job_id
 from gan_lightning.commands.train.options import train_options
 from gan_lightning.commands.train.presets import PRESETS
 from gan_lightning.commands.train.runconfig import (
@@ -34,11 +37,36 @@ class Resume:
     global_step: int = 0
 
 
-def latest_version_dir(log_dir: str, name: str) -> Path | None:
-    """The newest `LOG_DIR/NAME/version_N` holding `checkpoints/last.ckpt`."""
+def latest_version_dir(log_dir: str, name: str, job: str | None = None) -> Path | None:
+    """The newest `LOG_DIR/NAME/version_N` holding `checkpoints/last.ckpt`; with a Slurm `job`, the newest of those
+    this job wrote last or that record no job (see `auto_version_dir`)."""
     root = Path(log_dir) / name
     versions = [p for p in root.glob("version_*") if p.name[8:].isdigit() and (p / "checkpoints/last.ckpt").is_file()]
+    if job is not None:
+        versions = [p for p in versions if recorded_job(p) in (job, None)]
     return max(versions, key=lambda p: int(p.name[8:]), default=None)
+
+
+def recorded_job(version_dir: Path) -> str | None:
+    """The Slurm job that last wrote the run's config.yaml (`slurm_job`), or None (none recorded, or no config)."""
+    config = version_dir / CONFIG_FILE
+    job = recorded_doc(config).get("slurm_job") if config.is_file() else None
+    return str(job) if job is not None else None
+
+
+def auto_version_dir(log_dir: str, name: str, notice: bool = False) -> Path | None:
+    """The run `--ckpt-path auto` resumes: the newest run of --name with a checkpoint. Inside a Slurm job, only a run
+    this job wrote (a requeued job continues its own run) or one that records no job: another job's run (an array
+    sibling, a second submission under the same --name) may be live, and two processes writing one run directory
+    would corrupt it. A new job that should continue an older job's run names its checkpoint (or `last`); with
+    `notice`, starting anew beside another job's run says so."""
+    job = slurm_job_id()
+    found = latest_version_dir(log_dir, name, job)
+    if notice and job is not None and found is None and (other := latest_version_dir(log_dir, name)) is not None:
+        rank_zero_warn(f"--ckpt-path auto: Slurm job {job} has no run under {Path(log_dir) / name} yet, so this is "
+                       f"a new run; {other.name} there is job {recorded_job(other)}'s (to continue it instead: "
+                       f"--ckpt-path {other / 'checkpoints' / 'last.ckpt'})")  # fmt: skip
+    return found
 
 
 def resumed_run_dir(ckpt_path: str, log_dir: str | None, name: str | None, preset: str | None,
@@ -60,7 +88,10 @@ def resumed_run_dir(ckpt_path: str, log_dir: str | None, name: str | None, prese
     if not name and preset and ckpt_path == "last":
         candidates.append((model, preset))  # only a run of this preset: another run of the model is not this one
     for candidate, required_preset in candidates:
-        version_dir = latest_version_dir(log_dir, candidate)
+        if ckpt_path == "auto":
+            version_dir = auto_version_dir(log_dir, candidate)
+        else:
+            version_dir = latest_version_dir(log_dir, candidate)
         if version_dir is None or not (version_dir / CONFIG_FILE).is_file():
             continue
         recorded = recorded_doc(version_dir / CONFIG_FILE).get("args") or {}
@@ -75,7 +106,10 @@ def resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:
     if not cfg.ckpt_path:
         return None, None
     if cfg.ckpt_path in ("last", "auto"):
-        version_dir = latest_version_dir(cfg.log_dir, cfg.name)
+        if cfg.ckpt_path == "auto":
+            version_dir = auto_version_dir(cfg.log_dir, cfg.name, notice=True)
+        else:
+            version_dir = latest_version_dir(cfg.log_dir, cfg.name)
         if version_dir is None and cfg.ckpt_path == "auto":  # nothing to resume yet: the job's first start
             return None, None
         if version_dir is None:

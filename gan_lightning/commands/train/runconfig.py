@@ -17,6 +17,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 
 from gan_lightning.commands.base import recorded_doc
+from gan_lightning.commands.train.cluster import slurm_job_id
 from gan_lightning.commands.train.options import options_in_use, train_options
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.core.files import append_text, load_weights_file, write_text
@@ -91,6 +92,8 @@ def write_config(
     # paths among the flags (--data-dir) mean the same when the run is resumed from elsewhere
     doc |= {"environment": previous.get("environment") or environment(), "cwd": previous.get("cwd") or os.getcwd(),
             "written": previous.get("written") or written}  # fmt: skip
+    if (job := slurm_job_id()) is not None:  # the job writing the run now: `--ckpt-path auto` resumes only its own
+        doc["slurm_job"] = job
     if resumed_from:
         doc["resumed_from"] = dict(resumed_from)
         # every resume of this run directory, oldest first: how often and from where a (requeued) job continued
