@@ -18,6 +18,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from gan_lightning.commands.evaluate_report import write_table
 from gan_lightning.commands.sample import main as sample_main
 from gan_lightning.commands.train import LightningNotices, main
 from gan_lightning.core.errors import WriteError
-from gan_lightning.core.files import atomic_write, write_text
+from gan_lightning.core.files import atomic_write, data_lock, write_text
 
 from conftest import REPO
 
@@ -163,6 +165,30 @@ def test_sample_grid_on_a_full_disk_stops_with_one_line(tmp_path, fake_mnist_dir
 
 
 # --------------------------------------------------------------------------- full disk: files the commands write
+def test_data_lock_makes_processes_take_turns_and_leaves_nothing(tmp_path, read_only_dir):
+    # every task of an srun job prepares the data: the second waits until the first has downloaded and let go
+    events, holding = [], threading.Event()
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def first() -> None:
+        with data_lock(work / "data"):  # no data folder yet: the lock lives in its parent
+            holding.set()
+            time.sleep(0.3)
+            events.append("first let go")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    holding.wait()
+    with data_lock(work / "data"):
+        events.append("second in")
+    thread.join()
+    assert events == ["first let go", "second in"] and list(work.iterdir()) == []
+    with data_lock(read_only_dir / "mnist"):  # nothing can be downloaded there: no lock, no error
+        events.append("read-only")
+    assert events[-1] == "read-only"
+
+
 def test_atomic_write_keeps_the_previous_file_and_leaves_no_partial(tmp_path, full_disk):
     path = tmp_path / "table.json"
     write_text(path, "old\n", "the table")

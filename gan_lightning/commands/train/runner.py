@@ -35,7 +35,7 @@ from gan_lightning.commands.train.trainer import (
     quiet_expected_warnings,
 )
 from gan_lightning.core import notes, plugins
-from gan_lightning.core.files import check_writable_dir, claim_version, remove_empty_dirs
+from gan_lightning.core.files import check_writable_dir, claim_version, data_lock, remove_empty_dirs
 from gan_lightning.data import DATASETS
 from gan_lightning.loggers import RunLocation, build_loggers, tracker_of
 from gan_lightning.metrics import EXTRACTORS
@@ -129,9 +129,11 @@ def prepared_datamodule(cfg: argparse.Namespace, d_steps: int) -> pl.LightningDa
     one per D update."""
     options = {k: v for k, v in vars(cfg).items() if k != "data_dir"}
     datamodule = DATASETS.get(cfg.dataset)(cfg.data_dir, **{**options, "batch_size": cfg.batch_size * d_steps})
-    if os.environ.get("LOCAL_RANK", "0") == "0":
-        datamodule.prepare_data()  # fail on missing data here, before any directory is created
-    datamodule.setup("fit")  # ...and on unreadable data (Lightning's own call later finds it done)
+    # every process of the run, one at a time (srun starts them together): the first downloads or extracts what is
+    # missing, the others find it there; missing data fails here, before any directory is created
+    with data_lock(cfg.data_dir):
+        datamodule.prepare_data()
+        datamodule.setup("fit")  # ...and unreadable data too (Lightning's own call later finds it done)
     return datamodule
 
 
