@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -143,6 +144,22 @@ def test_mlflow_logs_the_modules_hyperparameters_lightning_passes(tmp_path):
     logger.log_hyperparams({"latent_dim": 16, "seed": 0})  # a held parameter is not logged again (MLflow refuses)
     params = MlflowClient(uri).get_run(logger.run_id).data.params
     assert params == {"latent_dim": "8", "loss": "bce", "seed": "0"}
+
+
+@pytest.mark.skipif(not HAS_MLFLOW, reason="mlflow is not installed (the [mlflow] extra)")
+def test_a_second_mlflow_run_in_one_process_uses_its_own_store(tmp_path, fake_mnist_dir, monkeypatch):
+    # Lightning's MLflow logger sets MLFLOW_TRACKING_URI for the process; taken for the user's, it would send the
+    # next run (a notebook, the Python API) to the first one's database
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert train(tmp_path / "a", fake_mnist_dir, "mlflow", "--max-steps", "1") == 0
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert train(tmp_path / "b", fake_mnist_dir, "mlflow", "--max-steps", "1") == 0
+    assert (tmp_path / "b" / "logs" / "mlflow.db").is_file() and (tmp_path / "b" / "logs" / "mlartifacts").is_dir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'users.db'}")
+    monkeypatch.chdir(tmp_path)  # the user's store keeps MLflow's own artifact default: ./mlruns
+    assert train(tmp_path / "c", fake_mnist_dir, "mlflow", "--max-steps", "1") == 0
+    assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'users.db'}"
+    assert (tmp_path / "users.db").is_file() and not (tmp_path / "c" / "logs" / "mlflow.db").exists()
 
 
 @pytest.mark.slow

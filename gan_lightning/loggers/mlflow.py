@@ -32,7 +32,15 @@ RUN_ID_FILE = "mlflow_run_id"  # in the run directory: a restart continues the s
 
 class GANMLFlowLogger(MLFlowLogger):
     """MLFlowLogger whose parameters are written once: MLflow refuses to change a logged parameter, and a resumed
-    run may carry changed flags (config_changes.yaml records those, and is logged as an artifact)."""
+    run may carry changed flags (config_changes.yaml records those, and is logged as an artifact).
+
+    `users_tracking_uri` is `MLFLOW_TRACKING_URI` as the user set it (None: unset) before this run: Lightning's
+    `experiment` sets the variable to the run's store, and `MLflowTracker.finished` puts the user's back, so a
+    second run in the process (a notebook, the Python API) does not take the first one's store for the user's."""
+
+    def __init__(self, *args: Any, users_tracking_uri: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.users_tracking_uri = users_tracking_uri
 
     @rank_zero_only  # as Lightning's own: other ranks hold a dummy experiment
     def log_hyperparams(self, params: Any) -> None:
@@ -60,7 +68,8 @@ class MLflowTracker(Tracker):
         # artifacts beside the store, not in the working directory (MLflow's default for a new experiment)
         artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
         return GANMLFlowLogger(experiment_name=run.name, run_name=f"{run.name}/version_{run.version}", tracking_uri=uri,
-                               run_id=recorded_run_id(run, RUN_ID_FILE), artifact_location=artifacts)  # fmt: skip
+                               run_id=recorded_run_id(run, RUN_ID_FILE), artifact_location=artifacts,
+                               users_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"))  # fmt: skip
 
     def image(self, logger: Logger, tag: str, grid: torch.Tensor, step: int) -> None:
         """`images/<tag>_<step>.png`, an artifact of the run."""
@@ -79,3 +88,11 @@ class MLflowTracker(Tracker):
         changes = run.run_dir / "config_changes.yaml"
         if changes.is_file():
             logger.experiment.log_artifact(logger.run_id, str(changes))
+
+    def finished(self, logger: Logger) -> None:
+        """Put `MLFLOW_TRACKING_URI` back as the user had it before this run (Lightning's logger set it)."""
+        users = getattr(logger, "users_tracking_uri", None)
+        if users is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = users
