@@ -162,6 +162,16 @@ def test_a_second_mlflow_run_in_one_process_uses_its_own_store(tmp_path, fake_mn
     assert (tmp_path / "users.db").is_file() and not (tmp_path / "c" / "logs" / "mlflow.db").exists()
 
 
+def test_a_tracker_that_cannot_start_is_one_line_exit_2(tmp_path, fake_mnist_dir, monkeypatch, capsys):
+    def refuse(self, logger, run, config):
+        raise RuntimeError("No API key configured.\nUse `wandb login` to log in.")  # as W&B without a login
+
+    monkeypatch.setattr(LOGGERS.get("csv"), "started", refuse)
+    assert train(tmp_path, fake_mnist_dir, "tensorboard,csv") == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "CSVLogger could not start (RuntimeError: No API key configured.)" in lines[0]
+
+
 @pytest.mark.slow
 def test_a_resume_continues_each_trackers_run(tmp_path, fake_mnist_dir, offline_wandb):
     names = ["csv"] + ["wandb"] * HAS_WANDB + ["mlflow"] * HAS_MLFLOW

@@ -16,11 +16,12 @@ from gan_lightning.loggers.base import (
     log_text,
     options,
     run_dir,
+    start_trackers,
     tracker_of,
 )
 from gan_lightning.loggers.tensorboard import CUSTOM_SCALARS, GANLogger
 
 __all__ = ["CUSTOM_SCALARS", "LOGGERS", "GANLogger", "RunLocation", "Tracker", "build_loggers", "file_name",
-           "flat_config", "log_image", "log_text", "options", "run_dir", "tracker_of"]  # fmt: skip
+           "flat_config", "log_image", "log_text", "options", "run_dir", "start_trackers", "tracker_of"]  # fmt: skip
 
 import_submodules(__name__)  # every tracker file registers itself

@@ -180,3 +180,19 @@ def run_dir(trainer: Trainer) -> Path | None:
     if isinstance(first, TensorBoardLogger):
         return Path(first.log_dir)
     return Path(trainer.default_root_dir)
+
+
+def start_trackers(loggers: Sequence[Logger], run: RunLocation, config: Mapping[str, Any]) -> None:
+    """`Tracker.started` for each logger; a tracker's service refusing to start (no W&B login, an MLflow server out
+    of reach, a recorded run id its store does not hold) is one-line ConfigError instead of the service's trace."""
+    for logger in loggers:
+        tracker = tracker_of(logger)
+        if tracker is None:
+            continue
+        try:
+            tracker.started(logger, run, config)
+        except Exception as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ConfigError(f"{type(logger).__name__} could not start ({type(err).__name__}: {first}); check the "
+                              "tracker's login and server settings (W&B without a login: WANDB_MODE=offline), or "
+                              "leave it out of --logger") from None  # fmt: skip

@@ -37,7 +37,7 @@ from gan_lightning.commands.train.trainer import (
 from gan_lightning.core import notes, plugins
 from gan_lightning.core.files import check_writable_dir, claim_version, data_lock, remove_empty_dirs
 from gan_lightning.data import DATASETS
-from gan_lightning.loggers import RunLocation, build_loggers, tracker_of
+from gan_lightning.loggers import RunLocation, build_loggers, start_trackers, tracker_of
 from gan_lightning.metrics import EXTRACTORS
 from gan_lightning.models.heads import check_spectral_norm
 from gan_lightning.training.accumulate import check_batchnorm_micro_batches
@@ -89,8 +89,7 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
     if trainer.is_global_zero and not cfg.fast_dev_run:
         # Everything that could be wrong with the input has been checked by now: the run directory may appear.
         record_config(paths["log_dir"], config, resume, model.steps_per_iteration, used_plugins)
-        for logger in loggers:
-            tracker_of(logger).started(logger, location, config)  # e.g. the config as a tracker's parameters
+        start_trackers(loggers, location, config)  # e.g. the config as a tracker's parameters
     os.environ[VERSION_ENV] = str(location.version)  # the DDP processes Lightning starts for the other ranks read it
     try:
         fit(trainer, model, datamodule, resume.checkpoint, checkpoint, watch)
