@@ -172,6 +172,19 @@ def test_a_tracker_that_cannot_start_is_one_line_exit_2(tmp_path, fake_mnist_dir
     assert len(lines) == 1 and "CSVLogger could not start (RuntimeError: No API key configured.)" in lines[0]
 
 
+def test_a_resume_from_an_earlier_checkpoint_shows_each_iteration_once_in_tensorboard(tmp_path, fake_mnist_dir):
+    # a run killed without a final checkpoint has logged past its last one: resumed from there, TensorBoard drops
+    # the dead process's later events instead of charting those iterations twice
+    assert train(tmp_path, fake_mnist_dir, "tensorboard", "--checkpoint-every", "2", "--keep-checkpoints") == 0
+    run_dir = tmp_path / "logs" / "run" / "version_0"
+    earlier = run_dir / "checkpoints" / "iter_0000002.ckpt"
+    assert train(tmp_path, fake_mnist_dir, "tensorboard", "--ckpt-path", str(earlier), "--max-steps", "5") == 0
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/d_loss")] == [1, 2, 3, 4, 5]
+    assert [e.step for e in events.Images("samples")] == [2, 4, 5]  # every 2nd iteration and the last
+
+
 @pytest.mark.slow
 def test_a_resume_continues_each_trackers_run(tmp_path, fake_mnist_dir, offline_wandb):
     names = ["csv"] + ["wandb"] * HAS_WANDB + ["mlflow"] * HAS_MLFLOW

@@ -28,11 +28,13 @@ from gan_lightning.core.registry import Registry
 @dataclass(frozen=True)
 class RunLocation:
     """Where a run lives: `log_dir/name/version_<version>` (its config.yaml, checkpoints and samples); version None
-    lets TensorBoard pick its next one (fast_dev_run, where nothing is written)."""
+    lets TensorBoard pick its next one (fast_dev_run, where nothing is written). `resumed_at`: the iteration a
+    resumed run continues from (None for a new run)."""
 
     log_dir: Path
     name: str
     version: int | None
+    resumed_at: int | None = None
 
     @property
     def run_dir(self) -> Path:

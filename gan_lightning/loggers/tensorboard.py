@@ -63,8 +63,10 @@ class TensorBoardTracker(Tracker):
     logger_class = TensorBoardLogger
 
     def build(self, run: RunLocation, config: Mapping[str, Any]) -> Logger:
-        """`GANLogger` in `log_dir/name/version_N`."""
-        return GANLogger(str(run.log_dir), name=run.name, version=run.version, default_hp_metric=False)
+        """`GANLogger` in `log_dir/name/version_N`; a resumed run first purges the events logged after its checkpoint's
+        iteration (a run killed without a final checkpoint logged past it, and would show those iterations twice)."""
+        purge = {"purge_step": run.resumed_at + 1} if run.resumed_at is not None else {}
+        return GANLogger(str(run.log_dir), name=run.name, version=run.version, default_hp_metric=False, **purge)
 
     def image(self, logger: Logger, tag: str, grid: torch.Tensor, step: int) -> None:
         """`add_image` of the (C, H, W) grid."""

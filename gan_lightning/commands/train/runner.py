@@ -71,7 +71,8 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
     extra = [*callbacks, *([ResumeWithChanges()] if resume.checkpoint else []), *evaluation_callbacks(cfg)]
     version, claimed = run_version(cfg, resume)
     try:
-        location = RunLocation(Path(cfg.log_dir), cfg.name, version)
+        resumed_at = resume.global_step // model.steps_per_iteration if resume.checkpoint else None
+        location = RunLocation(Path(cfg.log_dir), cfg.name, version, resumed_at)
         # under fast_dev_run Lightning swaps every logger for a dummy: only TensorBoard's is built, and writes nothing
         loggers = build_loggers("tensorboard" if cfg.fast_dev_run else cfg.logger, location, config)
         if cfg.fast_dev_run:  # TensorBoard's own next version, for the paths printed (nothing is written)
