@@ -164,3 +164,34 @@ def test_sigusr1_then_an_auto_restart_continues_bit_exactly(tmp_path, fake_mnist
     for key, value in straight["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][key]), key
     assert not (tmp_path / "job" / "run" / "version_1").exists()
+
+
+@pytest.mark.parametrize(("signalled_at", "requeued"), [(2, True), (4, False)])
+def test_a_time_limit_signal_requeues_only_a_run_with_iterations_left(tmp_path, signalled_at, requeued):
+    # SIGUSR1 in the last iteration: the run is complete, and a requeued restart would have nothing left to train
+    from lightning.pytorch import Callback
+
+    calls: list[str] = []
+    ckpt = GANCheckpoint(every_n_iterations=100, dirpath=tmp_path, requeue=lambda: calls.append("requeue") or "done")
+
+    class TimeLimitWarning(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if pl_module.iteration == signalled_at - 1 and trainer.global_step % pl_module.steps_per_iteration == 0:
+                ckpt.request_stop(signal.SIGUSR1, None)
+
+    gan = GAN("mlp", latent_dim=8)
+    trainer = cpu_trainer(tmp_path, callbacks=[TimeLimitWarning(), ckpt], enable_checkpointing=True,
+                          max_steps=gan.optimizer_steps(4))  # fmt: skip
+    trainer.fit(gan, image_loader(n=256))
+    assert calls == (["requeue"] if requeued else [])
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == gan.optimizer_steps(signalled_at)
+
+
+def test_a_time_limit_signal_outside_training_is_noted_not_fatal(capfd):
+    from gan_lightning.commands.train.cluster import time_limit_signal_outside_training
+
+    before = signal.getsignal(signal.SIGUSR1)
+    with time_limit_signal_outside_training():
+        os.kill(os.getpid(), signal.SIGUSR1)  # would end the process under the default action
+        time.sleep(0.1)
+    assert "SIGUSR1" in capfd.readouterr().err and signal.getsignal(signal.SIGUSR1) is before

@@ -181,7 +181,14 @@ class GANCheckpoint(ModelCheckpoint):
         self.saved_at_step = trainer.global_step
         self.saved_iteration = iteration
         if trainer.is_global_zero:
-            if self.stop_requested and self.requeue_requested and self.requeue and self.requeue_message is None:
+            finished = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps  # nothing left to resume
+            if (
+                self.stop_requested
+                and self.requeue_requested
+                and self.requeue
+                and self.requeue_message is None
+                and not finished
+            ):
                 self.requeue_message = self.requeue()  # the state is on disk: the restart finds it
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(self)

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
@@ -38,8 +43,28 @@ def requeue() -> str:
     try:
         result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as err:
-        return f"could not requeue Slurm job {job} ({err}); resubmit it: it resumes with --ckpt-path auto"
+        return f"could not requeue Slurm job {job} ({err}); resubmit it with --ckpt-path last to continue this run"
     if result.returncode != 0:
         why = (result.stderr.strip().splitlines() or ["scontrol failed"])[-1]
-        return f"could not requeue Slurm job {job} ({why}); resubmit it: it resumes with --ckpt-path auto"
+        return f"could not requeue Slurm job {job} ({why}); resubmit it with --ckpt-path last to continue this run"
     return f"requeued Slurm job {job}: its restart resumes with --ckpt-path auto"
+
+
+@contextmanager
+def time_limit_signal_outside_training() -> Iterator[None]:
+    """While the train command runs, a SIGUSR1 (Slurm's time-limit warning) that arrives outside training (while the
+    data loads, or during the final evaluation) is noted instead of killing every rank: the checkpoint callback
+    handles it during training; after training the run's last.ckpt is already final, and before it there is
+    nothing to save yet."""
+    if not hasattr(signal, "SIGUSR1") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum: int, frame: object) -> None:
+        print("note: SIGUSR1 (the job's time limit is near) outside training: nothing to save now", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGUSR1, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

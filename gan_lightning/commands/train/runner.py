@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 
 from gan_lightning.callbacks import GANCheckpoint, RankWatch, RunProgress, SampleGrid, TrainingHealth
 from gan_lightning.commands.base import CommandStopped, run_command
-from gan_lightning.commands.train.cluster import slurm_job_id
+from gan_lightning.commands.train.cluster import slurm_job_id, time_limit_signal_outside_training
 from gan_lightning.commands.train.fit import fit
 from gan_lightning.commands.train.parser import build_parser, resumed_configs
 from gan_lightning.commands.train.resolution import resolve
@@ -46,7 +46,7 @@ from gan_lightning.training.gan import GAN
 
 def run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback] = ()) -> dict[str, str]:
     """Train a resolved config (`resolve`) plus any extra `callbacks`; returns the log dir and last checkpoint path."""
-    with LightningNotices().installed():
+    with LightningNotices().installed(), time_limit_signal_outside_training():
         return _run(cfg, callbacks)
 
 
