@@ -27,8 +27,9 @@ from gan_lightning.core.options import Option, Options
 
 Tensor = torch.Tensor
 BN_STATS = ("recompute", "average", "copy")
-# torch's BatchNorm layers, by their public classes (the lazy ones become these at their first forward)
-BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+# torch's BatchNorm layers, by their public classes (a lazy one becomes its BatchNormNd at its first forward)
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LazyBatchNorm1d,
+              nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)  # fmt: skip
 
 
 class EMA(nn.Module):
