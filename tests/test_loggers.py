@@ -167,9 +167,26 @@ def test_a_tracker_that_cannot_start_is_one_line_exit_2(tmp_path, fake_mnist_dir
         raise RuntimeError("No API key configured.\nUse `wandb login` to log in.")  # as W&B without a login
 
     monkeypatch.setattr(LOGGERS.get("csv"), "started", refuse)
-    assert train(tmp_path, fake_mnist_dir, "tensorboard,csv") == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "CSVLogger could not start (RuntimeError: No API key configured.)" in lines[0]
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    started_first = "mlflow," if HAS_MLFLOW else "tensorboard,"
+    assert train(tmp_path, fake_mnist_dir, started_first + "csv") == 2
+    err = capsys.readouterr().err
+    ours = [line for line in err.splitlines() if "error:" in line]  # (MLflow logs its database's creation itself)
+    assert len(ours) == 1 and "CSVLogger could not start (RuntimeError: No API key configured.)" in ours[0]
+    assert "Traceback" not in err and "MLFLOW_TRACKING_URI" not in os.environ  # the tracker that started finished
+
+
+def test_a_full_disk_while_a_tracker_starts_keeps_its_own_message_and_status(tmp_path, fake_mnist_dir, monkeypatch,
+                                                                             capsys):  # fmt: skip
+    from gan_lightning.core.errors import WriteError
+
+    def full(self, logger, run, config):
+        raise WriteError("could not write the W&B run id (No space left on device)")
+
+    monkeypatch.setattr(LOGGERS.get("csv"), "started", full)
+    assert train(tmp_path, fake_mnist_dir, "csv") == 4
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "login" not in err
 
 
 def test_a_resume_from_an_earlier_checkpoint_shows_each_iteration_once_in_tensorboard(tmp_path, fake_mnist_dir):

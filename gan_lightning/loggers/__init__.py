@@ -11,6 +11,7 @@ from gan_lightning.loggers.base import (
     Tracker,
     build_loggers,
     file_name,
+    finish_trackers,
     flat_config,
     log_image,
     log_text,
@@ -22,6 +23,7 @@ from gan_lightning.loggers.base import (
 from gan_lightning.loggers.tensorboard import CUSTOM_SCALARS, GANLogger
 
 __all__ = ["CUSTOM_SCALARS", "LOGGERS", "GANLogger", "RunLocation", "Tracker", "build_loggers", "file_name",
-           "flat_config", "log_image", "log_text", "options", "run_dir", "start_trackers", "tracker_of"]  # fmt: skip
+           "finish_trackers", "flat_config", "log_image", "log_text", "options", "run_dir", "start_trackers",
+           "tracker_of"]  # fmt: skip
 
 import_submodules(__name__)  # every tracker file registers itself

@@ -91,8 +91,7 @@ class MLflowTracker(Tracker):
 
     def finished(self, logger: Logger) -> None:
         """Put `MLFLOW_TRACKING_URI` back as the user had it before this run (Lightning's logger set it)."""
-        users = getattr(logger, "users_tracking_uri", None)
-        if users is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = users
+        import mlflow
+
+        # MLflow's own module state and the variable together (None unsets both); typed str, None is documented
+        mlflow.set_tracking_uri(getattr(logger, "users_tracking_uri", None))  # type: ignore[arg-type]
