@@ -187,18 +187,19 @@ def test_ckpt_path_auto_starts_then_resumes_the_same_run_exactly(tmp_path, fake_
 
 
 def test_auto_inside_a_slurm_job_resumes_only_that_jobs_run(tmp_path, fake_mnist_dir, monkeypatch):
-    # Two jobs under one --name (array tasks, or two submissions): a requeued job continues its own run, and a job's
+    # Jobs under one --name (array tasks, or two submissions): a requeued job continues its own run, and a job's
     # first start never takes over another job's (possibly live) run directory
     logs = tmp_path / "logs"
     run = logs / "cs231n_lsgan"
     for name in [k for k in os.environ if k.startswith("SLURM_")]:
         monkeypatch.delenv(name)
 
-    def job(job_id: str | None, max_steps: int) -> list[str]:
-        if job_id is None:
-            monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-        else:
-            monkeypatch.setenv("SLURM_JOB_ID", job_id)
+    def job(job_id: str | None, max_steps: int, restart: int = 0) -> list[str]:
+        for key, value in (("SLURM_JOB_ID", job_id), ("SLURM_RESTART_COUNT", str(restart) if job_id else None)):
+            if value is None:
+                monkeypatch.delenv(key, raising=False)
+            else:
+                monkeypatch.setenv(key, value)
         return resume("--preset", "cs231n_lsgan", "--data-dir", str(fake_mnist_dir), "--no-download", "--batch-size",
                       "32", "--latent-dim", "16", "--accelerator", "cpu", "--log-dir", str(logs), "--max-steps",
                       str(max_steps), "--sample-every", "1000", "--ckpt-path", "auto")  # fmt: skip
@@ -206,14 +207,21 @@ def test_auto_inside_a_slurm_job_resumes_only_that_jobs_run(tmp_path, fake_mnist
     def recorded(version: int) -> dict:
         return yaml.safe_load((run / f"version_{version}" / "config.yaml").read_text())
 
-    job("111", 2)
-    assert recorded(0)["slurm_job"] == "111"
-    notices = job("222", 2)  # another job's first start: a run of its own, and a notice naming the other one
-    assert recorded(1)["slurm_job"] == "222" and "resumed_from" not in recorded(1)
-    assert any("job 111's" in n and "version_0" in n for n in notices)
-    job("111", 3)  # job 111 requeued: its own run, not the newer version_1
-    assert checkpoint(run / "version_0")["global_step"] == 3 * 2 and recorded(0)["resumed_from"]
-    assert checkpoint(run / "version_1")["global_step"] == 2 * 2
-    job(None, 3)  # outside Slurm: the newest run of --name, as ever
-    assert checkpoint(run / "version_1")["global_step"] == 3 * 2
-    assert sorted(p.name for p in run.iterdir()) == ["version_0", "version_1"]
+    def iterations(version: int) -> int:
+        return checkpoint(run / f"version_{version}")["global_step"] // 2
+
+    job(None, 2)  # a run started outside Slurm: version_0, no job recorded
+    assert "slurm_job" not in recorded(0)
+    notices = job("111", 2)  # a job's first start: a run of its own, never the one without a job
+    assert recorded(1)["slurm_job"] == "111" and "resumed_from" not in recorded(1)
+    assert any("version_0 there is a run started outside Slurm" in n for n in notices)
+    notices = job("222", 2)  # another job's first start: its own run too, and a notice naming the other one
+    assert recorded(2)["slurm_job"] == "222" and "resumed_from" not in recorded(2)
+    assert any("version_1 there is job 111's" in n and "version_1/checkpoints/last.ckpt" in n for n in notices)
+    job("111", 3, restart=1)  # job 111 requeued: its own run, not the newer version_2
+    assert (iterations(0), iterations(1), iterations(2)) == (2, 3, 2) and recorded(1)["resumed_from"]
+    job("333", 3, restart=1)  # a restart with no run of its own: the newest run that records no job
+    assert (iterations(0), recorded(0)["slurm_job"]) == (3, "333")
+    job(None, 3)  # outside Slurm: the newest run of --name, as ever, and it stays job 222's
+    assert (iterations(2), recorded(2)["slurm_job"]) == (3, "222")
+    assert sorted(p.name for p in run.iterdir()) == ["version_0", "version_1", "version_2"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -381,3 +382,28 @@ def test_installed_commands_exist_and_answer_help():
     assert not missing, f"{missing} not installed: run the README's `pip install -e .`"
     for command, proc in zip(commands, run_all([[found[c], "--help"] for c in commands], timeout=300), strict=True):
         assert proc.returncode == 0 and "usage:" in proc.stdout, (command, proc.stderr[-2000:])
+
+
+@pytest.mark.parametrize(("signalled_in", "status"), [(2, 130), (3, 0)])
+def test_a_stop_signal_in_the_last_iteration_ends_a_complete_run_with_status_0(tmp_path, fake_mnist_dir,
+                                                                               signalled_in, status):  # fmt: skip
+    # Ctrl-C, SIGTERM or Slurm's SIGUSR1 during iteration 2 of 3 stops early (130: resume it); during the last
+    # iteration the run is complete, and a job script must not see it fail
+    from lightning.pytorch import Callback
+
+    from gan_lightning.commands.base import run_command
+    from gan_lightning.commands.train import run
+
+    class SignalDuring(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if pl_module.iteration == signalled_in - 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    argv = ["--data-dir", str(fake_mnist_dir), "--log-dir", str(tmp_path / "logs"), "--max-steps", "3", *TINY]
+
+    def train(cfg) -> None:
+        run(resolve(cfg), callbacks=[SignalDuring()])
+
+    assert run_command(build_parser(), train, argv) == status
+    ckpt = torch.load(tmp_path / "logs" / "mlp" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2 * signalled_in

@@ -241,10 +241,10 @@ def preallocate(f: BinaryIO, size: int) -> None:
 
 
 @contextmanager
-def exclusive_lock(path: str | Path, busy: str, wait: bool = False) -> Iterator[None]:
+def exclusive_lock(path: str | Path, busy: str) -> Iterator[None]:
     """Hold an exclusive lock on the file `path` (created if missing, removed on release) while the block runs;
-    one-line ConfigError `busy` at once when another process holds it, or with `wait` until it lets go. The kernel
-    releases a killed holder's lock. Where `fcntl` does not exist (Windows) nothing is locked."""
+    one-line ConfigError `busy` at once when another process holds it. The kernel releases a killed holder's lock.
+    Where `fcntl` does not exist (Windows) nothing is locked."""
     try:
         import fcntl
     except ImportError:
@@ -261,7 +261,7 @@ def exclusive_lock(path: str | Path, busy: str, wait: bool = False) -> Iterator[
                 raise WriteError(f"could not create the lock file {path} ({reason(err)})") from None
             raise ConfigError(f"cannot create the lock file {path} ({reason(err)})") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise ConfigError(busy) from None
@@ -282,14 +282,41 @@ def exclusive_lock(path: str | Path, busy: str, wait: bool = False) -> Iterator[
 @contextmanager
 def data_lock(data_dir: str | Path | None) -> Iterator[None]:
     """Processes that find, download or extract a dataset in `data_dir` take turns (every task of an `srun` job
-    starts together): a lock file in `data_dir`, or in its nearest existing ancestor before a first download,
-    held while the block runs. Where neither can be written nothing is downloaded there, and nothing is locked."""
+    starts together): a lock file in `data_dir`, or in its nearest existing ancestor before a first download, held
+    while the block runs. Best effort: where nothing can be written, or the filesystem has no `flock` (NFS without
+    lockd, Lustre's noflock), nothing is locked, as before."""
     root = nearest_existing(Path(data_dir).absolute()) if data_dir is not None else None
+    try:
+        import fcntl
+    except ImportError:
+        root = None
     if root is None or not (root.is_dir() and os.access(root, os.W_OK)):
         yield
         return
-    with exclusive_lock(root / ".gan_lightning_data.lock", "", wait=True):
+    path, fd = root / ".gan_lightning_data.lock", None
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # 0o666: users sharing a data folder take turns too
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            if fd is not None:
+                os.close(fd)
+            fd = None
+            break
+        try:
+            current = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        os.close(fd)  # the holder before us removed this file after we opened it: lock the one there now
+        fd = None
+    try:
         yield
+    finally:
+        if fd is not None:
+            remove_quietly(path)  # before unlocking: a process that opens the path from now on gets a new file
+            os.close(fd)
 
 
 def load_weights_file(path: str | Path, what: str, hint: str, map_location: str = "cpu") -> Any:

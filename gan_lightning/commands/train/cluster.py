@@ -15,7 +15,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,18 +52,20 @@ def requeue() -> str:
 @contextmanager
 def time_limit_signal_outside_training() -> Iterator[None]:
     """While the train command runs, a SIGUSR1 (Slurm's time-limit warning) that arrives outside training (while the
-    data loads, or during the final evaluation) is noted instead of killing every rank: the checkpoint callback
-    handles it during training; after training the run's last.ckpt is already final, and before it there is
-    nothing to save yet."""
+    data loads, or after the final checkpoint) is noted instead of killing every rank: the checkpoint callback
+    handles it during training (the final evaluation included: the run then ends complete); after training the
+    run's last.ckpt is already final, and before it there is nothing to save yet."""
     if not hasattr(signal, "SIGUSR1") or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def note(signum: int, frame: object) -> None:
-        print("note: SIGUSR1 (the job's time limit is near) outside training: nothing to save now", file=sys.stderr)
+        # os.write, not print: the signal may interrupt a print to stderr, and print is not reentrant
+        os.write(2, b"note: SIGUSR1 (the job's time limit is near) outside training: nothing to save now\n")
 
     previous = signal.signal(signal.SIGUSR1, note)
     try:
         yield
     finally:
-        signal.signal(signal.SIGUSR1, previous)
+        # None: the previous handler was installed from C (e.g. faulthandler.register); the default is what remains
+        signal.signal(signal.SIGUSR1, previous if previous is not None else signal.SIG_DFL)

@@ -92,8 +92,10 @@ def write_config(
     # paths among the flags (--data-dir) mean the same when the run is resumed from elsewhere
     doc |= {"environment": previous.get("environment") or environment(), "cwd": previous.get("cwd") or os.getcwd(),
             "written": previous.get("written") or written}  # fmt: skip
-    if (job := slurm_job_id()) is not None:  # the job writing the run now: `--ckpt-path auto` resumes only its own
-        doc["slurm_job"] = job
+    # the job writing the run now (a resume outside Slurm keeps the recorded one): `--ckpt-path auto` inside a job
+    # resumes only that job's runs
+    if (job := slurm_job_id() or previous.get("slurm_job")) is not None:
+        doc["slurm_job"] = str(job)
     if resumed_from:
         doc["resumed_from"] = dict(resumed_from)
         # every resume of this run directory, oldest first: how often and from where a (requeued) job continued

@@ -37,7 +37,7 @@ from gan_lightning.commands.train.trainer import (
 from gan_lightning.core import notes, plugins
 from gan_lightning.core.files import check_writable_dir, claim_version, data_lock, remove_empty_dirs
 from gan_lightning.data import DATASETS
-from gan_lightning.loggers import RunLocation, build_loggers, start_trackers, tracker_of
+from gan_lightning.loggers import RunLocation, build_loggers, finish_trackers, start_trackers
 from gan_lightning.metrics import EXTRACTORS
 from gan_lightning.models.heads import check_spectral_norm
 from gan_lightning.training.accumulate import check_batchnorm_micro_batches
@@ -90,15 +90,15 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
     if trainer.is_global_zero and not cfg.fast_dev_run:
         # Everything that could be wrong with the input has been checked by now: the run directory may appear.
         record_config(paths["log_dir"], config, resume, model.steps_per_iteration, used_plugins)
-        start_trackers(loggers, location, config)  # e.g. the config as a tracker's parameters
     os.environ[VERSION_ENV] = str(location.version)  # the DDP processes Lightning starts for the other ranks read it
     try:
+        if trainer.is_global_zero and not cfg.fast_dev_run:
+            start_trackers(loggers, location, config)  # e.g. the config as a tracker's parameters
         fit(trainer, model, datamodule, resume.checkpoint, checkpoint, watch)
     finally:
         os.environ.pop(VERSION_ENV, None)
         if trainer.is_global_zero and not cfg.fast_dev_run:
-            for logger in loggers:
-                tracker_of(logger).finished(logger)
+            finish_trackers(loggers)  # those that started too, when another could not
     if trainer.is_global_zero and not cfg.fast_dev_run:
         print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
     _raise_if_signalled(trainer, checkpoint, model)
@@ -130,10 +130,10 @@ def prepared_datamodule(cfg: argparse.Namespace, d_steps: int) -> pl.LightningDa
     options = {k: v for k, v in vars(cfg).items() if k != "data_dir"}
     datamodule = DATASETS.get(cfg.dataset)(cfg.data_dir, **{**options, "batch_size": cfg.batch_size * d_steps})
     # every process of the run, one at a time (srun starts them together): the first downloads or extracts what is
-    # missing, the others find it there; missing data fails here, before any directory is created
-    with data_lock(cfg.data_dir):
+    # missing, the others find it complete; missing data fails here, before any directory is created
+    with data_lock(getattr(datamodule, "data_dir", cfg.data_dir)):  # the folder it resolved ($GAN_DATA_DIR, ./data)
         datamodule.prepare_data()
-        datamodule.setup("fit")  # ...and unreadable data too (Lightning's own call later finds it done)
+    datamodule.setup("fit")  # only reads: unreadable data fails here too (Lightning's own call later finds it done)
     return datamodule
 
 
@@ -164,6 +164,8 @@ def _raise_if_signalled(trainer: pl.Trainer, checkpoint: GANCheckpoint, model: G
     as soon as last.ckpt was written, and says so)."""
     if not (checkpoint.stop_requested or trainer.received_sigterm):
         return
+    if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+        return  # the signal came in the last iteration or after it (the final evaluation): the run is complete
     if checkpoint.requeue_message is not None:
         message = f"stopped after iteration {model.iteration} ahead of the time limit; {checkpoint.requeue_message}"
         raise CommandStopped(message, status=130)
