@@ -240,43 +240,55 @@ def preallocate(f: BinaryIO, size: int) -> None:
     f.flush()
 
 
+def lock_file(path: Path, wait: bool, mode: int = 0o644) -> int:
+    """An open descriptor of `path` (created if missing) holding its exclusive flock; OSError as the OS gives it
+    (BlockingIOError: another process holds it and not `wait`). A file its holder removed after we opened it is
+    opened again, so every process locks the file that is at `path`."""
+    import fcntl
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def unlock_file(path: Path, fd: int) -> None:
+    """Release `lock_file`'s lock and remove the file, before unlocking: a process opening it from now on gets a
+    new one."""
+    remove_quietly(path)
+    os.close(fd)
+
+
 @contextmanager
 def exclusive_lock(path: str | Path, busy: str) -> Iterator[None]:
     """Hold an exclusive lock on the file `path` (created if missing, removed on release) while the block runs;
     one-line ConfigError `busy` at once when another process holds it. The kernel releases a killed holder's lock.
     Where `fcntl` does not exist (Windows) nothing is locked."""
-    try:
-        import fcntl
-    except ImportError:
+    if os.name != "posix":
         yield
         return
     path = Path(path)
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:  # the directory was just removed by a run that held it and was refused
-            raise ConfigError(busy) from None
-        except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise WriteError(f"could not create the lock file {path} ({reason(err)})") from None
-            raise ConfigError(f"cannot create the lock file {path} ({reason(err)})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConfigError(busy) from None
-        try:
-            current = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        os.close(fd)  # a holder that finished removed this file after we opened it: lock the one there now
+    try:
+        fd = lock_file(path, wait=False)
+    except (BlockingIOError, FileNotFoundError):  # held; or its directory just removed by a refused run
+        raise ConfigError(busy) from None
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise WriteError(f"could not create the lock file {path} ({reason(err)})") from None
+        raise ConfigError(f"cannot create the lock file {path} ({reason(err)})") from None
     try:
         yield
     finally:
-        remove_quietly(path)  # before unlocking: a process that opens the path from now on gets a new file
-        os.close(fd)
+        unlock_file(path, fd)
 
 
 @contextmanager
@@ -286,37 +298,19 @@ def data_lock(data_dir: str | Path | None) -> Iterator[None]:
     while the block runs. Best effort: where nothing can be written, or the filesystem has no `flock` (NFS without
     lockd, Lustre's noflock), nothing is locked, as before."""
     root = nearest_existing(Path(data_dir).absolute()) if data_dir is not None else None
-    try:
-        import fcntl
-    except ImportError:
-        root = None
-    if root is None or not (root.is_dir() and os.access(root, os.W_OK)):
+    if os.name != "posix" or root is None or not (root.is_dir() and os.access(root, os.W_OK)):
         yield
         return
-    path, fd = root / ".gan_lightning_data.lock", None
-    while True:
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # 0o666: users sharing a data folder take turns too
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            if fd is not None:
-                os.close(fd)
-            fd = None
-            break
-        try:
-            current = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            current = False
-        if current:
-            break
-        os.close(fd)  # the holder before us removed this file after we opened it: lock the one there now
+    path = root / ".gan_lightning_data.lock"
+    try:
+        fd = lock_file(path, wait=True, mode=0o666)  # 0o666: users sharing a data folder take turns too
+    except OSError:
         fd = None
     try:
         yield
     finally:
         if fd is not None:
-            remove_quietly(path)  # before unlocking: a process that opens the path from now on gets a new file
-            os.close(fd)
+            unlock_file(path, fd)
 
 
 def load_weights_file(path: str | Path, what: str, hint: str, map_location: str = "cpu") -> Any:
