@@ -21,6 +21,11 @@ from gan_lightning.core.files import reason, remove_quietly, save_torch
 STOP_AND_REQUEUE = (signal.SIGUSR1,) if hasattr(signal, "SIGUSR1") else ()
 
 
+def training_complete(trainer: Trainer) -> bool:
+    """Whether a step-limited run has made its last update: nothing would be left for a resume to train."""
+    return trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+
+
 class CheckpointWriteError(WriteError):
     """A checkpoint could not be written; the message says what is intact and how to resume."""
 
@@ -125,7 +130,7 @@ class GANCheckpoint(ModelCheckpoint):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         iteration = pl_module.iteration
-        final = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps
+        final = training_complete(trainer)
         stop = self.stop_requested or trainer.received_sigterm
         if trainer.world_size > 1:
             # A signal may reach one rank only, or ranks at different moments: all must agree, or one rank
@@ -181,13 +186,12 @@ class GANCheckpoint(ModelCheckpoint):
         self.saved_at_step = trainer.global_step
         self.saved_iteration = iteration
         if trainer.is_global_zero:
-            finished = trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps  # nothing left to resume
             if (
                 self.stop_requested
                 and self.requeue_requested
                 and self.requeue
                 and self.requeue_message is None
-                and not finished
+                and not training_complete(trainer)  # a requeued restart would have nothing to train
             ):
                 self.requeue_message = self.requeue()  # the state is on disk: the restart finds it
             for logger in trainer.loggers:

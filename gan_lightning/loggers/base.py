@@ -20,7 +20,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 
-from gan_lightning.core.errors import ConfigError, DataError, WriteError
+from gan_lightning.core.errors import ConfigError, DataError, WriteError, first_line
 from gan_lightning.core.files import write_text
 from gan_lightning.core.options import Option
 from gan_lightning.core.registry import Registry
@@ -197,10 +197,9 @@ def start_trackers(loggers: Sequence[Logger], run: RunLocation, config: Mapping[
         except (ConfigError, DataError, WriteError):  # already one line, with its own exit status (a full disk: 4)
             raise
         except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            raise ConfigError(f"{type(logger).__name__} could not start ({type(err).__name__}: {first}); check the "
-                              "tracker's login and server settings (W&B without a login: WANDB_MODE=offline), or "
-                              "leave it out of --logger") from None  # fmt: skip
+            raise ConfigError(f"{type(logger).__name__} could not start ({type(err).__name__}: {first_line(err)}); "
+                              "check the tracker's login and server settings (W&B without a login: "
+                              "WANDB_MODE=offline), or leave it out of --logger") from None  # fmt: skip
 
 
 def finish_trackers(loggers: Sequence[Logger]) -> None:
@@ -212,5 +211,4 @@ def finish_trackers(loggers: Sequence[Logger]) -> None:
             if tracker is not None:
                 tracker.finished(logger)
         except Exception as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            rank_zero_warn(f"{type(logger).__name__} could not finish ({type(err).__name__}: {first})")
+            rank_zero_warn(f"{type(logger).__name__} could not finish ({type(err).__name__}: {first_line(err)})")

@@ -68,7 +68,7 @@ def auto_version_dir(log_dir: str, name: str, notice: bool = False) -> Path | No
     job = slurm_job_id()
     found = latest_version_dir(log_dir, name, job)
     if notice and job is not None and found is None and (other := latest_version_dir(log_dir, name)) is not None:
-        owner = f"job {recorded_job(other)}'s" if recorded_job(other) else "a run started outside Slurm"
+        owner = f"job {other_job}'s" if (other_job := recorded_job(other)) else "a run started outside Slurm"
         rank_zero_warn(f"--ckpt-path auto: Slurm job {job} has no run under {Path(log_dir) / name} yet, so this is "
                        f"a new run; {other.name} there is {owner} (to continue it instead: --ckpt-path "
                        f"{other / 'checkpoints' / 'last.ckpt'})")  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 
 from gan_lightning.callbacks import GANCheckpoint, RankWatch, RunProgress, SampleGrid, TrainingHealth
+from gan_lightning.callbacks.checkpoint import training_complete
 from gan_lightning.commands.base import CommandStopped, run_command
 from gan_lightning.commands.train.cluster import slurm_job_id, time_limit_signal_outside_training
 from gan_lightning.commands.train.fit import fit
@@ -164,7 +165,7 @@ def _raise_if_signalled(trainer: pl.Trainer, checkpoint: GANCheckpoint, model: G
     as soon as last.ckpt was written, and says so)."""
     if not (checkpoint.stop_requested or trainer.received_sigterm):
         return
-    if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+    if training_complete(trainer):
         return  # the signal came in the last iteration or after it (the final evaluation): the run is complete
     if checkpoint.requeue_message is not None:
         message = f"stopped after iteration {model.iteration} ahead of the time limit; {checkpoint.requeue_message}"
