@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import Option, Options
@@ -77,8 +78,9 @@ class EMA(nn.Module):
     @torch.no_grad()
     def update(self, generator: nn.Module, iteration: int) -> None:
         """ema <- beta * ema + (1 - beta) * G for parameters (and, with bn_stats="average", BN statistics)."""
-        weight = 1.0 - self.beta(iteration)
-        torch._foreach_lerp_(list(self.module.parameters()), list(generator.parameters()), weight)
+        beta = self.beta(iteration)
+        get_ema_multi_avg_fn(beta)(list(self.module.parameters()), list(generator.parameters()), None)
+        weight = 1.0 - beta
         for ema_buf, buf in zip(self.module.buffers(), generator.buffers(), strict=True):
             if self.bn_stats == "average" and ema_buf.is_floating_point():
                 ema_buf.lerp_(buf, weight)

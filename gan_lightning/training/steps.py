@@ -27,10 +27,7 @@ Tensor = torch.Tensor
 
 def grad_norm(module: nn.Module) -> Tensor:
     """The global L2 norm of `module`'s current gradients (0 when it has none), without a host sync."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    return nn.utils.get_total_norm([p.grad for p in module.parameters() if p.grad is not None])
 
 
 def step_metrics(stats: dict[str, Tensor], G: nn.Module, D: nn.Module, amp_skipped: Tensor | None) -> dict[str, Tensor]:
