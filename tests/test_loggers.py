@@ -261,3 +261,13 @@ def test_tensorboard_only_run_keeps_its_layout(tmp_path, fake_mnist_dir):
     assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("events.")) == [
         "checkpoints", "config.yaml", "hparams.yaml", "samples"]  # fmt: skip
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] > 0
+
+
+def test_a_run_the_trainer_refuses_leaves_no_tracker_store(tmp_path, fake_mnist_dir, offline_wandb, capsys):
+    # a tracker's client may create its store as it is built (MLflow's SQLite database): only after every check
+    if torch.backends.mps.is_available():
+        pytest.skip("needs a machine without Apple's MPS, so that --accelerator mps is refused")
+    names = ["tensorboard", "csv"] + ["wandb"] * HAS_WANDB + ["mlflow"] * HAS_MLFLOW
+    assert train(tmp_path, fake_mnist_dir, ",".join(names), "--accelerator", "mps") == 2
+    assert "cannot set up training on this machine" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())

@@ -75,7 +75,7 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
         resumed_at = resume.global_step // model.steps_per_iteration if resume.checkpoint else None
         location = RunLocation(Path(cfg.log_dir), cfg.name, version, resumed_at)
         # under fast_dev_run Lightning swaps every logger for a dummy: only TensorBoard's is built, and writes nothing
-        loggers = build_loggers("tensorboard" if cfg.fast_dev_run else cfg.logger, location, config)
+        loggers = build_loggers("tensorboard", location, config) if cfg.fast_dev_run else False
         if cfg.fast_dev_run:  # TensorBoard's own next version, for the paths printed (nothing is written)
             location = RunLocation(location.log_dir, location.name, loggers[0].version)
         checkpoint = checkpoint_callback(cfg, config, used_plugins, location.run_dir / "checkpoints")
@@ -83,6 +83,8 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
         standard = [SampleGrid(every_n_steps=cfg.sample_every), checkpoint, RunProgress(), TrainingHealth(), watch]
         trainer = build_trainer(cfg, devices, model, loggers, [*standard, *extra], root_dir=location.run_dir)
         datamodule.check_batches(trainer.world_size)  # per process, now that the number of processes is known
+        if not cfg.fast_dev_run:  # after the checks: a tracker's client may create its store (MLflow's database)
+            trainer.loggers = loggers = build_loggers(cfg.logger, location, config)
     except BaseException:
         remove_empty_dirs(claimed)  # refused: the claimed version directory goes, as nothing was written in it
         raise
