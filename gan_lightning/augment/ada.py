@@ -27,17 +27,18 @@ class AdaptiveAugment(nn.Module):
     the objective feeds D's verdicts on the real batch of every D update to `observe` (its logits, or for a
     relativistic loss each real's logit minus its paired fake's), and over each `interval` updates
     r_t = E[sign(verdict)] (0 when D cannot separate the reals, 1 when it is sure of every one) moves `p` by
-    sign(r_t - target) x (real images seen in the interval) / (kimg x 1000), clamped to [0, 1]: `p` can go from 0
-    to 1 in `kimg` thousand real images. With p below about 0.8 the generator does not learn to produce augmented
+    sign(r_t - target) x (real images seen in the interval) / (kimg x 1000), floored at 0: `p` can go from 0
+    to 1 in `kimg` thousand real images. As in the reference, `p` is not capped at 1: past it every op of
+    multiplier 1 always hits, and an op of a smaller multiplier (R3GAN's policy's colour ops at 0.5) hits more. With p below about 0.8 the generator does not learn to produce augmented
     images (no "leak", Karras et al. section 2.2): D still sees enough un-augmented reals to pin down the clean
     distribution. `p`, the interval's sign sum and count and the last r_t
     are buffers, checkpointed with the module, so a resumed run continues exactly; under DDP the sums are
     all-reduced before each adjustment, so every rank holds the same `p`.
     """
 
-    # ADA's own order: geometric, then color, then cutout. Integer translation is ADA's 'xint' (zero-filled, not
-    # reflected), color its brightness/saturation/contrast, cutout its 'cutout'; no flips or rotations, which would
-    # teach an MNIST D that a mirrored digit is real at high p.
+    # DiffAugment's transforms in ADA's order (geometric, colour, cutout), not ADA's own ops (those are --augpipe):
+    # zero-filled translation by up to 1/8 of the side, one draw of brightness/saturation/contrast, a square cutout;
+    # no flips or rotations, which would teach an MNIST D that a mirrored digit is real at high p.
     default_policy = "translation,color,cutout"
 
     # fmt: off
@@ -118,7 +119,7 @@ class AdaptiveAugment(nn.Module):
         sign_sum, count = totals.unbind()
         self.rt.copy_(sign_sum / count)
         # the step scales with the reals actually seen (ADA's batch x interval), so kimg means the same at any batch
-        self.p.add_(torch.sign(self.rt - self.target) * count / (self.kimg * 1000)).clamp_(0, 1)
+        self.p.add_(torch.sign(self.rt - self.target) * count / (self.kimg * 1000)).clamp_(min=0)
         self.sign_sum.zero_()
         self.count.zero_()
 
