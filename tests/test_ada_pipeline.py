@@ -279,3 +279,27 @@ def test_augpipe_p_without_a_pipeline_is_refused_in_one_line():
         GAN("mlp", latent_dim=8, augpipe_p=0.5)
     expected = "--augpipe-p sets the probability of --augpipe's pipeline; add --augpipe POLICY or drop --augpipe-p"
     assert str(caught.value) == expected
+
+
+def test_resample_blits_reaches_the_fixed_and_the_adaptive_pipe_and_their_rebuild():
+    image = torch.linspace(-1, 1, 8 * 8).reshape(1, 1, 8, 8)
+    batch = image.expand(16, 1, 8, 8)
+
+    def mirrored_exactly(pipe: AugmentPipe) -> list[bool]:
+        out = pipe.per_image(batch, rng(0), 1.0)  # each image: flipped or not, a coin toss as the reference's
+        return [torch.equal(o, image[0].flip(-1)) for o in out if not torch.equal(o, image[0])]
+
+    for kwargs in [{"augpipe_p": 1.0}, {"ada_target": 0.6}]:
+        gan = GAN("mlp", latent_dim=8, channels=1, image_size=8, augpipe="xflip", augpipe_resample_blits=True, **kwargs)
+        rebuilt = GAN(**gan.hparams)  # as a checkpoint rebuilds it
+        for model in (gan, rebuilt):
+            pipe = model.objective.augment if "augpipe_p" in kwargs else model.objective.augment.augment
+            assert pipe.exact_blit is False
+            flips = mirrored_exactly(pipe)
+            assert flips and not any(flips)  # every mirrored image resampled, as the reference does
+    exact = GAN("mlp", latent_dim=8, channels=1, image_size=8, augpipe="xflip", augpipe_p=1.0).objective.augment
+    flips = mirrored_exactly(exact)
+    assert flips and all(flips)
+    with pytest.raises(ConfigError, match="--augpipe-resample-blits changes --augpipe's pipeline") as caught:
+        GAN("mlp", latent_dim=8, augpipe_resample_blits=True)
+    assert "\n" not in str(caught.value)

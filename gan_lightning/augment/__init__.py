@@ -26,6 +26,8 @@ def build_augment(options: Mapping[str, Any]) -> AdaptiveAugment | AugmentPipe |
     `--diffaug`'s policy), else `--augpipe`'s or `--diffaug`'s at a fixed p, or None."""
     if options.get("diffaug") and options.get("augpipe"):
         raise ConfigError("--diffaug and --augpipe both augment what D sees; pass one of them")
+    if options.get("augpipe_resample_blits") and not options.get("augpipe"):
+        raise ConfigError("--augpipe-resample-blits changes --augpipe's pipeline; add --augpipe POLICY or drop it")
     adaptive = AdaptiveAugment.from_options(options)
     return adaptive or AugmentPipe.from_options(options) or DiffAugment.from_options(options)
 

@@ -23,15 +23,15 @@ class AdaptiveAugment(nn.Module):
     """ADA (Karras et al. 2020): an augmentation (`augment`: a DiffAugment policy, or with `augpipe` StyleGAN2-ADA's
     pipeline) applied per image with probability `p`, which this controller owns and tunes.
 
-    `p` starts at 0 and is tuned to D's overfitting, as NVlabs' stylegan2-ada-pytorch `training_loop.py` does:
-    the objective feeds D's verdicts on the real batch of every D update to `observe` (its logits, or for a
-    relativistic loss each real's logit minus its paired fake's), and over each `interval` updates
-    r_t = E[sign(verdict)] (0 when D cannot separate the reals, 1 when it is sure of every one) moves `p` by
-    sign(r_t - target) x (real images seen in the interval) / (kimg x 1000), floored at 0: `p` can go from 0
-    to 1 in `kimg` thousand real images. As in the reference, `p` is not capped at 1: past it every op of
-    multiplier 1 always hits, and an op of a smaller multiplier (R3GAN's policy's colour ops at 0.5) hits more. With p below about 0.8 the generator does not learn to produce augmented
-    images (no "leak", Karras et al. section 2.2): D still sees enough un-augmented reals to pin down the clean
-    distribution. `p`, the interval's sign sum and count and the last r_t
+    `p` starts at 0 and is tuned to D's overfitting, as NVlabs' stylegan2-ada-pytorch `training_loop.py` does: the
+    objective feeds D's verdicts on the real batch of every D update to `observe` (its logits, or for a relativistic
+    loss each real's logit minus its paired fake's), and over each `interval` updates r_t = E[sign(verdict)] (0 when
+    D cannot separate the reals, 1 when it is sure of every one) moves `p` by sign(r_t - target) x (real images seen
+    in the interval) / (kimg x 1000), floored at 0: `p` can go from 0 to 1 in `kimg` thousand real images. As in the
+    reference, `p` is not capped at 1: past it every op of multiplier 1 always hits, and an op of a smaller
+    multiplier (R3GAN's policy's colour ops at 0.5) hits more. With p below about 0.8 the generator does not learn
+    to produce augmented images (no "leak", Karras et al. section 2.2): D still sees enough un-augmented reals to
+    pin down the clean distribution. `p`, the interval's sign sum and count and the last r_t
     are buffers, checkpointed with the module, so a resumed run continues exactly; under DDP the sums are
     all-reduced before each adjustment, so every rank holds the same `p`.
     """
@@ -65,8 +65,11 @@ class AdaptiveAugment(nn.Module):
             raise ConfigError("--diffaug-p does not apply with --ada-target: ADA tunes p itself; drop --diffaug-p")
         if options.get("augpipe_p") is not None:
             raise ConfigError("--augpipe-p does not apply with --ada-target: ADA tunes p itself; drop --augpipe-p")
+        augpipe = options.get("augpipe")
+        if augpipe:
+            augpipe = AugmentPipe(augpipe, exact_blit=not options.get("augpipe_resample_blits"))
         return cls(options["diffaug"], target=options["ada_target"], interval=options["ada_interval"],
-                   kimg=options["ada_kimg"], augpipe=options.get("augpipe"))  # fmt: skip
+                   kimg=options["ada_kimg"], augpipe=augpipe)  # fmt: skip
 
     def __init__(self, policy: str | None = None, target: float = 0.6, interval: int = 4, kimg: float = 500.0,
                  augpipe: str | AugmentPipe | None = None) -> None:  # fmt: skip

@@ -202,6 +202,9 @@ class AugmentPipe(nn.Module):
                "reference's --aug fixed --p P); the start of an --aug-schedule. Not with --ada-target, which tunes "
                "p from 0", type=float, metavar="P", default_text="none: --augpipe needs it or --ada-target",
                check=_check_probability),
+        Option("augpipe_resample_blits", False, "--augpipe resamples x-flips, quarter turns and integer shifts "
+               "through its wavelet filter as the reference does (a mirrored image moves by about 0.1 pixel), "
+               "instead of moving their pixels exactly"),
     )
     # fmt: on
     p_persistent = False  # a fixed pipe's p is an option (or a schedule's value), not state
@@ -217,7 +220,7 @@ class AugmentPipe(nn.Module):
         if options.get("augpipe_p") is None:
             raise ConfigError(f"--augpipe {options['augpipe']} needs --ada-target T (p tuned from 0, as StyleGAN2-ADA "
                               "trains) or --augpipe-p P (a fixed p, the reference's --aug fixed --p P)")  # fmt: skip
-        return cls(options["augpipe"], p=options["augpipe_p"])
+        return cls(options["augpipe"], p=options["augpipe_p"], exact_blit=not options.get("augpipe_resample_blits"))
 
     def __init__(self, policy: str, p: float = 1.0, exact_blit: bool = True, **strengths: Any) -> None:
         super().__init__()

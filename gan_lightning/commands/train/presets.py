@@ -68,8 +68,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                       "gamma_final": 0.005, "lr": 2e-4, "lr_schedule": "cosine", "lr_final": 5e-5, "beta1": 0.0,
                       "beta2": 0.9, "beta2_schedule": "cosine", "beta2_final": 0.99, "batch_size": 512,
                       "noise": "normal", "latent_dim": 64, "augpipe": "r3gan", "augpipe_p": 0.0,
-                      "aug_schedule": "cosine", "aug_final": 0.55, "ema_decay": 1e-6, "ema_schedule": "cosine",
-                      "ema_final": 0.99992902, "ema_rampup": 0.0, "schedule_length": 39_063, "max_steps": 488_282},
+                      "augpipe_resample_blits": True, "aug_schedule": "cosine", "aug_final": 0.55, "ema_decay": 1e-6,
+                      "ema_schedule": "cosine", "ema_final": 0.99992902, "ema_rampup": 0.0, "schedule_length": 39_063,
+                      "max_steps": 488_282},
     # StyleGAN2-ADA's 'cifar' configuration (Karras et al. 2020b; NVlabs stylegan2-ada-pytorch train.py cfg_specs
     # 'cifar' with --cond 1 --mirror 1): z = w = 512, 2 mapping layers, channel_max 512, D 'orig', mbstd group 32,
     # conv_clamp 256, no style mixing or path length, logistic loss + lazy R1 gamma 0.01 every 16 D steps, Adam 0.0025
@@ -80,8 +81,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                           "conv_clamp": 256.0, "style_mixing": 0.0, "conditional": True, "mirror": True,
                           "loss": "bce", "r1": 0.01, "reg_every": 16, "lr": 0.0025, "beta1": 0.0, "beta2": 0.99,
                           "batch_size": 64, "noise": "normal", "latent_dim": 512, "ema_decay": 0.99991128,
-                          "ema_rampup": 0.05, "augpipe": "bgc", "ada_target": 0.6, "ada_interval": 4,
-                          "ada_kimg": 500.0, "max_steps": 1_562_500},
+                          "ema_rampup": 0.05, "augpipe": "bgc", "augpipe_resample_blits": True, "ada_target": 0.6,
+                          "ada_interval": 4, "ada_kimg": 500.0, "max_steps": 1_562_500},
 }  # fmt: skip
 
 
