@@ -103,3 +103,21 @@ def test_prepare_help_gives_no_default_it_refuses():
     # the train command's --dataset defaults to mnist, which prepare_data.py refuses: its help must not claim it
     text = " ".join(prepare.build_parser().format_help().split())
     assert "(default mnist)" not in text and "celeba or folder can be prepared" in text
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_seed_flag_takes_only_seeds_torch_and_numpy_accept(capsys, name):
+    if "--seed" not in COMMANDS[name].build_parser().format_help():
+        pytest.skip(f"{name} has no --seed")
+    for bad, words in [
+        ("-1", "-1 is out of range: seeds go from 0 to 4294967295"),
+        (str(2**32), f"{2**32} is out of range: seeds go from 0 to 4294967295"),
+        ("1.5", "'1.5'"),
+    ]:  # "1.5": argparse's int or our seed type, each names the value
+        try:
+            status = COMMANDS[name].main(["--seed", bad])
+        except SystemExit as exit_:  # argparse's own refusal
+            status = exit_.code
+        assert status == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and words in err, err

@@ -185,3 +185,14 @@ def test_conditional_g_phase_pairs_fakes_with_the_reals_labels_when_the_loss_com
                           update_d=record("d"), update_g=record("g"))  # fmt: skip
     assert torch.equal(seen["d"], labels)
     assert torch.equal(seen["g"], labels) == objective.g_needs_real
+
+
+def test_every_seed_in_range_trains_and_others_are_refused_in_one_line(tmp_path):
+    # the per-iteration noise seed grows as seed x 1e15: the largest seed must still seed torch's generator
+    gan = GAN("mlp", latent_dim=8, seed=2**32 - 1)
+    cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2)).fit(gan, image_loader(n=32, batch_size=16))
+    assert gan.global_step == gan.optimizer_steps(2)
+    for bad in (-1, 2**32):
+        with pytest.raises(ConfigError) as caught:
+            GAN("mlp", latent_dim=8, seed=bad)
+        assert str(caught.value) == f"--seed {bad} is out of range: seeds go from 0 to 4294967295"

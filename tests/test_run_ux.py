@@ -157,6 +157,7 @@ CASES = {
         lambda t, m, r: ["--data-dir", str(m), "--eval-every", "2", "--classifier", str(_text_file(t))],
         "train one with: python scripts/train_classifier.py",
     ),  # fmt: skip
+    "seed out of range": (lambda t, m, r: ["--data-dir", str(m), "--seed", "-1"], "--seed -1 is out of range"),
     "config missing": (lambda t, m, r: ["--config", str(t / "none.yaml")], "no such file"),
     "config not YAML": (lambda t, m, r: ["--config", str(_bad_yaml(t))], "not readable YAML"),
     "config from another version": (lambda t, m, r: ["--config", str(_unknown_flag_yaml(t))], "unknown flags"),

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.commands.base import Parser, run_command, seed
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.models import build_models
 from gan_lightning.models.heads import Critic
@@ -54,7 +54,7 @@ def build_parser() -> Parser:
                "brownvc/R3GAN's networks with the same weights and inputs")  # fmt: skip
     p.add_argument("--reference", required=True, help="a checkout of brownvc/R3GAN (the folder holding R3GAN/)")
     p.add_argument("--batch-size", type=int, default=4, help="samples compared per configuration (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and inputs (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the weights and inputs (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p
 

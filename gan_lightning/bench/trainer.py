@@ -35,7 +35,7 @@ import torch
 from gan_lightning.bench.data import write_cifar10_like
 from gan_lightning.bench.plain_loop import ADAM_VARIANTS
 from gan_lightning.bench.timing import BenchConfig, Timings, interleave_callback, summarize
-from gan_lightning.commands.base import CommandStopped, Parser, run_command
+from gan_lightning.commands.base import CommandStopped, Parser, run_command, seed
 from gan_lightning.commands.train.presets import PRESETS
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data.base import default_data_dir
@@ -252,7 +252,7 @@ def build_parser() -> Parser:
     )
     p.add_argument("--synthetic", action="store_true", help="random images in MNIST's shape even if MNIST is there")
     p.add_argument("--threads", type=int, help="torch.set_num_threads for both loops (default: torch's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument(
         "--adam",
         default="module",

@@ -25,6 +25,7 @@ import yaml
 from gan_lightning.core import notes, plugins
 from gan_lightning.core.errors import ConfigError, DataError, WriteError
 from gan_lightning.core.files import load_weights_file
+from gan_lightning.core.options import check_seed
 
 WRITE_FAILED = 4  # the exit status of a command whose output could not be written
 
@@ -62,6 +63,19 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def seed(text: str) -> int:
+    """A `--seed` value, 0 to 2^32 - 1 (argparse's `type`: anything else is a one-line error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    try:
+        check_seed(value)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--seed ")) from None
+    return value
 
 
 def one_line(err: BaseException) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.commands.base import Parser, run_command, seed
 from gan_lightning.commands.evaluate_report import plot_truncation, print_row
 from gan_lightning.commands.evaluate_runs import evaluate_runs, reference_dir, run_evaluator
 from gan_lightning.commands.sample import load_gan, read_checkpoint
@@ -77,7 +77,7 @@ def build_parser() -> Parser:
         default=None,
         help="use at most this many reference images (default all of the split)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed for the noise (default 0)")
     p.add_argument("--summary", metavar="DIR", help="several RUN_DIRs: write every metric's mean and standard "
                    "deviation over them to DIR/evaluation_summary.{csv,json,png} (default: for the seeds of one "
                    "recipe, the runs' closest common folder)")  # fmt: skip

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.commands.base import Parser, run_command, seed
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.files import check_writable_dir
 
@@ -45,7 +45,7 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir", default=None, help="MNIST root, DIR/MNIST/raw (default $GAN_DATA_DIR or ./data)")
     p.add_argument("--out", required=True, help="a new or empty directory; digits go to OUT/<class>/<index>.png")
     p.add_argument("--num", type=int, default=500, help="how many digits (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="which digits (default %(default)s)")
+    p.add_argument("--seed", type=seed, default=0, help="which digits (default %(default)s)")
     return p
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torchvision.utils import make_grid, save_image
 
-from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.commands.base import Parser, run_command, seed
 from gan_lightning.core import plugins
 from gan_lightning.core.errors import ConfigError, DataError, WriteError
 from gan_lightning.core.files import atomic_write, check_writable_dir, load_weights_file, save_torch
@@ -113,7 +113,7 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True, help="grid.png, a directory (one PNG per image), or samples.pt (a tensor)")
     p.add_argument("-n", "--num", type=int, default=64, help="images to generate (default 64)")
     p.add_argument("--nrow", type=int, help="images per grid row (default: square)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the noise (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="seed for the noise (default 0)")
     p.add_argument("--labels", help="conditional models: comma-separated class labels, cycled over --num")
     p.add_argument("--class", dest="class_names", metavar="NAME[,NAME]",
                    help="conditional models with class names (a conditional folder run): classes by name, cycled "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from gan_lightning.commands.base import Parser, run_command
+from gan_lightning.commands.base import Parser, run_command, seed
 from gan_lightning.core.files import check_writable_file
 from gan_lightning.metrics.classifier import train_classifier
 
@@ -18,7 +18,7 @@ def build_parser() -> Parser:
     p.add_argument("--out", default="checkpoints/mnist_classifier.pt", help="where to save (default %(default)s)")
     p.add_argument("--epochs", type=int, default=2, help="passes over the 55,000 training digits (default 2)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128")
-    p.add_argument("--seed", type=int, default=0, help="default 0")
+    p.add_argument("--seed", type=seed, default=0, help="default 0")
     return p
 
 

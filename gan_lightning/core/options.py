@@ -224,6 +224,15 @@ def probability(flag: str) -> Callable[[float], None]:
     return check
 
 
+SEED_LIMIT = 2**32  # seeds go from 0 to 2^32 - 1: numpy's range, and Lightning's seed_everything refuses others
+
+
+def check_seed(value: int) -> None:
+    """Refuse, in one line, a `--seed` outside 0 .. 2^32 - 1."""
+    if not 0 <= value < SEED_LIMIT:
+        raise ConfigError(f"--seed {value} is out of range: seeds go from 0 to {SEED_LIMIT - 1}")
+
+
 def call_with(fn: Callable[..., Any], options: Mapping[str, Any], **fixed: Any) -> Any:
     """`fn(**fixed, **the options its signature names)`: a component takes exactly the options it uses."""
     params = inspect.signature(fn).parameters
