@@ -48,3 +48,16 @@ def test_amp_skip_counter_counts_lowered_scales_without_new_buffers():
     assert counter.scale_before is buffers[0] and counter.last_skipped is buffers[1]
     counter.step(None, lambda: None)  # no scaler (32-true, bf16-mixed): just the step
     assert int(counter.skipped) == 1
+
+
+def test_the_skip_count_is_checkpointed_and_older_checkpoints_load_with_zero():
+    scaler, counter = torch.amp.GradScaler("cpu", init_scale=8.0), AmpSkipCounter()
+    scaler.scale(GOOD)
+    counter.step(scaler, lambda: scaler.update(4.0))  # skipped
+    counter.step(scaler, lambda: scaler.update(2.0))  # skipped
+    parent = torch.nn.ModuleDict({"amp": counter})
+    resumed = torch.nn.ModuleDict({"amp": AmpSkipCounter()})
+    resumed.load_state_dict(parent.state_dict())  # strict
+    assert int(resumed["amp"].skipped) == 2
+    resumed.load_state_dict({})  # a checkpoint from before the count was saved: strict loading still succeeds
+    assert int(resumed["amp"].skipped) == 0

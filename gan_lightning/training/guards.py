@@ -69,11 +69,13 @@ class FiniteGuard(nn.Module):
 
 
 class AmpSkipCounter(nn.Module):
-    """Counts optimizer steps that a 16-mixed gradient scaler skipped for inf/NaN gradients, on the device."""
+    """Counts optimizer steps that a 16-mixed gradient scaler skipped for inf/NaN gradients, on the device; the
+    count is checkpointed, so a resumed run's `train/amp_skipped_steps` goes on from it."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.register_buffer("skipped", torch.tensor(0), persistent=False)
+        self.register_buffer("skipped", torch.tensor(0))
+        self.register_load_state_dict_pre_hook(count_from_zero_if_unrecorded)
         self._scale_before: Tensor | None = None  # reused every step: no allocation per step
         self._lowered: Tensor | None = None
 
@@ -101,3 +103,8 @@ class AmpSkipCounter(nn.Module):
         # step found inf/NaN gradients and was skipped
         torch.lt(scaler._scale, self._scale_before, out=self._lowered)
         self.skipped.add_(self._lowered)
+
+
+def count_from_zero_if_unrecorded(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Checkpoints from before the count was saved load with a count of 0."""
+    state_dict.setdefault(prefix + "skipped", torch.zeros_like(module.skipped))
