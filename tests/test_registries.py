@@ -21,6 +21,7 @@ from weights_files import WEIGHTS_WRITERS
 
 from gan_lightning import GAN, MODELS
 from gan_lightning.augment import PIPELINE_OPS, TRANSFORMS, AdaptiveAugment, DiffAugment
+from gan_lightning.commands.train.options import check_regularizer_options
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.core.options import RESUME_RULES, Option, declared
 from gan_lightning.data import DATASETS, GANDataModule, dataset_options
@@ -33,6 +34,7 @@ from gan_lightning.regularizers import REGULARIZERS, PhaseContext, Regularizer, 
 from gan_lightning.training.batch import Batch
 from gan_lightning.training.latents import NOISES, LatentSpace, Prior
 from gan_lightning.training.objectives import OBJECTIVES, get_objective
+from gan_lightning.training.schedules import schedule_options
 
 REGISTRIES = {"model": MODELS, "loss": OBJECTIVES, "regularizer": REGULARIZERS, "transform": TRANSFORMS,
               "dataset": DATASETS, "extractor": EXTRACTORS, "noise": NOISES, "pipeline op": PIPELINE_OPS,
@@ -188,6 +190,39 @@ def networks_for(reg: Regularizer, default: GAN) -> GAN:
             continue
         return gan
     raise AssertionError(f"{type(reg).__name__} accepts no registered model's networks")
+
+
+def another_value(option: Option) -> object:
+    """A valid value of `option` other than its default."""
+    choices = option.choices() if callable(option.choices) else option.choices
+    if choices:
+        return next(c for c in choices if c != option.default)
+    if isinstance(option.default, bool):
+        return not option.default
+    if isinstance(option.default, int) or option.type is int:
+        return (option.default or 0) + 1
+    if isinstance(option.default, float) or option.type is float:
+        return option.default / 2 if option.default else 0.5
+    if "transform" in option.name:  # a policy of registered transforms
+        return next(n for n in TRANSFORMS.names() if n != option.default)
+    raise AssertionError(f"{option.flag}: say here which other value it may take")
+
+
+@pytest.mark.parametrize("name", REGULARIZERS.names())
+def test_a_regularizers_own_options_are_refused_while_it_is_off(name):
+    # `--lecam-decay 0.9` without `--lecam` would change nothing: the train command refuses it in one line
+    kind = REGULARIZERS.get(name)
+    off, on = switch_on(kind)
+    weights = {k for k in on if on[k] != off[k]}
+    for option in (*declared(kind), *schedule_options(declared(kind))):
+        if option.name in weights:
+            continue
+        changed = {option.name: another_value(option)}
+        option.validate(changed[option.name])
+        with pytest.raises(ConfigError, match=f"^{re.escape(option.flag)}.* applies only with --") as caught:
+            check_regularizer_options({**off, **changed})
+        assert "\n" not in str(caught.value)
+        check_regularizer_options({**on, **changed})  # switched on: taken
 
 
 @pytest.mark.parametrize("name", REGULARIZERS.names())

@@ -157,6 +157,10 @@ CASES = {
         lambda t, m, r: ["--data-dir", str(m), "--eval-every", "2", "--classifier", str(_text_file(t))],
         "train one with: python scripts/train_classifier.py",
     ),  # fmt: skip
+    "regularizer option without its regularizer": (
+        lambda t, m, r: ["--data-dir", str(m), "--lecam-decay", "0.5"],
+        "--lecam-decay 0.5 applies only with --lecam, which this run does not switch on; add it or drop --lecam-decay",
+    ),  # fmt: skip
     "seed out of range": (lambda t, m, r: ["--data-dir", str(m), "--seed", "-1"], "--seed -1 is out of range"),
     "config missing": (lambda t, m, r: ["--config", str(t / "none.yaml")], "no such file"),
     "config not YAML": (lambda t, m, r: ["--config", str(_bad_yaml(t))], "not readable YAML"),

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gan_lightning.commands.train.presets import PRESETS
+from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import Option, Options, declared
 
 # The run itself: its length, hardware, logging and checkpoints. Declared here because the command owns them.
@@ -91,3 +92,31 @@ def options_in_use(values: Mapping[str, Any]) -> Options:
         for option in (*own, *schedule_options(own)):
             owners.setdefault(option.name, []).append(kind.from_options(values) is not None)
     return Options(o for o in train_options() if any(owners.get(o.name, [True])))
+
+
+def check_regularizer_options(values: Mapping[str, Any]) -> None:
+    """Refuse, in one line, a regularizer's option set to other than its default while no regularizer taking it is
+    switched on (`--lecam-decay 0.9` without `--lecam`): it would change nothing."""
+    from gan_lightning.regularizers import REGULARIZERS
+    from gan_lightning.training.schedules import schedule_options
+
+    takers: dict[str, dict[str, str]] = {}  # option -> {regularizer taking it: the flag that switches it on}
+    on = set()
+    for name in REGULARIZERS.names():
+        kind = REGULARIZERS.get(name)
+        own = declared(kind)
+        if kind.from_options(values) is not None:
+            on.add(name)
+        weights = [o for o in own if o.schedule] or [own[0]]  # what switches it on: its weights
+        for option in (*own, *schedule_options(own)):
+            # a weight's schedule needs that weight; any other option, one of them
+            weight = next((w for w in weights if option.name.startswith(f"{w.name}_")), None)
+            flags = [weight] if weight and option not in own else weights
+            takers.setdefault(option.name, {})[name] = " or ".join(w.flag for w in flags)
+    for option in train_options():
+        regularizers, value = takers.get(option.name, {}), values.get(option.name)
+        if regularizers and not on & set(regularizers) and value not in (None, option.default):
+            flags = " or ".join(dict.fromkeys(regularizers.values()))
+            given = option.flag if value is True else f"{option.flag} {value}"
+            raise ConfigError(f"{given} applies only with {flags}, which this run does not switch on; add it or "
+                              f"drop {option.flag}")  # fmt: skip
