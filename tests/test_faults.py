@@ -435,3 +435,33 @@ def test_real_full_disk(tiny_tmpfs, fake_mnist_dir, capsys):
     assert "(No space left on device)" in one_error_line(capsys)
     ckpt = logs / "mlp" / "version_0" / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["global_step"] == 2 * 2 and no_partial_files(logs)
+
+
+def test_the_classifier_on_a_full_disk_is_one_line_exit_4_and_no_partial_file(tmp_path, fake_mnist_dir, full_disk,
+                                                                             capsys):  # fmt: skip
+    from gan_lightning.commands.train_classifier import main as train_classifier_main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    full_disk("c.pt.partial*", room=700)  # inside torch.save's archive
+    argv = ["--data-dir", str(fake_mnist_dir), "--out", str(out / "c.pt"), "--epochs", "1", "--batch-size", "256"]
+    assert train_classifier_main(argv) == 4
+    err = capsys.readouterr().err  # the training progress, then the one error line
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("train_classifier.py: error: ")
+    assert "could not write the classifier" in err and "(No space left on device)" in err
+    assert tree(out) == []
+
+
+def test_the_reference_cache_on_a_full_disk_is_one_line_exit_4(tmp_path, ckpt, fake_mnist_dir, fake_classifier,
+                                                                 full_disk, monkeypatch, capsys):  # fmt: skip
+    from gan_lightning.commands.evaluate import main as evaluate_main
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("GAN_CACHE_DIR", str(cache))
+    full_disk("reference-*.partial*", room=700)
+    argv = ["--ckpt", str(ckpt), "--classifier", str(fake_classifier["path"]), "--data-dir", str(fake_mnist_dir),
+            "-n", "64", "--num-reference", "64"]  # fmt: skip
+    assert evaluate_main(argv) == 4
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "could not write the reference statistics cache" in err
+    assert "(No space left on device)" in err and not [p for p in tree(cache) if "partial" in p]

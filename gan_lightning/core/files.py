@@ -116,12 +116,13 @@ def remove_quietly(path: str | Path) -> None:
         pass
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], object], what: str) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], object], what: str, shared: bool = False) -> Path:
     """Call `write(partial_path)`, then rename the result over `path`; on any OSError remove the partial file and
     raise one-line `WriteError` naming `what`, the path and the reason (the previous `path`, if any, is untouched).
+    `shared`: a cache other processes may be writing at the same time, so each writes its own partial file.
     """
     path = Path(path)
-    partial = path.with_name(f"{path.name}.partial")
+    partial = path.with_name(f"{path.name}.partial" + (str(os.getpid()) if shared else ""))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(partial)

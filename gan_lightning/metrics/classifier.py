@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_lightning.core.errors import DataError, first_line
-from gan_lightning.core.files import load_weights_file
+from gan_lightning.core.files import atomic_write, load_weights_file, save_torch
 
 ARCH = "mnist_cnn"
 CACHE_ENV = "GAN_CACHE_DIR"
@@ -143,13 +143,10 @@ def train_classifier(
         "num_val": len(val),
     }
     if out_path is not None:
-        out_path = Path(out_path)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        # Tensors and plain values only, so `torch.load(weights_only=True)` can read it back. Write, then
-        # rename: an interrupted run must not leave a truncated file that a later run (or the cache) trusts.
-        partial = out_path.with_name(f"{out_path.name}.partial{os.getpid()}")
-        torch.save({"state_dict": model.state_dict(), "meta": meta}, partial)
-        os.replace(partial, out_path)
+        # Tensors and plain values only, so `torch.load(weights_only=True)` can read it back. Written whole or not
+        # at all: a later run (or the cache) must not trust a truncated file
+        checkpoint = {"state_dict": model.state_dict(), "meta": meta}
+        out_path = atomic_write(out_path, lambda path: save_torch(checkpoint, path), "the classifier", shared=True)
     return {"val_accuracy": val_accuracy, "epochs": epochs, "seconds": seconds, "path": out_path, "model": model}
 
 

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gan_lightning.core.errors import ConfigError, DataError
-from gan_lightning.core.files import atomic_write, load_weights_file
+from gan_lightning.core.files import atomic_write, load_weights_file, save_torch
 from gan_lightning.data import DATASETS
 from gan_lightning.metrics.callback import real_batches, real_labels
 from gan_lightning.metrics.classifier import default_cache_dir
@@ -199,7 +199,8 @@ class Evaluator:
             self.scorer.add_real(real_batches(source, limit, 500), reference=name, total=limit,
                                  labels=real_labels(source, limit))  # fmt: skip
             state = self.scorer.real_state()
-            atomic_write(self.cache, lambda path: torch.save(state, path), "the reference statistics cache")
+            atomic_write(self.cache, lambda path: save_torch(state, path), "the reference statistics cache",
+                         shared=True)  # fmt: skip
 
     def __call__(
         self, gan: GAN, num_samples: int = 5000, seed: int = 0, truncation: Truncation | float | None = None
