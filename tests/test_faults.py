@@ -465,3 +465,33 @@ def test_the_reference_cache_on_a_full_disk_is_one_line_exit_4(tmp_path, ckpt, f
     err = capsys.readouterr().err
     assert "Traceback" not in err and "could not write the reference statistics cache" in err
     assert "(No space left on device)" in err and not [p for p in tree(cache) if "partial" in p]
+
+
+def test_a_missing_feature_weights_file_is_refused_before_a_classifier_is_trained(tmp_path, ckpt, fake_mnist_dir,
+                                                                                  monkeypatch, capsys):  # fmt: skip
+    from gan_lightning.commands.evaluate import main as evaluate_main
+
+    cache, missing = tmp_path / "cache", tmp_path / "nope.pth"
+    monkeypatch.setenv("GAN_CACHE_DIR", str(cache))  # no cached classifier: evaluate would train one first
+    argv = ["--ckpt", str(ckpt), "--fid-weights", str(missing), "--data-dir", str(fake_mnist_dir), "-n", "64"]
+    assert evaluate_main(argv) == 2
+    assert f"no FID Inception weights at {missing}" in one_error_line(capsys)
+    assert tree(tmp_path) == []  # no classifier trained into the cache
+
+
+def test_run_dirs_with_a_damaged_checkpoint_are_refused_before_any_run_is_scored(tmp_path, fake_mnist_dir,
+                                                                                 fake_classifier, capsys):  # fmt: skip
+    from gan_lightning.commands.evaluate import main as evaluate_main
+
+    logs = tmp_path / "logs"
+    for name in ("a", "b"):
+        argv = ["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), "--name", name, "--max-steps", "1", *TINY]
+        assert main(argv) == 0
+    damaged = logs / "b" / "version_0" / "checkpoints" / "last.ckpt"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    before = tree(logs)
+    argv = [str(logs / "a" / "version_0"), str(logs / "b" / "version_0"), "--classifier", str(fake_classifier["path"]),
+            "--data-dir", str(fake_mnist_dir), "-n", "64"]  # fmt: skip
+    assert evaluate_main(argv) == 2
+    assert f"{damaged} is not a readable checkpoint" in one_error_line(capsys)
+    assert tree(logs) == before  # run a's tables were not written

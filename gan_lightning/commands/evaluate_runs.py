@@ -18,6 +18,7 @@ from gan_lightning.core.files import check_writable_dir
 from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.metrics.classifier import cached_classifier
 from gan_lightning.metrics.evaluator import Evaluator
+from gan_lightning.metrics.extractors import build_extractor
 from gan_lightning.training.latents import Truncation
 
 
@@ -59,6 +60,8 @@ def evaluate_runs(
     (default: the runs' closest common folder).
     """
     runs = {Path(d): run_checkpoints(Path(d)) for d in run_dirs}
+    for path in (path for paths in runs.values() for path in paths):
+        load_gan(path)  # a damaged or foreign checkpoint fails now, before any run's tables are written
     for run_dir in runs:
         if not os.access(run_dir, os.W_OK):
             raise ConfigError(f"cannot write the evaluation into {run_dir}: not writable")
@@ -127,6 +130,12 @@ def run_evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int
                   reference: dict[str, Any]) -> Evaluator:  # fmt: skip
     """The Evaluator of a checkpoint's run: its dataset options, the classifier (cached) for MNIST-like data."""
     if classifier is None and DATASETS.get(dataset).extractor is not None:
+        if reference.get("fid_weights") or reference.get("extractor_weights"):
+            # the feature network's weights are checked before a classifier may take minutes to train
+            build_extractor(1, fid_weights=reference.get("fid_weights"), dataset=dataset,
+                            fid_weights_unchecked=reference.get("fid_weights_unchecked", False),
+                            extractor=reference.get("extractor"), extractor_weights=reference.get("extractor_weights"),
+                            extractor_resize=reference.get("extractor_resize"))  # fmt: skip
         classifier = str(cached_classifier(root))
     return Evaluator(classifier, dataset, root, image_size, options=dataset_options(info, dataset), **reference)
 
