@@ -15,7 +15,13 @@ from torchvision.utils import make_grid, save_image
 from gan_lightning.commands.base import Parser, run_command, seed
 from gan_lightning.core import plugins
 from gan_lightning.core.errors import ConfigError, DataError, WriteError
-from gan_lightning.core.files import atomic_write, check_writable_dir, load_weights_file, save_torch
+from gan_lightning.core.files import (
+    atomic_write,
+    check_writable_dir,
+    check_writable_file,
+    load_weights_file,
+    save_torch,
+)
 from gan_lightning.training.gan import GAN
 from gan_lightning.training.latents import truncation_options
 
@@ -106,6 +112,27 @@ def _int_list(text: str, flag: str) -> list[int]:
         raise ConfigError(f"{flag} takes comma-separated integers, e.g. 0,3,7; got {text!r}") from None
 
 
+def check_device(name: str) -> None:
+    """Refuse, in one line, a `--device` torch cannot parse or this machine does not have (before the checkpoint is
+    read: torch.load would otherwise blame the file)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name} is not a device: pass cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s); pass "
+                          "--device cpu or another index")  # fmt: skip
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name}: Apple's MPS is not available here; pass --device cpu")
+
+
+def stale_images(folder: Path, count: int) -> list[Path]:
+    """The numbered PNGs in `folder` that writing `count` images would not replace (an earlier, larger sample)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("[0-9][0-9][0-9][0-9][0-9].png") if int(p.stem) >= count)
+
+
 def build_parser() -> Parser:
     """The sample command's argument parser."""
     p = Parser(prog="sample.py", description="Generate images from a gan_lightning checkpoint.")
@@ -147,10 +174,18 @@ def run(cfg: argparse.Namespace) -> None:
     if cfg.arithmetic and (psi is not None or threshold is not None):
         raise ConfigError("--truncation applies to drawn latents; --arithmetic reuses saved ones: pass --truncation "
                           "when saving them with --save-latents")  # fmt: skip
+    if (cfg.labels or cfg.class_names) and (cfg.interpolate or cfg.arithmetic):
+        mode = "--interpolate" if cfg.interpolate else "--arithmetic"
+        raise ConfigError(f"{'--labels' if cfg.labels else '--class'} chooses the classes of drawn images; {mode} "
+                          "makes its own inputs: drop one")  # fmt: skip
+    check_device(cfg.device)
     out = Path(cfg.out)
-    check_writable_dir(out.parent if out.suffix in (".pt", ".png") else out, "--out")
+    if out.suffix in (".pt", ".png"):
+        check_writable_file(out, "--out")
+    else:
+        check_writable_dir(out, "--out")
     if cfg.save_latents:
-        check_writable_dir(Path(cfg.save_latents).parent, "--save-latents")
+        check_writable_file(cfg.save_latents, "--save-latents")
     gan = load_gan(cfg.ckpt, cfg.device)
     notice = gan.latents.truncation_notice(psi, threshold)
     if notice:
@@ -185,6 +220,10 @@ def run(cfg: argparse.Namespace) -> None:
         latents = latents.input
     if select is not None and not all(0 <= i < len(latents) for i in select):
         raise ConfigError(f"--select indices must lie in [0, {len(latents)}), the images generated")
+    stale = stale_images(out, len(latents)) if out.suffix not in (".pt", ".png") else []
+    if stale:
+        raise ConfigError(f"--out {out} holds {len(stale)} image(s) from an earlier sample ({stale[0].name} on) that "
+                          f"these {len(latents)} would not replace: give an empty folder or remove them")  # fmt: skip
     images = gan.sample(latents=latents.to(gan.device), ema=cfg.ema).cpu()  # (N, C, H, W) in [-1, 1]
     if out.suffix == ".pt":
         atomic_write(out, lambda p: save_torch(images, p), "the samples")
