@@ -26,7 +26,7 @@ from gan_lightning.commands.evaluate_report import plot_truncation, print_row
 from gan_lightning.commands.evaluate_runs import evaluate_runs, reference_dir, run_evaluator
 from gan_lightning.commands.sample import load_gan, read_checkpoint
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.files import check_writable_dir
+from gan_lightning.core.files import check_writable_file
 from gan_lightning.core.options import Options
 from gan_lightning.data import DATASETS
 from gan_lightning.metrics import options as metric_options
@@ -109,7 +109,7 @@ def run(cfg: argparse.Namespace) -> None:
     if cfg.summary is not None:
         raise ConfigError("--summary summarizes several RUN_DIRs; drop it with --ckpt")
     if cfg.plot is not None:
-        check_writable_dir(Path(cfg.plot).parent, "--plot")
+        check_writable_file(cfg.plot, "--plot")
     ckpt = read_checkpoint(cfg.ckpt)
     info = ckpt.get("gan_lightning_run", {})
     dataset = cfg.dataset or info.get("dataset", "mnist")

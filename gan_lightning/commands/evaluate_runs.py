@@ -14,7 +14,7 @@ from gan_lightning.commands.evaluate_report import plot_runs, plot_truncation, p
 from gan_lightning.commands.evaluate_summary import SUMMARY, recipe, summary_dir, write_summary
 from gan_lightning.commands.sample import load_gan, read_checkpoint
 from gan_lightning.core.errors import ConfigError, DataError
-from gan_lightning.core.files import check_writable_dir
+from gan_lightning.core.files import check_writable_dir, check_writable_file
 from gan_lightning.data import DATASETS, default_data_dir
 from gan_lightning.metrics.classifier import cached_classifier
 from gan_lightning.metrics.evaluator import Evaluator
@@ -66,7 +66,7 @@ def evaluate_runs(
         if not os.access(run_dir, os.W_OK):
             raise ConfigError(f"cannot write the evaluation into {run_dir}: not writable")
     if plot is not None:
-        check_writable_dir(Path(plot).parent, "--plot")
+        check_writable_file(plot, "--plot")
     if summary is not None and len(runs) < 2:
         raise ConfigError("--summary averages several RUN_DIRs (the seeds of one recipe); give two or more")
     if summary is not None:
