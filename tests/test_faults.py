@@ -495,3 +495,46 @@ def test_run_dirs_with_a_damaged_checkpoint_are_refused_before_any_run_is_scored
     assert evaluate_main(argv) == 2
     assert f"{damaged} is not a readable checkpoint" in one_error_line(capsys)
     assert tree(logs) == before  # run a's tables were not written
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--device", "cuda:99"], "--device cuda:99: this machine has"),
+    (["--device", "foo"], "--device foo is not a device"),
+    (["--out", "{tmp}/adir.png"], "--out {tmp}/adir.png is a directory"),
+    (["--save-latents", "{tmp}/adir.png"], "--save-latents {tmp}/adir.png is a directory"),
+    (["--interpolate", "--labels", "1"], "--labels chooses the classes of drawn images; --interpolate"),
+])  # fmt: skip
+def test_sample_refuses_before_reading_or_writing(tmp_path, ckpt, capsys, flags, words):
+    (tmp_path / "adir.png").mkdir()
+    argv = ["--ckpt", str(ckpt), "--out", str(tmp_path / "g.png"), *(f.format(tmp=tmp_path) for f in flags)]
+    assert sample_main(argv) == 2
+    assert words.format(tmp=tmp_path) in one_error_line(capsys)
+    assert tree(tmp_path) == ["adir.png"]
+
+
+def test_sample_into_a_folder_refuses_to_leave_an_earlier_samples_images_beside_its_own(tmp_path, ckpt, capsys):
+    out = tmp_path / "pngs"
+    assert sample_main(["--ckpt", str(ckpt), "--out", str(out), "-n", "5"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sample_main(["--ckpt", str(ckpt), "--out", str(out), "-n", "3", "--seed", "5"]) == 2
+    assert "holds 2 image(s) from an earlier sample (00003.png on)" in one_error_line(capsys)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sample_main(["--ckpt", str(ckpt), "--out", str(out), "-n", "5", "--seed", "5"]) == 0  # replaces all
+    assert sorted(p.name for p in out.iterdir()) == sorted(before) and any(
+        (out / name).read_bytes() != data for name, data in before.items())  # fmt: skip
+
+
+@pytest.mark.parametrize("mode", ["--ckpt", "RUN_DIR"])
+def test_evaluate_refuses_a_plot_path_that_is_a_folder_before_scoring(tmp_path, ckpt, fake_mnist_dir, fake_classifier,
+                                                                      mode, capsys):  # fmt: skip
+    from gan_lightning.commands.evaluate import main as evaluate_main
+
+    plot = tmp_path / "dir.png"
+    plot.mkdir()
+    where = ["--ckpt", str(ckpt), "--truncation", "0.5", "1"] if mode == "--ckpt" else [str(ckpt.parent.parent)]
+    before = tree(ckpt.parent.parent)
+    argv = [*where, "--plot", str(plot), "--classifier", str(fake_classifier["path"]), "--data-dir",
+            str(fake_mnist_dir), "-n", "64"]  # fmt: skip
+    assert evaluate_main(argv) == 2
+    assert f"--plot {plot} is a directory" in one_error_line(capsys)
+    assert tree(ckpt.parent.parent) == before  # no evaluation table written into the run

@@ -88,12 +88,14 @@ def test_load_classifier_round_trip(fake_classifier):
 
 def test_load_classifier_errors(tmp_path):
     missing = tmp_path / "nope.pt"
-    with pytest.raises(DataError, match=r"train one with: python scripts/train_classifier.py --data-dir .* --out"):
+    with pytest.raises(DataError, match=f"train one with: python scripts/train_classifier.py --data-dir DIR --out "
+                       f"{missing}$"):  # fmt: skip
         load_classifier(missing)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(DataError, match="not a plain weights file"):
+    with pytest.raises(DataError, match="not a plain weights file") as caught:
         load_classifier(junk)
+    assert str(caught.value).endswith("--out PATH") and "--out " + str(junk) not in str(caught.value)  # kept
 
 
 # ------------------------------------------------------------------------------------------------- extractors

@@ -152,7 +152,8 @@ def train_classifier(
 
 def load_classifier(path: str | Path) -> MNISTClassifier:
     """Load a classifier saved by `train_classifier`: eval mode, frozen, on the CPU."""
-    hint = TRAIN_HINT.replace("PATH", str(path))
+    # where nothing is yet, the hint may name the path; an existing other file must not be overwritten on its word
+    hint = TRAIN_HINT if Path(path).exists() else TRAIN_HINT.replace("PATH", str(path))
     checkpoint = load_weights_file(path, "MNIST classifier", hint)
     try:
         meta = checkpoint["meta"]
