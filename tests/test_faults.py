@@ -538,3 +538,15 @@ def test_evaluate_refuses_a_plot_path_that_is_a_folder_before_scoring(tmp_path, 
     assert evaluate_main(argv) == 2
     assert f"--plot {plot} is a directory" in one_error_line(capsys)
     assert tree(ckpt.parent.parent) == before  # no evaluation table written into the run
+
+
+def test_export_mnist_on_a_full_disk_keeps_no_half_folder(tmp_path, fake_mnist_dir, full_disk, capsys):
+    from gan_lightning.commands.export_mnist import main as export_main
+
+    (tmp_path / "png").mkdir()  # an empty --out is allowed, and stays as it was
+    full_disk("*.png", room=10, after=5)  # the sixth digit runs out of space
+    argv = ["--data-dir", str(fake_mnist_dir), "--out", str(tmp_path / "png"), "--num", "20"]
+    assert export_main(argv) == 4
+    line = one_error_line(capsys)
+    assert f"could not write the digits under {tmp_path / 'png'} (No space left on device); nothing was kept" in line
+    assert tree(tmp_path) == ["png"]

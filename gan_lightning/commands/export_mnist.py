@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,8 +12,8 @@ import torch
 from PIL import Image
 
 from gan_lightning.commands.base import Parser, run_command, seed
-from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.files import check_writable_dir
+from gan_lightning.core.errors import ConfigError, WriteError
+from gan_lightning.core.files import check_writable_dir, reason
 
 
 def export_mnist_pngs(data_dir: str, out_dir: str | Path, num: int, seed: int = 0) -> list[Path]:
@@ -30,13 +32,20 @@ def export_mnist_pngs(data_dir: str, out_dir: str | Path, num: int, seed: int = 
     if num > len(train):
         raise ConfigError(f"--num {num} is more than the {len(train)} training digits")
     picks = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:num]
-    paths = []
-    for i in picks.tolist():
-        path = out_dir / str(int(train.labels[i])) / f"{i:05d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(train.images[i, 0].numpy(), mode="L").save(path)  # (28, 28) uint8
-        paths.append(path)
-    return paths
+    # written beside --out and renamed to it when complete: a full disk or a kill leaves no half folder to train on
+    staging = out_dir.with_name(f"{out_dir.name}.partial{os.getpid()}")
+    names = [Path(str(int(train.labels[i]))) / f"{i:05d}.png" for i in picks.tolist()]
+    try:
+        for i, name in zip(picks.tolist(), names, strict=True):
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(train.images[i, 0].numpy(), mode="L").save(staging / name)  # (28, 28) uint8
+        if out_dir.exists():
+            out_dir.rmdir()  # empty, as checked above
+        os.replace(staging, out_dir)
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise WriteError(f"could not write the digits under {out_dir} ({reason(err)}); nothing was kept") from None
+    return [out_dir / name for name in names]
 
 
 def build_parser() -> Parser:
