@@ -9,7 +9,8 @@ add and the statistics to log (each as `train/<name>`). That is enough for R1/R2
 Laziness is shared: a regularizer whose `interval(phase)` is N > 1 runs on every N-th update of that phase, its loss
 multiplied by N (StyleGAN2's lazy regularization). A regularizer that needs D's gradient with respect to its input
 lists the input in `input_grads` ("real", "fake"): the phase then makes that input require grad before D runs, so
-the term can differentiate the phase's own D output (one forward, as NVlabs' R1).
+the term can differentiate the phase's own D output (one forward, as NVlabs' R1; under mixed precision R1/R2 take
+their own full-precision forward instead, with a fresh augmentation draw, as the reference's lazy R1 pass does).
 
 State kept across iterations lives in buffers: saved in every checkpoint and restored exactly on resume.
 """

@@ -10,7 +10,8 @@ full batch's. For networks without BatchNorm and losses that are means over the 
 - BatchNorm normalises each micro-batch with its own statistics, so with BatchNorm the update is not the full
   batch's (as StyleGAN2-ADA's `--batch-gpu` and StudioGAN's `acml_steps`); its running statistics see N updates.
   So does anything else computed across the batch: `ragan`'s mean logit, StyleGAN2's minibatch standard
-  deviation, path length's first 1/`pl_batch_shrink` (of each micro-batch).
+  deviation, path length's first 1/`pl_batch_shrink` (of each micro-batch), LeCam's term (each micro-batch's
+  uses the anchors moved by its own means; `lecam.py`).
 - The objective runs once per micro-batch: stateful regularizers and augmentations see every micro-batch (with
   the same step index) and move their state once per update (`Objective.end_d_update`, `end_g_update`), and
   randomness drawn inside the objective (augmentation parameters, the WGAN-GP interpolation) comes from the same
