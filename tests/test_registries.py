@@ -438,3 +438,51 @@ def test_extractor_builds_frozen_from_a_weights_file(tmp_path, no_downloads, nam
             assert set(statistics) == set(extractor.statistic_names) and all(map(math.isfinite, statistics.values()))
         return
     raise AssertionError(f"{name} takes neither grey nor RGB images")
+
+
+class OnceDifferentiable(torch.autograd.Function):
+    """The identity, whose backward cannot itself be differentiated: torch.compile's limit, made visible."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return grad
+
+
+def d_phase_differentiates_d_twice(objective, gan: GAN) -> bool:
+    """Whether `objective`'s D phase backpropagates through D's input gradients, found by running it on a D whose
+    input passes through `OnceDifferentiable`."""
+    G, D = gan.generator, gan.discriminator
+    hook = D.register_forward_pre_hook(lambda module, args: (OnceDifferentiable.apply(args[0]), *args[1:]))
+    real = Batch(images((4, 1, 8, 8)), torch.zeros(4, dtype=torch.long))
+    try:
+        G.requires_grad_(False)
+        loss = objective.d_loss(G, D, real, gan.latents.draw(4, rng(5)), rng(7), step=0).loss
+        loss.backward()
+    except RuntimeError as err:
+        assert "once_differentiable" in str(err), err
+        return True
+    finally:
+        hook.remove()
+        G.requires_grad_(True)
+    return False
+
+
+@pytest.mark.parametrize("name", REGULARIZERS.names())
+def test_a_regularizer_declares_input_grads_exactly_when_it_differentiates_d_twice(tiny_gan, name):
+    # what --compile reads to leave D eager (torch.compile has no double backward)
+    kind = REGULARIZERS.get(name)
+    reg = kind.from_options(switch_on(kind)[1])
+    objective = get_objective("bce", regularizers=[reg])
+    twice = d_phase_differentiates_d_twice(objective, networks_for(reg, tiny_gan))
+    assert twice == bool(reg.input_grads) == objective.differentiates_d_twice, (name, twice, reg.input_grads)
+
+
+@pytest.mark.parametrize("name", OBJECTIVES.names())
+def test_an_objective_says_when_its_own_penalty_differentiates_d_twice(tiny_gan, name):
+    objective = get_objective(name)
+    assert d_phase_differentiates_d_twice(objective, tiny_gan) == objective.differentiates_d_twice, name
