@@ -187,11 +187,27 @@ def test_a_time_limit_signal_requeues_only_a_run_with_iterations_left(tmp_path, 
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == gan.optimizer_steps(signalled_at)
 
 
-def test_a_time_limit_signal_outside_training_is_noted_not_fatal(capfd):
+def test_a_time_limit_signal_outside_training_is_held_before_it_and_noted_after(capfd):
     from gan_lightning.commands.train.cluster import time_limit_signal_outside_training
 
     before = signal.getsignal(signal.SIGUSR1)
-    with time_limit_signal_outside_training():
+    with time_limit_signal_outside_training() as outside:
         os.kill(os.getpid(), signal.SIGUSR1)  # would end the process under the default action
         time.sleep(0.1)
-    assert "SIGUSR1" in capfd.readouterr().err and signal.getsignal(signal.SIGUSR1) is before
+        assert "before training: the run will stop after its first iteration" in capfd.readouterr().err
+        assert outside.take() and not outside.take()  # held for the run, once
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.1)
+        assert "after training: its last.ckpt is final" in capfd.readouterr().err and not outside.take()
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_a_time_limit_signal_before_training_stops_after_the_first_iteration_and_requeues(tmp_path):
+    calls: list[str] = []
+    ckpt = GANCheckpoint(every_n_iterations=100, dirpath=tmp_path, requeue=lambda: calls.append("requeue") or "done",
+                         signalled_before=lambda: True)  # fmt: skip
+    gan = GAN("mlp", latent_dim=8)
+    trainer = cpu_trainer(tmp_path, callbacks=[ckpt], enable_checkpointing=True, max_steps=gan.optimizer_steps(4))
+    trainer.fit(gan, image_loader(n=256))
+    assert calls == ["requeue"] and ckpt.requeue_requested
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == gan.optimizer_steps(1)

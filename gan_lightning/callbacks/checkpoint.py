@@ -59,7 +59,8 @@ class GANCheckpoint(ModelCheckpoint):
     SIGUSR1 does the same and sets `requeue_requested` (Slurm's warning before a time limit); rank zero then calls
     `requeue()` right after `last.ckpt` is in place, before the slower work at the end of training (a final
     evaluation, other ranks exiting), and keeps its one-line answer in `requeue_message` (the train command passes
-    `commands/train/cluster.py`'s `requeue`).
+    `commands/train/cluster.py`'s `requeue`). `signalled_before()`, asked as training starts, says whether a SIGUSR1
+    came before it (`cluster.TimeLimitOutsideTraining`): the run then stops after its first iteration the same way.
     It stays a `ModelCheckpoint` (so the Trainer adds no default one and `trainer.checkpoint_callback` finds it),
     but decides when to save itself and saves through `trainer.save_checkpoint`, Lightning's public call: write
     to `last.ckpt.partial`, then rename, so a run killed mid-write leaves the previous `last.ckpt` intact.
@@ -72,6 +73,7 @@ class GANCheckpoint(ModelCheckpoint):
         keep: bool = False,
         run_info: dict[str, Any] | None = None,
         requeue: Callable[[], str] | None = None,
+        signalled_before: Callable[[], bool] | None = None,
     ) -> None:
         if every_n_iterations < 1:
             raise ConfigError(f"every_n_iterations must be positive, got {every_n_iterations}")
@@ -82,6 +84,7 @@ class GANCheckpoint(ModelCheckpoint):
         self.stop_requested = False
         self.requeue_requested = False
         self.requeue = requeue
+        self.signalled_before = signalled_before
         self.requeue_message: str | None = None
         self.saved_at_step: int | None = None
         self.saved_iteration: int | None = None  # of the newest last.ckpt this process wrote or resumed from
@@ -112,6 +115,8 @@ class GANCheckpoint(ModelCheckpoint):
         if threading.current_thread() is threading.main_thread():  # signal handlers only work there
             for sig in (signal.SIGINT, signal.SIGTERM, *STOP_AND_REQUEUE):
                 self.previous_handlers[sig] = signal.signal(sig, self.request_stop)
+        if self.signalled_before is not None and self.signalled_before() and STOP_AND_REQUEUE:
+            self.request_stop(STOP_AND_REQUEUE[0], None)  # a time-limit warning while the data loaded
 
     def request_stop(self, signum: int, frame: Any) -> None:
         """Signal handler: stop after the current iteration (and ask for a requeue on SIGUSR1); a second Ctrl-C

@@ -49,23 +49,44 @@ def requeue() -> str:
     return f"requeued Slurm job {job}: its restart resumes with --ckpt-path auto"
 
 
-@contextmanager
-def time_limit_signal_outside_training() -> Iterator[None]:
-    """While the train command runs, a SIGUSR1 (Slurm's time-limit warning) that arrives outside training (while the
-    data loads, or after the final checkpoint) is noted instead of killing every rank: the checkpoint callback
-    handles it during training (the final evaluation included: the run then ends complete); after training the
-    run's last.ckpt is already final, and before it there is nothing to save yet."""
-    if not hasattr(signal, "SIGUSR1") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class TimeLimitOutsideTraining:
+    """Slurm's SIGUSR1 while the train command runs but training does not: one before training (the data still
+    loading) is held for the run, which then stops after its first iteration, saves and requeues the job (else the
+    time limit would kill it with nothing saved and no requeue); one after training is noted, as the run's last.ckpt
+    is final by then. During training the checkpoint callback's own handler takes the signal."""
 
-    def note(signum: int, frame: object) -> None:
+    def __init__(self) -> None:
+        self.pending = False
+        self.training_began = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        """Signal handler: hold the signal for the run, or note it after training."""
         # os.write, not print: the signal may interrupt a print to stderr, and print is not reentrant
-        os.write(2, b"note: SIGUSR1 (the job's time limit is near) outside training: nothing to save now\n")
+        if self.training_began:
+            os.write(2, b"note: SIGUSR1 (the job's time limit is near) after training: its last.ckpt is final\n")
+        else:
+            self.pending = True
+            os.write(2, b"note: SIGUSR1 (the job's time limit is near) before training: the run will stop after its "
+                        b"first iteration, save and requeue\n")  # fmt: skip
 
-    previous = signal.signal(signal.SIGUSR1, note)
+    def take(self) -> bool:
+        """Called as training begins: whether a SIGUSR1 came before it (answered once)."""
+        self.training_began = True
+        pending, self.pending = self.pending, False
+        return pending
+
+
+@contextmanager
+def time_limit_signal_outside_training() -> Iterator[TimeLimitOutsideTraining]:
+    """`TimeLimitOutsideTraining` handling SIGUSR1 for the block (where the platform has it, in the main thread),
+    instead of the default action that would kill every rank."""
+    outside = TimeLimitOutsideTraining()
+    if not hasattr(signal, "SIGUSR1") or threading.current_thread() is not threading.main_thread():
+        yield outside
+        return
+    previous = signal.signal(signal.SIGUSR1, outside.handle)
     try:
-        yield
+        yield outside
     finally:
         # None: the previous handler was installed from C (e.g. faulthandler.register); the default is what remains
         signal.signal(signal.SIGUSR1, previous if previous is not None else signal.SIG_DFL)

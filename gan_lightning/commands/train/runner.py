@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +47,13 @@ from gan_lightning.training.gan import GAN
 
 def run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback] = ()) -> dict[str, str]:
     """Train a resolved config (`resolve`) plus any extra `callbacks`; returns the log dir and last checkpoint path."""
-    with LightningNotices().installed(), time_limit_signal_outside_training():
-        return _run(cfg, callbacks)
+    with LightningNotices().installed(), time_limit_signal_outside_training() as outside:
+        return _run(cfg, callbacks, outside.take)
 
 
-def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str, str]:
+def _run(
+    cfg: argparse.Namespace, callbacks: Sequence[pl.Callback], signalled_before: Callable[[], bool]
+) -> dict[str, str]:
     """`run`'s steps, ordered so that every check of the input precedes the first file written."""
     quiet_expected_warnings()
     devices = parse_devices(cfg.devices)
@@ -78,7 +80,7 @@ def _run(cfg: argparse.Namespace, callbacks: Sequence[pl.Callback]) -> dict[str,
         loggers = build_loggers("tensorboard", location, config) if cfg.fast_dev_run else False
         if cfg.fast_dev_run:  # TensorBoard's own next version, for the paths printed (nothing is written)
             location = RunLocation(location.log_dir, location.name, loggers[0].version)
-        checkpoint = checkpoint_callback(cfg, config, used_plugins, location.run_dir / "checkpoints")
+        checkpoint = checkpoint_callback(cfg, config, used_plugins, location.run_dir / "checkpoints", signalled_before)
         watch = RankWatch()
         standard = [SampleGrid(every_n_steps=cfg.sample_every), checkpoint, RunProgress(), TrainingHealth(), watch]
         trainer = build_trainer(cfg, devices, model, loggers, [*standard, *extra], root_dir=location.run_dir)

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import logging
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,7 @@ def checkpoint_callback(
     config: Mapping[str, Any],
     used_plugins: Mapping[str, str | None] | None = None,
     dirpath: Path | None = None,
+    signalled_before: Callable[[], bool] | None = None,
 ) -> GANCheckpoint:
     """The run's checkpoint writer into `dirpath` (the run directory's `checkpoints/`, whichever loggers run),
     recording the dataset, its resolved directory, the run's `config` and the plugins its components come from."""
@@ -106,7 +107,8 @@ def checkpoint_callback(
     if getattr(cfg, "prepared", None):  # resolved, as data_dir: evaluation reads it from wherever it runs
         run_info["prepared"] = str(Path(cfg.prepared).resolve())
     return GANCheckpoint(every_n_iterations=cfg.checkpoint_every, keep=cfg.keep_checkpoints, run_info=run_info,
-                         dirpath=dirpath, requeue=requeue if slurm_job_id() else None)  # fmt: skip
+                         dirpath=dirpath, requeue=requeue if slurm_job_id() else None,
+                         signalled_before=signalled_before)  # fmt: skip
 
 
 def evaluation_callbacks(cfg: argparse.Namespace) -> list[pl.Callback]:
