@@ -6,8 +6,9 @@ training reads it with `--prepared DIR` instead of decoding every image every ep
 
 Rerunning it is always safe: an up-to-date dataset is left alone, an interrupted one is continued, one whose source
 folder changed since (files added, removed or modified) or that was damaged is rebuilt, each said in one line. A run
-that is refused (a bad image, an --out it cannot write, another run writing the same --out: exit 2) or whose disk
-fills up (exit 4) leaves no file of its own behind and a finished dataset already there intact.
+that is refused (a bad image or option, an --out it cannot write or that holds files it did not write, another run
+writing the same --out: exit 2) or whose disk fills up (exit 4) leaves no file of its own behind and a finished
+dataset already there intact.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from gan_lightning.core.files import check_writable_dir
 from gan_lightning.data import DATASETS
 from gan_lightning.data.images import default_num_workers
 from gan_lightning.data.prepared import default_prepared_dir, prepare_images
+from gan_lightning.data.prepared_files import check_rebuildable
 
 # The train command's own declarations of these options: the same flags, help and checks here.
 SHARED_OPTIONS = ("dataset", "data_dir", "image_size", "channels", "conditional", "skip_bad_images", "num_workers")
@@ -65,12 +67,13 @@ def run(cfg: argparse.Namespace) -> None:
     if cfg.dataset not in preparable():
         raise ConfigError(f"--dataset {cfg.dataset}: give --dataset {' or '.join(preparable())}; only "
                           "image-file datasets are prepared (MNIST is read into memory already)")  # fmt: skip
-    spec = DATASETS.get(cfg.dataset)
-    image_size = cfg.image_size or spec.native_size or 64
-    channels = spec.channels_for(cfg.data_dir, cfg.channels, "preparing")
     options = train_options()
-    for name, value in (("image_size", image_size), ("channels", channels)):
-        options[name].validate(value)
+    for name in SHARED_OPTIONS:  # every given value, before its default is filled in or anything is read or written
+        options[name].validate(getattr(cfg, name))
+    spec = DATASETS.get(cfg.dataset)
+    image_size = cfg.image_size if cfg.image_size is not None else spec.native_size or 64
+    channels = spec.channels_for(cfg.data_dir, cfg.channels, "preparing")
+    options["channels"].validate(channels)
     if cfg.conditional and not spec.accepts("conditional"):
         raise ConfigError(f"--conditional does not apply to --dataset {cfg.dataset}; drop it")
     dm = spec(cfg.data_dir, image_size=image_size, channels=channels, conditional=cfg.conditional,
@@ -78,6 +81,7 @@ def run(cfg: argparse.Namespace) -> None:
     dm.prepare_data()  # the dataset's own one line when its folder is missing
     out = Path(cfg.out) if cfg.out else default_prepared_dir(dm.image_dir, image_size, channels)
     check_writable_dir(out, "--out")  # before listing 200k files, and long before decoding them
+    check_rebuildable(out)
     files = dm.source_files()
     labels = dm.file_labels(files)
     workers = default_num_workers() if cfg.num_workers is None else cfg.num_workers

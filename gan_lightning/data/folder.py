@@ -41,13 +41,21 @@ def missing_folder_error(reason: str) -> DataError:
     )
 
 
+def folder_problem(root: Path) -> str | None:
+    """Why `root` is not a folder to read images from (missing, or a file), None when it is a directory."""
+    if root.is_dir():
+        return None
+    return f"{root} is a file, not a folder" if root.exists() else f"the folder {root} does not exist"
+
+
 def folder_classes(root: str | Path) -> list[str]:
     """The classes of an image folder as torchvision's ImageFolder reads them: its subfolders' names, sorted (label
     i is the i-th); one-line ConfigError when images lie directly in `root` (they would have no class) or it has no
     subfolders."""
     root = Path(root)
-    if not root.is_dir():
-        raise missing_folder_error(f"the folder {root} does not exist")
+    problem = folder_problem(root)
+    if problem:
+        raise missing_folder_error(problem)
     with os.scandir(root) as entries:
         loose = sorted(e.name for e in entries if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
                        and not e.name.startswith("."))  # fmt: skip
@@ -154,8 +162,9 @@ class ImageFolderDataModule(GANDataModule):
 
     def source_files(self) -> list[Path]:
         """Every image file of the folder, in the order of `list_image_files`; one-line DataError when none."""
-        if not self.image_dir.is_dir():
-            raise self._missing_error(f"the folder {self.image_dir} does not exist")
+        problem = folder_problem(self.image_dir)
+        if problem:
+            raise self._missing_error(problem)
         files = list_image_files(self.image_dir)
         if not files:
             raise self._missing_error(f"the folder {self.image_dir} contains no images ({', '.join(IMAGE_EXTENSIONS)})")
@@ -178,8 +187,9 @@ class ImageFolderDataModule(GANDataModule):
 
     def prepare_data(self) -> None:
         """Nothing to download; fail early, on one process, when the folder is missing."""
-        if not self.image_dir.is_dir():
-            raise self._missing_error(f"the folder {self.image_dir} does not exist")
+        problem = folder_problem(self.image_dir)
+        if problem:
+            raise self._missing_error(problem)
 
     def _split(self, files: list[Path]) -> tuple[list[Path], list[Path]]:
         train_idx, val_idx = seeded_split(len(files), self.val_fraction, seed=SPLIT_SEED)

@@ -22,13 +22,30 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 
 
+_REPORTED_LINKS: set[str] = set()
+
+
 def list_image_files(root: str | Path) -> list[Path]:
     """Image files under `root`, recursively, by extension (any case), sorted by relative path."""
     root = Path(root)
     found = []
+    # Links are followed (a folder of links to image folders is common), so a link back up the tree would make the
+    # walk endless or list files twice: each directory is entered once, by the first path that reaches it.
+    seen = {os.path.realpath(root)}
     # os.walk, not Path.rglob: one scandir per directory and no stat per file, which matters at 200k files.
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
+        unseen = []
+        for name in sorted(dirnames):
+            real = os.path.realpath(os.path.join(dirpath, name))
+            if real in seen:
+                link = os.path.join(dirpath, name)
+                if link not in _REPORTED_LINKS:  # once per process: a run lists its folder more than once
+                    _REPORTED_LINKS.add(link)
+                    log.warning("not listing %s: it is %s, which is listed already", link, real)
+                continue
+            seen.add(real)
+            unseen.append(name)
+        dirnames[:] = unseen
         for name in filenames:
             if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
                 found.append(Path(dirpath, name))
@@ -98,12 +115,31 @@ def uint8_to_signed(image: torch.Tensor) -> torch.Tensor:
     return image.float().div(255).sub(0.5).div(0.5)
 
 
+def eight_bit(img: Image.Image) -> Image.Image:
+    """`img` with wide greyscale mapped to 8-bit "L": 16-bit ("I;16*", and "I" within 0..65535) to its high byte
+    (value >> 8); ValueError for float ("F") and for "I" values outside 0..65535. Other modes are returned as is."""
+    # PIL's own convert("L") clips these modes at 255, which turns a 16-bit image white; "I" is read as 16-bit
+    # because that is what it holds when it comes from a 16-bit file (older Pillow opens 16-bit PNGs as "I").
+    if img.mode == "F":
+        raise ValueError("32-bit float greyscale (PIL mode F) has no fixed range to map to 8 bits; save it with "
+                         "8- or 16-bit integer pixels")  # fmt: skip
+    if img.mode != "I" and not img.mode.startswith("I;16"):
+        return img
+    values = np.asarray(img).astype(np.int64)
+    low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    if low < 0 or high > 65535:
+        raise ValueError(f"greyscale values {low}..{high} (PIL mode {img.mode}) lie outside the 16-bit range "
+                         "0..65535 that is mapped to 8 bits; save it with 8- or 16-bit unsigned pixels")  # fmt: skip
+    return Image.fromarray((values >> 8).astype(np.uint8))
+
+
 def decode_image(path: str | Path, mode: str) -> Image.Image:
-    """The whole image file decoded and converted to `mode` ("L" or "RGB"); PIL's error when it cannot be."""
+    """The whole image file decoded and converted to `mode` ("L" or "RGB"), wide greyscale by `eight_bit`; PIL's
+    error, or `eight_bit`'s ValueError, when it cannot be."""
     # convert() forces a full decode here, so a truncated file fails now instead of being padded with
     # grey (PIL only pads when ImageFile.LOAD_TRUNCATED_IMAGES is set, which this package never does).
     with Image.open(str(path)) as img:
-        return img.convert(mode)
+        return eight_bit(img).convert(mode)
 
 
 def dcgan_transform(image_size: int, channels: int) -> transforms.Compose:

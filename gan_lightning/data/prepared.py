@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gan_lightning.core.errors import DataError, WriteError
+from gan_lightning.core.errors import ConfigError, DataError, WriteError
 from gan_lightning.core.files import check_writable_dir, exclusive_lock, make_dirs, reason, remove_empty_dirs
 from gan_lightning.data.images import CROP, bad_image_error, crop_transform, decode_image, decoders
 from gan_lightning.data.prepared_check import (
@@ -58,6 +58,7 @@ from gan_lightning.data.prepared_files import (
     LABELS_PARTIAL,
     MANIFEST_PARTIAL,
     RowFile,
+    check_rebuildable,
     remove_leftovers,
     write_synced,
     write_whole,
@@ -130,13 +131,20 @@ class PreparedImages:
     def check(self, image_dir: Path, files: Sequence[Path], image_size: int, channels: int) -> None:
         """One-line DataError unless this was prepared from exactly `files` of `image_dir`, unchanged since, at
         `image_size` and `channels`."""
-        want = preprocessing(image_size, channels)
-        if self.manifest["preprocessing"] != want:
-            have = self.manifest["preprocessing"]
+        want, have = preprocessing(image_size, channels), self.manifest["preprocessing"]
+        if (have["image_size"], have["channels"]) != (image_size, channels):
             raise DataError(f"--prepared {self.path} holds {have['image_size']}px {have['channels']}-channel images, "
                             f"this run needs {image_size}px {channels}-channel ones; prepare them with gan-prepare "
                             f"--image-size {image_size} --channels {channels}")  # fmt: skip
+        if have != want:
+            raise DataError(f"--prepared {self.path} was decoded by another version of this package (as "
+                            f"{have.get('crop')}, now {want['crop']}); rerun gan-prepare to re-decode it, or drop "
+                            "--prepared")  # fmt: skip
         changed = source_changes(self.manifest["source"]["files"], source_record(image_dir, files))
+        root = self.manifest["source"]["root"]
+        if changed and root != str(image_dir.resolve()):  # the same files under a moved folder are accepted
+            raise DataError(f"--prepared {self.path} was prepared from {root}, not from {image_dir}; give --data-dir "
+                            f"{root}, or prepare {image_dir} into another directory with gan-prepare")  # fmt: skip
         if changed:
             raise DataError(f"--prepared {self.path} is out of date: {image_dir} changed since it was prepared "
                             f"({changed}); rerun gan-prepare to update it, or drop --prepared")  # fmt: skip
@@ -193,7 +201,10 @@ def prepare_images(
     ConfigError, and a failed write a WriteError; each leaves no file of this run behind.
     """
     image_dir, out = Path(image_dir), Path(out)
+    if num_workers < 0:  # the DataLoader's own refusal would come after the partial array is allocated
+        raise ConfigError(f"--num-workers must be >= 0, got {num_workers}")
     check_writable_dir(out, "--out")  # before anything is created or decoded
+    check_rebuildable(out)
     record = source_record(image_dir, files)
     target = {"preprocessing": preprocessing(image_size, channels), "files": record, "classes": classes,
               "skip_bad_images": skip_bad_images, "decoders": decoders()}  # fmt: skip

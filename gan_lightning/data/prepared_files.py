@@ -3,6 +3,7 @@ a memory map) and a failed run can remove exactly the files of its own (see `pre
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,11 +12,47 @@ from typing import BinaryIO
 
 import numpy as np
 
-from gan_lightning.core.files import preallocate, remove_quietly
-from gan_lightning.data.prepared_check import LABELS, MANIFEST, PARTIAL, PROGRESS, npy_problem
+from gan_lightning.core.errors import ConfigError
+from gan_lightning.core.files import preallocate, reason, remove_quietly
+from gan_lightning.data.prepared_check import IMAGES, LABELS, LOCK, MANIFEST, PARTIAL, PROGRESS, npy_problem
 
 # What a run writes before it publishes the dataset: the array, its progress record and the files beside them.
 PROGRESS_TMP, LABELS_PARTIAL, MANIFEST_PARTIAL = PROGRESS + ".tmp", LABELS + ".partial", MANIFEST + ".partial"
+# Every name a gan-prepare run of any version writes in its --out (`write_whole` adds ".tmp").
+WRITTEN = frozenset({MANIFEST, IMAGES, LABELS, PROGRESS, PARTIAL, LOCK, PROGRESS_TMP, LABELS_PARTIAL,
+                     MANIFEST_PARTIAL, MANIFEST + ".tmp"})  # fmt: skip
+
+
+def _manifest_kind(path: Path) -> str:
+    """What `path`, a manifest.json, is: "ours" for a JSON object with a format and a source (as every version's),
+    "unreadable" when it is not JSON (cut short, as a damaged dataset's may be), else "foreign"."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return "unreadable"
+    return "ours" if isinstance(manifest, dict) and {"format", "source"} <= manifest.keys() else "foreign"
+
+
+def check_rebuildable(out: Path) -> None:
+    """One-line ConfigError unless `out` is missing, empty or recognisably a prepared dataset of any version
+    (finished, interrupted or damaged): a directory of someone else's files is never written into."""
+    try:
+        names = sorted(set(os.listdir(out)) - {LOCK})
+    except (FileNotFoundError, NotADirectoryError):  # nothing to overwrite; a file is `check_writable_dir`'s to say
+        return
+    except OSError as err:
+        raise ConfigError(f"--out {out} cannot be listed ({reason(err)}); pass a directory you can read") from None
+    if not names:
+        return
+    kind = _manifest_kind(out / MANIFEST) if MANIFEST in names else None
+    foreign = [name for name in names if name not in WRITTEN]
+    # Without a manifest of ours, only gan-prepare's own files with an array or a progress record among them
+    # (an interrupted run, or a damaged dataset) say whose the directory is; anything else could be a user's.
+    if kind == "ours" or (kind != "foreign" and not foreign and {IMAGES, LABELS, PARTIAL, PROGRESS} & set(names)):
+        return
+    what = f"a {MANIFEST} gan-prepare did not write" if kind == "foreign" else (foreign or names)[0]
+    raise ConfigError(f"--out {out} is neither empty nor a prepared dataset: it holds {what} ({len(names)} "
+                      f"entr{'y' if len(names) == 1 else 'ies'} in all); give a new or empty directory")  # fmt: skip
 
 
 @contextmanager
