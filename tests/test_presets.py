@@ -11,6 +11,7 @@ from test_cifar10 import CIFAR_PRESETS
 
 from gan_lightning.commands.sample import load_gan
 from gan_lightning.commands.train import PRESETS, main
+from gan_lightning.core.errors import ConfigError
 
 MNIST_FAMILY = {"mnist": 1, "stacked_mnist": 3}  # dataset -> image channels
 MNIST_PRESETS = sorted(name for name, values in PRESETS.items() if values.get("dataset", "mnist") in MNIST_FAMILY)
@@ -45,3 +46,16 @@ def test_every_mnist_preset_trains_two_iterations(preset, fake_mnist_dir, tmp_pa
     side = args["image_size"]
     assert images.shape == (4, MNIST_FAMILY[dataset], side, side)
     assert torch.isfinite(images).all() and images.abs().max() <= 1
+
+
+def test_a_presets_regularizer_options_are_not_refused_when_the_user_switches_it_off(fake_mnist_dir):
+    # --reg-every 16 comes from the preset, not the user: dropping its R1 must not ask to drop --reg-every
+    from gan_lightning.commands.train.parser import build_parser
+    from gan_lightning.commands.train.resolution import resolve
+
+    cfg = resolve(build_parser().parse_args(["--preset", "stylegan2_mnist", "--r1", "0", "--data-dir",
+                                             str(fake_mnist_dir)]))  # fmt: skip
+    assert cfg.r1 == 0 and cfg.reg_every == 16
+    with pytest.raises(ConfigError, match="--reg-every 4 applies only with --r1 or --r2"):
+        resolve(build_parser().parse_args(["--preset", "stylegan2_mnist", "--r1", "0", "--reg-every", "4",
+                                           "--data-dir", str(fake_mnist_dir)]))  # fmt: skip

@@ -220,9 +220,10 @@ def test_a_regularizers_own_options_are_refused_while_it_is_off(name):
         changed = {option.name: another_value(option)}
         option.validate(changed[option.name])
         with pytest.raises(ConfigError, match=f"^{re.escape(option.flag)}.* applies only with --") as caught:
-            check_regularizer_options({**off, **changed})
+            check_regularizer_options({**off, **changed}, given=changed)
         assert "\n" not in str(caught.value)
-        check_regularizer_options({**on, **changed})  # switched on: taken
+        check_regularizer_options({**on, **changed}, given=changed)  # switched on: taken
+        check_regularizer_options({**off, **changed}, given=())  # a preset's or a recorded config's: taken
 
 
 @pytest.mark.parametrize("name", REGULARIZERS.names())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from gan_lightning.commands.train.presets import PRESETS
@@ -94,9 +94,10 @@ def options_in_use(values: Mapping[str, Any]) -> Options:
     return Options(o for o in train_options() if any(owners.get(o.name, [True])))
 
 
-def check_regularizer_options(values: Mapping[str, Any]) -> None:
-    """Refuse, in one line, a regularizer's option set to other than its default while no regularizer taking it is
-    switched on (`--lecam-decay 0.9` without `--lecam`): it would change nothing."""
+def check_regularizer_options(values: Mapping[str, Any], given: Collection[str]) -> None:
+    """Refuse, in one line, a regularizer's option among the `given` ones (typed by the user, not filled in by a
+    preset or a recorded config) set to other than its default while no regularizer taking it is switched on
+    (`--lecam-decay 0.9` without `--lecam`): it would change nothing."""
     from gan_lightning.regularizers import REGULARIZERS
     from gan_lightning.training.schedules import schedule_options
 
@@ -114,6 +115,8 @@ def check_regularizer_options(values: Mapping[str, Any]) -> None:
             flags = [weight] if weight and option not in own else weights
             takers.setdefault(option.name, {})[name] = " or ".join(w.flag for w in flags)
     for option in train_options():
+        if option.name not in given:
+            continue
         regularizers, value = takers.get(option.name, {}), values.get(option.name)
         if regularizers and not on & set(regularizers) and value not in (None, option.default):
             flags = " or ".join(dict.fromkeys(regularizers.values()))

@@ -20,6 +20,8 @@ def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     """Fill flags left unset from the preset, the dataset's and the model's declarations, then the declared
     defaults; validate everything before any work."""
     options = train_options()
+    # what the user typed (a replayed or resumed run's recorded values are not: the run was made with them)
+    typed = set() if getattr(cfg, "config", None) else {k for k, v in vars(cfg).items() if v is not None}
     # `--NAME none` asks for the declared default: neither the preset nor a recorded config fills it in
     reset = {key for key, value in vars(cfg).items() if value is RESET}
     for key in reset:
@@ -55,7 +57,7 @@ def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     # the module checks these too, during training; here they fail before anything is written
     check_divisible(cfg.batch_size, cfg.accumulate)
     check_run_length(scheduled_targets(vars(cfg)), cfg.max_steps)
-    check_regularizer_options(vars(cfg))
+    check_regularizer_options(vars(cfg), typed)
     return cfg
 
 
