@@ -187,12 +187,9 @@ def test_conditional_g_phase_pairs_fakes_with_the_reals_labels_when_the_loss_com
     assert torch.equal(seen["g"], labels) == objective.g_needs_real
 
 
-def test_every_seed_in_range_trains_and_others_are_refused_in_one_line(tmp_path):
+def test_the_largest_seed_trains_and_a_negative_one_still_builds(tmp_path):
     # the per-iteration noise seed grows as seed x 1e15: the largest seed must still seed torch's generator
     gan = GAN("mlp", latent_dim=8, seed=2**32 - 1)
     cpu_trainer(tmp_path, max_steps=gan.optimizer_steps(2)).fit(gan, image_loader(n=32, batch_size=16))
     assert gan.global_step == gan.optimizer_steps(2)
-    for bad in (-1, 2**32):
-        with pytest.raises(ConfigError) as caught:
-            GAN("mlp", latent_dim=8, seed=bad)
-        assert str(caught.value) == f"--seed {bad} is out of range: seeds go from 0 to 4294967295"
+    assert GAN("mlp", latent_dim=8, seed=-5).hparams.seed == -5  # the train command's bound is not the module's

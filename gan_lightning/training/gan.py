@@ -18,7 +18,7 @@ from gan_lightning.core.compat import FORMAT as CHECKPOINT_FORMAT
 from gan_lightning.core.compat import upgrade_checkpoint
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.injected import build_component, describe_component, is_spec
-from gan_lightning.core.options import Option, Options, call_with, check_seed, declared
+from gan_lightning.core.options import Option, Options, call_with, declared
 from gan_lightning.models import MODELS, build_models, heads, model_options
 from gan_lightning.models.heads import Critic, spectral_norm_all, unnormalisable_layers
 from gan_lightning.regularizers import REGULARIZERS
@@ -47,7 +47,9 @@ __all__ = ["GAN", "NonFiniteLossError", "iteration_seed"]
 # The module's own options: how it seeds, guards and speeds up training.
 # fmt: off
 options = (
-    Option("seed", 0, "seed for weights, data order and noise, 0 to 2^32 - 1", check=check_seed),
+    # the train command takes 0 .. 2^32 - 1 (Lightning's seed_everything refuses others); a GAN built in Python, or
+    # loaded from its checkpoint, takes any integer
+    Option("seed", 0, "seed for weights, data order and noise, 0 to 2^32 - 1"),
     Option("finite_check_every", 10, "check the losses for inf/NaN every N iterations", positive=True,
            resume="free"),
     Option("channels_last", False, "NHWC memory format for convolutional models", resume="free"),

@@ -150,5 +150,6 @@ def iteration_seed(seed: int, rank: int, iteration: int) -> int:
     A pure function of (seed, rank, iteration): a resumed run draws exactly what the uninterrupted run would have,
     with no generator state to checkpoint, and DDP ranks draw differently.
     """
-    # torch's generators take seeds below 2^64: larger values wrap (those below keep their streams)
-    return ((seed * 1_000_003 + rank) * 1_000_000_007 + iteration) % 2**64
+    value = (seed * 1_000_003 + rank) * 1_000_000_007 + iteration
+    # torch's generators take -2^63 .. 2^64 - 1: values outside wrap, those inside keep the streams they always had
+    return value if -(2**63) <= value < 2**64 else value % 2**64

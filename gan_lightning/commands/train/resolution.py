@@ -9,7 +9,7 @@ from typing import Any
 from gan_lightning.commands.train.options import check_regularizer_options, train_options
 from gan_lightning.commands.train.presets import PRESETS
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.options import RESET
+from gan_lightning.core.options import RESET, check_seed
 from gan_lightning.data import DATASETS, dataset_options
 from gan_lightning.models import default_image_size
 from gan_lightning.training.accumulate import check_divisible
@@ -58,6 +58,7 @@ def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     check_divisible(cfg.batch_size, cfg.accumulate)
     check_run_length(scheduled_targets(vars(cfg)), cfg.max_steps)
     check_regularizer_options(vars(cfg), typed)
+    check_seed(cfg.seed)
     return cfg
 
 
