@@ -548,5 +548,15 @@ def test_export_mnist_on_a_full_disk_keeps_no_half_folder(tmp_path, fake_mnist_d
     argv = ["--data-dir", str(fake_mnist_dir), "--out", str(tmp_path / "png"), "--num", "20"]
     assert export_main(argv) == 4
     line = one_error_line(capsys)
-    assert f"could not write the digits under {tmp_path / 'png'} (No space left on device); nothing was kept" in line
+    assert f"could not write the digits under {tmp_path / 'png'} (No space left on device); nothing was kept: free space or pass another --out" in line
     assert tree(tmp_path) == ["png"]
+
+
+def test_export_mnist_into_the_current_empty_folder(tmp_path, fake_mnist_dir, monkeypatch):
+    from gan_lightning.commands.export_mnist import main as export_main
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert export_main(["--data-dir", str(fake_mnist_dir), "--out", ".", "--num", "5"]) == 0
+    assert len(list(here.rglob("*.png"))) == 5 and tree(tmp_path) == ["here", *(f"here/{p}" for p in tree(here))]

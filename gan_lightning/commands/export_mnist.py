@@ -13,7 +13,7 @@ from PIL import Image
 
 from gan_lightning.commands.base import Parser, run_command, seed
 from gan_lightning.core.errors import ConfigError, WriteError
-from gan_lightning.core.files import check_writable_dir, reason
+from gan_lightning.core.files import check_writable_dir, make_dirs, reason, remove_empty_dirs
 
 
 def export_mnist_pngs(data_dir: str, out_dir: str | Path, num: int, seed: int = 0) -> list[Path]:
@@ -22,10 +22,10 @@ def export_mnist_pngs(data_dir: str, out_dir: str | Path, num: int, seed: int = 
 
     if num < 1:
         raise ConfigError(f"--num must be positive, got {num}")
-    out_dir = Path(out_dir)
+    out_dir = Path(os.path.abspath(out_dir))  # absolute: `--out .` has a parent to write the staging folder into
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConfigError(f"{out_dir} exists and is not an empty directory; choose a new --out")
-    check_writable_dir(out_dir, "--out")
+    check_writable_dir(out_dir.parent, "--out")  # the staging folder goes beside --out
     dm = MNISTDataModule(data_dir, download=False)
     dm.setup("fit")
     train = dm.train_set
@@ -35,6 +35,7 @@ def export_mnist_pngs(data_dir: str, out_dir: str | Path, num: int, seed: int = 
     # written beside --out and renamed to it when complete: a full disk or a kill leaves no half folder to train on
     staging = out_dir.with_name(f"{out_dir.name}.partial{os.getpid()}")
     names = [Path(str(int(train.labels[i]))) / f"{i:05d}.png" for i in picks.tolist()]
+    made = make_dirs(out_dir.parent, "--out")
     try:
         for i, name in zip(picks.tolist(), names, strict=True):
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,9 @@ def export_mnist_pngs(data_dir: str, out_dir: str | Path, num: int, seed: int = 
         os.replace(staging, out_dir)
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)
-        raise WriteError(f"could not write the digits under {out_dir} ({reason(err)}); nothing was kept") from None
+        remove_empty_dirs(made)
+        raise WriteError(f"could not write the digits under {out_dir} ({reason(err)}); nothing was kept: free space "
+                         "or pass another --out") from None  # fmt: skip
     return [out_dir / name for name in names]
 
 
