@@ -548,7 +548,8 @@ def test_export_mnist_on_a_full_disk_keeps_no_half_folder(tmp_path, fake_mnist_d
     argv = ["--data-dir", str(fake_mnist_dir), "--out", str(tmp_path / "png"), "--num", "20"]
     assert export_main(argv) == 4
     line = one_error_line(capsys)
-    assert f"could not write the digits under {tmp_path / 'png'} (No space left on device); nothing was kept: free space or pass another --out" in line
+    expected = f"could not write the digits under {tmp_path / 'png'} (No space left on device); nothing was kept"
+    assert f"{expected}: free space or pass another --out" in line
     assert tree(tmp_path) == ["png"]
 
 
