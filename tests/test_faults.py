@@ -500,6 +500,7 @@ def test_run_dirs_with_a_damaged_checkpoint_are_refused_before_any_run_is_scored
 @pytest.mark.parametrize("flags,words", [
     (["--device", "cuda:99"], "--device cuda:99: this machine has"),
     (["--device", "foo"], "--device foo is not a device"),
+    (["--device", "meta"], "--device meta: sampling runs on cpu, cuda, cuda:N or mps"),
     (["--out", "{tmp}/adir.png"], "--out {tmp}/adir.png is a directory"),
     (["--save-latents", "{tmp}/adir.png"], "--save-latents {tmp}/adir.png is a directory"),
     (["--interpolate", "--labels", "1"], "--labels chooses the classes of drawn images; --interpolate"),
@@ -561,3 +562,12 @@ def test_export_mnist_into_the_current_empty_folder(tmp_path, fake_mnist_dir, mo
     monkeypatch.chdir(here)
     assert export_main(["--data-dir", str(fake_mnist_dir), "--out", ".", "--num", "5"]) == 0
     assert len(list(here.rglob("*.png"))) == 5 and tree(tmp_path) == ["here", *(f"here/{p}" for p in tree(here))]
+
+
+def test_stale_images_counts_every_numbered_png_past_the_new_sample(tmp_path):
+    from gan_lightning.commands.sample import stale_images
+
+    for name in ("00001.png", "00003.png", "100000.png", "notes.png", "00004.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert [p.name for p in stale_images(tmp_path, 3)] == ["00003.png", "100000.png"]
+    assert stale_images(tmp_path / "missing", 3) == []

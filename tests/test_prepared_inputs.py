@@ -156,6 +156,13 @@ def test_a_link_back_up_the_tree_lists_each_image_once(tmp_path):
     assert len(dm.train_set) == 3
 
 
+def test_a_folder_and_a_link_to_it_list_the_folder_whichever_sorts_first(tmp_path):
+    root = tmp_path / "classes"
+    photos(root / "zebra", n=2)
+    os.symlink(root / "zebra", root / "antelope")  # sorts first, but is the link: the real folder keeps its images
+    assert [p.relative_to(root).as_posix() for p in list_image_files(root)] == ["zebra/0.png", "zebra/1.png"]
+
+
 # ------------------------------------------------------------------------------------------- what is wrong
 def test_a_dataset_prepared_from_another_folder_names_both(tmp_path):
     """Before: "--prepared P is out of date: B changed since it was prepared (4 file(s) modified ...)"."""

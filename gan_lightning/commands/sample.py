@@ -119,10 +119,12 @@ def check_device(name: str) -> None:
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"--device {name} is not a device: pass cpu, cuda, cuda:N or mps") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {name}: sampling runs on cpu, cuda, cuda:N or mps")
     if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
         raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s); pass "
                           "--device cpu or another index")  # fmt: skip
-    if device.type == "mps" and not torch.backends.mps.is_available():
+    if device.type == "mps" and (not torch.backends.mps.is_available() or (device.index or 0) > 0):
         raise ConfigError(f"--device {name}: Apple's MPS is not available here; pass --device cpu")
 
 
@@ -130,7 +132,9 @@ def stale_images(folder: Path, count: int) -> list[Path]:
     """The numbered PNGs in `folder` that writing `count` images would not replace (an earlier, larger sample)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("[0-9][0-9][0-9][0-9][0-9].png") if int(p.stem) >= count)
+    return sorted(
+        (p for p in folder.glob("*.png") if p.stem.isdigit() and int(p.stem) >= count), key=lambda p: int(p.stem)
+    )
 
 
 def build_parser() -> Parser:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -122,7 +123,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], what: str, s
     `shared`: a cache other processes may be writing at the same time, so each writes its own partial file.
     """
     path = Path(path)
-    partial = path.with_name(f"{path.name}.partial" + (str(os.getpid()) if shared else ""))
+    # shared: one name per process and machine (a cache on shared storage is written from several nodes)
+    partial = path.with_name(f"{path.name}.partial" + (f"{socket.gethostname()}-{os.getpid()}" if shared else ""))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(partial)

@@ -35,7 +35,8 @@ def list_image_files(root: str | Path) -> list[Path]:
     # os.walk, not Path.rglob: one scandir per directory and no stat per file, which matters at 200k files.
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         unseen = []
-        for name in sorted(dirnames):
+        # real folders first, then links: a link sorting before the folder it points to must not take its place
+        for name in sorted(dirnames, key=lambda n: (os.path.islink(os.path.join(dirpath, n)), n)):
             real = os.path.realpath(os.path.join(dirpath, name))
             if real in seen:
                 link = os.path.join(dirpath, name)
@@ -45,7 +46,7 @@ def list_image_files(root: str | Path) -> list[Path]:
                 continue
             seen.add(real)
             unseen.append(name)
-        dirnames[:] = unseen
+        dirnames[:] = sorted(unseen)
         for name in filenames:
             if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
                 found.append(Path(dirpath, name))
