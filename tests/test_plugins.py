@@ -241,3 +241,20 @@ def test_a_run_of_plugins_given_on_the_command_line_resumes_with_ckpt_path_last(
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     ckpt = torch.load(logs / "plug" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["model"] == "tiny" and not (logs / "plug" / "version_1").exists()
+
+
+@pytest.mark.parametrize("name", ["lr", "batch_size"])  # a GAN option, a dataset option
+def test_a_plugin_option_that_clashes_with_another_components_is_one_line(tmp_path, name):
+    (tmp_path / "clashing.py").write_text(f"""
+from gan_lightning.core.options import Option
+from gan_lightning.regularizers import REGULARIZERS, Regularizer
+
+
+@REGULARIZERS.register("clashing")
+class Clashing(Regularizer):
+    options = (Option("{name}", 0.0, "the plugin's own weight", minimum=0),)
+""")
+    proc = command("train.py", "--plugins", "clashing", "--help", plugin_path=str(tmp_path))
+    line = one_line(proc)
+    flag = "--" + name.replace("_", "-")
+    assert line.startswith(f"train.py: error: {flag} is declared twice, differently (") and "rename one" in line

@@ -132,6 +132,14 @@ def checkpoint_plugins(path: str) -> dict[str, str | None]:
     return plugins.recorded_in(ckpt) if isinstance(ckpt, dict) else {}
 
 
+def prog_of(parser: argparse.ArgumentParser | Callable[[], argparse.ArgumentParser]) -> str:
+    """The command's name for an error line: its parser's, or the script's when the parser cannot be built."""
+    try:
+        return (parser if isinstance(parser, argparse.ArgumentParser) else parser()).prog
+    except ConfigError:
+        return Path(sys.argv[0]).name
+
+
 def run_command(
     parser: argparse.ArgumentParser | Callable[[], argparse.ArgumentParser],
     run: Callable[[argparse.Namespace], int | None],
@@ -146,12 +154,11 @@ def run_command(
         load_command_plugins(argv)
         for config in recorded_runs(argv):
             plugins.require(recorded_plugins(config), f"the run {config.parent}")
+        if not isinstance(parser, argparse.ArgumentParser):
+            parser = parser()  # from the declarations, plugins' included: two that clash are refused here
     except ConfigError as err:
-        prog = (parser if isinstance(parser, argparse.ArgumentParser) else parser()).prog
-        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        print(f"{prog_of(parser)}: error: {one_line(err)}", file=sys.stderr)
         return 2
-    if not isinstance(parser, argparse.ArgumentParser):
-        parser = parser()
     cfg = parser.parse_args(argv)
     vars(cfg).pop("plugins", None)  # loaded above; a run records the plugins its components come from instead
     try:

@@ -167,7 +167,10 @@ class Options(Sequence[Option]):
             for option in group:
                 known = self._by_name.get(option.name)
                 if known is not None and known != option:
-                    raise ValueError(f"option {option.name} is declared twice, differently: {known} vs {option}")
+                    # two components (a plugin's and another's, usually) claim one flag for different things
+                    said = [" ".join(o.help_text().split())[:60] for o in (known, option)]
+                    raise ConfigError(f"{option.flag} is declared twice, differently ({said[0]!r} and {said[1]!r}): "
+                                      "a plugin's option clashes with another component's; rename one")  # fmt: skip
                 self._by_name[option.name] = option
 
     def __getitem__(self, index: Any) -> Any:

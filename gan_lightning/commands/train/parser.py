@@ -14,7 +14,7 @@ from gan_lightning.commands.train.presets import PRESETS, preset_help
 from gan_lightning.commands.train.resume import resumed_run_dir
 from gan_lightning.commands.train.runconfig import CONFIG_FILE, load_config, recorded_paths
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.core.options import RESET
+from gan_lightning.core.options import RESET, Options
 
 
 class TrainParser(Parser):
@@ -73,8 +73,13 @@ def build_parser() -> Parser:
         description="Train a GAN with PyTorch Lightning; watch it with `tensorboard --logdir lightning_logs`.",
         epilog=preset_help(),
     )
-    for title, group in option_groups():
+    groups = option_groups()
+    Options(*(group for _, group in groups))  # a name declared differently by two groups is refused in one line
+    added: set[str] = set()
+    for title, group in groups:
         arguments = p.add_argument_group(title)
         for option in group:
-            option.add_to(arguments, resettable=True)
+            if option.name not in added:  # declared the same way by two groups: one flag
+                option.add_to(arguments, resettable=True)
+                added.add(option.name)
     return p
