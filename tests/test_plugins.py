@@ -258,3 +258,28 @@ class Clashing(Regularizer):
     line = one_line(proc)
     flag = "--" + name.replace("_", "-")
     assert line.startswith(f"train.py: error: {flag} is declared twice, differently (") and "rename one" in line
+
+
+def test_a_plugin_transform_in_a_built_in_regularizer_and_a_plugin_tracker_are_recorded(plugin_path, tmp_path,
+                                                                                         fake_mnist_dir):  # fmt: skip
+    # both were left out of config.yaml: resuming or sampling without the plugin then failed on a bare name
+    (tmp_path / "plug" / "mytracker.py").parent.mkdir()
+    (tmp_path / "plug" / "mytracker.py").write_text("""
+from gan_lightning.loggers import LOGGERS
+from gan_lightning.loggers.csv import CSVTracker
+
+
+@LOGGERS.register("csv_copy")
+class CSVCopy(CSVTracker):
+    pass
+""")
+    path = os.pathsep.join([plugin_path, str(tmp_path / "plug")])
+    proc = command("train.py", "--plugins", f"{MODULE},mytracker", "--data-dir", str(fake_mnist_dir), "--max-steps",
+                   "1", "--batch-size", "16", "--latent-dim", "8", "--cr", "1", "--cr-transform", "hflip", "--logger",
+                   "tensorboard,csv_copy", "--log-dir", str(tmp_path / "logs"), "--name", "run",
+                   plugin_path=path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    config = yaml.safe_load((tmp_path / "logs" / "run" / "version_0" / "config.yaml").read_text())
+    assert set(config["plugins"]) == {MODULE, "mytracker"}
+    ckpt = torch.load(tmp_path / "logs" / "run" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert MODULE in ckpt["gan_lightning_plugins"]  # the GAN's own: CR's transform

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import nn
 
-from gan_lightning.augment import TRANSFORMS, AdaptiveAugment, DiffAugment, build_augment
+from gan_lightning.augment import PIPELINE_OPS, TRANSFORMS, AdaptiveAugment, AugmentPipe, DiffAugment, build_augment
 from gan_lightning.core import plugins
 from gan_lightning.core.compat import FORMAT as CHECKPOINT_FORMAT
 from gan_lightning.core.compat import upgrade_checkpoint
@@ -253,10 +253,13 @@ class GAN(LightningModule):
         """The plugins (with their versions) this GAN's components come from: those that registered the names it
         uses (model, loss, noise, regularizers, augmentation transforms) and those defining any of its modules
         (injected networks or objectives). What loading it needs."""
-        augment = getattr(self.objective, "augment", None)
         named = [(MODELS, self.hparams.model), (OBJECTIVES, self.hparams.loss), (NOISES, self.hparams.noise)]
         named += [(REGULARIZERS, key) for key in getattr(self.objective, "regularizers", {})]
-        named += [(TRANSFORMS, name) for name in getattr(augment, "policy", "").split(",") if name]
+        for module in self.modules():  # the augmentation's transforms, and those of regularizers (CR's, bCR's)
+            if isinstance(module, DiffAugment):
+                named += [(TRANSFORMS, name.strip()) for name in module.policy.split(",") if name.strip()]
+            elif isinstance(module, AugmentPipe):
+                named += [(PIPELINE_OPS, name) for name in module.ops]
         origins = plugins.versions(registry.origin(name) for registry, name in named)
         return {**origins, **plugins.owners(self.modules())}
 

@@ -38,8 +38,10 @@ from gan_lightning.commands.train.trainer import (
 from gan_lightning.core import notes, plugins
 from gan_lightning.core.files import check_writable_dir, claim_version, data_lock, remove_empty_dirs
 from gan_lightning.data import DATASETS
-from gan_lightning.loggers import RunLocation, build_loggers, finish_trackers, start_trackers
+from gan_lightning.loggers import LOGGERS, RunLocation, build_loggers, finish_trackers, start_trackers
+from gan_lightning.loggers.base import logger_names
 from gan_lightning.metrics import EXTRACTORS
+from gan_lightning.metrics.extractors.resizers import RESIZES
 from gan_lightning.models.heads import check_spectral_norm
 from gan_lightning.training.accumulate import check_batchnorm_micro_batches
 from gan_lightning.training.gan import GAN
@@ -143,9 +145,14 @@ def prepared_datamodule(cfg: argparse.Namespace, d_steps: int) -> pl.LightningDa
 
 
 def run_plugins(cfg: argparse.Namespace, model: GAN, datamodule: pl.LightningDataModule) -> dict[str, str | None]:
-    """The plugins this run's components come from: the GAN's, the dataset's and the extractor's."""
-    named = plugins.versions([DATASETS.origin(cfg.dataset), *([EXTRACTORS.origin(cfg.extractor)] if cfg.extractor
-                                                               else [])])  # fmt: skip
+    """The plugins this run's components come from: the GAN's, the dataset's, the extractor's and its resize's,
+    the trackers'."""
+    origins = [DATASETS.origin(cfg.dataset), *(LOGGERS.origin(name) for name in logger_names(cfg.logger))]
+    if cfg.extractor:
+        origins.append(EXTRACTORS.origin(cfg.extractor))
+    if cfg.extractor_resize:
+        origins.append(RESIZES.origin(cfg.extractor_resize))
+    named = plugins.versions(origins)
     return {**model.plugins(), **named, **plugins.owners([datamodule])}
 
 
