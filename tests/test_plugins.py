@@ -283,3 +283,16 @@ class CSVCopy(CSVTracker):
     assert set(config["plugins"]) == {MODULE, "mytracker"}
     ckpt = torch.load(tmp_path / "logs" / "run" / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
     assert MODULE in ckpt["gan_lightning_plugins"]  # the GAN's own: CR's transform
+
+
+def test_load_from_checkpoint_imports_the_plugins_the_checkpoint_records(run_dir):
+    # the plugin importable (PYTHONPATH) but neither installed as an entry point nor named: loading imports it
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    code = f"from gan_lightning import GAN; print(type(GAN.load_from_checkpoint({str(ckpt)!r}).generator).__name__)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=plugin_env(str(PLUGIN)),
+                            timeout=300)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=plugin_env(None),
+                             timeout=300)  # fmt: skip
+    assert missing.returncode != 0
+    assert f"was made with the plugin {MODULE} 0.1.0, which cannot be imported here" in missing.stderr.splitlines()[-1]
