@@ -296,3 +296,30 @@ def test_load_from_checkpoint_imports_the_plugins_the_checkpoint_records(run_dir
                              timeout=300)  # fmt: skip
     assert missing.returncode != 0
     assert f"was made with the plugin {MODULE} 0.1.0, which cannot be imported here" in missing.stderr.splitlines()[-1]
+
+
+def test_a_dataset_scored_by_an_extractor_that_cannot_make_its_weights_asks_for_them(plugin_path, npy_dir, tmp_path):
+    # it used to be handed an MNIST classifier trained from MNIST, which such a folder does not hold
+    (tmp_path / "plug").mkdir()
+    (tmp_path / "plug" / "pixplug.py").write_text("""
+from gan_plugin_example.npy_dataset import NpyDataModule
+
+from gan_lightning.data import dataset
+from gan_lightning.metrics import EXTRACTORS
+
+
+@EXTRACTORS.register("pixels")
+def pixels(path):
+    raise NotImplementedError
+
+
+@dataset("npy_pixels", channels=1, native_size=28, extractor="pixels")
+class NpyPixels(NpyDataModule):
+    pass
+""")
+    path = os.pathsep.join([plugin_path, str(tmp_path / "plug")])
+    proc = command("train.py", "--plugins", f"{MODULE},pixplug", "--dataset", "npy_pixels", "--npy-pattern",
+                   "part*.npy", "--data-dir", str(npy_dir), "--eval-every", "2", "--max-steps", "2", "--log-dir",
+                   str(tmp_path / "logs"), plugin_path=path)  # fmt: skip
+    expected = "--dataset npy_pixels is scored by its extractor pixels, which needs its weights file: pass --classifier"
+    assert expected in one_line(proc) and not (tmp_path / "logs").exists()

@@ -16,9 +16,8 @@ from gan_lightning.commands.sample import load_gan, read_checkpoint
 from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.core.files import check_writable_dir, check_writable_file
 from gan_lightning.data import DATASETS, default_data_dir
-from gan_lightning.metrics.classifier import cached_classifier
 from gan_lightning.metrics.evaluator import Evaluator
-from gan_lightning.metrics.extractors import build_extractor
+from gan_lightning.metrics.extractors import build_extractor, default_extractor_weights
 from gan_lightning.training.latents import Truncation
 
 
@@ -128,7 +127,12 @@ def summarize_runs(tables: dict[str, list[dict[str, Any]]], summary: str | Path 
 
 def run_evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int, classifier: str | None,
                   reference: dict[str, Any]) -> Evaluator:  # fmt: skip
-    """The Evaluator of a checkpoint's run: its dataset options, the classifier (cached) for MNIST-like data."""
+    """The Evaluator of a checkpoint's run: its dataset options; for a dataset scored by its own extractor, the
+    weights given, else those the run recorded (as it scored itself), else its extractor's own (the MNIST
+    classifier, trained once and cached)."""
+    recorded = dataset_options(info, dataset).get("classifier")
+    if classifier is None and recorded and Path(recorded).is_file():
+        classifier = str(recorded)
     if classifier is None and DATASETS.get(dataset).extractor is not None:
         if reference.get("fid_weights") or reference.get("extractor_weights"):
             # the feature network's weights are checked before a classifier may take minutes to train
@@ -136,7 +140,7 @@ def run_evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int
                             fid_weights_unchecked=reference.get("fid_weights_unchecked", False),
                             extractor=reference.get("extractor"), extractor_weights=reference.get("extractor_weights"),
                             extractor_resize=reference.get("extractor_resize"))  # fmt: skip
-        classifier = str(cached_classifier(root))
+        classifier = default_extractor_weights(dataset, root)
     return Evaluator(classifier, dataset, root, image_size, options=dataset_options(info, dataset), **reference)
 
 

@@ -116,12 +116,11 @@ def evaluation_callbacks(cfg: argparse.Namespace) -> list[pl.Callback]:
     the dataset's metric needs a classifier and none was given."""
     if not cfg.eval_every:
         return []
-    from gan_lightning.metrics import SampleQuality, build_extractor
-    from gan_lightning.metrics.classifier import cached_classifier
+    from gan_lightning.metrics import SampleQuality, build_extractor, default_extractor_weights
 
     if cfg.classifier is None and DATASETS.get(cfg.dataset).extractor is not None:
-        # No manual step: train the classifier once per MNIST copy and reuse it from the cache.
-        cfg.classifier = str(cached_classifier(cfg.data_dir or default_data_dir()))
+        # No manual step: the MNIST classifier is trained once per MNIST copy and reused from the cache.
+        cfg.classifier = default_extractor_weights(cfg.dataset, cfg.data_dir or default_data_dir())
     # Loaded before the logger exists: a wrong path fails without writing anything.
     extractor = build_extractor(
         cfg.channels,

@@ -36,6 +36,7 @@ from gan_lightning.metrics.extractors.mnist import MNISTClassifierFeatures, Stac
 
 __all__ = [
     "EXTRACTORS",
+    "default_extractor_weights",
     "FID_INCEPTION_FILES",
     "FID_INCEPTION_SHA256",
     "FID_WEIGHTS_HINT",
@@ -62,6 +63,18 @@ def reference_extractor(dataset: str | None) -> str | None:
     from gan_lightning.data import DATASETS
 
     return DATASETS.get(dataset).extractor if dataset in DATASETS else None
+
+
+def default_extractor_weights(dataset: str, data_dir: str | PathLike) -> str:
+    """The weights file of `dataset`'s own extractor when none was given: the one its extractor makes from the data
+    (`weights_for`: the MNIST classifiers train once on the MNIST under `data_dir`, cached); one-line ConfigError
+    for an extractor that cannot make its own."""
+    name = reference_extractor(dataset)
+    make = getattr(EXTRACTORS.get(name), "weights_for", None) if name else None
+    if make is None:
+        raise ConfigError(f"--dataset {dataset} is scored by its extractor {name}, which needs its weights file: pass "
+                          "--classifier PATH")  # fmt: skip
+    return str(make(data_dir))
 
 
 def classifier_datasets() -> list[str]:

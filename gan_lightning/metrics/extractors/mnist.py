@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from gan_lightning.core.errors import ConfigError
-from gan_lightning.metrics.classifier import MNISTClassifier, load_classifier
+from gan_lightning.metrics.classifier import MNISTClassifier, cached_classifier, load_classifier
 from gan_lightning.metrics.extractors.base import EXTRACTORS, FeatureExtractor, PathLike
 from gan_lightning.metrics.statistics import (
     CLASS_STATISTICS,
@@ -97,3 +97,8 @@ def _mnist_classifier(path: PathLike) -> FeatureExtractor:
 @EXTRACTORS.register("stacked_mnist_classifier")
 def _stacked_mnist_classifier(path: PathLike) -> FeatureExtractor:
     return StackedMNISTFeatures(load_classifier(path))
+
+
+# Both read one MNIST classifier, which a run without --classifier trains from the MNIST under its data folder
+# (once, cached): an extractor's `weights_for(data_dir)` is how it makes its own weights file when none is given.
+_mnist_classifier.weights_for = _stacked_mnist_classifier.weights_for = cached_classifier  # type: ignore[attr-defined]
