@@ -124,3 +124,16 @@ def test_runs_on_different_data_are_each_scored_against_their_own(tmp_path, fake
     assert evaluate_main([*map(str, runs), *score, "--summary", str(tmp_path / "summary")]) == 0
     together = last(runs[1])
     assert together["fid"] == alone["fid"] and together["precision"] == alone["precision"]
+
+
+def test_a_run_dir_is_scored_with_the_classifier_the_run_recorded(tmp_path, fake_mnist_dir, fake_classifier,
+                                                                  monkeypatch, capsys):  # fmt: skip
+    logs, cache = tmp_path / "logs", tmp_path / "cache"
+    argv = ["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), "--name", "run", "--max-steps", "2",
+            "--batch-size", "16", "--eval-every", "2", "--eval-samples", "64", "--classifier",
+            str(fake_classifier["path"])]  # fmt: skip
+    assert train_main(argv) == 0
+    monkeypatch.setenv("GAN_CACHE_DIR", str(cache))  # no cached classifier: one would be trained if it were asked for
+    run = logs / "run" / "version_0"
+    assert evaluate_main([str(run), "--data-dir", str(fake_mnist_dir), "-n", "64"]) == 0
+    assert (run / "evaluation.json").is_file() and not list(cache.glob("mnist_classifier-*"))  # none trained
