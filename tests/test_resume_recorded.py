@@ -225,3 +225,18 @@ def test_auto_inside_a_slurm_job_resumes_only_that_jobs_run(tmp_path, fake_mnist
     job(None, 3)  # outside Slurm: the newest run of --name, as ever, and it stays job 222's
     assert (iterations(2), recorded(2)["slurm_job"]) == (3, "222")
     assert sorted(p.name for p in run.iterdir()) == ["version_0", "version_1", "version_2"]
+
+
+def test_a_resume_with_an_upgraded_plugin_says_so_and_records_each_resumes_plugins(tmp_path, capsys):
+    from gan_lightning.commands.train.resume import Resume
+    from gan_lightning.commands.train.runner import record_config
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    record_config(str(run_dir), {"seed": 0}, Resume(), 2, {"myplug": "0.3.0"})
+    resume = Resume(checkpoint=str(tmp_path / "last.ckpt"), global_step=8)
+    record_config(str(run_dir), {"seed": 0}, resume, 2, {"myplug": "0.3.1"})
+    assert "note: the plugin myplug is 0.3.1 now; this run was last written with 0.3.0" in capsys.readouterr().err
+    doc = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert doc["plugins"] == {"myplug": "0.3.1"} and doc["resumes"][-1]["plugins"] == {"myplug": "0.3.1"}
+    assert doc["resumes"][-1]["iteration"] == 4

@@ -101,7 +101,8 @@ def write_config(
         # every resume of this run directory, oldest first: how often and from where a (requeued) job continued
         resumes = previous.get("resumes")
         earlier = [r for r in resumes if isinstance(r, dict)] if isinstance(resumes, list) else []
-        doc["resumes"] = [*earlier, {**resumed_from, "written": written, "environment": environment()}]
+        resume = {**resumed_from, "written": written, "environment": environment()}
+        doc["resumes"] = [*earlier, {**resume, **({"plugins": dict(plugins)} if plugins else {})}]
     text = "# Replay: python scripts/train.py --config THIS_FILE [flags that override it]\n" + yaml.safe_dump(
         doc, sort_keys=False
     )

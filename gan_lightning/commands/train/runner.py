@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 
 from gan_lightning.callbacks import GANCheckpoint, RankWatch, RunProgress, SampleGrid, TrainingHealth
 from gan_lightning.callbacks.checkpoint import training_complete
-from gan_lightning.commands.base import CommandStopped, run_command
+from gan_lightning.commands.base import CommandStopped, recorded_plugins, run_command
 from gan_lightning.commands.train.cluster import slurm_job_id, time_limit_signal_outside_training
 from gan_lightning.commands.train.fit import fit
 from gan_lightning.commands.train.parser import build_parser, resumed_configs
@@ -164,6 +164,12 @@ def record_config(run_dir: str, config: Mapping[str, Any], resume: Resume, steps
     resumed_from = (
         {"checkpoint": str(Path(resume.checkpoint).resolve()), "iteration": iteration} if resume.checkpoint else None
     )
+    if resumed_from:  # a plugin upgraded between a run's start and its resume may change what it computes
+        before = recorded_plugins(Path(run_dir) / CONFIG_FILE)
+        for module, version in used_plugins.items():
+            if module in before and before[module] != version:
+                notes.note(f"the plugin {module} is {version} now; this run was last written with {before[module]} "
+                           "(config.yaml records each resume's plugins)")  # fmt: skip
     if resumed_from or not (Path(run_dir) / CONFIG_FILE).is_file():
         write_config(run_dir, config, resumed_from, used_plugins)
     if resume.changes:
