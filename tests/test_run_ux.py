@@ -161,6 +161,18 @@ CASES = {
         lambda t, m, r: ["--data-dir", str(m), "--lecam-decay", "0.5"],
         "--lecam-decay 0.5 applies only with --lecam, which this run does not switch on; add it or drop --lecam-decay",
     ),  # fmt: skip
+    "gradient-penalty weight without the penalty": (
+        lambda t, m, r: ["--data-dir", str(m), "--gp-weight", "5"],
+        "--gp-weight 5.0 applies only with a gradient-penalty loss (--loss wgan-gp)",
+    ),  # fmt: skip
+    "InfoGAN option without InfoGAN": (
+        lambda t, m, r: ["--data-dir", str(m), "--n-cat", "5"],
+        "--n-cat 5 applies only with --infogan",
+    ),  # fmt: skip
+    "EMA option without the EMA": (
+        lambda t, m, r: ["--data-dir", str(m), "--ema-bn-stats", "copy"],
+        "--ema-bn-stats copy applies only with --ema-decay",
+    ),  # fmt: skip
     "seed out of range": (lambda t, m, r: ["--data-dir", str(m), "--seed", "-1"], "--seed -1 is out of range"),
     "config missing": (lambda t, m, r: ["--config", str(t / "none.yaml")], "no such file"),
     "config not YAML": (lambda t, m, r: ["--config", str(_bad_yaml(t))], "not readable YAML"),

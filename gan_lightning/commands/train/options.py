@@ -123,3 +123,20 @@ def check_regularizer_options(values: Mapping[str, Any], given: Collection[str])
             given = option.flag if value is True else f"{option.flag} {value}"
             raise ConfigError(f"{given} applies only with {flags}, which this run does not switch on; add it or "
                               f"drop {option.flag}")  # fmt: skip
+
+
+def check_switched_options(values: Mapping[str, Any], given: Collection[str]) -> None:
+    """Refuse, in one line, a typed option of a part this run leaves off: the gradient penalty's weight without a
+    loss that has one, InfoGAN's without `--infogan`, the EMA's without `--ema-decay` (they would change nothing)."""
+    from gan_lightning.training.objectives import OBJECTIVES
+
+    needs = {
+        "gp_weight": ("a gradient-penalty loss (--loss wgan-gp)", OBJECTIVES.get(values["loss"]).gradient_penalty),
+        **{name: ("--infogan", values["infogan"]) for name in ("info_weight", "n_cat", "n_cont")},
+        **{name: ("--ema-decay", values["ema_decay"] is not None) for name in ("ema_rampup", "ema_bn_stats")},
+    }
+    for name, (what, on) in needs.items():
+        if name in given and not on:
+            option = train_options()[name]
+            raise ConfigError(f"{option.flag} {values[name]} applies only with {what}, which this run does not use; "
+                              f"add it or drop {option.flag}")  # fmt: skip

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from gan_lightning.commands.train.options import check_regularizer_options, train_options
+from gan_lightning.commands.train.options import check_regularizer_options, check_switched_options, train_options
 from gan_lightning.commands.train.presets import PRESETS
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.options import RESET, check_seed
@@ -58,6 +58,7 @@ def resolve(cfg: argparse.Namespace) -> argparse.Namespace:
     check_divisible(cfg.batch_size, cfg.accumulate)
     check_run_length(scheduled_targets(vars(cfg)), cfg.max_steps)
     check_regularizer_options(vars(cfg), typed)
+    check_switched_options(vars(cfg), typed)
     check_seed(cfg.seed)
     return cfg
 
