@@ -225,3 +225,14 @@ def test_modulated_conv_in_fp16_does_not_overflow_on_large_weights_and_styles():
     torch.testing.assert_close(half.float(), expected, rtol=0, atol=1e-2)
     # in fp32 the guard is off: demodulated outputs have unit scale whatever the weights' and styles'
     assert 0.5 < expected.std() < 2
+
+
+def test_sample_checks_psi_for_a_generator_that_truncates_in_w():
+    # z's own truncation, which checks psi, is skipped for a style-based G: sample() checks it itself
+    from gan_lightning import GAN
+
+    gan = GAN("stylegan2", latent_dim=8, image_size=8, ngf=8, ndf=8, w_dim=8)
+    for psi in (2.0, 0.0, float("nan")):
+        with pytest.raises(ConfigError, match=r"^--truncation must lie in \(0, 1\]"):
+            gan.sample(2, truncation=psi)
+    assert gan.sample(2, truncation=0.5).shape == (2, 1, 8, 8)

@@ -26,7 +26,7 @@ from gan_lightning.regularizers import REGULARIZERS
 from gan_lightning.training import accumulate, optim, schedules
 from gan_lightning.training.ema import EMA, adopt_ema_state
 from gan_lightning.training.guards import AmpSkipCounter, FiniteGuard, NonFiniteLossError
-from gan_lightning.training.latents import NOISES, Latents, LatentSpace, Truncation
+from gan_lightning.training.latents import NOISES, Latents, LatentSpace, Truncation, truncation_options
 from gan_lightning.training.objectives import OBJECTIVES, Batch, Objective, PhaseLoss, build_objective
 from gan_lightning.training.optim import build_optimizers
 from gan_lightning.training.rng import GlobalRNG
@@ -181,6 +181,8 @@ class GAN(LightningModule):
         G = self.sampling_generator(ema)
         # a style-based G truncates toward its average w (StyleGAN's trick); the threshold still redraws z
         in_w = getattr(G, "truncates_in_w", False)
+        if in_w and truncation.psi is not None:  # z's own truncation, which checks psi, is skipped for it
+            Options(truncation_options)["truncation"].validate(truncation.psi)
         latents = self.latents.truncate(latents, rng, None if in_w else truncation.psi, truncation.threshold)
         inputs = latents.input if isinstance(latents, Latents) else latents
         return generate(G, inputs, batch_size, self.device, truncation.psi if in_w else None)
