@@ -236,3 +236,30 @@ def test_sample_checks_psi_for_a_generator_that_truncates_in_w():
         with pytest.raises(ConfigError, match=r"^--truncation must lie in \(0, 1\]"):
             gan.sample(2, truncation=psi)
     assert gan.sample(2, truncation=0.5).shape == (2, 1, 8, 8)
+
+
+def test_style_mixing_draws_its_second_latent_from_the_runs_prior():
+    from gan_lightning import GAN
+    from gan_lightning.training.latents import NOISES
+
+    def second_latents(gan: GAN) -> torch.Tensor:
+        G = gan.generator
+        G.style_mixing = 1.0
+        seen = []
+        hook = G.mapping.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+        z = torch.zeros(256, G.z_dim)
+        ws = G.mapping(z, None)
+        G.mix_styles(ws, z, None, torch.Generator().manual_seed(3))
+        hook.remove()
+        return seen[-1]  # the z the mixing mapped
+
+    kwargs = {"latent_dim": 8, "image_size": 8, "ngf": 8, "ndf": 8, "w_dim": 8}
+    uniform = second_latents(GAN("stylegan2", noise="uniform", **kwargs))
+    assert uniform.abs().max() <= 1 and uniform.std() < 0.7  # U(-1, 1): std 0.58; N(0, 1) would pass 1
+    gan = GAN("stylegan2", noise="normal", **kwargs)
+    assert gan.generator.prior is NOISES.get("normal")
+    normal = second_latents(gan)
+    gan.generator.prior = None  # the reference's own draw, torch.randn from the same stream
+    assert torch.equal(normal, second_latents(gan))  # N(0, I) draws exactly as before: normal runs are unchanged
+    with pytest.raises(ConfigError, match="--infogan with --style-mixing 0.9: .* pass --style-mixing 0"):
+        GAN("stylegan2", infogan=True, **kwargs)

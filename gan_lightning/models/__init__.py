@@ -4,8 +4,9 @@ registers its pairs itself (imported below), as a plugin's file does."""
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
-from torch import nn
+from torch import Tensor, nn
 
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.core.registry import import_submodules
@@ -22,7 +23,14 @@ from gan_lightning.models.resnet import ResNetDiscriminator, ResNetGenerator
 
 
 def build_models(
-    name: str, *, latent_dim: int, channels: int, image_size: int, num_classes: int = 0, **options: object
+    name: str,
+    *,
+    latent_dim: int,
+    channels: int,
+    image_size: int,
+    num_classes: int = 0,
+    prior: Callable[..., Tensor] | None = None,
+    **options: object,
 ) -> tuple[nn.Module, Discriminator]:
     """Build the registered (generator, discriminator) pair `name`, passing it the options it declares.
 
@@ -30,6 +38,8 @@ def build_models(
     unconditional); a builder that conditions G otherwise than through its input takes it by name. A model option
     that another builder declares and this one does not, set to other than its default, is refused in one line
     (the widths excepted: every builder has received them, used or not, since before builders declared options).
+    `prior(shape, *, device, rng)`, the run's noise prior, goes to a builder whose G draws noise of its own (style
+    mixing) and takes it by name.
     """
     builder, own = MODELS.get(name), builder_options(name)
     for option in model_options():
@@ -41,6 +51,8 @@ def build_models(
     given = {k: v for k, v in options.items() if k in own}
     if "num_classes" in inspect.signature(builder).parameters:
         given["num_classes"] = num_classes
+    if prior is not None and "prior" in inspect.signature(builder).parameters:
+        given["prior"] = prior
     return builder(latent_dim=latent_dim, channels=channels, image_size=image_size, **given)
 
 

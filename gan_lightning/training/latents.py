@@ -119,6 +119,12 @@ class LatentSpace:
         self.class_names = list(class_names) if class_names is not None else None
 
     @property
+    def noise_prior(self) -> Prior:
+        """The prior the noise columns are drawn from (a generator that draws noise of its own, for style mixing,
+        draws from it too)."""
+        return self._prior
+
+    @property
     def code_dim(self) -> int:
         """Dimensions after the noise: one-hot labels, or the one-hot categorical and continuous codes."""
         return self.num_classes + self.n_cat + self.n_cont
