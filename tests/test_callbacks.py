@@ -116,6 +116,14 @@ def test_health_flags_a_discriminator_that_wins_completely():
     assert "D wins completely" in diagnose(won, 2 * math.log(2))
     once = won[:9] + _history([0.5], [1.0])  # not sustained
     assert diagnose(once, 2 * math.log(2)) is None
+    # a critic's or hinge D's outputs of +-6 are not probabilities: sigmoid of them says nothing about G's gradients
+    assert diagnose(won, None, saturates=False) is None
+
+
+def test_only_losses_on_log_odds_saturate():
+    from gan_lightning.training.objectives import OBJECTIVES
+
+    assert {name for name in OBJECTIVES.names() if OBJECTIVES.get(name).saturates} == {"bce", "minimax"}
 
 
 def test_health_warning_written_once_to_tensorboard(tmp_path):

@@ -11,17 +11,20 @@ from lightning.pytorch.utilities import rank_zero_warn
 from gan_lightning.loggers import log_text
 
 
-def diagnose(history: list[dict[str, float]], chance_d_loss: float | None, window: int = 10) -> str | None:
+def diagnose(
+    history: list[dict[str, float]], chance_d_loss: float | None, window: int = 10, saturates: bool = True
+) -> str | None:
     """A warning about the last `window` logged points of training, or None when they look healthy.
 
-    Two signs of a failing GAN: D wins completely (D(x) ~ 1, D(G(z)) ~ 0: G's gradients vanish), and the cs231n
+    Two signs of a failing GAN: D wins completely (D(x) ~ 1, D(G(z)) ~ 0: G's gradients vanish; only for a loss
+    that `saturates`, whose logits are log-odds, so that p_real and p_fake are D's probabilities), and the cs231n
     warning sign, D's loss flat at its chance value while G's loss keeps falling (G is fooling a D that has
     stopped learning, usually by collapsing onto a few modes).
     """
     if len(history) < window:
         return None
     recent = history[-window:]
-    if all(h["p_real"] > 0.99 and h["p_fake"] < 0.01 for h in recent):
+    if saturates and all(h["p_real"] > 0.99 and h["p_fake"] < 0.01 for h in recent):
         return (
             f"D wins completely: D(x) > 0.99 and D(G(z)) < 0.01 over the last {window} logged steps, so G's "
             "gradients vanish; try --loss lsgan, a lower --lr, or fewer --d-steps"
@@ -63,7 +66,8 @@ class TrainingHealth(Callback):
             return
         self.history.append({k: float(metrics[f"train/{k}"]) for k in keys})
         del self.history[: -self.window]
-        message = diagnose(self.history, pl_module.objective.chance_d_loss, self.window)
+        objective = pl_module.objective
+        message = diagnose(self.history, objective.chance_d_loss, self.window, objective.saturates)
         kind = message.split(":")[0] if message else None
         if message is None or kind in self.warned:
             return

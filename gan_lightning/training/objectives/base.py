@@ -96,6 +96,9 @@ class Objective(nn.Module):
     g_needs_real = False  # whether the G phase evaluates D on the real batch (relativistic objectives)
     # the loss of the best D that cannot tell real from fake (one constant output): the health check's "chance"
     chance_d_loss: float | None = None
+    # whether D's logits are log-odds of "real", so that a D sure of both sides leaves G's loss flat (the health
+    # check's "D wins completely"): bce and minimax; least squares, hinge, WGAN and relativistic losses do not
+    saturates = False
 
     def __init__(
         self,

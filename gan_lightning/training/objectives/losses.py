@@ -17,7 +17,7 @@ Tensor = torch.Tensor
 class NonSaturating(Objective):
     """cs231n GAN: D minimises BCE(D(x), 1) + BCE(D(G(z)), 0); G the non-saturating -log D(G(z))."""
 
-    name, chance_d_loss = "bce", 2 * math.log(2)
+    name, chance_d_loss, saturates = "bce", 2 * math.log(2), True
 
     def d_adversarial(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         """E[softplus(-D(x))] + E[softplus(D(G(z)))]: BCE on logits."""
