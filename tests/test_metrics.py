@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import re
+import shutil
 import warnings
 
 import pytest
@@ -370,3 +371,19 @@ def test_callback_without_real_images_fails_clearly(tmp_path, fake_classifier):
     trainer.strategy.model = gan
     with pytest.raises(DataError, match="needs real images"):
         quality.evaluate(trainer, gan)
+
+
+def test_a_resume_from_an_older_checkpoint_drops_the_later_metrics_records(tmp_path, fake_mnist_dir, fake_classifier):
+    # after a hard kill, last.ckpt may be older than the last scores: those iterations are scored again, once
+    from gan_lightning.commands.train import main as train_main
+
+    logs = tmp_path / "logs"
+    argv = ["--data-dir", str(fake_mnist_dir), "--log-dir", str(logs), "--name", "run", "--batch-size", "16",
+            "--latent-dim", "8", "--eval-every", "2", "--eval-samples", "64", "--classifier",
+            str(fake_classifier["path"]), "--checkpoint-every", "2", "--keep-checkpoints"]  # fmt: skip
+    assert train_main([*argv, "--max-steps", "4"]) == 0
+    run = logs / "run" / "version_0"
+    shutil.copy(run / "checkpoints" / "iter_0000002.ckpt", run / "checkpoints" / "last.ckpt")  # as if killed at 3
+    assert train_main([*argv, "--max-steps", "4", "--ckpt-path", "last"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4]

@@ -13,7 +13,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.utils.data import DataLoader, Dataset
 
 from gan_lightning.core.errors import ConfigError, DataError
-from gan_lightning.core.files import append_text
+from gan_lightning.core.files import append_text, write_text
 from gan_lightning.core.options import Option
 from gan_lightning.data.base import to_signed
 from gan_lightning.loggers import log_text, run_dir
@@ -164,12 +164,29 @@ class SampleQuality(Callback):
             record = {"step": step, "global_step": trainer.global_step, **results, "protocol": protocol}
             append_text(folder / "metrics.jsonl", json.dumps(record) + "\n", "the metrics log")
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # a resume from an older checkpoint (after a hard kill) scores those iterations again: their earlier
+        # records go, as TensorBoard's purge drops the dead process's points
+        folder = run_dir(trainer)
+        if trainer.ckpt_path and trainer.is_global_zero and folder is not None:
+            drop_records_after(folder / "metrics.jsonl", pl_module.iteration)
+
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         if pl_module.iteration % self.every_n_steps == 0:
             self.evaluate(trainer, pl_module)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.evaluate(trainer, pl_module)
+
+
+def drop_records_after(path: Path, iteration: int) -> None:
+    """Rewrite the metrics log `path` without the records of iterations after `iteration` (when it holds any)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.strip() or json.loads(line).get("step", 0) <= iteration]
+    if len(kept) != len(lines):
+        write_text(path, "".join(kept), "the metrics log")
 
 
 def real_labels(source: Tensor | Dataset, limit: int) -> Tensor | None:
