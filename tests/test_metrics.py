@@ -387,3 +387,18 @@ def test_a_resume_from_an_older_checkpoint_drops_the_later_metrics_records(tmp_p
     assert train_main([*argv, "--max-steps", "4", "--ckpt-path", "last"]) == 0
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [2, 4]
+
+
+def test_scoring_during_training_leaves_the_global_random_state_alone(tmp_path, fake_mnist_dir, fake_classifier):
+    # a plugin network drawing from torch's global generator (dropout) trains the same with --eval-every or without
+    from gan_lightning.commands.train import main as train_main
+
+    base = ["--data-dir", str(fake_mnist_dir), "--batch-size", "16", "--latent-dim", "8", "--max-steps", "3",
+            "--num-workers", "0"]  # fmt: skip
+    scored = ["--eval-every", "1", "--eval-samples", "64", "--classifier", str(fake_classifier["path"])]
+    states = []
+    for name, extra in (("plain", []), ("scored", scored)):
+        assert train_main([*base, *extra, "--log-dir", str(tmp_path / name), "--name", "run"]) == 0
+        ckpt = torch.load(tmp_path / name / "run" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False)
+        states.append(ckpt["gan_rng"])
+    assert torch.equal(states[0]["torch"], states[1]["torch"])

@@ -145,8 +145,9 @@ class SampleQuality(Callback):
         self.metrics.to(pl_module.device)
         if not self.scorer.has_real:
             source, limit, reference = self._real_source(trainer)
-            self.scorer.add_real(self._real_batches(trainer), reference=reference, total=limit,
-                                 labels=real_labels(source, limit))  # fmt: skip
+            with torch.random.fork_rng(devices=[]):  # a DataLoader over the images draws its seed from it
+                self.scorer.add_real(self._real_batches(trainer), reference=reference, total=limit,
+                                     labels=real_labels(source, limit))  # fmt: skip
         results = self.scorer.score(pl_module, self.num_samples, self.seed)
         self.last = results
         protocol = self.scorer.protocol(self.num_samples, self.seed, num_classes=pl_module.latents.num_classes)

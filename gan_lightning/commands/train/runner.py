@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 
 from gan_lightning.callbacks import GANCheckpoint, RankWatch, RunProgress, SampleGrid, TrainingHealth
 from gan_lightning.callbacks.checkpoint import training_complete
@@ -73,7 +74,9 @@ def _run(
     check_batchnorm_micro_batches(networks, cfg.batch_size, cfg.accumulate)
     datamodule = prepared_datamodule(cfg, model.d_steps)
     used_plugins = run_plugins(cfg, model, datamodule)
-    extra = [*callbacks, *([ResumeWithChanges()] if resume.checkpoint else []), *evaluation_callbacks(cfg)]
+    with torch.random.fork_rng(devices=[]):  # building (or training) the metric's network draws from the global RNG
+        scoring = evaluation_callbacks(cfg)
+    extra = [*callbacks, *([ResumeWithChanges()] if resume.checkpoint else []), *scoring]
     version, claimed = run_version(cfg, resume)
     try:
         resumed_at = resume.global_step // model.steps_per_iteration if resume.checkpoint else None
