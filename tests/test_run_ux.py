@@ -343,6 +343,24 @@ def test_the_component_statistics_chart_is_there_when_a_component_logs(tmp_path)
     assert "regularizers and component statistics" in charts and "train/r1" in ea.Tags()["scalars"]
 
 
+def test_a_score_logged_before_the_first_training_scalars_leaves_the_layout_whole(tmp_path):
+    # an evaluation can log first (--eval-every 10 --log-every 20): the layout waits for the training scalars
+    from tensorboard.plugins.custom_scalar import layout_pb2, metadata
+
+    from gan_lightning.callbacks import GANLogger
+
+    logger = GANLogger(str(tmp_path), name="early", default_hp_metric=False)
+    logger.log_metrics({"val/fid": 30.0}, step=10)
+    logger.log_metrics({"train/d_loss": 1.0, "train/g_loss": 1.0, "train/r1": 0.1}, step=20)
+    logger.finalize("success")
+    ea = EventAccumulator(logger.log_dir, size_guidance={"tensors": 0})
+    ea.Reload()
+    [event] = ea.Tensors(metadata.CONFIG_SUMMARY_TAG)
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(event.tensor_proto.string_val[0])
+    assert "regularizers and component statistics" in {c.title for cat in layout.category for c in cat.chart}
+
+
 def test_progress_lines_come_about_every_5_percent_whatever_the_logging_interval(tmp_path):
     from torch.utils.data import DataLoader, TensorDataset
 

@@ -47,9 +47,10 @@ class GANLogger(TensorBoardLogger):
     """
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        """Write the scalars without Lightning's `epoch`; with the first ones, the custom-scalars layout."""
+        """Write the scalars without Lightning's `epoch`; with the first training scalars, the custom-scalars layout."""
         metrics = {k: v for k, v in metrics.items() if k != "epoch"}
-        if metrics and not getattr(self, "layout_written", False):
+        # with the first training scalars: a score logged before them would leave out the component statistics
+        if any(k.startswith("train/") for k in metrics) and not getattr(self, "layout_written", False):
             self.experiment.add_custom_scalars(layout_for(metrics))
             self.layout_written = True
         if metrics:
