@@ -238,28 +238,26 @@ def test_sample_checks_psi_for_a_generator_that_truncates_in_w():
     assert gan.sample(2, truncation=0.5).shape == (2, 1, 8, 8)
 
 
-def test_style_mixing_draws_its_second_latent_from_the_runs_prior():
+def test_style_mixing_draws_its_second_latent_from_the_runs_prior_with_the_same_infogan_codes():
     from gan_lightning import GAN
-    from gan_lightning.training.latents import NOISES
 
-    def second_latents(gan: GAN) -> torch.Tensor:
+    def second_latents(gan: GAN, z: torch.Tensor) -> torch.Tensor:
         G = gan.generator
         G.style_mixing = 1.0
         seen = []
         hook = G.mapping.register_forward_hook(lambda module, args, out: seen.append(args[0]))
-        z = torch.zeros(256, G.z_dim)
-        ws = G.mapping(z, None)
-        G.mix_styles(ws, z, None, torch.Generator().manual_seed(3))
+        G.mix_styles(G.mapping(z, None), z, None, torch.Generator().manual_seed(3))
         hook.remove()
         return seen[-1]  # the z the mixing mapped
 
     kwargs = {"latent_dim": 8, "image_size": 8, "ngf": 8, "ndf": 8, "w_dim": 8}
-    uniform = second_latents(GAN("stylegan2", noise="uniform", **kwargs))
+    uniform = second_latents(GAN("stylegan2", noise="uniform", **kwargs), torch.zeros(256, 8))
     assert uniform.abs().max() <= 1 and uniform.std() < 0.7  # U(-1, 1): std 0.58; N(0, 1) would pass 1
     gan = GAN("stylegan2", noise="normal", **kwargs)
-    assert gan.generator.prior is NOISES.get("normal")
-    normal = second_latents(gan)
-    gan.generator.prior = None  # the reference's own draw, torch.randn from the same stream
-    assert torch.equal(normal, second_latents(gan))  # N(0, I) draws exactly as before: normal runs are unchanged
-    with pytest.raises(ConfigError, match="--infogan with --style-mixing 0.9: .* pass --style-mixing 0"):
-        GAN("stylegan2", infogan=True, **kwargs)
+    normal = second_latents(gan, torch.zeros(256, 8))
+    gan.generator.mixing_latent = None  # the reference's own draw, torch.randn from the same stream
+    assert torch.equal(normal, second_latents(gan, torch.zeros(256, 8)))  # normal-prior runs are unchanged
+    info = GAN("stylegan2", noise="normal", infogan=True, n_cat=3, n_cont=1, **kwargs)
+    z = info.latents.draw(64, torch.Generator().manual_seed(0), torch.device("cpu")).input  # (64, 8 + 3 + 1)
+    mixed = second_latents(info, z)
+    assert torch.equal(mixed[:, 8:], z[:, 8:]) and not torch.equal(mixed[:, :8], z[:, :8])  # codes kept, noise new

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 
 from gan_lightning.core.errors import ConfigError
@@ -29,7 +30,7 @@ def build_models(
     channels: int,
     image_size: int,
     num_classes: int = 0,
-    prior: Callable[..., Tensor] | None = None,
+    mixing_latent: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     **options: object,
 ) -> tuple[nn.Module, Discriminator]:
     """Build the registered (generator, discriminator) pair `name`, passing it the options it declares.
@@ -38,8 +39,8 @@ def build_models(
     unconditional); a builder that conditions G otherwise than through its input takes it by name. A model option
     that another builder declares and this one does not, set to other than its default, is refused in one line
     (the widths excepted: every builder has received them, used or not, since before builders declared options).
-    `prior(shape, *, device, rng)`, the run's noise prior, goes to a builder whose G draws noise of its own (style
-    mixing) and takes it by name.
+    `mixing_latent(z, rng)`, how the run draws a second latent like `z` (its prior, its InfoGAN codes), goes to a
+    builder whose G draws one (style mixing) and takes it by name.
     """
     builder, own = MODELS.get(name), builder_options(name)
     for option in model_options():
@@ -51,8 +52,8 @@ def build_models(
     given = {k: v for k, v in options.items() if k in own}
     if "num_classes" in inspect.signature(builder).parameters:
         given["num_classes"] = num_classes
-    if prior is not None and "prior" in inspect.signature(builder).parameters:
-        given["prior"] = prior
+    if mixing_latent is not None and "mixing_latent" in inspect.signature(builder).parameters:
+        given["mixing_latent"] = mixing_latent
     return builder(latent_dim=latent_dim, channels=channels, image_size=image_size, **given)
 
 

@@ -194,15 +194,15 @@ class StyleGAN2Generator(nn.Module):
         channel_max: int = 512,
         style_mixing: float = 0.9,
         conv_clamp: float | None = None,
-        prior: Callable[..., Tensor] | None = None,
+        mixing_latent: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     ) -> None:
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.image_shape = (img_channels, img_resolution, img_resolution)
         self.style_mixing = style_mixing
-        # style mixing's second z comes from the run's noise prior (`prior(shape, *, device, rng)`), N(0, I) as the
-        # reference's when none is given
-        self.prior = prior
+        # style mixing's second z: `mixing_latent(z, rng)`, the run's (its noise prior, z's InfoGAN codes kept),
+        # else N(0, I) as the reference's
+        self.mixing_latent = mixing_latent
         # `mapping(z, c, truncation_psi, truncation_cutoff)` and `synthesis(ws, rng)` are the two networks themselves
         # (path length differentiates between them), named as the reference's, whose state dicts map by name.
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, channel_base, channel_max, conv_clamp)
@@ -220,11 +220,10 @@ class StyleGAN2Generator(nn.Module):
         cutoff = torch.randint(1, self.num_ws, (), generator=rng, device=device)
         mixed = torch.rand((), generator=rng, device=device) < self.style_mixing
         cutoff = torch.where(mixed, cutoff, torch.full_like(cutoff, self.num_ws)).to(ws.device)
-        if self.prior is None:
-            z2 = torch.randn(z.shape, generator=rng, device=device)  # (B, z_dim)
+        if self.mixing_latent is None:
+            z2 = torch.randn(z.shape, generator=rng, device=device).to(z.device)  # (B, z_dim)
         else:
-            z2 = self.prior(tuple(z.shape), device=device, rng=rng)  # (B, z_dim)
-        z2 = z2.to(z.device)
+            z2 = self.mixing_latent(z, rng)  # (B, z_dim)
         ws2 = self.mapping(z2, c, update_w_avg=False)  # (B, num_ws, w_dim)
         second = torch.arange(self.num_ws, device=ws.device) >= cutoff  # (num_ws,)
         return torch.where(second[None, :, None], ws2, ws)  # (B, num_ws, w_dim)
@@ -295,7 +294,7 @@ def stylegan2(
     d_architecture: str = "resnet",
     style_mixing: float = 0.9,
     conv_clamp: float | None = None,
-    prior: Callable[..., Tensor] | None = None,
+    mixing_latent: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     **_: object,
 ) -> tuple[nn.Module, Discriminator]:
     """StyleGAN2's G and D; ngf and ndf are their channel_max. At the reference's cifar configuration (3x32x32,
@@ -316,7 +315,7 @@ def stylegan2(
     if mbstd_channels and c4 % mbstd_channels:
         raise ConfigError(f"--mbstd-channels {mbstd_channels} must divide D's {c4} feature maps at 4x4")
     G = StyleGAN2Generator(z_dim, num_classes, image_size, channels, w_dim, mapping_layers, channel_base, ngf,
-                           style_mixing, conv_clamp, prior)  # fmt: skip
+                           style_mixing, conv_clamp, mixing_latent)  # fmt: skip
     D = StyleGAN2Discriminator(image_size, channels, d_architecture, channel_base, ndf, mbstd_group, mbstd_channels,
                                conv_clamp)  # fmt: skip
     return G, D

@@ -91,12 +91,7 @@ class GAN(LightningModule):
         self.d_steps = hp["d_steps"] or self.objective.default_d_steps
         if generator is None:
             shape = {"latent_dim": self.latents.input_dim, "num_classes": self.latents.num_classes}
-            generator, discriminator = build_models(model, **{**hp, **shape}, prior=self.latents.noise_prior)
-            if (self.latents.n_cat or self.latents.n_cont) and getattr(generator, "style_mixing", 0) > 0:
-                raise ConfigError(
-                    f"--infogan with --style-mixing {generator.style_mixing}: a mixed batch's later "
-                    "layers take a second latent whose codes Q is not asked for; pass --style-mixing 0"
-                )
+            generator, discriminator = build_models(model, **{**hp, **shape}, mixing_latent=self.latents.mixing_latent)
         self.generator = generator
         self.discriminator = Critic.build(discriminator, num_classes=self.latents.num_classes,
                                           n_cat=self.latents.n_cat, n_cont=self.latents.n_cont)  # fmt: skip

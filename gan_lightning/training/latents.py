@@ -118,11 +118,11 @@ class LatentSpace:
         self._prior = prior_spec if isinstance(prior_spec, Prior) else Prior(prior_spec, centre=None)
         self.class_names = list(class_names) if class_names is not None else None
 
-    @property
-    def noise_prior(self) -> Prior:
-        """The prior the noise columns are drawn from (a generator that draws noise of its own, for style mixing,
-        draws from it too)."""
-        return self._prior
+    def mixing_latent(self, z: Tensor, rng: torch.Generator) -> Tensor:
+        """A second z for style mixing (z: G's latent without class labels, (B, dim + InfoGAN code columns)): fresh
+        noise from the prior, drawn from `rng`, beside the same InfoGAN codes, which Q is asked to recover."""
+        noise = self._prior((z.shape[0], self.dim), device=rng.device, rng=rng).to(z.device)  # (B, dim)
+        return torch.cat([noise, z[:, self.dim :]], dim=1)  # (B, dim + codes)
 
     @property
     def code_dim(self) -> int:
