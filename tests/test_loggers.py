@@ -200,6 +200,12 @@ def test_a_resume_from_an_earlier_checkpoint_shows_each_iteration_once_in_tensor
     events.Reload()
     assert [e.step for e in events.Scalars("train/d_loss")] == [1, 2, 3, 4, 5]
     assert [e.step for e in events.Images("samples")] == [2, 4, 5]  # every 2nd iteration and the last
+    # the loader of `tensorboard --load_fast=false` purges only at a run's second start marker
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator as PluginAccumulator
+
+    served = PluginAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    served.Reload()
+    assert [e.step for e in served.Tensors("train/d_loss")] == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.slow

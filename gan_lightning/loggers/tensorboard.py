@@ -65,9 +65,12 @@ class TensorBoardTracker(Tracker):
 
     def build(self, run: RunLocation, config: Mapping[str, Any]) -> Logger:
         """`GANLogger` in `log_dir/name/version_N`; a resumed run first purges the events logged after its checkpoint's
-        iteration (a run killed without a final checkpoint logged past it, and would show those iterations twice)."""
-        purge = {"purge_step": run.resumed_at + 1} if run.resumed_at is not None else {}
-        return GANLogger(str(run.log_dir), name=run.name, version=run.version, default_hp_metric=False, **purge)
+        iteration (a run killed without a final checkpoint logged past it, and would show those iterations twice).
+        A new run marks its start too (purge_step 0 purges nothing): TensorBoard's Python loader takes a run's first
+        start marker for its start, and only a later one for a restart."""
+        purge_step = run.resumed_at + 1 if run.resumed_at is not None else 0
+        return GANLogger(str(run.log_dir), name=run.name, version=run.version, default_hp_metric=False,
+                         purge_step=purge_step)  # fmt: skip
 
     def image(self, logger: Logger, tag: str, grid: torch.Tensor, step: int) -> None:
         """`add_image` of the (C, H, W) grid."""
