@@ -24,7 +24,6 @@ import yaml
 
 from gan_lightning.core import notes, plugins
 from gan_lightning.core.errors import ConfigError, DataError, WriteError
-from gan_lightning.core.files import load_weights_file
 from gan_lightning.core.options import check_seed
 
 WRITE_FAILED = 4  # the exit status of a command whose output could not be written
@@ -102,7 +101,7 @@ def load_command_plugins(argv: Sequence[str]) -> None:
         plugins.require(recorded_plugins(known.config), f"the run of --config {known.config}")
     for ckpt in (known.ckpt, known.ckpt_path):
         if ckpt and Path(ckpt).is_file():
-            plugins.require(checkpoint_plugins(ckpt), f"the checkpoint {ckpt}")
+            plugins.require(plugins.checkpoint_plugins(ckpt), f"the checkpoint {ckpt}")
 
 
 def recorded_doc(config: str | Path) -> dict[str, Any]:
@@ -120,16 +119,6 @@ def recorded_plugins(config: str | Path) -> dict[str, str | None]:
     """The plugins a run's `config.yaml` (or RUN_DIR) recorded; {} when it records none or cannot be read."""
     recorded = recorded_doc(config).get("plugins")
     return dict(recorded) if isinstance(recorded, dict) else {}
-
-
-def checkpoint_plugins(path: str) -> dict[str, str | None]:
-    """The plugins a checkpoint recorded; {} when it records none or is not a readable checkpoint (the command
-    then says what is wrong with it)."""
-    try:
-        ckpt = load_weights_file(path, "checkpoint", "")
-    except DataError:
-        return {}
-    return plugins.recorded_in(ckpt) if isinstance(ckpt, dict) else {}
 
 
 def prog_of(parser: argparse.ArgumentParser | Callable[[], argparse.ArgumentParser]) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
@@ -140,6 +141,24 @@ def require(recorded: Mapping[str, str | None] | None, what: str) -> None:
 def versions(modules: Iterable[str | None]) -> dict[str, str | None]:
     """The loaded plugins among `modules` (a registry's `origin` of each name a run uses), with their versions."""
     return {m: _loaded[m] for m in sorted({m for m in modules if m is not None and m in _loaded})}
+
+
+def checkpoint_plugins(path: Any) -> dict[str, str | None]:
+    """The plugins the checkpoint file `path` records (`recorded_in`), its tensors memory-mapped rather than read
+    where the file's format allows; {} for a stream, a missing or unreadable file (loading it says what is wrong)."""
+    import torch
+
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        return {}
+    for mmap in (True, False):  # only zip-format files map; an older format is read whole
+        try:
+            with warnings.catch_warnings():  # torch's notes on pickle protocols are not this function's to say
+                warnings.simplefilter("ignore")
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            return recorded_in(checkpoint) if isinstance(checkpoint, Mapping) else {}
+        except Exception:  # noqa: BLE001 (torch's many load errors): the real load reports them
+            continue
+    return {}
 
 
 def recorded_in(checkpoint: Mapping[str, Any]) -> dict[str, str | None]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import warnings
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -124,7 +123,7 @@ class GAN(LightningModule):
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> GAN:  # type: ignore[override]
         """Lightning's `load_from_checkpoint`, after importing the plugins the checkpoint records (whose registered
         names and options rebuilding it needs); one line naming a plugin that cannot be imported."""
-        plugins.require(recorded_plugins(checkpoint_path), f"the checkpoint {checkpoint_path}")
+        plugins.require(plugins.checkpoint_plugins(checkpoint_path), f"the checkpoint {checkpoint_path}")
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     # ---------------------------------------------------------------------------------------------- counting
@@ -297,15 +296,3 @@ class GAN(LightningModule):
     def ddp_networks(self) -> list[nn.Module]:
         """The networks `PerNetworkDDPStrategy` wraps separately: each phase all-reduces only its own gradients."""
         return [self.generator, self.discriminator]
-
-
-def recorded_plugins(checkpoint_path: Any) -> dict[str, str | None]:
-    """The plugins a local checkpoint file records (read memory-mapped: its tensors are not loaded); none for a
-    stream, a remote path or a file torch cannot read (Lightning's own load then says what is wrong)."""
-    if not isinstance(checkpoint_path, (str, Path)) or not Path(checkpoint_path).is_file():
-        return {}
-    try:
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # noqa: BLE001 (torch's many load errors): Lightning's load reports them
-        return {}
-    return plugins.recorded_in(checkpoint) if isinstance(checkpoint, dict) else {}
