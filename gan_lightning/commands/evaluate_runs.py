@@ -130,7 +130,8 @@ def run_evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int
     """The Evaluator of a checkpoint's run: its dataset options; for a dataset scored by its own extractor, the
     weights given, else those the run recorded (as it scored itself), else its extractor's own (the MNIST
     classifier, trained once and cached)."""
-    recorded = dataset_options(info, dataset).get("classifier")
+    options = dataset_options(info, dataset)
+    recorded = options.get("classifier")
     if classifier is None and recorded and Path(recorded).is_file():
         classifier = str(recorded)
     if classifier is None and DATASETS.get(dataset).extractor is not None:
@@ -141,7 +142,7 @@ def run_evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int
                             extractor=reference.get("extractor"), extractor_weights=reference.get("extractor_weights"),
                             extractor_resize=reference.get("extractor_resize"))  # fmt: skip
         classifier = default_extractor_weights(dataset, root)
-    return Evaluator(classifier, dataset, root, image_size, options=dataset_options(info, dataset), **reference)
+    return Evaluator(classifier, dataset, root, image_size, options=options, **reference)
 
 
 # DataModule options that change how images are loaded, not which: the held-out split never follows the training seed,

@@ -184,10 +184,11 @@ def run(cfg: argparse.Namespace) -> None:
                           "makes its own inputs: drop one")  # fmt: skip
     check_device(cfg.device)
     out = Path(cfg.out)
-    if out.suffix in (".pt", ".png"):
-        check_writable_file(out, "--out")
-    else:
+    to_folder = out.suffix not in (".pt", ".png")  # one PNG per image
+    if to_folder:
         check_writable_dir(out, "--out")
+    else:
+        check_writable_file(out, "--out")
     if cfg.save_latents:
         check_writable_file(cfg.save_latents, "--save-latents")
     gan = load_gan(cfg.ckpt, cfg.device)
@@ -224,7 +225,7 @@ def run(cfg: argparse.Namespace) -> None:
         latents = latents.input
     if select is not None and not all(0 <= i < len(latents) for i in select):
         raise ConfigError(f"--select indices must lie in [0, {len(latents)}), the images generated")
-    stale = stale_images(out, len(latents)) if out.suffix not in (".pt", ".png") else []
+    stale = stale_images(out, len(latents)) if to_folder else []
     if stale:
         raise ConfigError(f"--out {out} holds {len(stale)} image(s) from an earlier sample ({stale[0].name} on) that "
                           f"these {len(latents)} would not replace: give an empty folder or remove them")  # fmt: skip

@@ -120,8 +120,8 @@ def check_regularizer_options(values: Mapping[str, Any], given: Collection[str])
         regularizers, value = takers.get(option.name, {}), values.get(option.name)
         if regularizers and not on & set(regularizers) and value not in (None, option.default):
             flags = " or ".join(dict.fromkeys(regularizers.values()))
-            given = option.flag if value is True else f"{option.flag} {value}"
-            raise ConfigError(f"{given} applies only with {flags}, which this run does not switch on; add it or "
+            shown = option.flag if value is True else f"{option.flag} {value}"
+            raise ConfigError(f"{shown} applies only with {flags}, which this run does not switch on; add it or "
                               f"drop {option.flag}")  # fmt: skip
 
 
