@@ -17,18 +17,18 @@ FAKE_1D = torch.tensor([[0.5], [2.0], [10.0], [11.0]])
 
 
 def brute_force(real: Tensor, fake: Tensor, k: int) -> dict[str, float]:
-    """All four metrics from full float64 distance matrices, following the reference prdc.py but with ≤."""
+    """All four metrics from full float64 distance matrices: StyleGAN2-ADA's ≤ for precision/recall, Naeem et al.'s
+    prdc.py (strict <) for density/coverage."""
     real, fake = real.double(), fake.double()
     # k+1-th smallest of a row that contains the point itself at distance 0 = k-th nearest other point
     r_real = torch.cdist(real, real).sort(dim=1).values[:, k]  # (N,)
     r_fake = torch.cdist(fake, fake).sort(dim=1).values[:, k]  # (M,)
     d = torch.cdist(real, fake)  # (N, M)
-    in_real_balls = d <= r_real[:, None]
     return {
-        "precision": in_real_balls.any(dim=0).double().mean().item(),
+        "precision": (d <= r_real[:, None]).any(dim=0).double().mean().item(),
         "recall": (d <= r_fake[None, :]).any(dim=1).double().mean().item(),
-        "density": in_real_balls.sum(dim=0).double().mean().item() / k,
-        "coverage": (d.min(dim=1).values <= r_real).double().mean().item(),
+        "density": (d < r_real[:, None]).sum(dim=0).double().mean().item() / k,
+        "coverage": (d.min(dim=1).values < r_real).double().mean().item(),
     }
 
 
@@ -52,9 +52,9 @@ def test_hand_worked_k1():
     # r_real (k=1): 0->1, 1->1, 4->3, -6->6;  r_fake: 0.5->1.5, 2->1.5, 10->1, 11->1
     # precision: 0.5 (in ball of 0) and 2 (in balls of 1 and 4) yes; 10, 11 in no real ball     -> 2/4
     # recall: 0 and 1 lie within 1.5 of fake 0.5; 4 (2 from fake 2 > 1.5) and -6 do not         -> 2/4
-    # density: fake 0.5 in balls of 0, 1; fake 2 in balls of 1 (tie d=1=r, counts) and 4        -> 4/(1*4)
+    # density: fake 0.5 in balls of 0, 1; fake 2 in the ball of 4 (of 1: a tie, d = 1 = r, is outside) -> 3/(1*4)
     # coverage: nearest fakes of 0, 1, 4 at 0.5, 0.5, 2 are within 1, 1, 3; -6 has 6.5 > 6       -> 3/4
-    expected = {"precision": 0.5, "recall": 0.5, "density": 1.0, "coverage": 0.75}
+    expected = {"precision": 0.5, "recall": 0.5, "density": 0.75, "coverage": 0.75}
     assert prdc(REAL_1D, FAKE_1D, k_pr=1, k_dc=1) == expected
 
 
@@ -62,7 +62,7 @@ def test_hand_worked_k2():
     # r_real (k=2): 0->4, 1->3, 4->4, -6->7;  r_fake: 0.5->9.5, 2->8, 10->8, 11->9
     # precision: 0.5, 2 inside ball of 0; 10 (6 from 4 > 4) and 11 in none                        -> 2/4
     # recall: every real is within 9.5 of fake 0.5 (-6 at 6.5)                                      -> 1
-    # density: fake 0.5 in all four balls (-6: 6.5 <= 7); fake 2 in balls of 0, 1, 4 (-6: 8 > 7) -> 7/(2*4)
+    # density: fake 0.5 in all four balls (-6: 6.5 < 7); fake 2 in balls of 0, 1, 4 (-6: 8 > 7)  -> 7/(2*4)
     # coverage: nearest fakes at 0.5, 0.5, 2, 6.5 are within 4, 3, 4, 7                           -> 1
     expected = {"precision": 0.5, "recall": 1.0, "density": 0.875, "coverage": 1.0}
     assert prdc(REAL_1D, FAKE_1D, k_pr=2, k_dc=2) == expected
@@ -75,7 +75,7 @@ def test_metric_classes_match_hand_worked_values():
         metric.update(REAL_1D[3:], real=True)
         metric.update(FAKE_1D, real=False)
     assert pr.compute() == {"precision": 0.5, "recall": 0.5}
-    assert dc.compute() == {"density": 1.0, "coverage": 0.75}
+    assert dc.compute() == {"density": 0.75, "coverage": 0.75}
 
 
 def test_knn_radii_exclude_self_but_count_duplicates():
@@ -127,6 +127,14 @@ def test_real_vs_real_is_near_ideal(same_gaussian):
     assert 0.7 < m["precision"] < 0.9 and 0.7 < m["recall"] < 0.9, m
     assert m["coverage"] > 0.93, m
     assert 0.85 < m["density"] < 1.15, m
+
+
+def test_copies_of_the_reference_score_density_one_as_naeem_et_al():
+    # a fake that copies real x sits exactly on the boundary of every ball whose k-th neighbour is x: Naeem et al.'s
+    # strict test leaves it out there, so copies of the whole reference score density 1 exactly (<= would give 1 + 1/k)
+    real = gaussians(300)[0]
+    m = prdc(real, real.clone(), k_pr=3, k_dc=5)
+    assert m == {"precision": 1.0, "recall": 1.0, "density": 1.0, "coverage": 1.0}
 
 
 def test_shifted_fakes_lose_precision(same_gaussian):

@@ -6,8 +6,13 @@ among fakes). With N reals, M fakes and Euclidean distances d:
 
     precision = (1/M)  Σ_j 1[∃i: d(fake_j, real_i) ≤ r_real_i]      fakes inside the real manifold
     recall    = (1/N)  Σ_i 1[∃j: d(real_i, fake_j) ≤ r_fake_j]      reals inside the fake manifold
-    density   = (1/kM) Σ_j Σ_i 1[d(fake_j, real_i) ≤ r_real_i]      how many real balls hold each fake, over k
-    coverage  = (1/N)  Σ_i 1[min_j d(real_i, fake_j) ≤ r_real_i]    real balls that hold at least one fake
+    density   = (1/kM) Σ_j Σ_i 1[d(fake_j, real_i) < r_real_i]      how many real balls hold each fake, over k
+    coverage  = (1/N)  Σ_i 1[min_j d(real_i, fake_j) < r_real_i]    real balls that hold at least one fake
+
+The ball tests follow each metric's reference: ≤ for precision/recall (StyleGAN2-ADA's `precision_recall.py`), < for
+density/coverage (Naeem et al.'s `prdc`). The strict test matters for copies: a fake that copies a real sample lies
+exactly on the boundary of every ball whose k-th neighbour is that sample, and ≤ would count it there too, raising a
+memorising generator's density to 1 + 1/k instead of 1.
 
 Distances are computed in float32 on row chunks of `torch.cdist`, so peak memory is O(chunk_size × max(N, M)) and
 no N×M or N×N matrix ever exists. Features come from the caller (e.g. a classifier's penultimate layer); the
@@ -93,7 +98,7 @@ def prdc(
         if k_pr is not None:
             in_pr_balls[start : start + chunk_size] = (d <= r_real[k_pr]).any(dim=1)
         if k_dc is not None:
-            in_dc_balls[start : start + chunk_size] = (d <= r_real[k_dc]).sum(dim=1)
+            in_dc_balls[start : start + chunk_size] = (d < r_real[k_dc]).sum(dim=1)
 
     # pass 2 over real rows: recall asks whether a fake ball holds the real, coverage whether its own ball holds a fake
     recalled = torch.zeros(n, dtype=torch.bool, device=real.device)
@@ -103,7 +108,7 @@ def prdc(
         if r_fake is not None:
             recalled[start : start + chunk_size] = (d <= r_fake).any(dim=1)
         if k_dc is not None:
-            covered[start : start + chunk_size] = d.min(dim=1).values <= r_real[k_dc][start : start + chunk_size]
+            covered[start : start + chunk_size] = d.min(dim=1).values < r_real[k_dc][start : start + chunk_size]
 
     # integer counts divided in Python: exact ratios, no float32 mean rounding
     out: dict[str, float] = {}
