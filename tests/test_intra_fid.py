@@ -15,6 +15,7 @@ from gan_lightning.commands.evaluate import main as evaluate_main
 from gan_lightning.data import MNISTDataModule
 from gan_lightning.metrics import FeatureExtractor, SampleQuality, Scorer, load_extractor
 from gan_lightning.metrics.evaluator import Evaluator
+from gan_lightning.metrics.extractors.base import to_uint8
 from gan_lightning.training.latents import LatentSpace
 
 from conftest import cpu_trainer
@@ -103,6 +104,31 @@ def test_intra_fid_is_absent_without_classes_labels_or_samples():
     assert "intra_fid" not in labelled.score(Stub(K), 5, seed=0)  # 5 // 3 = 1 image per class: no covariance
     assert "intra_fid" not in labelled.score(Stub(4), 32, seed=0)  # 4 classes, the reference has 3
     assert not any(k.startswith("intra_fid") for k in labelled.protocol(32, 0, num_classes=0))
+
+
+class QuantisedPixels(Pixels):
+    """`Pixels` of the uint8 image, as the FID Inception, CLIP, DINOv2 and VGG16 see their input: NaN turns black."""
+
+    def extract(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return to_uint8(x)[:, 0].flatten(1).float(), None
+
+
+class Diverged(Stub):
+    """`Stub` whose first generated image of every call is NaN, as a diverged generator's are."""
+
+    def sample(self, latents: torch.Tensor, **truncation: object) -> torch.Tensor:
+        images = super().sample(latents, **truncation).clone()
+        images[0] = float("nan")
+        return images
+
+
+def test_a_diverged_generator_scores_nan_even_through_uint8_extractors():
+    s = Scorer(QuantisedPixels(), batch_size=1000, kid_subset_size=5, kid_subsets=2)
+    images, y = real_set()
+    s.add_real(images.split(16), reference="synthetic", labels=y)
+    assert np.isfinite(list(s.score(Stub(K), 32, seed=0).values())).all()  # finite images: finite scores
+    results = s.score(Diverged(K), 32, seed=0)  # NaN pixels quantise to 0: finite features, yet NaN scores
+    assert set(results) >= {"fid", "kid", "intra_fid"} and np.isnan(list(results.values())).all(), results
 
 
 def test_cached_reference_gives_the_same_intra_fid():

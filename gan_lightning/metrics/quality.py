@@ -103,6 +103,9 @@ class SampleQualityMetrics(nn.Module):
         self.manifold = PRDC(k_pr=3, k_dc=5, reset_real_features=False, sync_on_compute=False,
                              max_samples=max(max_features, 6))  # fmt: skip
         self._fake_probs: list[Tensor] = []
+        # whether every generated pixel so far was finite, on the device (no sync per batch): an extractor that
+        # quantises to uint8 turns a diverged generator's NaN images into black ones, whose features are finite
+        self._fake_finite: Tensor | None = None
 
     @property
     def num_real(self) -> int:
@@ -138,7 +141,11 @@ class SampleQualityMetrics(nn.Module):
         `max_features`). The extractor runs on slices of `batch_size_on(device)`. Returns the features (B, D)."""
         if not images.is_floating_point():
             raise ValueError(f"expected float images in [-1, 1], got {images.dtype} (uint8 data: use to_signed)")
-        features, probs = self.extract(images.to(self.fid.device, torch.float32))
+        images = images.to(self.fid.device, torch.float32)
+        if not real:
+            finite = torch.isfinite(images).all()
+            self._fake_finite = finite if self._fake_finite is None else self._fake_finite & finite
+        features, probs = self.extract(images)
         self.fid.update(features, real=real)
         if real:
             sample = features if keep is None else features[keep.to(features.device)]
@@ -183,8 +190,10 @@ class SampleQualityMetrics(nn.Module):
         extractor's statistics (`modes`, `class_kl`, `inception_score` for MNIST; `modes`, `mode_kl` stacked)."""
         if self.num_real < 2 or self.num_fake < 2:
             raise ValueError(f"need at least 2 real and 2 generated images, have {self.num_real} and {self.num_fake}")
-        if not all(torch.isfinite(t).all() for t in (self.fid.real_features_cov_sum, self.fid.fake_features_cov_sum)):
-            # A diverged generator's NaNs would crash LAPACK inside FID (a segfault, not an exception).
+        sums = (self.fid.real_features_cov_sum, self.fid.fake_features_cov_sum)
+        if not self.fake_images_finite or not all(torch.isfinite(t).all() for t in sums):
+            # A diverged generator scores NaN: its NaNs would crash LAPACK inside FID (a segfault, not an exception),
+            # and an extractor that quantises them to black pixels would give it finite scores.
             statistics = self.extractor.statistic_names if self._fake_probs else ()
             keys = ["fid", "kid", "kid_std", *MANIFOLD_METRICS, *statistics]
             return dict.fromkeys(keys, float("nan"))
@@ -208,6 +217,11 @@ class SampleQualityMetrics(nn.Module):
             results.update(self.extractor.statistics(torch.cat(self._fake_probs)))
         return results
 
+    @property
+    def fake_images_finite(self) -> bool:
+        """Whether every generated image since the last `reset()` was finite (NaN-free, Inf-free)."""
+        return self._fake_finite is None or bool(self._fake_finite)
+
     def stored_features(self) -> tuple[Tensor, Tensor]:
         """The KID/PRDC store's real (N, F) and generated (M, F) features, each side joined once and kept so."""
         for name in ("real_features", "fake_features"):
@@ -225,3 +239,4 @@ class SampleQualityMetrics(nn.Module):
         for metric in (self.fid, self.manifold):
             metric.reset()
         self._fake_probs = []
+        self._fake_finite = None

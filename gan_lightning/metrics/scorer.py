@@ -139,17 +139,19 @@ class Scorer:
         self, gan: Any, num_samples: int, seed: int, truncation: Truncation | float | None = None
     ) -> list[float]:
         """FID of each class c: num_samples // num_classes images generated with label c (noise seeded with `seed`)
-        against the real images of class c; NaN for every class when the generated features are not finite."""
+        against the real images of class c; NaN for every class when the generated images or features are not finite."""
         num_classes = gan.latents.num_classes
         labels = torch.arange(num_classes, device=gan.device).repeat_interleave(num_samples // num_classes)
         rng = torch.Generator(gan.device).manual_seed(seed)
         latents = gan.latents.draw(len(labels), rng, gan.device, labels=labels).input
         extractor = self.metrics.extractor
         fake = ClassGaussians(num_classes, extractor.num_features, gan.device)
+        finite = torch.ones((), dtype=torch.bool, device=gan.device)
         for chunk, chunk_labels in zip(latents.split(self.batch_size), labels.split(self.batch_size), strict=True):
-            images = gan.sample(latents=chunk, rng=rng, truncation=truncation)  # (b, C, H, W) in [-1, 1]
-            fake.add(self.metrics.extract(images.float())[0], chunk_labels)
-        if not torch.isfinite(fake.cov_sum).all():  # a diverged generator: LAPACK would crash on NaNs
+            images = gan.sample(latents=chunk, rng=rng, truncation=truncation).float()  # (b, C, H, W) in [-1, 1]
+            finite &= torch.isfinite(images).all()  # a uint8-quantising extractor would see NaNs as black
+            fake.add(self.metrics.extract(images)[0], chunk_labels)
+        if not (finite & torch.isfinite(fake.cov_sum).all()):  # a diverged generator: LAPACK would crash on NaNs
             return [float("nan")] * num_classes
         real = self.real_classes.to(gan.device)
         return [frechet_distance(*real.gaussian(c), *fake.gaussian(c)) for c in range(num_classes)]
