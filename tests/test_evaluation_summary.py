@@ -137,3 +137,23 @@ def test_a_run_dir_is_scored_with_the_classifier_the_run_recorded(tmp_path, fake
     run = logs / "run" / "version_0"
     assert evaluate_main([str(run), "--data-dir", str(fake_mnist_dir), "-n", "64"]) == 0
     assert (run / "evaluation.json").is_file() and not list(cache.glob("mnist_classifier-*"))  # none trained
+
+
+def test_runs_that_recorded_different_classifiers_are_each_scored_with_their_own(tmp_path, fake_mnist_dir,
+                                                                                 fake_classifier, capsys):  # fmt: skip
+    from gan_lightning.metrics import file_sha256
+    from gan_lightning.metrics.classifier import train_classifier
+
+    other = train_classifier(fake_mnist_dir, tmp_path / "other.pt", epochs=1, batch_size=32, seed=1)["path"]
+    runs = {}
+    for name, classifier in (("a", fake_classifier["path"]), ("b", other)):
+        argv = ["--data-dir", str(fake_mnist_dir), "--no-download", "--batch-size", "16", "--latent-dim", "8",
+                "--log-dir", str(tmp_path / "logs"), "--name", name, "--max-steps", "1", "--sample-every", "1000",
+                "--classifier", str(classifier)]  # fmt: skip
+        assert train_main(argv) == 0
+        runs[tmp_path / "logs" / name / "version_0"] = file_sha256(classifier)
+    assert len(set(runs.values())) == 2
+    assert evaluate_main([*map(str, runs), "--data-dir", str(fake_mnist_dir), "-n", "40", "--summary",
+                          str(tmp_path / "summary")]) == 0  # fmt: skip
+    for run, sha in runs.items():
+        assert json.loads((run / "evaluation.json").read_text())[-1]["protocol"]["extractor_sha256"] == sha

@@ -86,8 +86,10 @@ def evaluate_runs(
             recipes[run_dir] = recipe(info.get("config") or {})
             reference_name = dataset or info.get("dataset", "mnist")
             root = reference_dir(info, reference_name, data_dir)
-            # runs share an Evaluator only when their reference images are the same: same data, size and options
-            key = reference_key(info, reference_name, root, gan.hparams.image_size)
+            # runs share an Evaluator only when their reference images and feature network are the same: same data,
+            # size and options, same classifier
+            key = reference_key(info, reference_name, root, gan.hparams.image_size,
+                                run_classifier(info, reference_name, classifier))  # fmt: skip
             if key not in evaluators:
                 evaluators[key] = run_evaluator(info, reference_name, root, gan.hparams.image_size, classifier,
                                                 reference)  # fmt: skip
@@ -131,9 +133,7 @@ def run_evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int
     weights given, else those the run recorded (as it scored itself), else its extractor's own (the MNIST
     classifier, trained once and cached)."""
     options = dataset_options(info, dataset)
-    recorded = options.get("classifier")
-    if classifier is None and recorded and Path(recorded).is_file():
-        classifier = str(recorded)
+    classifier = run_classifier(info, dataset, classifier)
     if classifier is None and DATASETS.get(dataset).extractor is not None:
         if reference.get("fid_weights") or reference.get("extractor_weights"):
             # the feature network's weights are checked before a classifier may take minutes to train
@@ -143,6 +143,15 @@ def run_evaluator(info: dict[str, Any], dataset: str, root: str, image_size: int
                             extractor_resize=reference.get("extractor_resize"))  # fmt: skip
         classifier = default_extractor_weights(dataset, root)
     return Evaluator(classifier, dataset, root, image_size, options=options, **reference)
+
+
+def run_classifier(info: dict[str, Any], dataset: str, classifier: str | None) -> str | None:
+    """The classifier weights that score a run: `classifier` when given, else the file the run recorded for
+    `dataset` when it is still there, else None (its extractor's own)."""
+    recorded = dataset_options(info, dataset).get("classifier")
+    if classifier is None and recorded and Path(recorded).is_file():
+        return str(recorded)
+    return classifier
 
 
 # DataModule options that change how images are loaded, not which: the held-out split never follows the training seed,
@@ -160,12 +169,14 @@ def dataset_options(info: dict[str, Any], dataset: str) -> dict[str, Any]:
     return options
 
 
-def reference_key(info: dict[str, Any], dataset: str, root: str, image_size: int) -> str:
-    """What decides a run's reference images: the dataset, its folder, the size and the options its DataModule
-    takes (a `folder` run on other photos, or a conditional or prepared one, gets its own reference)."""
+def reference_key(info: dict[str, Any], dataset: str, root: str, image_size: int, classifier: str | None = None) -> str:
+    """What decides a run's scoring: the dataset, its folder, the size and the options its DataModule takes (a
+    `folder` run on other photos, or a conditional or prepared one, gets its own reference), and the classifier
+    weights (`run_classifier`)."""
     spec = DATASETS.get(dataset)
     options = {k: v for k, v in dataset_options(info, dataset).items() if spec.accepts(k) and k not in LOADING}
-    return json.dumps([dataset, str(Path(root).resolve()), image_size, options], sort_keys=True, default=str)
+    where = str(Path(root).resolve())
+    return json.dumps([dataset, where, image_size, options, classifier], sort_keys=True, default=str)
 
 
 def reference_dir(info: dict[str, Any], dataset: str, data_dir: str | None) -> str:
