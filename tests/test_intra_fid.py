@@ -136,6 +136,29 @@ def test_cached_reference_gives_the_same_intra_fid():
     restored = Scorer(Pixels(), batch_size=1000, kid_subset_size=5, kid_subsets=2)
     restored.load_real_state(first.real_state())
     assert restored.score(Stub(K), 32, seed=3) == first.score(Stub(K), 32, seed=3)
+    older = {k: v for k, v in first.real_state().items() if k != "label_counts"}  # a cache from before the counts
+    restored.load_real_state(older)
+    assert restored.score(Stub(K), 32, seed=3) == first.score(Stub(K), 32, seed=3)
+
+
+def test_generated_labels_are_drawn_as_often_as_the_reference_holds_them():
+    # StyleGAN2-ADA's metrics draw each generated image's label from the dataset: on an imbalanced reference a
+    # perfect conditional generator drawn uniformly would have the wrong class mix, and a worse FID than it deserves
+    n, expected = 3000, [3000 * c / sum(COUNTS) for c in COUNTS]  # 800, 1000, 1200
+    gan, s = Stub(K), scorer()
+    s.score(gan, n, seed=0)
+
+    def drawn(gan: Stub) -> list[int]:  # the overall metrics' images: the first calls, in chunks of 1000
+        return torch.bincount(torch.cat([labels for _, labels in gan.calls[:3]]), minlength=K).tolist()
+
+    counts = drawn(gan)
+    assert all(abs(got - want) < 100 for got, want in zip(counts, expected, strict=True)), counts  # sd ~ 25
+    assert s.protocol(n, 0, num_classes=K)["generated_labels"] == "reference"
+    gan, unlabelled = Stub(K), scorer(labels=False)  # no reference labels: uniform
+    unlabelled.score(gan, n, seed=0)
+    assert all(abs(got - 1000) < 100 for got in drawn(gan)), drawn(gan)
+    assert unlabelled.protocol(n, 0, num_classes=K)["generated_labels"] == "uniform"
+    assert "generated_labels" not in s.protocol(n, 0, num_classes=0)
 
 
 @pytest.mark.filterwarnings("ignore:The number of training batches")

@@ -124,6 +124,8 @@ def read_reference_cache(path: Path, limit: int) -> dict[str, Tensor] | None:
             classes = counts.shape[0]
             consistent = (consistent and sums.shape == (classes, dim) and covs.shape == (classes, dim, dim)
                           and int(counts.sum()) == limit)  # fmt: skip
+        if "label_counts" in state:
+            consistent = consistent and state["label_counts"].ndim == 1 and int(state["label_counts"].sum()) == limit
         if consistent:
             return state
         problem = "its statistics do not fit together"

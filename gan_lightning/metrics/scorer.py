@@ -37,6 +37,7 @@ class Scorer:
         self.batch_size = batch_size
         self.reference = "given real images"  # what the real images are, for the protocol (`add_real` says)
         self.real_classes: ClassGaussians | None = None  # per-class reference sums, when the real images have labels
+        self.label_counts: Tensor | None = None  # images per class of the reference, when it has labels
 
     @property
     def has_real(self) -> bool:
@@ -57,8 +58,9 @@ class Scorer:
         if total is not None and total > cap:
             keep = torch.zeros(total, dtype=torch.bool)
             keep[torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:cap]] = True
-        classes = None
+        classes, self.label_counts = None, None
         if labels is not None and len(labels):
+            self.label_counts = torch.bincount(labels.cpu())
             num_classes, dim = int(labels.max()) + 1, self.metrics.extractor.num_features
             if num_classes * dim * dim * 8 <= CLASS_STATISTICS_BYTES:
                 classes = ClassGaussians(num_classes, dim, self.metrics.fid.device)
@@ -74,12 +76,16 @@ class Scorer:
     def real_state(self) -> dict[str, Tensor]:
         """What the metrics keep of the real images, and the per-class sums when there are labels: cacheable."""
         classes = {} if self.real_classes is None else self.real_classes.state()
-        return {**self.metrics.real_state(), **classes}
+        counts = {} if self.label_counts is None else {"label_counts": self.label_counts}
+        return {**self.metrics.real_state(), **classes, **counts}
 
     def load_real_state(self, state: dict[str, Tensor]) -> None:
         """Restore `real_state()` instead of extracting the real images again."""
         self.metrics.load_real_state(state)
         self.real_classes = ClassGaussians.from_state(state, "cpu") if "class_sum" in state else None
+        # a cache from before label counts were kept still has them in its per-class sums
+        counts = state.get("label_counts", None if self.real_classes is None else self.real_classes.num)
+        self.label_counts = None if counts is None else counts.cpu()
 
     def intra_fid_applies(self, num_classes: int, num_samples: int) -> bool:
         """Whether `score` gives `intra_fid` for a generator of `num_classes` classes (0: unconditional): the real
@@ -91,8 +97,8 @@ class Scorer:
     def protocol(self, num_samples: int, seed: int, truncation: Truncation | float | None = None,
                  num_classes: int = 0) -> dict[str, Any]:  # fmt: skip
         """How `score(gan, num_samples, seed, truncation)` measures: counts, reference, extractor, resize, seed,
-        truncation (psi and threshold); for a generator of `num_classes` classes with intra-class FID, the images
-        per class on either side."""
+        truncation (psi and threshold); for a generator of `num_classes` classes, how its labels were drawn
+        (`labels_follow_reference`) and, with intra-class FID, the images per class on either side."""
         metrics = self.metrics
         truncation = Truncation.of(truncation)
         sampled = min(metrics.num_real, metrics.max_features)
@@ -103,6 +109,8 @@ class Scorer:
             "kid_prdc_generated": min(num_samples, metrics.max_features),
             "kid_subsets": metrics.kid_subsets, "kid_subset_size": min(metrics.kid_subset_size, sampled, num_samples),
         }  # fmt: skip
+        if num_classes:
+            fields["generated_labels"] = "reference" if self.labels_follow_reference(num_classes) else "uniform"
         if self.intra_fid_applies(num_classes, num_samples):
             fields["intra_fid_generated_per_class"] = num_samples // num_classes
             fields["intra_fid_reference_per_class"] = self.real_classes.num.tolist()
@@ -118,7 +126,9 @@ class Scorer:
         metrics = self.metrics.to(gan.device)
         # fixed inputs (noise and any labels / codes) from their own seed: scores differ only by the generator
         rng = torch.Generator(gan.device).manual_seed(seed)
-        latents = gan.latents.draw(num_samples, rng, gan.device).input
+        z = gan.latents.noise(num_samples, rng, gan.device)
+        labels = self.generated_labels(gan.latents.num_classes, num_samples, rng)
+        latents = gan.latents.draw(num_samples, rng, gan.device, z=z, labels=labels).input
         metrics.reset()
         try:
             for chunk in latents.split(self.batch_size):
@@ -133,6 +143,20 @@ class Scorer:
             if per_class:
                 results["intra_fid_per_class"] = values
         return results
+
+    def labels_follow_reference(self, num_classes: int) -> bool:
+        """Whether a generator of `num_classes` classes is scored on labels drawn as often as the reference holds
+        them (StyleGAN2-ADA's metrics draw each label from the dataset): when the reference's labels are classes
+        of that generator; else they are drawn uniformly."""
+        counts = self.label_counts
+        return num_classes > 0 and counts is not None and len(counts) <= num_classes and int(counts.sum()) > 0
+
+    def generated_labels(self, num_classes: int, n: int, rng: torch.Generator) -> Tensor | None:
+        """The labels of `n` generated images (None: the latent space draws them uniformly), from `rng`."""
+        if not self.labels_follow_reference(num_classes):
+            return None
+        weights = self.label_counts.to(rng.device, torch.float64)  # (C,), as often as the reference has each class
+        return torch.multinomial(weights, n, replacement=True, generator=rng)
 
     @torch.no_grad()
     def intra_fid(
