@@ -57,8 +57,10 @@ def _register(protocol: Protocol) -> None:
 _register(Protocol("fid50k_full", "FID of 50,000 generated images against the whole training set, FID Inception "
                    "(StyleGAN2-ADA's fid50k_full)", 50_000, "train", "inception_fid",
                    resize="tf_bilinear"))  # fmt: skip
-_register(Protocol("fid10k_test", "FID of 10,000 generated images against the held-out split (CIFAR-10's test "
-                   "set), FID Inception", 10_000, "val", "inception_fid", resize="tf_bilinear"))  # fmt: skip
+_register(Protocol("fid10k_test", "FID of 10,000 generated images against the dataset's held-out split (CIFAR-10's "
+                   "10,000 test images; MNIST's 5,000 digits held out of its training set, CelebA's validation "
+                   "partition, a folder's 5%), FID Inception", 10_000, "val", "inception_fid",
+                   resize="tf_bilinear"))  # fmt: skip
 _register(Protocol("kid50k_full", "KID of 50,000 generated images against the whole training set, 100 subsets of "
                    "1,000 on up to 50,000 features a side, FID Inception (StyleGAN2-ADA's kid50k_full; it keeps up "
                    "to 1,000,000 reference features)", 50_000, "train", "inception_fid", max_features=PAPERS_FEATURES,
