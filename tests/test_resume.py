@@ -166,6 +166,27 @@ def test_sigusr1_then_an_auto_restart_continues_bit_exactly(tmp_path, fake_mnist
     assert not (tmp_path / "job" / "run" / "version_1").exists()
 
 
+def test_sigterm_to_the_whole_job_saves_with_loader_workers_too(tmp_path, fake_mnist_dir):
+    # Slurm (preemption, scancel, a requeue) signals every process of the job step, the loader's workers too: a worker
+    # dying of it (torch's worker handler exits on SIGTERM) must not crash the run before it saves
+    flags = ["--data-dir", str(fake_mnist_dir), "--no-download", "--batch-size", "16", "--latent-dim", "8",
+             "--accelerator", "cpu", "--name", "run", "--max-steps", "400", "--sample-every", "3",
+             "--checkpoint-every", "1000", "--num-workers", "2", "--log-dir", str(tmp_path)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), *flags], stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)  # fmt: skip
+    samples = tmp_path / "run" / "version_0" / "samples"
+    deadline = time.time() + 120
+    while not (samples.is_dir() and any(samples.iterdir())):
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGTERM)  # the process group: the main process and its workers
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    stopped_at = torch.load(samples.parent / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] // 2
+    assert 3 <= stopped_at < 400, "the signal did not stop the run part-way"
+
+
 @pytest.mark.parametrize(("signalled_at", "requeued"), [(2, True), (4, False)])
 def test_a_time_limit_signal_requeues_only_a_run_with_iterations_left(tmp_path, signalled_at, requeued):
     # SIGUSR1 in the last iteration: the run is complete, and a requeued restart would have nothing left to train

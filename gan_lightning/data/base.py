@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset
 from gan_lightning.core.errors import ConfigError
 from gan_lightning.data.loading import (
     DeviceTensorLoader,
+    loader_worker_init,
     make_train_loader,
     mirrored,
     move_tensors,
@@ -159,5 +160,6 @@ class GANDataModule(LightningDataModule):
             self.setup("validate")
         kwargs = self._loader_kwargs(self.val_set)
         return DataLoader(
-            self.val_set, batch_size=self.batch_size, shuffle=False, persistent_workers=self.num_workers > 0, **kwargs
-        )
+            self.val_set, batch_size=self.batch_size, shuffle=False, persistent_workers=self.num_workers > 0,
+            worker_init_fn=loader_worker_init(self.num_workers, self._rank_and_world()[0]), **kwargs,
+        )  # fmt: skip

@@ -9,10 +9,13 @@ many batches it has handed out, and on restore skips exactly those batches of th
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.seed import pl_worker_init_function
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from gan_lightning.core.errors import DataError
@@ -104,6 +107,27 @@ class ResumableDataLoader(DataLoader):
         self._skip = batches
 
 
+# What Ctrl-C and a cluster (Slurm's time-limit warning, preemption, scancel) send to every process of a job step
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+
+def worker_init(worker_id: int, rank: int = 0) -> None:
+    """A loader worker's start: ignore the stop signals, then seed as Lightning's `pl_worker_init_function` does.
+
+    The signals reach the workers too (a terminal's process group, Slurm's job step). The main process handles them
+    by finishing the iteration and saving; a worker that died of one (torch's worker handler exits on SIGTERM) would
+    crash the main process at its next batch first, with no checkpoint. A worker ends when the main process ends it
+    or exits."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    pl_worker_init_function(worker_id, rank=rank)
+
+
+def loader_worker_init(num_workers: int, rank: int = 0) -> Callable[[int], None] | None:
+    """The `worker_init_fn` of this package's loaders: `worker_init` for `rank` when there are workers."""
+    return partial(worker_init, rank=rank) if num_workers > 0 else None
+
+
 def require_one_batch(n: int, batch_size: int, num_replicas: int = 1) -> None:
     """Raise DataError unless each of `num_replicas` processes gets at least one whole batch of `n` images."""
     per_rank = n // num_replicas
@@ -135,6 +159,7 @@ def make_train_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         collate_fn=collate_fn,
+        worker_init_fn=loader_worker_init(num_workers, rank),
         # Re-forking workers every epoch costs seconds on image folders; keeping them is free.
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
