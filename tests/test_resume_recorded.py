@@ -220,11 +220,11 @@ def test_auto_inside_a_slurm_job_resumes_only_that_jobs_run(tmp_path, fake_mnist
     assert any("version_1 there is job 111's" in n and "version_1/checkpoints/last.ckpt" in n for n in notices)
     job("111", 3, restart=1)  # job 111 requeued: its own run, not the newer version_2
     assert (iterations(0), iterations(1), iterations(2)) == (2, 3, 2) and recorded(1)["resumed_from"]
-    job("333", 3, restart=1)  # a restart with no run of its own: the newest run that records no job
-    assert (iterations(0), recorded(0)["slurm_job"]) == (3, "333")
-    job(None, 3)  # outside Slurm: the newest run of --name, as ever, and it stays job 222's
-    assert (iterations(2), recorded(2)["slurm_job"]) == (3, "222")
-    assert sorted(p.name for p in run.iterdir()) == ["version_0", "version_1", "version_2"]
+    job("333", 3, restart=1)  # a restart with no run of its own starts one: never the run that records no job
+    assert (iterations(0), iterations(3), recorded(3)["slurm_job"]) == (2, 3, "333") and "slurm_job" not in recorded(0)
+    job(None, 4)  # outside Slurm: the newest run of --name, as ever, and it stays job 333's
+    assert (iterations(3), recorded(3)["slurm_job"]) == (4, "333")
+    assert sorted(p.name for p in run.iterdir()) == ["version_0", "version_1", "version_2", "version_3"]
 
 
 def test_a_resume_with_an_upgraded_plugin_says_so_and_records_each_resumes_plugins(tmp_path, capsys):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import shlex
 import sys
 from collections.abc import Mapping
@@ -40,15 +39,13 @@ class Resume:
 
 def latest_version_dir(log_dir: str, name: str, job: str | None = None) -> Path | None:
     """The newest `LOG_DIR/NAME/version_N` holding `checkpoints/last.ckpt`; with a Slurm `job`, the newest of those
-    this job wrote last (or, when the job is a restart, that record no job; see `auto_version_dir`)."""
+    this job wrote last (its config.yaml's `slurm_job`)."""
     root = Path(log_dir) / name
     versions = [p for p in root.glob("version_*") if p.name[8:].isdigit() and (p / "checkpoints/last.ckpt").is_file()]
     if job is not None:
-        # a job's first start has no run of its own yet: a run recording no job (started outside Slurm) is taken only
-        # by a restart, so array tasks starting together never all take the same one
-        restarted = os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
-        owners = (job, None) if restarted else (job,)
-        versions = [p for p in versions if recorded_job(p) in owners]
+        # not a run recording no job (started outside Slurm) either: array tasks restarting together would all take
+        # the same one, and nothing tells them apart
+        versions = [p for p in versions if recorded_job(p) == job]
     return max(versions, key=lambda p: int(p.name[8:]), default=None)
 
 
@@ -61,10 +58,10 @@ def recorded_job(version_dir: Path) -> str | None:
 
 def auto_version_dir(log_dir: str, name: str, notice: bool = False) -> Path | None:
     """The run `--ckpt-path auto` resumes: the newest run of --name with a checkpoint. Inside a Slurm job, only a run
-    this job wrote (a requeued job continues its own run), or on a restart one that records no job: another job's
-    run (an array sibling, a second submission under the same --name) may be live, and two processes writing one
-    run directory would corrupt it. A new job that should continue an older job's run names its checkpoint (or
-    `last`); with `notice`, starting anew beside another job's run says so."""
+    this job wrote (a requeued job continues its own run): another job's run (an array sibling, a second submission
+    under the same --name) may be live, and two processes writing one run directory would corrupt it. A new job
+    that should continue an older job's run names its checkpoint (or `last`); with `notice`, starting anew beside
+    another job's run says so."""
     job = slurm_job_id()
     found = latest_version_dir(log_dir, name, job)
     if notice and job is not None and found is None and (other := latest_version_dir(log_dir, name)) is not None:

@@ -1,0 +1,58 @@
+"""Which run `--ckpt-path last` and `auto` continue inside Slurm jobs (faked by their environment variables), and
+`auto` refusing a run trained with other flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from gan_lightning.commands.train import main
+
+
+@pytest.fixture
+def job(monkeypatch, tmp_path, fake_mnist_dir):
+    """Runs the train command as Slurm job `job_id` (array task `job_id` = "JOB_TASK"), its restart `restart`; None
+    runs it outside Slurm. Returns the exit status."""
+    for name in [k for k in os.environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(name)
+
+    def run(job_id: str | None, restart: int, *flags: str) -> int:
+        for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT"):
+            monkeypatch.delenv(name, raising=False)
+        if job_id is not None:
+            array_job, _, task = job_id.partition("_")
+            monkeypatch.setenv("SLURM_JOB_ID", str(int(array_job) + int(task or 0) + 1) if task else job_id)
+            if task:
+                monkeypatch.setenv("SLURM_ARRAY_JOB_ID", array_job)
+                monkeypatch.setenv("SLURM_ARRAY_TASK_ID", task)
+            monkeypatch.setenv("SLURM_RESTART_COUNT", str(restart))
+        argv = ["--model", "mlp", "--batch-size", "16", "--latent-dim", "8", "--data-dir", str(fake_mnist_dir),
+                "--no-download", "--accelerator", "cpu", "--sample-every", "1000", "--log-dir", str(tmp_path / "logs"),
+                "--name", "run", *flags]  # fmt: skip
+        return main(argv)
+
+    return run
+
+
+def steps(run: Path) -> int:
+    return torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] // 2
+
+
+def recorded(run: Path) -> dict:
+    return yaml.safe_load((run / "config.yaml").read_text())
+
+
+def test_restarted_array_tasks_never_take_a_run_started_outside_slurm(job, tmp_path):
+    runs = tmp_path / "logs" / "run"
+    assert job(None, 0, "--max-steps", "2") == 0
+    # tasks requeued before their first checkpoint: nothing of their own to continue, so each starts a run
+    assert job("3000_0", 1, "--max-steps", "2", "--ckpt-path", "auto") == 0
+    assert job("3000_1", 1, "--max-steps", "2", "--ckpt-path", "auto") == 0
+    assert steps(runs / "version_0") == 2 and "slurm_job" not in recorded(runs / "version_0")
+    assert {recorded(runs / f"version_{n}")["slurm_job"] for n in (1, 2)} == {"3000_0", "3000_1"}
+    assert job("3000_1", 2, "--max-steps", "3", "--ckpt-path", "auto") == 0  # and then its own, by its task id
+    assert [steps(runs / f"version_{n}") for n in (0, 1, 2)] == [2, 2, 3]
