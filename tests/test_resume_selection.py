@@ -46,6 +46,28 @@ def recorded(run: Path) -> dict:
     return yaml.safe_load((run / "config.yaml").read_text())
 
 
+def test_a_restarted_job_continues_its_own_run_never_a_newer_jobs(job, tmp_path):
+    # job 2002 continues job 2001's finished run with `last`; job 2003 starts its own; each one's restart continues
+    # the run it had, however new the other's
+    runs = tmp_path / "logs" / "run"
+    assert job("2001", 0, "--max-steps", "2", "--ckpt-path", "auto") == 0
+    assert job("2002", 0, "--max-steps", "3", "--ckpt-path", "last") == 0
+    assert job("2003", 0, "--max-steps", "2", "--ckpt-path", "auto") == 0
+    assert job("2002", 1, "--max-steps", "4", "--ckpt-path", "last") == 0
+    assert job("2003", 1, "--max-steps", "3", "--ckpt-path", "auto") == 0
+    assert sorted(p.name for p in runs.iterdir()) == ["version_0", "version_1"]
+    assert (steps(runs / "version_0"), recorded(runs / "version_0")["slurm_job"]) == (4, "2002")
+    assert (steps(runs / "version_1"), recorded(runs / "version_1")["slurm_job"]) == (3, "2003")
+
+
+def test_a_restart_with_last_and_no_run_of_its_own_is_refused(job, tmp_path, capsys):
+    assert job("2001", 0, "--max-steps", "2") == 0
+    assert job("2002", 1, "--max-steps", "3", "--ckpt-path", "last") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "job 2002" in err[0] and "version_0/checkpoints/last.ckpt" in err[0], err
+    assert steps(tmp_path / "logs" / "run" / "version_0") == 2
+
+
 def test_restarted_array_tasks_never_take_a_run_started_outside_slurm(job, tmp_path):
     runs = tmp_path / "logs" / "run"
     assert job(None, 0, "--max-steps", "2") == 0

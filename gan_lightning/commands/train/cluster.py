@@ -34,6 +34,11 @@ def slurm_job_id() -> str | None:
     return job if job and re.fullmatch(r"[0-9_]+", job) else None
 
 
+def slurm_restart() -> bool:
+    """Whether this process belongs to a requeued Slurm job's restart (`SLURM_RESTART_COUNT` above 0)."""
+    return slurm_job_id() is not None and os.environ.get("SLURM_RESTART_COUNT", "0") not in ("", "0")
+
+
 def requeue() -> str:
     """Requeue this Slurm job; returns the line that says what happened (the job id, or why it could not)."""
     job = slurm_job_id()

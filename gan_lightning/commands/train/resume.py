@@ -13,7 +13,7 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_warn
 
 from gan_lightning.commands.base import recorded_doc
-from gan_lightning.commands.train.cluster import slurm_job_id
+from gan_lightning.commands.train.cluster import slurm_job_id, slurm_restart
 from gan_lightning.commands.train.options import train_options
 from gan_lightning.commands.train.presets import PRESETS
 from gan_lightning.commands.train.runconfig import (
@@ -72,6 +72,15 @@ def auto_version_dir(log_dir: str, name: str, notice: bool = False) -> Path | No
     return found
 
 
+def continued_version_dir(ckpt_path: str, log_dir: str, name: str, notice: bool = False) -> Path | None:
+    """The run `--ckpt-path last` or `auto` (`ckpt_path`) continues under LOG_DIR/NAME. `auto`: `auto_version_dir`.
+    `last`: the newest run with a checkpoint, except in a restarted Slurm job: the run this job records (the one its
+    first start resumed or began), as a newer run may be another job's, live, and resuming it would take it over."""
+    if ckpt_path == "auto":
+        return auto_version_dir(log_dir, name, notice)
+    return latest_version_dir(log_dir, name, slurm_job_id() if slurm_restart() else None)
+
+
 def resumed_run_dir(ckpt_path: str, log_dir: str | None, name: str | None, preset: str | None,
                     model: str | None) -> Path | None:  # fmt: skip
     """The run directory whose recorded flags (its config.yaml) a `--ckpt-path` resume takes, or None.
@@ -91,10 +100,7 @@ def resumed_run_dir(ckpt_path: str, log_dir: str | None, name: str | None, prese
     if not name and preset and ckpt_path == "last":
         candidates.append((model, preset))  # only a run of this preset: another run of the model is not this one
     for candidate, required_preset in candidates:
-        if ckpt_path == "auto":
-            version_dir = auto_version_dir(log_dir, candidate)
-        else:
-            version_dir = latest_version_dir(log_dir, candidate)
+        version_dir = continued_version_dir(ckpt_path, log_dir, candidate)
         if version_dir is None or not (version_dir / CONFIG_FILE).is_file():
             continue
         recorded = recorded_doc(version_dir / CONFIG_FILE).get("args") or {}
@@ -109,12 +115,14 @@ def resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:
     if not cfg.ckpt_path:
         return None, None
     if cfg.ckpt_path in ("last", "auto"):
-        if cfg.ckpt_path == "auto":
-            version_dir = auto_version_dir(cfg.log_dir, cfg.name, notice=True)
-        else:
-            version_dir = latest_version_dir(cfg.log_dir, cfg.name)
+        version_dir = continued_version_dir(cfg.ckpt_path, cfg.log_dir, cfg.name, notice=True)
         if version_dir is None and cfg.ckpt_path == "auto":  # nothing to resume yet: the job's first start
             return None, None
+        if version_dir is None and (newest := latest_version_dir(cfg.log_dir, cfg.name)) is not None:
+            # a restart whose first start failed before writing its run: the newest run may be another job's
+            raise ConfigError(f"--ckpt-path last: Slurm job {slurm_job_id()} is a restart and no run under "
+                              f"{newest.parent} records it, so the run it continues is unknown; pass that run's "
+                              f"checkpoint instead (the newest: {newest / 'checkpoints' / 'last.ckpt'})")  # fmt: skip
         if version_dir is None:
             raise ConfigError(f"--ckpt-path last: no {cfg.log_dir}/{cfg.name}/version_*/checkpoints/last.ckpt; "
                               "check --log-dir and --name")  # fmt: skip
