@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,29 @@ def test_a_second_mlflow_run_in_one_process_uses_its_own_store(tmp_path, fake_mn
     assert train(tmp_path / "c", fake_mnist_dir, "mlflow", "--max-steps", "1") == 0
     assert os.environ["MLFLOW_TRACKING_URI"] == f"sqlite:///{tmp_path / 'users.db'}"
     assert (tmp_path / "users.db").is_file() and not (tmp_path / "c" / "logs" / "mlflow.db").exists()
+
+
+BUILD_AT = """
+import sys, time
+from pathlib import Path
+from gan_lightning.loggers import LOGGERS, RunLocation
+while time.time() < float(sys.argv[2]):  # every process builds at the same moment, as DDP ranks and array jobs do
+    time.sleep(0.001)
+LOGGERS.get("mlflow")().build(RunLocation(Path(sys.argv[1]), "race", int(sys.argv[3])), {})
+"""
+
+
+@pytest.mark.skipif(not HAS_MLFLOW, reason="mlflow is not installed (the [mlflow] extra)")
+def test_processes_starting_together_share_a_fresh_mlflow_store(tmp_path):
+    # each MLflow client creates or migrates the local SQLite store: two at once failed with "duplicate column
+    # name" or an alembic CommandError (and the surviving DDP rank waited forever)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    start = time.time() + 8  # after every interpreter has imported mlflow
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD_AT, str(tmp_path), str(start), str(i)], env=env,
+                              stderr=subprocess.PIPE, text=True) for i in range(3)]  # fmt: skip
+    errors = [proc.communicate(timeout=120)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], errors
+    assert (tmp_path / "mlflow.db").is_file() and not (tmp_path / ".mlflow.db.lock").exists()
 
 
 def test_a_tracker_that_cannot_start_is_one_line_exit_2(tmp_path, fake_mnist_dir, monkeypatch, capsys):

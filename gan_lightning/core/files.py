@@ -295,16 +295,16 @@ def exclusive_lock(path: str | Path, busy: str) -> Iterator[None]:
 
 
 @contextmanager
-def data_lock(data_dir: str | Path | None) -> Iterator[None]:
-    """Processes that find, download or extract a dataset in `data_dir` take turns (every task of an `srun` job
-    starts together): a lock file in `data_dir`, or in its nearest existing ancestor before a first download, held
-    while the block runs. Best effort: where nothing can be written, or the filesystem has no `flock` (NFS without
-    lockd, Lustre's noflock), nothing is locked, as before."""
+def data_lock(data_dir: str | Path | None, name: str = ".gan_lightning_data.lock") -> Iterator[None]:
+    """Processes that find, download or extract a dataset in `data_dir` (or create any shared store there: `name`
+    says which) take turns (every task of an `srun` job starts together): a lock file in `data_dir`, or in its
+    nearest existing ancestor before a first download, held while the block runs. Best effort: where nothing can be
+    written, or the filesystem has no `flock` (NFS without lockd, Lustre's noflock), nothing is locked, as before."""
     root = nearest_existing(Path(data_dir).absolute()) if data_dir is not None else None
     if os.name != "posix" or root is None or not (root.is_dir() and os.access(root, os.W_OK)):
         yield
         return
-    path = root / ".gan_lightning_data.lock"
+    path = root / name
     try:
         fd = lock_file(path, wait=True, mode=0o666)  # 0o666: users sharing a data folder take turns too
     except OSError:

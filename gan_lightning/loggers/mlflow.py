@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from lightning.pytorch.loggers import Logger, MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from gan_lightning.core.files import data_lock
 from gan_lightning.loggers.base import (
     LOGGERS,
     RunLocation,
@@ -67,6 +69,13 @@ class MLflowTracker(Tracker):
         uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
         # artifacts beside the store, not in the working directory (MLflow's default for a new experiment)
         artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
+        # every process building a client creates or migrates a local SQLite store, which two at once break (DDP
+        # ranks, array jobs sharing a --log-dir): they take turns
+        with data_lock(root, name=".mlflow.db.lock") if uri.startswith("sqlite:///") else nullcontext():
+            return self.client(run, uri, artifacts)
+
+    def client(self, run: RunLocation, uri: str, artifacts: str | None) -> Logger:
+        """The logger of the MLflow run this run directory recorded (else a new one) in the store at `uri`."""
         return GANMLFlowLogger(experiment_name=run.name, run_name=f"{run.name}/version_{run.version}", tracking_uri=uri,
                                run_id=recorded_run_id(run, RUN_ID_FILE), artifact_location=artifacts,
                                users_tracking_uri=os.environ.get("MLFLOW_TRACKING_URI"))  # fmt: skip
