@@ -9,6 +9,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -301,3 +302,28 @@ def test_a_run_the_trainer_refuses_leaves_no_tracker_store(tmp_path, fake_mnist_
     assert train(tmp_path, fake_mnist_dir, ",".join(names), "--accelerator", "mps") == 2
     assert "cannot set up training on this machine" in capsys.readouterr().err
     assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
+
+
+def test_a_run_stopped_between_logged_iterations_logs_each_iteration_once(tmp_path, fake_mnist_dir):
+    # Lightning writes the step metrics it holds when a run stops: after an iteration it did not log, those were the
+    # last logged iteration's, written again at every signal stop with --log-every > 1
+    from lightning.pytorch import Callback
+
+    from gan_lightning.commands.base import run_command
+    from gan_lightning.commands.train import build_parser, resolve, run
+
+    class SignalDuring(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if pl_module.iteration == 9:  # the 10th iteration; --log-every 7 logs the 7th and 14th
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+    argv = ["--data-dir", str(fake_mnist_dir), "--log-dir", str(tmp_path / "logs"), "--name", "run", "--batch-size",
+            "16", "--latent-dim", "8", "--max-steps", "20", "--log-every", "7",
+            "--logger", "tensorboard,csv"]  # fmt: skip
+    assert run_command(build_parser(), lambda cfg: run(resolve(cfg), callbacks=[SignalDuring()]), argv) == 130
+    run_dir = tmp_path / "logs" / "run" / "version_0"
+    rows = read_csv_rows(run_dir / "csv" / "version_0" / "metrics.csv")
+    assert [int(r["step"]) for r in rows if r["train/d_loss"]] == [7, 10]
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/d_loss")] == [7, 10]

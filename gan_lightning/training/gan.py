@@ -108,6 +108,7 @@ class GAN(LightningModule):
         self.global_rng = GlobalRNG()
         self._rng: torch.Generator | None = None
         self._compiled = False
+        self._unlogged: tuple[dict[str, Tensor], dict[str, float]] | None = None  # this iteration's, when not logged
 
     @staticmethod
     def declared_options() -> Options:
@@ -218,6 +219,16 @@ class GAN(LightningModule):
         # Lightning writes step metrics only every `log_every_n_steps` batches: build them only then.
         if iteration % max(1, self.trainer.log_every_n_steps) == 0:
             self._log_step(d.stats | g.stats, scheduled)
+            self._unlogged = None
+        else:
+            self._unlogged = (d.stats | g.stats, scheduled)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Log an iteration Lightning would skip when the run stops after it (a signal, a callback's stop): Lightning
+        writes the step metrics it holds whenever it stops, which would repeat the last logged iteration's."""
+        if self.trainer.should_stop and self._unlogged is not None:
+            self._log_step(*self._unlogged)
+        self._unlogged = None
 
     def _update(self, optimizer: Any, phase: accumulate.Phase, real: Batch, latents: Latents) -> PhaseLoss:
         """zero_grad, backward of `phase`'s loss (over `accumulate` micro-batches) and one step through Lightning
