@@ -19,7 +19,8 @@ from gan_lightning.loggers.base import LOGGERS, RunLocation, Tracker, file_name
 @LOGGERS.register("csv")
 class CSVTracker(Tracker):
     """Plain files any tool reads. Lightning's CSVLogger rewrites `metrics.csv` when its folder exists, so each
-    start and each resume of a run writes the next `csv/version_K` (concatenate them in order for the whole run)."""
+    start and each resume of a run writes the next `csv/version_K` (concatenate them in order for the whole run; after a
+    hard kill a segment holds rows past the checkpoint the next one resumed from: keep those below its first step)."""
 
     logger_class = CSVLogger
 
