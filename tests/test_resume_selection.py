@@ -78,3 +78,19 @@ def test_restarted_array_tasks_never_take_a_run_started_outside_slurm(job, tmp_p
     assert {recorded(runs / f"version_{n}")["slurm_job"] for n in (1, 2)} == {"3000_0", "3000_1"}
     assert job("3000_1", 2, "--max-steps", "3", "--ckpt-path", "auto") == 0  # and then its own, by its task id
     assert [steps(runs / f"version_{n}") for n in (0, 1, 2)] == [2, 2, 3]
+
+
+def test_auto_refuses_a_run_trained_with_other_flags(job, tmp_path, capsys):
+    run = tmp_path / "logs" / "run" / "version_0"
+    assert job(None, 0, "--max-steps", "2", "--seed", "1", "--lr", "1e-4") == 0
+    before = {p.name: p.stat().st_mtime_ns for p in run.rglob("*")}
+    assert job(None, 0, "--max-steps", "2", "--seed", "2", "--lr", "2e-4", "--ckpt-path", "auto") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--seed 1 -> 2" in err[0] and "--lr 0.0001 -> 0.0002" in err[0], err
+    assert "--name" in err[0] and "--ckpt-path last" in err[0]
+    assert {p.name: p.stat().st_mtime_ns for p in run.rglob("*")} == before  # nothing written
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+    # flags saying only how long to train and how to log are the same command; `last` continues deliberately
+    assert job(None, 0, "--max-steps", "3", "--log-every", "1", "--ckpt-path", "auto") == 0
+    assert job(None, 0, "--max-steps", "4", "--lr", "2e-4", "--ckpt-path", "last") == 0
+    assert steps(run) == 4 and recorded(run)["args"]["lr"] == 2e-4 and recorded(run)["args"]["seed"] == 1

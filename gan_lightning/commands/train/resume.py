@@ -142,12 +142,20 @@ def resume_target(cfg: argparse.Namespace) -> tuple[str | None, int | None]:
 
 def resume_from(cfg: argparse.Namespace, config: Mapping[str, Any]) -> Resume:
     """The run's starting point: `--ckpt-path`'s checkpoint checked against the resolved `config`, whose network-
-    defining flags must match it (one ConfigError lists every difference)."""
+    defining flags must match it (one ConfigError lists every difference), and for `auto` its training flags too."""
     ckpt_path, version = resume_target(cfg)
     if ckpt_path is None:
         return Resume(version=version)
     ckpt = read_training_checkpoint(ckpt_path)
-    changes = compare_for_resume(checkpoint_config(ckpt), config, ckpt_path, trained_d_steps(ckpt))
+    trained = checkpoint_config(ckpt)
+    changes = compare_for_resume(trained, config, ckpt_path, trained_d_steps(ckpt))
+    # `auto` reruns a job's unchanged command: other training flags mean another run, not this one's restart. Only
+    # flags the checkpoint records: an older one's missing flags read as defaults, which a run may not have used
+    if cfg.ckpt_path == "auto" and (differ := [f"--{k.replace('_', '-')} {o} -> {n}" for k, (o, n) in changes.items()
+                                               if k in trained]):  # fmt: skip
+        raise ConfigError(f"--ckpt-path auto: {Path(ckpt_path).parent.parent} was trained with other flags "
+                          f"({', '.join(differ)}), so this is not its restart; for a new run pass another --name, to "
+                          f"continue it with these flags --ckpt-path last or --ckpt-path {ckpt_path}")  # fmt: skip
     global_step = int(ckpt.get("global_step", 0))
     del ckpt  # Lightning reads it again; holding two copies of a large checkpoint helps nobody
     return Resume(ckpt_path, version, changes, global_step)
