@@ -199,6 +199,8 @@ def test_a_tracker_that_cannot_start_is_one_line_exit_2(tmp_path, fake_mnist_dir
     ours = [line for line in err.splitlines() if "error:" in line]  # (MLflow logs its database's creation itself)
     assert len(ours) == 1 and "CSVLogger could not start (RuntimeError: No API key configured.)" in ours[0]
     assert "Traceback" not in err and "MLFLOW_TRACKING_URI" not in os.environ  # the tracker that started finished
+    # the new run's directory goes (config.yaml, the trackers' files): a rerun after the fix starts cleanly
+    assert not (tmp_path / "logs" / "run").exists()
 
 
 def test_a_full_disk_while_a_tracker_starts_keeps_its_own_message_and_status(tmp_path, fake_mnist_dir, monkeypatch,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -101,14 +102,19 @@ def _run(
         # Everything that could be wrong with the input has been checked by now: the run directory may appear.
         record_config(paths["log_dir"], config, resume, model.steps_per_iteration, used_plugins)
     os.environ[VERSION_ENV] = str(location.version)  # the DDP processes Lightning starts for the other ranks read it
+    started = False
     try:
         if trainer.is_global_zero and not cfg.fast_dev_run:
             start_trackers(loggers, location, config)  # e.g. the config as a tracker's parameters
+        started = True
         fit(trainer, model, datamodule, resume.checkpoint, checkpoint, watch)
     finally:
         os.environ.pop(VERSION_ENV, None)
         if trainer.is_global_zero and not cfg.fast_dev_run:
             finish_trackers(loggers)  # those that started too, when another could not
+            if not started and claimed:  # a new run whose tracker could not start (no W&B login): it leaves nothing
+                shutil.rmtree(claimed[0], ignore_errors=True)  # the version directory this process created
+                remove_empty_dirs(claimed[1:])
     if trainer.is_global_zero and not cfg.fast_dev_run:
         print(f"logs:       {paths['log_dir']}\ncheckpoint: {paths['checkpoint']}")
     _raise_if_signalled(trainer, checkpoint, model)
