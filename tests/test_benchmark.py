@@ -8,6 +8,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -111,6 +112,31 @@ def test_gpu_measurement_writes_one_json_on_cpu(tmp_path):
     for row in rows.values():
         assert row["batch_size"] == 128 and row["lightning"]["images_per_s"] > 0 and row["plain"]["images_per_s"] > 0
     assert result["fid_inception"]["images_per_s"] > 0 and result["prepared_loader"]["images_per_s"] > 0
+
+
+def test_plain_loop_synchronizes_only_at_block_boundaries():
+    """The plain loop reads its (device-synchronizing) clock before its first and after its last iteration only:
+    one synchronization per iteration would remove the overlap of host and device that training has."""
+    from gan_lightning import GAN
+    from gan_lightning.data.base import TensorImageDataset
+    from gan_lightning.data.loading import make_train_loader
+    from gan_lightning.models.mlp import MLPDiscriminator, MLPGenerator
+
+    shape = (1, 8, 8)
+    module = GAN(generator=MLPGenerator(16, shape, hidden=8), discriminator=MLPDiscriminator(shape, hidden=8),
+                 latent_dim=16)  # fmt: skip
+    dataset = TensorImageDataset(torch.randint(0, 256, (16, *shape), dtype=torch.uint8), torch.zeros(16).long())
+    loader = make_train_loader(dataset, batch_size=4, collate_fn=dataset.collate_fn)
+    plain = PlainLoop(module, module.configure_optimizers(), loader)
+    readings = []
+
+    def clock() -> float:
+        readings.append(time.perf_counter())
+        return readings[-1]
+
+    times = plain.run(5, clock)
+    assert len(readings) == 2 and len(times) == 5
+    assert sum(times) == pytest.approx(readings[1] - readings[0])
 
 
 def test_bad_input_is_status_2_and_one_line(tmp_path, capsys):
