@@ -68,6 +68,7 @@ class Timings:
     check: dict[str, Any] = field(default_factory=dict)
     adam_sweep: dict[str, float] = field(default_factory=dict)
     module: Any = None
+    device: str = ""  # the module's, read at train start (the Trainer's teardown may move it to the CPU)
 
 
 def make_clock(device: torch.device) -> Callable[[], float]:
@@ -121,7 +122,7 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
             return PlainLoop(pl_module, trainer.optimizers, loader, precision=bench.precision, adam=adam)
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            timings.module = pl_module
+            timings.module, timings.device = pl_module, str(pl_module.device)
             self.plain = self._plain_loop(trainer, pl_module)  # copies from before Lightning's first update
             self.clock = make_clock(pl_module.device)
             module_end = pl_module.on_train_end

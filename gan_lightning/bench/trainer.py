@@ -157,7 +157,7 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
         raise RuntimeError(f"torch threads changed under Lightning: {sorted(timings.threads_seen)} != {threads}")
     module = timings.module
     info = {
-        "device": str(module.device),
+        "device": timings.device,  # read at train start: the teardown may have moved the module to the CPU
         "threads": threads,
         "data": data,
         "d_steps": module.d_steps,
