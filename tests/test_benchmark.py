@@ -33,7 +33,7 @@ def _report(proc: subprocess.CompletedProcess, out_json) -> dict:
 
 def test_benchmark_prints_overhead_ratio_last(tmp_path):
     out_json = tmp_path / "bench.json"
-    argv = ["--model", "mlp", "--batch-size", "8", *TINY, "--json", str(out_json)]
+    argv = ["--model", "mlp", "--batch-size", "8", "--accumulate", "2", *TINY, "--json", str(out_json)]
     # from another directory: the installed package, not the working directory, provides the command
     proc = subprocess.run(BENCH + argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     report = _report(proc, out_json)
@@ -43,8 +43,8 @@ def test_benchmark_prints_overhead_ratio_last(tmp_path):
         assert all(len(block) == 3 for block in report[loop]["iteration_ms"])  # iters per block
         assert report[loop]["images_per_s"] > 0 and report[loop]["median_block_mean_ms"] > 0
     # Same initial weights, batch and seed: one plain iteration lands on the module's weights after one iteration
-    # inside the real `scripts/train.py` run (fp32 on CPU: bit for bit).
-    assert report["first_iteration_check"]["max_abs_diff"] == 0.0
+    # inside the real `scripts/train.py` run (fp32 on CPU: bit for bit), in 2 micro-batches per update in both.
+    assert report["first_iteration_check"]["max_abs_diff"] == 0.0 and report["config"]["accumulate"] == 2
 
 
 def test_gpu_command_runs_on_cpu_at_tiny_sizes(tmp_path):

@@ -37,6 +37,7 @@ class BenchConfig:
     d_steps: int | None = None
     conditional: bool = False
     infogan: bool = False
+    accumulate: int | None = None  # micro-batches per update (`--accumulate`); None: the CLI's (or preset's)
     image_size: int | None = None
     ngf: int | None = None
     ndf: int | None = None

@@ -87,7 +87,7 @@ def cli_argv(bench: BenchConfig, data_dir: str, log_dir: str) -> list[str]:
     ]  # fmt: skip
     if bench.preset is not None:  # the preset's dataset, model, loss, batch and recipe; explicit flags override
         argv = ["--preset", bench.preset, *argv]
-    for flag in ("model", "batch_size", "loss", "d_steps", "image_size", "ngf", "ndf"):
+    for flag in ("model", "batch_size", "loss", "d_steps", "image_size", "ngf", "ndf", "accumulate"):
         if getattr(bench, flag) is not None:
             argv += [f"--{flag.replace('_', '-')}", str(getattr(bench, flag))]
     for flag in ("conditional", "infogan", "channels_last", "compile", "data_on_device"):
@@ -96,7 +96,7 @@ def cli_argv(bench: BenchConfig, data_dir: str, log_dir: str) -> list[str]:
 
 
 def _validate(bench: BenchConfig) -> None:
-    for name in ("iters", "rounds", "warmup", "batch_size", "threads", "image_size", "ngf", "ndf"):
+    for name in ("iters", "rounds", "warmup", "batch_size", "threads", "image_size", "ngf", "ndf", "accumulate"):
         value = getattr(bench, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
@@ -164,6 +164,7 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
         "preset": bench.preset,
         "model": cfg.model,
         "batch_size": cfg.batch_size,
+        "accumulate": cfg.accumulate,
         "images_per_iteration": cfg.batch_size * module.d_steps,
         "latent_dim": cfg.latent_dim,
         "image_size": cfg.image_size,
@@ -231,6 +232,8 @@ def build_parser() -> Parser:
     p.add_argument("--batch-size", type=int, help="images per D step (default 128, or the preset's)")
     p.add_argument("--loss", choices=OBJECTIVES.names(), help="adversarial loss (default bce, or the preset's)")
     p.add_argument("--d-steps", type=int, help="D updates per iteration (default: the loss's)")
+    p.add_argument("--accumulate", type=int, help="micro-batches per update, as train.py's --accumulate (less "
+                   "memory; default: the CLI's, 1)")  # fmt: skip
     variant = p.add_mutually_exclusive_group()
     variant.add_argument("--conditional", action="store_true", help="class-conditional GAN (D's projection head)")
     variant.add_argument("--infogan", action="store_true", help="InfoGAN (D's Q head)")
