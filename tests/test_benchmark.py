@@ -48,15 +48,20 @@ def test_benchmark_prints_overhead_ratio_last(tmp_path):
 
 
 def test_gpu_command_runs_on_cpu_at_tiny_sizes(tmp_path):
-    """The GPU measurement's flags (dcgan, bf16-mixed, channels-last, data on the device), shrunk to run here."""
+    """The GPU measurement's flags (dcgan, bf16-mixed, channels-last, data on the device), shrunk to run here; its
+    time budget is spent by the end of the warm-up, which leaves one block of one iteration per loop."""
     out_json = tmp_path / "bench.json"
     argv = ["--model", "dcgan", "--image-size", "32", "--ngf", "8", "--ndf", "8", "--precision", "bf16-mixed",
-            "--batch-size", "8", "--channels-last", "--data-on-device", *TINY, "--json", str(out_json)]  # fmt: skip
+            "--batch-size", "8", "--channels-last", "--data-on-device", *TINY, "--budget-s", "0.01",
+            "--json", str(out_json)]  # fmt: skip
     report = _report(subprocess.run(BENCH + argv, capture_output=True, text=True, timeout=600), out_json)
     config = report["config"]
     assert (config["model"], config["image_size"], config["precision"]) == ("dcgan", 32, "bf16-mixed")
     assert config["channels_last"] and config["data_on_device"] and not config["compile"]
     assert report["first_iteration_check"]["max_abs_diff"] is not None
+    assert (config["iters"], config["rounds"], config["planned_iters_rounds"]) == (1, 1, [3, 2])
+    assert [[len(block) for block in report[loop]["iteration_ms"]] for loop in ("lightning", "plain")] == [[1], [1]]
+    assert config["device"] == "cpu"
 
 
 @pytest.mark.slow

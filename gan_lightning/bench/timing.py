@@ -11,6 +11,10 @@ the device is synchronized at the start and the end of every timed block only, s
 training (a synchronization per iteration would remove that overlap and slow the faster loop the most): block
 means are the device's time, single iterations' times are host times in between. `--channels-last` and `--compile`
 apply to both loops (the plain loop compiles its own copies of the networks).
+
+With a time budget (`budget_s`), the warm-up's iterations give the cost of one iteration of each loop, and the
+timed blocks get fewer iterations (then fewer rounds) when the planned ones would end after it; the run then stops
+once both loops' blocks are timed (`trainer.should_stop`), and the report says how many it timed.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class BenchConfig:
     adam: str = "module"
     adam_sweep: bool = False
     json: str | None = None
+    budget_s: float | None = None  # from run_benchmark's start: fewer timed iterations when the planned would not fit
 
 
 @dataclass
@@ -70,6 +75,8 @@ class Timings:
     adam_sweep: dict[str, float] = field(default_factory=dict)
     module: Any = None
     device: str = ""  # the module's, read at train start (the Trainer's teardown may move it to the CPU)
+    iters: int = 0  # per timed block and
+    rounds: int = 0  # blocks per loop, as run (fewer than planned under a time budget)
 
 
 def make_clock(device: torch.device) -> Callable[[], float]:
@@ -88,24 +95,28 @@ def _identity(opt: torch.optim.Optimizer) -> dict[int, torch.Tensor]:
     return {id(p): p for g in opt.param_groups for p in g["params"]}
 
 
-def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
+def interleave_callback(bench: BenchConfig, timings: Timings, deadline: float | None = None) -> Any:
     """The callback that times Lightning's iterations and runs the plain loop's blocks between them.
 
     It is passed to `cli.run` like any callback, but at train start it moves its per-batch work into the module's
     own batch hooks (which Lightning calls every batch anyway) and leaves the Trainer's callback list: every
     callback costs Lightning a dispatch per hook per batch, and `scripts/train.py` has no such callback.
+    `deadline` (a `time.perf_counter()` value): the timed blocks are cut so that both loops' end before it.
     """
     from lightning.pytorch import Callback
 
-    warmup, iters, rounds = bench.warmup, bench.iters, bench.rounds
+    warmup = bench.warmup
+    timings.iters, timings.rounds = bench.iters, bench.rounds
     hooks = ("on_train_batch_start", "on_train_batch_end", "on_train_end")
 
     class Interleave(Callback):
         def __init__(self) -> None:
             self.plain: PlainLoop | None = None
+            self.trainer: Any = None
             self.clock: Callable[[], float] = time.perf_counter  # synchronizes the device: block boundaries only
             self.started = 0  # Lightning iterations started before the current one
             self.prev: float | None = None
+            self.began = self.warm = self.check_s = 0.0
             self.first: dict[str, torch.Tensor] = {}
 
         def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -123,7 +134,7 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
             return PlainLoop(pl_module, trainer.optimizers, loader, precision=bench.precision, adam=adam)
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            timings.module, timings.device = pl_module, str(pl_module.device)
+            timings.module, timings.device, self.trainer = pl_module, str(pl_module.device), trainer
             self.plain = self._plain_loop(trainer, pl_module)  # copies from before Lightning's first update
             self.clock = make_clock(pl_module.device)
             module_end = pl_module.on_train_end
@@ -139,7 +150,9 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
 
         def batch_start(self, batch: Any, batch_idx: int) -> None:
             n, self.started = self.started, self.started + 1
-            boundary = n >= warmup and (n - warmup) % iters == 0  # a timed block starts or ends here
+            iters, rounds = timings.iters, timings.rounds
+            # a timed block starts or ends here (and the warm-up's second iteration starts: its cost estimate)
+            boundary = n == 1 or (n >= warmup and (n - warmup) % iters == 0)
             now = self.clock() if boundary else time.perf_counter()
             done = n - 1 - warmup  # index of the timed iteration that just ended
             if self.prev is not None and 0 <= done < rounds * iters:
@@ -148,12 +161,32 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
                 timings.lightning[-1].append(now - self.prev)
             timings.threads_seen.add(torch.get_num_threads())
             assert self.plain is not None
+            if n == 0:
+                self.began = now
+            elif n == 1:
+                self.warm = now
             if n == warmup:
                 self._check_first_iteration()
-                self.plain.run(warmup - 1, self.clock)
+                plain_warmup = self.plain.run(warmup - 1, self.clock)
+                if deadline is not None:
+                    self._fit_budget(now, plain_warmup)
             elif n > warmup and (n - warmup) % iters == 0 and len(timings.plain) < rounds:
                 timings.plain.append(self.plain.run(iters, self.clock))
+                if len(timings.plain) == rounds:  # both loops' blocks are timed: this iteration is the last
+                    self.trainer.should_stop = True
             self.prev = self.clock() if boundary else time.perf_counter()
+
+        def _fit_budget(self, warm_end: float, plain_warmup: list[float]) -> None:
+            # The first iteration of each loop pays for compilation and autotuning: the cost of one iteration is
+            # taken from the later warm-up iterations where there are any, else (conservatively) from the first.
+            lightning = (warm_end - self.warm) / (warmup - 1) if warmup > 1 else warm_end - self.began
+            plain = statistics.fmean(plain_warmup) if plain_warmup else self.check_s
+            assert deadline is not None
+            pairs = int((deadline - time.perf_counter()) / max(lightning + plain, 1e-9)) - 1  # -1: the last one
+            if pairs >= timings.rounds * timings.iters:
+                return
+            timings.iters = max(1, min(timings.iters, pairs // timings.rounds))
+            timings.rounds = max(1, min(timings.rounds, pairs // timings.iters))
 
         def batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
             if self.started == 1:  # the module's first iteration, to compare with the plain loop's
@@ -163,8 +196,10 @@ def interleave_callback(bench: BenchConfig, timings: Timings) -> Any:
             # Same initial weights, batch and per-iteration seed: the plain loop's first iteration must land on the
             # module's weights after its first iteration (up to rounding), which checks that both do the same work.
             assert self.plain is not None
+            began = self.clock()
             self.plain.step(self.plain.next_batch())
             after = snapshot(self.plain.G, self.plain.D)
+            self.check_s = self.clock() - began
             diff = max((after[k] - v).abs().max().item() for k, v in self.first.items()) if self.first else None
             timings.check = {"max_abs_diff": diff, "tensors": len(after)}
 

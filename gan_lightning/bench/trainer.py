@@ -23,6 +23,7 @@ import math
 import struct
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Sequence
 from contextlib import redirect_stdout
@@ -100,6 +101,8 @@ def _validate(bench: BenchConfig) -> None:
         value = getattr(bench, name)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if bench.budget_s is not None and not bench.budget_s > 0:
+        raise ConfigError(f"--budget-s must be positive, got {bench.budget_s}")
     if bench.device is not None and bench.device < 0:
         raise ConfigError(f"--device must be >= 0, got {bench.device}")
     if bench.synthetic and bench.data_dir is not None:
@@ -136,6 +139,7 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
     from gan_lightning.commands import train as cli
 
     _validate(bench)
+    deadline = None if bench.budget_s is None else time.perf_counter() + bench.budget_s
     for message in (".*log_every_n_steps.*", ".*does not have many workers.*", ".*GPU available but not used.*"):
         warnings.filterwarnings("ignore", message=message)
     if bench.threads is not None:
@@ -150,8 +154,8 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
         data_dir, data = bench_data(bench, tmp)
         cfg = cli.resolve(cli.build_parser().parse_args(cli_argv(bench, data_dir, str(Path(tmp) / "logs"))))
         with redirect_stdout(sys.stderr):  # progress bar and the (temporary) paths: stdout is the report
-            cli.run(cfg, callbacks=[interleave_callback(bench, timings)])
-    if len(timings.plain) != bench.rounds or len(timings.lightning) != bench.rounds:
+            cli.run(cfg, callbacks=[interleave_callback(bench, timings, deadline)])
+    if len(timings.plain) != timings.rounds or len(timings.lightning) != timings.rounds:
         raise RuntimeError(f"benchmark ended early: {len(timings.lightning)} / {len(timings.plain)} blocks timed")
     if timings.threads_seen != {threads}:
         raise RuntimeError(f"torch threads changed under Lightning: {sorted(timings.threads_seen)} != {threads}")
@@ -166,6 +170,9 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
         "batch_size": cfg.batch_size,
         "accumulate": cfg.accumulate,
         "images_per_iteration": cfg.batch_size * module.d_steps,
+        "iters": timings.iters,  # as timed: a time budget may have cut the planned ones
+        "rounds": timings.rounds,
+        "planned_iters_rounds": [bench.iters, bench.rounds],
         "latent_dim": cfg.latent_dim,
         "image_size": cfg.image_size,
         "channels": cfg.channels,
@@ -246,6 +253,8 @@ def build_parser() -> Parser:
     p.add_argument("--iters", type=int, default=20, help="iterations per timed block (default 20)")
     p.add_argument("--rounds", type=int, default=15, help="timed blocks per loop (default 15)")
     p.add_argument("--warmup", type=int, default=20, help="untimed iterations per loop first (default 20)")
+    p.add_argument("--budget-s", type=float, help="seconds for the whole run: after the warm-up, fewer iterations "
+                   "per block (then fewer blocks) when the planned ones would not fit (default: no limit)")  # fmt: skip
     p.add_argument("--accelerator", default="auto", help="cpu, cuda (gpu) or auto (default auto)")
     p.add_argument("--device", type=int, help="device index (default: the first)")
     p.add_argument("--precision", default="32-true", choices=PRECISIONS, help="default 32-true")
