@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -86,12 +88,15 @@ def test_a_cifar10_preset_runs_on_generated_cifar10(tmp_path):
 GPU_MEASURE = [sys.executable, str(REPO / "scripts" / "gpu_measure.py")]
 
 
-def test_gpu_measurement_covers_every_cifar10_preset_and_refuses_bad_input(tmp_path):
+def test_gpu_measurement_covers_every_cifar10_preset_and_refuses_bad_input(tmp_path, capsys):
     from gan_lightning.bench import gpu
     from gan_lightning.commands.train.presets import PRESETS
 
     cifar = {name for name, values in PRESETS.items() if values.get("dataset") == "cifar10"}
-    assert cifar and set(gpu.configurations()) == {"dcgan_64", *cifar}
+    configs = gpu.configurations()
+    assert cifar and set(configs) == {"dcgan_64", *cifar}
+    # 512 images with R1 and R2 on every D step do not fit one card: micro-batches of 64
+    assert configs["r3gan_cifar10"]["accumulate"] == 8 and PRESETS["r3gan_cifar10"]["batch_size"] == 512
     out = tmp_path / "gpu.json"
     refusals = {"--configs nope: choose from dcgan_64": ["--configs", "nope"],
                 "--iters must be positive": ["--accelerator", "cpu", "--iters", "0"]}  # fmt: skip
@@ -100,6 +105,9 @@ def test_gpu_measurement_covers_every_cifar10_preset_and_refuses_bad_input(tmp_p
     procs = run_all([[*GPU_MEASURE, "--out", str(out), *argv] for argv in refusals.values()], timeout=300)
     for message, proc in zip(refusals, procs, strict=True):
         assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    # too few images for the loader's untimed batches and 2 timed ones (in this process: the same check)
+    assert gpu.main(["--out", str(out), "--accelerator", "cpu", "--loader-images", "1000"]) == 2
+    assert "--loader-images 1000: with --workers 4 the loader needs 22 training batches" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -108,15 +116,73 @@ def test_gpu_measurement_writes_one_json_on_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     argv = ["--out", str(out), "--accelerator", "cpu", "--precision", "32-true", "--configs", "dcgan_cifar10",
             "--variants", "loader", "data_on_device", "--iters", "2", "--rounds", "2", "--warmup", "1",
-            "--fid-batch-size", "2", "--loader-images", "300", "--workers", "0"]  # fmt: skip
+            "--fid-batch-size", "2", "--loader-images", "512", "--workers", "0"]  # fmt: skip
     proc = subprocess.run([*GPU_MEASURE, *argv], capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
+    # the cheap measurements first, then training breadth-first
+    assert result["order"] == ["fid_inception", "prepared_loader", "training/dcgan_cifar10/loader",
+                               "training/dcgan_cifar10/data_on_device"]  # fmt: skip
+    assert result["environment"]["torch"] == torch.__version__ and "training" in result["data"]
     rows = result["training"]["dcgan_cifar10"]
     assert set(rows) == {"loader", "data_on_device"}
     for row in rows.values():
         assert row["batch_size"] == 128 and row["lightning"]["images_per_s"] > 0 and row["plain"]["images_per_s"] > 0
+        assert row["first_iteration_max_abs_diff"] == 0.0 and row["data"].startswith("synthetic CIFAR-10")
     assert result["fid_inception"]["images_per_s"] > 0 and result["prepared_loader"]["images_per_s"] > 0
+    assert result["prepared_loader"]["batches_timed"] >= 2 and "summary:" in proc.stdout
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is `pid` (from /proc)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError, ValueError):
+            continue
+        if int(ppid) == pid and state != "Z":
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
+def test_gpu_measurement_kills_a_measurement_at_its_cap_and_stops_on_sigterm(tmp_path):
+    """Each measurement runs in its own process: one past --cap-s is killed and recorded, and SIGTERM (which a
+    training run would catch to save a checkpoint and go on) kills the running one, writes the JSON and exits."""
+    out = tmp_path / "gpu.json"
+    argv = ["--out", str(out), "--accelerator", "cpu", "--precision", "32-true", "--configs", "dcgan_cifar10",
+            "--variants", "loader", "data_on_device", "--skip", "fid", "loader", "--warmup", "50",
+            "--cap-s", "11"]  # fmt: skip
+    proc = subprocess.Popen([*GPU_MEASURE, *argv], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline, kids = time.monotonic() + 240, []
+        while time.monotonic() < deadline and proc.poll() is None:  # until the second measurement's process runs
+            result = json.loads(out.read_text()) if out.is_file() else {}
+            if result.get("order", [])[1:] and "running" in result["training"]["dcgan_cifar10"]["data_on_device"]:
+                kids = _children(proc.pid)
+                if kids:
+                    break
+            time.sleep(0.2)
+        assert kids, f"no second measurement: {proc.poll()}"
+        proc.send_signal(signal.SIGTERM)
+        stdout, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stdout
+    assert not any(_alive(kid) for kid in kids)
+    result = json.loads(out.read_text())
+    rows = result["training"]["dcgan_cifar10"]
+    assert rows["loader"]["error"] == "killed at its time limit, 11 s (--cap-s)"
+    assert rows["data_on_device"] == {"error": "stopped by SIGTERM"} and result["stopped"].startswith("SIGTERM")
+    assert "stopped by SIGTERM" in stdout
 
 
 def test_plain_loop_synchronizes_only_at_block_boundaries():

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
+import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -46,14 +48,25 @@ def photo_like(rng: np.random.Generator) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def write_celeba_like(data_dir: str | Path, n: int, seed: int = 0) -> Path:
-    """`n` photo-like JPEGs as DATA_DIR/celeba/img_align_celeba/000001.jpg ...; files already there are kept."""
+def write_celeba_like(data_dir: str | Path, n: int, seed: int = 0, distinct: int | None = None) -> Path:
+    """`n` photo-like JPEGs as DATA_DIR/celeba/img_align_celeba/000001.jpg ...; files already there are kept.
+    With `distinct`, only that many are generated and the others are hard links to them (copies where the file
+    system has none): generating is the slow part, and a loader's speed does not depend on which images it reads."""
     image_dir = Path(data_dir) / "celeba" / "img_align_celeba"
     image_dir.mkdir(parents=True, exist_ok=True)
+    unique = n if distinct is None else max(1, min(n, distinct))
     for i in range(1, n + 1):
         path = image_dir / f"{i:06d}.jpg"
-        if not path.is_file():
+        if path.is_file():
+            continue
+        if i <= unique:
             Image.fromarray(photo_like(np.random.default_rng([seed, i]))).save(path, quality=90)
+            continue
+        source = image_dir / f"{(i - 1) % unique + 1:06d}.jpg"
+        try:
+            os.link(source, path)
+        except OSError:
+            shutil.copyfile(source, path)
     return image_dir
 
 

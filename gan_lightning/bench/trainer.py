@@ -42,6 +42,7 @@ from gan_lightning.core.errors import ConfigError, DataError
 from gan_lightning.data.base import default_data_dir
 from gan_lightning.models import MODELS
 from gan_lightning.training.objectives import OBJECTIVES
+from gan_lightning.training.steps import networks_to_compile
 
 ADAM_CHOICES = ("module", *ADAM_VARIANTS)
 PRECISIONS = ("32-true", "bf16-mixed")
@@ -130,7 +131,8 @@ def bench_data(bench: BenchConfig, tmp: str) -> tuple[str, str]:
         return str(write_cifar10_like(Path(tmp) / "data", seed=bench.seed)), "synthetic CIFAR-10 (10,000 images)"
     data_dir = bench.data_dir or default_data_dir()
     if bench.synthetic or not has_mnist(data_dir):
-        return str(write_synthetic_mnist(Path(tmp) / "data", seed=bench.seed)), "synthetic"
+        described = f"synthetic MNIST ({SYNTHETIC_IMAGES:,} random 28x28 1-channel digits)"
+        return str(write_synthetic_mnist(Path(tmp) / "data", seed=bench.seed)), described
     return data_dir, f"MNIST from {Path(data_dir) / 'MNIST' / 'raw'}"
 
 
@@ -160,6 +162,7 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
     if timings.threads_seen != {threads}:
         raise RuntimeError(f"torch threads changed under Lightning: {sorted(timings.threads_seen)} != {threads}")
     module = timings.module
+    compiled = networks_to_compile(module.generator, module.discriminator, module.objective) if bench.compile else []
     info = {
         "device": timings.device,  # read at train start: the teardown may have moved the module to the CPU
         "threads": threads,
@@ -173,6 +176,11 @@ def run_benchmark(bench: BenchConfig) -> dict[str, Any]:
         "iters": timings.iters,  # as timed: a time budget may have cut the planned ones
         "rounds": timings.rounds,
         "planned_iters_rounds": [bench.iters, bench.rounds],
+        "compiled": [
+            name
+            for name, net in (("generator", module.generator), ("discriminator", module.discriminator))
+            if net in compiled
+        ],
         "latent_dim": cfg.latent_dim,
         "image_size": cfg.image_size,
         "channels": cfg.channels,
