@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,6 +185,26 @@ def test_gpu_measurement_kills_a_measurement_at_its_cap_and_stops_on_sigterm(tmp
     assert rows["loader"]["error"] == "killed at its time limit, 11 s (--cap-s)"
     assert rows["data_on_device"] == {"error": "stopped by SIGTERM"} and result["stopped"].startswith("SIGTERM")
     assert "stopped by SIGTERM" in stdout
+
+
+def test_device_script_fails_fast_without_a_gpu(tmp_path):
+    """scripts/gpu_measure_device.sh, the device tool's one command: valid bash that stops at its GPU check."""
+    script = REPO / "scripts" / "gpu_measure_device.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the script would measure")
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(script, tmp_path / "scripts")  # a copy: no carried wheels there to install
+    (tmp_path / "bin").mkdir()
+    python3 = tmp_path / "bin" / "python3"  # this interpreter, its environment's packages included
+    python3.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python3.chmod(0o755)
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.run(["bash", str(tmp_path / "scripts" / "gpu_measure_device.sh")], capture_output=True,
+                          text=True, timeout=120, env=env)  # fmt: skip
+    assert proc.returncode != 0 and "gpu_measure.py exit status" not in proc.stdout, proc.stdout
+    assert "Error" in proc.stderr.splitlines()[-1] and "ModuleNotFoundError" not in proc.stderr, proc.stderr
+    assert list((tmp_path / "out").iterdir()) == []  # neither the JSON nor the log: it stopped before measuring
 
 
 def test_plain_loop_synchronizes_only_at_block_boundaries():
