@@ -135,6 +135,11 @@ def test_copies_of_the_reference_score_density_one_as_naeem_et_al():
     real = gaussians(300)[0]
     m = prdc(real, real.clone(), k_pr=3, k_dc=5)
     assert m == {"precision": 1.0, "recall": 1.0, "density": 1.0, "coverage": 1.0}
+    # in any order and at more rows and features, where the matmul's rounding depends on which side the rows are
+    g = torch.Generator().manual_seed(1)
+    real = torch.randn(3000, 64, generator=g)
+    shuffled = real[torch.randperm(3000, generator=g)].clone()
+    assert prdc(real, shuffled, k_pr=3, k_dc=5) == {"precision": 1.0, "recall": 1.0, "density": 1.0, "coverage": 1.0}
 
 
 def test_shifted_fakes_lose_precision(same_gaussian):

@@ -90,25 +90,28 @@ def prdc(
     r_real = knn_radii(real, ks, chunk_size)
     r_fake = knn_radii(fake, (k_pr,), chunk_size)[k_pr] if k_pr is not None else None
 
-    # pass 1 over fake rows: how many real balls hold each fake (precision needs > 0, density the sum)
+    # pass 1 over fake rows: whether a real ball holds each fake (precision)
     in_pr_balls = torch.zeros(m, dtype=torch.bool, device=real.device)
-    in_dc_balls = torch.zeros(m, dtype=torch.long, device=real.device)
-    for start in range(0, m, chunk_size):
-        d = _cdist(fake[start : start + chunk_size], real)  # (c, N)
-        if k_pr is not None:
+    if k_pr is not None:
+        for start in range(0, m, chunk_size):
+            d = _cdist(fake[start : start + chunk_size], real)  # (c, N)
             in_pr_balls[start : start + chunk_size] = (d <= r_real[k_pr]).any(dim=1)
-        if k_dc is not None:
-            in_dc_balls[start : start + chunk_size] = (d < r_real[k_dc]).sum(dim=1)
 
-    # pass 2 over real rows: recall asks whether a fake ball holds the real, coverage whether its own ball holds a fake
+    # pass 2 over real rows: recall asks whether a fake ball holds the real, coverage whether its own ball holds a
+    # fake, density how many fakes its ball holds. Density's strict test sits here, with the reals as rows as their
+    # radii were computed: the same rounding, so a copy of a ball's k-th neighbour stays on its boundary (fake rows
+    # round the matmul differently, and at 2048 features put 0.5% of copies back inside)
     recalled = torch.zeros(n, dtype=torch.bool, device=real.device)
     covered = torch.zeros(n, dtype=torch.bool, device=real.device)
+    in_dc_balls = torch.zeros((), dtype=torch.long, device=real.device)  # (real ball, fake inside) pairs
     for start in range(0, n, chunk_size):
         d = _cdist(real[start : start + chunk_size], fake)  # (c, M)
         if r_fake is not None:
             recalled[start : start + chunk_size] = (d <= r_fake).any(dim=1)
         if k_dc is not None:
-            covered[start : start + chunk_size] = d.min(dim=1).values < r_real[k_dc][start : start + chunk_size]
+            inside = d < r_real[k_dc][start : start + chunk_size, None]  # (c, M)
+            covered[start : start + chunk_size] = inside.any(dim=1)
+            in_dc_balls += inside.sum()
 
     # integer counts divided in Python: exact ratios, no float32 mean rounding
     out: dict[str, float] = {}
