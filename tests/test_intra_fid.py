@@ -159,6 +159,26 @@ def test_generated_labels_are_drawn_as_often_as_the_reference_holds_them():
     assert all(abs(got - 1000) < 100 for got in drawn(gan)), drawn(gan)
     assert unlabelled.protocol(n, 0, num_classes=K)["generated_labels"] == "uniform"
     assert "generated_labels" not in s.protocol(n, 0, num_classes=0)
+    # labels all 0 are a dataset without classes (CelebA, a folder of photos), not a one-class reference
+    gan, photos = Stub(K), Scorer(Pixels(), batch_size=1000, kid_subset_size=5, kid_subsets=2)
+    photos.add_real(real_set()[0].split(16), labels=torch.zeros(len(real_set()[1]), dtype=torch.long))
+    photos.score(gan, n, seed=0)
+    assert all(abs(got - 1000) < 100 for got in drawn(gan)), drawn(gan)
+    assert photos.protocol(n, 0, num_classes=K)["generated_labels"] == "uniform"
+
+
+def test_a_reference_cache_from_before_the_label_counts_still_draws_the_references_labels(tmp_path, fake_mnist_dir,
+                                                                                        fake_classifier):  # fmt: skip
+    gan = GAN("mlp", latent_dim=8, conditional=True)
+    evaluator = Evaluator(fake_classifier["path"], "mnist", str(fake_mnist_dir), 28, cache_dir=tmp_path)
+    fresh = evaluator(gan, 100, seed=5)
+    # a labelled reference with too many classes for per-class sums kept neither those nor the counts
+    state = torch.load(evaluator.cache, weights_only=True)
+    torch.save({k: v for k, v in state.items() if not k.startswith("class_") and k != "label_counts"}, evaluator.cache)
+    again = Evaluator(fake_classifier["path"], "mnist", str(fake_mnist_dir), 28, cache_dir=tmp_path)
+    assert again.cached
+    results = again(gan, 100, seed=5)
+    assert results["fid"] == fresh["fid"] and results["protocol"]["generated_labels"] == "reference"
 
 
 @pytest.mark.filterwarnings("ignore:The number of training batches")

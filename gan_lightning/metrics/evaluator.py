@@ -197,6 +197,9 @@ class Evaluator:
         if state is not None:
             self.scorer.load_real_state(state)
             self.scorer.reference = name
+            labels = real_labels(source, limit) if self.scorer.label_counts is None else None
+            if labels is not None and len(labels):  # a cache written before the label counts were kept
+                self.scorer.label_counts = torch.bincount(labels.cpu())
         else:
             self.scorer.add_real(real_batches(source, limit, 500), reference=name, total=limit,
                                  labels=real_labels(source, limit))  # fmt: skip

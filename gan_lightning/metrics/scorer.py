@@ -147,9 +147,10 @@ class Scorer:
     def labels_follow_reference(self, num_classes: int) -> bool:
         """Whether a generator of `num_classes` classes is scored on labels drawn as often as the reference holds
         them (StyleGAN2-ADA's metrics draw each label from the dataset): when the reference's labels are classes
-        of that generator; else they are drawn uniformly."""
+        of that generator; else they are drawn uniformly. Labels all 0 are a dataset without classes (CelebA, a
+        folder of photos), not a reference of one class."""
         counts = self.label_counts
-        return num_classes > 0 and counts is not None and len(counts) <= num_classes and int(counts.sum()) > 0
+        return num_classes > 0 and counts is not None and 1 < len(counts) <= num_classes
 
     def generated_labels(self, num_classes: int, n: int, rng: torch.Generator) -> Tensor | None:
         """The labels of `n` generated images (None: the latent space draws them uniformly), from `rng`."""
