@@ -175,16 +175,25 @@ LOGGERS.get("mlflow")().build(RunLocation(Path(sys.argv[1]), "race", int(sys.arg
 
 
 @pytest.mark.skipif(not HAS_MLFLOW, reason="mlflow is not installed (the [mlflow] extra)")
-def test_processes_starting_together_share_a_fresh_mlflow_store(tmp_path):
+@pytest.mark.parametrize("store", ["log_dir", "tracking_uri"])
+def test_processes_starting_together_share_a_fresh_mlflow_store(tmp_path, store):
     # each MLflow client creates or migrates the local SQLite store: two at once failed with "duplicate column
-    # name" or an alembic CommandError (and the surviving DDP rank waited forever)
+    # name" or an alembic CommandError (and the surviving DDP rank waited forever); jobs of different --log-dir
+    # share one through MLFLOW_TRACKING_URI
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    database = tmp_path / "logs" / "mlflow.db"
+    if store == "tracking_uri":
+        database = tmp_path / "shared.db"
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{database}"
     start = time.time() + 8  # after every interpreter has imported mlflow
-    procs = [subprocess.Popen([sys.executable, "-c", BUILD_AT, str(tmp_path), str(start), str(i)], env=env,
-                              stderr=subprocess.PIPE, text=True) for i in range(3)]  # fmt: skip
+    log_dirs = [tmp_path / "logs" if store == "log_dir" else tmp_path / f"logs{i}" for i in range(3)]
+    for log_dir in log_dirs:
+        log_dir.mkdir(exist_ok=True)  # as check_writable_dir leaves them
+    procs = [subprocess.Popen([sys.executable, "-c", BUILD_AT, str(log_dir), str(start), str(i)], env=env,
+                              stderr=subprocess.PIPE, text=True) for i, log_dir in enumerate(log_dirs)]  # fmt: skip
     errors = [proc.communicate(timeout=120)[1] for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0], errors
-    assert (tmp_path / "mlflow.db").is_file() and not (tmp_path / ".mlflow.db.lock").exists()
+    assert database.is_file() and not list(database.parent.glob(".*.lock"))
 
 
 def test_a_tracker_that_cannot_start_is_one_line_exit_2(tmp_path, fake_mnist_dir, monkeypatch, capsys):

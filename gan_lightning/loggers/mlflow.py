@@ -29,6 +29,7 @@ from gan_lightning.loggers.base import (
     recorded_run_id,
 )
 
+SQLITE = "sqlite:///"  # a local SQLite store's URI: this prefix, then the database's path
 RUN_ID_FILE = "mlflow_run_id"  # in the run directory: a restart continues the same MLflow run
 
 
@@ -70,8 +71,9 @@ class MLflowTracker(Tracker):
         # artifacts beside the store, not in the working directory (MLflow's default for a new experiment)
         artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
         # every process building a client creates or migrates a local SQLite store, which two at once break (DDP
-        # ranks, array jobs sharing a --log-dir): they take turns
-        with data_lock(root, name=".mlflow.db.lock") if uri.startswith("sqlite:///") else nullcontext():
+        # ranks, jobs sharing a --log-dir or an MLFLOW_TRACKING_URI): they take turns, by a lock beside the database
+        database = Path(uri[len(SQLITE) :]) if uri.startswith(SQLITE) else None
+        with data_lock(database.parent, name=f".{database.name}.lock") if database else nullcontext():
             return self.client(run, uri, artifacts)
 
     def client(self, run: RunLocation, uri: str, artifacts: str | None) -> Logger:
