@@ -210,6 +210,12 @@ def test_a_tracker_that_cannot_start_is_one_line_exit_2(tmp_path, fake_mnist_dir
     assert "Traceback" not in err and "MLFLOW_TRACKING_URI" not in os.environ  # the tracker that started finished
     # the new run's directory goes (config.yaml, the trackers' files): a rerun after the fix starts cleanly
     assert not (tmp_path / "logs" / "run").exists()
+    if HAS_MLFLOW:  # the MLflow run that did start is marked failed, not left running
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{tmp_path / 'logs' / 'mlflow.db'}")
+        [run] = client.search_runs([client.get_experiment_by_name("run").experiment_id])
+        assert run.info.status == "FAILED"
 
 
 def test_a_full_disk_while_a_tracker_starts_keeps_its_own_message_and_status(tmp_path, fake_mnist_dir, monkeypatch,

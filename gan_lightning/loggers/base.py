@@ -202,12 +202,15 @@ def start_trackers(loggers: Sequence[Logger], run: RunLocation, config: Mapping[
                               "WANDB_MODE=offline), or leave it out of --logger") from None  # fmt: skip
 
 
-def finish_trackers(loggers: Sequence[Logger]) -> None:
+def finish_trackers(loggers: Sequence[Logger], failed: bool = False) -> None:
     """`Tracker.finished` for each logger, each on its own: one failing (a server gone) leaves the others closed
-    and says so in one warning line."""
+    and says so in one warning line. `failed`: the run never trained (a tracker could not start), so each logger is
+    first finalized as failed (Lightning's `finalize`: MLflow's run is FAILED, not left RUNNING)."""
     for logger in loggers:
         tracker = tracker_of(logger)
         try:
+            if failed:
+                logger.finalize("failed")
             if tracker is not None:
                 tracker.finished(logger)
         except Exception as err:

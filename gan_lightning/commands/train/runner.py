@@ -111,7 +111,7 @@ def _run(
     finally:
         os.environ.pop(VERSION_ENV, None)
         if trainer.is_global_zero and not cfg.fast_dev_run:
-            finish_trackers(loggers)  # those that started too, when another could not
+            finish_trackers(loggers, failed=not started)  # those that started too, when another could not
             if not started and claimed:  # a new run whose tracker could not start (no W&B login): it leaves nothing
                 shutil.rmtree(claimed[0], ignore_errors=True)  # the version directory this process created
                 remove_empty_dirs(claimed[1:])
