@@ -90,6 +90,9 @@ def test_auto_refuses_a_run_trained_with_other_flags(job, tmp_path, capsys):
     assert "--name" in err[0] and "--ckpt-path last" in err[0]
     assert {p.name: p.stat().st_mtime_ns for p in run.rglob("*")} == before  # nothing written
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+    # a component the run did not use (its options are not in the recorded config) switched on is a change too
+    assert job(None, 0, "--max-steps", "2", "--lecam", "0.3", "--ckpt-path", "auto") == 2
+    assert "--lecam 0.0 -> 0.3" in capsys.readouterr().err
     # flags saying only how long to train and how to log are the same command; `last` continues deliberately
     assert job(None, 0, "--max-steps", "3", "--log-every", "1", "--ckpt-path", "auto") == 0
     assert job(None, 0, "--max-steps", "4", "--lr", "2e-4", "--ckpt-path", "last") == 0

@@ -149,10 +149,12 @@ def resume_from(cfg: argparse.Namespace, config: Mapping[str, Any]) -> Resume:
     ckpt = read_training_checkpoint(ckpt_path)
     trained = checkpoint_config(ckpt)
     changes = compare_for_resume(trained, config, ckpt_path, trained_d_steps(ckpt))
-    # `auto` reruns a job's unchanged command: other training flags mean another run, not this one's restart. Only
-    # flags the checkpoint records: an older one's missing flags read as defaults, which a run may not have used
+    # `auto` reruns a job's unchanged command: other training flags mean another run, not this one's restart. A
+    # recorded config leaves out the options of components that were off (their defaults); a checkpoint without one
+    # (an older release's) is read from its hyperparameters, whose missing flags say nothing: those are not compared
+    recorded = bool(ckpt.get("gan_lightning_run", {}).get("config"))
     if cfg.ckpt_path == "auto" and (differ := [f"--{k.replace('_', '-')} {o} -> {n}" for k, (o, n) in changes.items()
-                                               if k in trained]):  # fmt: skip
+                                               if recorded or k in trained]):  # fmt: skip
         raise ConfigError(f"--ckpt-path auto: {Path(ckpt_path).parent.parent} was trained with other flags "
                           f"({', '.join(differ)}), so this is not its restart; for a new run pass another --name, to "
                           f"continue it with these flags --ckpt-path last or --ckpt-path {ckpt_path}")  # fmt: skip
