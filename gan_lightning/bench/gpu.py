@@ -208,7 +208,8 @@ def build_parser() -> Parser:
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), help="only these variants (default: all)")
     p.add_argument("--iters", type=int, default=10, help="iterations per timed block (default 10)")
     p.add_argument("--rounds", type=int, default=5, help="timed blocks per loop (default 5)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed iterations per loop first (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed iterations per loop first (default 3: the first "
+                   "compiles; the budget buys more timed ones)")  # fmt: skip
     p.add_argument("--fid-weights", help="the published FID Inception weights (default: random weights, same speed)")
     p.add_argument("--fid-batch-size", type=int, default=256, help="default 256")
     p.add_argument("--loader-images", type=int, default=8192, help="images in the prepared loader's folder "

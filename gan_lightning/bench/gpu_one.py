@@ -142,6 +142,8 @@ def fid_speed(opts: dict[str, Any]) -> dict[str, Any]:
     images = torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)).mul(2).sub(1).to(opts["device"])
     with torch.inference_mode():
         extractor.extract(images)  # warm-up
+        if images.device.type == "cuda":  # its kernels end before the first timed round begins
+            torch.cuda.synchronize(images.device)
         best = min(seconds(lambda: extractor.extract(images)[0], images.device) for _ in range(opts["rounds"]))
     return {"batch_size": n, "image_size": 32, "images_per_s": round(n / best, 1),
             "weights": "published" if weights else "random, published layout"}  # fmt: skip
@@ -163,6 +165,7 @@ def loader_speed(opts: dict[str, Any]) -> dict[str, Any]:
     data = CelebADataModule(tmp, prepared=str(out), batch_size=LOADER_BATCH, num_workers=workers, image_size=64,
                             pin_memory=device.type == "cuda")  # fmt: skip
     loader = data.train_dataloader()
+    workers = loader.num_workers  # a prepared dataset is read in the main process (memory-mapped), whatever was asked
     skip, batches = loader_skip(workers), len(loader)
     if batches < skip + 2:
         raise ConfigError(f"--loader-images {n}: {batches} batches, fewer than the {skip} untimed and 2 timed")
@@ -177,7 +180,8 @@ def loader_speed(opts: dict[str, Any]) -> dict[str, Any]:
             count += len(images)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return {"images": n, "distinct_jpegs": min(n, LOADER_DISTINCT), "batch_size": LOADER_BATCH, "workers": workers,
+    return {"images": n, "distinct_jpegs": min(n, LOADER_DISTINCT), "batch_size": LOADER_BATCH,
+            "workers": workers, "prepare_workers": opts["workers"],
             "batches_untimed": skip, "batches_timed": batches - skip, "prepare_s": round(prepared_s, 1),
             "images_per_s": round(count / (time.perf_counter() - start), 1)}  # fmt: skip
 
