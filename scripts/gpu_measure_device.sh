@@ -11,7 +11,8 @@
 #        && (grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude) \
 #        && python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #             --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl torch-fidelity==0.4.0
-#    (0.4.0: the venv's, `pip show torch-fidelity`), then check the CPU smoke test passes:
+#    (0.4.0: the venv's, `pip show torch-fidelity`), then check the measurement's tests, the slow ones included
+#    (`pytest tests/test_benchmark.py -m "slow or not slow"`), and the CPU smoke test pass:
 #      python scripts/gpu_measure.py --out /tmp/g.json --accelerator cpu --precision 32-true \
 #        --configs dcgan_cifar10 --variants loader --skip fid loader --iters 1 --rounds 1 --warmup 1
 # 2. The device tool's `run`, once (about 8 minutes: the measurement's 420 s budget, 40 s of slack for it to kill

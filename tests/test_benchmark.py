@@ -157,6 +157,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads processes from /proc")
+@pytest.mark.slow  # two measurement processes and a cap to wait out: run with `pytest -m slow` before a GPU session
 def test_gpu_measurement_kills_a_measurement_at_its_cap_and_stops_on_sigterm(tmp_path):
     """Each measurement runs in its own process: one past --cap-s is killed and recorded, and SIGTERM (which a
     training run would catch to save a checkpoint and go on) kills the running one, writes the JSON and exits."""
