@@ -194,15 +194,12 @@ class Evaluator:
         self.cache = reference_cache(features, source, limit, name, cache_dir, self.scorer.metrics.max_features)
         state = read_reference_cache(self.cache, limit) if self.cache.is_file() else None
         self.cached = state is not None
+        labels = real_labels(source, limit)
         if state is not None:
-            self.scorer.load_real_state(state)
+            self.scorer.load_real_state(state, labels)
             self.scorer.reference = name
-            labels = real_labels(source, limit) if self.scorer.label_counts is None else None
-            if labels is not None and len(labels):  # a cache written before the label counts were kept
-                self.scorer.label_counts = torch.bincount(labels.cpu())
         else:
-            self.scorer.add_real(real_batches(source, limit, 500), reference=name, total=limit,
-                                 labels=real_labels(source, limit))  # fmt: skip
+            self.scorer.add_real(real_batches(source, limit, 500), reference=name, total=limit, labels=labels)
             state = self.scorer.real_state()
             atomic_write(self.cache, lambda path: save_torch(state, path), "the reference statistics cache",
                          shared=True)  # fmt: skip

@@ -79,12 +79,16 @@ class Scorer:
         counts = {} if self.label_counts is None else {"label_counts": self.label_counts}
         return {**self.metrics.real_state(), **classes, **counts}
 
-    def load_real_state(self, state: dict[str, Tensor]) -> None:
-        """Restore `real_state()` instead of extracting the real images again."""
+    def load_real_state(self, state: dict[str, Tensor], labels: Tensor | None = None) -> None:
+        """Restore `real_state()` instead of extracting the real images again. `labels` (N,), the real images'
+        classes, give the counts a cache from before they were kept lacks (else its per-class sums hold them)."""
         self.metrics.load_real_state(state)
         self.real_classes = ClassGaussians.from_state(state, "cpu") if "class_sum" in state else None
-        # a cache from before label counts were kept still has them in its per-class sums
-        counts = state.get("label_counts", None if self.real_classes is None else self.real_classes.num)
+        counts = state.get("label_counts")
+        if counts is None and labels is not None and len(labels):
+            counts = torch.bincount(labels.cpu())
+        if counts is None and self.real_classes is not None:
+            counts = self.real_classes.num
         self.label_counts = None if counts is None else counts.cpu()
 
     def intra_fid_applies(self, num_classes: int, num_samples: int) -> bool:
