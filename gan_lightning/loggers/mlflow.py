@@ -67,7 +67,7 @@ class MLflowTracker(Tracker):
     def build(self, run: RunLocation, config: Mapping[str, Any]) -> Logger:
         """A logger continuing the MLflow run this run directory recorded, else starting one."""
         root = Path(run.log_dir).resolve()
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"{SQLITE}{root / 'mlflow.db'}"
         # artifacts beside the store, not in the working directory (MLflow's default for a new experiment)
         artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
         # every process building a client creates or migrates a local SQLite store, which two at once break (DDP
