@@ -17,13 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 REAL_MNIST_ROOT = Path(os.environ.get("GAN_TEST_MNIST", REPO.parent / "shared" / "data"))
 
 
-def run_all(argvs: Sequence[Sequence[str]], timeout: float = 600, **kwargs) -> list[subprocess.CompletedProcess]:
+def run_all(argvs: Sequence[Sequence[str]], timeout: float = 600, envs: Sequence[dict | None] | None = None,
+            **kwargs) -> list[subprocess.CompletedProcess]:  # fmt: skip
     """Run independent commands at once (each mostly waits on its own single-threaded imports), in order of `argvs`;
-    `timeout` is each command's, running beside the others."""
+    `timeout` is each command's, running beside the others; `envs`, if given, is each command's environment."""
+    envs = envs if envs is not None else [kwargs.pop("env", None)] * len(argvs)
     with ThreadPoolExecutor(max_workers=max(1, len(argvs))) as pool:
         runs = [
-            pool.submit(subprocess.run, list(argv), capture_output=True, text=True, timeout=timeout, **kwargs)
-            for argv in argvs
+            pool.submit(subprocess.run, list(argv), capture_output=True, text=True, timeout=timeout, env=env, **kwargs)
+            for argv, env in zip(argvs, envs, strict=True)
         ]
         return [run.result() for run in runs]
 

@@ -35,6 +35,14 @@ def _report(proc: subprocess.CompletedProcess, out_json) -> dict:
     return json.loads(out_json.read_text())
 
 
+def _in_process(argv: list[str], capsys) -> subprocess.CompletedProcess:
+    """The benchmark's main(argv) here, as the script runs it, without a second interpreter's start-up."""
+    capsys.readouterr()
+    code = overhead.main(argv)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out.out, out.err)
+
+
 def test_benchmark_prints_overhead_ratio_last(tmp_path):
     out_json = tmp_path / "bench.json"
     argv = ["--model", "mlp", "--batch-size", "8", "--accumulate", "2", *TINY, "--json", str(out_json)]
@@ -51,14 +59,14 @@ def test_benchmark_prints_overhead_ratio_last(tmp_path):
     assert report["first_iteration_check"]["max_abs_diff"] == 0.0 and report["config"]["accumulate"] == 2
 
 
-def test_gpu_command_runs_on_cpu_at_tiny_sizes(tmp_path):
+def test_gpu_command_runs_on_cpu_at_tiny_sizes(tmp_path, capsys):
     """The GPU measurement's flags (dcgan, bf16-mixed, channels-last, data on the device), shrunk to run here; its
     time budget is spent by the end of the warm-up, which leaves one block of one iteration per loop."""
     out_json = tmp_path / "bench.json"
     argv = ["--model", "dcgan", "--image-size", "32", "--ngf", "8", "--ndf", "8", "--precision", "bf16-mixed",
             "--batch-size", "8", "--channels-last", "--data-on-device", *TINY, "--budget-s", "0.01",
             "--json", str(out_json)]  # fmt: skip
-    report = _report(subprocess.run(BENCH + argv, capture_output=True, text=True, timeout=600), out_json)
+    report = _report(_in_process(argv, capsys), out_json)
     config = report["config"]
     assert (config["model"], config["image_size"], config["precision"]) == ("dcgan", 32, "bf16-mixed")
     assert config["channels_last"] and config["data_on_device"] and not config["compile"]
@@ -76,11 +84,11 @@ def test_compiled_benchmark_runs_on_cpu(tmp_path):
     assert report["config"]["compile"]
 
 
-def test_a_cifar10_preset_runs_on_generated_cifar10(tmp_path):
+def test_a_cifar10_preset_runs_on_generated_cifar10(tmp_path, capsys):
     out_json = tmp_path / "bench.json"
     argv = ["--preset", "dcgan_cifar10", "--ngf", "8", "--ndf", "8", "--batch-size", "8", *TINY, "--json",
             str(out_json)]  # fmt: skip
-    report = _report(subprocess.run(BENCH + argv, capture_output=True, text=True, timeout=600), out_json)
+    report = _report(_in_process(argv, capsys), out_json)
     config = report["config"]
     assert (config["preset"], config["model"], config["image_size"], config["channels"]) == ("dcgan_cifar10", "dcgan",
                                                                                               32, 3)  # fmt: skip

@@ -125,6 +125,7 @@ def test_a_plugin_run_trains_logs_and_records_its_components(run_dir):
     assert weights == pytest.approx([1.0, 0.75, 0.5, 0.25])
 
 
+@pytest.mark.slow  # the resume rules of built-in options are the same code, tested in-process; two runs here
 def test_plugin_options_follow_their_resume_rules(run_dir, plugin_path, npy_dir, tmp_path):
     common = (*TRAIN, "--data-dir", str(npy_dir), "--log-dir", str(run_dir.parents[1]), "--name", "plug")
     ckpt = str(run_dir / "checkpoints" / "last.ckpt")
@@ -137,6 +138,7 @@ def test_plugin_options_follow_their_resume_rules(run_dir, plugin_path, npy_dir,
     assert changes[-1]["iteration"] == 4 and changes[-1]["changes"] == {"example_cr": {"old": 1.0, "new": 2.0}}
 
 
+@pytest.mark.slow  # replays are tested in-process; that config.yaml records the plugin is in the run's test
 def test_a_plugin_run_replays_from_its_config(run_dir, plugin_path, tmp_path):
     proc = command("train.py", "--config", str(run_dir), "--max-steps", "2", "--log-dir", str(tmp_path),
                    "--name", "replay", plugin_path=plugin_path)  # fmt: skip
@@ -150,11 +152,26 @@ def test_a_plugin_run_replays_from_its_config(run_dir, plugin_path, tmp_path):
 def test_sample_and_evaluate_load_a_plugin_checkpoint(run_dir, plugin_path, tmp_path, fake_mnist_dir,
                                                       fake_classifier):  # fmt: skip
     ckpt = str(run_dir / "checkpoints" / "last.ckpt")
-    sampled = command("sample.py", "--ckpt", ckpt, "--out", str(tmp_path / "grid.png"), "-n", "16",
-                      plugin_path=plugin_path)  # fmt: skip
+    sampled, scored = run_all(
+        [
+            script("sample.py", "--ckpt", ckpt, "--out", str(tmp_path / "grid.png"), "-n", "16"),
+            script(
+                "evaluate.py",
+                "--ckpt",
+                ckpt,
+                "--dataset",
+                "mnist",
+                "--data-dir",
+                str(fake_mnist_dir),
+                "--classifier",
+                str(fake_classifier["path"]),
+                "-n",
+                "64",
+            ),  # fmt: skip
+        ],
+        env=plugin_env(plugin_path),
+    )
     assert sampled.returncode == 0 and (tmp_path / "grid.png").stat().st_size > 0, sampled.stderr[-2000:]
-    scored = command("evaluate.py", "--ckpt", ckpt, "--dataset", "mnist", "--data-dir", str(fake_mnist_dir),
-                     "--classifier", str(fake_classifier["path"]), "-n", "64", plugin_path=plugin_path)  # fmt: skip
     assert scored.returncode == 0, scored.stderr[-2000:]
     assert "fid" in json.loads(scored.stdout.strip().splitlines()[-1])
 
@@ -224,9 +241,10 @@ def test_a_checkpoint_of_own_networks_says_how_to_make_them_importable(tmp_path,
     trainer.fit(gan, DataLoader(TensorDataset(torch.rand(16, 1, 4, 4) * 2 - 1), batch_size=8))
     trainer.save_checkpoint(tmp_path / "own.ckpt")
     args = ("--ckpt", str(tmp_path / "own.ckpt"), "--out", str(tmp_path / "own.png"), "-n", "4")
-    line = one_line(command("sample.py", *args, cwd=REPO))
+    refused, done = run_all([script("sample.py", *args), script("sample.py", *args, "--plugins", "own_nets")],
+                            envs=[plugin_env(None), plugin_env(str(tmp_path))], cwd=REPO)  # fmt: skip
+    line = one_line(refused)
     assert "own_nets.OwnG" in line and "make own_nets importable" in line and "--plugins own_nets" in line
-    done = command("sample.py", *args, "--plugins", "own_nets", plugin_path=str(tmp_path), cwd=REPO)
     assert done.returncode == 0 and (tmp_path / "own.png").is_file(), done.stderr[-2000:]
 
 
@@ -243,7 +261,8 @@ def test_a_run_of_plugins_given_on_the_command_line_resumes_with_ckpt_path_last(
     assert ckpt["hyper_parameters"]["model"] == "tiny" and not (logs / "plug" / "version_1").exists()
 
 
-@pytest.mark.parametrize("name", ["lr", "batch_size"])  # a GAN option, a dataset option
+# a GAN option; a dataset option, the same check on another registry's options, in the slow suite
+@pytest.mark.parametrize("name", ["lr", pytest.param("batch_size", marks=pytest.mark.slow)])
 def test_a_plugin_option_that_clashes_with_another_components_is_one_line(tmp_path, name):
     (tmp_path / "clashing.py").write_text(f"""
 from gan_lightning.core.options import Option
@@ -260,6 +279,7 @@ class Clashing(Regularizer):
     assert line.startswith(f"train.py: error: {flag} is declared twice, differently (") and "rename one" in line
 
 
+@pytest.mark.slow  # a third plugin run, for two records
 def test_a_plugin_transform_in_a_built_in_regularizer_and_a_plugin_tracker_are_recorded(plugin_path, tmp_path,
                                                                                          fake_mnist_dir):  # fmt: skip
     # both were left out of config.yaml: resuming or sampling without the plugin then failed on a bare name
@@ -289,15 +309,13 @@ def test_load_from_checkpoint_imports_the_plugins_the_checkpoint_records(run_dir
     # the plugin importable (PYTHONPATH) but neither installed as an entry point nor named: loading imports it
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     code = f"from gan_lightning import GAN; print(type(GAN.load_from_checkpoint({str(ckpt)!r}).generator).__name__)"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=plugin_env(str(PLUGIN)),
-                            timeout=300)  # fmt: skip
+    loaded, missing = run_all([[sys.executable, "-c", code]] * 2, envs=[plugin_env(str(PLUGIN)), plugin_env(None)])
     assert loaded.returncode == 0, loaded.stderr[-2000:]
-    missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=plugin_env(None),
-                             timeout=300)  # fmt: skip
     assert missing.returncode != 0
     assert f"was made with the plugin {MODULE} 0.1.0, which cannot be imported here" in missing.stderr.splitlines()[-1]
 
 
+@pytest.mark.slow  # another plugin process
 def test_a_dataset_scored_by_an_extractor_that_cannot_make_its_weights_asks_for_them(plugin_path, npy_dir, tmp_path):
     # it used to be handed an MNIST classifier trained from MNIST, which such a folder does not hold
     (tmp_path / "plug").mkdir()
