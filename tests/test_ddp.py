@@ -9,6 +9,9 @@ import sys
 import pytest
 import torch
 
+from gan_lightning import GAN
+from gan_lightning.commands.train import main
+
 from conftest import REPO
 
 PROBE = [sys.executable, str(REPO / "tests" / "ddp_probe.py")]
@@ -27,13 +30,18 @@ def _ranks(tmp_path, cmd: list[str]) -> list[dict]:
     return ranks
 
 
+def _flags(out, fake_mnist_dir, model: str, loss: str, *extra: str) -> list[str]:
+    """The train flags of the runs here (4 iterations, 2 D steps), their devices and strategy left out."""
+    return ["--data-dir", str(fake_mnist_dir), "--no-download", "--model", model, "--batch-size", "16",
+            "--latent-dim", "8", "--max-steps", "4", "--accelerator", "cpu", "--log-dir", str(out / "logs"),
+            "--d-steps", "2", "--loss", loss, *extra]  # fmt: skip
+
+
 def _train(tmp_path, fake_mnist_dir, model: str, loss: str, strategy: str, *extra: str) -> list[dict]:
     out = tmp_path / strategy
     out.mkdir()
-    cmd = [*PROBE, str(out), "--data-dir", str(fake_mnist_dir), "--no-download", "--model", model,
-           "--batch-size", "16", "--latent-dim", "8", "--max-steps", "4", "--accelerator", "cpu", "--devices", "2",
-           "--log-dir", str(out / "logs"), "--d-steps", "2", "--loss", loss, "--strategy", strategy,
-           *extra]  # fmt: skip
+    cmd = [*PROBE, str(out), *_flags(out, fake_mnist_dir, model, loss, *extra), "--devices", "2", "--strategy",
+           strategy]  # fmt: skip
     ranks = _ranks(out, cmd)
     assert all(r["iteration"] == 4 for r in ranks)
     # rank zero alone writes checkpoints and grids
@@ -47,15 +55,13 @@ def _train(tmp_path, fake_mnist_dir, model: str, loss: str, strategy: str, *extr
 @pytest.mark.parametrize(
     "model,loss,extra",
     [
-        # the plain case is the rpgan one's mechanism without its penalties: in the slow suite, for time
-        pytest.param("mlp", "bce", (), marks=pytest.mark.slow),
-        # BatchNorm and the gradient penalty: the same mechanism at twice the cost, in the slow suite
-        pytest.param("dcgan_mnist", "bce", (), marks=pytest.mark.slow),
-        pytest.param("mlp", "wgan-gp", (), marks=pytest.mark.slow),
-        # R1/R2 double backward and augmentation under DDP, lazily every second D step
+        ("mlp", "bce", ()),
+        ("dcgan_mnist", "bce", ()),  # BatchNorm
+        ("mlp", "wgan-gp", ()),  # the gradient penalty
         ("mlp", "rpgan", ("--r1", "1", "--r2", "1", "--reg-every", "2", "--diffaug", "color,translation,cutout")),
     ],
 )
+@pytest.mark.slow  # two two-rank runs each; the default suite runs the per-network strategy alone, below
 def test_per_network_ddp_halves_the_traffic_and_keeps_ranks_identical(tmp_path, fake_mnist_dir, model, loss, extra):
     old = _train(tmp_path, fake_mnist_dir, model, loss, OLD, *extra)
     new = _train(tmp_path, fake_mnist_dir, model, loss, NEW, *extra)
@@ -73,17 +79,33 @@ def test_per_network_ddp_halves_the_traffic_and_keeps_ranks_identical(tmp_path, 
     assert all(r["allreduce_bytes"] == rank0["allreduce_bytes"] for r, rank0 in ((old[1], old[0]), (new[1], new[0])))
 
 
-def test_path_lengths_running_mean_is_the_same_on_every_rank(tmp_path, fake_mnist_dir):
-    # each rank draws its own images and directions; the mean that moves a is all-reduced, so the ranks agree and
-    # the checkpoint (rank zero's) holds every rank's a
-    flags = ("--image-size", "8", "--ngf", "8", "--ndf", "8", "--w-dim", "8", "--mapping-layers", "1",
-             "--pl-weight", "2", "--pl-every", "1", "--noise", "normal")  # fmt: skip
-    ranks = _train(tmp_path, fake_mnist_dir, "stylegan2", "bce", NEW, *flags)
+# R1/R2's double backward and augmentation (lazily, every second D step), path length's all-reduced mean, and
+# updates of two micro-batches each
+STYLE = ("--accumulate", "2", "--image-size", "8", "--ngf", "8", "--ndf", "8", "--w-dim", "8", "--mapping-layers",
+         "1", "--pl-weight", "2", "--pl-every", "1", "--noise", "normal", "--r1", "1", "--r2", "1", "--reg-every", "2",
+         "--diffaug", "color,translation,cutout")  # fmt: skip
+
+
+def test_per_network_ddp_all_reduces_each_phases_network_and_keeps_ranks_identical(tmp_path, fake_mnist_dir):
+    ranks = _train(tmp_path, fake_mnist_dir, "stylegan2", "rpgan", NEW, *STYLE)
+    assert ranks[0]["strategy"] == "PerNetworkDDPStrategy" and ranks[0]["find_unused"] == [False, False]
+    # the same run on one device, in this process: the checkpoint keys and the networks' sizes to expect
+    assert main(_flags(tmp_path / "single", fake_mnist_dir, "stylegan2", "rpgan", *STYLE)) == 0
+    gan = GAN.load_from_checkpoint(
+        tmp_path / "single" / "logs" / "stylegan2" / "version_0" / "checkpoints" / "last.ckpt"
+    )
+    assert ranks[0]["state_dict_keys"] == sorted(gan.state_dict())  # the wrappers are not submodules
+    g, d = (sum(p.numel() for p in net.parameters() if p.requires_grad) for net in (gan.generator, gan.discriminator))
+    assert ranks[0]["wrapped"] == [g, d]
+    # each D update all-reduces D alone, each G update G alone: once per update, not per micro-batch
+    d_steps, iterations, fp32 = 2, 4, 4
+    assert [r["allreduce_bytes"] for r in ranks] == [iterations * (d_steps * d + g) * fp32] * 2
+    # each rank draws its own images and directions; the mean that moves a is all-reduced, so the ranks agree
     key = "objective.regularizers.path_length.pl_mean"
-    assert ranks[0]["buffers"][key] > 0
-    assert torch.equal(ranks[0]["buffers"][key], ranks[1]["buffers"][key])
+    assert ranks[0]["buffers"][key] > 0 and torch.equal(ranks[0]["buffers"][key], ranks[1]["buffers"][key])
 
 
+@pytest.mark.slow  # two gloo ranks; the strategy's wrapping is tested on the built-in networks above
 def test_custom_networks_get_their_own_wrappers(tmp_path):
     ranks = _ranks(tmp_path, [*PROBE, str(tmp_path), "--custom-networks", NEW])
     assert ranks[0]["strategy"] == "PerNetworkDDPStrategy" and len(ranks[0]["wrapped"]) == 2
