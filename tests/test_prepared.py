@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,8 +41,18 @@ def batches(dm) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return list(dm.train_dataloader())
 
 
+@contextmanager
+def no_image_decoded():
+    """Fails on any image file opened inside: a prepared dataset serves its rows without reading the source files."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Image, "open", lambda *args, **kwargs: pytest.fail(f"an image file was opened: {args[0]}"))
+        yield
+
+
 def assert_same_batches(lazy, fast) -> None:
-    a, b = batches(lazy), batches(fast)
+    a = batches(lazy)
+    with no_image_decoded():
+        b = batches(fast)
     assert len(a) == len(b) > 0
     for (x, y), (u, v) in zip(a, b, strict=True):
         assert torch.equal(x, u) and torch.equal(y, v)  # bit for bit, same order
@@ -56,7 +67,8 @@ def test_prepared_images_equal_the_lazy_path_bit_for_bit(tmp_path, channels):
     fast = ImageFolderDataModule(str(tmp_path / "tree"), prepared=str(out), **kwargs)
     assert_same_batches(lazy, fast)
     lazy_val = torch.stack([lazy.val_set[i][0] for i in range(len(lazy.val_set))])
-    fast_val = torch.cat([x for x, _ in fast.reference_dataloader()])
+    with no_image_decoded():
+        fast_val = torch.cat([x for x, _ in fast.reference_dataloader()])
     assert torch.equal(lazy_val, fast_val)
     assert np.load(out / "images.npy").shape == (6, channels, 32, 32)  # every file, at the training size
 
