@@ -107,7 +107,7 @@ def test_a_generator_without_mapping_and_synthesis_is_refused_in_one_line():
     assert "--model stylegan2" in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_stylegan2_g_loss_adds_the_lazy_path_length_penalty_and_trains_the_mapping_through_it():
+def test_stylegan2_g_loss_adds_the_lazy_path_length_penalty_and_trains_the_mapping_through_it(monkeypatch):
     def build(pl_weight: float) -> GAN:
         torch.manual_seed(0)  # the same weights in both
         return GAN("stylegan2", image_size=8, latent_dim=8, ngf=8, ndf=8, w_dim=8, mapping_layers=2,
@@ -115,6 +115,13 @@ def test_stylegan2_g_loss_adds_the_lazy_path_length_penalty_and_trains_the_mappi
 
     gan, without = build(2.0), build(0.0)
     reg = gan.objective.regularizer(PathLength)
+    mix_styles, mixed_batches = gan.generator.mix_styles, []
+
+    def recorded(ws: torch.Tensor, *args) -> torch.Tensor:
+        mixed_batches.append(len(ws))
+        return mix_styles(ws, *args)
+
+    monkeypatch.setattr(gan.generator, "mix_styles", recorded)
     latents = gan.latents.draw(4, torch.Generator().manual_seed(0))
     real = Batch(torch.rand(4, 1, 8, 8) * 2 - 1, None)
     loss, plain = (
@@ -122,6 +129,8 @@ def test_stylegan2_g_loss_adds_the_lazy_path_length_penalty_and_trains_the_mappi
         for model in (gan, without)
     )
     gan.objective.end_g_update(0)
+    # as the reference's run_G: the adversarial forward and the penalty's own (half the batch) both mix styles
+    assert mixed_batches == [4, 2]
     assert reg.pl_mean > 0 and loss.stats["pl_penalty"] > 0
     # the penalty, weighted 2.0 and scaled by its lazy interval 4 as StyleGAN2's gain does, on top of the same
     # adversarial loss (PL's own draws come after the adversarial ones)

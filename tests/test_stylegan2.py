@@ -11,6 +11,8 @@ from gan_lightning.core.errors import ConfigError
 from gan_lightning.models import build_models, builder_options, default_image_size
 from gan_lightning.models.stylegan2_layers import (
     MinibatchStdLayer,
+    SynthesisLayer,
+    ToRGBLayer,
     downsample2d,
     modulated_conv2d,
     setup_filter,
@@ -135,6 +137,37 @@ def test_mixed_styles_switch_to_a_second_w_at_one_cutoff(seed):
     assert all(torch.equal(mixed[:, i], mixed[:, cutoff]) for i in range(cutoff, G.num_ws))  # one second w
 
 
+def test_style_mixing_mixes_a_whole_batch_with_its_probability():
+    # as the reference's run_G: one draw per batch decides whether every sample mixes or none does
+    G, _ = tiny(style_mixing=0.5)
+    z = torch.randn(3, 8)
+    ws = G.mapping(z, None)
+    mixed_batches = 0
+    for seed in range(200):
+        mixed = G.mix_styles(ws, z, None, torch.Generator().manual_seed(seed))
+        changed = [not torch.equal(mixed[i], ws[i]) for i in range(3)]
+        assert all(changed) or not any(changed)
+        mixed_batches += changed[0]
+    # 200 Bernoulli(0.5) draws: standard error 0.035, so the bounds are 3 of them either side
+    assert 0.39 < mixed_batches / 200 < 0.61
+
+
+def test_style_mixing_leaves_the_w_average_to_the_first_latent():
+    # the reference maps the second z with skip_w_avg_update: w_avg tracks G's own latents, not mixing's draws
+    G, _ = tiny(style_mixing=1.0)
+    G.train()
+    z = torch.randn(4, 8)
+    start = G.mapping.w_avg.clone()
+    mixed = G(z, rng=torch.Generator().manual_seed(0))
+    after_mixing = G.mapping.w_avg.clone()
+    G.mapping.w_avg.copy_(start)
+    G.style_mixing = 0.0
+    plain = G(z, rng=torch.Generator().manual_seed(0))
+    assert not torch.allclose(mixed, plain)  # the first forward did mix
+    assert not torch.equal(after_mixing, start)
+    assert torch.equal(after_mixing, G.mapping.w_avg)
+
+
 def test_fir_resampling_by_hand():
     f = setup_filter()
     torch.testing.assert_close(f, torch.tensor([1.0, 3, 3, 1]).outer(torch.tensor([1.0, 3, 3, 1])) / 64)
@@ -190,6 +223,23 @@ def test_gradients_reach_every_parameter(d_architecture, num_classes):
         assert torch.isfinite(p.grad).all(), name
 
 
+@pytest.mark.parametrize("gain", [1.0, 2.0])
+def test_conv_clamp_bounds_a_layers_output_scaled_by_its_gain(gain):
+    # the reference clamps at conv_clamp * gain (the forward's gain, not lrelu's sqrt 2); ToRGB at conv_clamp
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 4, 4, 4), torch.randn(2, 8)
+    clamped, free = SynthesisLayer(4, 4, 8, 4, conv_clamp=0.1), SynthesisLayer(4, 4, 8, 4)
+    free.load_state_dict(clamped.state_dict())
+    unclamped = free(x, w, gain=gain)
+    assert unclamped.abs().max() > 0.1 * gain  # the clamp has something to cut
+    torch.testing.assert_close(clamped(x, w, gain=gain), unclamped.clamp(-0.1 * gain, 0.1 * gain))
+    clamped, free = ToRGBLayer(4, 3, 8, conv_clamp=0.1), ToRGBLayer(4, 3, 8)
+    free.load_state_dict(clamped.state_dict())
+    unclamped = free(x, w)
+    assert unclamped.abs().max() > 0.1
+    torch.testing.assert_close(clamped(x, w), unclamped.clamp(-0.1, 0.1))
+
+
 def test_builder_options_sizes_and_refusals():
     assert {"ngf", "ndf", "w_dim", "mapping_layers", "channel_base", "mbstd_group", "d_architecture",
             "style_mixing", "conv_clamp"} <= set(builder_options("stylegan2"))  # fmt: skip
@@ -236,6 +286,14 @@ def test_sample_checks_psi_for_a_generator_that_truncates_in_w():
         with pytest.raises(ConfigError, match=r"^--truncation must lie in \(0, 1\]"):
             gan.sample(2, truncation=psi)
     assert gan.sample(2, truncation=0.5).shape == (2, 1, 8, 8)
+    # psi reaches G, which truncates toward a w_avg made non-zero (at zero, truncation would only shrink w)
+    G = gan.sampling_generator()
+    G.mapping.w_avg.normal_(generator=torch.Generator().manual_seed(0))
+    z = torch.randn(3, 8, generator=torch.Generator().manual_seed(1))
+    truncated = gan.sample(latents=z, truncation=0.5)
+    G.eval()  # as sample() runs it, without an rng: the constant noise
+    torch.testing.assert_close(truncated, G(z, truncation_psi=0.5))
+    assert not torch.allclose(truncated, gan.sample(latents=z))
 
 
 def test_style_mixing_draws_its_second_latent_from_the_runs_prior_with_the_same_infogan_codes():
