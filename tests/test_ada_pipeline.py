@@ -106,6 +106,61 @@ def test_each_op_at_p_one_transforms_every_image_but_its_own_identity_draws(name
         assert abs(half - expected) <= 3 * math.sqrt(expected * (1 - expected) / n)
 
 
+# imgfilter draws a hit for each of its four frequency bands (the reference's per-band probabilities): an image is
+# filtered unless all four miss
+def hit_rate(name: str, multiplier: float) -> float:
+    """The probability that an op at p = 1 with this multiplier hits an image at all."""
+    return 1 - (1 - multiplier) ** 4 if name == "imgfilter" else multiplier
+
+
+@pytest.mark.parametrize("name", PIPELINE_OPS.names())
+def test_an_ops_multiplier_scales_the_share_of_images_it_hits(name):
+    # OP=MULTIPLIER as a policy writes it (R3GAN's colour ops at 0.5): at p = 1 half the images are hit, and of
+    # those the op's own identity draws leave some unchanged (multiplier 1 hits all: the p = 1 test above). A hit
+    # drawn with p alone would change twice as many: 3 standard errors at n = 256 are under 0.1
+    n = 256
+    x = images(n)
+    rate = changed(AugmentPipe(f"{name}=0.5", p=1.0)(x, rng(17)), x).float().mean().item()
+    expected = hit_rate(name, 0.5) * (1 - IDENTITY_ODDS.get(name, 0.0))
+    assert abs(rate - expected) <= 3 * math.sqrt(expected * (1 - expected) / n), rate
+
+
+def test_brightness_adds_one_constant_per_image_with_the_default_std():
+    # on black images the output is the offset itself: one value per image, N(0, 0.2^2) (brightness_std's default,
+    # the reference's); n = 1024 gives the sample std a standard error of 0.2 / sqrt(2n) ~ 0.0044
+    n = 1024
+    out = AugmentPipe("brightness", p=1.0)(torch.zeros(n, 3, 4, 4), rng(18))
+    offset = out[:, 0, 0, 0]
+    assert torch.equal(out, offset.view(n, 1, 1, 1).expand_as(out))
+    assert abs(offset.std().item() - 0.2) <= 3 * 0.2 / math.sqrt(2 * n)
+    assert abs(offset.mean().item()) <= 3 * 0.2 / math.sqrt(n)
+
+
+def test_contrast_scales_each_image_by_a_log2_normal_factor_with_the_default_std():
+    # contrast scales about 0: white images come out as the factor itself, log2 of it N(0, 0.5^2) (contrast_std's
+    # default, the reference's); standard error of the sample std 0.5 / sqrt(2n) ~ 0.011
+    n = 1024
+    out = AugmentPipe("contrast", p=1.0)(torch.ones(n, 3, 4, 4), rng(19))
+    factor = out[:, 0, 0, 0]
+    torch.testing.assert_close(out, factor.view(n, 1, 1, 1).expand_as(out), rtol=1e-6, atol=0)
+    log2 = factor.log2()
+    assert abs(log2.std().item() - 0.5) <= 3 * 0.5 / math.sqrt(2 * n)
+    assert abs(log2.mean().item()) <= 3 * 0.5 / math.sqrt(n)
+
+
+def test_integer_translation_reaches_xint_max():
+    # at xint_max 0.25 a 32-pixel image moves by up to 8 pixels in x and y; the default 0.125 stops at 4
+    x = images(16)
+    reach = round(0.25 * SIZE)
+    padded = F.pad(x, [reach] * 4, mode="reflect")
+    shifts = [(dy, dx) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
+    moved = [padded[:, :, reach - dy : reach - dy + SIZE, reach - dx : reach - dx + SIZE] for dy, dx in shifts]
+    which = candidates_match(AugmentPipe("xint", p=1.0, xint_max=0.25)(x, rng(20)), moved)
+    assert (which >= 0).all()  # every image moved by whole pixels, at most 8 either way
+    furthest = max(max(abs(dy), abs(dx)) for dy, dx in (shifts[i] for i in which.tolist()))
+    assert furthest > round(0.125 * SIZE), furthest
+
+
 def candidates_match(out: torch.Tensor, candidates: list[torch.Tensor]) -> torch.Tensor:
     """(B,) the index of the candidate each output image equals exactly, -1 for none."""
     equal = torch.stack([(out == c).flatten(1).all(dim=1) for c in candidates])  # (K, B)

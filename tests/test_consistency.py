@@ -119,20 +119,65 @@ def test_bcr_applies_its_policy_from_the_phase_rng_only():
     G, D = nets()
     bcr = BalancedConsistency(1.0, 1.0, "xflip")
     before = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
-    term = bcr.d_term(d_context(G, D, seed=3))
+    term = bcr.d_term(d_context(G, D, seed=4))
     after = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
     assert torch.equal(before[0], after[0]) and before[1] == after[1] and np.array_equal(before[2], after[2])
     # the reals' draw first, then the fakes': which images xflip mirrored, read from the same stream
-    stream = torch.Generator().manual_seed(3)
+    stream = torch.Generator().manual_seed(4)
     fakes = G(Z).detach()
     flipped_real = bcr.consistency_transform(REALS, stream)
     flipped_fake = bcr.consistency_transform(fakes, stream)
     for side, x, flipped in (("real", REALS, flipped_real), ("fake", fakes, flipped_fake)):
         hit = torch.tensor([not torch.equal(f, o) for f, o in zip(flipped, x, strict=True)])  # (B,)
+        assert hit.any() and not hit.all(), side  # seed 4 mirrors some of each side, not all: both checks bite
         a, b = x[:, 0, 0, 0], x[:, 0, 0, 1]
         expected = (hit * 2 * (b - a)).square().mean()
         torch.testing.assert_close(term.stats[f"bcr_{side}"], expected)
-    torch.testing.assert_close(bcr.d_term(d_context(G, D, seed=3)).loss, term.loss)  # same seed, same term
+    torch.testing.assert_close(bcr.d_term(d_context(G, D, seed=4)).loss, term.loss)  # same seed, same term
+
+
+class AddOne(nn.Module):
+    """A run's augmentation that adds 1 to every pixel: LinearD's logit on an augmented image is 4 higher."""
+
+    def forward(self, x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        return x + 1
+
+
+def test_the_consistency_branches_go_through_the_runs_augmentation_as_the_phases_logits_do():
+    # the phase's logits are D(aug(x)); each branch compares D(aug(T(x))) (zCR: D(aug(G(z + dz)))) with them, so an
+    # augmentation D sees leaves the hand-computed gaps as they were; a branch that skipped it would be 4 lower
+    G, D = nets()
+    real, latents = Batch(REALS, None), Latents(Z, Z)
+    bcr, zcr = BalancedConsistency(10.0, 4.0), LatentConsistency(5.0, 0.0, sigma=0.1)
+    bcr.consistency_transform = Mirror()
+    objective = get_objective("bce", augment=AddOne(), regularizers=[bcr, zcr])
+    stats = objective.d_loss(G, D, real, latents, torch.Generator().manual_seed(5)).stats
+    assert stats["bcr_real"].item() == 9.0 and stats["bcr_fake"].item() == 26.0  # test_bcr_matches_hand_computed_values
+    cr = Consistency(10.0)
+    cr.consistency_transform = Mirror()
+    cr_objective = get_objective("bce", augment=AddOne(), regularizers=[cr])
+    cr_stats = cr_objective.d_loss(G, D, real, latents, torch.Generator().manual_seed(5)).stats
+    assert cr_stats["cr"].item() == 9.0
+    # the phase draws nothing before zCR here (no random augmentation, G without noise): dz from a fresh stream
+    dz = zcr.nearby(latents, torch.Generator().manual_seed(5)).z - Z  # (4, 2)
+    torch.testing.assert_close(stats["zcr_dis"], (3 * dz[:, 0] + 5 * dz[:, 1]).square().mean())
+
+
+def test_the_consistency_branch_adds_no_gradient_path_to_the_phases_input():
+    # R1 makes the phase's reals require grad; the term's gradient w.r.t. them must come through the phase's own
+    # logits D(x) = w . x only (w = (3, 1)): mean_i (D(T x_i) - D(x_i))^2 gives -2 gap_i w / B per image, while a
+    # live branch would add 2 gap_i T'w / B (T'w = (1, 3) for the mirror)
+    G, D = nets()
+    reals = REALS.clone().requires_grad_(True)
+    fakes = G(Z).detach()
+    real, latents, rng = Batch(REALS, None), Latents(Z, Z), torch.Generator().manual_seed(0)
+    ctx = PhaseContext("d", 0, D(reals), D(fakes), real, latents, reals, fakes, G, D, rng)
+    bcr = BalancedConsistency(1.0, 0.0)
+    bcr.consistency_transform = Mirror()
+    (grad,) = torch.autograd.grad(bcr.d_term(ctx).loss, reals)
+    gaps = torch.tensor([-2.0, 0.0, 4.0, 4.0])  # 2(b - a)
+    expected = -2 * gaps[:, None] * torch.tensor([3.0, 1.0]) / 4
+    torch.testing.assert_close(grad.view(4, 2), expected)
 
 
 def test_zcr_matches_hand_computed_values_given_its_draw():
