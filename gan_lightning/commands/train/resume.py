@@ -21,6 +21,7 @@ from gan_lightning.commands.train.runconfig import (
     checkpoint_config,
     compare_for_resume,
     read_training_checkpoint,
+    recorded_config,
     trained_d_steps,
 )
 from gan_lightning.core.errors import ConfigError
@@ -152,7 +153,7 @@ def resume_from(cfg: argparse.Namespace, config: Mapping[str, Any]) -> Resume:
     # `auto` reruns a job's unchanged command: other training flags mean another run, not this one's restart. A
     # recorded config leaves out the options of components that were off (their defaults); a checkpoint without one
     # (an older release's) is read from its hyperparameters, whose missing flags say nothing: those are not compared
-    recorded = bool(ckpt.get("gan_lightning_run", {}).get("config"))
+    recorded = recorded_config(ckpt) is not None
     if cfg.ckpt_path == "auto" and (differ := [f"--{k.replace('_', '-')} {o} -> {n}" for k, (o, n) in changes.items()
                                                if recorded or k in trained]):  # fmt: skip
         raise ConfigError(f"--ckpt-path auto: {Path(ckpt_path).parent.parent} was trained with other flags "

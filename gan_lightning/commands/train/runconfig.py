@@ -155,9 +155,14 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def recorded_config(ckpt: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The config a checkpoint's run recorded (every flag in use), or None (an older release's checkpoint)."""
+    return ckpt.get("gan_lightning_run", {}).get("config") or None
+
+
 def checkpoint_config(ckpt: Mapping[str, Any]) -> dict[str, Any]:
     """The flags a checkpoint was trained with: the recorded config, else what its hyperparameters say."""
-    recorded = ckpt.get("gan_lightning_run", {}).get("config")
+    recorded = recorded_config(ckpt)
     if recorded:
         return dict(recorded)
     hp = dict(ckpt.get("hyper_parameters", {}))
