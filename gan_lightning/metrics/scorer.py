@@ -21,6 +21,11 @@ Tensor = torch.Tensor
 CLASS_STATISTICS_BYTES = 2**30
 
 
+def class_counts(labels: Tensor | None) -> Tensor | None:
+    """Images per class (max label + 1,) of labels (N,), on the CPU; None without labels."""
+    return torch.bincount(labels.cpu()) if labels is not None and len(labels) else None
+
+
 class Scorer:
     """The one scoring path, for training-time metrics (`SampleQuality`) and `evaluate.py` alike: real features
     extracted once and kept, generated images from latents drawn with a given seed, sampled in fixed-size chunks,
@@ -58,10 +63,9 @@ class Scorer:
         if total is not None and total > cap:
             keep = torch.zeros(total, dtype=torch.bool)
             keep[torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:cap]] = True
-        classes, self.label_counts = None, None
-        if labels is not None and len(labels):
-            self.label_counts = torch.bincount(labels.cpu())
-            num_classes, dim = int(labels.max()) + 1, self.metrics.extractor.num_features
+        classes, self.label_counts = None, class_counts(labels)
+        if self.label_counts is not None:
+            num_classes, dim = len(self.label_counts), self.metrics.extractor.num_features
             if num_classes * dim * dim * 8 <= CLASS_STATISTICS_BYTES:
                 classes = ClassGaussians(num_classes, dim, self.metrics.fid.device)
         seen = 0
@@ -85,8 +89,8 @@ class Scorer:
         self.metrics.load_real_state(state)
         self.real_classes = ClassGaussians.from_state(state, "cpu") if "class_sum" in state else None
         counts = state.get("label_counts")
-        if counts is None and labels is not None and len(labels):
-            counts = torch.bincount(labels.cpu())
+        if counts is None:
+            counts = class_counts(labels)
         if counts is None and self.real_classes is not None:
             counts = self.real_classes.num
         self.label_counts = None if counts is None else counts.cpu()
